@@ -1,0 +1,3 @@
+from bdx.cli import main
+
+main()

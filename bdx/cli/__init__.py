@@ -1,0 +1,49 @@
+"""The ``bdx`` command line: one Typer app over the core library.
+
+Command modules import heavy dependencies (torch, OpenCV) inside their
+functions, so ``bdx --help`` and ``bdx --version`` answer without loading torch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from bdx import __version__
+
+app = typer.Typer(
+    name="bdx",
+    help="Restore what 8-bit imaging throws away: dequantize to 16 bits, make training pairs, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+eval_app = typer.Typer(help="Evaluate results against references (JSON plus a readable table).", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bdx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """bdx: bit-depth expansion, low-light and HDR restoration."""
+
+
+from bdx.cli import evaluate, info, quantize, upscale  # noqa: E402,F401  (registers commands)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app(prog_name="bdx")
+    except KeyboardInterrupt:
+        sys.stderr.write("bdx: interrupted\n")
+        sys.exit(130)

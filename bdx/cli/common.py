@@ -1,0 +1,359 @@
+"""What every bdx command shares: inputs, output names, sharding, progress, errors, exit codes.
+
+Exit status: 0 when every input succeeded (or was skipped), 1 when some failed
+(the rest are still processed), 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from bdx.errors import BdxError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+STDIO = "-"
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input image: its path (None for stdin), its name relative to the argument that found it."""
+
+    path: Path | None
+    relative: Path
+    root: Path | None = None  # the directory argument it was found under
+
+    @property
+    def display(self) -> str:
+        return "<stdin>" if self.path is None else str(self.path)
+
+
+@dataclass
+class Inputs:
+    """Expanded inputs plus the arguments that matched nothing."""
+
+    sources: list[Source] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def image_extensions() -> frozenset[str]:
+    from bdx.io import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS
+
+
+def expand_inputs(arguments: list[str]) -> Inputs:
+    """Files, directories (recursive), globs and ``-`` (stdin), in a stable sorted order."""
+    found = Inputs()
+    extensions = image_extensions()
+    for argument in arguments:
+        if argument == STDIO:
+            found.sources.append(Source(None, Path("stdin")))
+            continue
+        path = Path(argument)
+        if path.is_dir():
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in extensions and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not files:
+                found.problems.append((argument, "directory holds no images"))
+            found.sources.extend(Source(p, p.relative_to(path), root=path) for p in files)
+        elif path.exists():
+            found.sources.append(Source(path, Path(path.name)))
+        elif _GLOB_CHARS & set(argument):
+            base = _glob_base(argument)
+            matches = sorted(Path(m) for m in glob.glob(argument, recursive=True) if Path(m).is_file())
+            if not matches:
+                found.problems.append((argument, "no files match"))
+            found.sources.extend(Source(m, _relative_or_name(m, base)) for m in matches)
+        else:
+            found.problems.append((argument, "no such file"))
+    return found
+
+
+def _glob_base(pattern: str) -> Path:
+    parts = []
+    for part in Path(pattern).parts:
+        if _GLOB_CHARS & set(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def _relative_or_name(path: Path, base: Path) -> Path:
+    try:
+        return path.relative_to(base)
+    except ValueError:
+        return Path(path.name)
+
+
+def shard_from_environment() -> str | None:
+    """``I/N`` from a SLURM job array or a torchrun launch, if either is present."""
+    env = os.environ
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return f"{int(env['SLURM_ARRAY_TASK_ID']) - first}/{env['SLURM_ARRAY_TASK_COUNT']}"
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return f"{env['RANK']}/{env['WORLD_SIZE']}"
+    return None
+
+
+def apply_shard(sources: list[Source], shard: str | None) -> list[Source]:
+    """Every N-th source starting at I for ``shard`` = ``I/N`` (None: the environment's, else all)."""
+    shard = shard or shard_from_environment()
+    if not shard:
+        return sources
+    try:
+        index, count = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like I/N, not {shard!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"--shard {shard}: need 0 <= I < N")
+    return sources[index::count]
+
+
+def plan_outputs(
+    sources: list[Source],
+    output: str | None,
+    *,
+    extension: str,
+    file_suffix: str,
+    dir_suffix: str,
+) -> "OutputPlan":
+    """Where each source is written.
+
+    With ``-o`` naming a file (a known image extension) and one input file, that
+    file; with ``-o`` a folder, the input's relative path under it; with ``-o -``,
+    stdout. Without ``-o``: ``<stem><file_suffix><extension>`` beside a file, or a
+    mirrored tree in ``<dir><dir_suffix>`` beside a directory argument. Two inputs
+    that would write the same output are refused before any work starts.
+    """
+    from bdx.io import format_from_path
+
+    targets: list[Path | str] = []
+    if output == STDIO:
+        if len(sources) != 1:
+            raise UsageError("-o - (stdout) takes exactly one input")
+        return OutputPlan([STDIO], explicit_file=True)
+    single_file = len(sources) == 1 and sources[0].root is None
+    explicit_file = False
+    for source in sources:
+        if output is None:
+            if source.path is None:
+                targets.append(STDIO)
+            elif source.root is not None:
+                root = source.root.resolve()
+                targets.append(root.parent / (root.name + dir_suffix) / source.relative.with_suffix(extension))
+            else:
+                targets.append(source.path.with_name(source.path.stem + file_suffix + extension))
+        elif single_file and format_from_path(output) is not None and not Path(output).is_dir():
+            targets.append(Path(output))
+            explicit_file = True
+        else:
+            targets.append(Path(output) / source.relative.with_suffix(extension))
+    seen: dict[str, Source] = {}
+    for source, target in zip(sources, targets):
+        if target == STDIO:
+            continue
+        key = str(Path(target).resolve())
+        if key in seen:
+            raise UsageError(f"{seen[key].display} and {source.display} would both write {target}")
+        seen[key] = source
+    return OutputPlan(targets, explicit_file)
+
+
+@dataclass
+class OutputPlan:
+    """Output paths in input order; ``explicit_file`` when ``-o`` named the one output file."""
+
+    targets: list[Path | str]
+    explicit_file: bool = False
+
+
+class Reporter:
+    """Progress on stderr (a bar for several files or many tiles), one-line errors, JSON lines on stdout."""
+
+    def __init__(self, total: int, *, quiet: bool, json_lines: bool, label: str) -> None:
+        self.quiet = quiet
+        self.json_lines = json_lines
+        self.failed = 0
+        self._progress = None
+        self._file_task = None
+        self._tile_task = None
+        if not quiet and sys.stderr.isatty() or (not quiet and os.environ.get("BDX_PROGRESS") == "1"):
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+            if total > 1:
+                self._file_task = self._progress.add_task(label, total=total)
+
+    def tiles(self, done: int, total: int) -> None:
+        """Tile progress of the current image (shown when it has several tiles)."""
+        if self._progress is None or total < 2:
+            return
+        if self._tile_task is None:
+            self._tile_task = self._progress.add_task("tiles", total=total)
+        self._progress.update(self._tile_task, completed=done, total=total)
+
+    def finished(self, record: dict[str, Any]) -> None:
+        if record.get("status") == "error":
+            self.failed += 1
+            self.error(f"{record['input']}: {record['error']}")
+        if self.json_lines:
+            sys.stdout.write(json.dumps(record, default=_json_default) + "\n")
+            sys.stdout.flush()
+        if self._progress is not None:
+            if self._tile_task is not None:
+                self._progress.remove_task(self._tile_task)
+                self._tile_task = None
+            if self._file_task is not None:
+                self._progress.advance(self._file_task)
+
+    def error(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(f"bdx: error: {message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            sys.stderr.write(f"bdx: error: {message}\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an exception; unexpected ones are labelled as internal errors."""
+    if isinstance(exc, BdxError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if os.environ.get("BDX_DEBUG"):
+        traceback.print_exc()
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"internal error ({type(exc).__name__}: {text}); set BDX_DEBUG=1 for a traceback"
+
+
+Process = Callable[[Source, "Path | str", Reporter], dict[str, Any]]
+
+
+def run_batch(
+    sources: list[Source],
+    targets: list[Path | str],
+    process: Process,
+    *,
+    problems: list[tuple[str, str]] = (),
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    quiet: bool = False,
+    json_lines: bool = False,
+    label: str = "images",
+    create_folders: bool = True,
+) -> int:
+    """Run ``process`` on every source; one failure never stops the others."""
+    if overwrite and skip_existing:
+        raise UsageError("--overwrite and --skip-existing exclude each other")
+    reporter = Reporter(len(sources), quiet=quiet, json_lines=json_lines, label=label)
+    try:
+        for name, message in problems:
+            reporter.finished({"input": name, "status": "error", "error": message})
+        for source, target in zip(sources, targets):
+            record: dict[str, Any] = {"input": source.display, "output": str(target)}
+            try:
+                if target != STDIO and skip_existing and Path(target).exists():
+                    record["status"] = "skipped"
+                else:
+                    check_target(source, target, overwrite=overwrite, create_folders=create_folders)
+                    record.update(process(source, target, reporter))
+                    record["status"] = "ok"
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # one line per failed file, then carry on
+                record.update(status="error", error=describe_exception(exc))
+            reporter.finished(record)
+    finally:
+        reporter.close()
+    return EXIT_FAILED if reporter.failed else EXIT_OK
+
+
+def check_target(source: Source, target: Path | str, *, overwrite: bool, create_folders: bool) -> None:
+    """Refuse to write over the input, or over an existing file without ``--overwrite``; make folders."""
+    if target == STDIO:
+        return
+    target = Path(target)
+    if source.path is not None and target.exists() and target.resolve() == source.path.resolve():
+        raise BdxError("output path is the input file; refusing to overwrite an input")
+    if target.is_dir():
+        raise BdxError(f"output {target} is a directory")
+    if target.exists() and not overwrite:
+        raise BdxError(f"{target} exists (use --overwrite to replace it, or --skip-existing)")
+    if not target.parent.exists():
+        if not create_folders:
+            raise BdxError(f"output folder does not exist: {target.parent}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BdxError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
+
+
+def read_source(source: Source):
+    """Decode one source (a file or stdin)."""
+    from bdx.io import decode_image, read_image
+
+    if source.path is None:
+        return decode_image(sys.stdin.buffer.read(), "<stdin>")
+    return read_image(source.path)
+
+
+def write_target(target: Path | str, image, fmt: str, **options) -> None:
+    """Encode and write atomically, or to stdout for ``-``."""
+    from bdx.io import atomic_write_bytes, encode_image
+
+    data = encode_image(image, fmt, **options)
+    if target == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write_bytes(target, data)
+
+
+@contextmanager
+def command_errors() -> Iterator[None]:
+    """Turn errors raised outside the per-file loop into one line and an exit status."""
+    import typer
+
+    try:
+        yield
+    except UsageError as exc:
+        sys.stderr.write(f"bdx: error: {exc}\n")
+        raise typer.Exit(EXIT_USAGE) from None
+    except BdxError as exc:
+        sys.stderr.write(f"bdx: error: {exc}\n")
+        raise typer.Exit(EXIT_FAILED) from None

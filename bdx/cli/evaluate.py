@@ -1,0 +1,166 @@
+"""``bdx eval depth``: fidelity, quantization-safety and banding metrics for dequantized images."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bdx.cli import eval_app
+from bdx.cli import options as opt
+from bdx.cli.common import EXIT_FAILED, EXIT_OK, command_errors, describe_exception, image_extensions
+from bdx.cli.quantize import _choice
+from bdx.errors import BdxError, UsageError
+
+SUMMARY_COLUMNS = (
+    ("psnr", "PSNR dB", "{:.2f}"),
+    ("ssim", "SSIM", "{:.4f}"),
+    ("psnr_linear", "PSNR lin", "{:.2f}"),
+    ("delta_e_ok", "ΔEok×100", "{:.3f}"),
+    ("requant_match", "requant", "{:.2%}"),
+    ("within_0.5_step", "≤½ step", "{:.2%}"),
+    ("pred_zero_diff_g0.6", "zero Δ γ0.6", "{:.3f}"),
+    ("pred_zero_run_g0.6", "zero run γ0.6", "{:.2f}"),
+    ("pred_zero_diff_g1.6", "zero Δ γ1.6", "{:.3f}"),
+    ("pred_distinct", "distinct/ch", "{:.0f}"),
+    ("idempotence_drift_mean", "drift", "{:.3f}"),
+)
+
+
+def index_images(root: Path) -> dict[tuple[str, ...], Path]:
+    """Images under ``root`` keyed by relative folder and stem (a file root is its own entry)."""
+    if root.is_file():
+        return {(root.stem,): root}
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such file or folder")
+    found: dict[tuple[str, ...], Path] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() in image_extensions() and not path.name.startswith("."):
+            key = path.relative_to(root).with_suffix("").parts
+            if key in found:
+                raise UsageError(f"{found[key]} and {path} have the same name; cannot pair them")
+            found[key] = path
+    if not found:
+        raise UsageError(f"{root}: holds no images")
+    return found
+
+
+@eval_app.command(
+    "depth",
+    epilog="Example:  bdx eval depth --pred out_contour --pred out_midpoint --ref photos --input photos_q4",
+)
+def eval_depth(
+    pred: Annotated[list[Path], typer.Option(help="Dequantized results (file or folder); repeat to compare methods.")],
+    ref: Annotated[Path, typer.Option(help="High-bit-depth references (file or folder).")],
+    input_: Annotated[Optional[Path], typer.Option("--input", help="The quantized inputs (enables bin metrics).")] = None,
+    in_bits: Annotated[str, typer.Option(help="Input bit depth: auto (sBIT, else detected) or N.")] = "auto",
+    convention: opt.Convention = "centre",
+    method: Annotated[
+        Optional[str], typer.Option(help="Re-run this method on the re-quantized output to measure idempotence drift.")
+    ] = None,
+    json_lines: opt.Json = False,
+) -> None:
+    """Compare dequantized images with references: PSNR/SSIM (sRGB and linear), ΔE, bin safety, banding."""
+    from bdx.cli.upscale import _parse_bits
+    from bdx.depth import DEPTH_METHODS
+    from bdx.evaluation import evaluate_depth
+    from bdx.io import read_image
+    from bdx.quantization import CONVENTIONS
+
+    with command_errors():
+        _choice("--convention", convention, CONVENTIONS)
+        if method is not None:
+            _choice("--method", method, DEPTH_METHODS)
+        bits = None if in_bits == "auto" else _parse_bits(in_bits)
+        refs = index_images(ref)
+        inputs = index_images(input_) if input_ is not None else None
+        predictions = {p: index_images(p) for p in pred}
+        single = ref.is_file()
+
+    per_method: dict[str, list[dict]] = {}
+    failed = 0
+    for folder, images in predictions.items():
+        label = folder.name or str(folder)
+        per_method[label] = []
+        for key, pred_path in images.items():
+            ref_key = next(iter(refs)) if single else key
+            record: dict = {"method": label, "pred": str(pred_path)}
+            try:
+                if ref_key not in refs:
+                    raise BdxError("no reference with the same name")
+                if inputs is not None and (next(iter(inputs)) if single else key) not in inputs:
+                    raise BdxError("no input with the same name")
+                source = read_image(inputs[next(iter(inputs)) if single else key]) if inputs is not None else None
+                record["ref"] = str(refs[ref_key])
+                record.update(
+                    evaluate_depth(
+                        read_image(pred_path), read_image(refs[ref_key]), source, bits=bits, convention=convention, method=method
+                    )
+                )
+                record["status"] = "ok"
+                per_method[label].append(record)
+            except Exception as exc:  # one line per failed pair, then carry on
+                failed += 1
+                record.update(status="error", error=describe_exception(exc))
+                sys.stderr.write(f"bdx: error: {pred_path}: {record['error']}\n")
+            if json_lines:
+                sys.stdout.write(json.dumps(record) + "\n")
+    summary = {label: summarise(records) for label, records in per_method.items() if records}
+    if inputs is not None:
+        baseline = baseline_records(per_method)
+        if baseline:
+            summary["input (bin centre)"] = baseline
+    if json_lines:
+        sys.stdout.write(json.dumps({"summary": summary}) + "\n")
+    else:
+        print_summary(summary)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def summarise(records: list[dict]) -> dict:
+    """Mean of every numeric metric over a method's images (list metrics are averaged per image first)."""
+    summary: dict = {"images": len(records)}
+    for key in records[0]:
+        values = [r[key] for r in records if key in r]
+        if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            summary[key] = float(sum(values) / len(values))
+        elif values and all(isinstance(v, list) for v in values):
+            summary[key] = float(sum(sum(v) / len(v) for v in values) / len(values))
+    return summary
+
+
+def baseline_records(per_method: dict[str, list[dict]]) -> dict:
+    """The quantized input's own banding figures, for comparison with every method."""
+    records = next((r for r in per_method.values() if r), [])
+    if not records:
+        return {}
+    picked = [
+        {
+            key.replace("input_", "pred_"): value
+            for key, value in record.items()
+            if key.startswith("input_") and key != "input_distinct"
+        }
+        | {"pred_distinct": record["input_distinct"]}
+        for record in records
+    ]
+    return summarise(picked)
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="bdx eval depth (means over images)")
+    table.add_column("method")
+    table.add_column("n", justify="right")
+    for _, title, _ in SUMMARY_COLUMNS:
+        table.add_column(title, justify="right")
+    for label, row in summary.items():
+        cells = [label, str(row.get("images", ""))]
+        for key, _, form in SUMMARY_COLUMNS:
+            cells.append(form.format(row[key]) if key in row else "-")
+        table.add_row(*cells)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)

@@ -1,0 +1,110 @@
+"""``bdx info``: what an image file holds."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bdx.cli import app
+from bdx.cli import options as opt
+from bdx.cli.common import Source, expand_inputs, read_source, run_batch
+
+_ORIENTATIONS = {
+    1: "normal",
+    2: "mirrored",
+    3: "rotated 180",
+    4: "flipped",
+    5: "transposed",
+    6: "rotated 90 CW",
+    7: "transversed",
+    8: "rotated 90 CCW",
+}
+
+
+def describe(source: Source) -> dict:
+    """Size, channels, container, effective bit depth, colour profile and orientation of one file."""
+    from bdx.quantization import detect_bits
+
+    image = read_source(source)
+    record: dict = {
+        "format": image.source_format,
+        "width": image.width,
+        "height": image.height,
+        "channels": image.channels,
+        "alpha": image.alpha is not None,
+        "container_bits": image.container_bits,
+    }
+    if image.is_float:
+        record.update(effective_bits=None, bit_depth_source="float", convention=None)
+    elif image.significant_bits:
+        record.update(effective_bits=image.significant_bits, bit_depth_source="sBIT", convention=None)
+    else:
+        bits, convention = detect_bits(image.pixels, image.container_bits)
+        record.update(effective_bits=bits, bit_depth_source="code values", convention=convention)
+    record["icc_profile"] = _icc_description(image.icc_profile)
+    record["orientation"] = _ORIENTATIONS.get(image.orientation, "normal")
+    return record
+
+
+def _icc_description(profile: bytes | None) -> str | None:
+    """The profile's 'desc' text when it can be read, else its size."""
+    if not profile:
+        return None
+    import struct
+
+    try:
+        (count,) = struct.unpack(">I", profile[128:132])
+        for i in range(count):
+            sig, offset, size = struct.unpack(">4sII", profile[132 + 12 * i : 144 + 12 * i])
+            if sig == b"desc":
+                body = profile[offset : offset + size]
+                if body[:4] == b"desc":
+                    (length,) = struct.unpack(">I", body[8:12])
+                    return body[12 : 12 + length].rstrip(b"\0").decode("latin-1")
+                if body[:4] == b"mluc":
+                    length, start = struct.unpack(">II", body[20:28])  # first record: length, offset
+                    return body[start : start + length].decode("utf-16-be", "replace").rstrip("\0")
+    except (struct.error, UnicodeDecodeError):
+        pass
+    return f"ICC profile ({len(profile)} bytes)"
+
+
+@app.command(epilog="Examples:  bdx info photo.png   ·   bdx info --json shots/ | jq .effective_bits")
+def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
+    """Print size, channels, container and effective bit depth, colour profile and orientation."""
+    found = expand_inputs(inputs)
+    rows: list[dict] = []
+
+    def process(source, target, reporter):
+        record = describe(source)
+        rows.append({"input": source.display, **record})
+        return record
+
+    status = run_batch(
+        found.sources,
+        ["-"] * len(found.sources),
+        process,
+        problems=found.problems,
+        quiet=True,
+        json_lines=json_lines,
+    )
+    if not json_lines and rows:
+        table = Table("file", "format", "size", "ch", "alpha", "container", "effective bits", "profile", "orientation")
+        for row in rows:
+            bits = "float" if row["effective_bits"] is None else f"{row['effective_bits']} ({row['bit_depth_source']})"
+            table.add_row(
+                row["input"],
+                row["format"],
+                f"{row['width']}x{row['height']}",
+                str(row["channels"]),
+                "yes" if row["alpha"] else "no",
+                f"{row['container_bits']}-bit" if row["container_bits"] != 32 else "float",
+                bits,
+                row["icc_profile"] or "-",
+                row["orientation"],
+            )
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
+    raise typer.Exit(status)

@@ -1,0 +1,28 @@
+"""Option declarations shared by several commands."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+Inputs = Annotated[list[str], typer.Argument(help="Image files, directories (recursive), globs, or - for stdin.", show_default=False)]
+Output = Annotated[
+    Optional[str],
+    typer.Option("--output", "-o", help="Output file (one input), folder (mirrors input tree), or - for stdout."),
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+Json = Annotated[bool, typer.Option("--json", help="Write one JSON object per file to stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace outputs that already exist.")]
+SkipExisting = Annotated[bool, typer.Option(help="Leave existing outputs alone (makes batches resumable).")]
+Shard = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Process every N-th input starting at I, as I/N (default: from SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE)."
+    ),
+]
+Convention = Annotated[
+    str,
+    typer.Option(help="How N-bit levels sit in the container: centre (bin centres) or truncate (top bits, zero-filled)."),
+]

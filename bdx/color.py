@@ -1,0 +1,64 @@
+"""Colour math: sRGB transfer function, luminance, Oklab.
+
+Functions take float arrays with channels last and work on NumPy arrays of any
+leading shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+_LMS_FROM_LINEAR_SRGB = np.array(
+    [
+        [0.4122214708, 0.5363325363, 0.0514459929],
+        [0.2119034982, 0.6806995451, 0.1073969566],
+        [0.0883024619, 0.2817188376, 0.6299787005],
+    ],
+    dtype=np.float64,
+)
+_OKLAB_FROM_LMS_ = np.array(
+    [
+        [0.2104542553, 0.7936177850, -0.0040720468],
+        [1.9779984951, -2.4285922050, 0.4505937099],
+        [0.0259040371, 0.7827717662, -0.8086757660],
+    ],
+    dtype=np.float64,
+)
+
+
+def srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] to linear light (IEC 61966-2-1)."""
+    values = np.asarray(values, dtype=np.float32)
+    return np.where(values <= 0.04045, values / 12.92, ((np.maximum(values, 0.04045) + 0.055) / 1.055) ** 2.4).astype(
+        np.float32
+    )
+
+
+def linear_to_srgb(values: np.ndarray) -> np.ndarray:
+    """Linear light to sRGB encoding (values above 1 are extended with the same curve)."""
+    values = np.asarray(values, dtype=np.float32)
+    return np.where(
+        values <= 0.0031308, values * 12.92, 1.055 * np.maximum(values, 0.0031308) ** (1 / 2.4) - 0.055
+    ).astype(np.float32)
+
+
+def luminance(linear_rgb: np.ndarray) -> np.ndarray:
+    """Rec. 709 relative luminance of linear RGB; a single channel is returned as is."""
+    if linear_rgb.shape[-1] == 1:
+        return linear_rgb[..., 0]
+    return linear_rgb @ REC709_LUMA
+
+
+def linear_srgb_to_oklab(linear_rgb: np.ndarray) -> np.ndarray:
+    """Linear sRGB to Oklab (Ottosson 2020); gray input is treated as R = G = B."""
+    if linear_rgb.shape[-1] == 1:
+        linear_rgb = np.repeat(linear_rgb, 3, axis=-1)
+    lms = np.asarray(linear_rgb, dtype=np.float64) @ _LMS_FROM_LINEAR_SRGB.T
+    return (np.cbrt(lms) @ _OKLAB_FROM_LMS_.T).astype(np.float32)
+
+
+def srgb_to_oklab(srgb: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] to Oklab."""
+    return linear_srgb_to_oklab(srgb_to_linear(srgb))

@@ -1,0 +1,1 @@
+"""Bit-depth dequantizers: estimate the high-precision values inside each quantization bin."""

@@ -1,0 +1,127 @@
+"""Non-learned dequantizers, as torch modules the tiling engine can run.
+
+Both take quantization levels (as float32 integers, N x C x H x W) and return
+values in [0, 1].
+
+``midpoint`` returns each bin's centre.
+
+``contour`` is content-adaptive contour-distance interpolation, after
+Cheng, Au, Liu and Yip, "Bit-depth expansion by contour region reconstruction",
+ISCAS 2009, and Liu, Zhai et al., "IPAD: Intensity Potential for Adaptive
+De-quantization", IEEE TIP 2018. Inside a flat region of level q, a pixel's value
+moves from the bottom of the bin at the contour with level q-1 to the top of the
+bin at the contour with level q+1, in proportion to its distances to the two
+contours. Plateaus bounded on one side only (local extrema) rise from the bin
+edge towards the bin centre over the plateau's own width; tiny plateaus (texture)
+keep the bin centre. Jumps of two levels or more are real edges and are not
+contours. Every value stays inside its bin.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from bdx.quantization import Convention, bin_centres, max_level
+
+CONTOUR_RADIUS = 64  # contours farther than this are ignored (and set the tiling halo)
+PLATEAU_WINDOW = 9  # window over which a plateau's width is estimated
+PLATEAU_MIN_WIDTH = 2.5  # narrower extremal plateaus keep the bin centre
+RESIDUE_CLASSES = 4  # levels are split by q mod 4 so 4 distance transforms serve every level
+
+
+class MidpointDequantizer(nn.Module):
+    """Bin centre of every level."""
+
+    def __init__(self, bits: int, convention: Convention = "centre") -> None:
+        super().__init__()
+        table = torch.from_numpy(bin_centres(np.arange(max_level(bits) + 1), bits, convention))
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        return self.table[levels.long()]
+
+
+class ContourDequantizer(nn.Module):
+    """Contour-distance interpolation inside each bin (CPU; NumPy and OpenCV inside)."""
+
+    halo = CONTOUR_RADIUS + PLATEAU_WINDOW
+
+    def __init__(self, bits: int, convention: Convention = "centre") -> None:
+        super().__init__()
+        self.bits = bits
+        self.convention = convention
+
+    def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        array = levels.detach().to("cpu", torch.int32).numpy()
+        planes = [(n, c) for n in range(array.shape[0]) for c in range(array.shape[1])]
+        out = np.empty(array.shape, dtype=np.float32)
+        # OpenCV and NumPy release the GIL, so planes run in parallel on threads
+        with ThreadPoolExecutor(max_workers=max(1, min(len(planes), torch.get_num_threads()))) as pool:
+            for (n, c), fraction in zip(planes, pool.map(lambda nc: contour_fraction(array[nc]), planes)):
+                out[n, c] = fraction
+        values = contour_values(array, out, self.bits, self.convention)
+        return torch.from_numpy(values).to(levels.device)
+
+
+def contour_values(levels: np.ndarray, fraction: np.ndarray, bits: int, convention: Convention) -> np.ndarray:
+    """Values in [0, 1] at position ``fraction`` (0 = bottom, 1 = top) inside each level's bin."""
+    if convention == "truncate":
+        step = np.float32(2.0 ** -bits)
+        return ((levels + fraction) * step).astype(np.float32)
+    step = np.float32(1.0 / max_level(bits))
+    return ((levels - np.float32(0.5) + fraction) * step).astype(np.float32)
+
+
+def contour_fraction(levels: np.ndarray) -> np.ndarray:
+    """Position of each pixel inside its bin (0..1) from its distances to the neighbouring-level contours."""
+    below, above = neighbour_level_distances(levels, CONTOUR_RADIUS)
+    has_below, has_above = below <= CONTOUR_RADIUS, above <= CONTOUR_RADIUS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(has_below & has_above, below / (below + above), np.float32(0.5)).astype(np.float32)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (PLATEAU_WINDOW, PLATEAU_WINDOW))
+    for only, distance, rising in ((has_below & ~has_above, below, True), (has_above & ~has_below, above, False)):
+        if not only.any():
+            continue
+        width = cv2.dilate(np.where(only, distance, np.float32(0)), kernel)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ramp = np.float32(0.5) * np.minimum(np.float32(1.0), distance / width)
+        plateau = only & (width >= PLATEAU_MIN_WIDTH)
+        fraction = np.where(plateau, ramp if rising else np.float32(1.0) - ramp, fraction)
+    return fraction
+
+
+def neighbour_level_distances(levels: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each pixel to the nearest pixel one level below, and one level above.
+
+    Distances beyond ``radius`` are infinite. Levels are grouped by q mod 4: one
+    distance transform per group finds, for every pixel at level q, the nearest
+    pixel of its group q-1 (or q+1); the seed's own level is checked, so a pixel
+    of level q+3 in the same group never counts as a contour.
+    """
+    levels = levels.astype(np.int32, copy=False)
+    residue = levels % RESIDUE_CLASSES
+    distances = np.full((RESIDUE_CLASSES,) + levels.shape, np.inf, dtype=np.float32)
+    nearest = np.full((RESIDUE_CLASSES,) + levels.shape, -2, dtype=np.int32)
+    for group in range(RESIDUE_CLASSES):
+        seeds = residue == group
+        if not seeds.any():
+            continue
+        distance, labels = cv2.distanceTransformWithLabels(
+            (~seeds).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        seed_level = np.zeros(int(labels.max()) + 1, dtype=np.int32)
+        seed_level[labels[seeds]] = levels[seeds]
+        distances[group] = distance
+        nearest[group] = seed_level[labels]
+    result = []
+    for offset in (-1, 1):
+        group = ((levels + offset) % RESIDUE_CLASSES)[None]
+        distance = np.take_along_axis(distances, group, 0)[0]
+        found = np.take_along_axis(nearest, group, 0)[0] == levels + offset
+        result.append(np.where(found & (distance <= radius), distance, np.float32(np.inf)))
+    return result[0], result[1]

@@ -1,0 +1,32 @@
+"""Choosing the torch device: ``auto`` takes CUDA, then MPS, then the CPU."""
+
+from __future__ import annotations
+
+from bdx.errors import BdxError
+
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str = "auto"):
+    """The torch.device for ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; a clear error if absent."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BdxError("--device cuda asked for, but torch sees no CUDA GPU (is a CUDA build of torch installed?)")
+        return torch.device(name)
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise BdxError("--device mps asked for, but MPS is not available")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise BdxError(f"unknown device {name!r} (choose auto, cpu, cuda or mps)")

@@ -1,0 +1,89 @@
+"""The in-memory image record shared by every bdx command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from bdx.errors import BdxError
+
+
+@dataclass
+class Image:
+    """Decoded pixels plus what must travel with them to the output.
+
+    ``pixels`` is (H, W, C) with C = 1 (gray) or 3 (RGB), dtype uint8, uint16 or
+    float32. ``alpha`` is (H, W) in the same dtype, or None; it is carried to the
+    output untouched (rescaled only when the container depth changes).
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    icc_profile: bytes | None = None
+    significant_bits: int | None = None
+    source_format: str = ""
+    orientation: int = 1
+    linear: bool = False
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+    @property
+    def container_bits(self) -> int:
+        """Bits per sample of the decoded container: 8, 16, or 32 for float."""
+        return {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(self.pixels.dtype, 32)
+
+    @property
+    def is_float(self) -> bool:
+        return self.pixels.dtype.kind == "f"
+
+    def with_pixels(self, pixels: np.ndarray, **changes) -> "Image":
+        """A copy with new pixels (same size); alpha and metadata are kept."""
+        if pixels.ndim == 2:
+            pixels = pixels[..., None]
+        if pixels.shape[:2] != self.pixels.shape[:2]:
+            raise ValueError("with_pixels keeps the image size")
+        return replace(self, pixels=pixels, **changes)
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """Integer code values to float32 in [0, 1]; float input is returned as float32."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / np.float32(255)
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / np.float32(65535)
+    if pixels.dtype.kind == "f":
+        return pixels.astype(np.float32, copy=False)
+    raise BdxError(f"unsupported sample type {pixels.dtype}")
+
+
+def convert_depth(pixels: np.ndarray, bits: int) -> np.ndarray:
+    """Convert samples to an 8-bit, 16-bit or float32 (bits=32) container.
+
+    Integer-to-integer conversions are exact where they can be (8 to 16 bits
+    multiplies by 257); float values are clipped to [0, 1] and rounded.
+    """
+    if bits == 32:
+        return to_float(pixels)
+    target = {8: np.uint8, 16: np.uint16}.get(bits)
+    if target is None:
+        raise ValueError(f"bits must be 8, 16 or 32, not {bits}")
+    if pixels.dtype == target:
+        return pixels
+    if pixels.dtype == np.uint8 and bits == 16:
+        return pixels.astype(np.uint16) * np.uint16(257)
+    if pixels.dtype == np.uint16 and bits == 8:
+        return np.rint(pixels.astype(np.float32) / 257).astype(np.uint8)
+    scale = (1 << bits) - 1
+    values = np.clip(to_float(pixels), 0.0, 1.0) * scale
+    return np.rint(values).astype(target)

@@ -1,0 +1,244 @@
+"""Container-level metadata: PNG chunks, JPEG markers, EXIF orientation, WebP chunks.
+
+OpenCV decodes pixels but drops ICC profiles, sBIT and EXIF; these helpers read
+and write that metadata directly from the byte stream.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bdx.errors import BdxError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- EXIF
+
+
+def exif_orientation(tiff_blob: bytes) -> int:
+    """Orientation tag (1-8) of a TIFF-structured EXIF blob; 1 when absent or unreadable."""
+    if len(tiff_blob) < 8:
+        return 1
+    order = tiff_blob[:2]
+    if order == b"II":
+        end = "<"
+    elif order == b"MM":
+        end = ">"
+    else:
+        return 1
+    try:
+        (ifd_offset,) = struct.unpack(end + "I", tiff_blob[4:8])
+        (count,) = struct.unpack(end + "H", tiff_blob[ifd_offset : ifd_offset + 2])
+        for i in range(count):
+            entry = tiff_blob[ifd_offset + 2 + 12 * i : ifd_offset + 14 + 12 * i]
+            tag, typ = struct.unpack(end + "HH", entry[:4])
+            if tag == 0x0112 and typ == 3:
+                (value,) = struct.unpack(end + "H", entry[8:10])
+                return int(value) if 1 <= value <= 8 else 1
+    except struct.error:
+        return 1
+    return 1
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip an (H, W[, C]) array so that EXIF orientation ``orientation`` displays upright."""
+    ops = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+    }
+    return np.ascontiguousarray(ops.get(orientation, ops[1])(pixels))
+
+
+# --------------------------------------------------------------------------- PNG
+
+
+@dataclass
+class PngInfo:
+    """What bdx needs from a PNG's chunks."""
+
+    width: int
+    height: int
+    bit_depth: int
+    color_type: int
+    icc_profile: bytes | None = None
+    significant_bits: int | None = None
+    orientation: int = 1
+    chunk_types: list[str] = field(default_factory=list)
+
+
+def _iter_png_chunks(data: bytes):
+    pos = len(PNG_SIGNATURE)
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise BdxError("truncated PNG (chunk header cut off)")
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise BdxError(f"truncated PNG (chunk {ctype.decode('latin-1')!r} cut off)")
+        body = data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : end])
+        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
+            raise BdxError(f"corrupt PNG (bad CRC in chunk {ctype.decode('latin-1')!r})")
+        yield ctype, body
+        pos = end
+
+
+def parse_png(data: bytes) -> PngInfo:
+    """Validate a PNG's chunk structure and read its header, ICC profile, sBIT and EXIF orientation."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise BdxError("not a PNG file")
+    info: PngInfo | None = None
+    seen_iend = False
+    for ctype, body in _iter_png_chunks(data):
+        name = ctype.decode("latin-1")
+        if info is None:
+            if name != "IHDR" or len(body) != 13:
+                raise BdxError("corrupt PNG (first chunk is not IHDR)")
+            w, h, depth, color_type = struct.unpack(">IIBB", body[:10])
+            info = PngInfo(width=w, height=h, bit_depth=depth, color_type=color_type)
+            continue
+        info.chunk_types.append(name)
+        if name == "iCCP":
+            sep = body.find(b"\0")
+            try:
+                info.icc_profile = zlib.decompress(body[sep + 2 :])
+            except zlib.error:
+                info.icc_profile = None
+        elif name == "sBIT":
+            channels = body[:3] if info.color_type in (2, 3, 6) else body[:1]
+            if channels:
+                info.significant_bits = max(channels)
+        elif name == "eXIf":
+            info.orientation = exif_orientation(body)
+        elif name == "IEND":
+            seen_iend = True
+            break
+    if info is None:
+        raise BdxError("truncated PNG (no IHDR chunk)")
+    if not seen_iend:
+        raise BdxError("truncated PNG (no IEND chunk)")
+    if info.width == 0 or info.height == 0:
+        raise BdxError("PNG has zero width or height")
+    return info
+
+
+def png_chunk(ctype: bytes, body: bytes) -> bytes:
+    """One encoded PNG chunk: length, type, body, CRC."""
+    crc = zlib.crc32(ctype + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
+
+
+def png_add_chunks(png: bytes, *, icc_profile: bytes | None = None, significant_bits: tuple[int, ...] | None = None) -> bytes:
+    """Insert iCCP and sBIT chunks right after IHDR of an encoded PNG."""
+    ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
+    extra = b""
+    if icc_profile:
+        extra += png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile, 9))
+    if significant_bits:
+        extra += png_chunk(b"sBIT", bytes(significant_bits))
+    return png[:ihdr_end] + extra + png[ihdr_end:]
+
+
+# --------------------------------------------------------------------------- JPEG
+
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+@dataclass
+class JpegInfo:
+    """What bdx needs from a JPEG's markers."""
+
+    width: int = 0
+    height: int = 0
+    precision: int = 8
+    components: int = 0
+    icc_profile: bytes | None = None
+    orientation: int = 1
+
+
+def parse_jpeg(data: bytes) -> JpegInfo:
+    """Read a JPEG's frame header, ICC profile and EXIF orientation; reject truncated files."""
+    if not data.startswith(b"\xff\xd8"):
+        raise BdxError("not a JPEG file")
+    info = JpegInfo()
+    icc_parts: dict[int, bytes] = {}
+    pos = 2
+    sos = -1
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise BdxError("corrupt JPEG (bad marker)")
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        body = data[pos + 4 : pos + 2 + length]
+        if marker == 0xDA:
+            sos = pos
+            break
+        if marker in _SOF_MARKERS and len(body) >= 6:
+            info.precision = body[0]
+            info.height, info.width = struct.unpack(">HH", body[1:5])
+            info.components = body[5]
+        elif marker == 0xE1 and body.startswith(b"Exif\0\0"):
+            info.orientation = exif_orientation(body[6:])
+        elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\0") and len(body) > 14:
+            icc_parts[body[12]] = body[14:]
+        pos += 2 + length
+    if sos < 0 or info.components == 0:
+        raise BdxError("truncated JPEG (no image data)")
+    if data.rfind(b"\xff\xd9") < sos:
+        raise BdxError("truncated JPEG (no end-of-image marker)")
+    if icc_parts:
+        info.icc_profile = b"".join(icc_parts[k] for k in sorted(icc_parts))
+    return info
+
+
+def jpeg_add_icc(jpeg: bytes, icc_profile: bytes | None) -> bytes:
+    """Insert an ICC profile as APP2 segments right after SOI (and APP0 if present)."""
+    if not icc_profile:
+        return jpeg
+    chunk = 65519
+    parts = [icc_profile[i : i + chunk] for i in range(0, len(icc_profile), chunk)]
+    segments = b""
+    for i, part in enumerate(parts, start=1):
+        body = b"ICC_PROFILE\0" + bytes([i, len(parts)]) + part
+        segments += b"\xff\xe2" + struct.pack(">H", len(body) + 2) + body
+    pos = 2
+    if jpeg[2:4] == b"\xff\xe0":
+        (length,) = struct.unpack(">H", jpeg[4:6])
+        pos = 4 + length
+    return jpeg[:pos] + segments + jpeg[pos:]
+
+
+# --------------------------------------------------------------------------- WebP
+
+
+def parse_webp(data: bytes) -> tuple[bytes | None, int]:
+    """ICC profile and EXIF orientation of a WebP file."""
+    icc, orientation = None, 1
+    pos = 12
+    while pos + 8 <= len(data):
+        ctype = data[pos : pos + 4]
+        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        body = data[pos + 8 : pos + 8 + size]
+        if ctype == b"ICCP":
+            icc = body
+        elif ctype == b"EXIF":
+            orientation = exif_orientation(body[6:] if body.startswith(b"Exif\0\0") else body)
+        pos += 8 + size + (size & 1)
+    return icc, orientation

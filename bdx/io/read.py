@@ -1,0 +1,323 @@
+"""Decoding: format sniffed from the bytes, all bits kept, orientation applied."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bdx.errors import BdxError
+from bdx.io.image import Image
+from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, parse_jpeg, parse_png, parse_webp
+
+RAW_EXTENSIONS = frozenset(
+    {".nef", ".cr2", ".cr3", ".arw", ".dng", ".rw2", ".orf", ".raf", ".pef", ".srw", ".nrw", ".raw"}
+)
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".hdr", ".pic"} | RAW_EXTENSIONS
+)
+DEFAULT_MAX_PIXELS = 1 << 30
+
+
+def max_pixels() -> int:
+    """Largest image (in pixels) bdx will decode; ``BDX_MAX_PIXELS`` overrides."""
+    try:
+        return int(os.environ.get("BDX_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    except ValueError:
+        return DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Header:
+    """Container facts known before decoding the pixels."""
+
+    format: str
+    width: int
+    height: int
+
+
+def sniff_format(data: bytes, name: str = "") -> str:
+    """Container format from the leading bytes (extension only for camera RAW)."""
+    if Path(name).suffix.lower() in RAW_EXTENSIONS:
+        return "raw"
+    if data.startswith(PNG_SIGNATURE):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "tiff"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data.startswith(b"\x76\x2f\x31\x01"):
+        return "exr"
+    if data.startswith(b"#?RADIANCE") or data.startswith(b"#?RGBE"):
+        return "hdr"
+    raise BdxError("not a supported image (unrecognised file signature)")
+
+
+def _check_size(width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise BdxError("image has zero width or height")
+    if width * height > max_pixels():
+        raise BdxError(
+            f"image is {width}x{height} = {width * height / 1e6:.0f} MP, above the limit of "
+            f"{max_pixels() / 1e6:.0f} MP (set BDX_MAX_PIXELS to raise it)"
+        )
+
+
+def read_image(path: str | os.PathLike, *, raw_linear: bool = False) -> Image:
+    """Read an image file with every bit of its samples, its alpha and its ICC profile.
+
+    EXIF orientation is applied, so the returned pixels are upright. Raises
+    :class:`BdxError` with a one-line message for anything that cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BdxError("no such file")
+    if path.is_dir():
+        raise BdxError("is a directory")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BdxError(f"cannot read: {exc.strerror or exc}") from None
+    return decode_image(data, name=path.name, raw_linear=raw_linear)
+
+
+def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False) -> Image:
+    """Decode an encoded image held in memory (see :func:`read_image`)."""
+    if not data:
+        raise BdxError("file is empty")
+    fmt = sniff_format(data, name)
+    decoder = _DECODERS[fmt]
+    image = decoder(data, raw_linear) if fmt == "raw" else decoder(data)
+    image.source_format = fmt
+    if image.is_float and fmt in ("exr", "hdr", "tiff"):
+        bad = ~np.isfinite(image.pixels)
+        if bad.any():
+            raise BdxError(f"{fmt.upper()} holds {int(bad.sum())} NaN/Inf samples")
+    return image
+
+
+def image_header(data: bytes, name: str = "") -> Header:
+    """Format and size without decoding pixels (used by `bdx info` and size checks)."""
+    fmt = sniff_format(data, name)
+    if fmt == "png":
+        info = parse_png(data)
+        return Header(fmt, info.width, info.height)
+    if fmt == "jpeg":
+        info = parse_jpeg(data)
+        return Header(fmt, info.width, info.height)
+    image = decode_image(data, name)
+    return Header(fmt, image.width, image.height)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _from_opencv(array: np.ndarray | None, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """OpenCV's BGR(A)/gray array to (RGB or gray pixels, alpha)."""
+    if array is None:
+        raise BdxError(f"cannot decode {what} (corrupt or truncated data)")
+    if array.ndim == 2:
+        return array[..., None], None
+    if array.shape[2] == 4:
+        return array[..., 2::-1].copy(), array[..., 3].copy()
+    if array.shape[2] == 3:
+        return array[..., ::-1].copy(), None
+    return array[..., :1].copy(), None
+
+
+def _opencv_decode(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray | None:
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    try:
+        return cv2.imdecode(buffer, flags)
+    except cv2.error:
+        return None
+
+
+def _oriented(image: Image) -> Image:
+    if image.orientation != 1:
+        image.pixels = apply_orientation(image.pixels, image.orientation)
+        if image.alpha is not None:
+            image.alpha = apply_orientation(image.alpha, image.orientation)
+    return image
+
+
+# --------------------------------------------------------------------------- decoders
+
+
+def _decode_png(data: bytes) -> Image:
+    info = parse_png(data)
+    _check_size(info.width, info.height)
+    pixels, alpha = _from_opencv(_opencv_decode(data), "PNG")
+    if info.color_type in (0, 4) and pixels.shape[2] == 3:
+        pixels = pixels[..., :1].copy()
+    sbit = info.significant_bits
+    container = 16 if pixels.dtype == np.uint16 else 8
+    image = Image(
+        pixels=pixels,
+        alpha=alpha,
+        icc_profile=info.icc_profile,
+        significant_bits=sbit if sbit and sbit < container else None,
+        orientation=info.orientation,
+    )
+    return _oriented(image)
+
+
+def _decode_jpeg(data: bytes) -> Image:
+    info = parse_jpeg(data)
+    if info.components == 4:
+        raise BdxError("CMYK JPEG is not supported; convert it to RGB first")
+    if info.components not in (1, 3):
+        raise BdxError(f"JPEG with {info.components} components is not supported")
+    _check_size(info.width, info.height)
+    pixels, _ = _from_opencv(_opencv_decode(data), "JPEG")
+    return _oriented(Image(pixels=pixels, icc_profile=info.icc_profile, orientation=info.orientation))
+
+
+def _decode_webp(data: bytes) -> Image:
+    icc, orientation = parse_webp(data)
+    pixels, alpha = _from_opencv(_opencv_decode(data), "WebP")
+    _check_size(pixels.shape[1], pixels.shape[0])
+    return _oriented(Image(pixels=pixels, alpha=alpha, icc_profile=icc, orientation=orientation))
+
+
+def _decode_bmp(data: bytes) -> Image:
+    pixels, alpha = _from_opencv(_opencv_decode(data), "BMP")
+    _check_size(pixels.shape[1], pixels.shape[0])
+    return Image(pixels=pixels, alpha=alpha)
+
+
+def _decode_hdr(data: bytes) -> Image:
+    array = _opencv_decode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
+    pixels, _ = _from_opencv(array, "Radiance HDR")
+    return Image(pixels=pixels.astype(np.float32), linear=True)
+
+
+def _decode_tiff(data: bytes) -> Image:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            photometric = int(page.photometric)
+            if photometric == 5:
+                raise BdxError("CMYK TIFF is not supported; convert it to RGB first")
+            if photometric not in (0, 1, 2, 3, 6):
+                raise BdxError(f"TIFF photometric interpretation {photometric} is not supported")
+            _check_size(int(page.imagewidth), int(page.imagelength))
+            array = page.asarray()
+            tags = page.tags
+            icc = tags[34675].value if 34675 in tags else None
+            orientation = int(tags[274].value) if 274 in tags else 1
+            axes = page.axes
+            extrasamples = tuple(page.extrasamples or ())
+            colormap = page.colormap if photometric == 3 else None
+    except BdxError:
+        raise
+    except Exception as exc:  # tifffile raises many exception types for damaged files
+        raise BdxError(f"cannot decode TIFF ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if axes.startswith("S") and array.ndim == 3:
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise BdxError(f"TIFF with axes {axes!r} is not supported")
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * np.uint8(255)
+    if colormap is not None:
+        table = np.asarray(colormap).T  # (2**bits, 3), 16-bit values
+        array = table[array[..., 0]].astype(np.uint16)
+    if array.dtype.kind == "f":
+        array = array.astype(np.float32)
+    elif array.dtype not in (np.uint8, np.uint16):
+        raise BdxError(f"TIFF sample type {array.dtype} is not supported (8/16-bit or float only)")
+    if photometric == 0:
+        array = np.iinfo(array.dtype).max - array if array.dtype.kind == "u" else 1.0 - array
+    color = 1 if photometric in (0, 1) else 3
+    if array.shape[2] < color:
+        raise BdxError("TIFF has fewer samples than its colour model needs")
+    alpha = array[..., color].copy() if extrasamples and array.shape[2] > color else None
+    image = Image(
+        pixels=np.ascontiguousarray(array[..., :color]),
+        alpha=alpha,
+        icc_profile=bytes(icc) if icc else None,
+        orientation=orientation if 1 <= orientation <= 8 else 1,
+    )
+    return _oriented(image)
+
+
+def _decode_exr(data: bytes) -> Image:
+    import OpenEXR
+
+    with tempfile.NamedTemporaryFile(suffix=".exr") as handle:
+        handle.write(data)
+        handle.flush()
+        try:
+            exr = OpenEXR.File(handle.name, separate_channels=True)
+            channels = {name: ch.pixels for name, ch in exr.channels().items()}
+            header = exr.header()
+        except Exception as exc:
+            raise BdxError(f"cannot decode EXR ({str(exc).splitlines()[0][:120]})") from None
+    (x0, y0), (x1, y1) = header["dataWindow"]
+    _check_size(int(x1 - x0 + 1), int(y1 - y0 + 1))
+    layer = _pick_exr_layer(channels)
+    if all(k in layer for k in "RGB"):
+        pixels = np.stack([layer[k] for k in "RGB"], axis=-1)
+    elif "Y" in layer:
+        pixels = layer["Y"][..., None]
+    else:
+        raise BdxError(f"EXR has no R,G,B or Y channels (has {', '.join(sorted(channels))})")
+    alpha = layer.get("A")
+    return Image(
+        pixels=pixels.astype(np.float32),
+        alpha=None if alpha is None else alpha.astype(np.float32),
+        linear=True,
+    )
+
+
+def _pick_exr_layer(channels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    plain = {k: v for k, v in channels.items() if "." not in k}
+    if plain:
+        return plain
+    first = sorted(k.rsplit(".", 1)[0] for k in channels)[0]
+    return {k.rsplit(".", 1)[1]: v for k, v in channels.items() if k.rsplit(".", 1)[0] == first}
+
+
+def _decode_raw(data: bytes, linear: bool) -> Image:
+    import rawpy
+
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            _check_size(raw.sizes.width, raw.sizes.height)
+            rgb = raw.postprocess(
+                output_bps=16,
+                gamma=(1.0, 1.0) if linear else (2.4, 12.92),
+                no_auto_bright=True,
+                use_camera_wb=True,
+                output_color=rawpy.ColorSpace.sRGB,
+            )
+    except BdxError:
+        raise
+    except Exception as exc:
+        raise BdxError(f"cannot decode camera RAW ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return Image(pixels=np.ascontiguousarray(rgb), linear=linear)
+
+
+_DECODERS = {
+    "png": _decode_png,
+    "jpeg": _decode_jpeg,
+    "tiff": _decode_tiff,
+    "bmp": _decode_bmp,
+    "webp": _decode_webp,
+    "exr": _decode_exr,
+    "hdr": _decode_hdr,
+    "raw": _decode_raw,
+}

@@ -1,0 +1,210 @@
+"""Encoding and atomic writes: a file appears complete or not at all."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bdx.errors import BdxError
+from bdx.io.image import Image, convert_depth, to_float
+from bdx.io.metadata import PNG_SIGNATURE, jpeg_add_icc, png_add_chunks, png_chunk
+
+OUTPUT_FORMATS = ("tiff", "png", "exr", "jpeg", "hdr")
+_EXTENSION_FORMATS = {
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".png": "png",
+    ".exr": "exr",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".hdr": "hdr",
+}
+FORMAT_EXTENSIONS = {"tiff": ".tiff", "png": ".png", "exr": ".exr", "jpeg": ".jpg", "hdr": ".hdr"}
+
+
+def format_from_path(path: str | os.PathLike) -> str | None:
+    """Output format implied by a file extension, or None."""
+    return _EXTENSION_FORMATS.get(Path(path).suffix.lower())
+
+
+def encode_image(
+    image: Image,
+    fmt: str,
+    *,
+    bits: int = 16,
+    exr_half: bool = True,
+    significant_bits: int | None = None,
+    jpeg_quality: int = 95,
+) -> bytes:
+    """Encode an image to bytes.
+
+    ``bits`` is the container depth for PNG and TIFF (8 or 16; TIFF also 32 for
+    float); EXR and Radiance HDR are always float. ``significant_bits`` writes a
+    PNG sBIT chunk.
+    """
+    if fmt == "png":
+        return _encode_png(image, bits, significant_bits)
+    if fmt == "tiff":
+        return _encode_tiff(image, bits)
+    if fmt == "jpeg":
+        return _encode_jpeg(image, jpeg_quality)
+    if fmt == "exr":
+        return _encode_exr(image, exr_half)
+    if fmt == "hdr":
+        return _encode_hdr(image)
+    raise BdxError(f"unknown output format {fmt!r} (choose from {', '.join(OUTPUT_FORMATS)})")
+
+
+def write_image(path: str | os.PathLike, image: Image, fmt: str | None = None, **options) -> Path:
+    """Encode and atomically write an image; the format follows ``fmt`` or the extension."""
+    path = Path(path)
+    fmt = fmt or format_from_path(path)
+    if fmt is None:
+        raise BdxError(f"cannot tell the output format from {path.name!r}; use --format")
+    atomic_write_bytes(path, encode_image(image, fmt, **options))
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise BdxError(f"output folder does not exist: {folder}")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".bdx-tmp", dir=folder)
+    except OSError as exc:
+        raise BdxError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise BdxError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+def _to_opencv(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    if pixels.shape[2] == 1:
+        base = pixels[..., 0]
+        if alpha is None:
+            return np.ascontiguousarray(base)
+        base = np.repeat(pixels, 3, axis=2)
+    else:
+        base = pixels[..., ::-1]
+    if alpha is not None:
+        base = np.concatenate([base, alpha[..., None]], axis=2)
+    return np.ascontiguousarray(base)
+
+
+def _imencode(ext: str, array: np.ndarray, params: list[int] | None = None) -> bytes:
+    ok, buffer = cv2.imencode(ext, array, params or [])
+    if not ok:
+        raise BdxError(f"encoding {ext} failed")
+    return buffer.tobytes()
+
+
+def _encode_png(image: Image, bits: int, significant_bits: int | None) -> bytes:
+    if bits not in (8, 16):
+        raise BdxError("PNG holds 8 or 16 bits per sample")
+    pixels = convert_depth(image.pixels, bits)
+    alpha = None if image.alpha is None else convert_depth(image.alpha, bits)
+    gray = pixels.shape[2] == 1
+    if gray and alpha is not None:
+        data = _encode_png_gray_alpha(pixels[..., 0], alpha)
+    else:
+        data = _imencode(".png", _to_opencv(pixels, alpha), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    sbit = None
+    if significant_bits and significant_bits < bits:
+        sbit = (significant_bits,) * (1 if gray else 3) + ((bits,) if alpha is not None else ())
+    return png_add_chunks(data, icc_profile=image.icc_profile, significant_bits=sbit)
+
+
+def _encode_png_gray_alpha(gray: np.ndarray, alpha: np.ndarray) -> bytes:
+    """PNG colour type 4 (gray + alpha), which OpenCV cannot write."""
+    interleaved = np.stack([gray, alpha], axis=-1).astype(gray.dtype.newbyteorder(">"))
+    rows = interleaved.reshape(gray.shape[0], -1).view(np.uint8)
+    up = rows - np.vstack([np.zeros_like(rows[:1]), rows[:-1]])  # PNG "Up" filter, mod 256
+    raw = np.hstack([np.full((rows.shape[0], 1), 2, np.uint8), up]).tobytes()
+    ihdr = struct.pack(">IIBBBBB", gray.shape[1], gray.shape[0], gray.dtype.itemsize * 8, 4, 0, 0, 0)
+    return PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(raw, 6)) + png_chunk(b"IEND", b"")
+
+
+def _encode_tiff(image: Image, bits: int) -> bytes:
+    import tifffile
+
+    if bits not in (8, 16, 32):
+        raise BdxError("TIFF output holds 8, 16 or 32 (float) bits per sample")
+    pixels = convert_depth(image.pixels, bits)
+    extrasamples = None
+    if image.alpha is not None:
+        pixels = np.concatenate([pixels, convert_depth(image.alpha, bits)[..., None]], axis=2)
+        extrasamples = ("unassalpha",)
+    photometric = "minisblack" if image.pixels.shape[2] == 1 else "rgb"
+    if pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer,
+        pixels,
+        photometric=photometric,
+        extrasamples=extrasamples,
+        compression="zlib",
+        predictor=bits != 32,
+        iccprofile=image.icc_profile,
+        metadata=None,
+    )
+    return buffer.getvalue()
+
+
+def _encode_jpeg(image: Image, quality: int) -> bytes:
+    pixels = convert_depth(image.pixels, 8)
+    data = _imencode(".jpg", _to_opencv(pixels, None), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return jpeg_add_icc(data, image.icc_profile)
+
+
+def _encode_exr(image: Image, half: bool) -> bytes:
+    import OpenEXR
+
+    dtype = np.float16 if half else np.float32
+    pixels = to_float(image.pixels)
+    names = "RGB" if pixels.shape[2] == 3 else "Y"
+    channels = {name: np.ascontiguousarray(pixels[..., i].astype(dtype)) for i, name in enumerate(names)}
+    if image.alpha is not None:
+        channels["A"] = np.ascontiguousarray(to_float(image.alpha).astype(dtype))
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with tempfile.TemporaryDirectory() as folder:
+        target = os.path.join(folder, "out.exr")
+        OpenEXR.File(header, channels).write(target)
+        return Path(target).read_bytes()
+
+
+def _encode_hdr(image: Image) -> bytes:
+    pixels = to_float(image.pixels)
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return _imencode(".hdr", np.ascontiguousarray(pixels[..., ::-1]))

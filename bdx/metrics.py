@@ -1,0 +1,94 @@
+"""Image-quality and quantization metrics shared by every ``bdx eval`` task.
+
+Images are float arrays (H, W, C) in [0, 1] unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from bdx.color import linear_srgb_to_oklab, luminance, srgb_to_linear
+from bdx.quantization import Convention, bin_centres, max_level, requantize_u16
+
+BANDING_GAMMAS = (0.6, 1.6)
+
+
+def psnr(prediction: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB (inf for identical images)."""
+    mse = float(np.mean((prediction.astype(np.float64) - reference.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(peak * peak / mse)
+
+
+def ssim(prediction: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> float:
+    """Mean SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, valid region only."""
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    scores = []
+    for channel in range(prediction.shape[-1]):
+        x = prediction[..., channel].astype(np.float64)
+        y = reference[..., channel].astype(np.float64)
+
+        def blur(a: np.ndarray) -> np.ndarray:
+            return cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+        mu_x, mu_y = blur(x), blur(y)
+        var_x = blur(x * x) - mu_x**2
+        var_y = blur(y * y) - mu_y**2
+        cov = blur(x * y) - mu_x * mu_y
+        ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+        if min(ssim_map.shape) > 10:
+            ssim_map = ssim_map[5:-5, 5:-5]
+        scores.append(ssim_map.mean())
+    return float(np.mean(scores))
+
+
+def delta_e_ok(prediction_srgb: np.ndarray, reference_srgb: np.ndarray) -> float:
+    """Mean Euclidean distance in Oklab, times 100 (about 1 is a just-noticeable difference)."""
+    a = linear_srgb_to_oklab(srgb_to_linear(np.clip(prediction_srgb, 0, 1)))
+    b = linear_srgb_to_oklab(srgb_to_linear(np.clip(reference_srgb, 0, 1)))
+    return float(np.mean(np.sqrt(((a - b) ** 2).sum(-1))) * 100)
+
+
+def bin_adherence(codes16: np.ndarray, levels: np.ndarray, bits: int, convention: Convention) -> dict[str, float]:
+    """Fractions of samples within 0.5, 1 and 2 input steps of their input bin centre."""
+    step = 1.0 / max_level(bits) if convention == "centre" else 2.0**-bits
+    offset = np.abs(codes16.astype(np.float32) / 65535 - bin_centres(levels, bits, convention)) / step
+    return {f"within_{k}_step": float(np.mean(offset <= k + 1e-6)) for k in (0.5, 1, 2)}
+
+
+def requantization_match(codes16: np.ndarray, levels: np.ndarray, bits: int, convention: Convention) -> float:
+    """Fraction of samples that re-quantize to their input level."""
+    return float(np.mean(requantize_u16(codes16, bits, convention) == levels))
+
+
+def banding_stress(srgb: np.ndarray, gammas: tuple[float, ...] = BANDING_GAMMAS) -> dict[str, float]:
+    """Flatness of linear luminance after strong gamma edits, as a 16-bit display would show it.
+
+    For each gamma: the fraction of zero horizontal and vertical first differences
+    and the mean length of horizontal runs of zero differences.
+    """
+    lum = np.clip(luminance(srgb_to_linear(srgb)), 0.0, 1.0)
+    result: dict[str, float] = {}
+    for gamma in gammas:
+        codes = np.rint(lum**gamma * 65535).astype(np.int32)
+        dx = np.diff(codes, axis=1) == 0
+        dy = np.diff(codes, axis=0) == 0
+        zeros = float((dx.sum() + dy.sum()) / max(1, dx.size + dy.size))
+        result[f"zero_diff_g{gamma}"] = zeros
+        result[f"zero_run_g{gamma}"] = mean_run_length(dx)
+    return result
+
+
+def mean_run_length(flags: np.ndarray) -> float:
+    """Mean length of runs of True along the last axis (0 when there are none)."""
+    if flags.size == 0:
+        return 0.0
+    padded = np.pad(flags.astype(np.int8), [(0, 0)] * (flags.ndim - 1) + [(1, 1)])
+    edges = np.diff(padded, axis=-1)
+    starts = int((edges == 1).sum())
+    return float(flags.sum() / starts) if starts else 0.0
+
+
+def distinct_values(codes: np.ndarray) -> list[int]:
+    """Number of distinct code values in each channel."""
+    return [int(np.unique(codes[..., c]).size) for c in range(codes.shape[-1])]

@@ -1,0 +1,140 @@
+"""Quantization levels, bins and effective bit depth.
+
+Two conventions map N-bit levels q into a B-bit container:
+
+* ``centre`` (bdx's default): q is the nearest of 2^N levels spread over the full
+  range and is stored as round(q * (2^B - 1) / (2^N - 1)), so a stored value is the
+  centre of its bin.
+* ``truncate``: the top N bits of the value are kept and the low bits are zero,
+  the protocol of most published bit-depth papers.
+
+All rounding is round-half-to-even (``np.rint``), the same everywhere.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+
+from bdx.errors import BdxError
+
+Convention = Literal["centre", "truncate"]
+CONVENTIONS: tuple[str, ...] = ("centre", "truncate")
+
+
+def max_level(bits: int) -> int:
+    """Highest level of an N-bit quantizer (2^N - 1)."""
+    return (1 << bits) - 1
+
+
+def check_bits(bits: int, container_bits: int | None = None) -> None:
+    """Reject a quantization depth outside 1..15, or not below the input's depth."""
+    if not 1 <= bits <= 15:
+        raise BdxError(f"--bits must be between 1 and 15, not {bits}")
+    if container_bits is not None and bits >= container_bits:
+        raise BdxError(f"--bits {bits} does not reduce a {container_bits}-bit input")
+
+
+def container_for(bits: int) -> int:
+    """Container depth used to store N-bit levels: 8 for N <= 8, else 16."""
+    return 8 if bits <= 8 else 16
+
+
+def levels_from_codes(codes: np.ndarray, bits: int, container_bits: int, convention: Convention = "centre") -> np.ndarray:
+    """Levels (int32) of container code values holding N-bit content."""
+    codes = np.asarray(codes)
+    if convention == "truncate":
+        return (codes.astype(np.int32) >> (container_bits - bits)).astype(np.int32)
+    scale = max_level(bits) / max_level(container_bits)
+    return np.rint(codes.astype(np.float64) * scale).astype(np.int32)
+
+
+def codes_from_levels(levels: np.ndarray, bits: int, container_bits: int, convention: Convention = "centre") -> np.ndarray:
+    """Container code values (uint8 or uint16) that store N-bit levels."""
+    dtype = np.uint8 if container_bits <= 8 else np.uint16
+    levels = np.asarray(levels)
+    if convention == "truncate":
+        return (levels.astype(np.uint32) << (container_bits - bits)).astype(dtype)
+    scale = max_level(container_bits) / max_level(bits)
+    return np.rint(levels.astype(np.float64) * scale).astype(dtype)
+
+
+def level_units(codes: np.ndarray, container_bits: int, bits: int, convention: Convention = "centre") -> np.ndarray:
+    """Container codes expressed in units of the N-bit quantization step (float32)."""
+    codes = np.asarray(codes, dtype=np.float32)
+    if convention == "truncate":
+        return codes / np.float32(1 << (container_bits - bits))
+    return codes * np.float32(max_level(bits) / max_level(container_bits))
+
+
+def round_levels(units: np.ndarray, bits: int, convention: Convention = "centre") -> np.ndarray:
+    """Nearest level (centre) or the level below (truncate), clipped to the valid range."""
+    quantized = np.rint(units) if convention == "centre" else np.floor(units)
+    return np.clip(quantized, 0, max_level(bits)).astype(np.int32)
+
+
+@lru_cache(maxsize=64)
+def bin_bounds_u16(bits: int, convention: Convention = "centre") -> tuple[np.ndarray, np.ndarray]:
+    """For each N-bit level, the lowest and highest 16-bit code that re-quantizes to it."""
+    if convention == "truncate":
+        low = np.arange(1 << bits, dtype=np.int64) << (16 - bits)
+        return low.astype(np.uint16), (low + (1 << (16 - bits)) - 1).astype(np.uint16)
+    levels = np.rint(np.arange(65536, dtype=np.float64) * (max_level(bits) / 65535)).astype(np.int64)
+    starts = np.searchsorted(levels, np.arange(max_level(bits) + 1), side="left")
+    ends = np.searchsorted(levels, np.arange(max_level(bits) + 1), side="right") - 1
+    return starts.astype(np.uint16), ends.astype(np.uint16)
+
+
+def requantize_u16(codes16: np.ndarray, bits: int, convention: Convention = "centre") -> np.ndarray:
+    """Levels of 16-bit codes under an N-bit quantizer (the inverse of the bin tables)."""
+    return levels_from_codes(codes16, bits, 16, convention)
+
+
+def bin_centres(levels: np.ndarray, bits: int, convention: Convention = "centre") -> np.ndarray:
+    """Bin centres of N-bit levels as float32 in [0, 1]."""
+    levels = np.asarray(levels)
+    if convention == "truncate":
+        low, high = bin_bounds_u16(bits, convention)
+        return ((low[levels].astype(np.float32) + high[levels]) * np.float32(0.5 / 65535)).astype(np.float32)
+    return (levels.astype(np.float32) / np.float32(max_level(bits))).astype(np.float32)
+
+
+def bin_limits(levels: np.ndarray, bits: int, convention: Convention = "centre") -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest float value (in [0, 1]) whose 16-bit code stays in each level's bin."""
+    low, high = bin_bounds_u16(bits, convention)
+    scale = np.float32(1 / 65535)
+    return low[levels].astype(np.float32) * scale, high[levels].astype(np.float32) * scale
+
+
+def clamp_to_bins(values: np.ndarray, levels: np.ndarray, bits: int, convention: Convention = "centre") -> np.ndarray:
+    """Round float values in [0, 1] to 16-bit codes, each forced inside its input level's bin."""
+    low, high = bin_bounds_u16(bits, convention)
+    codes = np.rint(np.clip(values, 0.0, 1.0) * 65535.0)
+    return np.clip(codes, low[levels], high[levels]).astype(np.uint16)
+
+
+def effective_bits(codes: np.ndarray, container_bits: int, convention: Convention = "centre") -> int:
+    """Smallest N whose levels reproduce every code value exactly under ``convention``.
+
+    An 8-bit image whose values are all multiples of 17 holds 4-bit content; a
+    16-bit image whose values are all multiples of 257 holds 8-bit content.
+    """
+    values = np.unique(np.asarray(codes))
+    for bits in range(1, container_bits):
+        if convention == "truncate":
+            if not np.any(values.astype(np.int64) & ((1 << (container_bits - bits)) - 1)):
+                return bits
+        else:
+            levels = levels_from_codes(values, bits, container_bits, convention)
+            if np.array_equal(codes_from_levels(levels, bits, container_bits, convention), values):
+                return bits
+    return container_bits
+
+
+def detect_bits(codes: np.ndarray, container_bits: int) -> tuple[int, Convention]:
+    """Effective bit depth and the convention that explains it best (centre wins ties)."""
+    centre = effective_bits(codes, container_bits, "centre")
+    truncate = effective_bits(codes, container_bits, "truncate")
+    return (truncate, "truncate") if truncate < centre else (centre, "centre")

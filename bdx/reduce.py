@@ -1,0 +1,88 @@
+"""Bit-depth reduction of images: the core of ``bdx quantize``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from bdx.dither import DitherMethod, floyd_steinberg, threshold_offsets
+from bdx.errors import BdxError
+from bdx.io import Image, to_float
+from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
+from bdx.quantization import (
+    Convention,
+    check_bits,
+    codes_from_levels,
+    container_for,
+    level_units,
+    round_levels,
+)
+
+QuantizeMethod = Literal["linear", "kmeans"]
+QUANTIZE_METHODS: tuple[str, ...] = ("linear", "kmeans")
+MAX_PALETTE_BITS = 8
+
+
+def quantize_image(
+    image: Image,
+    bits: int,
+    *,
+    method: QuantizeMethod = "linear",
+    dither: DitherMethod = "none",
+    convention: Convention = "centre",
+    seed: int = 0,
+) -> Image:
+    """Reduce an 8- or 16-bit image to ``bits`` bits per sample (colour only; alpha is kept).
+
+    ``linear`` rounds each sample to one of 2^bits levels and stores it in an
+    8-bit (bits <= 8) or 16-bit container under ``convention``; ``kmeans`` maps
+    each pixel to a per-image palette of 2^bits colours.
+    """
+    if image.is_float:
+        raise BdxError("quantize needs an 8- or 16-bit input, not a float image")
+    check_bits(bits, image.container_bits)
+    if method == "linear":
+        pixels = _quantize_linear(image.pixels, image.container_bits, bits, dither, convention, seed)
+        return image.with_pixels(pixels, significant_bits=bits)
+    if method == "kmeans":
+        if bits > MAX_PALETTE_BITS:
+            raise BdxError(f"--method kmeans supports up to {MAX_PALETTE_BITS} bits (256 colours)")
+        return image.with_pixels(_quantize_palette(image.pixels, bits, dither, seed), significant_bits=None)
+    raise BdxError(f"unknown quantization method {method!r}")
+
+
+def _quantize_linear(codes, container_bits, bits, dither, convention, seed) -> np.ndarray:
+    units = level_units(codes, container_bits, bits, convention)
+    if dither == "floyd-steinberg":
+
+        def nearest(values):
+            levels = round_levels(values, bits, convention)
+            return levels, levels.astype(np.float32)
+
+        levels = floyd_steinberg(units, nearest, units.shape, np.int32)
+    else:
+        offsets = threshold_offsets(units.shape[0], units.shape[1], dither, seed)
+        if offsets is not None:
+            units = units + offsets + (np.float32(0.5) if convention == "truncate" else np.float32(0))
+        levels = round_levels(units, bits, convention)
+    return codes_from_levels(levels, bits, container_for(bits), convention)
+
+
+def _quantize_palette(codes, bits, dither, seed) -> np.ndarray:
+    srgb = to_float(codes)
+    palette = kmeans_palette(srgb, 1 << bits, seed=seed)
+    if dither == "floyd-steinberg":
+
+        def nearest(values):
+            index = nearest_colour(values, palette)
+            return index, palette[index]
+
+        index = floyd_steinberg(srgb, nearest, srgb.shape[:2], np.int32)
+    else:
+        offsets = threshold_offsets(srgb.shape[0], srgb.shape[1], dither, seed)
+        if offsets is not None:
+            srgb = srgb + offsets * np.float32(palette_spacing(palette))
+        index = nearest_colour(srgb, palette)
+    palette_codes = np.rint(np.clip(palette, 0, 1) * 255).astype(np.uint8)
+    return palette_codes[index]

@@ -1,0 +1,324 @@
+"""Tiled inference with overlap blending, for any NCHW float model of any image size.
+
+Geometry, per axis: the image is (virtually) padded at the end to a multiple of
+``multiple``; tiles of one size start at multiples of ``multiple`` and are spread
+evenly so the last one ends exactly at the padded edge. Every tile is fed with a
+``halo`` of real (reflect-padded at the borders) context on each side, which is
+discarded from the output. Where two tiles overlap, each is weighted by a
+raised-cosine ramp across the overlap, and the output is sum(w * pred) / sum(w)
+accumulated in float32. Image borders get no ramp.
+
+For a model whose receptive field fits inside the halo (and that is
+translation-equivariant on the ``multiple`` grid) the tiled output equals the
+whole-image output to float precision.
+
+Memory: the image stays in host memory in its own dtype; only one batch of tiles
+goes to the device, and the float accumulator covers one band of tile rows, so
+peak memory grows with the tile batch and the image width, not the image area.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from bdx.errors import BdxError
+
+Prepare = Callable[[np.ndarray], np.ndarray]
+Finalize = Callable[[np.ndarray, int], np.ndarray]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where tiles go along one axis."""
+
+    length: int  # real image length
+    padded: int  # length padded to the multiple
+    tile: int  # tile length (without halo)
+    starts: tuple[int, ...]
+
+    def ramp_weights(self, index: int) -> np.ndarray:
+        """Blend weight of tile ``index`` along this axis (raised cosine over each overlap)."""
+        weight = np.ones(self.tile, dtype=np.float32)
+        start = self.starts[index]
+        if index > 0:
+            overlap = self.starts[index - 1] + self.tile - start
+            weight[:overlap] *= _raised_cosine(overlap)
+        if index + 1 < len(self.starts):
+            overlap = start + self.tile - self.starts[index + 1]
+            weight[self.tile - overlap :] *= _raised_cosine(overlap)[::-1]
+        return weight
+
+
+def _raised_cosine(length: int) -> np.ndarray:
+    i = np.arange(length, dtype=np.float64)
+    return (0.5 - 0.5 * np.cos(np.pi * (i + 0.5) / length)).astype(np.float32)
+
+
+def layout_axis(length: int, tile: int, blend: int, multiple: int = 1) -> TileLayout:
+    """Tile starts along one axis: equal tiles, evenly spread, overlapping by at least ``blend``."""
+    if length < 1:
+        raise ValueError("length must be positive")
+    padded = -(-length // multiple) * multiple
+    tile = max(multiple, min(_round_up(tile, multiple), padded))
+    if tile >= padded:
+        return TileLayout(length, padded, padded, (0,))
+    stride = max(multiple, tile - blend)
+    count = 1 + -(-(padded - tile) // stride)
+    span = padded - tile
+    starts = sorted({int(round(k * span / (count - 1) / multiple)) * multiple for k in range(count)})
+    return TileLayout(length, padded, tile, tuple(starts))
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def border_indices(start: int, stop: int, length: int) -> np.ndarray:
+    """Source indices for positions start..stop-1 of an axis of ``length``, reflect-padded.
+
+    Reflection excludes the edge sample (like ``np.pad(mode="reflect")``); when the
+    axis is too short to reflect that far, indices are replicated from the edge.
+    """
+    positions = np.arange(start, stop)
+    if length == 1:
+        return np.zeros_like(positions)
+    period = 2 * (length - 1)
+    reflected = np.abs(positions) % period
+    reflected = np.where(reflected >= length, period - reflected, reflected)
+    too_far = (positions < -(length - 1)) | (positions > 2 * (length - 1))
+    return np.where(too_far, np.clip(positions, 0, length - 1), reflected)
+
+
+def pad_image(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """Pad an (H, W, C) array with the same rule the tiler uses at image borders."""
+    height, width = image.shape[:2]
+    rows = border_indices(-top, height + bottom, height)
+    cols = border_indices(-left, width + right, width)
+    return image[rows][:, cols]
+
+
+def _is_oom(exc: BaseException) -> bool:
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and "out of memory" in str(exc).lower()
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes a tile batch may use on ``device`` (a fraction of what is free)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.6)
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 4
+    except OSError:
+        pass
+    return 2 << 30
+
+
+def choose_tile(device: torch.device, bytes_per_pixel: int, batch_size: int, halo: int, multiple: int) -> int:
+    """Largest tile (a multiple of ``multiple``) whose batch fits the memory budget."""
+    budget = available_memory(device)
+    cap = 1024 if device.type == "cuda" else 512
+    side = int(math.sqrt(budget / max(1, bytes_per_pixel * batch_size))) - 2 * halo
+    return max(multiple, min(cap, side // multiple * multiple))
+
+
+@dataclass
+class TiledRun:
+    """Settings of one tiled inference run (see :func:`run_tiled`)."""
+
+    tile: int | None = None
+    halo: int = 16
+    blend: int = 16
+    multiple: int = 1
+    batch_size: int | None = None
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16
+    residual: bool = False
+    bytes_per_pixel: int = 2048
+    min_tile: int = 32
+
+
+def run_tiled(
+    model: Callable[..., torch.Tensor],
+    image: np.ndarray,
+    *,
+    settings: TiledRun | None = None,
+    device: torch.device | str = "cpu",
+    out_channels: int | None = None,
+    prepare: Prepare | None = None,
+    finalize: Finalize | None = None,
+    out_dtype: np.dtype | type = np.float32,
+    context: Callable[[torch.Tensor], Any] | None = None,
+    context_size: int = 256,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Run ``model`` over an (H, W, C) image tile by tile and return the blended (H, W, C_out) result.
+
+    ``prepare`` turns a raw tile (image dtype) into float32 model input (default:
+    codes to [0, 1]); ``finalize(rows, y0)`` turns finished float rows into the
+    output dtype (for example bin-clamped uint16). ``context``, when given, is run
+    once on a copy of the prepared image downscaled to ``context_size`` on its
+    long side; the model is then called as ``model(x, ctx, boxes)`` with each
+    tile's input box in normalised image coordinates (y0, x0, y1, x1).
+
+    With ``residual`` set, the model predicts a correction that is added to the
+    exact float32 input outside autocast, so low-precision inference never
+    rounds the image itself. An out-of-memory error halves the batch, then the
+    tile, and starts over.
+    """
+    settings = settings or TiledRun()
+    device = torch.device(device)
+    if image.ndim == 2:
+        image = image[..., None]
+    prepare = prepare or _default_prepare
+    batch = settings.batch_size or (4 if device.type == "cuda" else 1)
+    tile = settings.tile or choose_tile(device, settings.bytes_per_pixel, batch, settings.halo, settings.multiple)
+    global_features = None
+    if context is not None:
+        global_features = _global_context(model, context, image, prepare, context_size, device)
+    while True:
+        try:
+            return _run(model, image, settings, tile, batch, device, out_channels, prepare, finalize, out_dtype, global_features, progress)
+        except BaseException as exc:
+            if not _is_oom(exc):
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if batch > 1:
+                batch //= 2
+            elif tile // 2 >= max(settings.min_tile, settings.multiple):
+                tile = tile // 2 // settings.multiple * settings.multiple
+            else:
+                raise BdxError(f"out of memory on {device} even with one {tile}px tile") from None
+
+
+def _default_prepare(tile: np.ndarray) -> np.ndarray:
+    from bdx.io.image import to_float
+
+    return to_float(tile)
+
+
+def _global_context(model, context, image, prepare, size, device):
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = min(1.0, size / max(height, width))
+    small = image
+    if scale < 1.0:
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = cv2.resize(image, target, interpolation=cv2.INTER_AREA)
+        if small.ndim == 2:
+            small = small[..., None]
+    tensor = torch.from_numpy(np.ascontiguousarray(prepare(small))).permute(2, 0, 1)[None].to(device)
+    with torch.inference_mode():
+        return context(tensor)
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def _run(model, image, settings, tile, batch, device, out_channels, prepare, finalize, out_dtype, global_features, progress):
+    height, width = image.shape[:2]
+    halo, multiple = settings.halo, settings.multiple
+    if halo % multiple:
+        halo = _round_up(halo, multiple)
+    rows = layout_axis(height, tile, settings.blend, multiple)
+    cols = layout_axis(width, tile, settings.blend, multiple)
+    col_weights = [cols.ramp_weights(i) for i in range(len(cols.starts))]
+    col_index = [border_indices(s - halo, s + cols.tile + halo, width) for s in cols.starts]
+    amp_dtype = _autocast_dtype(settings.precision, device)
+    channels_last = device.type == "cuda"
+
+    jobs = [(r, c) for r in range(len(rows.starts)) for c in range(len(cols.starts))]
+    out: np.ndarray | None = None
+    band_top = 0  # image row of band[0]
+    band = np.zeros((0, cols.padded, 0), dtype=np.float32)
+    band_weight = np.zeros((0, cols.padded), dtype=np.float32)
+    done = 0
+
+    for first in range(0, len(jobs), batch):
+        chunk = jobs[first : first + batch]
+        inputs = []
+        for r, c in chunk:
+            row_index = border_indices(rows.starts[r] - halo, rows.starts[r] + rows.tile + halo, height)
+            inputs.append(prepare(image[row_index][:, col_index[c]]))
+        batch_np = np.stack(inputs)
+        x = torch.from_numpy(batch_np).permute(0, 3, 1, 2).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                if global_features is None:
+                    pred = model(x)
+                else:
+                    boxes = torch.tensor(
+                        [
+                            [
+                                (rows.starts[r] - halo) / height,
+                                (cols.starts[c] - halo) / width,
+                                (rows.starts[r] + rows.tile + halo) / height,
+                                (cols.starts[c] + cols.tile + halo) / width,
+                            ]
+                            for r, c in chunk
+                        ],
+                        dtype=torch.float32,
+                        device=device,
+                    )
+                    pred = model(x, global_features, boxes)
+            pred = pred.float()
+            if settings.residual:
+                pred = x[:, : pred.shape[1]].float() + pred
+            pred = pred[:, :, halo : halo + rows.tile, halo : halo + cols.tile]
+            pred_np = pred.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+        if out is None:
+            channels = out_channels or pred_np.shape[-1]
+            out = np.empty((height, width, channels), dtype=out_dtype)
+            band = np.zeros((0, cols.padded, pred_np.shape[-1]), dtype=np.float32)
+        for (r, c), tile_pred in zip(chunk, pred_np):
+            top = rows.starts[r]
+            needed = top + rows.tile - band_top
+            if needed > band.shape[0]:
+                extra = needed - band.shape[0]
+                band = np.concatenate([band, np.zeros((extra,) + band.shape[1:], np.float32)])
+                band_weight = np.concatenate([band_weight, np.zeros((extra, cols.padded), np.float32)])
+            weight = rows.ramp_weights(r)[:, None] * col_weights[c][None, :]
+            y0, x0 = top - band_top, cols.starts[c]
+            band[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += tile_pred * weight[..., None]
+            band_weight[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += weight
+        done += len(chunk)
+        # rows above the next unprocessed tile row are final
+        next_top = rows.starts[jobs[done][0]] if done < len(jobs) else rows.padded
+        ready = min(next_top, height) - band_top
+        if ready > 0:
+            finished = band[:ready, :width] / band_weight[:ready, :width, None]
+            out[band_top : band_top + ready] = finalize(finished, band_top) if finalize else finished
+            band = band[ready:]
+            band_weight = band_weight[ready:]
+            band_top += ready
+        if progress is not None:
+            progress(done, len(jobs))
+    assert out is not None
+    return out
+
+
+def default_threads() -> int:
+    """Threads torch should use on the CPU: every core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
