@@ -1,0 +1,231 @@
+"""Image I/O: every bit kept, metadata carried, damaged files refused with one line."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from bdx.errors import BdxError
+from bdx.io import Image, decode_image, encode_image, read_image, write_image
+from bdx.io.metadata import PNG_SIGNATURE, png_chunk
+
+from conftest import gradient16, minimal_icc
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("fmt", ["png", "tiff"])
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("channels,with_alpha", [(1, False), (1, True), (3, False), (3, True)])
+def test_lossless_round_trip(fmt, bits, channels, with_alpha):
+    dtype = np.uint8 if bits == 8 else np.uint16
+    pixels = RNG.integers(0, 2**bits, size=(13, 17, channels), dtype=np.int64).astype(dtype)
+    alpha = RNG.integers(0, 2**bits, size=(13, 17), dtype=np.int64).astype(dtype) if with_alpha else None
+    image = Image(pixels, alpha, icc_profile=minimal_icc())
+    back = decode_image(encode_image(image, fmt, bits=bits), f"x.{fmt}")
+    assert back.pixels.dtype == dtype and back.pixels.shape == pixels.shape
+    np.testing.assert_array_equal(back.pixels, pixels)
+    if with_alpha:
+        np.testing.assert_array_equal(back.alpha, alpha)
+    else:
+        assert back.alpha is None
+    assert back.icc_profile == minimal_icc()
+
+
+def test_16bit_png_keeps_more_than_256_values_per_channel(tmp_path):
+    pixels = gradient16(64, 1024)
+    path = write_image(tmp_path / "g.png", Image(pixels), bits=16)
+    back = read_image(path)
+    for channel in range(3):
+        assert np.unique(back.pixels[..., channel]).size > 256
+    np.testing.assert_array_equal(back.pixels, pixels)
+
+
+def test_sbit_written_and_read(tmp_path):
+    path = write_image(tmp_path / "q.png", Image(np.full((4, 4, 3), 17, np.uint8)), bits=8, significant_bits=4)
+    assert read_image(path).significant_bits == 4
+
+
+def _jpeg_with_orientation(pixels: np.ndarray, orientation: int) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", pixels[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
+    data = buffer.tobytes()
+    tiff = b"MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)
+    tiff += struct.pack(">I", 0)
+    body = b"Exif\0\0" + tiff
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + data[2:]
+
+
+@pytest.mark.parametrize("orientation,expected_shape", [(1, (16, 32)), (3, (16, 32)), (6, (32, 16)), (8, (32, 16))])
+def test_exif_orientation_applied(orientation, expected_shape):
+    pixels = np.zeros((16, 32, 3), np.uint8)
+    pixels[:, :8] = 255  # bright left edge
+    image = decode_image(_jpeg_with_orientation(pixels, orientation), "x.jpg")
+    assert image.pixels.shape[:2] == expected_shape
+    assert image.orientation == orientation
+    bright = image.pixels[..., 1] > 128
+    if orientation == 1:
+        assert bright[:, :8].all()
+    if orientation == 3:
+        assert bright[:, -8:].all()
+    if orientation == 6:  # rotate 90 CW: left edge goes to the top
+        assert bright[:8].all()
+    if orientation == 8:  # rotate 90 CCW: left edge goes to the bottom
+        assert bright[-8:].all()
+
+
+def test_jpeg_icc_carried_through_png_and_tiff(tmp_path):
+    jpeg = encode_image(Image(RNG.integers(0, 255, (8, 8, 3)).astype(np.uint8), icc_profile=minimal_icc()), "jpeg")
+    image = decode_image(jpeg, "x.jpg")
+    assert image.icc_profile == minimal_icc()
+    for fmt in ("png", "tiff"):
+        assert decode_image(encode_image(image, fmt, bits=16), f"x.{fmt}").icc_profile == minimal_icc()
+
+
+@pytest.mark.parametrize("half", [True, False])
+@pytest.mark.parametrize("channels,with_alpha", [(3, False), (3, True), (1, False)])
+def test_exr_round_trip(half, channels, with_alpha):
+    pixels = (RNG.random((9, 11, channels)) * 50).astype(np.float32)
+    alpha = RNG.random((9, 11)).astype(np.float32) if with_alpha else None
+    back = decode_image(encode_image(Image(pixels, alpha), "exr", exr_half=half), "x.exr")
+    tolerance = 1e-3 if half else 0
+    np.testing.assert_allclose(back.pixels, pixels, rtol=tolerance)
+    assert (back.alpha is not None) == with_alpha
+
+
+def test_exr_with_nan_is_refused():
+    pixels = np.ones((4, 4, 3), np.float32)
+    pixels[1, 2, 0] = np.nan
+    pixels[3, 3, 1] = np.inf
+    data = encode_image(Image(pixels), "exr", exr_half=False)
+    with pytest.raises(BdxError, match="NaN/Inf"):
+        decode_image(data, "x.exr")
+
+
+def test_radiance_hdr_round_trip():
+    pixels = (RNG.random((5, 6, 3)) * 10 + 0.1).astype(np.float32)
+    back = decode_image(encode_image(Image(pixels), "hdr"), "x.hdr")
+    # RGBE shares one exponent: each channel is exact to 1/128 of the pixel's largest channel
+    assert np.all(np.abs(back.pixels - pixels) <= pixels.max(axis=-1, keepdims=True) / 128)
+
+
+def test_bmp_and_webp_decode():
+    pixels = RNG.integers(0, 255, (6, 7, 3)).astype(np.uint8)
+    for ext, params in ((".bmp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])):
+        ok, buffer = cv2.imencode(ext, pixels[..., ::-1], params)
+        image = decode_image(buffer.tobytes(), "x" + ext)
+        np.testing.assert_array_equal(image.pixels, pixels)
+
+
+def test_one_by_one_images():
+    for dtype in (np.uint8, np.uint16):
+        pixels = np.array([[[1, 2, 3]]], dtype=dtype)
+        for fmt in ("png", "tiff"):
+            bits = 8 if dtype == np.uint8 else 16
+            back = decode_image(encode_image(Image(pixels), fmt, bits=bits), f"x.{fmt}")
+            np.testing.assert_array_equal(back.pixels, pixels)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "tiff"])
+def test_truncated_files_are_refused(fmt):
+    data = encode_image(Image(RNG.integers(0, 255, (64, 64, 3)).astype(np.uint8)), fmt, bits=8)
+    with pytest.raises(BdxError) as info:
+        decode_image(data[: len(data) // 2], f"x.{fmt}")
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_png_crc_is_refused():
+    data = bytearray(encode_image(Image(np.zeros((8, 8, 3), np.uint8)), "png", bits=8))
+    data[40] ^= 0xFF
+    with pytest.raises(BdxError, match="corrupt|truncated"):
+        decode_image(bytes(data), "x.png")
+
+
+def test_text_renamed_png_and_empty_file(tmp_path):
+    (tmp_path / "notes.png").write_text("this is not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(BdxError, match="unrecognised"):
+        read_image(tmp_path / "notes.png")
+    with pytest.raises(BdxError, match="empty"):
+        read_image(tmp_path / "empty.png")
+    with pytest.raises(BdxError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_cmyk_tiff_and_jpeg_are_refused():
+    import io
+
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((4, 4, 4), np.uint8), photometric="separated")
+    with pytest.raises(BdxError, match="CMYK"):
+        decode_image(buffer.getvalue(), "x.tif")
+    jpeg = bytearray(encode_image(Image(np.zeros((8, 8, 3), np.uint8)), "jpeg"))
+    sof = jpeg.find(b"\xff\xc0")
+    jpeg[sof + 9] = 4  # component count in the frame header
+    with pytest.raises(BdxError, match="CMYK"):
+        decode_image(bytes(jpeg), "x.jpg")
+
+
+def test_huge_image_refused_before_decoding():
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    data = PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b"")
+    with pytest.raises(BdxError, match="above the limit"):
+        decode_image(data, "huge.png")
+
+
+def test_float_tiff_and_gray_alpha_png(tmp_path):
+    pixels = RNG.random((5, 5, 3)).astype(np.float32)
+    back = decode_image(encode_image(Image(pixels), "tiff", bits=32), "x.tif")
+    np.testing.assert_array_equal(back.pixels, pixels)
+    gray = RNG.integers(0, 65535, (5, 6, 1)).astype(np.uint16)
+    alpha = RNG.integers(0, 65535, (5, 6)).astype(np.uint16)
+    back = decode_image(encode_image(Image(gray, alpha), "png", bits=16), "x.png")
+    assert back.channels == 1
+    np.testing.assert_array_equal(back.alpha, alpha)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    import os
+
+    target = tmp_path / "out.png"
+    target.write_bytes(b"previous")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(BdxError, match="No space"):
+        write_image(target, Image(np.zeros((4, 4, 3), np.uint8)), bits=8)
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_unwritable_output_folder(tmp_path):
+    with pytest.raises(BdxError, match="does not exist"):
+        write_image(tmp_path / "missing" / "x.png", Image(np.zeros((2, 2, 3), np.uint8)), bits=8)
+    with pytest.raises(BdxError):
+        write_image("/proc/bdx-cannot-write-here.png", Image(np.zeros((2, 2, 3), np.uint8)), bits=8)
+
+
+def test_garbage_raw_file_gets_one_line_error(tmp_path):
+    path = tmp_path / "shot.dng"
+    path.write_bytes(b"II*\0" + b"\0" * 100)
+    with pytest.raises(BdxError, match="RAW"):
+        read_image(path)
+
+
+@pytest.mark.skipif(not (__import__("conftest").SHARED_DATA / "hdr16-crops").is_dir(), reason="shared data absent")
+def test_real_16bit_crops_read_as_16bit():
+    from conftest import SHARED_DATA
+
+    files = [p for p in sorted((SHARED_DATA / "hdr16-crops").rglob("*16bit*.png")) if "srgb8" not in p.name]
+    assert files
+    for path in files[:5]:
+        image = read_image(path)
+        assert image.container_bits == 16
+        assert max(np.unique(image.pixels[..., c]).size for c in range(image.channels)) > 256

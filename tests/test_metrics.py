@@ -1,0 +1,65 @@
+"""Metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bdx.color import linear_to_srgb, srgb_to_linear, srgb_to_oklab
+from bdx.metrics import (
+    banding_stress,
+    bin_adherence,
+    delta_e_ok,
+    distinct_values,
+    mean_run_length,
+    psnr,
+    requantization_match,
+    ssim,
+)
+
+
+def test_psnr_known_value():
+    a = np.zeros((10, 10, 1))
+    b = np.full((10, 10, 1), 0.1)
+    assert abs(psnr(a, b) - 20.0) < 1e-9
+    assert psnr(a, a) == float("inf")
+
+
+def test_ssim_identity_and_degradation():
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 40, 3))
+    assert abs(ssim(image, image) - 1.0) < 1e-9
+    slight = ssim(image, np.clip(image + rng.normal(0, 0.05, image.shape), 0, 1))
+    strong = ssim(image, np.clip(image + rng.normal(0, 0.3, image.shape), 0, 1))
+    assert 1.0 > slight > strong and strong < 0.8
+
+
+def test_srgb_round_trip_and_oklab_white():
+    values = np.linspace(0, 1, 101, dtype=np.float32)
+    np.testing.assert_allclose(linear_to_srgb(srgb_to_linear(values)), values, atol=1e-6)
+    lab = srgb_to_oklab(np.ones((1, 3), np.float32))
+    np.testing.assert_allclose(lab[0], [1.0, 0.0, 0.0], atol=1e-4)
+    assert delta_e_ok(np.zeros((2, 2, 3)), np.zeros((2, 2, 3))) == 0
+
+
+def test_run_lengths():
+    flags = np.array([[1, 1, 0, 1, 1, 1, 0, 0]], bool)
+    assert mean_run_length(flags) == 2.5
+    assert mean_run_length(np.zeros((2, 3), bool)) == 0
+
+
+def test_banding_stress_flat_vs_smooth():
+    flat = np.full((32, 32, 3), 0.5)
+    ramp = np.linspace(0, 1, 32 * 32).reshape(32, 32, 1).repeat(3, 2)
+    assert banding_stress(flat)["zero_diff_g0.6"] == 1.0
+    assert banding_stress(ramp)["zero_diff_g0.6"] < 0.6
+
+
+def test_bin_metrics():
+    levels = np.array([[[3]]])
+    centre = np.array([[[3 * 65535 // 15]]], np.uint16)  # 13107 = exact centre of level 3
+    assert requantization_match(centre, levels, 4, "centre") == 1.0
+    assert bin_adherence(centre, levels, 4, "centre")["within_0.5_step"] == 1.0
+    off = centre + np.uint16(6000)  # more than half a step (4369) away
+    assert requantization_match(off, levels, 4, "centre") == 0.0
+    assert bin_adherence(off, levels, 4, "centre") == {"within_0.5_step": 0.0, "within_1_step": 0.0, "within_2_step": 1.0}
+    assert distinct_values(np.array([[[1, 2], [1, 3]]])) == [1, 2]

@@ -1,0 +1,160 @@
+"""The tiling engine: exact against whole-image inference, bit-exact identity, bounded, OOM-tolerant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bdx.tiling import TiledRun, border_indices, layout_axis, pad_image, run_tiled
+
+torch.manual_seed(0)
+
+
+class SmallNet(torch.nn.Module):
+    """Receptive field radius 2 + 2*2 + 2 = 8 px; translation-equivariant on a grid of 2."""
+
+    multiple = 2
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.c = torch.nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        y = torch.nn.functional.avg_pool2d(y, 2)
+        y = torch.relu(self.b(y))
+        y = torch.nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+        return self.c(y)
+
+
+NET = SmallNet().eval()
+HALO = 12
+
+
+def whole_image(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    extra_h, extra_w = (-height) % 2, (-width) % 2
+    padded = pad_image(image, HALO, HALO + extra_h, HALO, HALO + extra_w)
+    with torch.no_grad():
+        out = NET(torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None])
+    return out[0].permute(1, 2, 0).numpy()[HALO : HALO + height, HALO : HALO + width]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(1, 90),
+    width=st.integers(1, 90),
+    tile=st.sampled_from([16, 24, 32, 64]),
+    blend=st.sampled_from([0, 4, 8]),
+    batch=st.integers(1, 3),
+)
+def test_tiled_equals_whole_image(height, width, tile, blend, batch):
+    image = np.random.default_rng(height * 97 + width).random((height, width, 3)).astype(np.float32)
+    run = TiledRun(tile=tile, halo=HALO, blend=blend, multiple=2, batch_size=batch, precision="fp32")
+    tiled = run_tiled(NET, image, settings=run)
+    assert tiled.shape == (height, width, 3)
+    np.testing.assert_allclose(tiled, whole_image(image), atol=1e-5)
+
+
+@pytest.mark.parametrize("length,tile,blend,multiple", [(1, 32, 8, 1), (100, 32, 8, 1), (101, 32, 8, 4), (65, 64, 16, 8)])
+def test_layout_tiles_are_equal_and_cover(length, tile, blend, multiple):
+    layout = layout_axis(length, tile, blend, multiple)
+    covered = np.zeros(layout.padded, bool)
+    for i, start in enumerate(layout.starts):
+        assert start % multiple == 0 and start + layout.tile <= layout.padded
+        covered[start : start + layout.tile] = True
+        weight = layout.ramp_weights(i)
+        assert weight.shape == (layout.tile,) and weight.min() > 0
+    assert covered.all()
+
+
+def test_blend_weights_sum_to_one_for_regular_overlaps():
+    layout = layout_axis(5 * 24 + 8, 32, 8, 1)
+    total = np.zeros(layout.padded)
+    for i, start in enumerate(layout.starts):
+        total[start : start + layout.tile] += layout.ramp_weights(i)
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_border_indices_reflect_then_replicate():
+    np.testing.assert_array_equal(border_indices(-2, 5, 4), [2, 1, 0, 1, 2, 3, 2])
+    np.testing.assert_array_equal(border_indices(-3, 2, 1), [0, 0, 0, 0, 0])
+    assert border_indices(-10, 0, 3).min() >= 0
+
+
+class ZeroResidual(torch.nn.Module):
+    """An identity model: a zero-initialised residual body."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Conv2d(3, 3, 3, padding=1)
+        torch.nn.init.zeros_(self.body.weight)
+        torch.nn.init.zeros_(self.body.bias)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_identity_returns_every_16bit_code(precision):
+    codes = np.arange(65536, dtype=np.uint16).reshape(256, 256, 1).repeat(3, axis=2)
+    run = TiledRun(tile=96, halo=8, blend=8, precision=precision, residual=True)
+    out = run_tiled(
+        ZeroResidual(),
+        codes,
+        settings=run,
+        finalize=lambda rows, top: np.rint(rows * 65535).astype(np.uint16),
+        out_dtype=np.uint16,
+    )
+    np.testing.assert_array_equal(out, codes)
+    assert np.unique(out[..., 0]).size == 65536
+
+
+def test_out_of_memory_halves_batch_then_tile():
+    calls = []
+
+    def fussy(x):
+        calls.append(tuple(x.shape))
+        if x.shape[0] * x.shape[2] * x.shape[3] > 2 * 48 * 48:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")
+        return x * 2
+
+    image = np.random.default_rng(0).random((100, 90, 3)).astype(np.float32)
+    out = run_tiled(fussy, image, settings=TiledRun(tile=64, halo=4, blend=8, batch_size=4))
+    np.testing.assert_allclose(out, image * 2, rtol=1e-6)
+    assert calls[0][0] == 4 and min(c[0] for c in calls) <= 2
+    assert any(c[2] < 64 + 8 for c in calls)
+
+
+def test_global_context_hook_sees_downscaled_image_once():
+    seen = []
+
+    def context(small):
+        seen.append(tuple(small.shape))
+        return small.mean()
+
+    def model(x, ctx, boxes):
+        assert boxes.shape == (x.shape[0], 4)
+        return x * 0 + ctx
+
+    image = np.random.default_rng(0).random((300, 500, 3)).astype(np.float32)
+    out = run_tiled(model, image, settings=TiledRun(tile=128, halo=8, blend=8), context=context, context_size=64)
+    assert len(seen) == 1 and max(seen[0][2:]) == 64
+    np.testing.assert_allclose(out, out[0, 0, 0], rtol=1e-6)
+
+
+def test_peak_float_buffer_is_a_band_not_the_image():
+    shapes = []
+
+    def finalize(rows, top):
+        shapes.append(rows.shape[0])
+        return rows
+
+    image = np.zeros((1000, 64, 3), np.float32)
+    run_tiled(lambda x: x, image, settings=TiledRun(tile=64, halo=0, blend=8), finalize=finalize)
+    assert sum(shapes) == 1000 and max(shapes) <= 64
