@@ -1,0 +1,235 @@
+"""The bdx command line as a user scripts it: outputs, JSON, exit codes, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bdx.cli import app
+from bdx.io import Image, encode_image, read_image, write_image
+
+from conftest import gradient16
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(runner, *args, **kw):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kw)
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def photos(tmp_path, make_png):
+    """A folder of small 8-bit images in a nested tree (gray, RGB, RGBA among them)."""
+    base = gradient16(48, 64)
+    make_png("photos/a.png", (base >> 8).astype(np.uint8))
+    make_png("photos/sub/b.png", (base[..., :1] >> 8).astype(np.uint8))
+    make_png("photos/sub/c.png", (base >> 8).astype(np.uint8), alpha=np.full((48, 64), 128, np.uint8))
+    return tmp_path / "photos"
+
+
+def test_quantize_upscale_eval_pipeline(runner, photos, tmp_path):
+    result = run(runner, "quantize", "--bits", "4", photos)
+    assert result.exit_code == 0, result.stderr
+    quantized = tmp_path / "photos_q4"
+    assert sorted(p.relative_to(quantized).as_posix() for p in quantized.rglob("*.png")) == ["a.png", "sub/b.png", "sub/c.png"]
+    assert read_image(quantized / "a.png").significant_bits == 4
+
+    for method in ("contour", "midpoint"):
+        result = run(runner, "upscale-depth", quantized, "-o", tmp_path / method, "--method", method, "--json")
+        assert result.exit_code == 0, result.stderr
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [r["status"] for r in records] == ["ok"] * 3 and all(r["in_bits"] == 4 for r in records)
+    out = read_image(tmp_path / "contour" / "sub" / "c.tiff")
+    assert out.pixels.dtype == np.uint16 and out.alpha is not None and out.channels == 3
+    assert read_image(tmp_path / "contour" / "sub" / "b.tiff").channels == 1
+
+    result = run(runner, "eval", "depth", "--pred", tmp_path / "contour", "--pred", tmp_path / "midpoint",
+                 "--ref", photos, "--input", quantized, "--method", "contour", "--json")
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    summary = lines[-1]["summary"]
+    assert summary["contour"]["psnr"] > summary["midpoint"]["psnr"]
+    assert summary["contour"]["requant_match"] == 1.0
+    assert summary["contour"]["pred_zero_diff_g0.6"] < summary["midpoint"]["pred_zero_diff_g0.6"]
+    assert summary["contour"]["idempotence_drift_mean"] == 0.0
+    table = run(runner, "eval", "depth", "--pred", tmp_path / "contour", "--ref", photos, "--input", quantized)
+    assert "PSNR" in table.stdout and "contour" in table.stdout
+
+
+def test_single_file_output_name_and_format(runner, make_png, tmp_path):
+    source = make_png("x.png", (gradient16() >> 11 << 3).astype(np.uint8))
+    assert run(runner, "upscale-depth", source).exit_code == 0
+    assert (tmp_path / "x_16bit.tiff").exists()
+    assert run(runner, "upscale-depth", source, "-o", tmp_path / "y.png").exit_code == 0
+    assert read_image(tmp_path / "y.png").container_bits == 16
+    assert run(runner, "upscale-depth", source, "-o", tmp_path / "z.exr").exit_code == 0
+    assert read_image(tmp_path / "z.exr").is_float
+
+
+def test_existing_outputs_overwrite_and_skip(runner, make_png, tmp_path):
+    source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
+    target = tmp_path / "x.tiff"
+    assert run(runner, "upscale-depth", source, "-o", target).exit_code == 0
+    again = run(runner, "upscale-depth", source, "-o", target)
+    assert again.exit_code == 1 and "--overwrite" in again.stderr
+    skip = run(runner, "upscale-depth", source, "-o", target, "--skip-existing", "--json")
+    assert skip.exit_code == 0 and json.loads(skip.stdout)["status"] == "skipped"
+    assert run(runner, "upscale-depth", source, "-o", target, "--overwrite").exit_code == 0
+
+
+def test_refuses_to_overwrite_input(runner, make_png):
+    source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
+    before = source.read_bytes()
+    result = run(runner, "upscale-depth", source, "-o", source, "--overwrite")
+    assert result.exit_code == 1 and "input" in result.stderr
+    assert source.read_bytes() == before
+
+
+def test_colliding_outputs_refused_before_work(runner, make_png, tmp_path):
+    a = make_png("one/x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
+    b = make_png("two/x.png", np.full((8, 8, 3), 51, np.uint8), sbit=4)
+    result = run(runner, "upscale-depth", a, b, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "both write" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_inputs_each_get_one_line_and_the_rest_still_run(runner, tmp_path, make_png):
+    good = make_png("in/good.png", (gradient16() >> 12 << 4).astype(np.uint8))
+    make_png("in/gray.png", (gradient16(channels=1) >> 12 << 4).astype(np.uint8))
+    make_png("in/alpha.png", (gradient16() >> 12 << 4).astype(np.uint8), alpha=np.full((96, 128), 200, np.uint8))
+    make_png("in/one.png", np.array([[[17, 34, 51]]], np.uint8))
+    folder = tmp_path / "in"
+    png = encode_image(Image((gradient16() >> 8).astype(np.uint8)), "png", bits=8)
+    jpeg = encode_image(Image((gradient16() >> 8).astype(np.uint8)), "jpeg")
+    tiff = encode_image(Image((gradient16() >> 8).astype(np.uint8)), "tiff", bits=8)
+    (folder / "cutp.png").write_bytes(png[: len(png) // 2])
+    (folder / "cutj.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "cutt.tif").write_bytes(tiff[: len(tiff) // 2])
+    (folder / "text.png").write_text("hello")
+    (folder / "zero.png").write_bytes(b"")
+    nan = np.ones((4, 4, 3), np.float32)
+    nan[0, 0, 0] = np.nan
+    write_image(folder / "nan.exr", Image(nan), exr_half=False)
+
+    result = run(runner, "upscale-depth", folder, tmp_path / "missing.png", tmp_path / "nothing*.png", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    expected = {"missing.png", "nothing*.png", "cutp.png", "cutj.jpg", "cutt.tif", "text.png", "zero.png", "nan.exr"}
+    assert len(lines) == len(expected)
+    for name in expected:
+        assert sum(name in line for line in lines) == 1, (name, lines)
+    assert all(line.startswith("bdx: error: ") and "Traceback" not in line for line in lines)
+    made = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert made == ["alpha.tiff", "good.tiff", "gray.tiff", "one.tiff"]
+    assert read_image(tmp_path / "out" / "good.tiff").pixels.dtype == np.uint16
+    assert good.exists()
+
+
+def test_empty_directory_and_unwritable_outputs(runner, tmp_path, make_png):
+    (tmp_path / "empty").mkdir()
+    result = run(runner, "quantize", "--bits", "4", tmp_path / "empty")
+    assert result.exit_code == 1 and "no images" in result.stderr
+    source = make_png("x.png", np.full((8, 8, 3), 40, np.uint8))
+    missing = run(runner, "quantize", "--bits", "4", source, "-o", tmp_path / "nope" / "x.png")
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr
+    readonly = run(runner, "quantize", "--bits", "4", source, "-o", "/proc/bdx-test-out.png")
+    assert readonly.exit_code == 1 and len(error_lines(readonly)) == 1
+    assert not list(tmp_path.glob("**/*.bdx-tmp"))
+
+
+@pytest.mark.parametrize("bits,sixteen,message", [(0, False, "between 1 and 15"), (17, False, "between 1 and 15"),
+                                                   (16, True, "between 1 and 15"), (8, False, "does not reduce")])
+def test_quantize_bad_bits(runner, make_png, bits, sixteen, message):
+    pixels = gradient16() if sixteen else (gradient16() >> 8).astype(np.uint8)
+    source = make_png("x.png", pixels)
+    result = run(runner, "quantize", "--bits", bits, source)
+    assert result.exit_code != 0 and message in result.stderr
+    assert len(error_lines(result)) == 1
+
+
+def test_quantize_16bit_to_10_and_kmeans_and_dither(runner, make_png, tmp_path):
+    source = make_png("x.png", gradient16())
+    assert run(runner, "quantize", "--bits", "10", source, "-o", tmp_path / "ten.png").exit_code == 0
+    ten = read_image(tmp_path / "ten.png")
+    assert ten.container_bits == 16 and ten.significant_bits == 10
+    for extra in (["--method", "kmeans"], ["--dither", "floyd-steinberg"], ["--dither", "ordered", "--convention", "truncate"]):
+        target = tmp_path / f"{extra[-1]}.png"
+        assert run(runner, "quantize", "--bits", "3", source, "-o", target, *extra).exit_code == 0
+    assert run(runner, "quantize", "--bits", "3", source, "--dither", "bogus").exit_code == 2
+
+
+def test_shard_and_environment(runner, photos, tmp_path, monkeypatch):
+    result = run(runner, "quantize", "--bits", "4", photos, "-o", tmp_path / "s", "--shard", "1/2", "--json")
+    assert [Path(json.loads(line)["input"]).name for line in result.stdout.splitlines()] == ["b.png"]
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    result = run(runner, "quantize", "--bits", "4", photos, "-o", tmp_path / "t", "--json")
+    assert [Path(json.loads(line)["input"]).name for line in result.stdout.splitlines()] == ["a.png"]
+    assert run(runner, "quantize", "--bits", "4", photos, "--shard", "3/2").exit_code == 2
+
+
+def test_glob_input(runner, photos, tmp_path):
+    result = run(runner, "quantize", "--bits", "4", str(photos / "**" / "*.png"), "-o", tmp_path / "g", "--json")
+    assert result.exit_code == 0
+    assert sorted(p.relative_to(tmp_path / "g").as_posix() for p in (tmp_path / "g").rglob("*.png")) == ["a.png", "sub/b.png", "sub/c.png"]
+
+
+def test_info_reports_effective_depth(runner, make_png):
+    source = make_png("x.png", (np.arange(64) % 16 * 17).astype(np.uint8).reshape(8, 8))
+    result = run(runner, "info", "--json", source)
+    record = json.loads(result.stdout)
+    assert record["effective_bits"] == 4 and record["channels"] == 1 and record["bit_depth_source"] == "code values"
+
+
+def _bdx(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "bdx", *map(str, args)], input=stdin, capture_output=True, cwd=REPO, timeout=300)
+
+
+def test_stdin_to_stdout_and_process_exit_codes(tmp_path):
+    png = encode_image(Image(np.full((8, 8, 3), 34, np.uint8), significant_bits=4), "png", bits=8, significant_bits=4)
+    done = _bdx("upscale-depth", "-", "-o", "-", "--format", "png", stdin=png)
+    assert done.returncode == 0, done.stderr
+    from bdx.io import decode_image
+
+    image = decode_image(done.stdout, "out.png")
+    assert image.container_bits == 16 and np.all(image.pixels == 34 * 257)
+    assert _bdx("upscale-depth", tmp_path / "missing.png").returncode == 1
+    assert _bdx("upscale-depth", "--no-such-option").returncode == 2
+    version = _bdx("--version")
+    assert version.returncode == 0 and version.stdout.decode().startswith("bdx ")
+
+
+def test_help_and_version_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from bdx.cli import main\n"
+        "for argv in (['bdx', '--help'], ['bdx', '--version'], ['bdx', 'upscale-depth', '--help']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.stdout.strip().endswith("NO-TORCH"), done.stdout[-500:] + done.stderr[-500:]
+
+
+def test_example_image_is_banded_and_restores(tmp_path, runner):
+    example = REPO / "docs" / "example" / "banded_sky.png"
+    image = read_image(example)
+    assert image.significant_bits == 5
+    result = run(runner, "upscale-depth", example, "-o", tmp_path / "sky.tiff")
+    assert result.exit_code == 0
+    restored = read_image(tmp_path / "sky.tiff").pixels
+    assert all(np.unique(restored[..., c]).size > 256 for c in range(3))
