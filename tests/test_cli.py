@@ -233,3 +233,15 @@ def test_example_image_is_banded_and_restores(tmp_path, runner):
     assert result.exit_code == 0
     restored = read_image(tmp_path / "sky.tiff").pixels
     assert all(np.unique(restored[..., c]).size > 256 for c in range(3))
+
+
+def test_raw_input_through_quantize_and_info(runner, tmp_path):
+    from dng import synthetic_dng
+
+    path = tmp_path / "shot.dng"
+    path.write_bytes(synthetic_dng())
+    info = json.loads(run(runner, "info", "--json", path).stdout)
+    assert info["format"] == "raw" and info["container_bits"] == 16
+    result = run(runner, "quantize", "--bits", "8", path, "-o", tmp_path / "q.png")
+    assert result.exit_code == 0, result.stderr
+    assert read_image(tmp_path / "q.png").significant_bits is None  # an 8-bit container holds 8 bits

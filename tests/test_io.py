@@ -229,3 +229,18 @@ def test_real_16bit_crops_read_as_16bit():
         image = read_image(path)
         assert image.container_bits == 16
         assert max(np.unique(image.pixels[..., c]).size for c in range(image.channels)) > 256
+
+
+def test_camera_raw_decodes_to_16bit(tmp_path):
+    from dng import synthetic_dng
+
+    path = tmp_path / "shot.dng"
+    path.write_bytes(synthetic_dng())
+    srgb = read_image(path)
+    linear = read_image(path, raw_linear=True)
+    assert srgb.pixels.dtype == np.uint16 and srgb.pixels.shape == (64, 96, 3)
+    assert np.unique(srgb.pixels[..., 0]).size > 256 or np.unique(srgb.pixels).size > 256
+    assert linear.linear and not srgb.linear
+    assert srgb.pixels[..., 1].mean() > linear.pixels[..., 1].mean()  # sRGB encoding lifts mid-tones
+    red = srgb.pixels[..., 0].astype(float)
+    assert red[:, -8:].mean() > red[:, :8].mean()  # the red ramp runs left to right

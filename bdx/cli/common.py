@@ -97,6 +97,12 @@ def _relative_or_name(path: Path, base: Path) -> Path:
         return Path(path.name)
 
 
+def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    """A usage error unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise UsageError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+
+
 def shard_from_environment() -> str | None:
     """``I/N`` from a SLURM job array or a torchrun launch, if either is present."""
     env = os.environ
@@ -321,6 +327,37 @@ def check_target(source: Source, target: Path | str, *, overwrite: bool, create_
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BdxError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class Batch:
+    """The planned work of one command: sources, their outputs, and inputs that matched nothing."""
+
+    sources: list[Source]
+    plan: OutputPlan
+    problems: list[tuple[str, str]]
+
+    def run(self, process: Process, *, label: str, overwrite: bool, skip_existing: bool, quiet: bool, json_lines: bool) -> int:
+        """Process every source (see :func:`run_batch`) and return the exit status."""
+        return run_batch(
+            self.sources,
+            self.plan.targets,
+            process,
+            problems=self.problems,
+            overwrite=overwrite,
+            skip_existing=skip_existing,
+            quiet=quiet,
+            json_lines=json_lines,
+            label=label,
+            create_folders=not self.plan.explicit_file,
+        )
+
+
+def plan_batch(inputs: list[str], output: str | None, shard: str | None, **naming) -> Batch:
+    """Expand inputs, apply the shard and plan output names (``naming``: see :func:`plan_outputs`)."""
+    found = expand_inputs(inputs)
+    sources = apply_shard(found.sources, shard)
+    return Batch(sources, plan_outputs(sources, output, **naming), found.problems)
 
 
 def read_source(source: Source):

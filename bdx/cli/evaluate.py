@@ -11,8 +11,7 @@ import typer
 
 from bdx.cli import eval_app
 from bdx.cli import options as opt
-from bdx.cli.common import EXIT_FAILED, EXIT_OK, command_errors, describe_exception, image_extensions
-from bdx.cli.quantize import _choice
+from bdx.cli.common import check_choice, EXIT_FAILED, EXIT_OK, command_errors, describe_exception, image_extensions
 from bdx.errors import BdxError, UsageError
 
 SUMMARY_COLUMNS = (
@@ -71,9 +70,9 @@ def eval_depth(
     from bdx.quantization import CONVENTIONS
 
     with command_errors():
-        _choice("--convention", convention, CONVENTIONS)
+        check_choice("--convention", convention, CONVENTIONS)
         if method is not None:
-            _choice("--method", method, DEPTH_METHODS)
+            check_choice("--method", method, DEPTH_METHODS)
         bits = None if in_bits == "auto" else _parse_bits(in_bits)
         refs = index_images(ref)
         inputs = index_images(input_) if input_ is not None else None

@@ -8,8 +8,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import apply_shard, command_errors, expand_inputs, plan_outputs, read_source, run_batch, write_target
-from bdx.errors import UsageError
+from bdx.cli.common import check_choice, command_errors, plan_batch, read_source, write_target
 
 
 @app.command(
@@ -37,12 +36,10 @@ def quantize(
 
     with command_errors():
         check_bits(bits)
-        _choice("--method", method, QUANTIZE_METHODS)
-        _choice("--dither", dither, DITHER_METHODS)
-        _choice("--convention", convention, CONVENTIONS)
-        found = expand_inputs(inputs)
-        sources = apply_shard(found.sources, shard)
-        plan = plan_outputs(sources, output, extension=".png", file_suffix=f"_q{bits}", dir_suffix=f"_q{bits}")
+        check_choice("--method", method, QUANTIZE_METHODS)
+        check_choice("--dither", dither, DITHER_METHODS)
+        check_choice("--convention", convention, CONVENTIONS)
+        batch = plan_batch(inputs, output, shard, extension=".png", file_suffix=f"_q{bits}", dir_suffix=f"_q{bits}")
 
     def process(source, target, reporter):
         image = read_source(source)
@@ -51,21 +48,7 @@ def quantize(
         write_target(target, reduced, "png", bits=container, significant_bits=reduced.significant_bits)
         return {"bits": bits, "method": method, "dither": dither, "width": image.width, "height": image.height}
 
-    status = run_batch(
-        sources,
-        plan.targets,
-        process,
-        problems=found.problems,
-        overwrite=overwrite,
-        skip_existing=skip_existing,
-        quiet=quiet,
-        json_lines=json_lines,
-        label="quantize",
-        create_folders=not plan.explicit_file,
+    status = batch.run(
+        process, label="quantize", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
     )
     raise typer.Exit(status)
-
-
-def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UsageError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")

@@ -8,8 +8,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import apply_shard, command_errors, expand_inputs, plan_outputs, read_source, run_batch, write_target
-from bdx.cli.quantize import _choice
+from bdx.cli.common import check_choice, command_errors, plan_batch, read_source, write_target
 from bdx.errors import UsageError
 
 
@@ -42,16 +41,14 @@ def upscale_depth_command(
     from bdx.quantization import CONVENTIONS
 
     with command_errors():
-        _choice("--method", method, DEPTH_METHODS)
-        _choice("--convention", convention, CONVENTIONS)
+        check_choice("--method", method, DEPTH_METHODS)
+        check_choice("--convention", convention, CONVENTIONS)
         if out_bits != 16:
             raise UsageError("--out-bits supports 16")
         bits = None if in_bits == "auto" else _parse_bits(in_bits)
         chosen = fmt or (format_from_path(output) if output and output != "-" else None) or "tiff"
-        _choice("--format", chosen, ("tiff", "png", "exr"))
-        found = expand_inputs(inputs)
-        sources = apply_shard(found.sources, shard)
-        plan = plan_outputs(sources, output, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_16bit", dir_suffix="_16bit")
+        check_choice("--format", chosen, ("tiff", "png", "exr"))
+        batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_16bit", dir_suffix="_16bit")
 
     def process(source, target, reporter):
         image = read_source(source)
@@ -68,17 +65,8 @@ def upscale_depth_command(
         write_target(target, result.image, chosen, bits=16, exr_half=False)
         return {"method": method, "in_bits": result.in_bits, "width": image.width, "height": image.height}
 
-    status = run_batch(
-        sources,
-        plan.targets,
-        process,
-        problems=found.problems,
-        overwrite=overwrite,
-        skip_existing=skip_existing,
-        quiet=quiet,
-        json_lines=json_lines,
-        label="upscale-depth",
-        create_folders=not plan.explicit_file,
+    status = batch.run(
+        process, label="upscale-depth", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
     )
     raise typer.Exit(status)
 

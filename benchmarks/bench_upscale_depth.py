@@ -1,0 +1,123 @@
+"""Throughput and peak memory of ``upscale-depth`` on 12 MP and 100 MP images.
+
+Each measurement runs in a fresh subprocess, so its peak RSS is its own. The
+12 MP image is run tiled (the default) and as one whole-image tile; the ratio
+between the two is measured in the same run. Prints a table and writes JSON.
+
+    python benchmarks/bench_upscale_depth.py                 # 12 MP and 100 MP
+    python benchmarks/bench_upscale_depth.py --sizes 12 --methods midpoint contour
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = {12: (3000, 4000), 100: (8660, 11547)}
+
+
+def synthetic_scene(height: int, width: int, bits: int):
+    """A smooth scene with mild texture, quantized to ``bits`` in an 8-bit container (built in strips)."""
+    import numpy as np
+
+    from bdx.quantization import codes_from_levels, max_level
+
+    rng = np.random.default_rng(0)
+    out = np.empty((height, width, 3), np.uint8)
+    x = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    for top in range(0, height, 512):
+        y = np.linspace(top / height, min(top + 512, height) / height, min(512, height - top), dtype=np.float32)[:, None]
+        base = 0.5 + 0.35 * np.sin(6 * x + 2 * y) * np.cos(4 * y)
+        noise = rng.normal(0, 0.004, (len(y), width)).astype(np.float32)
+        for c, gamma in enumerate((1.0, 1.4, 0.8)):
+            value = np.clip(base**gamma + noise, 0, 1)
+            levels = np.rint(value * max_level(bits)).astype(np.int32)
+            out[top : top + len(y), :, c] = codes_from_levels(levels, bits, 8)
+    return out
+
+
+def measure(megapixels: int, method: str, bits: int, tile: int | None) -> dict:
+    """One run in this process: generate, dequantize, report time and peak RSS."""
+    import torch
+
+    from bdx.depth import upscale_depth
+    from bdx.io import Image
+
+    height, width = SIZES[megapixels]
+    image = Image(synthetic_scene(height, width, bits), significant_bits=bits)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    upscale_depth(image, method=method, device="cpu", tile=tile)
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "megapixels": height * width / 1e6,
+        "method": method,
+        "in_bits": bits,
+        "tile": tile or "default",
+        "seconds": seconds,
+        "mpix_per_s": height * width / 1e6 / seconds,
+        "peak_rss_mib": peak_kib / 1024,
+        "rss_before_run_mib": rss_before / 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_child(megapixels: int, method: str, bits: int, tile: int | None) -> dict:
+    args = [sys.executable, __file__, "--child", str(megapixels), method, str(bits), str(tile or 0)]
+    done = subprocess.run(args, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[12, 100], choices=sorted(SIZES))
+    parser.add_argument("--methods", nargs="+", default=["contour", "midpoint"])
+    parser.add_argument("--bits", type=int, default=6, help="content bit depth of the synthetic input")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "upscale_depth.json")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mp, method, bits, tile = args.child
+        print(json.dumps(measure(int(mp), method, int(bits), int(tile) or None)))
+        return
+
+    rows = []
+    for megapixels in args.sizes:
+        for method in args.methods:
+            rows.append(run_child(megapixels, method, args.bits, None))
+            if megapixels == 12:
+                rows.append(run_child(megapixels, method, args.bits, max(SIZES[12])))  # one whole-image tile
+    print(f"{'MP':>6} {'method':>9} {'tile':>8} {'s':>8} {'MPix/s':>8} {'peak RSS MiB':>13}")
+    for row in rows:
+        print(
+            f"{row['megapixels']:6.1f} {row['method']:>9} {str(row['tile']):>8} {row['seconds']:8.2f} "
+            f"{row['mpix_per_s']:8.2f} {row['peak_rss_mib']:13.0f}"
+        )
+    ratios = {}
+    for method in args.methods:
+        tiled = [r for r in rows if r["method"] == method and r["tile"] == "default" and r["megapixels"] < 20]
+        whole = [r for r in rows if r["method"] == method and r["tile"] != "default"]
+        if tiled and whole:
+            ratios[method] = whole[0]["seconds"] / tiled[0]["seconds"]
+            print(f"{method}: whole-image time / tiled time at 12 MP = {ratios[method]:.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "upscale_depth",
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "rows": rows,
+        "whole_over_tiled_time": ratios,
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
