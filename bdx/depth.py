@@ -17,11 +17,16 @@ DEFAULT_DEPTH_METHOD = "contour"
 
 @dataclass
 class DepthSource:
-    """What the dequantizer knows about an input: its levels and their bit depth."""
+    """What the dequantizer knows about an input: its code values and their bit depth."""
 
-    levels: np.ndarray  # (H, W, C) int32
+    codes: np.ndarray  # (H, W, C) uint8 or uint16, as stored
+    container_bits: int
     bits: int
     convention: Convention
+
+    def levels(self, codes: np.ndarray | None = None) -> np.ndarray:
+        """Quantization levels of ``codes`` (default: the whole input), as int32."""
+        return levels_from_codes(self.codes if codes is None else codes, self.bits, self.container_bits, self.convention)
 
 
 def input_levels(image: Image, bits: int | None = None, convention: Convention = "centre") -> DepthSource:
@@ -35,8 +40,7 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
         raise BdxError(f"--in-bits {bits} does not fit a {container}-bit input")
     if bits >= 16:
         raise BdxError("input already holds 16 significant bits; nothing to dequantize")
-    levels = levels_from_codes(image.pixels, bits, container, convention)
-    return DepthSource(levels=levels, bits=bits, convention=convention)
+    return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention)
 
 
 def build_dequantizer(method: str, bits: int, convention: Convention = "centre"):
@@ -88,16 +92,16 @@ def upscale_depth(
     def finalize(rows: np.ndarray, top: int) -> np.ndarray:
         if relax:
             return np.rint(np.clip(rows, 0.0, 1.0) * 65535).astype(np.uint16)
-        levels = source.levels[top : top + rows.shape[0]]
+        levels = source.levels(source.codes[top : top + rows.shape[0]])
         return clamp_to_bins(rows, levels, source.bits, source.convention)
 
     output = run_tiled(
         model,
-        source.levels,
+        source.codes,
         settings=settings,
         device=torch_device,
         out_channels=image.channels,
-        prepare=lambda tile_levels: tile_levels.astype(np.float32),
+        prepare=lambda tile_codes: source.levels(tile_codes).astype(np.float32),
         finalize=finalize,
         out_dtype=np.uint16,
         progress=progress,

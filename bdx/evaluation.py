@@ -55,9 +55,10 @@ def evaluate_depth(
         return record
     _same_shape(prediction, source, "input")
     levels = input_levels(source, bits, convention)
+    input_levels_array = levels.levels()
     record["in_bits"] = levels.bits
-    record["requant_match"] = requantization_match(pred_codes, levels.levels, levels.bits, convention)
-    record.update(bin_adherence(pred_codes, levels.levels, levels.bits, convention))
+    record["requant_match"] = requantization_match(pred_codes, input_levels_array, levels.bits, convention)
+    record.update(bin_adherence(pred_codes, input_levels_array, levels.bits, convention))
     record.update({f"input_{k}": v for k, v in banding_stress(to_float(source.pixels)).items()})
     record["input_distinct"] = distinct_values(source.pixels)
     if method is not None:

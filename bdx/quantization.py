@@ -121,7 +121,7 @@ def effective_bits(codes: np.ndarray, container_bits: int, convention: Conventio
     An 8-bit image whose values are all multiples of 17 holds 4-bit content; a
     16-bit image whose values are all multiples of 257 holds 8-bit content.
     """
-    values = np.unique(np.asarray(codes))
+    values = present_codes(codes)
     for bits in range(1, container_bits):
         if convention == "truncate":
             if not np.any(values.astype(np.int64) & ((1 << (container_bits - bits)) - 1)):
@@ -131,6 +131,18 @@ def effective_bits(codes: np.ndarray, container_bits: int, convention: Conventio
             if np.array_equal(codes_from_levels(levels, bits, container_bits, convention), values):
                 return bits
     return container_bits
+
+
+def present_codes(codes: np.ndarray, rows_per_chunk: int = 256) -> np.ndarray:
+    """The distinct code values of a uint8/uint16 array, counted in row chunks (no full-size temporaries)."""
+    codes = np.asarray(codes)
+    if codes.dtype not in (np.uint8, np.uint16):
+        return np.unique(codes)
+    seen = np.zeros(1 << (8 * codes.dtype.itemsize), dtype=bool)
+    flat = codes.reshape(codes.shape[0], -1) if codes.ndim > 1 else codes.reshape(1, -1)
+    for start in range(0, flat.shape[0], rows_per_chunk):
+        seen[flat[start : start + rows_per_chunk].ravel()] = True
+    return np.flatnonzero(seen).astype(codes.dtype)
 
 
 def detect_bits(codes: np.ndarray, container_bits: int) -> tuple[int, Convention]:

@@ -255,7 +255,7 @@ def _run(model, image, settings, tile, batch, device, out_channels, prepare, fin
         inputs = []
         for r, c in chunk:
             row_index = border_indices(rows.starts[r] - halo, rows.starts[r] + rows.tile + halo, height)
-            inputs.append(prepare(image[row_index][:, col_index[c]]))
+            inputs.append(prepare(image[np.ix_(row_index, col_index[c])]))
         batch_np = np.stack(inputs)
         x = torch.from_numpy(batch_np).permute(0, 3, 1, 2).to(device)
         if channels_last:
