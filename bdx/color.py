@@ -55,8 +55,8 @@ def linear_srgb_to_oklab(linear_rgb: np.ndarray) -> np.ndarray:
     """Linear sRGB to Oklab (Ottosson 2020); gray input is treated as R = G = B."""
     if linear_rgb.shape[-1] == 1:
         linear_rgb = np.repeat(linear_rgb, 3, axis=-1)
-    lms = np.asarray(linear_rgb, dtype=np.float64) @ _LMS_FROM_LINEAR_SRGB.T
-    return (np.cbrt(lms) @ _OKLAB_FROM_LMS_.T).astype(np.float32)
+    lms = np.asarray(linear_rgb, dtype=np.float32) @ _LMS_FROM_LINEAR_SRGB.T.astype(np.float32)
+    return np.cbrt(lms) @ _OKLAB_FROM_LMS_.T.astype(np.float32)
 
 
 def srgb_to_oklab(srgb: np.ndarray) -> np.ndarray:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from bdx.color import srgb_to_linear
+from bdx.color import linear_srgb_to_oklab, srgb_to_linear
+from bdx.depth import DepthSource, input_levels
 from bdx.errors import BdxError
 from bdx.io import Image, convert_depth, to_float
 from bdx.metrics import (
     banding_stress,
     bin_adherence,
-    delta_e_ok,
     distinct_values,
+    oklab_distance,
     psnr,
     requantization_match,
     ssim,
@@ -19,62 +22,78 @@ from bdx.metrics import (
 from bdx.quantization import Convention, codes_from_levels, container_for, requantize_u16
 
 
-def fidelity(prediction: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """PSNR and SSIM in sRGB and in linear light, and Oklab colour difference."""
-    linear_pred, linear_ref = srgb_to_linear(prediction), srgb_to_linear(reference)
-    return {
-        "psnr": psnr(prediction, reference),
-        "ssim": ssim(prediction, reference),
-        "psnr_linear": psnr(linear_pred, linear_ref),
-        "ssim_linear": ssim(linear_pred, linear_ref),
-        "delta_e_ok": delta_e_ok(prediction, reference),
-    }
+@dataclass
+class DepthReference:
+    """Everything about one reference (and its quantized input) that every method is compared with.
+
+    Built once per image, so comparing several methods does not redo the
+    reference's colour conversions and banding figures.
+    """
+
+    srgb: np.ndarray
+    linear: np.ndarray
+    oklab: np.ndarray
+    stats: dict
+    source: DepthSource | None = None
+    source_levels: np.ndarray | None = None
 
 
-def evaluate_depth(
-    prediction: Image,
-    reference: Image,
-    source: Image | None = None,
-    *,
-    bits: int | None = None,
-    convention: Convention = "centre",
-    method: str | None = None,
-) -> dict[str, float | list[int]]:
-    """All ``eval depth`` metrics for one prediction against its reference (and its quantized input)."""
-    from bdx.depth import input_levels, upscale_depth
+def depth_reference(
+    reference: Image, source: Image | None = None, *, bits: int | None = None, convention: Convention = "centre"
+) -> DepthReference:
+    """Prepare a reference (and optional quantized input) for :func:`evaluate_depth`."""
+    srgb = to_float(reference.pixels)
+    linear = srgb_to_linear(srgb)
+    stats: dict = {f"ref_{k}": v for k, v in banding_stress(srgb).items()}
+    prepared = DepthReference(srgb, linear, linear_srgb_to_oklab(np.clip(linear, 0, 1)), stats)
+    if source is not None:
+        _same_shape(source, reference, "reference")
+        prepared.source = input_levels(source, bits, convention)
+        prepared.source_levels = prepared.source.levels()
+        stats["in_bits"] = prepared.source.bits
+        stats.update({f"input_{k}": v for k, v in banding_stress(to_float(source.pixels)).items()})
+        stats["input_distinct"] = distinct_values(source.pixels)
+    return prepared
 
-    _same_shape(prediction, reference, "reference")
+
+def evaluate_depth(prediction: Image, reference: DepthReference, *, method: str | None = None) -> dict:
+    """All ``eval depth`` metrics for one prediction: fidelity, bin safety, banding, idempotence drift."""
+    from bdx.depth import upscale_depth
+
+    if prediction.pixels.shape != reference.srgb.shape:
+        raise BdxError(f"prediction is {prediction.width}x{prediction.height}x{prediction.channels}, the reference is not")
     pred_codes = convert_depth(prediction.pixels, 16)
     pred = to_float(pred_codes)
-    ref = to_float(reference.pixels)
-    record: dict = fidelity(pred, ref)
+    linear = srgb_to_linear(pred)
+    record: dict = {
+        "psnr": psnr(pred, reference.srgb),
+        "ssim": ssim(pred, reference.srgb),
+        "psnr_linear": psnr(linear, reference.linear),
+        "ssim_linear": ssim(linear, reference.linear),
+        "delta_e_ok": oklab_distance(linear_srgb_to_oklab(np.clip(linear, 0, 1)), reference.oklab),
+    }
     record.update({f"pred_{k}": v for k, v in banding_stress(pred).items()})
-    record.update({f"ref_{k}": v for k, v in banding_stress(ref).items()})
     record["pred_distinct"] = distinct_values(pred_codes)
+    record.update(reference.stats)
+    source = reference.source
     if source is None:
         return record
-    _same_shape(prediction, source, "input")
-    levels = input_levels(source, bits, convention)
-    input_levels_array = levels.levels()
-    record["in_bits"] = levels.bits
-    record["requant_match"] = requantization_match(pred_codes, input_levels_array, levels.bits, convention)
-    record.update(bin_adherence(pred_codes, input_levels_array, levels.bits, convention))
-    record.update({f"input_{k}": v for k, v in banding_stress(to_float(source.pixels)).items()})
-    record["input_distinct"] = distinct_values(source.pixels)
+    levels, bits, convention = reference.source_levels, source.bits, source.convention
+    record["requant_match"] = requantization_match(pred_codes, levels, bits, convention)
+    record.update(bin_adherence(pred_codes, levels, bits, convention))
     if method is not None:
-        requantized = requantize_u16(pred_codes, levels.bits, convention)
-        container = container_for(levels.bits)
-        again = Image(codes_from_levels(requantized, levels.bits, container, convention))
-        rerun = upscale_depth(again, method=method, in_bits=levels.bits, convention=convention, device="cpu")
+        requantized = requantize_u16(pred_codes, bits, convention)
+        again = Image(codes_from_levels(requantized, bits, container_for(bits), convention))
+        rerun = upscale_depth(again, method=method, in_bits=bits, convention=convention, device="cpu")
         drift = np.abs(rerun.image.pixels.astype(np.int32) - pred_codes.astype(np.int32))
         record["idempotence_drift_mean"] = float(drift.mean())
         record["idempotence_drift_max"] = int(drift.max())
     return record
 
 
-def _same_shape(prediction: Image, other: Image, what: str) -> None:
-    if prediction.pixels.shape != other.pixels.shape:
+def _same_shape(image: Image, other: Image, what: str) -> None:
+    if image.pixels.shape != other.pixels.shape:
         raise BdxError(
-            f"prediction is {prediction.width}x{prediction.height}x{prediction.channels} but the {what} is "
+            f"input is {image.width}x{image.height}x{image.channels} but the {what} is "
             f"{other.width}x{other.height}x{other.channels}"
         )

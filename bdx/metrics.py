@@ -16,7 +16,8 @@ BANDING_GAMMAS = (0.6, 1.6)
 
 def psnr(prediction: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB (inf for identical images)."""
-    mse = float(np.mean((prediction.astype(np.float64) - reference.astype(np.float64)) ** 2))
+    difference = prediction.astype(np.float32) - reference.astype(np.float32)
+    mse = float(np.mean(np.square(difference), dtype=np.float64))
     return float("inf") if mse == 0 else 10.0 * np.log10(peak * peak / mse)
 
 
@@ -25,8 +26,8 @@ def ssim(prediction: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> fl
     c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
     scores = []
     for channel in range(prediction.shape[-1]):
-        x = prediction[..., channel].astype(np.float64)
-        y = reference[..., channel].astype(np.float64)
+        x = prediction[..., channel].astype(np.float32)
+        y = reference[..., channel].astype(np.float32)
 
         def blur(a: np.ndarray) -> np.ndarray:
             return cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
@@ -38,7 +39,7 @@ def ssim(prediction: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> fl
         ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
         if min(ssim_map.shape) > 10:
             ssim_map = ssim_map[5:-5, 5:-5]
-        scores.append(ssim_map.mean())
+        scores.append(ssim_map.mean(dtype=np.float64))
     return float(np.mean(scores))
 
 
@@ -46,6 +47,11 @@ def delta_e_ok(prediction_srgb: np.ndarray, reference_srgb: np.ndarray) -> float
     """Mean Euclidean distance in Oklab, times 100 (about 1 is a just-noticeable difference)."""
     a = linear_srgb_to_oklab(srgb_to_linear(np.clip(prediction_srgb, 0, 1)))
     b = linear_srgb_to_oklab(srgb_to_linear(np.clip(reference_srgb, 0, 1)))
+    return oklab_distance(a, b)
+
+
+def oklab_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Euclidean distance between two Oklab images, times 100."""
     return float(np.mean(np.sqrt(((a - b) ** 2).sum(-1))) * 100)
 
 

@@ -101,13 +101,6 @@ def bin_centres(levels: np.ndarray, bits: int, convention: Convention = "centre"
     return (levels.astype(np.float32) / np.float32(max_level(bits))).astype(np.float32)
 
 
-def bin_limits(levels: np.ndarray, bits: int, convention: Convention = "centre") -> tuple[np.ndarray, np.ndarray]:
-    """Lowest and highest float value (in [0, 1]) whose 16-bit code stays in each level's bin."""
-    low, high = bin_bounds_u16(bits, convention)
-    scale = np.float32(1 / 65535)
-    return low[levels].astype(np.float32) * scale, high[levels].astype(np.float32) * scale
-
-
 def clamp_to_bins(values: np.ndarray, levels: np.ndarray, bits: int, convention: Convention = "centre") -> np.ndarray:
     """Round float values in [0, 1] to 16-bit codes, each forced inside its input level's bin."""
     low, high = bin_bounds_u16(bits, convention)

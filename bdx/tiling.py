@@ -20,7 +20,6 @@ peak memory grows with the tile batch and the image width, not the image area.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -315,10 +314,3 @@ def _run(model, image, settings, tile, batch, device, out_channels, prepare, fin
     assert out is not None
     return out
 
-
-def default_threads() -> int:
-    """Threads torch should use on the CPU: every core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return os.cpu_count() or 1

@@ -65,7 +65,7 @@ def eval_depth(
     """Compare dequantized images with references: PSNR/SSIM (sRGB and linear), ΔE, bin safety, banding."""
     from bdx.cli.upscale import _parse_bits
     from bdx.depth import DEPTH_METHODS
-    from bdx.evaluation import evaluate_depth
+    from bdx.evaluation import depth_reference, evaluate_depth
     from bdx.io import read_image
     from bdx.quantization import CONVENTIONS
 
@@ -79,32 +79,36 @@ def eval_depth(
         predictions = {p: index_images(p) for p in pred}
         single = ref.is_file()
 
-    per_method: dict[str, list[dict]] = {}
+    labels = {folder: folder.name or str(folder) for folder in predictions}
+    per_method: dict[str, list[dict]] = {label: [] for label in labels.values()}
     failed = 0
-    for folder, images in predictions.items():
-        label = folder.name or str(folder)
-        per_method[label] = []
-        for key, pred_path in images.items():
-            ref_key = next(iter(refs)) if single else key
-            record: dict = {"method": label, "pred": str(pred_path)}
+    keys = sorted({key for images in predictions.values() for key in images})
+    for key in keys:
+        ref_path = refs.get(next(iter(refs)) if single else key)
+        input_path = None if inputs is None else inputs.get(next(iter(inputs)) if single else key)
+        try:
+            if ref_path is None:
+                raise BdxError("no reference with the same name")
+            if inputs is not None and input_path is None:
+                raise BdxError("no input with the same name")
+            source = read_image(input_path) if input_path is not None else None
+            reference = depth_reference(read_image(ref_path), source, bits=bits, convention=convention)
+        except Exception as exc:  # the reference or input is unusable: every prediction of it fails
+            reference, reason = None, describe_exception(exc)
+        for folder, images in predictions.items():
+            if key not in images:
+                continue
+            record: dict = {"method": labels[folder], "pred": str(images[key]), "ref": str(ref_path)}
             try:
-                if ref_key not in refs:
-                    raise BdxError("no reference with the same name")
-                if inputs is not None and (next(iter(inputs)) if single else key) not in inputs:
-                    raise BdxError("no input with the same name")
-                source = read_image(inputs[next(iter(inputs)) if single else key]) if inputs is not None else None
-                record["ref"] = str(refs[ref_key])
-                record.update(
-                    evaluate_depth(
-                        read_image(pred_path), read_image(refs[ref_key]), source, bits=bits, convention=convention, method=method
-                    )
-                )
+                if reference is None:
+                    raise BdxError(reason)
+                record.update(evaluate_depth(read_image(images[key]), reference, method=method))
                 record["status"] = "ok"
-                per_method[label].append(record)
+                per_method[labels[folder]].append(record)
             except Exception as exc:  # one line per failed pair, then carry on
                 failed += 1
                 record.update(status="error", error=describe_exception(exc))
-                sys.stderr.write(f"bdx: error: {pred_path}: {record['error']}\n")
+                sys.stderr.write(f"bdx: error: {images[key]}: {record['error']}\n")
             if json_lines:
                 sys.stdout.write(json.dumps(record) + "\n")
     summary = {label: summarise(records) for label, records in per_method.items() if records}

@@ -13,7 +13,6 @@ from bdx.io.read import (
     IMAGE_EXTENSIONS,
     RAW_EXTENSIONS,
     decode_image,
-    image_header,
     read_image,
 )
 from bdx.io.write import (
@@ -34,7 +33,6 @@ __all__ = [
     "decode_image",
     "encode_image",
     "format_from_path",
-    "image_header",
     "read_image",
     "to_float",
     "write_image",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -30,15 +29,6 @@ def max_pixels() -> int:
         return int(os.environ.get("BDX_MAX_PIXELS", DEFAULT_MAX_PIXELS))
     except ValueError:
         return DEFAULT_MAX_PIXELS
-
-
-@dataclass
-class Header:
-    """Container facts known before decoding the pixels."""
-
-    format: str
-    width: int
-    height: int
 
 
 def sniff_format(data: bytes, name: str = "") -> str:
@@ -103,19 +93,6 @@ def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False
         if bad.any():
             raise BdxError(f"{fmt.upper()} holds {int(bad.sum())} NaN/Inf samples")
     return image
-
-
-def image_header(data: bytes, name: str = "") -> Header:
-    """Format and size without decoding pixels (used by `bdx info` and size checks)."""
-    fmt = sniff_format(data, name)
-    if fmt == "png":
-        info = parse_png(data)
-        return Header(fmt, info.width, info.height)
-    if fmt == "jpeg":
-        info = parse_jpeg(data)
-        return Header(fmt, info.width, info.height)
-    image = decode_image(data, name)
-    return Header(fmt, image.width, image.height)
 
 
 # --------------------------------------------------------------------------- helpers
