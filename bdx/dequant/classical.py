@@ -28,7 +28,7 @@ from torch import nn
 
 from bdx.quantization import Convention, bin_centres, max_level
 
-CONTOUR_RADIUS = 64  # contours farther than this are ignored (and set the tiling halo)
+CONTOUR_RADIUS = 128  # contours farther than this are ignored (and set the tiling halo)
 PLATEAU_WINDOW = 9  # window over which a plateau's width is estimated
 PLATEAU_MIN_WIDTH = 2.5  # narrower extremal plateaus keep the bin centre
 RESIDUE_CLASSES = 4  # levels are split by q mod 4 so 4 distance transforms serve every level
