@@ -244,3 +244,11 @@ def test_raw_input_through_quantize_and_info(runner, tmp_path):
     result = run(runner, "quantize", "--bits", "8", path, "-o", tmp_path / "q.png")
     assert result.exit_code == 0, result.stderr
     assert read_image(tmp_path / "q.png").significant_bits is None  # an 8-bit container holds 8 bits
+
+
+def test_conflicting_flags_are_usage_errors(runner, make_png):
+    source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
+    both = run(runner, "upscale-depth", source, "--overwrite", "--skip-existing")
+    assert both.exit_code == 2 and "exclude" in both.stderr
+    mixed = run(runner, "upscale-depth", source, "-o", "-", "--json")
+    assert mixed.exit_code == 2 and "--json" in mixed.stderr

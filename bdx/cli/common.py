@@ -339,6 +339,8 @@ class Batch:
 
     def run(self, process: Process, *, label: str, overwrite: bool, skip_existing: bool, quiet: bool, json_lines: bool) -> int:
         """Process every source (see :func:`run_batch`) and return the exit status."""
+        if json_lines and STDIO in self.plan.targets:
+            raise UsageError("--json cannot share stdout with an image written to -o -")
         return run_batch(
             self.sources,
             self.plan.targets,

@@ -48,7 +48,8 @@ def quantize(
         write_target(target, reduced, "png", bits=container, significant_bits=reduced.significant_bits)
         return {"bits": bits, "method": method, "dither": dither, "width": image.width, "height": image.height}
 
-    status = batch.run(
-        process, label="quantize", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
-    )
+    with command_errors():
+        status = batch.run(
+            process, label="quantize", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
+        )
     raise typer.Exit(status)

@@ -27,7 +27,7 @@ def upscale_depth_command(
     convention: opt.Convention = "centre",
     relax: Annotated[bool, typer.Option(help="Allow outputs outside the input's quantization bins.")] = False,
     device: opt.Device = "auto",
-    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels (default: chosen from memory).")] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo excluded (default 1024).")] = None,
     overwrite: opt.Overwrite = False,
     skip_existing: opt.SkipExisting = False,
     shard: opt.Shard = None,
@@ -65,9 +65,10 @@ def upscale_depth_command(
         write_target(target, result.image, chosen, bits=16, exr_half=False)
         return {"method": method, "in_bits": result.in_bits, "width": image.width, "height": image.height}
 
-    status = batch.run(
-        process, label="upscale-depth", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
-    )
+    with command_errors():
+        status = batch.run(
+            process, label="upscale-depth", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
+        )
     raise typer.Exit(status)
 
 
