@@ -11,7 +11,7 @@ from bdx.errors import BdxError
 from bdx.io import Image
 from bdx.quantization import Convention, clamp_to_bins, effective_bits, levels_from_codes
 
-DEPTH_METHODS: tuple[str, ...] = ("contour", "midpoint")
+DEPTH_METHODS: tuple[str, ...] = ("contour", "midpoint", "learned")
 DEFAULT_DEPTH_METHOD = "contour"
 
 
@@ -43,10 +43,16 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
     return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention)
 
 
-def build_dequantizer(method: str, bits: int, convention: Convention = "centre"):
+def build_dequantizer(method: str, bits: int, convention: Convention = "centre", weights: str | None = None):
     """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out."""
     from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer
 
+    if method == "learned":
+        from bdx.dequant.learned import LearnedDequantizer, load_weights
+
+        if weights is None:
+            raise BdxError("--method learned needs --weights FILE (no default weights are shipped yet)")
+        return LearnedDequantizer(load_weights(weights), bits, convention)
     if method == "midpoint":
         return MidpointDequantizer(bits, convention)
     if method == "contour":
@@ -72,6 +78,7 @@ def upscale_depth(
     relax: bool = False,
     device: str = "auto",
     tile: int | None = None,
+    weights: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> DepthResult:
     """Dequantize an image to 16 bits per sample.
@@ -85,9 +92,10 @@ def upscale_depth(
 
     source = input_levels(image, in_bits, convention)
     torch_device = resolve_device(device)
-    model = build_dequantizer(method, source.bits, convention).to(torch_device).eval()
+    model = build_dequantizer(method, source.bits, convention, weights).to(torch_device).eval()
     halo = getattr(model, "halo", 0)
-    settings = TiledRun(tile=tile or 1024, halo=halo, blend=min(halo, 32), bytes_per_pixel=256)
+    multiple = getattr(model, "multiple", 1)
+    settings = TiledRun(tile=tile or 1024, halo=halo, blend=min(halo, 32), multiple=multiple, bytes_per_pixel=256)
 
     def finalize(rows: np.ndarray, top: int) -> np.ndarray:
         if relax:

@@ -52,7 +52,8 @@ def cases(photo_count: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=8)
-    parser.add_argument("--methods", nargs="+", default=list(DEPTH_METHODS))
+    parser.add_argument("--methods", nargs="+", default=["contour", "midpoint"], choices=DEPTH_METHODS)
+    parser.add_argument("--weights", help="weights file for the learned method")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_depth")
     args = parser.parse_args()
     rows = []
@@ -63,7 +64,7 @@ def main() -> None:
         row["input_zero_diff_g0.6"] = banding_stress(quantized.pixels / 255.0)["zero_diff_g0.6"]
         for method in args.methods:
             start = time.perf_counter()
-            out = upscale_depth(quantized, method=method, device="cpu").image.pixels / 65535.0
+            out = upscale_depth(quantized, method=method, device="cpu", weights=args.weights).image.pixels / 65535.0
             row[f"{method}_seconds"] = time.perf_counter() - start
             row[f"{method}_psnr"] = psnr(out, truth)
             row[f"{method}_zero_diff_g0.6"] = banding_stress(out)["zero_diff_g0.6"]

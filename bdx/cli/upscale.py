@@ -20,7 +20,10 @@ from bdx.errors import UsageError
 def upscale_depth_command(
     inputs: opt.Inputs,
     output: opt.Output = None,
-    method: Annotated[str, typer.Option(help="contour (content-adaptive) or midpoint (bin centre).")] = "contour",
+    method: Annotated[
+        str, typer.Option(help="contour (content-adaptive), midpoint (bin centre) or learned (needs --weights).")
+    ] = "contour",
+    weights: Annotated[Optional[str], typer.Option(help="Weights file for --method learned (safetensors).")] = None,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
     out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
     fmt: Annotated[Optional[str], typer.Option("--format", help="tiff, png or exr (default: from -o, else tiff).")] = None,
@@ -60,6 +63,7 @@ def upscale_depth_command(
             relax=relax,
             device=device,
             tile=tile,
+            weights=weights,
             progress=reporter.tiles,
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)

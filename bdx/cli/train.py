@@ -1,0 +1,61 @@
+"""``bdx train``: train bdx models from folders of images, degradations synthesized on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bdx.cli import app
+from bdx.cli import options as opt
+from bdx.cli.common import command_errors
+
+train_app = typer.Typer(help="Train a model from folders of images (degradations synthesized on the fly).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command(
+    "depth",
+    epilog="Example:  bdx train depth --data refs16/ --data photos/ -o depth.safetensors --steps 20000"
+    "   ·   torchrun --nproc-per-node 2 -m bdx train depth --data photos/ -o d.safetensors",
+)
+def train_depth_command(
+    data: Annotated[list[Path], typer.Option(help="Reference images or folders (16-bit, >=1 MP photos, EXR); repeatable.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write (safetensors).")] = Path(
+        "depth.safetensors"
+    ),
+    steps: Annotated[int, typer.Option(help="Optimizer steps in all.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 16,
+    crop: Annotated[int, typer.Option(help="Crop size in pixels (multiple of 4).")] = 96,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 2e-3,
+    validate_every: Annotated[int, typer.Option(help="Steps between validation runs.")] = 200,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (<output>.ckpt.pt).")] = 200,
+    resume: Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: opt.Device = "auto",
+    quiet: opt.Quiet = False,
+) -> None:
+    """Train the learned bit-depth dequantizer (one network for 3- to 10-bit input)."""
+    from bdx.device import resolve_device
+    from bdx.training.depth import DepthTrainConfig, train_depth
+
+    with command_errors():
+        config = DepthTrainConfig(
+            steps=steps, batch_size=batch_size, crop=crop // 4 * 4, lr=lr, validate_every=validate_every,
+            checkpoint_every=checkpoint_every, seed=seed,
+        )
+        torch_device = str(resolve_device(device))
+
+        def report(step: int, record: dict) -> None:
+            if quiet or "gain_db_4bit" not in record:
+                return
+            typer.echo(
+                f"step {step}/{steps}  loss {record['loss']:.4f}  val gain over bin centre: "
+                f"4-bit {record['gain_db_4bit']:+.2f} dB, 6-bit {record['gain_db_6bit']:+.2f} dB, "
+                f"8-bit {record['gain_db_8bit']:+.2f} dB  ({record['seconds']:.0f} s)",
+                err=True,
+            )
+
+        state = train_depth(data, output, config, resume=resume, device=torch_device, report=report)
+    typer.echo(f"wrote {output} after {state.step} steps")

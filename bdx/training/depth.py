@@ -1,0 +1,253 @@
+"""Training the learned dequantizer from folders of high-precision references.
+
+Pairs are synthesized on the fly: a random crop of a reference is quantized to a
+random depth (3 to 10 bits), optionally after a tone-curve jitter and
+pre-quantization noise. References are 16-bit images as they are, 8-bit photos of
+at least 1 MP box-averaged 4x4 (16 samples per pixel), and float images (EXR,
+Radiance) tone-mapped to display values. Whole files are held out for validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from bdx.color import linear_to_srgb
+from bdx.dequant.learned import DequantNet, DequantNetConfig, dequantize_levels, save_weights
+from bdx.errors import BdxError
+from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
+from bdx.quantization import max_level
+
+MIN_PHOTO_PIXELS = 1_000_000
+
+
+@dataclass
+class DepthTrainConfig:
+    """Settings of one training run (all recorded in the checkpoint and the weights' metadata)."""
+
+    steps: int = 2000
+    batch_size: int = 16
+    crop: int = 96
+    lr: float = 2e-3
+    min_bits: int = 3
+    max_bits: int = 10
+    noise_probability: float = 0.3
+    validation_fraction: float = 0.15
+    validate_every: int = 200
+    checkpoint_every: int = 200
+    seed: int = 0
+    widths: tuple[int, int, int] = (12, 32, 48)
+
+
+@dataclass
+class Reference:
+    name: str
+    pixels: np.ndarray  # (H, W, 3) float32 display values in [0, 1]
+
+
+@dataclass
+class TrainState:
+    """Progress of a run: steps done, validation history, and the network itself."""
+
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    net: DequantNet | None = None
+
+
+def reference_from_file(path: Path) -> Reference | None:
+    """A high-precision reference from an image file, or None if the file cannot serve as one."""
+    image = read_image(path)
+    if image.is_float:
+        linear = np.clip(image.pixels, 0, None)
+        luminance = float(np.median(linear.mean(axis=-1))) or 1.0
+        exposed = linear * (0.18 / luminance)
+        pixels = linear_to_srgb(exposed / (1.0 + exposed))
+    elif image.container_bits == 16 and not image.significant_bits:
+        pixels = to_float(image.pixels)
+    elif image.width * image.height >= MIN_PHOTO_PIXELS:
+        small = (image.width // 4, image.height // 4)
+        pixels = cv2.resize(to_float(image.pixels), small, interpolation=cv2.INTER_AREA)
+    else:
+        return None
+    if pixels.ndim == 2 or pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels.reshape(pixels.shape[0], pixels.shape[1], 1), 3, axis=-1)
+    return Reference(path.name, np.ascontiguousarray(pixels, dtype=np.float32))
+
+
+def find_references(folders: list[Path]) -> list[Path]:
+    """Every image file under the folders, sorted (camera RAW excluded)."""
+    files: list[Path] = []
+    for folder in folders:
+        if folder.is_file():
+            files.append(folder)
+        elif folder.is_dir():
+            files.extend(
+                p
+                for p in folder.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS - RAW_EXTENSIONS and not p.name.startswith(".")
+            )
+        else:
+            raise BdxError(f"{folder}: no such file or folder")
+    return sorted(files)
+
+
+def is_validation(name: str, fraction: float) -> bool:
+    """Stable file-level split: a file is held out when its name hashes below ``fraction``."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def split_references(references: list[Reference], fraction: float) -> tuple[list[Reference], list[Reference]]:
+    """Training and validation references; at least one of each when there are two or more files."""
+    train = [r for r in references if not is_validation(r.name, fraction)]
+    val = [r for r in references if is_validation(r.name, fraction)]
+    if not val and len(train) > 1:
+        val = [train.pop()]
+    if not train and len(val) > 1:
+        train = [val.pop()]
+    if not train:
+        raise BdxError("need at least one usable reference image for training")
+    return train, val
+
+
+def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.random.Generator):
+    """One synthesized batch: (bin centres, references, bits per sample) as tensors."""
+    weights = np.array([r.pixels.shape[0] * r.pixels.shape[1] for r in references], dtype=np.float64)
+    crops, centres, bits_list = [], [], []
+    for _ in range(config.batch_size):
+        ref = references[rng.choice(len(references), p=weights / weights.sum())].pixels
+        crop = min(config.crop, ref.shape[0], ref.shape[1]) // 4 * 4
+        y = rng.integers(0, ref.shape[0] - crop + 1)
+        x = rng.integers(0, ref.shape[1] - crop + 1)
+        patch = ref[y : y + crop, x : x + crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        patch = np.rot90(patch, rng.integers(0, 4))
+        patch = np.clip(patch, 0, 1) ** np.float32(math.exp(rng.uniform(-0.25, 0.25)))
+        patch = np.ascontiguousarray(np.pad(patch, ((0, config.crop - crop),) * 2 + ((0, 0),), mode="reflect"))
+        bits = int(rng.integers(config.min_bits, config.max_bits + 1))
+        levels = max_level(bits)
+        noisy = patch
+        if rng.random() < config.noise_probability:
+            noisy = patch + rng.normal(0, rng.uniform(0, 0.5) / levels, patch.shape).astype(np.float32)
+        centres.append(np.clip(np.rint(noisy * levels), 0, levels) / levels)
+        crops.append(patch)
+        bits_list.append(bits)
+    to_tensor = lambda a: torch.from_numpy(np.stack(a).astype(np.float32)).permute(0, 3, 1, 2)  # noqa: E731
+    return to_tensor(centres), to_tensor(crops), bits_list
+
+
+def batch_loss(net, centres: torch.Tensor, targets: torch.Tensor, bits_list: list[int]) -> torch.Tensor:
+    """Mean squared error in units of each sample's quantization step (every depth counts alike)."""
+    steps = [1.0 / max_level(b) for b in bits_list]
+    out = dequantize_levels(net, centres, bits_list, steps)
+    scale = torch.tensor(steps, dtype=torch.float32, device=out.device).view(-1, 1, 1, 1)
+    return ((out - targets) / scale).pow(2).mean()
+
+
+def validation_gain(net: DequantNet, references: list[Reference], config: DepthTrainConfig) -> dict[str, float]:
+    """Mean PSNR gain (dB) over the bin centre on fixed validation crops at 4, 6 and 8 bits."""
+    rng = np.random.default_rng(1234)
+    result = {}
+    net.eval()
+    with torch.no_grad():
+        for bits in (4, 6, 8):
+            gains = []
+            for ref in references:
+                fixed = DepthTrainConfig(batch_size=4, crop=128, min_bits=bits, max_bits=bits, noise_probability=0.0)
+                centres, targets, _ = sample_batch([ref], fixed, rng)
+                out = dequantize_levels(net, centres, bits, 1.0 / max_level(bits))
+                mse_out = ((out - targets) ** 2).mean().item()
+                mse_centre = ((centres - targets) ** 2).mean().item()
+                gains.append(10 * math.log10(mse_centre / max(mse_out, 1e-20)))
+            result[f"gain_db_{bits}bit"] = float(np.mean(gains)) if gains else float("nan")
+    net.train()
+    return result
+
+
+def train_depth(
+    data: list[Path],
+    output: Path,
+    config: DepthTrainConfig,
+    *,
+    resume: Path | None = None,
+    device: str = "cpu",
+    report: Callable[[int, dict], None] | None = None,
+) -> TrainState:
+    """Train (or resume) the dequantizer; checkpoints to ``<output>.ckpt.pt``, weights to ``output``."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = 0
+    if distributed:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        rank = dist.get_rank()
+    torch_device = torch.device(device)
+    references = []
+    for path in find_references(data):
+        try:
+            reference = reference_from_file(path)
+        except BdxError as exc:
+            raise BdxError(f"{path}: {exc}") from None
+        if reference is not None:
+            references.append(reference)
+    train_refs, val_refs = split_references(references, config.validation_fraction)
+    net = DequantNet(DequantNetConfig(widths=tuple(config.widths))).to(torch_device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
+    state = TrainState()
+    checkpoint = Path(str(output) + ".ckpt.pt")
+    if resume is not None:
+        saved = torch.load(resume, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = TrainState(step=int(saved["step"]), history=list(saved["history"]))
+    model = net
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(net)
+    rng = np.random.default_rng(config.seed + 1000 * rank + state.step)
+    amp = torch_device.type == "cuda"
+    scheduler = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps))  # noqa: E731
+    started = time.perf_counter()
+    net.train()
+    while state.step < config.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * scheduler(state.step)
+        centres, targets, bits_list = sample_batch(train_refs, config, rng)
+        with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = batch_loss(model, centres.to(torch_device), targets.to(torch_device), bits_list)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state.step += 1
+        record = {"step": state.step, "loss": float(loss.item()), "seconds": time.perf_counter() - started}
+        last = state.step == config.steps
+        if rank == 0 and val_refs and (state.step % config.validate_every == 0 or last):
+            record.update(validation_gain(net, val_refs, config))
+            state.history.append(record)
+        if rank == 0 and (state.step % config.checkpoint_every == 0 or last):
+            torch.save(
+                {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step, "history": state.history,
+                 "config": asdict(config)},
+                checkpoint,
+            )
+        if rank == 0 and report is not None:
+            report(state.step, record)
+    if rank == 0:
+        save_weights(
+            net,
+            output,
+            extra={"train_config": asdict(config), "steps": state.step, "train_files": [r.name for r in train_refs],
+                   "validation_files": [r.name for r in val_refs], "history": state.history[-1:]},
+        )
+    state.net = net
+    return state

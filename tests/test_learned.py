@@ -1,0 +1,162 @@
+"""The learned dequantizer: identity at start, bin-safe always, trainable, resumable, DDP, weight errors."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bdx.cli import app
+from bdx.dequant.learned import DequantNet, DequantNetConfig, dequantize_levels, load_weights, save_weights
+from bdx.depth import upscale_depth
+from bdx.errors import BdxError
+from bdx.io import Image, write_image
+from bdx.quantization import levels_from_codes, max_level, requantize_u16
+from bdx.reduce import quantize_image
+from bdx.training.depth import DepthTrainConfig, train_depth
+
+from conftest import gradient16
+
+
+def _random_centres(bits: int, shape=(2, 3, 16, 20)) -> torch.Tensor:
+    levels = torch.randint(0, max_level(bits) + 1, shape)
+    return levels.float() / max_level(bits)
+
+
+def test_untrained_network_is_the_bin_centre():
+    net = DequantNet().eval()
+    centres = _random_centres(6)
+    with torch.no_grad():
+        out = dequantize_levels(net, centres, 6, 1 / 63)
+    assert torch.equal(out, centres)
+
+
+@pytest.mark.parametrize("bits", [3, 4, 8, 10])
+def test_any_weights_stay_inside_the_bin(bits):
+    torch.manual_seed(bits)
+    net = DequantNet().eval()
+    for parameter in net.parameters():
+        torch.nn.init.normal_(parameter, std=1.0)
+    centres = _random_centres(bits)
+    step = 1 / max_level(bits)
+    with torch.no_grad():
+        out = dequantize_levels(net, centres, bits, step)
+    assert (out - centres).abs().max().item() <= 0.5 * step + 1e-7
+    assert (out - centres).abs().max().item() > 0.1 * step  # the offsets really move
+
+
+def _reference_folder(tmp_path: Path, count: int = 3) -> Path:
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for i in range(count):
+        pixels = np.roll(gradient16(80, 112), 13 * i, axis=1)
+        write_image(folder / f"ref{i}.png", Image(pixels), bits=16)
+    return folder
+
+
+def test_training_step_resume_and_weights(tmp_path):
+    data = _reference_folder(tmp_path)
+    output = tmp_path / "d.safetensors"
+    config = DepthTrainConfig(steps=2, batch_size=2, crop=32, validate_every=1, checkpoint_every=1)
+    state = train_depth([data], output, config)
+    assert state.step == 2 and state.history and "gain_db_4bit" in state.history[-1]
+    checkpoint = Path(str(output) + ".ckpt.pt")
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["step"] == 2
+    before = load_weights(output).state_dict()
+    assert any(v.abs().sum() > 0 for k, v in before.items() if k.startswith("head"))  # the head has moved
+    resumed = train_depth([data], output, DepthTrainConfig(steps=4, batch_size=2, crop=32, validate_every=2), resume=checkpoint)
+    assert resumed.step == 4
+    after = load_weights(output).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_learned_method_through_the_engine_is_bin_safe(tmp_path):
+    torch.manual_seed(0)
+    net = DequantNet()
+    for parameter in net.parameters():
+        torch.nn.init.normal_(parameter, std=0.5)
+    weights = tmp_path / "w.safetensors"
+    save_weights(net, weights)
+    quantized = quantize_image(Image(gradient16(67, 93)), 5)
+    for relax in (False, True):
+        out = upscale_depth(quantized, method="learned", weights=str(weights), relax=relax, device="cpu", tile=32)
+        np.testing.assert_array_equal(
+            requantize_u16(out.image.pixels, 5), levels_from_codes(quantized.pixels, 5, 8)
+        )
+
+
+def test_weight_loading_errors(tmp_path):
+    with pytest.raises(BdxError, match="not found"):
+        load_weights(tmp_path / "missing.safetensors")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(os.urandom(256))
+    with pytest.raises(BdxError, match="not a readable"):
+        load_weights(corrupt)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(other), metadata={"architecture": "resnet"})
+    with pytest.raises(BdxError, match="not bdx dequantizer"):
+        load_weights(other)
+    wrong = tmp_path / "wrong.safetensors"
+    save_weights(DequantNet(DequantNetConfig(widths=(8, 16, 24))), wrong)
+    state = {k: v for k, v in load_weights(wrong).state_dict().items() if not k.startswith("head")}
+    save_file(state, str(wrong), metadata={"architecture": "bdx-dequant-unet-v1", "config": '{"widths": [8, 16, 24], "channels": 3}'})
+    with pytest.raises(BdxError, match="do not match"):
+        load_weights(wrong)
+
+
+def test_cli_learned_without_or_with_bad_weights(runner, make_png, tmp_path):
+    source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
+    result = runner.invoke(app, ["upscale-depth", str(source), "--method", "learned"])
+    assert result.exit_code == 1 and "--weights" in result.stderr
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    result = runner.invoke(app, ["upscale-depth", str(source), "--method", "learned", "--weights", str(bad)])
+    assert result.exit_code == 1 and len([l for l in result.stderr.splitlines() if l]) == 1
+
+
+def test_cli_train_depth(runner, tmp_path):
+    data = _reference_folder(tmp_path)
+    output = tmp_path / "cli.safetensors"
+    result = runner.invoke(
+        app, ["train", "depth", "--data", str(data), "-o", str(output), "--steps", "2", "--batch-size", "2", "--crop", "32",
+              "--validate-every", "1", "--device", "cpu"],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert output.exists() and "val gain" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, data: str, folder: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    config = DepthTrainConfig(steps=3, batch_size=2, crop=32, validate_every=3, checkpoint_every=3)
+    state = train_depth([Path(data)], Path(folder) / "ddp.safetensors", config)
+    torch.save(state.net.state_dict(), Path(folder) / f"rank{rank}.pt")
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_two_process_ddp_training(tmp_path):
+    import torch.multiprocessing as mp
+
+    data = _reference_folder(tmp_path)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(data), str(tmp_path)), nprocs=2, join=True)
+    assert (tmp_path / "ddp.safetensors").exists()
+    assert torch.load(tmp_path / "ddp.safetensors.ckpt.pt", weights_only=True)["step"] == 3
+    replicas = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(torch.equal(replicas[0][k], replicas[1][k]) for k in replicas[0])  # gradients were averaged
+    assert any(replicas[0][k].abs().sum() > 0 for k in replicas[0] if k.startswith("head"))
