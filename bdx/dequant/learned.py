@@ -111,7 +111,7 @@ class LearnedDequantizer(nn.Module):
         table = torch.from_numpy(bin_centres(np.arange(max_level(bits) + 1), bits, convention))
         self.register_buffer("table", table, persistent=False)
         self.multiple = DequantNet.multiple
-        self.halo = 24
+        self.halo = 36  # covers the U-Net receptive field (radius about 32 px)
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         return dequantize_levels(self.net, self.table[levels.long()], self.bits, self.step)
