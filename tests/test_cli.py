@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -252,3 +253,14 @@ def test_conflicting_flags_are_usage_errors(runner, make_png):
     assert both.exit_code == 2 and "exclude" in both.stderr
     mixed = run(runner, "upscale-depth", source, "-o", "-", "--json")
     assert mixed.exit_code == 2 and "--json" in mixed.stderr
+
+
+def test_progress_goes_to_stderr_and_json_stays_clean(photos, tmp_path):
+    env = dict(os.environ, BDX_PROGRESS="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "bdx", "quantize", "--bits", "4", str(photos), "-o", str(tmp_path / "p"), "--json"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(records) == 3 and all(r["status"] == "ok" for r in records)
