@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from bdx.color import linear_srgb_to_oklab, luminance, srgb_to_linear
-from bdx.quantization import Convention, bin_centres, max_level, requantize_u16
+from bdx.quantization import Convention, bin_centres, requantize_u16, step_size
 
 BANDING_GAMMAS = (0.6, 1.6)
 
@@ -57,7 +57,7 @@ def oklab_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def bin_adherence(codes16: np.ndarray, levels: np.ndarray, bits: int, convention: Convention) -> dict[str, float]:
     """Fractions of samples within 0.5, 1 and 2 input steps of their input bin centre."""
-    step = 1.0 / max_level(bits) if convention == "centre" else 2.0**-bits
+    step = step_size(bits, convention)
     offset = np.abs(codes16.astype(np.float32) / 65535 - bin_centres(levels, bits, convention)) / step
     return {f"within_{k}_step": float(np.mean(offset <= k + 1e-6)) for k in (0.5, 1, 2)}
 

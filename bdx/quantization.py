@@ -29,6 +29,11 @@ def max_level(bits: int) -> int:
     return (1 << bits) - 1
 
 
+def step_size(bits: int, convention: Convention = "centre") -> float:
+    """Width of one N-bit quantization step in [0, 1] units: 1/(2^N - 1) (centre) or 2^-N (truncate)."""
+    return 1.0 / max_level(bits) if convention == "centre" else 2.0**-bits
+
+
 def check_bits(bits: int, container_bits: int | None = None) -> None:
     """Reject a quantization depth outside 1..15, or not below the input's depth."""
     if not 1 <= bits <= 15:

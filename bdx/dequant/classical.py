@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bdx.quantization import Convention, bin_centres, max_level
+from bdx.quantization import Convention, bin_centres, max_level, step_size
 
 CONTOUR_RADIUS = 128  # contours farther than this are ignored (and set the tiling halo)
 PLATEAU_WINDOW = 9  # window over which a plateau's width is estimated
@@ -70,11 +70,9 @@ class ContourDequantizer(nn.Module):
 
 def contour_values(levels: np.ndarray, fraction: np.ndarray, bits: int, convention: Convention) -> np.ndarray:
     """Values in [0, 1] at position ``fraction`` (0 = bottom, 1 = top) inside each level's bin."""
-    if convention == "truncate":
-        step = np.float32(2.0 ** -bits)
-        return ((levels + fraction) * step).astype(np.float32)
-    step = np.float32(1.0 / max_level(bits))
-    return ((levels - np.float32(0.5) + fraction) * step).astype(np.float32)
+    step = np.float32(step_size(bits, convention))
+    bottom = levels if convention == "truncate" else levels - np.float32(0.5)
+    return ((bottom + fraction) * step).astype(np.float32)
 
 
 def contour_fraction(levels: np.ndarray) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Learned bit-depth dequantizer: one small network for every input depth, bin-safe by construction.
 
 The network sees the bin centres of the input and the quantization step (as a
-constant conditioning channel), and predicts an offset bounded to half a step less one 16-bit code
-(``(step / 2 - 1 / 65535) * tanh``), so its output never leaves the input's bin,
-even after rounding to 16 bits. The head
-starts at zero, so an untrained network is the bin centre. Weights are stored
+constant conditioning channel), and predicts an offset bounded to half a step
+less one 16-bit code (``(step / 2 - 1 / 65535) * tanh``), so its output never
+leaves the input's bin, even after rounding to 16 bits. The head starts at zero,
+so an untrained network is the bin centre. Weights are stored
 as safetensors with the architecture in the file's metadata.
 """
 
@@ -15,13 +15,13 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from bdx.errors import BdxError
-from bdx.quantization import Convention, bin_centres, max_level
+from bdx.dequant.classical import MidpointDequantizer
+from bdx.quantization import Convention, max_level, step_size
 
 ARCHITECTURE = "bdx-dequant-unet-v1"
 
@@ -107,14 +107,13 @@ class LearnedDequantizer(nn.Module):
         super().__init__()
         self.net = net
         self.bits = bits
-        self.step = 1.0 / max_level(bits) if convention == "centre" else 2.0**-bits
-        table = torch.from_numpy(bin_centres(np.arange(max_level(bits) + 1), bits, convention))
-        self.register_buffer("table", table, persistent=False)
+        self.step = step_size(bits, convention)
+        self.centres = MidpointDequantizer(bits, convention)
         self.multiple = DequantNet.multiple
         self.halo = 36  # covers the U-Net receptive field (radius about 32 px)
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
-        return dequantize_levels(self.net, self.table[levels.long()], self.bits, self.step)
+        return dequantize_levels(self.net, self.centres(levels), self.bits, self.step)
 
 
 def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -> None:
