@@ -9,7 +9,7 @@ import numpy as np
 
 from bdx.errors import BdxError
 from bdx.io import Image
-from bdx.quantization import Convention, clamp_to_bins, effective_bits, levels_from_codes
+from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, levels_from_codes
 
 DEPTH_METHODS: tuple[str, ...] = ("contour", "midpoint", "learned")
 DEFAULT_DEPTH_METHOD = "contour"
@@ -60,6 +60,13 @@ def build_dequantizer(method: str, bits: int, convention: Convention = "centre",
     raise BdxError(f"unknown method {method!r} (choose from {', '.join(DEPTH_METHODS)})")
 
 
+def _level_of_code_table(source: DepthSource) -> np.ndarray:
+    """float32 level of every possible container code, for one gather per tile."""
+    size = 1 << (8 * source.codes.dtype.itemsize)
+    codes = np.arange(size, dtype=np.uint8 if size == 256 else np.uint16)
+    return source.levels(codes).astype(np.float32)
+
+
 @dataclass
 class DepthResult:
     """A dequantized 16-bit image and the input depth it was restored from."""
@@ -95,13 +102,15 @@ def upscale_depth(
     model = build_dequantizer(method, source.bits, convention, weights).to(torch_device).eval()
     halo = getattr(model, "halo", 0)
     multiple = getattr(model, "multiple", 1)
-    settings = TiledRun(tile=tile or 1024, halo=halo, blend=min(halo, 32), multiple=multiple, bytes_per_pixel=256)
+    settings = TiledRun(tile=tile or getattr(model, "preferred_tile", 1024), halo=halo, blend=min(halo, 32), multiple=multiple, bytes_per_pixel=256)
+
+    level_of_code = _level_of_code_table(source)
 
     def finalize(rows: np.ndarray, top: int) -> np.ndarray:
         if relax:
             return np.rint(np.clip(rows, 0.0, 1.0) * 65535).astype(np.uint16)
-        levels = source.levels(source.codes[top : top + rows.shape[0]])
-        return clamp_to_bins(rows, levels, source.bits, source.convention)
+        codes = source.codes[top : top + rows.shape[0]]
+        return clamp_codes_to_bins(rows, codes, source.bits, source.container_bits, source.convention)
 
     output = run_tiled(
         model,
@@ -109,7 +118,7 @@ def upscale_depth(
         settings=settings,
         device=torch_device,
         out_channels=image.channels,
-        prepare=lambda tile_codes: source.levels(tile_codes).astype(np.float32),
+        prepare=lambda tile_codes: level_of_code[tile_codes],
         finalize=finalize,
         out_dtype=np.uint16,
         progress=progress,

@@ -50,10 +50,25 @@ def container_for(bits: int) -> int:
 def levels_from_codes(codes: np.ndarray, bits: int, container_bits: int, convention: Convention = "centre") -> np.ndarray:
     """Levels (int32) of container code values holding N-bit content."""
     codes = np.asarray(codes)
+    if codes.dtype in (np.uint8, np.uint16) and codes.dtype.itemsize * 8 >= container_bits:
+        return _level_table(bits, container_bits, convention)[codes]
+    return _levels(codes, bits, container_bits, convention)
+
+
+def _levels(codes: np.ndarray, bits: int, container_bits: int, convention: Convention) -> np.ndarray:
     if convention == "truncate":
         return (codes.astype(np.int32) >> (container_bits - bits)).astype(np.int32)
     scale = max_level(bits) / max_level(container_bits)
     return np.rint(codes.astype(np.float64) * scale).astype(np.int32)
+
+
+@lru_cache(maxsize=64)
+def _level_table(bits: int, container_bits: int, convention: Convention) -> np.ndarray:
+    """Level of every possible container code (codes above the container's range clip to the top level)."""
+    codes = np.minimum(np.arange(1 << (8 if container_bits <= 8 else 16)), max_level(container_bits))
+    table = _levels(codes, bits, container_bits, convention)
+    table.setflags(write=False)
+    return table
 
 
 def codes_from_levels(levels: np.ndarray, bits: int, container_bits: int, convention: Convention = "centre") -> np.ndarray:
@@ -109,8 +124,31 @@ def bin_centres(levels: np.ndarray, bits: int, convention: Convention = "centre"
 def clamp_to_bins(values: np.ndarray, levels: np.ndarray, bits: int, convention: Convention = "centre") -> np.ndarray:
     """Round float values in [0, 1] to 16-bit codes, each forced inside its input level's bin."""
     low, high = bin_bounds_u16(bits, convention)
-    codes = np.rint(np.clip(values, 0.0, 1.0) * 65535.0)
-    return np.clip(codes, low[levels], high[levels]).astype(np.uint16)
+    scaled = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0) * np.float32(65535.0)
+    codes = np.rint(scaled, out=scaled).astype(np.uint16)
+    np.maximum(codes, low[levels], out=codes)
+    return np.minimum(codes, high[levels], out=codes)
+
+
+@lru_cache(maxsize=64)
+def code_bounds_u16(bits: int, container_bits: int, convention: Convention = "centre") -> tuple[np.ndarray, np.ndarray]:
+    """For each container code holding N-bit content, the 16-bit bin of its level (lowest, highest code)."""
+    low, high = bin_bounds_u16(bits, convention)
+    table = _level_table(bits, container_bits, convention)
+    return low[table], high[table]
+
+
+def clamp_codes_to_bins(
+    values: np.ndarray, codes: np.ndarray, bits: int, container_bits: int, convention: Convention = "centre"
+) -> np.ndarray:
+    """Like :func:`clamp_to_bins`, with the bins given by the input's container codes."""
+    low, high = code_bounds_u16(bits, container_bits, convention)
+    scaled = np.array(values, dtype=np.float32)  # a copy the steps below may overwrite
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    scaled *= np.float32(65535.0)
+    out = np.rint(scaled, out=scaled).astype(np.uint16)
+    np.maximum(out, low[codes], out=out)
+    return np.minimum(out, high[codes], out=out)
 
 
 def effective_bits(codes: np.ndarray, container_bits: int, convention: Convention = "centre") -> int:

@@ -70,6 +70,8 @@ def layout_axis(length: int, tile: int, blend: int, multiple: int = 1) -> TileLa
         return TileLayout(length, padded, padded, (0,))
     stride = max(multiple, tile - blend)
     count = 1 + -(-(padded - tile) // stride)
+    # the smallest tile that still covers the axis with this many tiles and the required overlap
+    tile = min(tile, max(multiple, _round_up(-(-(padded + (count - 1) * blend) // count), multiple)))
     span = padded - tile
     starts = sorted({int(round(k * span / (count - 1) / multiple)) * multiple for k in range(count)})
     return TileLayout(length, padded, tile, tuple(starts))
@@ -224,6 +226,36 @@ def _global_context(model, context, image, prepare, size, device):
         return context(tensor)
 
 
+def _apply_ramps(pred: np.ndarray, row_weight: np.ndarray, col_weight: np.ndarray) -> None:
+    """Multiply an (h, w, C) prediction by its blend weights in place, touching only the ramps (weights below 1)."""
+    for weight, axis in ((row_weight, 0), (col_weight, 1)):
+        ramp = np.flatnonzero(weight < 1)
+        if ramp.size == 0:
+            continue
+        head = ramp[ramp < weight.size // 2]
+        tail = ramp[ramp >= weight.size // 2]
+        for part in (head, tail):
+            if part.size:
+                lo, hi = part[0], part[-1] + 1
+                shape = (-1, 1, 1) if axis == 0 else (1, -1, 1)
+                view = pred[lo:hi] if axis == 0 else pred[:, lo:hi]
+                view *= weight[lo:hi].reshape(shape)
+
+
+def _tile_with_halo(image: np.ndarray, rows: TileLayout, cols: TileLayout, r: int, c: int, halo: int) -> np.ndarray:
+    """Tile (r, c) of the image with its halo: a plain slice inside, reflected indices at the borders."""
+    height, width = image.shape[:2]
+    y0, x0 = rows.starts[r] - halo, cols.starts[c] - halo
+    y1, x1 = rows.starts[r] + rows.tile + halo, cols.starts[c] + cols.tile + halo
+    inner = image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+    pads = ((max(0, -y0), max(0, y1 - height)), (max(0, -x0), max(0, x1 - width)))
+    if not any(pads[0] + pads[1]):
+        return inner
+    if max(pads[0]) < inner.shape[0] and max(pads[1]) < inner.shape[1]:
+        return np.pad(inner, pads + ((0, 0),) * (image.ndim - 2), mode="reflect")
+    return image[np.ix_(border_indices(y0, y1, height), border_indices(x0, x1, width))]
+
+
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else None
@@ -238,7 +270,7 @@ def _run(model, image, settings, tile, batch, device, out_channels, prepare, fin
     rows = layout_axis(height, tile, settings.blend, multiple)
     cols = layout_axis(width, tile, settings.blend, multiple)
     col_weights = [cols.ramp_weights(i) for i in range(len(cols.starts))]
-    col_index = [border_indices(s - halo, s + cols.tile + halo, width) for s in cols.starts]
+    row_weights = [rows.ramp_weights(i) for i in range(len(rows.starts))]
     amp_dtype = _autocast_dtype(settings.precision, device)
     channels_last = device.type == "cuda"
 
@@ -253,8 +285,7 @@ def _run(model, image, settings, tile, batch, device, out_channels, prepare, fin
         chunk = jobs[first : first + batch]
         inputs = []
         for r, c in chunk:
-            row_index = border_indices(rows.starts[r] - halo, rows.starts[r] + rows.tile + halo, height)
-            inputs.append(prepare(image[np.ix_(row_index, col_index[c])]))
+            inputs.append(prepare(_tile_with_halo(image, rows, cols, r, c, halo)))
         batch_np = np.stack(inputs)
         x = torch.from_numpy(batch_np).permute(0, 3, 1, 2).to(device)
         if channels_last:
@@ -295,10 +326,11 @@ def _run(model, image, settings, tile, batch, device, out_channels, prepare, fin
                 extra = needed - band.shape[0]
                 band = np.concatenate([band, np.zeros((extra,) + band.shape[1:], np.float32)])
                 band_weight = np.concatenate([band_weight, np.zeros((extra, cols.padded), np.float32)])
-            weight = rows.ramp_weights(r)[:, None] * col_weights[c][None, :]
+            row_weight, col_weight = row_weights[r], col_weights[c]
             y0, x0 = top - band_top, cols.starts[c]
-            band[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += tile_pred * weight[..., None]
-            band_weight[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += weight
+            _apply_ramps(tile_pred, row_weight, col_weight)
+            band[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += tile_pred
+            band_weight[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += row_weight[:, None] * col_weight[None, :]
         done += len(chunk)
         # rows above the next unprocessed tile row are final
         next_top = rows.starts[jobs[done][0]] if done < len(jobs) else rows.padded

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bdx.cli import app
-from bdx.dequant.learned import DequantNet, DequantNetConfig, dequantize_levels, load_weights, save_weights
+from bdx.dequant.learned import ARCHITECTURE, DequantNet, DequantNetConfig, dequantize_levels, load_weights, save_weights
 from bdx.depth import upscale_depth
 from bdx.errors import BdxError
 from bdx.io import Image, write_image
@@ -104,9 +104,9 @@ def test_weight_loading_errors(tmp_path):
     with pytest.raises(BdxError, match="not bdx dequantizer"):
         load_weights(other)
     wrong = tmp_path / "wrong.safetensors"
-    save_weights(DequantNet(DequantNetConfig(widths=(8, 16, 24))), wrong)
+    save_weights(DequantNet(DequantNetConfig(widths=(8, 16))), wrong)
     state = {k: v for k, v in load_weights(wrong).state_dict().items() if not k.startswith("head")}
-    save_file(state, str(wrong), metadata={"architecture": "bdx-dequant-unet-v1", "config": '{"widths": [8, 16, 24], "channels": 3}'})
+    save_file(state, str(wrong), metadata={"architecture": ARCHITECTURE, "config": '{"widths": [8, 16], "blocks": [1, 3], "channels": 3}'})
     with pytest.raises(BdxError, match="do not match"):
         load_weights(wrong)
 

@@ -27,10 +27,13 @@ def train_depth_command(
     ),
     steps: Annotated[int, typer.Option(help="Optimizer steps in all.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 16,
-    crop: Annotated[int, typer.Option(help="Crop size in pixels (multiple of 4).")] = 96,
+    crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 8).")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 2e-3,
     validate_every: Annotated[int, typer.Option(help="Steps between validation runs.")] = 200,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (<output>.ckpt.pt).")] = 200,
+    validation_fraction: Annotated[
+        float, typer.Option(help="Share of files held out for validation (chosen by a hash of the file name).")
+    ] = 0.15,
     resume: Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: opt.Device = "auto",
@@ -42,8 +45,9 @@ def train_depth_command(
 
     with command_errors():
         config = DepthTrainConfig(
-            steps=steps, batch_size=batch_size, crop=crop // 4 * 4, lr=lr, validate_every=validate_every,
+            steps=steps, batch_size=batch_size, crop=max(8, crop // 8 * 8), lr=lr, validate_every=validate_every,
             checkpoint_every=checkpoint_every, seed=seed,
+            validation_fraction=validation_fraction,
         )
         torch_device = str(resolve_device(device))
 

@@ -41,8 +41,11 @@ class MidpointDequantizer(nn.Module):
         super().__init__()
         table = torch.from_numpy(bin_centres(np.arange(max_level(bits) + 1), bits, convention))
         self.register_buffer("table", table, persistent=False)
+        self.divisor = float(max_level(bits)) if convention == "centre" else None
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        if self.divisor is not None and levels.dtype == torch.float32:
+            return levels / self.divisor  # the same float32 division that built the table
         return self.table[levels.long()]
 
 

@@ -36,16 +36,19 @@ class DepthTrainConfig:
 
     steps: int = 2000
     batch_size: int = 16
-    crop: int = 96
+    crop: int = 128
     lr: float = 2e-3
     min_bits: int = 3
     max_bits: int = 10
     noise_probability: float = 0.3
+    dither_probability: float = 0.1
+    jpeg_probability: float = 0.1
     validation_fraction: float = 0.15
     validate_every: int = 200
     checkpoint_every: int = 200
     seed: int = 0
-    widths: tuple[int, int, int] = (12, 32, 48)
+    widths: tuple[int, int] = (16, 64)
+    blocks: tuple[int, int] = (1, 3)
 
 
 @dataclass
@@ -125,7 +128,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     crops, centres, bits_list = [], [], []
     for _ in range(config.batch_size):
         ref = references[rng.choice(len(references), p=weights / weights.sum())].pixels
-        crop = min(config.crop, ref.shape[0], ref.shape[1]) // 4 * 4
+        crop = min(config.crop, ref.shape[0], ref.shape[1]) // DequantNet.multiple * DequantNet.multiple
         y = rng.integers(0, ref.shape[0] - crop + 1)
         x = rng.integers(0, ref.shape[1] - crop + 1)
         patch = ref[y : y + crop, x : x + crop]
@@ -135,15 +138,29 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
         patch = np.clip(patch, 0, 1) ** np.float32(math.exp(rng.uniform(-0.25, 0.25)))
         patch = np.ascontiguousarray(np.pad(patch, ((0, config.crop - crop),) * 2 + ((0, 0),), mode="reflect"))
         bits = int(rng.integers(config.min_bits, config.max_bits + 1))
-        levels = max_level(bits)
-        noisy = patch
-        if rng.random() < config.noise_probability:
-            noisy = patch + rng.normal(0, rng.uniform(0, 0.5) / levels, patch.shape).astype(np.float32)
-        centres.append(np.clip(np.rint(noisy * levels), 0, levels) / levels)
+        centres.append(degrade(patch, bits, config, rng))
         crops.append(patch)
         bits_list.append(bits)
     to_tensor = lambda a: torch.from_numpy(np.stack(a).astype(np.float32)).permute(0, 3, 1, 2)  # noqa: E731
     return to_tensor(centres), to_tensor(crops), bits_list
+
+
+def degrade(patch: np.ndarray, bits: int, config: DepthTrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """Bin centres of ``patch`` quantized to ``bits``, after optional noise or random dither; 8-bit samples may be
+    JPEG-compressed (the network then sees the decoded 8-bit codes as levels)."""
+    levels = max_level(bits)
+    noisy = patch
+    if rng.random() < config.noise_probability:
+        noisy = patch + rng.normal(0, rng.uniform(0, 0.5) / levels, patch.shape).astype(np.float32)
+    elif rng.random() < config.dither_probability:
+        noisy = patch + rng.uniform(-0.5, 0.5, patch.shape).astype(np.float32) / levels
+    quantized = np.clip(np.rint(noisy * levels), 0, levels)
+    if bits == 8 and rng.random() < config.jpeg_probability:
+        quality = int(rng.integers(80, 100))
+        ok, data = cv2.imencode(".jpg", quantized.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            quantized = cv2.imdecode(data, cv2.IMREAD_UNCHANGED).reshape(quantized.shape).astype(np.float32)
+    return quantized / levels
 
 
 def batch_loss(net, centres: torch.Tensor, targets: torch.Tensor, bits_list: list[int]) -> torch.Tensor:
@@ -202,7 +219,7 @@ def train_depth(
         if reference is not None:
             references.append(reference)
     train_refs, val_refs = split_references(references, config.validation_fraction)
-    net = DequantNet(DequantNetConfig(widths=tuple(config.widths))).to(torch_device)
+    net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks))).to(torch_device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     state = TrainState()
     checkpoint = Path(str(output) + ".ckpt.pt")
