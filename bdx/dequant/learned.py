@@ -35,6 +35,10 @@ class DequantNetConfig:
     channels: int = 3
 
 
+def _act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.1)
+
+
 def _conv(inputs: int, outputs: int, kernel: int = 3) -> nn.Conv2d:
     return nn.Conv2d(inputs, outputs, kernel, padding=kernel // 2)
 
@@ -46,7 +50,7 @@ class _Residual(nn.Module):
         self.second = _conv(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.second(F.relu(self.first(x)))
+        return x + self.second(_act(self.first(x)))
 
 
 class DequantNet(nn.Module):
@@ -69,7 +73,7 @@ class DequantNet(nn.Module):
         self.config = config
         w1, w2 = config.widths
         c = config.channels
-        self.stem = _conv(16 * c + 1, w1)
+        self.stem = _conv(18 * c + 1, w1)
         self.quarter = nn.Sequential(*[_Residual(w1) for _ in range(config.blocks[0])])
         self.down = _conv(4 * w1, w2)
         self.eighth = nn.Sequential(*[_Residual(w2) for _ in range(config.blocks[1])])
@@ -86,15 +90,19 @@ class DequantNet(nn.Module):
         eighth_convs = 1 + 2 * self.config.blocks[1]  # down, residual blocks
         return 4 * quarter_convs + 8 * eighth_convs + 7  # plus the position inside an 8x8 block
 
-    def forward(self, centres: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """Offsets for (N, C, H, W) bin centres; ``condition`` holds one step value per sample, shape (N,)."""
-        unshuffled = F.pixel_unshuffle(centres, 4)
-        n, _, h, w = unshuffled.shape
-        condition = condition.to(unshuffled.dtype).view(n, 1, 1, 1).expand(n, 1, h, w)
-        quarter = F.relu(self.stem(torch.cat([unshuffled, condition], dim=1)))
+    def forward(self, centres: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Offsets for (N, C, H, W) bin centres quantized with ``step`` (one value per sample, shape (N,))."""
+        n = centres.shape[0]
+        step = step.to(centres.dtype).view(n, 1, 1, 1)
+        blocks = F.avg_pool2d(centres, 4)  # tone of each 4x4 block, in [0, 1]
+        detail = (F.pixel_unshuffle(centres, 4) - blocks.repeat_interleave(16, dim=1)) / step
+        contrast = (blocks - F.avg_pool2d(blocks, 3, stride=1, padding=1, count_include_pad=False)) / step
+        condition = (torch.log2(1.0 / step + 1.0) / 16.0).expand(n, 1, blocks.shape[2], blocks.shape[3])
+        features = torch.cat([detail, blocks, contrast.clamp(-8, 8), condition], dim=1)
+        quarter = _act(self.stem(features))
         quarter = self.quarter(quarter)
-        eighth = self.eighth(F.relu(self.down(F.pixel_unshuffle(quarter, 2))))
-        quarter = F.relu(self.merge(quarter + F.pixel_shuffle(self.up(eighth), 2)))
+        eighth = self.eighth(_act(self.down(F.pixel_unshuffle(quarter, 2))))
+        quarter = _act(self.merge(quarter + F.pixel_shuffle(self.up(eighth), 2)))
         return torch.tanh(F.pixel_shuffle(self.head(quarter), 4))
 
 
@@ -116,7 +124,7 @@ def dequantize_levels(net: nn.Module, centres: torch.Tensor, bits: int | list[in
     bits_list = [bits] * count if isinstance(bits, int) else list(bits)
     steps = [step] * count if isinstance(step, (int, float)) else list(step)
     x = centres if centres.shape[1] == channels else centres.expand(-1, channels, -1, -1)
-    condition = torch.tensor([step_channel(b) for b in bits_list], dtype=x.dtype, device=x.device)
+    step_values = torch.tensor(steps, dtype=torch.float32, device=x.device)
     height, width = x.shape[2], x.shape[3]
     multiple = DequantNet.multiple
     pad_h, pad_w = -height % multiple, -width % multiple
@@ -124,12 +132,12 @@ def dequantize_levels(net: nn.Module, centres: torch.Tensor, bits: int | list[in
     if pad_h or pad_w:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         inputs = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    offset = net(inputs, condition)
+    offset = net(inputs, step_values)
     if pad_h or pad_w:
         offset = offset[:, :, :height, :width]
     offset = offset.float()
     # half a step less one 16-bit code, so rounding to 16 bits can never cross into the next bin
-    reach = torch.tensor(steps, dtype=torch.float32, device=x.device).view(count, 1, 1, 1) * 0.5 - 1.0 / 65535
+    reach = step_values.view(count, 1, 1, 1) * 0.5 - 1.0 / 65535
     out = torch.addcmul(x.float(), reach, offset)
     return out[:, : centres.shape[1]]
 
