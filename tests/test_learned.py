@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bdx.cli import app
-from bdx.dequant.learned import ARCHITECTURE, DequantNet, DequantNetConfig, dequantize_levels, load_weights, save_weights
+from bdx.dequant.learned import ARCHITECTURE, DequantNet, LearnedDequantizer, DequantNetConfig, dequantize_levels, load_weights, save_weights
 from bdx.depth import upscale_depth
 from bdx.errors import BdxError
 from bdx.io import Image, write_image
@@ -88,6 +88,36 @@ def test_learned_method_through_the_engine_is_bin_safe(tmp_path):
         np.testing.assert_array_equal(
             requantize_u16(out.image.pixels, 5), levels_from_codes(quantized.pixels, 5, 8)
         )
+
+
+def test_receptive_field_fits_the_halo():
+    torch.manual_seed(1)
+    net = DequantNet()
+    for parameter in net.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    reach = 0
+    for offset in range(8):  # every position inside an 8x8 block
+        x = torch.rand(1, 3, 240, 240, requires_grad=True)
+        centre = 120 + offset
+        net(x, torch.tensor([1 / 15]))[0, 0, centre, centre].backward()
+        ys, xs = torch.nonzero(x.grad.abs().sum((0, 1)), as_tuple=True)
+        reach = max(reach, centre - ys.min().item(), ys.max().item() - centre, centre - xs.min().item(), xs.max().item() - centre)
+    assert reach > 40  # the net really sees far
+    assert reach <= net.receptive_radius <= LearnedDequantizer(net, 4).halo
+
+
+def test_learned_tiled_equals_whole_image(tmp_path):
+    torch.manual_seed(2)
+    net = DequantNet()
+    for parameter in net.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    weights = tmp_path / "w.safetensors"
+    save_weights(net, weights)
+    quantized = quantize_image(Image(gradient16(203, 317)), 4)
+    whole = upscale_depth(quantized, method="learned", weights=str(weights), relax=True, device="cpu", tile=4096)
+    tiled = upscale_depth(quantized, method="learned", weights=str(weights), relax=True, device="cpu", tile=64)
+    difference = np.abs(whole.image.pixels.astype(int) - tiled.image.pixels.astype(int))
+    assert difference.max() <= 1  # float32 summation order may flip a rounding
 
 
 def test_weight_loading_errors(tmp_path):

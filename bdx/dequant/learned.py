@@ -86,7 +86,7 @@ class DequantNet(nn.Module):
     @property
     def receptive_radius(self) -> int:
         """Pixels of context on each side that can influence an output pixel (an upper bound)."""
-        quarter_convs = 3 + 2 * self.config.blocks[0]  # stem, residual blocks, merge, head
+        quarter_convs = 4 + 2 * self.config.blocks[0]  # contrast pool, stem, residual blocks, merge, head
         eighth_convs = 1 + 2 * self.config.blocks[1]  # down, residual blocks
         return 4 * quarter_convs + 8 * eighth_convs + 7  # plus the position inside an 8x8 block
 
