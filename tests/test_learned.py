@@ -31,7 +31,7 @@ def test_untrained_network_is_the_bin_centre():
     net = DequantNet().eval()
     centres = _random_centres(6)
     with torch.no_grad():
-        out = dequantize_levels(net, centres, 6, 1 / 63)
+        out = dequantize_levels(net, centres, 1 / 63)
     assert torch.equal(out, centres)
 
 
@@ -44,7 +44,7 @@ def test_any_weights_stay_inside_the_bin(bits):
     centres = _random_centres(bits)
     step = 1 / max_level(bits)
     with torch.no_grad():
-        out = dequantize_levels(net, centres, bits, step)
+        out = dequantize_levels(net, centres, step)
     assert (out - centres).abs().max().item() <= 0.5 * step + 1e-7
     assert (out - centres).abs().max().item() > 0.1 * step  # the offsets really move
 

@@ -11,7 +11,6 @@ as safetensors with the architecture in the file's metadata.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -106,22 +105,16 @@ class DequantNet(nn.Module):
         return torch.tanh(F.pixel_shuffle(self.head(quarter), 4))
 
 
-def step_channel(bits: int) -> float:
-    """The conditioning value the network sees for an N-bit input."""
-    return math.log2(max_level(bits) + 1) / 16.0
-
-
-def dequantize_levels(net: nn.Module, centres: torch.Tensor, bits: int | list[int], step: float | list[float]) -> torch.Tensor:
+def dequantize_levels(net: nn.Module, centres: torch.Tensor, step: float | list[float]) -> torch.Tensor:
     """Values in [0, 1] from bin centres (N, C, H, W): centre plus a bounded offset, added in float32.
 
     Any size works (the input is padded to the network's multiple and the output cropped).
 
-    ``bits`` and ``step`` are one value for the batch or one per sample; ``net``
-    may be wrapped (DistributedDataParallel).
+    ``step`` (the quantization step, 1 / (2^N - 1) for N-bit levels) is one value
+    for the batch or one per sample; ``net`` may be wrapped (DistributedDataParallel).
     """
     channels = getattr(net, "module", net).config.channels
     count = centres.shape[0]
-    bits_list = [bits] * count if isinstance(bits, int) else list(bits)
     steps = [step] * count if isinstance(step, (int, float)) else list(step)
     x = centres if centres.shape[1] == channels else centres.expand(-1, channels, -1, -1)
     step_values = torch.tensor(steps, dtype=torch.float32, device=x.device)
@@ -157,7 +150,7 @@ class LearnedDequantizer(nn.Module):
         self.preferred_tile = 1536  # large tiles keep the halo's extra work near 25 %
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
-        return dequantize_levels(self.net, self.centres(levels), self.bits, self.step)
+        return dequantize_levels(self.net, self.centres(levels), self.step)
 
 
 def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +24,7 @@ from bdx.dequant.learned import DequantNet, DequantNetConfig, dequantize_levels,
 from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.quantization import max_level
+from bdx.training.loop import LoopSettings, TrainState, run_training
 
 MIN_PHOTO_PIXELS = 1_000_000
 
@@ -55,15 +54,6 @@ class DepthTrainConfig:
 class Reference:
     name: str
     pixels: np.ndarray  # (H, W, 3) float32 display values in [0, 1]
-
-
-@dataclass
-class TrainState:
-    """Progress of a run: steps done, validation history, and the network itself."""
-
-    step: int = 0
-    history: list[dict] = field(default_factory=list)
-    net: DequantNet | None = None
 
 
 def reference_from_file(path: Path) -> Reference | None:
@@ -166,7 +156,7 @@ def degrade(patch: np.ndarray, bits: int, config: DepthTrainConfig, rng: np.rand
 def batch_loss(net, centres: torch.Tensor, targets: torch.Tensor, bits_list: list[int]) -> torch.Tensor:
     """Mean squared error in units of each sample's quantization step (every depth counts alike)."""
     steps = [1.0 / max_level(b) for b in bits_list]
-    out = dequantize_levels(net, centres, bits_list, steps)
+    out = dequantize_levels(net, centres, steps)
     scale = torch.tensor(steps, dtype=torch.float32, device=out.device).view(-1, 1, 1, 1)
     return ((out - targets) / scale).pow(2).mean()
 
@@ -175,19 +165,17 @@ def validation_gain(net: DequantNet, references: list[Reference], config: DepthT
     """Mean PSNR gain (dB) over the bin centre on fixed validation crops at 4, 6 and 8 bits."""
     rng = np.random.default_rng(1234)
     result = {}
-    net.eval()
     with torch.no_grad():
         for bits in (4, 6, 8):
             gains = []
             for ref in references:
                 fixed = DepthTrainConfig(batch_size=4, crop=128, min_bits=bits, max_bits=bits, noise_probability=0.0)
                 centres, targets, _ = sample_batch([ref], fixed, rng)
-                out = dequantize_levels(net, centres, bits, 1.0 / max_level(bits))
+                out = dequantize_levels(net, centres, 1.0 / max_level(bits))
                 mse_out = ((out - targets) ** 2).mean().item()
                 mse_centre = ((centres - targets) ** 2).mean().item()
                 gains.append(10 * math.log10(mse_centre / max(mse_out, 1e-20)))
             result[f"gain_db_{bits}bit"] = float(np.mean(gains)) if gains else float("nan")
-    net.train()
     return result
 
 
@@ -201,15 +189,6 @@ def train_depth(
     report: Callable[[int, dict], None] | None = None,
 ) -> TrainState:
     """Train (or resume) the dequantizer; checkpoints to ``<output>.ckpt.pt``, weights to ``output``."""
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    rank = 0
-    if distributed:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        rank = dist.get_rank()
-    torch_device = torch.device(device)
     references = []
     for path in find_references(data):
         try:
@@ -219,52 +198,27 @@ def train_depth(
         if reference is not None:
             references.append(reference)
     train_refs, val_refs = split_references(references, config.validation_fraction)
-    net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks))).to(torch_device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
-    state = TrainState()
-    checkpoint = Path(str(output) + ".ckpt.pt")
-    if resume is not None:
-        saved = torch.load(resume, map_location="cpu", weights_only=True)
-        net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = TrainState(step=int(saved["step"]), history=list(saved["history"]))
-    model = net
-    if distributed:
-        model = torch.nn.parallel.DistributedDataParallel(net)
-    rng = np.random.default_rng(config.seed + 1000 * rank + state.step)
-    amp = torch_device.type == "cuda"
-    scheduler = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps))  # noqa: E731
-    started = time.perf_counter()
-    net.train()
-    while state.step < config.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * scheduler(state.step)
+    net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks)))
+
+    def loss_fn(model, rng):
         centres, targets, bits_list = sample_batch(train_refs, config, rng)
-        with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = batch_loss(model, centres.to(torch_device), targets.to(torch_device), bits_list)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        state.step += 1
-        record = {"step": state.step, "loss": float(loss.item()), "seconds": time.perf_counter() - started}
-        last = state.step == config.steps
-        if rank == 0 and val_refs and (state.step % config.validate_every == 0 or last):
-            record.update(validation_gain(net, val_refs, config))
-            state.history.append(record)
-        if rank == 0 and (state.step % config.checkpoint_every == 0 or last):
-            torch.save(
-                {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step, "history": state.history,
-                 "config": asdict(config)},
-                checkpoint,
-            )
-        if rank == 0 and report is not None:
-            report(state.step, record)
-    if rank == 0:
+        target_device = next(net.parameters()).device
+        return batch_loss(model, centres.to(target_device), targets.to(target_device), bits_list)
+
+    settings = LoopSettings(
+        steps=config.steps, lr=config.lr, validate_every=config.validate_every,
+        checkpoint_every=config.checkpoint_every, seed=config.seed,
+    )
+    state = run_training(
+        net, loss_fn, settings, Path(str(output) + ".ckpt.pt"),
+        validate=(lambda n: validation_gain(n, val_refs, config)) if val_refs else None,
+        resume=resume, device=device, report=report, config=asdict(config),
+    )
+    if state.rank == 0:
         save_weights(
-            net,
+            state.net,
             output,
             extra={"train_config": asdict(config), "steps": state.step, "train_files": [r.name for r in train_refs],
                    "validation_files": [r.name for r in val_refs], "history": state.history[-1:]},
         )
-    state.net = net
     return state

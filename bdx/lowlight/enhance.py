@@ -1,0 +1,222 @@
+"""Low-light enhancement in high bit depth: the core of ``bdx enhance-lowlight``.
+
+decode -> dequantize to 16 bits (so dark gradients are smooth before they are
+stretched) -> estimate curves (on a downscaled copy, or at full resolution for
+Zero-DCE) -> apply them at full resolution in float32 -> optional denoising whose
+strength follows the applied gain -> optional gamma or mean-brightness target ->
+16-bit output. All full-resolution work runs through the tiling engine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from bdx.color import srgb_to_linear, linear_to_srgb
+from bdx.errors import BdxError
+from bdx.io import Image, to_float
+from bdx.lowlight.curves import apply_curves, sample_maps
+from bdx.lowlight.models import CurveModel
+
+DEQUANTIZE_CHOICES: tuple[str, ...] = ("auto", "learned", "contour", "midpoint", "none")
+
+
+@dataclass(frozen=True)
+class EnhanceSettings:
+    """Options of one enhancement run.
+
+    ``denoise`` scales the noise level assumed in the input (1.0: about 1.5 codes
+    of an 8-bit image); 0 turns denoising off. ``gamma`` brightens (>1) or darkens
+    the result; ``target_mean`` instead picks the gamma that brings the mean
+    brightness to that value.
+    """
+
+    dequantize: str = "auto"
+    denoise: float = 1.0
+    denoise_radius: int = 3
+    gamma: float = 1.0
+    target_mean: float | None = None
+    tile: int | None = None
+
+
+def display_codes(image: Image, method: str, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The input as (H, W, 3) 16-bit sRGB codes: dequantized when it holds fewer than 16 bits."""
+    if image.is_float or image.linear:
+        linear = np.clip(to_float(image.pixels), 0.0, 1.0)
+        pixels = np.rint(linear_to_srgb(linear) * 65535).astype(np.uint16)
+    elif image.container_bits == 16 and not image.significant_bits:
+        pixels = image.pixels
+    elif method == "none":
+        pixels = (to_float(image.pixels) * 65535 + 0.5).astype(np.uint16)
+    else:
+        from bdx.depth import upscale_depth
+
+        chosen = _dequantizer(method)
+        pixels = upscale_depth(image.with_pixels(image.pixels, alpha=None), method=chosen, device=device, progress=progress).image.pixels
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[..., :3])
+
+
+def _dequantizer(method: str) -> str:
+    if method != "auto":
+        return method
+    from bdx.depth import DEFAULT_DEPTH_METHOD
+
+    return DEFAULT_DEPTH_METHOD
+
+
+def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window, windows cut at the tensor's edge."""
+    return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+
+
+def guided_denoise(x: torch.Tensor, eps: torch.Tensor, radius: int) -> torch.Tensor:
+    """Self-guided filter (He et al., 2010) with a per-pixel regulariser ``eps``: flat areas smooth, edges kept."""
+    mean = box_mean(x, radius)
+    variance = (box_mean(x * x, radius) - mean * mean).clamp_min(0)
+    a = variance / (variance + eps)
+    b = mean - a * mean
+    return box_mean(a, radius) * x + box_mean(b, radius)
+
+
+NOISE_SIGMA = 1.5 / 255  # assumed input noise at denoise strength 1, in display units
+
+
+class CurveEnhancer(torch.nn.Module):
+    """Tile model: curves in, enhanced (and denoised) tile out."""
+
+    def __init__(self, model: CurveModel, settings: EnhanceSettings, exponent: float) -> None:
+        super().__init__()
+        self.net = model.net
+        self.full_resolution = model.context_shape(2, 2) is None
+        self.settings = settings
+        self.exponent = exponent
+        radius = settings.denoise_radius if settings.denoise > 0 else 0
+        net_radius = getattr(model.net, "receptive_radius", 0) if self.full_resolution else 0
+        self.halo = net_radius + 2 * radius + 1
+
+    def forward(self, x: torch.Tensor, params: torch.Tensor | None = None, boxes: torch.Tensor | None = None) -> torch.Tensor:
+        if self.full_resolution:
+            params = self.net(x)
+        else:
+            params = sample_maps(params, boxes, x.shape[2], x.shape[3])
+        out = apply_curves(x, params)
+        if self.settings.denoise > 0:
+            gain = (out.mean(1, keepdim=True) + 1e-3) / (x.mean(1, keepdim=True) + 1e-3)
+            eps = (self.settings.denoise * NOISE_SIGMA * gain) ** 2
+            out = guided_denoise(out, eps, self.settings.denoise_radius)
+        out = out.clamp(0, 1)
+        if self.exponent != 1.0:
+            out = out.pow(self.exponent)
+        return out
+
+
+def enhance_lowlight(
+    image: Image,
+    model: CurveModel,
+    settings: EnhanceSettings = EnhanceSettings(),
+    *,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> Image:
+    """Brighten a dark image; returns 16-bit sRGB codes of the input's size, alpha and ICC carried."""
+    from bdx.device import resolve_device
+    from bdx.tiling import TiledRun, run_tiled
+
+    if image.channels == 4 or (image.pixels.ndim == 3 and image.pixels.shape[2] not in (1, 3)):
+        raise BdxError(f"expected a grayscale or RGB image, got {image.pixels.shape[2]} channels")
+    torch_device = resolve_device(device)
+    codes = display_codes(image, settings.dequantize, str(torch_device))
+    height, width = codes.shape[:2]
+    net = model.net.to(torch_device).eval()
+    context_shape = model.context_shape(height, width)
+    params = _estimate_curves(net, codes, context_shape, torch_device) if context_shape else None
+    exponent = _exponent(settings, net, codes, context_shape, params, torch_device)
+    enhancer = CurveEnhancer(model, settings, exponent)
+    run = TiledRun(tile=settings.tile or 1024, halo=enhancer.halo, blend=min(max(enhancer.halo, 8), 32), precision="fp32")
+    if params is None:
+        model_fn: Callable = enhancer
+        context = None
+    else:
+        model_fn = enhancer
+        context = _Constant(params)
+
+    def finalize(rows: np.ndarray, top: int) -> np.ndarray:
+        return np.rint(np.clip(rows, 0.0, 1.0) * 65535).astype(np.uint16)
+
+    with _flush_denormals():
+        pixels = run_tiled(
+            model_fn, codes, settings=run, device=torch_device, finalize=finalize, out_dtype=np.uint16,
+            context=context, context_size=max(context_shape) if context_shape else 256, progress=progress,
+        )
+    if image.channels == 1:
+        pixels = np.rint(pixels.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint16)
+    return image.with_pixels(pixels, significant_bits=None, linear=False)
+
+
+class _Constant:
+    """A 'context' function for the engine that returns curves estimated beforehand."""
+
+    def __init__(self, params: torch.Tensor) -> None:
+        self.params = params
+
+    def __call__(self, _small: torch.Tensor) -> torch.Tensor:
+        return self.params
+
+
+def _downscaled(codes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    height, width = shape
+    small = cv2.resize(codes, (width, height), interpolation=cv2.INTER_AREA) if (height, width) != codes.shape[:2] else codes
+    return to_float(small.reshape(height, width, -1))
+
+
+def _estimate_curves(net, codes: np.ndarray, shape: tuple[int, int], device) -> torch.Tensor:
+    small = torch.from_numpy(_downscaled(codes, shape)).permute(2, 0, 1)[None].to(device)
+    with torch.inference_mode(), _flush_denormals():
+        return net(small)
+
+
+def _exponent(settings: EnhanceSettings, net, codes, context_shape, params, device) -> float:
+    """1/gamma, or the exponent that brings the mean brightness to ``target_mean``, decided once per image."""
+    if settings.target_mean is None:
+        return 1.0 / settings.gamma
+    shape = context_shape or _fit(codes.shape[:2], 256)
+    small = torch.from_numpy(_downscaled(codes, shape)).permute(2, 0, 1)[None].to(device)
+    with torch.inference_mode(), _flush_denormals():
+        curves = params if params is not None else net(small)
+        mean = float(apply_curves(small, curves).clamp(0, 1).mean())
+    if not 0.0 < mean < 1.0:
+        return 1.0
+    return math.log(settings.target_mean) / math.log(mean)
+
+
+def _fit(shape: tuple[int, int], size: int) -> tuple[int, int]:
+    scale = min(1.0, size / max(shape))
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+class _flush_denormals:
+    """Flush subnormal floats to zero while inside (CPU speed; no visible effect)."""
+
+    def __enter__(self):
+        self.previous = torch.set_flush_denormal(True)
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_flush_denormal(False)
+        return False
+
+
+def to_exr_pixels(image: Image) -> Image:
+    """16-bit sRGB codes to scene-linear float32 (EXR's convention)."""
+    return image.with_pixels(srgb_to_linear(to_float(image.pixels)).astype(np.float32), linear=True)

@@ -1,0 +1,116 @@
+"""The optimisation loop every ``bdx train`` command shares.
+
+AdamW with cosine decay, bf16 autocast on CUDA, DistributedDataParallel when
+launched by ``torchrun`` (gloo on CPU, NCCL on CUDA), periodic validation on
+rank 0, checkpoints that load with ``torch.load(weights_only=True)``, and resume.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class LoopSettings:
+    """Schedule of one run."""
+
+    steps: int
+    lr: float
+    validate_every: int
+    checkpoint_every: int
+    seed: int = 0
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class TrainState:
+    """Progress of a run: steps done, validation history, and the network itself."""
+
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    net: nn.Module | None = None
+    rank: int = 0
+
+
+def distributed_rank(device: torch.device) -> int:
+    """Join the process group when launched by torchrun; returns this process's rank (0 otherwise)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank()
+
+
+def run_training(
+    net: nn.Module,
+    loss_fn: Callable[[nn.Module, np.random.Generator], torch.Tensor],
+    settings: LoopSettings,
+    checkpoint: Path,
+    *,
+    validate: Callable[[nn.Module], dict] | None = None,
+    resume: Path | None = None,
+    device: str = "cpu",
+    report: Callable[[int, dict], None] | None = None,
+    config: dict | None = None,
+) -> TrainState:
+    """Optimise ``net`` for ``settings.steps`` steps of ``loss_fn(model, rng)``.
+
+    ``loss_fn`` draws its own batch from ``rng`` (seeded per rank and resumed
+    step, so a resumed run does not replay the batches it has seen).
+    """
+    torch_device = torch.device(device)
+    rank = distributed_rank(torch_device)
+    net = net.to(torch_device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    state = TrainState(rank=rank)
+    if resume is not None:
+        saved = torch.load(resume, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = TrainState(step=int(saved["step"]), history=list(saved["history"]), rank=rank)
+    model: nn.Module = net
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        model = nn.parallel.DistributedDataParallel(net)
+    rng = np.random.default_rng(settings.seed + 1000 * rank + state.step)
+    amp = torch_device.type == "cuda"
+    started = time.perf_counter()
+    net.train()
+    while state.step < settings.steps:
+        progress = min(state.step, settings.steps) / settings.steps
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn(model, rng)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state.step += 1
+        record = {"step": state.step, "loss": float(loss.item()), "seconds": time.perf_counter() - started}
+        last = state.step == settings.steps
+        if rank == 0 and validate is not None and (state.step % settings.validate_every == 0 or last):
+            net.eval()
+            with torch.no_grad():
+                record.update(validate(net))
+            net.train()
+            state.history.append(record)
+        if rank == 0 and (state.step % settings.checkpoint_every == 0 or last):
+            torch.save(
+                {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
+                 "history": state.history, "config": config or {}},
+                checkpoint,
+            )
+        if rank == 0 and report is not None:
+            report(state.step, record)
+    state.net = net
+    return state
