@@ -13,7 +13,11 @@ from bdx.io import Image, convert_depth, to_float
 from bdx.metrics import (
     banding_stress,
     bin_adherence,
+    clipped_fraction,
+    colour_cast,
     distinct_values,
+    flat_region_noise,
+    mean_brightness,
     oklab_distance,
     psnr,
     requantization_match,
@@ -97,3 +101,37 @@ def _same_shape(image: Image, other: Image, what: str) -> None:
             f"input is {image.width}x{image.height}x{image.channels} but the {what} is "
             f"{other.width}x{other.height}x{other.channels}"
         )
+
+
+def evaluate_lowlight(prediction: Image, reference: Image | None = None) -> dict:
+    """``eval lowlight`` metrics for one enhanced image.
+
+    No-reference figures always: mean brightness, noise in flat regions (8-bit
+    code units), clipped-highlight fraction, colour cast, distinct code values and
+    banding stress. With a reference (for example the well-exposed frame of the
+    same SICE stack): PSNR, SSIM and Oklab ΔE as well.
+    """
+    pred = to_float(prediction.pixels)
+    if pred.ndim == 2:
+        pred = pred[..., None]
+    record: dict = {
+        "mean_brightness": mean_brightness(pred),
+        "flat_noise": flat_region_noise(pred),
+        "clipped": clipped_fraction(pred),
+        "colour_cast": colour_cast(pred),
+        "distinct": distinct_values(prediction.pixels if prediction.pixels.ndim == 3 else prediction.pixels[..., None]),
+    }
+    record.update({f"pred_{k}": v for k, v in banding_stress(pred).items()})
+    if reference is not None:
+        ref = to_float(reference.pixels)
+        if ref.ndim == 2:
+            ref = ref[..., None]
+        if ref.shape != pred.shape:
+            raise BdxError(f"prediction is {prediction.width}x{prediction.height}, the reference is {reference.width}x{reference.height}")
+        record["psnr"] = psnr(pred, ref)
+        record["ssim"] = ssim(pred, ref)
+        if pred.shape[-1] == 3:
+            record["delta_e_ok"] = oklab_distance(
+                linear_srgb_to_oklab(srgb_to_linear(pred)), linear_srgb_to_oklab(srgb_to_linear(ref))
+            )
+    return record

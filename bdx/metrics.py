@@ -98,3 +98,44 @@ def mean_run_length(flags: np.ndarray) -> float:
 def distinct_values(codes: np.ndarray) -> list[int]:
     """Number of distinct code values in each channel."""
     return [int(np.unique(codes[..., c]).size) for c in range(codes.shape[-1])]
+
+
+def mean_brightness(srgb: np.ndarray) -> float:
+    """Mean of the sRGB-encoded values (0 black, 1 white)."""
+    return float(np.mean(srgb))
+
+
+def clipped_fraction(srgb: np.ndarray, threshold: float = 254.5 / 255) -> float:
+    """Fraction of pixels with at least one channel at the top of the range (blown highlights)."""
+    return float(np.mean(np.any(srgb.reshape(srgb.shape[0], srgb.shape[1], -1) >= threshold, axis=-1)))
+
+
+def flat_region_noise(srgb: np.ndarray, flat_share: float = 0.2) -> float:
+    """Noise in flat regions: residual std after a 5x5 Gaussian, over the smoothest ``flat_share`` of 8x8 blocks.
+
+    Reported in 8-bit code units of sRGB luminance-like grey (mean of channels).
+    """
+    import cv2
+
+    grey = np.asarray(srgb, dtype=np.float32).reshape(srgb.shape[0], srgb.shape[1], -1).mean(axis=-1)
+    residual = grey - cv2.GaussianBlur(grey, (5, 5), 1.0)
+    blocks_y, blocks_x = grey.shape[0] // 8, grey.shape[1] // 8
+    if blocks_y == 0 or blocks_x == 0:
+        return float(residual.std() * 255)
+    crop = lambda a: a[: blocks_y * 8, : blocks_x * 8].reshape(blocks_y, 8, blocks_x, 8)  # noqa: E731
+    smooth = cv2.GaussianBlur(grey, (0, 0), 4.0)
+    structure = crop(np.abs(np.gradient(smooth)[0]) + np.abs(np.gradient(smooth)[1])).mean(axis=(1, 3))
+    noise = crop(residual).std(axis=(1, 3))
+    flat = structure <= np.quantile(structure, flat_share)
+    return float(np.mean(noise[flat]) * 255)
+
+
+def colour_cast(srgb: np.ndarray) -> float:
+    """Distance of the image's mean Oklab chroma from neutral grey (x100; grey-world assumption)."""
+    from bdx.color import srgb_to_oklab
+
+    pixels = np.asarray(srgb, dtype=np.float32)
+    if pixels.ndim == 2 or pixels.shape[-1] == 1:
+        return 0.0
+    lab = srgb_to_oklab(pixels[..., :3])
+    return float(np.hypot(lab[..., 1].mean(), lab[..., 2].mean()) * 100)

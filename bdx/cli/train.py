@@ -63,3 +63,56 @@ def train_depth_command(
 
         state = train_depth(data, output, config, resume=resume, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
+
+
+@train_app.command(
+    "lowlight",
+    epilog="Example:  bdx train lowlight --data sice/ -o lowlight.safetensors --steps 3000 --exclude-from heldout.txt",
+)
+def train_lowlight_command(
+    data: Annotated[list[Path], typer.Option(help="Image files or folders (any exposures; no references needed); repeatable.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write (safetensors).")] = Path(
+        "lowlight.safetensors"
+    ),
+    steps: Annotated[int, typer.Option(help="Optimizer steps in all.")] = 3000,
+    batch_size: Annotated[int, typer.Option(help="Images per step (per process).")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 1e-3,
+    exclude_from: Annotated[
+        Optional[Path], typer.Option(help="Text file of file names (one per line) never to train on, e.g. a test split.")
+    ] = None,
+    validate_every: Annotated[int, typer.Option(help="Steps between validation runs.")] = 250,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (<output>.ckpt.pt).")] = 250,
+    resume: Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: opt.Device = "auto",
+    quiet: opt.Quiet = False,
+) -> None:
+    """Train bdx's low-light curve estimator with the zero-reference losses (no ground truth needed)."""
+    from bdx.device import resolve_device
+    from bdx.errors import BdxError
+    from bdx.training.lowlight import LowlightTrainConfig, train_lowlight
+
+    with command_errors():
+        exclude: set[str] = set()
+        if exclude_from is not None:
+            try:
+                exclude = {line.strip() for line in exclude_from.read_text().splitlines() if line.strip()}
+            except OSError as exc:
+                raise BdxError(f"cannot read {exclude_from}: {exc.strerror}") from None
+        config = LowlightTrainConfig(
+            steps=steps, batch_size=batch_size, lr=lr, validate_every=validate_every, checkpoint_every=checkpoint_every,
+            seed=seed,
+        )
+        torch_device = str(resolve_device(device))
+
+        def report(step: int, record: dict) -> None:
+            if quiet or "val_loss" not in record:
+                return
+            typer.echo(
+                f"step {step}/{steps}  loss {record['loss']:.4f}  val loss {record['val_loss']:.4f}  "
+                f"val mean brightness {record['val_mean_in']:.3f} -> {record['val_mean_out']:.3f}  ({record['seconds']:.0f} s)",
+                err=True,
+            )
+
+        state = train_lowlight(data, output, config, exclude=exclude, resume=resume, device=torch_device, report=report)
+    typer.echo(f"wrote {output} after {state.step} steps")

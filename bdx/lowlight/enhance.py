@@ -194,10 +194,15 @@ def _exponent(settings: EnhanceSettings, net, codes, context_shape, params, devi
     small = torch.from_numpy(_downscaled(codes, shape)).permute(2, 0, 1)[None].to(device)
     with torch.inference_mode(), _flush_denormals():
         curves = params if params is not None else net(small)
-        mean = float(apply_curves(small, curves).clamp(0, 1).mean())
-    if not 0.0 < mean < 1.0:
-        return 1.0
-    return math.log(settings.target_mean) / math.log(mean)
+        enhanced = apply_curves(small, curves).clamp(0, 1).double()
+    low, high = math.log(0.05), math.log(20.0)  # bisection on log(exponent): the mean falls as the exponent grows
+    for _ in range(40):
+        middle = 0.5 * (low + high)
+        if float(enhanced.pow(math.exp(middle)).mean()) > settings.target_mean:
+            low = middle
+        else:
+            high = middle
+    return math.exp(0.5 * (low + high))
 
 
 def _fit(shape: tuple[int, int], size: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ curves are applied by :func:`bdx.lowlight.curves.apply_curves`.
   convolutions, one 3-channel map reused for 8 iterations, run on a copy
   downscaled 12 times.
 - ``bdx-lowlight-v1``: bdx's variant, 16 channels, an overlapping max-pool that
-  triples the receptive field, run on a copy of fixed size (256 px on its long
+  doubles the receptive field, run on a copy of fixed size (256 px on its long
   side) so the curves do not depend on the input's resolution.
 
 Official checkpoints (``.pth`` state dicts) are recognised by their keys; their
@@ -106,11 +106,13 @@ class CurveNetConfig:
 
 
 class CurveNet(nn.Module):
-    """bdx's curve estimator: separable convolutions with an overlapping max-pool between two scales.
+    """bdx's curve estimator: plain 3x3 convolutions with an overlapping max-pool between two scales.
 
-    Conv, conv, then a 3x3 stride-2 max-pool (overlapping windows), two convs at
+    Conv, conv, then a 3x3 stride-2 max-pool (overlapping windows), three convs at
     half resolution, bilinear upsampling, and skip concatenations as in DCE-Net;
-    one 3-channel map reused for every iteration.
+    one 3-channel map reused for every iteration. Plain convolutions rather than
+    depthwise-separable ones: at 256 px the cost is negligible, and they train
+    several times faster on a CPU.
     """
 
     maps = 1
@@ -119,13 +121,13 @@ class CurveNet(nn.Module):
         super().__init__()
         self.config = config
         w = config.width
-        self.conv1 = SeparableConv(3, w)
-        self.conv2 = SeparableConv(w, w)
-        self.conv3 = SeparableConv(w, w)
-        self.conv4 = SeparableConv(w, w)
-        self.conv5 = SeparableConv(2 * w, w)
-        self.conv6 = SeparableConv(2 * w, w)
-        self.head = SeparableConv(2 * w, 3)
+        self.conv1 = nn.Conv2d(3, w, 3, padding=1)
+        self.conv2 = nn.Conv2d(w, w, 3, padding=1)
+        self.conv3 = nn.Conv2d(w, w, 3, padding=1)
+        self.conv4 = nn.Conv2d(w, w, 3, padding=1)
+        self.conv5 = nn.Conv2d(2 * w, w, 3, padding=1)
+        self.conv6 = nn.Conv2d(2 * w, w, 3, padding=1)
+        self.head = nn.Conv2d(2 * w, 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = F.relu(self.conv1(x))

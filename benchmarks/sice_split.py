@@ -1,0 +1,59 @@
+"""Held-out SICE stacks for low-light training and evaluation.
+
+A stack is held out when the hash of its first frame number falls below
+``--fraction``; only aligned stacks with a dark frame (mean < 0.15) and a
+reference frame qualify as test pairs. Writes the names of every frame of the
+held-out stacks (to pass to ``bdx train lowlight --exclude-from``) and a JSON of
+test pairs (dark input, reference).
+
+    python benchmarks/sice_split.py --sice ../shared/data/sice --out benchmarks/results/sice
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+
+DARK_MEAN = 0.15
+
+
+def held_out(stack: dict, fraction: float) -> bool:
+    digest = hashlib.sha256(str(stack["frames"][0]).encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def frame_mean(path: Path) -> float:
+    return float(cv2.imread(str(path), cv2.IMREAD_COLOR).mean() / 255.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sice", type=Path, default=Path("../shared/data/sice"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sice"))
+    parser.add_argument("--fraction", type=float, default=0.2)
+    args = parser.parse_args()
+    stacks = json.loads((args.sice / "sequences.json").read_text())
+    excluded, pairs = [], []
+    for stack in stacks:
+        if not held_out(stack, args.fraction):
+            continue
+        excluded.extend(f"{n}.jpg" for n in stack["frames"])
+        if not stack.get("aligned") or stack.get("ref") is None:
+            continue
+        means = {n: frame_mean(args.sice / f"{n}.jpg") for n in stack["frames"] if n != stack["ref"]}
+        dark = [n for n, m in means.items() if m < DARK_MEAN]
+        if dark:
+            chosen = max(dark, key=means.get)  # the brightest frame that is still dark
+            pairs.append({"input": f"{chosen}.jpg", "reference": f"{stack['ref']}.jpg", "input_mean": round(means[chosen], 4)})
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "heldout_frames.txt").write_text("\n".join(excluded) + "\n")
+    (args.out / "test_pairs.json").write_text(json.dumps(pairs, indent=1))
+    print(f"{len(excluded)} frames held out; {len(pairs)} dark/reference test pairs -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

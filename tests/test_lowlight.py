@@ -1,0 +1,297 @@
+"""Low-light enhancement: the curve, exact sizes, tiling, checkpoints, denormals, training, CLI and eval."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bdx.cli import app
+from bdx.errors import BdxError
+from bdx.io import Image, read_image, write_image
+from bdx.lowlight.curves import apply_curves, sample_maps
+from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
+from bdx.lowlight.models import (
+    CurveModel,
+    CurveNet,
+    DCENet,
+    DCEPlusNet,
+    detect_architecture,
+    flush_denormals,
+    load_curve_model,
+    save_curve_net,
+)
+from bdx.training.lowlight import LowlightTrainConfig, train_lowlight
+
+from conftest import SHARED_DATA
+
+PEERS = SHARED_DATA.parent / "peers" if SHARED_DATA is not None else None
+
+
+def _random_curve_net(seed: int = 0) -> CurveNet:
+    torch.manual_seed(seed)
+    net = CurveNet()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.normal_(0, 0.2)
+        net.head.bias.fill_(-0.6)  # brightens
+    return net.eval()
+
+
+@pytest.fixture
+def curve_weights(tmp_path) -> Path:
+    path = tmp_path / "ll.safetensors"
+    save_curve_net(_random_curve_net(), path)
+    return path
+
+
+def _dark(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = 8 + 12 * x / max(1, width - 1) + 4 * y / max(1, height - 1)
+    pixels = base[..., None] + rng.normal(0, 0.3, (height, width, channels))
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def test_curve_formula():
+    x = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 1, 4).expand(1, 3, 1, 4)
+    a = torch.full((1, 3, 1, 4), -1.0)
+    once = apply_curves(x, a, iterations=1)
+    np.testing.assert_allclose(once[0, 0, 0].numpy(), [0.0, 0.4375, 0.75, 1.0], rtol=1e-6)
+    # 24 maps: iteration i uses channels 3i..3i+2; zeros except the 2nd iteration equals one step
+    maps = torch.zeros(1, 24, 1, 4)
+    maps[:, 3:6] = -1.0
+    np.testing.assert_allclose(apply_curves(x, maps).numpy(), once.numpy(), rtol=1e-6)
+    with pytest.raises(ValueError):
+        apply_curves(x, torch.zeros(1, 6, 1, 4))
+
+
+def test_curves_keep_the_range_and_order():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 1, 1000).sort(dim=-1).values
+    a = torch.rand(1, 3, 1, 1) * 2 - 1
+    y = apply_curves(x, a.expand_as(x))
+    assert y.min() >= 0 and y.max() <= 1
+    assert (y.diff(dim=-1) >= -1e-7).all()  # monotonic for a fixed curve
+
+
+def test_sampled_maps_equal_whole_image_upsampling():
+    params = torch.rand(1, 3, 5, 7)
+    height, width = 37, 53
+    whole = torch.nn.functional.interpolate(params, size=(height, width), mode="bilinear", align_corners=False)
+    box = torch.tensor([[3 / height, 10 / width, 23 / height, 40 / width]])
+    tile = sample_maps(params, box, 20, 30)
+    torch.testing.assert_close(tile, whole[:, :, 3:23, 10:40], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (37, 61, 1), (50, 24, 3)])
+def test_output_has_the_input_size(shape):
+    model = CurveModel("bdx", _random_curve_net(), context_size=16)
+    image = Image(_dark(*shape))
+    out = enhance_lowlight(image, model, EnhanceSettings(dequantize="midpoint"), device="cpu")
+    assert out.pixels.shape == image.pixels.shape
+    assert out.pixels.dtype == np.uint16
+    assert out.pixels.astype(np.float64).mean() > image.pixels.astype(np.float64).mean() * 257  # brighter
+
+
+def test_alpha_icc_and_orientation_are_carried():
+    model = CurveModel("bdx", _random_curve_net(), context_size=16)
+    alpha = np.full((9, 11, 1), 200, np.uint8)
+    image = Image(_dark(9, 11), alpha=alpha, icc_profile=b"icc", orientation=1)
+    out = enhance_lowlight(image, model, EnhanceSettings(dequantize="midpoint"), device="cpu")
+    assert out.alpha is not None and np.array_equal(out.alpha, alpha)
+    assert out.icc_profile == b"icc"
+
+
+@pytest.mark.parametrize("kind", ["context", "full-resolution"])
+def test_tiled_equals_whole_image(kind):
+    torch.manual_seed(3)
+    if kind == "context":
+        model = CurveModel("bdx", _random_curve_net(), context_size=32)
+    else:
+        net = DCENet(width=8).eval()
+        model = CurveModel("zero-dce", net)
+    image = Image(_dark(70, 93))
+    settings = EnhanceSettings(dequantize="midpoint", denoise=1.0)
+    whole = enhance_lowlight(image, model, EnhanceSettings(**{**settings.__dict__, "tile": 4096}), device="cpu")
+    tiled = enhance_lowlight(image, model, EnhanceSettings(**{**settings.__dict__, "tile": 24}), device="cpu")
+    assert np.abs(whole.pixels.astype(int) - tiled.pixels.astype(int)).max() <= 1
+
+
+class _ConstantCurve(torch.nn.Module):
+    maps = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, -0.3)
+
+
+def test_dark_region_gets_hundreds_of_values():
+    """A dark 8-bit gradient holding 20 codes comes out smooth (dequantized before it is stretched)."""
+    model = CurveModel("constant", _ConstantCurve(), context_size=32)
+    x = np.linspace(10, 29.4, 240)
+    pixels = np.repeat(np.rint(x)[None, :, None], 40, axis=0).repeat(3, axis=2).astype(np.uint8)
+    assert np.unique(pixels).size == 20
+    out = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize="contour", denoise=0), device="cpu")
+    assert np.unique(out.pixels[..., 1]).size >= 200
+    flat = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize="none", denoise=0), device="cpu")
+    assert np.unique(flat.pixels[..., 1]).size == 20  # without dequantization the bands stay
+
+
+def test_flush_denormals():
+    tiny = torch.finfo(torch.float32).tiny
+    state = {"w": torch.tensor([1.0, tiny / 4, -tiny / 8, 0.0, tiny]), "n": torch.tensor([3])}
+    assert flush_denormals(state) == 2
+    assert state["w"].tolist() == [1.0, 0.0, 0.0, 0.0, tiny]
+
+
+def test_detect_official_architectures(tmp_path):
+    assert detect_architecture(DCENet().state_dict()) == "zero-dce"
+    assert detect_architecture(DCEPlusNet().state_dict()) == "zero-dce++"
+    with pytest.raises(BdxError, match="not a Zero-DCE"):
+        detect_architecture({"conv.weight": torch.zeros(1)})
+    # a DataParallel-style prefix and denormals in a saved checkpoint
+    state = {f"module.{k}": v for k, v in DCEPlusNet().state_dict().items()}
+    state["module.e_conv1.point_conv.weight"][0, 0, 0, 0] = torch.finfo(torch.float32).tiny / 16
+    path = tmp_path / "Epoch99.pth"
+    torch.save(state, path)
+    model = load_curve_model(path)
+    assert model.name == "zero-dce++" and model.context_scale == 12
+    assert model.net.e_conv1.point_conv.weight[0, 0, 0, 0].item() == 0.0
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(BdxError, match="not found"):
+        load_curve_model(tmp_path / "missing.pth")
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(os.urandom(300))
+    with pytest.raises(BdxError, match="not a loadable checkpoint"):
+        load_curve_model(garbage)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
+    with pytest.raises(BdxError, match="not a Zero-DCE"):
+        load_curve_model(wrong)
+    mismatched = tmp_path / "mismatched.pth"
+    state = DCENet().state_dict()
+    state["e_conv7.weight"] = torch.zeros(5, 64, 3, 3)
+    torch.save(state, mismatched)
+    with pytest.raises(BdxError, match="do not match"):
+        load_curve_model(mismatched)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo unsafe",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(BdxError, match="not a loadable checkpoint"):
+        load_curve_model(evil)
+
+
+@pytest.mark.skipif(PEERS is None or not (PEERS / "zero-dce" / "Epoch99.pth").is_file(), reason="needs ../shared/peers")
+def test_official_checkpoints_load_and_flush():
+    state = torch.load(PEERS / "zero-dce" / "Epoch99.pth", map_location="cpu", weights_only=True)
+    assert flush_denormals(dict((k, v.clone()) for k, v in state.items())) > 10_000
+    for name, kind in (("zero-dce", "zero-dce"), ("zero-dce-pp", "zero-dce++")):
+        model = load_curve_model(PEERS / name / "Epoch99.pth")
+        assert model.name == kind
+        tiny = torch.finfo(torch.float32).tiny
+        assert all(not ((p != 0) & (p.abs() < tiny)).any() for p in model.net.parameters())
+        out = enhance_lowlight(Image(_dark(30, 41)), model, EnhanceSettings(dequantize="none", denoise=0), device="cpu")
+        assert out.pixels.shape == (30, 41, 3) and out.pixels.mean() > 40 * 257
+
+
+def _training_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(4):
+        write_image(folder / f"{i}.png", Image(_dark(40, 56, seed=i)))
+    return folder
+
+
+def test_training_step_and_resume(tmp_path):
+    folder = _training_folder(tmp_path)
+    output = tmp_path / "ll.safetensors"
+    config = LowlightTrainConfig(steps=2, batch_size=2, crop=32, context_size=48, validate_every=1, checkpoint_every=1,
+                                 validation_fraction=0.3)
+    state = train_lowlight([folder], output, config)
+    assert state.step == 2
+    first = load_curve_model(output)
+    assert first.name == "bdx-lowlight-v1" and first.context_size == 48
+    checkpoint = Path(str(output) + ".ckpt.pt")
+    assert torch.load(checkpoint, weights_only=True)["step"] == 2
+    resumed = train_lowlight([folder], output, LowlightTrainConfig(**{**config.__dict__, "steps": 4}), resume=checkpoint)
+    assert resumed.step == 4
+    second = load_curve_model(output)
+    assert any(not torch.equal(a, b) for a, b in zip(first.net.state_dict().values(), second.net.state_dict().values()))
+
+
+def test_training_excludes_held_out_files(tmp_path):
+    folder = _training_folder(tmp_path)
+    with pytest.raises(BdxError, match="no usable training images"):
+        train_lowlight([folder], tmp_path / "x.safetensors", LowlightTrainConfig(steps=1),
+                       exclude={f"{i}.png" for i in range(4)})
+
+
+def test_cli_file_directory_raw_and_exr(runner, tmp_path, curve_weights):
+    from dng import synthetic_dng
+
+    folder = tmp_path / "dark"
+    folder.mkdir()
+    for i in range(2):
+        write_image(folder / f"d{i}.jpg", Image(_dark(33, 47, seed=i)), fmt="jpeg")
+    (folder / "shot.dng").write_bytes(synthetic_dng())
+    result = runner.invoke(app, ["enhance-lowlight", str(folder / "d0.jpg"), "-o", str(tmp_path / "one.tiff"),
+                                 "--weights", str(curve_weights)])
+    assert result.exit_code == 0, result.output
+    one = read_image(tmp_path / "one.tiff")
+    assert one.pixels.dtype == np.uint16 and one.pixels.shape == (33, 47, 3)
+    result = runner.invoke(app, ["enhance-lowlight", str(folder), "-o", str(tmp_path / "out"), "--weights",
+                                 str(curve_weights), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {Path(r["input"]).name for r in lines} == {"d0.jpg", "d1.jpg", "shot.dng"}
+    assert all(r["status"] == "ok" for r in lines)
+    raw_out = read_image(tmp_path / "out" / "shot.tiff")
+    assert raw_out.pixels.shape == (64, 96, 3)
+    result = runner.invoke(app, ["enhance-lowlight", str(folder / "d1.jpg"), "-o", str(tmp_path / "d1.exr"),
+                                 "--weights", str(curve_weights)])
+    assert result.exit_code == 0, result.output
+    exr = read_image(tmp_path / "d1.exr")
+    assert exr.is_float and np.isfinite(exr.pixels).all() and exr.pixels.max() <= 1.0
+
+
+def test_cli_bad_weights_and_options(runner, tmp_path, make_png):
+    source = make_png("x.png", _dark(8, 8))
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["enhance-lowlight", str(source), "-o", str(tmp_path / "o.tiff"), "--weights", str(bad)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "not a loadable checkpoint" in result.output
+    assert not (tmp_path / "o.tiff").exists()
+    result = runner.invoke(app, ["enhance-lowlight", str(source), "-o", str(tmp_path / "o.tiff"), "--gamma", "0"])
+    assert result.exit_code == 2
+
+
+def test_target_mean_reaches_the_target():
+    model = CurveModel("constant", _ConstantCurve(), context_size=32)
+    image = Image(_dark(64, 80))
+    for target in (0.3, 0.6):
+        settings = EnhanceSettings(dequantize="midpoint", denoise=0, target_mean=target)
+        out = enhance_lowlight(image, model, settings, device="cpu")
+        assert abs(out.pixels.mean() / 65535 - target) < 0.01
+
+
+def test_eval_lowlight(runner, tmp_path, make_png):
+    ref = make_png("ref/a.png", np.full((16, 16, 3), 120, np.uint8))
+    make_png("pred/a.png", np.full((16, 16, 3), 110, np.uint8))
+    result = runner.invoke(app, ["eval", "lowlight", "--pred", str(tmp_path / "pred"), "--ref", str(ref.parent), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])["summary"]["pred"]
+    assert summary["psnr"] == pytest.approx(20 * np.log10(255 / 10), abs=0.01)
+    assert summary["clipped"] == 0 and summary["mean_brightness"] == pytest.approx(110 / 255, abs=1e-3)
+    result = runner.invoke(app, ["eval", "lowlight", "--pred", str(tmp_path / "pred")])
+    assert result.exit_code == 0 and "flat noise" in result.output
