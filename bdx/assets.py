@@ -15,6 +15,7 @@ from bdx.errors import BdxError
 DEFAULT_WEIGHTS = {
     "depth": "depth-unet-v2.safetensors",
     "lowlight": "lowlight-curvenet-v1.safetensors",
+    "hdr": "hdr-feedback-v1.safetensors",
 }
 
 
@@ -30,7 +31,7 @@ def weights_folder() -> Path:
 
 
 def default_weights(task: str) -> Path:
-    """The shipped weights file for ``task`` (``depth`` or ``lowlight``); a one-line error if absent."""
+    """The shipped weights file for ``task`` (``depth``, ``lowlight`` or ``hdr``); a one-line error if absent."""
     name = DEFAULT_WEIGHTS[task]
     path = weights_folder() / name
     if not path.is_file():

@@ -7,12 +7,14 @@ from typing import Callable
 
 import numpy as np
 
+from bdx.color import linear_to_srgb
 from bdx.errors import BdxError
-from bdx.io import Image
+from bdx.io import Image, to_float
 from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, levels_from_codes
 
 DEPTH_METHODS: tuple[str, ...] = ("contour", "midpoint", "learned")
 DEFAULT_DEPTH_METHOD = "contour"
+DISPLAY_DEQUANTIZERS: tuple[str, ...] = ("auto", "learned", "contour", "midpoint", "none")
 
 
 @dataclass
@@ -50,9 +52,9 @@ def build_dequantizer(method: str, bits: int, convention: Convention = "centre",
     if method == "learned":
         from bdx.dequant.learned import LearnedDequantizer, load_weights
 
-        if weights is None:
-            raise BdxError("--method learned needs --weights FILE (no default weights are shipped yet)")
-        return LearnedDequantizer(load_weights(weights), bits, convention)
+        from bdx.assets import default_weights
+
+        return LearnedDequantizer(load_weights(weights or default_weights("depth")), bits, convention)
     if method == "midpoint":
         return MidpointDequantizer(bits, convention)
     if method == "contour":
@@ -124,3 +126,23 @@ def upscale_depth(
         progress=progress,
     )
     return DepthResult(image.with_pixels(output, significant_bits=None), source.bits, source.convention)
+
+
+def display_codes(image: Image, method: str, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """An image as (H, W, 3) 16-bit display codes for enhancement: dequantized by ``method`` when it holds
+    fewer than 16 bits, float and linear inputs sRGB-encoded (clipped to [0, 1]), grey replicated to RGB."""
+    if image.is_float or image.linear:
+        linear = np.clip(to_float(image.pixels), 0.0, 1.0)
+        pixels = np.rint(linear_to_srgb(linear) * 65535).astype(np.uint16)
+    elif image.container_bits == 16 and not image.significant_bits:
+        pixels = image.pixels
+    elif method == "none":
+        pixels = (to_float(image.pixels) * 65535 + 0.5).astype(np.uint16)
+    else:
+        chosen = DEFAULT_DEPTH_METHOD if method == "auto" else method
+        pixels = upscale_depth(image.with_pixels(image.pixels, alpha=None), method=chosen, device=device, progress=progress).image.pixels
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[..., :3])

@@ -135,3 +135,44 @@ def evaluate_lowlight(prediction: Image, reference: Image | None = None) -> dict
                 linear_srgb_to_oklab(srgb_to_linear(pred)), linear_srgb_to_oklab(srgb_to_linear(ref))
             )
     return record
+
+
+def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = None) -> dict:
+    """``eval hdr`` metrics: PSNR-mu, log-domain PSNR, SSIM on mu-law images, and (given the LDR input)
+    the error in its clipped regions."""
+    from bdx.metrics import clipped_region_error, psnr_log, psnr_mu, ssim_mu
+
+    pred = _rgb_float(prediction)
+    ref = _rgb_float(reference)
+    if pred.shape != ref.shape:
+        raise BdxError(f"prediction is {prediction.width}x{prediction.height}, the reference is {reference.width}x{reference.height}")
+    record: dict = {"psnr_mu": psnr_mu(pred, ref), "psnr_log": psnr_log(pred, ref), "ssim_mu": ssim_mu(pred, ref)}
+    if source is not None:
+        _same_shape(source, prediction, "prediction")
+        ldr = to_float(source.pixels)
+        clipped = ldr.reshape(ldr.shape[0], ldr.shape[1], -1).max(axis=-1) >= 254.5 / 255
+        record["clipped_fraction"] = float(clipped.mean())
+        record["clipped_error"] = clipped_region_error(pred, ref, clipped)
+    return record
+
+
+def _rgb_float(image: Image) -> np.ndarray:
+    pixels = image.pixels.astype(np.float32) if image.is_float else to_float(image.pixels)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    return np.nan_to_num(pixels)
+
+
+def exposure_sheet(images: list[tuple[str, Image]], stops: tuple[float, ...] = (-3.0, 0.0, 3.0)) -> np.ndarray:
+    """A side-by-side 8-bit RGB sheet: one row per image, one column per exposure (clip, then sRGB)."""
+    from bdx.color import linear_to_srgb
+
+    rows = []
+    for _, image in images:
+        pixels = _rgb_float(image)
+        if pixels.shape[-1] == 1:
+            pixels = np.repeat(pixels, 3, axis=-1)
+        cells = [np.rint(linear_to_srgb(np.clip(pixels * 2.0**stop, 0, 1)) * 255).astype(np.uint8) for stop in stops]
+        rows.append(np.concatenate(cells, axis=1))
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows], axis=0)

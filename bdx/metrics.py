@@ -139,3 +139,47 @@ def colour_cast(srgb: np.ndarray) -> float:
         return 0.0
     lab = srgb_to_oklab(pixels[..., :3])
     return float(np.hypot(lab[..., 1].mean(), lab[..., 2].mean()) * 100)
+
+
+HDR_MU = 5000.0
+
+
+def _mu_law_normalised(linear: np.ndarray, peak: float) -> np.ndarray:
+    return np.log1p(HDR_MU * np.clip(np.asarray(linear, dtype=np.float64) / peak, 0, 1)) / np.log1p(HDR_MU)
+
+
+def hdr_peak(reference: np.ndarray) -> float:
+    """The normaliser for PSNR-mu: the reference's 99th percentile (never below a tiny positive value)."""
+    return max(float(np.percentile(reference, 99)), 1e-6)
+
+
+def psnr_mu(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR in the mu-law domain (mu = 5000), both images normalised by the reference's 99th percentile."""
+    peak = hdr_peak(reference)
+    return psnr(_mu_law_normalised(prediction, peak), _mu_law_normalised(reference, peak))
+
+
+def ssim_mu(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """SSIM of the mu-law images (normalised as for :func:`psnr_mu`)."""
+    peak = hdr_peak(reference)
+    return ssim(_mu_law_normalised(prediction, peak).astype(np.float32), _mu_law_normalised(reference, peak).astype(np.float32))
+
+
+def psnr_log(prediction: np.ndarray, reference: np.ndarray, floor: float = 1e-4) -> float:
+    """PSNR of log2 values, the peak being the reference's log2 dynamic range (both floored at ``floor`` x its peak)."""
+    peak = hdr_peak(reference)
+    low = floor * peak
+    a = np.log2(np.maximum(prediction, low) / peak)
+    b = np.log2(np.maximum(reference, low) / peak)
+    span = float(b.max() - b.min()) or 1.0
+    mse = float(np.mean((a - b) ** 2))
+    return float(10 * np.log10(span**2 / max(mse, 1e-20)))
+
+
+def clipped_region_error(prediction: np.ndarray, reference: np.ndarray, clipped: np.ndarray) -> float:
+    """Mean absolute mu-law error over pixels whose input was clipped (NaN when none was)."""
+    if not clipped.any():
+        return float("nan")
+    peak = hdr_peak(reference)
+    error = np.abs(_mu_law_normalised(prediction, peak) - _mu_law_normalised(reference, peak)).mean(axis=-1)
+    return float(error[clipped].mean())

@@ -1,12 +1,20 @@
 """Quality of every dequantizer against the bin centre, measured in one run.
 
-Cases: natural photos (../shared/data/photos, 1024x768 area-downscaled copies,
-quantized 4->8 and 6->8) and a synthetic smooth scene rendered in 16 bits
-(quantized 4, 6 and 8 bits -> 16). Reports PSNR per image, the gain over
-``midpoint`` and the banding stress (zero first differences after gamma 0.6).
-Writes JSON and a Markdown table.
+Cases, all on images the learned model never trained on when ``--heldout-from``
+names its weights (the file-level validation split recorded in their metadata):
 
-    python benchmarks/compare_depth.py [--photos N] [--methods midpoint contour]
+- natural photos (../shared/data/photos, 1024x768 area-downscaled 8-bit copies),
+  quantized 4->8 and 6->8;
+- HDR panoramas (../shared/data/hdr, scene-linear EXR) rendered to 16-bit sRGB
+  through a global tone curve, quantized 8->16 (and 4, 6 -> 16);
+- a synthetic smooth scene rendered in 16 bits, quantized 4, 6 and 8 bits -> 16.
+
+Reports PSNR per image, the gain over ``midpoint`` (the bin centre) and the
+banding stress (zero first differences after gamma 0.6). Writes JSON, a
+Markdown table and a contact sheet (crops after a gamma 0.4 edit, where banding
+shows).
+
+    python benchmarks/compare_depth.py --methods midpoint contour learned --heldout-from weights/depth-unet-v2.safetensors
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bdx.color import linear_to_srgb
 from bdx.depth import DEPTH_METHODS, upscale_depth
 from bdx.io import Image, read_image
 from bdx.metrics import banding_stress, psnr
@@ -38,38 +47,87 @@ def smooth_scene(height: int = 768, width: int = 1024) -> np.ndarray:
     return np.rint(np.clip(scene, 0, 1) * 65535).astype(np.uint16)
 
 
-def cases(photo_count: int):
+def render_hdr(path: Path) -> np.ndarray:
+    """A scene-linear EXR as 16-bit sRGB: exposure to mid-grey, Reinhard curve, sRGB encoding."""
+    linear = np.clip(read_image(path).pixels.astype(np.float64), 0, None)
+    exposed = linear * (0.18 / max(float(np.median(linear.mean(axis=-1))), 1e-6))
+    return np.rint(linear_to_srgb((exposed / (1 + exposed)).astype(np.float32)) * 65535).astype(np.uint16)
+
+
+def heldout_names(weights: str | None) -> set[str] | None:
+    """File names held out of the learned model's training (None: no restriction)."""
+    if weights is None:
+        return None
+    from safetensors import safe_open
+
+    with safe_open(weights, framework="pt") as handle:
+        return set(json.loads(handle.metadata()["validation_files"]))
+
+
+def cases(photo_count: int, heldout: set[str] | None):
+    allowed = lambda p: heldout is None or p.name in heldout  # noqa: E731
     if (SHARED / "photos").is_dir():
-        for path in sorted((SHARED / "photos").glob("*.jpg"))[:photo_count]:
+        photos = [p for p in sorted((SHARED / "photos").glob("*.jpg")) if allowed(p)][:photo_count]
+        for path in photos:
             pixels = cv2.resize(read_image(path).pixels, (1024, 768), interpolation=cv2.INTER_AREA)
             for bits in (4, 6):
                 yield f"photo {path.stem.split('__')[-1][:24]}", "photos", pixels, bits
+    if (SHARED / "hdr").is_dir():
+        for path in [p for p in sorted((SHARED / "hdr").rglob("*.exr")) if allowed(p)]:
+            rendered = render_hdr(path)
+            for bits in (4, 6, 8):
+                yield f"hdr {path.parent.name}/{path.stem}", "hdr renders", rendered, bits
     scene = smooth_scene()
     for bits in (4, 6, 8):
         yield "smooth scene (16-bit render)", "smooth", scene, bits
 
 
+def crop_for_sheet(values: np.ndarray, size: int = 192) -> np.ndarray:
+    """The smoothest-looking square of the image (lowest gradient energy), gamma 0.4 edit, 8-bit BGR."""
+    grey = values.mean(axis=-1)
+    energy = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1]
+    step = size // 2
+    best, best_score = (0, 0), np.inf
+    for y in range(0, grey.shape[0] - size, step):
+        for x in range(0, grey.shape[1] - size, step):
+            window = grey[y : y + size, x : x + size]
+            if window.mean() < 0.08:
+                continue
+            score = energy[y : y + size - 1, x : x + size - 1].mean()
+            if score < best_score:
+                best, best_score = (y, x), score
+    y, x = best
+    crop = values[y : y + size, x : x + size]
+    return (np.clip(crop, 0, 1) ** 0.4 * 255 + 0.5).astype(np.uint8)[..., ::-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=int, default=8)
-    parser.add_argument("--methods", nargs="+", default=["contour", "midpoint"], choices=DEPTH_METHODS)
-    parser.add_argument("--weights", help="weights file for the learned method")
+    parser.add_argument("--photos", type=int, default=12)
+    parser.add_argument("--methods", nargs="+", default=["midpoint", "contour", "learned"], choices=DEPTH_METHODS)
+    parser.add_argument("--weights", help="weights file for the learned method (default: the shipped weights)")
+    parser.add_argument("--heldout-from", help="use only files held out of training by these weights")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_depth")
     args = parser.parse_args()
-    rows = []
-    for name, group, reference, bits in cases(args.photos):
+    heldout = heldout_names(args.heldout_from)
+    rows, sheet_rows = [], []
+    for name, group, reference, bits in cases(args.photos, heldout):
         truth = reference.astype(np.float64) / (255 if reference.dtype == np.uint8 else 65535)
         quantized = quantize_image(Image(reference), bits)
         row = {"image": name, "group": group, "bits": f"{bits}->{8 if reference.dtype == np.uint8 else 16}"}
         row["input_zero_diff_g0.6"] = banding_stress(quantized.pixels / 255.0)["zero_diff_g0.6"]
+        outputs = {}
         for method in args.methods:
             start = time.perf_counter()
             out = upscale_depth(quantized, method=method, device="cpu", weights=args.weights).image.pixels / 65535.0
             row[f"{method}_seconds"] = time.perf_counter() - start
             row[f"{method}_psnr"] = psnr(out, truth)
             row[f"{method}_zero_diff_g0.6"] = banding_stress(out)["zero_diff_g0.6"]
+            outputs[method] = out
         rows.append(row)
-        print(json.dumps(row))
+        print(json.dumps(row), flush=True)
+        if (group, bits) in (("photos", 4), ("hdr renders", 8), ("smooth", 6)) and len(sheet_rows) < 6:
+            sheet_rows.append([crop_for_sheet(truth)] + [crop_for_sheet(outputs[m]) for m in args.methods])
     summary = {}
     for group in sorted({r["group"] for r in rows}):
         for bits in sorted({r["bits"] for r in rows if r["group"] == group}):
@@ -91,15 +149,23 @@ def main() -> None:
         cells = []
         for method in args.methods:
             m = entry[method]
-            cells.append(f"{m['psnr']:.2f} ({m['gain_over_midpoint_db']:+.2f}, {m['worst_gain_db']:+.2f})")
+            gain = "" if m["gain_over_midpoint_db"] is None else f" ({m['gain_over_midpoint_db']:+.2f}, {m['worst_gain_db']:+.2f})"
+            cells.append(f"{m['psnr']:.2f}{gain}")
         bands = " / ".join(f"{entry[m]['zero_diff_g0.6']:.3f}" for m in args.methods)
         lines.append(f"| {case} | {entry['images']} | " + " | ".join(cells) + f" | {entry['input_zero_diff_g0.6']:.3f} → {bands} |")
     table = "\n".join(lines)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    meta = {"methods": args.methods, "heldout_from": args.heldout_from, "weights": args.weights}
+    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=2))
     args.out.with_suffix(".md").write_text(table + "\n")
-    print(f"wrote {args.out}.json and .md")
+    if sheet_rows:
+        sheet = np.concatenate([np.concatenate(r, axis=1) for r in sheet_rows], axis=0)
+        header = np.full((28, sheet.shape[1], 3), 255, np.uint8)
+        for i, label in enumerate(["reference"] + args.methods):
+            cv2.putText(header, label, (i * 192 + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.imwrite(str(args.out.with_name(args.out.name + "_sheet.png")), np.concatenate([header, sheet], axis=0))
+    print(f"wrote {args.out}.json, .md and _sheet.png")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def _root(
     """bdx: bit-depth expansion, low-light and HDR restoration."""
 
 
-from bdx.cli import evaluate, info, lowlight, quantize, train, upscale  # noqa: E402,F401  (registers commands)
+from bdx.cli import evaluate, hdr, info, lowlight, merge, quantize, train, upscale  # noqa: E402,F401  (registers commands)
 
 
 def main() -> None:

@@ -231,3 +231,76 @@ def eval_lowlight(
     else:
         print_summary(summary, LOWLIGHT_COLUMNS, "bdx eval lowlight (means over images)")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+HDR_COLUMNS = (
+    ("psnr_mu", "PSNR-μ dB", "{:.2f}"),
+    ("psnr_log", "PSNR log dB", "{:.2f}"),
+    ("ssim_mu", "SSIM-μ", "{:.4f}"),
+    ("clipped_fraction", "clipped", "{:.2%}"),
+    ("clipped_error", "clipped err", "{:.4f}"),
+)
+
+
+@eval_app.command(
+    "hdr",
+    epilog="Example:  bdx eval hdr --pred out_learned --pred out_classical --ref refs_exr/ --input ldr/ --sheet sheet.png",
+)
+def eval_hdr(
+    pred: Annotated[list[Path], typer.Option(help="Reconstructed HDR (EXR/HDR file or folder); repeat to compare methods.")],
+    ref: Annotated[Path, typer.Option(help="Scene-linear references with the same names.")],
+    input_: Annotated[Optional[Path], typer.Option("--input", help="The LDR inputs (enables clipped-region error).")] = None,
+    sheet: Annotated[Optional[Path], typer.Option(help="Write a side-by-side PNG at -3, 0 and +3 EV.")] = None,
+    json_lines: opt.Json = False,
+) -> None:
+    """Score HDR reconstructions: PSNR-μ (μ=5000, 99th-percentile normalised), log PSNR, SSIM-μ, clipped-region error."""
+    from bdx.evaluation import evaluate_hdr, exposure_sheet
+    from bdx.io import Image, read_image, write_image
+
+    with command_errors():
+        refs = index_images(ref)
+        inputs = index_images(input_) if input_ is not None else None
+        predictions = {p: index_images(p) for p in pred}
+        single = ref.is_file()
+
+    labels = {folder: folder.name or str(folder) for folder in predictions}
+    per_method: dict[str, list[dict]] = {label: [] for label in labels.values()}
+    sheet_rows: list = []
+    failed = 0
+    for key in sorted({key for images in predictions.values() for key in images}):
+        ref_path = refs.get(next(iter(refs)) if single else key)
+        input_path = None if inputs is None else inputs.get(next(iter(inputs)) if single else key)
+        for folder, images in predictions.items():
+            if key not in images:
+                continue
+            record: dict = {"method": labels[folder], "pred": str(images[key]), "ref": str(ref_path)}
+            try:
+                if ref_path is None:
+                    raise BdxError("no reference with the same name")
+                if inputs is not None and input_path is None:
+                    raise BdxError("no input with the same name")
+                reference = read_image(ref_path)
+                prediction = read_image(images[key])
+                source = read_image(input_path) if input_path is not None else None
+                record.update(evaluate_hdr(prediction, reference, source))
+                record["status"] = "ok"
+                per_method[labels[folder]].append(record)
+                if sheet is not None and len(sheet_rows) < 24:
+                    if not any(label == ("ref", key) for label, _ in sheet_rows):
+                        sheet_rows.append((("ref", key), reference))
+                    sheet_rows.append(((labels[folder], key), prediction))
+            except Exception as exc:  # one line per failed pair, then carry on
+                failed += 1
+                record.update(status="error", error=describe_exception(exc))
+                sys.stderr.write(f"bdx: error: {images[key]}: {record['error']}\n")
+            if json_lines:
+                sys.stdout.write(json.dumps(record) + "\n")
+    summary = {label: summarise(records) for label, records in per_method.items() if records}
+    if sheet is not None and sheet_rows:
+        with command_errors():
+            write_image(sheet, Image(exposure_sheet(sheet_rows)), fmt="png", bits=8)
+    if json_lines:
+        sys.stdout.write(json.dumps({"summary": summary}) + "\n")
+    else:
+        print_summary(summary, HDR_COLUMNS, "bdx eval hdr (means over images)")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)

@@ -116,3 +116,54 @@ def train_lowlight_command(
 
         state = train_lowlight(data, output, config, exclude=exclude, resume=resume, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
+
+
+@train_app.command(
+    "hdr",
+    epilog="Example:  bdx train hdr --data hdr/ --data merges/ -o hdr.safetensors --steps 3000",
+)
+def train_hdr_command(
+    data: Annotated[list[Path], typer.Option(help="Scene-linear references (.exr, .hdr) or folders; repeatable.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write (safetensors).")] = Path(
+        "hdr.safetensors"
+    ),
+    steps: Annotated[int, typer.Option(help="Optimizer steps in all.")] = 3000,
+    batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 8,
+    crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 4).")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 1e-3,
+    iterations: Annotated[int, typer.Option(help="Feedback iterations (1: a feed-forward model).")] = 4,
+    validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
+    validate_every: Annotated[int, typer.Option(help="Steps between validation runs.")] = 250,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (<output>.ckpt.pt).")] = 250,
+    resume: Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: opt.Device = "auto",
+    quiet: opt.Quiet = False,
+) -> None:
+    """Train the LDR-to-HDR feedback network on exposures, camera curves, clipping and JPEG synthesized on the fly."""
+    from bdx.device import resolve_device
+    from bdx.errors import UsageError
+    from bdx.training.hdr import HdrTrainConfig, train_hdr
+
+    with command_errors():
+        if iterations < 1:
+            raise UsageError("--iterations must be at least 1")
+        config = HdrTrainConfig(
+            steps=steps, batch_size=batch_size, crop=max(16, crop // 4 * 4), lr=lr, iterations=iterations,
+            validation_fraction=validation_fraction, validate_every=validate_every, checkpoint_every=checkpoint_every,
+            seed=seed,
+        )
+        torch_device = str(resolve_device(device))
+
+        def report(step: int, record: dict) -> None:
+            if quiet or "val_psnr_mu" not in record:
+                return
+            typer.echo(
+                f"step {step}/{steps}  loss {record['loss']:.4f}  val PSNR-mu {record['val_psnr_mu']:.2f} dB "
+                f"(iteration 1: {record['val_psnr_mu_1iter']:.2f}, classical: {record['val_psnr_mu_classical']:.2f})  "
+                f"({record['seconds']:.0f} s)",
+                err=True,
+            )
+
+        state = train_hdr(data, output, config, resume=resume, device=torch_device, report=report)
+    typer.echo(f"wrote {output} after {state.step} steps")

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from bdx.errors import BdxError
 from bdx.dequant.classical import MidpointDequantizer
-from bdx.quantization import Convention, max_level, step_size
+from bdx.quantization import Convention, step_size
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
 

@@ -192,6 +192,8 @@ def _encode_exr(image: Image, half: bool) -> bytes:
 
     dtype = np.float16 if half else np.float32
     pixels = to_float(image.pixels)
+    if half:  # beyond 65504 a half is infinite
+        pixels = np.clip(pixels, -65504.0, 65504.0)
     names = "RGB" if pixels.shape[2] == 3 else "Y"
     channels = {name: np.ascontiguousarray(pixels[..., i].astype(dtype)) for i, name in enumerate(names)}
     if image.alpha is not None:

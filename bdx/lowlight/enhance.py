@@ -17,13 +17,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from bdx.color import srgb_to_linear, linear_to_srgb
+from bdx.color import srgb_to_linear
+from bdx.depth import DISPLAY_DEQUANTIZERS, display_codes
 from bdx.errors import BdxError
 from bdx.io import Image, to_float
 from bdx.lowlight.curves import apply_curves, sample_maps
 from bdx.lowlight.models import CurveModel
 
-DEQUANTIZE_CHOICES: tuple[str, ...] = ("auto", "learned", "contour", "midpoint", "none")
+DEQUANTIZE_CHOICES = DISPLAY_DEQUANTIZERS  # re-exported for the CLI
+
 
 
 @dataclass(frozen=True)
@@ -42,35 +44,6 @@ class EnhanceSettings:
     gamma: float = 1.0
     target_mean: float | None = None
     tile: int | None = None
-
-
-def display_codes(image: Image, method: str, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """The input as (H, W, 3) 16-bit sRGB codes: dequantized when it holds fewer than 16 bits."""
-    if image.is_float or image.linear:
-        linear = np.clip(to_float(image.pixels), 0.0, 1.0)
-        pixels = np.rint(linear_to_srgb(linear) * 65535).astype(np.uint16)
-    elif image.container_bits == 16 and not image.significant_bits:
-        pixels = image.pixels
-    elif method == "none":
-        pixels = (to_float(image.pixels) * 65535 + 0.5).astype(np.uint16)
-    else:
-        from bdx.depth import upscale_depth
-
-        chosen = _dequantizer(method)
-        pixels = upscale_depth(image.with_pixels(image.pixels, alpha=None), method=chosen, device=device, progress=progress).image.pixels
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., :3])
-
-
-def _dequantizer(method: str) -> str:
-    if method != "auto":
-        return method
-    from bdx.depth import DEFAULT_DEPTH_METHOD
-
-    return DEFAULT_DEPTH_METHOD
 
 
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -1,0 +1,81 @@
+"""``bdx ldr2hdr``: single-image LDR to scene-linear HDR, written as EXR."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from bdx.cli import app
+from bdx.cli import options as opt
+from bdx.cli.common import check_choice, command_errors, plan_batch, read_source, write_target
+from bdx.errors import UsageError
+
+
+@app.command(
+    "ldr2hdr",
+    epilog="Examples:  bdx ldr2hdr photo.jpg -o photo.exr   ·   bdx ldr2hdr shots/ -o hdr/ --peak-nits 1000"
+    "   ·   bdx ldr2hdr a.png -o a.exr --method classical   ·   bdx ldr2hdr a.jpg -o a.hdr",
+)
+def ldr2hdr_command(
+    inputs: opt.Inputs,
+    output: opt.Output = None,
+    method: Annotated[str, typer.Option(help="learned (feedback network) or classical (linearize + expand highlights).")] = "learned",
+    weights: Annotated[Optional[str], typer.Option(help="Weights file for --method learned (default: shipped weights).")] = None,
+    dequantize: Annotated[
+        str, typer.Option(help="Dequantizer run first: auto, learned, contour, midpoint or none.")
+    ] = "auto",
+    iterations: Annotated[Optional[int], typer.Option(help="Feedback iterations (default: as trained).")] = None,
+    exposure: Annotated[float, typer.Option(help="Scale the result by 2^EV.")] = 0.0,
+    peak_nits: Annotated[
+        Optional[float], typer.Option(help="Scale so the brightest 0.01 % of pixels are this many cd/m² (1.0 = 1 cd/m²).")
+    ] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="exr or hdr (default: from -o, else exr).")] = None,
+    precision: Annotated[str, typer.Option(help="EXR sample type: half or float.")] = "half",
+    device: opt.Device = "auto",
+    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo excluded (default 1024).")] = None,
+    overwrite: opt.Overwrite = False,
+    skip_existing: opt.SkipExisting = False,
+    shard: opt.Shard = None,
+    json_lines: opt.Json = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Reconstruct scene-linear HDR from 8-bit (or 16-bit) photos: undo the curve and quantization, recover highlights."""
+    from bdx.depth import DISPLAY_DEQUANTIZERS
+    from bdx.hdr.reconstruct import HDR_METHODS, HdrSettings
+    from bdx.io import format_from_path
+
+    with command_errors():
+        check_choice("--method", method, HDR_METHODS)
+        check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
+        check_choice("--precision", precision, ("half", "float"))
+        if iterations is not None and iterations < 1:
+            raise UsageError("--iterations must be at least 1")
+        if peak_nits is not None and peak_nits <= 0:
+            raise UsageError("--peak-nits must be positive")
+        chosen = fmt or (format_from_path(output) if output and output != "-" else None) or "exr"
+        check_choice("--format", chosen, ("exr", "hdr"))
+        settings = HdrSettings(method=method, dequantize=dequantize, iterations=iterations, exposure=exposure,
+                               peak_nits=peak_nits, tile=tile)
+        if method == "learned":
+            from bdx.assets import default_weights
+            from bdx.hdr.models import load_hdr_net
+
+            weights = str(weights or default_weights("hdr"))
+            load_hdr_net(weights)  # fail before the batch starts
+        batch = plan_batch(inputs, output, shard, extension="." + chosen, file_suffix="_hdr", dir_suffix="_hdr")
+
+    def process(source, target, reporter):
+        from bdx.hdr.reconstruct import ldr_to_hdr
+
+        image = read_source(source)
+        result = ldr_to_hdr(image, settings, weights=weights, device=device, progress=reporter.tiles)
+        write_target(target, result, chosen, exr_half=precision == "half")
+        return {"method": method, "width": result.width, "height": result.height,
+                "peak": float(result.pixels.max()), "mean": float(result.pixels.mean())}
+
+    with command_errors():
+        status = batch.run(
+            process, label="ldr2hdr", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
+        )
+    raise typer.Exit(status)

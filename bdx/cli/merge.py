@@ -1,0 +1,64 @@
+"""``bdx merge-brackets``: merge an exposure bracket into one scene-linear EXR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bdx.cli import app
+from bdx.cli.common import check_target, command_errors
+from bdx.errors import BdxError, UsageError
+
+
+@app.command(
+    "merge-brackets",
+    epilog="Examples:  bdx merge-brackets a.jpg b.jpg c.jpg -o scene.exr   ·   bdx merge-brackets *.jpg -o s.exr --times 1/60,1/15,1/4",
+)
+def merge_brackets_command(
+    frames: Annotated[list[Path], typer.Argument(help="Aligned 8-bit exposures of one scene (any order).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="EXR (or .hdr) file to write.")],
+    times: Annotated[
+        Optional[str], typer.Option(help="Exposure times in the frames' order, e.g. 1/60,1/15,1/4 (default: estimated).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the output if it exists.")] = False,
+) -> None:
+    """Merge exposures into scene-linear HDR, estimating the camera response (and the exposure ratios when not given)."""
+    import numpy as np
+
+    from bdx.cli.common import Source
+    from bdx.hdr.merge import merge_brackets
+    from bdx.io import Image, convert_depth, format_from_path, read_image, write_image
+
+    with command_errors():
+        fmt = format_from_path(output)
+        if fmt not in ("exr", "hdr"):
+            raise UsageError("-o must end in .exr or .hdr")
+        parsed = _parse_times(times) if times is not None else None
+        for frame in frames:
+            check_target(Source(frame, Path(frame.name)), output, overwrite=overwrite, create_folders=True)
+        images = [read_image(f) for f in frames]
+        pixels = []
+        for path, image in zip(frames, images):
+            if image.is_float:
+                raise BdxError(f"{path.name}: already a float image")
+            rgb = image.pixels if image.channels == 3 else np.repeat(image.pixels[..., :1], 3, axis=2)
+            pixels.append(convert_depth(rgb, 8))
+        merged = merge_brackets(pixels, parsed)
+        write_image(output, Image(merged.linear, linear=True, icc_profile=images[0].icc_profile), fmt=fmt, exr_half=False)
+    typer.echo(f"wrote {output}  (relative exposures {', '.join(f'{t:.3g}' for t in merged.times)})")
+
+
+def _parse_times(text: str) -> list[float]:
+    values = []
+    for part in text.split(","):
+        try:
+            if "/" in part:
+                numerator, denominator = part.split("/")
+                values.append(float(numerator) / float(denominator))
+            else:
+                values.append(float(part))
+        except (ValueError, ZeroDivisionError):
+            raise UsageError(f"--times: cannot read {part!r} as a time") from None
+    return values

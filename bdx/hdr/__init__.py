@@ -1,0 +1,1 @@
+"""Single-image HDR reconstruction (LDR to scene-linear EXR) and bracket merging."""

@@ -1,0 +1,99 @@
+"""Merging exposure brackets into scene-linear HDR with a jointly estimated camera response.
+
+Exposure times are often unknown (phones, bracketed JPEGs, the SICE stacks) and
+the camera curve is rarely sRGB; assuming both gives wildly wrong ratios. So the
+response and the exposure ratios are estimated together, alternating:
+
+1. start from the sRGB curve;
+2. exposure ratios between consecutive frames: the median ratio of linearized
+   values over pixels well exposed in both;
+3. response from the frames and those ratios: Debevec and Malik's
+   least-squares fit with a smoothness prior (OpenCV's ``CalibrateDebevec``);
+4. repeat 2-3, then merge with Debevec's weighted average.
+
+The result is scaled so the median luminance is 0.18 (relative, not absolute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from bdx.color import srgb_to_linear
+from bdx.errors import BdxError
+
+WELL_EXPOSED = (0.08, 0.92)
+
+
+@dataclass
+class Merge:
+    """A merged bracket: scene-linear RGB, the response (256 x 3, linear per 8-bit code) and relative exposure times."""
+
+    linear: np.ndarray
+    response: np.ndarray
+    times: list[float]
+    order: list[int]
+
+
+def merge_brackets(
+    frames: list[np.ndarray], times: list[float] | None = None, *, rounds: int = 2, smoothness: float = 10.0,
+    samples: int = 70,
+) -> Merge:
+    """Merge aligned 8-bit RGB frames (H, W, 3) of one scene, at least two.
+
+    With ``times`` (exposure times, same order as ``frames``) only the response
+    is estimated; without, times and response are estimated together. That joint
+    problem has a power-law ambiguity (a response g^k with times^k fits equally
+    well), which the sRGB starting point fixes only approximately: prefer real
+    exposure times when the files carry them.
+    """
+    if len(frames) < 2:
+        raise BdxError("need at least two exposures to merge")
+    shapes = {f.shape for f in frames}
+    if len(shapes) != 1:
+        raise BdxError(f"frames differ in size: {sorted(shapes)}")
+    if frames[0].dtype != np.uint8 or frames[0].ndim != 3 or frames[0].shape[2] != 3:
+        raise BdxError("merge-brackets needs 8-bit RGB frames")
+    order = sorted(range(len(frames)), key=lambda i: float(frames[i].mean()))
+    stack = [np.ascontiguousarray(frames[i][..., ::-1]) for i in order]  # OpenCV wants BGR
+    response = np.repeat(srgb_to_linear(np.arange(256, dtype=np.float32) / 255)[:, None], 3, axis=1)
+    known = times is not None
+    if known:
+        if len(times) != len(frames) or min(times) <= 0:
+            raise BdxError("need one positive exposure time per frame")
+        times = [float(times[i]) for i in order]
+    else:
+        times = _ratios(stack, response)
+    calibrate = cv2.createCalibrateDebevec(samples=samples, lambda_=smoothness, random=False)
+    for _ in range(1 if known else rounds):
+        estimated = calibrate.process(stack, np.array(times, dtype=np.float32))
+        response = np.maximum(estimated.reshape(256, 3), 1e-8)
+        if not known:
+            times = _ratios(stack, response)
+    merged = cv2.createMergeDebevec().process(stack, np.array(times, dtype=np.float32), response.reshape(256, 1, 3))
+    linear = np.nan_to_num(merged[..., ::-1].astype(np.float32), nan=0.0, posinf=0.0)
+    linear = np.clip(linear, 0, None)
+    luminance = linear @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    scale = 0.18 / max(float(np.median(luminance)), 1e-12)
+    return Merge(linear * np.float32(scale), response[:, ::-1] / response.max(), times, order)
+
+
+def _ratios(stack: list[np.ndarray], response: np.ndarray) -> list[float]:
+    """Relative exposure times (first frame 1.0) from consecutive pairs of frames."""
+    times = [1.0]
+    low, high = (np.array(WELL_EXPOSED) * 255).astype(int)
+    for dark, bright in zip(stack, stack[1:]):
+        ratios = []
+        for c in range(3):
+            a, b = dark[..., c], bright[..., c]
+            mask = (a >= low) & (a <= high) & (b >= low) & (b <= high)
+            if mask.sum() < 50:
+                continue
+            ratios.append(float(np.median(response[b[mask], c] / response[a[mask], c])))
+        if not ratios:
+            means = max(float(dark.mean()), 1.0), max(float(bright.mean()), 1.0)
+            ratios = [(means[1] / means[0]) ** 2.2]
+        times.append(times[-1] * max(float(np.median(ratios)), 1.0001))
+    return times

@@ -1,0 +1,169 @@
+"""The FHDR-style feedback network for LDR to HDR, and loading its weights.
+
+Like FHDR (Khan et al., GlobalSIP 2019) a feedback block with shared weights is
+run several times, each pass refining a hidden state that starts from the input
+features; every pass yields an HDR estimate (all are supervised in training, so
+iteration 1 is a feed-forward model of the same weights). Unlike FHDR the state
+is created inside ``forward`` (nothing leaks between images or sizes), the work
+happens at 1/4 resolution after a 4x4 pixel-unshuffle (the full-resolution input
+is added back through a skip connection in the mu-law domain), and a global
+branch summarises a downscaled copy of the whole image into a vector that
+modulates every tile alike, so tiles agree on exposure.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bdx.errors import BdxError
+
+ARCHITECTURE = "bdx-hdr-feedback-v1"
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """Width of the features, dense-block growth and layers, and iterations of the feedback block."""
+
+    width: int = 32
+    growth: int = 16
+    layers: int = 3
+    iterations: int = 4
+    context_size: int = 256
+
+
+def _act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.1)
+
+
+class DenseBlock(nn.Module):
+    """Densely connected 3x3 convolutions, fused back to ``width`` channels by a 1x1 convolution."""
+
+    def __init__(self, width: int, growth: int, layers: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(width + i * growth, growth, 3, padding=1) for i in range(layers))
+        self.fuse = nn.Conv2d(width + layers * growth, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for conv in self.convs:
+            features.append(_act(conv(torch.cat(features, dim=1))))
+        return self.fuse(torch.cat(features, dim=1))
+
+
+class GlobalBranch(nn.Module):
+    """A downscaled copy of the image to one feature vector (scale and shift per channel)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
+        )
+        self.to_film = nn.Linear(64, 2 * width)
+        nn.init.zeros_(self.to_film.weight)
+        nn.init.zeros_(self.to_film.bias)
+
+    def forward(self, small: torch.Tensor) -> torch.Tensor:
+        features = self.convs(small)
+        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
+        return self.to_film(pooled)
+
+
+class FeedbackHDRNet(nn.Module):
+    """LDR (display-referred, [0, 1]) to HDR in the mu-law domain; input size must be a multiple of 4.
+
+    ``forward(x, context)`` returns the estimate of the last iteration, or all of
+    them with ``all_iterations=True``. ``context`` is :meth:`global_features` of a
+    downscaled copy of the whole image (or pass ``context_images``, one per
+    sample; with neither, it is computed from ``x`` itself).
+    """
+
+    multiple = 4
+
+    def __init__(self, config: FeedbackConfig = FeedbackConfig()) -> None:
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.extract = nn.Sequential(nn.Conv2d(48 + 48, w, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(w, w, 3, padding=1))
+        self.compress = nn.Conv2d(2 * w, w, 1)
+        self.block = DenseBlock(w, config.growth, config.layers)
+        self.reconstruct = nn.Conv2d(w, 48, 3, padding=1)
+        self.global_branch = GlobalBranch(w)
+        nn.init.zeros_(self.reconstruct.weight)
+        nn.init.zeros_(self.reconstruct.bias)
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels of context on each side that can influence an output pixel (an upper bound)."""
+        convs = 2 + self.config.iterations * self.config.layers + 1
+        return 4 * convs + 3
+
+    def global_features(self, small: torch.Tensor) -> torch.Tensor:
+        return self.global_branch(small)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, *, context_images: list[torch.Tensor] | None = None,
+        iterations: int | None = None, all_iterations: bool = False,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        from bdx.hdr.tonemap import mu_law
+
+        if context_images is not None:  # one downscaled copy per sample
+            context = torch.cat([self.global_features(image) for image in context_images])
+        if context is None:
+            context = self.global_features(F.interpolate(x, scale_factor=0.25, mode="area") if min(x.shape[2:]) >= 32 else x)
+        linear = srgb_decode(x)
+        skip = mu_law(linear)
+        inputs = torch.cat([F.pixel_unshuffle(x, 4), F.pixel_unshuffle(skip, 4)], dim=1)
+        scale, shift = context.view(context.shape[0], -1, 1, 1).chunk(2, dim=1)  # one context for every tile
+        features = self.extract(inputs) * (1 + scale) + shift
+        hidden = features  # the state starts from this image's own features: nothing carries over
+        outputs = []
+        for _ in range(iterations or self.config.iterations):
+            hidden = hidden + self.block(_act(self.compress(torch.cat([features, hidden], dim=1))))
+            outputs.append(skip + F.pixel_shuffle(self.reconstruct(_act(hidden)), 4))
+        return outputs if all_iterations else outputs[-1]
+
+
+def srgb_decode(x: torch.Tensor) -> torch.Tensor:
+    """sRGB-encoded [0, 1] to linear (the starting point the network refines)."""
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def save_hdr_net(net: FeedbackHDRNet, path: str | Path, extra: dict | None = None) -> None:
+    """Write the network as safetensors with its architecture in the metadata."""
+    from safetensors.torch import save_file
+
+    metadata = {"architecture": ARCHITECTURE, "config": json.dumps(asdict(net.config))}
+    metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
+    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=metadata)
+
+
+def load_hdr_net(path: str | Path) -> FeedbackHDRNet:
+    """Load weights written by :func:`save_hdr_net`; anything else is a one-line error."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise BdxError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:
+        raise BdxError(f"{path.name}: not a readable safetensors file ({str(exc).splitlines()[0][:80]})") from None
+    if metadata.get("architecture") != ARCHITECTURE:
+        raise BdxError(f"{path.name}: not bdx HDR weights (architecture {metadata.get('architecture')!r})")
+    try:
+        net = FeedbackHDRNet(FeedbackConfig(**json.loads(metadata["config"])))
+        net.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise BdxError(f"{path.name}: weights do not match the architecture ({str(exc).splitlines()[0][:80]})") from None
+    return net.eval()

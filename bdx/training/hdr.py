@@ -1,0 +1,220 @@
+"""Training the LDR to HDR network from scene-linear references.
+
+Each sample: a scene-linear reference (EXR, Radiance HDR, or a bracket merge),
+a random exposure that puts a random high percentile (85th to 99.5th) of
+luminance at the clip point, a random camera response from a realistic family,
+clipping, 8-bit quantization and (sometimes) JPEG. The target is the exposed
+linear reference (1.0 = clip point). Loss: L1 in the mu-law domain on every
+feedback iteration, plus an L1 term on mu-law gradients. The global branch sees
+the whole exposed reference downscaled, as it does at inference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from bdx.errors import BdxError
+from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet, save_hdr_net
+from bdx.hdr.tonemap import HEADROOM, camera_response, mu_law, random_camera
+from bdx.io import read_image
+from bdx.metrics import psnr_mu
+from bdx.training.loop import LoopSettings, TrainState, run_training
+
+HDR_SUFFIXES = {".exr", ".hdr"}
+
+
+@dataclass
+class HdrTrainConfig:
+    """Settings of one run (recorded in the checkpoint and the weights' metadata)."""
+
+    steps: int = 3000
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 1e-3
+    width: int = 32
+    iterations: int = 4
+    jpeg_probability: float = 0.3
+    gradient_weight: float = 0.5
+    validation_fraction: float = 0.25
+    validate_every: int = 250
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+@dataclass
+class Scene:
+    name: str
+    linear: np.ndarray  # (H, W, 3) float32, scene-linear, non-negative
+
+
+def find_scenes(folders: list[Path]) -> list[Scene]:
+    """Every EXR / Radiance file under the folders, negative values clamped to 0."""
+    files: list[Path] = []
+    for folder in folders:
+        if folder.is_file():
+            files.append(folder)
+        elif folder.is_dir():
+            files.extend(p for p in sorted(folder.rglob("*")) if p.suffix.lower() in HDR_SUFFIXES and p.is_file())
+        else:
+            raise BdxError(f"{folder}: no such file or folder")
+    scenes = []
+    for path in files:
+        image = read_image(path)
+        pixels = np.clip(np.nan_to_num(image.pixels.astype(np.float32)), 0, None)
+        if pixels.shape[2] == 1:
+            pixels = np.repeat(pixels, 3, axis=2)
+        scenes.append(Scene(f"{path.parent.name}/{path.name}", np.ascontiguousarray(pixels[..., :3])))
+    if not scenes:
+        raise BdxError("no HDR references (.exr, .hdr) found")
+    return scenes
+
+
+def is_validation(name: str, fraction: float) -> bool:
+    """Stable file-level split by a hash of the name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") / 2**32 < fraction
+
+
+def expose(linear: np.ndarray, percentile: float) -> float:
+    """The exposure that puts ``percentile`` of luminance at the clip point."""
+    luminance = linear @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    level = float(np.percentile(luminance, percentile))
+    return 1.0 / max(level, 1e-6)
+
+
+def render_ldr(linear: np.ndarray, camera: tuple[float, float], jpeg_quality: int | None) -> np.ndarray:
+    """Clip, apply the camera curve, quantize to 8 bits (and JPEG); display values in [0, 1]."""
+    display = camera_response(linear, *camera)
+    codes = np.clip(np.rint(display * 255), 0, 255).astype(np.uint8)
+    if jpeg_quality is not None:
+        ok, data = cv2.imencode(".jpg", codes[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if ok:
+            codes = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+    return codes.astype(np.float32) / 255
+
+
+def context_image(display: np.ndarray, size: int) -> np.ndarray:
+    """The copy the global branch sees: ``size`` px on the long side."""
+    scale = min(1.0, size / max(display.shape[:2]))
+    target = (max(1, round(display.shape[1] * scale)), max(1, round(display.shape[0] * scale)))
+    return cv2.resize(display, target, interpolation=cv2.INTER_AREA)
+
+
+def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Generator, context_size: int):
+    """(LDR crops, linear targets, per-sample context images) for one step."""
+    inputs, targets, contexts = [], [], []
+    for _ in range(config.batch_size):
+        scene = scenes[rng.integers(len(scenes))].linear
+        exposure = expose(scene, rng.uniform(85, 99.5))
+        camera = random_camera(rng)
+        quality = int(rng.integers(70, 96)) if rng.random() < config.jpeg_probability else None
+        exposed = scene * np.float32(exposure)
+        side = min(config.crop, scene.shape[0], scene.shape[1]) // 4 * 4
+        y = rng.integers(0, scene.shape[0] - side + 1)
+        x = rng.integers(0, scene.shape[1] - side + 1)
+        target = exposed[y : y + side, x : x + side]
+        ldr = render_ldr(target, camera, quality)
+        if side < config.crop:
+            ldr = cv2.resize(ldr, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
+            target = cv2.resize(target, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
+        if rng.random() < 0.5:
+            ldr, target = ldr[:, ::-1], target[:, ::-1]
+        inputs.append(np.ascontiguousarray(ldr))
+        targets.append(np.ascontiguousarray(np.minimum(target, HEADROOM)))
+        small = context_image(exposed, context_size)
+        contexts.append(render_ldr(small, camera, None))
+    to_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    return to_tensor(inputs), to_tensor(targets), contexts
+
+
+def context_tensors(contexts: list[np.ndarray], device) -> list[torch.Tensor]:
+    """Each sample's context image as a (1, 3, h, w) tensor (they differ in size)."""
+    return [torch.from_numpy(c).permute(2, 0, 1)[None].to(device) for c in contexts]
+
+
+def hdr_loss(outputs: list[torch.Tensor], target: torch.Tensor, gradient_weight: float) -> torch.Tensor:
+    """Mean over iterations of L1 in the mu-law domain plus ``gradient_weight`` x L1 of mu-law gradients."""
+    reference = mu_law(target)
+    total = 0.0
+    for out in outputs:
+        total = total + (out - reference).abs().mean()
+        for dim in (2, 3):
+            total = total + gradient_weight * (out.diff(dim=dim) - reference.diff(dim=dim)).abs().mean()
+    return total / len(outputs)
+
+
+def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: int) -> dict[str, float]:
+    """Mean PSNR-mu on fixed exposures of the held-out scenes: the network (last and first iteration) and the classical baseline."""
+    from bdx.hdr.classical import expand_highlights
+
+    rng = np.random.default_rng(99)
+    scores: dict[str, list[float]] = {"val_psnr_mu": [], "val_psnr_mu_1iter": [], "val_psnr_mu_classical": []}
+    device = next(net.parameters()).device
+    for scene in scenes:
+        for percentile in (90.0, 98.0):
+            exposed = scene.linear * np.float32(expose(scene.linear, percentile))
+            camera = random_camera(rng)
+            h, w = exposed.shape[0] // 4 * 4, exposed.shape[1] // 4 * 4
+            exposed = exposed[:h, :w]
+            ldr = render_ldr(exposed, camera, None)
+            x = torch.from_numpy(ldr).permute(2, 0, 1)[None].to(device)
+            context = net.global_features(torch.from_numpy(context_image(ldr, context_size)).permute(2, 0, 1)[None].to(device))
+            outputs = net(x, context, all_iterations=True)
+            from bdx.hdr.tonemap import inverse_mu_law
+
+            last = inverse_mu_law(outputs[-1])[0].permute(1, 2, 0).cpu().numpy()
+            first = inverse_mu_law(outputs[0])[0].permute(1, 2, 0).cpu().numpy()
+            target = np.minimum(exposed, HEADROOM)
+            scores["val_psnr_mu"].append(psnr_mu(last, target))
+            scores["val_psnr_mu_1iter"].append(psnr_mu(first, target))
+            scores["val_psnr_mu_classical"].append(psnr_mu(expand_highlights(ldr), target))
+    return {k: float(np.mean(v)) for k, v in scores.items() if v}
+
+
+def train_hdr(
+    data: list[Path],
+    output: Path,
+    config: HdrTrainConfig,
+    *,
+    resume: Path | None = None,
+    device: str = "cpu",
+    report: Callable[[int, dict], None] | None = None,
+) -> TrainState:
+    """Train (or resume) the HDR network; checkpoints to ``<output>.ckpt.pt``, weights to ``output``."""
+    scenes = find_scenes(data)
+    train = [s for s in scenes if not is_validation(s.name, config.validation_fraction)]
+    val = [s for s in scenes if is_validation(s.name, config.validation_fraction)]
+    if not train:
+        train, val = val, []
+    net = FeedbackHDRNet(FeedbackConfig(width=config.width, iterations=config.iterations))
+    context_size = net.config.context_size
+
+    def loss_fn(model, rng):
+        x, target, contexts = sample_batch(train, config, rng, context_size)
+        device_ = next(net.parameters()).device
+        # context images go through forward, so DDP also synchronises the global branch's gradients
+        outputs = model(x.to(device_), context_images=context_tensors(contexts, device_), all_iterations=True)
+        return hdr_loss([o.float() for o in outputs], target.to(device_), config.gradient_weight)
+
+    settings = LoopSettings(
+        steps=config.steps, lr=config.lr, validate_every=config.validate_every,
+        checkpoint_every=config.checkpoint_every, seed=config.seed,
+    )
+    state = run_training(
+        net, loss_fn, settings, Path(str(output) + ".ckpt.pt"),
+        validate=(lambda n: validation_scores(n, val, context_size)) if val else None,
+        resume=resume, device=device, report=report, config=asdict(config),
+    )
+    if state.rank == 0:
+        save_hdr_net(state.net, output, extra={
+            "train_config": asdict(config), "steps": state.step, "train_files": [s.name for s in train],
+            "validation_files": [s.name for s in val], "history": state.history[-1:],
+        })
+    return state
+

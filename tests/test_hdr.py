@@ -1,0 +1,218 @@
+"""LDR to HDR: state reset, tiling, EXR round trip, calibration, training, merging, CLI and eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bdx.cli import app
+from bdx.errors import BdxError
+from bdx.hdr.classical import expand_highlights
+from bdx.hdr.merge import merge_brackets
+from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet, load_hdr_net, save_hdr_net
+from bdx.hdr.reconstruct import HdrSettings, calibrate, ldr_to_hdr
+from bdx.hdr.tonemap import camera_response, inverse_mu_law, mu_law
+from bdx.io import Image, read_image, write_image
+from bdx.metrics import psnr_mu
+from bdx.training.hdr import HdrTrainConfig, train_hdr
+
+
+def _random_net(seed: int = 0, iterations: int = 3) -> FeedbackHDRNet:
+    torch.manual_seed(seed)
+    net = FeedbackHDRNet(FeedbackConfig(width=8, growth=4, layers=2, iterations=iterations, context_size=64))
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.normal_(0, 0.1)
+    return net.eval()
+
+
+@pytest.fixture
+def hdr_weights(tmp_path) -> Path:
+    path = tmp_path / "hdr.safetensors"
+    save_hdr_net(_random_net(), path)
+    return path
+
+
+def _ldr(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    scene = 0.2 + 1.5 * np.exp(-((x - width * 0.6) ** 2 + (y - height * 0.4) ** 2) / (0.02 * width * height))
+    linear = scene[..., None] * np.array([1.0, 0.9, 0.7]) + rng.normal(0, 0.01, (height, width, 3))
+    return np.clip(np.rint(camera_response(linear, 2.2, 0.2) * 255), 0, 255).astype(np.uint8)
+
+
+def test_mu_law_round_trip():
+    values = torch.tensor([0.0, 0.01, 1.0, 7.5, 32.0])
+    torch.testing.assert_close(inverse_mu_law(mu_law(values)), values, rtol=1e-5, atol=1e-6)
+    assert mu_law(torch.tensor(32.0)).item() == pytest.approx(1.0)
+
+
+def test_untrained_network_is_the_linearized_input():
+    net = FeedbackHDRNet().eval()  # zero-initialised reconstruction head
+    x = torch.rand(1, 3, 32, 48)
+    out = inverse_mu_law(net(x))
+    from bdx.hdr.models import srgb_decode
+
+    torch.testing.assert_close(out, srgb_decode(x), rtol=1e-4, atol=1e-5)
+
+
+def test_state_is_reset_between_images_of_different_sizes():
+    net = _random_net()
+    a = torch.rand(1, 3, 32, 40)
+    b = torch.rand(1, 3, 48, 24)
+    first = net(a)
+    net(b)  # a different size in between must neither crash nor leak
+    torch.testing.assert_close(net(a), first)
+    assert net(b).shape == (1, 3, 48, 24)
+
+
+def test_iterations_are_configurable_and_all_returned():
+    net = _random_net(iterations=3)
+    x = torch.rand(1, 3, 32, 32)
+    outputs = net(x, all_iterations=True)
+    assert len(outputs) == 3
+    torch.testing.assert_close(net(x, iterations=1), outputs[0])
+    assert not torch.allclose(outputs[0], outputs[-1])
+
+
+def test_tiled_equals_whole_image(hdr_weights):
+    image = Image(_ldr(90, 130))
+    settings = HdrSettings(dequantize="midpoint")
+    whole = ldr_to_hdr(image, HdrSettings(**{**settings.__dict__, "tile": 4096}), weights=str(hdr_weights), device="cpu")
+    tiled = ldr_to_hdr(image, HdrSettings(**{**settings.__dict__, "tile": 32}), weights=str(hdr_weights), device="cpu")
+    np.testing.assert_allclose(tiled.pixels, whole.pixels, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (21, 34, 1)])
+def test_any_size_and_grey(hdr_weights, shape):
+    pixels = _ldr(shape[0], shape[1])[..., : shape[2]]
+    out = ldr_to_hdr(Image(pixels), HdrSettings(dequantize="none"), weights=str(hdr_weights), device="cpu")
+    assert out.pixels.shape == shape and out.pixels.dtype == np.float32 and out.linear
+    assert np.isfinite(out.pixels).all() and (out.pixels >= 0).all()
+
+
+def test_float_input_is_refused(hdr_weights):
+    with pytest.raises(BdxError, match="already a float"):
+        ldr_to_hdr(Image(np.ones((4, 4, 3), np.float32)), weights=str(hdr_weights), device="cpu")
+
+
+def test_calibration_options():
+    linear = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
+    np.testing.assert_allclose(calibrate(linear, exposure=2.0), linear * 4, rtol=1e-6)
+    calibrated = calibrate(linear, peak_nits=1000.0)
+    luminance = calibrated @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    assert np.quantile(luminance, 0.9999) == pytest.approx(1000.0, rel=1e-4)
+
+
+def test_classical_baseline_keeps_unclipped_and_lifts_clipped():
+    srgb = np.full((40, 40, 3), 0.5, np.float32)
+    srgb[15:25, 15:25] = 1.0
+    hdr = expand_highlights(srgb)
+    from bdx.color import srgb_to_linear
+
+    assert hdr[0, 0, 0] == pytest.approx(srgb_to_linear(np.float32(0.5)), rel=1e-4)
+    assert hdr[20, 20, 0] > 3.0
+
+
+def test_learned_weight_errors(tmp_path):
+    with pytest.raises(BdxError, match="not found"):
+        load_hdr_net(tmp_path / "none.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(BdxError, match="not a readable"):
+        load_hdr_net(bad)
+
+
+def test_training_step_and_resume(tmp_path):
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for i in range(3):
+        linear = np.exp(np.random.default_rng(i).normal(0, 1.5, (40, 64, 3))).astype(np.float32)
+        write_image(folder / f"s{i}.exr", Image(linear, linear=True), exr_half=False)
+    output = tmp_path / "h.safetensors"
+    config = HdrTrainConfig(steps=2, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
+                            validation_fraction=0.4)
+    state = train_hdr([folder], output, config)
+    assert state.step == 2 and load_hdr_net(output).config.iterations == 2
+    checkpoint = Path(str(output) + ".ckpt.pt")
+    resumed = train_hdr([folder], output, HdrTrainConfig(**{**config.__dict__, "steps": 3}), resume=checkpoint)
+    assert resumed.step == 3
+
+
+def test_merge_brackets_recovers_the_scene():
+    rng = np.random.default_rng(0)
+    scene = np.exp(rng.normal(-1.5, 1.2, (60, 80, 1))) * np.array([1.0, 0.8, 0.6])
+    times = [1 / 16, 1 / 4, 1.0, 4.0]
+    frames = [np.clip(np.rint(camera_response(scene * t, 2.2, 0.0) * 255), 0, 255).astype(np.uint8) for t in times]
+    merged = merge_brackets(frames[::-1], times[::-1])
+    estimated = merge_brackets(frames)
+    for result in (merged, estimated):
+        ratio = result.linear / scene
+        middle = (scene > np.percentile(scene, 10)) & (scene < np.percentile(scene, 90))
+        spread = np.std(np.log(ratio[middle]))
+        assert spread < 0.35  # one scale factor explains the merge (relative HDR)
+    with pytest.raises(BdxError, match="at least two"):
+        merge_brackets(frames[:1])
+
+
+def test_cli_ldr2hdr_file_directory_and_exr(runner, tmp_path, hdr_weights):
+    folder = tmp_path / "ldr"
+    folder.mkdir()
+    for i in range(2):
+        write_image(folder / f"p{i}.png", Image(_ldr(24, 36, seed=i)))
+    result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(tmp_path / "p0.exr"), "--weights",
+                                 str(hdr_weights), "--dequantize", "midpoint"])
+    assert result.exit_code == 0, result.output
+    exr = read_image(tmp_path / "p0.exr")
+    assert exr.is_float and exr.pixels.shape == (24, 36, 3) and np.isfinite(exr.pixels).all()
+    result = runner.invoke(app, ["ldr2hdr", str(folder), "-o", str(tmp_path / "out"), "--method", "classical", "--json",
+                                 "--precision", "float", "--peak-nits", "400"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    out = read_image(tmp_path / "out" / "p1.exr")
+    assert out.pixels.dtype == np.float32 and out.pixels.max() > 100
+    result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(tmp_path / "x.exr"), "--weights",
+                                 str(tmp_path / "missing.safetensors")])
+    assert result.exit_code == 1 and "not found" in result.output and "Traceback" not in result.output
+
+
+def test_cli_merge_brackets(runner, tmp_path):
+    rng = np.random.default_rng(1)
+    scene = np.exp(rng.normal(-1.0, 1.0, (30, 40, 1))) * np.ones(3)
+    paths = []
+    for i, t in enumerate((0.25, 1.0, 4.0)):
+        path = tmp_path / f"b{i}.png"
+        write_image(path, Image(np.clip(np.rint(camera_response(scene * t, 2.2, 0.0) * 255), 0, 255).astype(np.uint8)))
+        paths.append(str(path))
+    result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "m.exr"), "--times", "1/4,1,4"])
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "m.exr").pixels.shape == (30, 40, 3)
+    result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "m.exr"), "--times", "1/4,1,4"])
+    assert result.exit_code == 1  # exists, no --overwrite
+    result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "n.exr"), "--times", "a,b,c"])
+    assert result.exit_code == 2
+
+
+def test_eval_hdr(runner, tmp_path):
+    rng = np.random.default_rng(2)
+    reference = np.exp(rng.normal(0, 1, (20, 30, 3))).astype(np.float32)
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "ldr").mkdir()
+    write_image(tmp_path / "ref" / "a.exr", Image(reference, linear=True), exr_half=False)
+    write_image(tmp_path / "pred" / "a.exr", Image(reference * 1.2, linear=True), exr_half=False)
+    ldr = np.clip(np.rint(np.clip(reference, 0, 1) ** (1 / 2.2) * 255), 0, 255).astype(np.uint8)
+    write_image(tmp_path / "ldr" / "a.png", Image(ldr))
+    sheet = tmp_path / "sheet.png"
+    result = runner.invoke(app, ["eval", "hdr", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                                 "--input", str(tmp_path / "ldr"), "--sheet", str(sheet), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])["summary"]["pred"]
+    assert summary["psnr_mu"] == pytest.approx(psnr_mu(reference * 1.2, reference), abs=1e-3)
+    assert 0 < summary["clipped_fraction"] < 1
+    assert read_image(sheet).pixels.shape == (40, 90, 3)
