@@ -80,6 +80,8 @@ def train_lowlight_command(
     exclude_from: Annotated[
         Optional[Path], typer.Option(help="Text file of file names (one per line) never to train on, e.g. a test split.")
     ] = None,
+    exposure_level: Annotated[float, typer.Option(help="Target mean of 16x16 patches in the exposure loss.")] = 0.6,
+    smoothness_weight: Annotated[float, typer.Option(help="Weight of the curve maps' total variation.")] = 1600.0,
     validate_every: Annotated[int, typer.Option(help="Steps between validation runs.")] = 250,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (<output>.ckpt.pt).")] = 250,
     resume: Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from.")] = None,
@@ -101,7 +103,7 @@ def train_lowlight_command(
                 raise BdxError(f"cannot read {exclude_from}: {exc.strerror}") from None
         config = LowlightTrainConfig(
             steps=steps, batch_size=batch_size, lr=lr, validate_every=validate_every, checkpoint_every=checkpoint_every,
-            seed=seed,
+            seed=seed, exposure=exposure_level, weight_tv=smoothness_weight,
         )
         torch_device = str(resolve_device(device))
 
