@@ -214,3 +214,12 @@ def test_eval_hdr(runner, tmp_path):
     assert summary["psnr_mu"] == pytest.approx(psnr_mu(reference * 1.2, reference), abs=1e-3)
     assert 0 < summary["clipped_fraction"] < 1
     assert read_image(sheet).pixels.shape == (40, 90, 3)
+
+
+def test_default_weights_run(runner, tmp_path):
+    source = tmp_path / "p.png"
+    write_image(source, Image(_ldr(20, 28)))
+    result = runner.invoke(app, ["ldr2hdr", str(source), "-o", str(tmp_path / "p.exr"), "--dequantize", "midpoint"])
+    assert result.exit_code == 0, result.output
+    out = read_image(tmp_path / "p.exr")
+    assert out.pixels.shape == (20, 28, 3) and np.isfinite(out.pixels).all()

@@ -14,7 +14,7 @@ from bdx import __version__
 
 app = typer.Typer(
     name="bdx",
-    help="Restore what 8-bit imaging throws away: dequantize to 16 bits, make training pairs, evaluate.",
+    help="Restore what 8-bit imaging throws away: dequantize to 16 bits, brighten dark photos, reconstruct HDR, train, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

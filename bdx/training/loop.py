@@ -39,6 +39,7 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     net: nn.Module | None = None
     rank: int = 0
+    skipped: int = 0  # steps whose loss was not finite (no update made)
 
 
 def distributed_rank(device: torch.device) -> int:
@@ -93,8 +94,11 @@ def run_training(
         with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=amp):
             loss = loss_fn(model, rng)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if torch.isfinite(loss):
+            loss.backward()
+            optimizer.step()
+        else:  # a non-finite loss would poison the weights: skip the update, keep the step count
+            state.skipped += 1
         state.step += 1
         record = {"step": state.step, "loss": float(loss.item()), "seconds": time.perf_counter() - started}
         last = state.step == settings.steps

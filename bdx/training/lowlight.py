@@ -50,7 +50,7 @@ def colour_constancy_loss(enhanced: torch.Tensor) -> torch.Tensor:
     """Grey world: the channel means of each image should agree."""
     mean_r, mean_g, mean_b = enhanced.mean(dim=(2, 3)).unbind(1)
     d_rg, d_rb, d_gb = (mean_r - mean_g) ** 2, (mean_r - mean_b) ** 2, (mean_g - mean_b) ** 2
-    return torch.sqrt(d_rg**2 + d_rb**2 + d_gb**2).mean()
+    return torch.sqrt(d_rg**2 + d_rb**2 + d_gb**2 + 1e-12).mean()  # the epsilon keeps the gradient finite at grey
 
 
 def spatial_consistency_loss(original: torch.Tensor, enhanced: torch.Tensor) -> torch.Tensor:
