@@ -129,13 +129,14 @@ class _ConstantCurve(torch.nn.Module):
         return torch.full_like(x, -0.3)
 
 
-def test_dark_region_gets_hundreds_of_values():
+@pytest.mark.parametrize("dequantize", ["contour", "auto"])
+def test_dark_region_gets_hundreds_of_values(dequantize):
     """A dark 8-bit gradient holding 20 codes comes out smooth (dequantized before it is stretched)."""
     model = CurveModel("constant", _ConstantCurve(), context_size=32)
     x = np.linspace(10, 29.4, 240)
     pixels = np.repeat(np.rint(x)[None, :, None], 40, axis=0).repeat(3, axis=2).astype(np.uint8)
     assert np.unique(pixels).size == 20
-    out = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize="contour", denoise=0), device="cpu")
+    out = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize=dequantize, denoise=0), device="cpu")
     assert np.unique(out.pixels[..., 1]).size >= 200
     flat = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize="none", denoise=0), device="cpu")
     assert np.unique(flat.pixels[..., 1]).size == 20  # without dequantization the bands stay
