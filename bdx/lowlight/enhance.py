@@ -47,8 +47,24 @@ class EnhanceSettings:
 
 
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over a (2r+1)^2 window, windows cut at the tensor's edge."""
-    return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+    """Mean over a (2r+1)^2 window of an (N, C, H, W) tensor.
+
+    At the tensor's edge the window is cut (GPU) or reflected (CPU, OpenCV's
+    SIMD box filter, several times faster than ``avg_pool2d``); inside the
+    tiling engine both fall in the discarded halo.
+    """
+    size = 2 * radius + 1
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        rows = F.avg_pool2d(x, (1, size), stride=1, padding=(0, radius), count_include_pad=False)
+        return F.avg_pool2d(rows, (size, 1), stride=1, padding=(radius, 0), count_include_pad=False)
+    import cv2
+
+    out = torch.empty_like(x)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            plane = x[n, c].contiguous().numpy()
+            out[n, c] = torch.from_numpy(cv2.boxFilter(plane, -1, (size, size), borderType=cv2.BORDER_REFLECT_101))
+    return out
 
 
 def guided_denoise(x: torch.Tensor, eps: torch.Tensor, radius: int) -> torch.Tensor:
