@@ -296,3 +296,12 @@ def test_eval_lowlight(runner, tmp_path, make_png):
     assert summary["clipped"] == 0 and summary["mean_brightness"] == pytest.approx(110 / 255, abs=1e-3)
     result = runner.invoke(app, ["eval", "lowlight", "--pred", str(tmp_path / "pred")])
     assert result.exit_code == 0 and "flat noise" in result.output
+
+
+def test_cli_default_weights(runner, tmp_path):
+    source = tmp_path / "dark.jpg"
+    write_image(source, Image(_dark(30, 44)), fmt="jpeg")
+    result = runner.invoke(app, ["enhance-lowlight", str(source), "-o", str(tmp_path / "out.tiff")])
+    assert result.exit_code == 0, result.output
+    out = read_image(tmp_path / "out.tiff")
+    assert out.pixels.shape == (30, 44, 3) and out.pixels.dtype == np.uint16
