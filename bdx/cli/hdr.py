@@ -22,9 +22,7 @@ def ldr2hdr_command(
     output: opt.Output = None,
     method: Annotated[str, typer.Option(help="learned (feedback network) or classical (linearize + expand highlights).")] = "learned",
     weights: Annotated[Optional[str], typer.Option(help="Weights file for --method learned (default: shipped weights).")] = None,
-    dequantize: Annotated[
-        str, typer.Option(help="Dequantizer run first: auto, learned, contour, midpoint or none.")
-    ] = "auto",
+    dequantize: opt.Dequantize = "auto",
     iterations: Annotated[Optional[int], typer.Option(help="Feedback iterations (default: as trained).")] = None,
     exposure: Annotated[float, typer.Option(help="Scale the result by 2^EV.")] = 0.0,
     peak_nits: Annotated[
@@ -33,7 +31,7 @@ def ldr2hdr_command(
     fmt: Annotated[Optional[str], typer.Option("--format", help="exr or hdr (default: from -o, else exr).")] = None,
     precision: Annotated[str, typer.Option(help="EXR sample type: half or float.")] = "half",
     device: opt.Device = "auto",
-    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo excluded (default 1024).")] = None,
+    tile: opt.Tile = None,
     overwrite: opt.Overwrite = False,
     skip_existing: opt.SkipExisting = False,
     shard: opt.Shard = None,

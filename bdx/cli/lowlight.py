@@ -24,9 +24,7 @@ def enhance_lowlight_command(
         Optional[str],
         typer.Option(help="bdx safetensors, or an official Zero-DCE / Zero-DCE++ Epoch99.pth (default: shipped weights)."),
     ] = None,
-    dequantize: Annotated[
-        str, typer.Option(help="Dequantizer run before the curves: auto, learned, contour, midpoint or none.")
-    ] = "auto",
+    dequantize: opt.Dequantize = "auto",
     denoise: Annotated[float, typer.Option(help="Denoising strength in dark, lifted areas (0: off).")] = 1.0,
     gamma: Annotated[float, typer.Option(help="Gamma applied after the curves (>1 brightens).")] = 1.0,
     target_mean: Annotated[
@@ -34,7 +32,7 @@ def enhance_lowlight_command(
     ] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="tiff, png or exr (default: from -o, else tiff).")] = None,
     device: opt.Device = "auto",
-    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo excluded (default 1024).")] = None,
+    tile: opt.Tile = None,
     overwrite: opt.Overwrite = False,
     skip_existing: opt.SkipExisting = False,
     shard: opt.Shard = None,

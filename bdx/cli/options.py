@@ -26,3 +26,7 @@ Convention = Annotated[
     str,
     typer.Option(help="How N-bit levels sit in the container: centre (bin centres) or truncate (top bits, zero-filled)."),
 ]
+Tile = Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo excluded (default: chosen per model).")]
+Dequantize = Annotated[
+    str, typer.Option(help="Dequantizer run first: auto (the shipped learned one), learned, contour, midpoint or none.")
+]

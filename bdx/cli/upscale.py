@@ -30,7 +30,7 @@ def upscale_depth_command(
     convention: opt.Convention = "centre",
     relax: Annotated[bool, typer.Option(help="Allow outputs outside the input's quantization bins.")] = False,
     device: opt.Device = "auto",
-    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo excluded (default 1024).")] = None,
+    tile: opt.Tile = None,
     overwrite: opt.Overwrite = False,
     skip_existing: opt.SkipExisting = False,
     shard: opt.Shard = None,

@@ -10,8 +10,7 @@ as safetensors with the architecture in the file's metadata.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.errors import BdxError
+from bdx.safetensor_io import load_state, read_model, save_model
 from bdx.dequant.classical import MidpointDequantizer
 from bdx.quantization import Convention, step_size
 
@@ -155,37 +155,16 @@ class LearnedDequantizer(nn.Module):
 
 def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -> None:
     """Write the network as safetensors, its architecture and ``extra`` in the metadata."""
-    from safetensors.torch import save_file
-
-    metadata = {"architecture": ARCHITECTURE, "config": json.dumps(asdict(net.config))}
-    metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(path), metadata=metadata)
+    save_model(net, path, ARCHITECTURE, extra)
 
 
 def load_weights(path: str | Path) -> DequantNet:
     """Load a network saved by :func:`save_weights`; anything else is a one-line error."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise BdxError(f"weights file not found: {path}")
+    config, state = read_model(path, ARCHITECTURE, "bdx dequantizer")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as exc:
-        raise BdxError(f"{path.name}: not a readable safetensors file ({str(exc).splitlines()[0][:80]})") from None
-    if metadata.get("architecture") != ARCHITECTURE:
-        raise BdxError(f"{path.name}: not bdx dequantizer weights (architecture {metadata.get('architecture')!r})")
-    try:
-        config = json.loads(metadata["config"])
         net = DequantNet(
-            DequantNetConfig(
-                widths=tuple(config["widths"]), blocks=tuple(config["blocks"]), channels=int(config["channels"])
-            )
+            DequantNetConfig(widths=tuple(config["widths"]), blocks=tuple(config["blocks"]), channels=int(config["channels"]))
         )
-        net.load_state_dict(state)
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise BdxError(f"{path.name}: weights do not match the architecture ({str(exc).splitlines()[0][:80]})") from None
-    return net.eval()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BdxError(f"{Path(path).name}: weights do not match the architecture (config: {exc})") from None
+    return load_state(net, state, path)

@@ -13,8 +13,7 @@ modulates every tile alike, so tiles agree on exposure.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.errors import BdxError
+from bdx.safetensor_io import load_state, read_model, save_model
 
 ARCHITECTURE = "bdx-hdr-feedback-v1"
 
@@ -139,31 +139,14 @@ def srgb_decode(x: torch.Tensor) -> torch.Tensor:
 
 def save_hdr_net(net: FeedbackHDRNet, path: str | Path, extra: dict | None = None) -> None:
     """Write the network as safetensors with its architecture in the metadata."""
-    from safetensors.torch import save_file
-
-    metadata = {"architecture": ARCHITECTURE, "config": json.dumps(asdict(net.config))}
-    metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=metadata)
+    save_model(net, path, ARCHITECTURE, extra)
 
 
 def load_hdr_net(path: str | Path) -> FeedbackHDRNet:
     """Load weights written by :func:`save_hdr_net`; anything else is a one-line error."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise BdxError(f"weights file not found: {path}")
+    config, state = read_model(path, ARCHITECTURE, "bdx HDR")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as exc:
-        raise BdxError(f"{path.name}: not a readable safetensors file ({str(exc).splitlines()[0][:80]})") from None
-    if metadata.get("architecture") != ARCHITECTURE:
-        raise BdxError(f"{path.name}: not bdx HDR weights (architecture {metadata.get('architecture')!r})")
-    try:
-        net = FeedbackHDRNet(FeedbackConfig(**json.loads(metadata["config"])))
-        net.load_state_dict(state)
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise BdxError(f"{path.name}: weights do not match the architecture ({str(exc).splitlines()[0][:80]})") from None
-    return net.eval()
+        net = FeedbackHDRNet(FeedbackConfig(**config))
+    except TypeError as exc:
+        raise BdxError(f"{Path(path).name}: weights do not match the architecture (config: {exc})") from None
+    return load_state(net, state, path)

@@ -20,7 +20,6 @@ faster and does not change the output measurably.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +28,26 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.errors import BdxError
+from bdx.safetensor_io import load_state, read_model, save_model
 
 ARCHITECTURE = "bdx-lowlight-v1"
 ITERATIONS = 8
 
 
-class DCENet(nn.Module):
+class _DCETopology(nn.Module):
+    """DCE-Net's seven layers with skip concatenations (3+4, 2+5, 1+6), whatever the layers are."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = F.relu(self.e_conv1(x))
+        x2 = F.relu(self.e_conv2(x1))
+        x3 = F.relu(self.e_conv3(x2))
+        x4 = F.relu(self.e_conv4(x3))
+        x5 = F.relu(self.e_conv5(torch.cat([x3, x4], 1)))
+        x6 = F.relu(self.e_conv6(torch.cat([x2, x5], 1)))
+        return torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
+
+
+class DCENet(_DCETopology):
     """Zero-DCE's curve estimator (79,416 parameters at 32 channels)."""
 
     maps = ITERATIONS
@@ -50,15 +63,6 @@ class DCENet(nn.Module):
         self.e_conv6 = nn.Conv2d(2 * width, width, 3, padding=1)
         self.e_conv7 = nn.Conv2d(2 * width, 3 * ITERATIONS, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = F.relu(self.e_conv1(x))
-        x2 = F.relu(self.e_conv2(x1))
-        x3 = F.relu(self.e_conv3(x2))
-        x4 = F.relu(self.e_conv4(x3))
-        x5 = F.relu(self.e_conv5(torch.cat([x3, x4], 1)))
-        x6 = F.relu(self.e_conv6(torch.cat([x2, x5], 1)))
-        return torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
-
 
 class SeparableConv(nn.Module):
     """Depthwise 3x3 then pointwise 1x1 (Zero-DCE++'s ``CSDN_Tem``; same state-dict keys)."""
@@ -72,7 +76,7 @@ class SeparableConv(nn.Module):
         return self.point_conv(self.depth_conv(x))
 
 
-class DCEPlusNet(nn.Module):
+class DCEPlusNet(_DCETopology):
     """Zero-DCE++'s curve estimator (10,561 parameters at 32 channels)."""
 
     maps = 1
@@ -86,15 +90,6 @@ class DCEPlusNet(nn.Module):
         self.e_conv5 = SeparableConv(2 * width, width)
         self.e_conv6 = SeparableConv(2 * width, width)
         self.e_conv7 = SeparableConv(2 * width, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = F.relu(self.e_conv1(x))
-        x2 = F.relu(self.e_conv2(x1))
-        x3 = F.relu(self.e_conv3(x2))
-        x4 = F.relu(self.e_conv4(x3))
-        x5 = F.relu(self.e_conv5(torch.cat([x3, x4], 1)))
-        x6 = F.relu(self.e_conv6(torch.cat([x2, x5], 1)))
-        return torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
 
 
 @dataclass(frozen=True)
@@ -228,34 +223,18 @@ def load_official(path: Path) -> CurveModel:
 
 def save_curve_net(net: CurveNet, path: str | Path, extra: dict | None = None) -> None:
     """Write bdx's curve estimator as safetensors with its architecture in the metadata."""
-    from dataclasses import asdict
-
-    from safetensors.torch import save_file
-
-    metadata = {"architecture": ARCHITECTURE, "config": json.dumps(asdict(net.config))}
-    metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=metadata)
+    save_model(net, path, ARCHITECTURE, extra)
 
 
 def load_curve_net(path: Path) -> CurveModel:
     """bdx's curve estimator from safetensors written by :func:`save_curve_net`."""
-    from safetensors import safe_open
-
+    config, state = read_model(path, ARCHITECTURE, "bdx low-light")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as exc:
-        raise BdxError(f"{path.name}: not a readable safetensors file ({str(exc).splitlines()[0][:80]})") from None
-    if metadata.get("architecture") != ARCHITECTURE:
-        raise BdxError(f"{path.name}: not bdx low-light weights (architecture {metadata.get('architecture')!r})")
-    try:
-        config = CurveNetConfig(**json.loads(metadata["config"]))
-        net = CurveNet(config)
-        net.load_state_dict(state)
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise BdxError(f"{path.name}: weights do not match the architecture ({str(exc).splitlines()[0][:80]})") from None
-    return CurveModel(ARCHITECTURE, net.eval(), context_size=config.context_size)
+        net = CurveNet(CurveNetConfig(**config))
+    except TypeError as exc:
+        raise BdxError(f"{path.name}: weights do not match the architecture (config: {exc})") from None
+    load_state(net, state, path)
+    return CurveModel(ARCHITECTURE, net, context_size=net.config.context_size)
 
 
 def load_curve_model(path: str | Path) -> CurveModel:

@@ -1,0 +1,57 @@
+"""Reading and writing model weights as safetensors, the architecture named in the metadata.
+
+Every bdx model file carries ``architecture`` (a name such as
+``bdx-dequant-unet-v2``) and ``config`` (its dataclass as JSON), plus whatever
+the training run recorded (steps, files, validation figures). Nothing is ever
+unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from torch import nn
+
+from bdx.errors import BdxError
+
+
+def save_model(net: nn.Module, path: str | Path, architecture: str, extra: dict | None = None) -> None:
+    """Write ``net``'s state dict with its architecture, its ``config`` dataclass and ``extra`` in the metadata."""
+    from safetensors.torch import save_file
+
+    metadata = {"architecture": architecture, "config": json.dumps(asdict(net.config))}
+    metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
+    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=metadata)
+
+
+def read_model(path: str | Path, architecture: str, what: str) -> tuple[dict, dict]:
+    """(config, state dict) of a file written by :func:`save_model` for ``architecture``; one-line errors otherwise."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise BdxError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:
+        raise BdxError(f"{path.name}: not a readable safetensors file ({str(exc).splitlines()[0][:80]})") from None
+    if metadata.get("architecture") != architecture:
+        raise BdxError(f"{path.name}: not {what} weights (architecture {metadata.get('architecture')!r})")
+    try:
+        config = json.loads(metadata["config"])
+    except (KeyError, ValueError) as exc:
+        raise BdxError(f"{path.name}: weights do not match the architecture (bad config: {exc})") from None
+    return config, state
+
+
+def load_state(net: nn.Module, state: dict, path: str | Path) -> nn.Module:
+    """Load ``state`` into ``net`` (eval mode), a one-line error when they do not match."""
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise BdxError(f"{Path(path).name}: weights do not match the architecture ({str(exc).splitlines()[0][:80]})") from None
+    return net.eval()
