@@ -139,7 +139,7 @@ def test_dark_region_gets_hundreds_of_values(dequantize):
     out = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize=dequantize, denoise=0), device="cpu")
     assert np.unique(out.pixels[..., 1]).size >= 200
     flat = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize="none", denoise=0), device="cpu")
-    assert np.unique(flat.pixels[..., 1]).size == 20  # without dequantization the bands stay
+    assert np.unique(flat.pixels[..., 1]).size <= 25  # without dequantization the bands stay (20 codes, give or take float ties)
 
 
 def test_flush_denormals():

@@ -18,9 +18,14 @@ def apply_curves(x: torch.Tensor, params: torch.Tensor, iterations: int = ITERAT
     maps = params.shape[1] // 3
     if maps not in (1, iterations):
         raise ValueError(f"expected 3 or {3 * iterations} curve channels, got {params.shape[1]}")
+    # x + a (x^2 - x) = x (1 - a + a x): two fused passes per iteration instead of three
+    one_minus = 1 - params
     for i in range(iterations):
         a = params if maps == 1 else params[:, 3 * i : 3 * i + 3]
-        x = torch.addcmul(x, a, x * x - x)
+        b = one_minus if maps == 1 else one_minus[:, 3 * i : 3 * i + 3]
+        factor = torch.addcmul(b, a, x)
+        in_place = i > 0 and not torch.is_grad_enabled()  # never the caller's tensor, never under autograd
+        x = x.mul_(factor) if in_place else x * factor
     return x
 
 
@@ -35,10 +40,12 @@ def sample_maps(params: torch.Tensor, boxes: torch.Tensor, height: int, width: i
     grids = []
     for y0, x0, y1, x1 in boxes.tolist():
         image_h, image_w = height / (y1 - y0), width / (x1 - x0)
-        ys = 2 * y0 - 1 + (2 * torch.arange(height, dtype=torch.float64) + 1) / image_h
-        xs = 2 * x0 - 1 + (2 * torch.arange(width, dtype=torch.float64) + 1) / image_w
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
-        grids.append(grid.to(torch.float32))
+        ys = (2 * y0 - 1 + (2 * torch.arange(height, dtype=torch.float64) + 1) / image_h).to(torch.float32)
+        xs = (2 * x0 - 1 + (2 * torch.arange(width, dtype=torch.float64) + 1) / image_w).to(torch.float32)
+        grid = torch.empty(height, width, 2)
+        grid[..., 0] = xs[None, :]
+        grid[..., 1] = ys[:, None]
+        grids.append(grid)
     grid = torch.stack(grids).to(params.device)
     expanded = params.expand(len(grids), -1, -1, -1)
     return F.grid_sample(expanded, grid, mode="bilinear", padding_mode="border", align_corners=False)
