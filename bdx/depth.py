@@ -137,8 +137,8 @@ def display_codes(image: Image, method: str, device: str, progress: Callable[[in
         pixels = np.rint(linear_to_srgb(linear) * 65535).astype(np.uint16)
     elif image.container_bits == 16 and not image.significant_bits:
         pixels = image.pixels
-    elif method == "none":
-        pixels = (to_float(image.pixels) * 65535 + 0.5).astype(np.uint16)
+    elif method == "none":  # each code to the 16-bit code of the same value (x 257 for 8-bit)
+        pixels = _to_16bit_table(image.container_bits)[image.pixels]
     else:
         chosen = _display_dequantizer() if method == "auto" else method
         pixels = upscale_depth(image.with_pixels(image.pixels, alpha=None), method=chosen, device=device, progress=progress).image.pixels
@@ -155,3 +155,8 @@ def _display_dequantizer() -> str:
     from bdx.assets import has_default_weights
 
     return "learned" if has_default_weights("depth") else DEFAULT_DEPTH_METHOD
+
+
+def _to_16bit_table(container_bits: int) -> np.ndarray:
+    codes = np.arange(1 << container_bits, dtype=np.float64)
+    return np.rint(codes * (65535 / ((1 << container_bits) - 1))).astype(np.uint16)

@@ -168,7 +168,7 @@ def run_tiled(
 
     ``prepare`` turns a raw tile (image dtype) into float32 model input (default:
     codes to [0, 1]); ``finalize(rows, y0)`` turns finished float rows into the
-    output dtype (for example bin-clamped uint16). ``context``, when given, is run
+    output dtype (for example bin-clamped uint16; it may overwrite ``rows``). ``context``, when given, is run
     once on a copy of the prepared image downscaled to ``context_size`` on its
     long side; the model is then called as ``model(x, ctx, boxes)`` with each
     tile's input box in normalised image coordinates (y0, x0, y1, x1).

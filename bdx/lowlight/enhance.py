@@ -138,8 +138,10 @@ def enhance_lowlight(
         model_fn = enhancer
         context = _Constant(params)
 
-    def finalize(rows: np.ndarray, top: int) -> np.ndarray:
-        return np.rint(np.clip(rows, 0.0, 1.0) * 65535).astype(np.uint16)
+    def finalize(rows: np.ndarray, top: int) -> np.ndarray:  # rows is the engine's scratch: scaled in place
+        np.clip(rows, 0.0, 1.0, out=rows)
+        rows *= np.float32(65535)
+        return np.rint(rows, out=rows).astype(np.uint16)
 
     with _flush_denormals():
         pixels = run_tiled(
