@@ -103,7 +103,12 @@ def test_colliding_outputs_refused_before_work(runner, make_png, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_inputs_each_get_one_line_and_the_rest_still_run(runner, tmp_path, make_png):
+@pytest.mark.parametrize(
+    "command,extension",
+    [(["upscale-depth"], ".tiff"), (["enhance-lowlight", "--dequantize", "midpoint"], ".tiff"),
+     (["ldr2hdr", "--dequantize", "midpoint"], ".exr")],
+)
+def test_bad_inputs_each_get_one_line_and_the_rest_still_run(runner, tmp_path, make_png, command, extension):
     good = make_png("in/good.png", (gradient16() >> 12 << 4).astype(np.uint8))
     make_png("in/gray.png", (gradient16(channels=1) >> 12 << 4).astype(np.uint8))
     make_png("in/alpha.png", (gradient16() >> 12 << 4).astype(np.uint8), alpha=np.full((96, 128), 200, np.uint8))
@@ -121,7 +126,7 @@ def test_bad_inputs_each_get_one_line_and_the_rest_still_run(runner, tmp_path, m
     nan[0, 0, 0] = np.nan
     write_image(folder / "nan.exr", Image(nan), exr_half=False)
 
-    result = run(runner, "upscale-depth", folder, tmp_path / "missing.png", tmp_path / "nothing*.png", "-o", tmp_path / "out")
+    result = run(runner, *command, folder, tmp_path / "missing.png", tmp_path / "nothing*.png", "-o", tmp_path / "out")
     assert result.exit_code == 1
     lines = error_lines(result)
     expected = {"missing.png", "nothing*.png", "cutp.png", "cutj.jpg", "cutt.tif", "text.png", "zero.png", "nan.exr"}
@@ -130,8 +135,11 @@ def test_bad_inputs_each_get_one_line_and_the_rest_still_run(runner, tmp_path, m
         assert sum(name in line for line in lines) == 1, (name, lines)
     assert all(line.startswith("bdx: error: ") and "Traceback" not in line for line in lines)
     made = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert made == ["alpha.tiff", "good.tiff", "gray.tiff", "one.tiff"]
-    assert read_image(tmp_path / "out" / "good.tiff").pixels.dtype == np.uint16
+    assert made == [f"{name}{extension}" for name in ("alpha", "good", "gray", "one")]
+    out = read_image(tmp_path / "out" / f"good{extension}")
+    assert out.pixels.dtype == (np.uint16 if extension == ".tiff" else np.float32)
+    assert out.pixels.shape[:2] == (96, 128)
+    assert read_image(tmp_path / "out" / f"alpha{extension}").alpha is not None
     assert good.exists()
 
 
@@ -213,7 +221,8 @@ def test_help_and_version_do_not_import_torch():
     code = (
         "import sys\n"
         "from bdx.cli import main\n"
-        "for argv in (['bdx', '--help'], ['bdx', '--version'], ['bdx', 'upscale-depth', '--help']):\n"
+        "for argv in (['bdx', '--help'], ['bdx', '--version'], ['bdx', 'upscale-depth', '--help'],\n"
+        "             ['bdx', 'enhance-lowlight', '--help'], ['bdx', 'ldr2hdr', '--help'], ['bdx', 'train', 'hdr', '--help']):\n"
         "    sys.argv = argv\n"
         "    try:\n"
         "        main()\n"
