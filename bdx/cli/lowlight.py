@@ -26,7 +26,9 @@ def enhance_lowlight_command(
     ] = None,
     dequantize: opt.Dequantize = "auto",
     denoise: Annotated[float, typer.Option(help="Denoising strength in dark, lifted areas (0: off).")] = 1.0,
-    gamma: Annotated[float, typer.Option(help="Gamma applied after the curves (>1 brightens).")] = 1.0,
+    gamma: Annotated[
+        Optional[float], typer.Option(help="Gamma applied after the curves (>1 brightens; default: the model's own, 1.2 for bdx's).")
+    ] = None,
     target_mean: Annotated[
         Optional[float], typer.Option(help="Choose the gamma that brings mean brightness to this value (0-1).")
     ] = None,
@@ -48,7 +50,7 @@ def enhance_lowlight_command(
         check_choice("--dequantize", dequantize, DEQUANTIZE_CHOICES)
         if denoise < 0:
             raise UsageError("--denoise must be 0 or more")
-        if gamma <= 0:
+        if gamma is not None and gamma <= 0:
             raise UsageError("--gamma must be positive")
         if target_mean is not None and not 0 < target_mean < 1:
             raise UsageError("--target-mean must be between 0 and 1")

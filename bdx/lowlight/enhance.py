@@ -34,14 +34,15 @@ class EnhanceSettings:
 
     ``denoise`` scales the noise level assumed in the input (1.0: about 1.5 codes
     of an 8-bit image); 0 turns denoising off. ``gamma`` brightens (>1) or darkens
-    the result; ``target_mean`` instead picks the gamma that brings the mean
-    brightness to that value.
+    the result (None: the model's own post-step, 1.0 for official checkpoints);
+    ``target_mean`` instead picks the gamma that brings the mean brightness to
+    that value.
     """
 
     dequantize: str = "auto"
     denoise: float = 1.0
     denoise_radius: int = 3
-    gamma: float = 1.0
+    gamma: float | None = None
     target_mean: float | None = None
     tile: int | None = None
 
@@ -128,7 +129,7 @@ def enhance_lowlight(
     net = model.net.to(torch_device).eval()
     context_shape = model.context_shape(height, width)
     params = _estimate_curves(net, codes, context_shape, torch_device) if context_shape else None
-    exponent = _exponent(settings, net, codes, context_shape, params, torch_device)
+    exponent = _exponent(settings, model, codes, context_shape, params, torch_device)
     enhancer = CurveEnhancer(model, settings, exponent)
     run = TiledRun(tile=settings.tile or 1024, halo=enhancer.halo, blend=min(max(enhancer.halo, 8), 32), precision="fp32")
     if params is None:
@@ -177,10 +178,11 @@ def _estimate_curves(net, codes: np.ndarray, shape: tuple[int, int], device) -> 
         return net(small)
 
 
-def _exponent(settings: EnhanceSettings, net, codes, context_shape, params, device) -> float:
+def _exponent(settings: EnhanceSettings, model: CurveModel, codes, context_shape, params, device) -> float:
     """1/gamma, or the exponent that brings the mean brightness to ``target_mean``, decided once per image."""
+    net = model.net
     if settings.target_mean is None:
-        return 1.0 / settings.gamma
+        return 1.0 / (settings.gamma if settings.gamma is not None else model.gamma)
     shape = context_shape or _fit(codes.shape[:2], 256)
     small = torch.from_numpy(_downscaled(codes, shape)).permute(2, 0, 1)[None].to(device)
     with torch.inference_mode(), _flush_denormals():

@@ -94,10 +94,11 @@ class DCEPlusNet(_DCETopology):
 
 @dataclass(frozen=True)
 class CurveNetConfig:
-    """Width of bdx's curve estimator and the long side of the copy it runs on."""
+    """Width of bdx's curve estimator, the long side of the copy it runs on, and its default gamma post-step."""
 
     width: int = 16
     context_size: int = 256
+    gamma: float = 1.0  # post-step applied after the curves unless the user sets one
 
 
 class CurveNet(nn.Module):
@@ -149,6 +150,7 @@ class CurveModel:
     net: nn.Module
     context_size: int | None = None
     context_scale: int | None = None
+    gamma: float = 1.0
 
     @property
     def maps(self) -> int:
@@ -234,7 +236,7 @@ def load_curve_net(path: Path) -> CurveModel:
     except TypeError as exc:
         raise BdxError(f"{path.name}: weights do not match the architecture (config: {exc})") from None
     load_state(net, state, path)
-    return CurveModel(ARCHITECTURE, net, context_size=net.config.context_size)
+    return CurveModel(ARCHITECTURE, net, context_size=net.config.context_size, gamma=net.config.gamma)
 
 
 def load_curve_model(path: str | Path) -> CurveModel:
