@@ -162,6 +162,7 @@ def run_tiled(
     out_dtype: np.dtype | type = np.float32,
     context: Callable[[torch.Tensor], Any] | None = None,
     context_size: int = 256,
+    global_features: Any | None = None,
     progress: Progress | None = None,
 ) -> np.ndarray:
     """Run ``model`` over an (H, W, C) image tile by tile and return the blended (H, W, C_out) result.
@@ -172,6 +173,8 @@ def run_tiled(
     once on a copy of the prepared image downscaled to ``context_size`` on its
     long side; the model is then called as ``model(x, ctx, boxes)`` with each
     tile's input box in normalised image coordinates (y0, x0, y1, x1).
+    ``global_features`` passes that context ready-made (computed by the caller)
+    instead.
 
     With ``residual`` set, the model predicts a correction that is added to the
     exact float32 input outside autocast, so low-precision inference never
@@ -185,8 +188,7 @@ def run_tiled(
     prepare = prepare or _default_prepare
     batch = settings.batch_size or (4 if device.type == "cuda" else 1)
     tile = settings.tile or choose_tile(device, settings.bytes_per_pixel, batch, settings.halo, settings.multiple)
-    global_features = None
-    if context is not None:
+    if global_features is None and context is not None:
         global_features = _global_context(model, context, image, prepare, context_size, device)
     while True:
         try:

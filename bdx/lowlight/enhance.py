@@ -132,13 +132,6 @@ def enhance_lowlight(
     exponent = _exponent(settings, model, codes, context_shape, params, torch_device)
     enhancer = CurveEnhancer(model, settings, exponent)
     run = TiledRun(tile=settings.tile or 1024, halo=enhancer.halo, blend=min(max(enhancer.halo, 8), 32), precision="fp32")
-    if params is None:
-        model_fn: Callable = enhancer
-        context = None
-    else:
-        model_fn = enhancer
-        context = _Constant(params)
-
     def finalize(rows: np.ndarray, top: int) -> np.ndarray:  # rows is the engine's scratch: scaled in place
         np.clip(rows, 0.0, 1.0, out=rows)
         rows *= np.float32(65535)
@@ -146,22 +139,12 @@ def enhance_lowlight(
 
     with _flush_denormals():
         pixels = run_tiled(
-            model_fn, codes, settings=run, device=torch_device, finalize=finalize, out_dtype=np.uint16,
-            context=context, context_size=max(context_shape) if context_shape else 256, progress=progress,
+            enhancer, codes, settings=run, device=torch_device, finalize=finalize, out_dtype=np.uint16,
+            global_features=params, progress=progress,
         )
     if image.channels == 1:
         pixels = np.rint(pixels.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint16)
     return image.with_pixels(pixels, significant_bits=None, linear=False)
-
-
-class _Constant:
-    """A 'context' function for the engine that returns curves estimated beforehand."""
-
-    def __init__(self, params: torch.Tensor) -> None:
-        self.params = params
-
-    def __call__(self, _small: torch.Tensor) -> torch.Tensor:
-        return self.params
 
 
 def _downscaled(codes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
