@@ -20,13 +20,19 @@ def apply_curves(x: torch.Tensor, params: torch.Tensor, iterations: int = ITERAT
         raise ValueError(f"expected 3 or {3 * iterations} curve channels, got {params.shape[1]}")
     # x + a (x^2 - x) = x (1 - a + a x): two fused passes per iteration instead of three
     one_minus = 1 - params
+    if torch.is_grad_enabled():  # autograd needs every intermediate
+        for i in range(iterations):
+            a = params if maps == 1 else params[:, 3 * i : 3 * i + 3]
+            b = one_minus if maps == 1 else one_minus[:, 3 * i : 3 * i + 3]
+            x = x * torch.addcmul(b, a, x)
+        return x
+    out, factor = x.clone(), torch.empty_like(x)  # inference: two buffers, reused (never the caller's tensor)
     for i in range(iterations):
         a = params if maps == 1 else params[:, 3 * i : 3 * i + 3]
         b = one_minus if maps == 1 else one_minus[:, 3 * i : 3 * i + 3]
-        factor = torch.addcmul(b, a, x)
-        in_place = i > 0 and not torch.is_grad_enabled()  # never the caller's tensor, never under autograd
-        x = x.mul_(factor) if in_place else x * factor
-    return x
+        torch.addcmul(b, a, out, out=factor)
+        out.mul_(factor)
+    return out
 
 
 def sample_maps(params: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -103,9 +103,9 @@ class CurveEnhancer(torch.nn.Module):
             gain = (out.mean(1, keepdim=True) + 1e-3) / (x.mean(1, keepdim=True) + 1e-3)
             eps = (self.settings.denoise * NOISE_SIGMA * gain) ** 2
             out = guided_denoise(out, eps, self.settings.denoise_radius)
-        out = out.clamp(0, 1)
+        out = out.clamp_(0, 1)
         if self.exponent != 1.0:
-            out = out.pow(self.exponent)
+            out = out.pow_(self.exponent)
         return out
 
 
@@ -131,7 +131,7 @@ def enhance_lowlight(
     params = _estimate_curves(net, codes, context_shape, torch_device) if context_shape else None
     exponent = _exponent(settings, model, codes, context_shape, params, torch_device)
     enhancer = CurveEnhancer(model, settings, exponent)
-    run = TiledRun(tile=settings.tile or 1024, halo=enhancer.halo, blend=min(max(enhancer.halo, 8), 32), precision="fp32")
+    run = TiledRun(tile=settings.tile or 512, halo=enhancer.halo, blend=min(max(enhancer.halo, 8), 32), precision="fp32")
     def finalize(rows: np.ndarray, top: int) -> np.ndarray:  # rows is the engine's scratch: scaled in place
         np.clip(rows, 0.0, 1.0, out=rows)
         rows *= np.float32(65535)
