@@ -112,7 +112,7 @@ def upscale_depth(
         if relax:
             return np.rint(np.clip(rows, 0.0, 1.0) * 65535).astype(np.uint16)
         codes = source.codes[top : top + rows.shape[0]]
-        return clamp_codes_to_bins(rows, codes, source.bits, source.container_bits, source.convention)
+        return clamp_codes_to_bins(rows, codes, source.bits, source.container_bits, source.convention, overwrite=True)
 
     output = run_tiled(
         model,

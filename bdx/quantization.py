@@ -139,11 +139,16 @@ def code_bounds_u16(bits: int, container_bits: int, convention: Convention = "ce
 
 
 def clamp_codes_to_bins(
-    values: np.ndarray, codes: np.ndarray, bits: int, container_bits: int, convention: Convention = "centre"
+    values: np.ndarray, codes: np.ndarray, bits: int, container_bits: int, convention: Convention = "centre",
+    *, overwrite: bool = False,
 ) -> np.ndarray:
-    """Like :func:`clamp_to_bins`, with the bins given by the input's container codes."""
+    """Like :func:`clamp_to_bins`, with the bins given by the input's container codes.
+
+    ``overwrite`` lets it use float32 ``values`` as scratch space (saves a copy of the rows).
+    """
     low, high = code_bounds_u16(bits, container_bits, convention)
-    scaled = np.array(values, dtype=np.float32)  # a copy the steps below may overwrite
+    reusable = overwrite and values.dtype == np.float32 and values.flags.writeable
+    scaled = values if reusable else np.array(values, dtype=np.float32)
     np.clip(scaled, 0.0, 1.0, out=scaled)
     scaled *= np.float32(65535.0)
     out = np.rint(scaled, out=scaled).astype(np.uint16)

@@ -147,7 +147,7 @@ class LearnedDequantizer(nn.Module):
         self.multiple = DequantNet.multiple
         radius = net.receptive_radius
         self.halo = -(-radius // self.multiple) * self.multiple
-        self.preferred_tile = 1536  # large tiles keep the halo's extra work near 25 %
+        self.preferred_tile = 1024  # the halo adds about 37 % work; larger tiles were no faster here and cost memory
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         return dequantize_levels(self.net, self.centres(levels), self.step)
