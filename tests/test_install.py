@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_non_editable_install_carries_the_weights(tmp_path):
+    # build from a clean copy: a leftover build/ or *.egg-info in the checkout can hide a missing package
+    source_copy = tmp_path / "src"
+    shutil.copytree(ROOT, source_copy, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", ".venv", "__pycache__", ".git", ".pytest_cache", ".hypothesis", "results"))
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(ROOT)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site),
+         str(source_copy)],
         check=True, cwd=tmp_path, capture_output=True,
     )
     probe = (
@@ -32,3 +38,7 @@ def test_non_editable_install_carries_the_weights(tmp_path):
     assert "manifest.json" in found["files"]
     for entry in manifest["weights"]:
         assert entry["file"] in found["files"]
+    # every source module is installed (the package list in pyproject.toml is explicit)
+    source = {p.relative_to(ROOT / "bdx").as_posix() for p in (ROOT / "bdx").rglob("*.py")}
+    installed = {p.relative_to(site / "bdx").as_posix() for p in (site / "bdx").rglob("*.py") if "weights" not in p.parts}
+    assert source == installed, sorted(source ^ installed)

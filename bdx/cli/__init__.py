@@ -42,8 +42,16 @@ from bdx.cli import evaluate, hdr, info, lowlight, merge, quantize, train, upsca
 
 def main() -> None:
     """Console entry point."""
+    import os
+
     try:
         app(prog_name="bdx")
     except KeyboardInterrupt:
         sys.stderr.write("bdx: interrupted\n")
         sys.exit(130)
+    except Exception as exc:  # a bug, not bad input: one line unless BDX_DEBUG asks for the traceback
+        if os.environ.get("BDX_DEBUG"):
+            raise
+        message = str(exc).splitlines()[0][:200] if str(exc) else ""
+        sys.stderr.write(f"bdx: internal error: {type(exc).__name__}: {message} (BDX_DEBUG=1 shows the traceback)\n")
+        sys.exit(1)
