@@ -129,7 +129,8 @@ def summarise(records: list[dict]) -> dict:
     for key in records[0]:
         values = [r[key] for r in records if key in r]
         if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            summary[key] = float(sum(values) / len(values))
+            finite = [v for v in values if v == v]  # NaN marks "not applicable" (e.g. no clipped pixels)
+            summary[key] = float(sum(finite) / len(finite)) if finite else float("nan")
         elif values and all(isinstance(v, list) for v in values):
             summary[key] = float(sum(sum(v) / len(v) for v in values) / len(values))
     return summary
