@@ -152,7 +152,8 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
         ldr = to_float(source.pixels)
         clipped = ldr.reshape(ldr.shape[0], ldr.shape[1], -1).max(axis=-1) >= 254.5 / 255
         record["clipped_fraction"] = float(clipped.mean())
-        record["clipped_error"] = clipped_region_error(pred, ref, clipped)
+        error = clipped_region_error(pred, ref, clipped)
+        record["clipped_error"] = None if error != error else error  # JSON has no NaN: null when nothing clipped
     return record
 
 

@@ -127,7 +127,7 @@ def summarise(records: list[dict]) -> dict:
     """Mean of every numeric metric over a method's images (list metrics are averaged per image first)."""
     summary: dict = {"images": len(records)}
     for key in records[0]:
-        values = [r[key] for r in records if key in r]
+        values = [r[key] for r in records if r.get(key) is not None]  # None: not applicable to that image
         if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             finite = [v for v in values if v == v]  # NaN marks "not applicable" (e.g. no clipped pixels)
             summary[key] = float(sum(finite) / len(finite)) if finite else float("nan")
