@@ -42,6 +42,7 @@ class HdrTrainConfig:
     iterations: int = 4
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
+    augment: bool = True
     validation_fraction: float = 0.25
     validate_every: int = 250
     checkpoint_every: int = 250
@@ -111,6 +112,12 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
     inputs, targets, contexts = [], [], []
     for _ in range(config.batch_size):
         scene = scenes[rng.integers(len(scenes))].linear
+        if config.augment:  # more scenes out of few: random scale and white balance
+            scale = rng.uniform(0.35, 1.0)
+            if scale < 0.95 and min(scene.shape[:2]) * scale >= config.crop:
+                size = (round(scene.shape[1] * scale), round(scene.shape[0] * scale))
+                scene = cv2.resize(scene, size, interpolation=cv2.INTER_AREA)
+            scene = scene * rng.uniform(0.8, 1.25, 3).astype(np.float32)
         exposure = expose(scene, rng.uniform(85, 99.5))
         camera = random_camera(rng)
         quality = int(rng.integers(70, 96)) if rng.random() < config.jpeg_probability else None
