@@ -9,7 +9,6 @@ Radiance) tone-mapped to display values. Whole files are held out for validation
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from bdx.dequant.learned import DequantNet, DequantNetConfig, dequantize_levels,
 from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.quantization import max_level
+from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, run_training
 
 MIN_PHOTO_PIXELS = 1_000_000
@@ -78,25 +78,7 @@ def reference_from_file(path: Path) -> Reference | None:
 
 def find_references(folders: list[Path]) -> list[Path]:
     """Every image file under the folders, sorted (camera RAW excluded)."""
-    files: list[Path] = []
-    for folder in folders:
-        if folder.is_file():
-            files.append(folder)
-        elif folder.is_dir():
-            files.extend(
-                p
-                for p in folder.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS - RAW_EXTENSIONS and not p.name.startswith(".")
-            )
-        else:
-            raise BdxError(f"{folder}: no such file or folder")
-    return sorted(files)
-
-
-def is_validation(name: str, fraction: float) -> bool:
-    """Stable file-level split: a file is held out when its name hashes below ``fraction``."""
-    digest = hashlib.sha256(name.encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+    return sorted(find_files(folders, IMAGE_EXTENSIONS - RAW_EXTENSIONS))
 
 
 def split_references(references: list[Reference], fraction: float) -> tuple[list[Reference], list[Reference]]:

@@ -11,7 +11,6 @@ the whole exposed reference downscaled, as it does at inference.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,6 +24,7 @@ from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet, save_hdr_net
 from bdx.hdr.tonemap import HEADROOM, camera_response, mu_law, random_camera
 from bdx.io import read_image
 from bdx.metrics import psnr_mu
+from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, run_training
 
 HDR_SUFFIXES = {".exr", ".hdr"}
@@ -57,14 +57,7 @@ class Scene:
 
 def find_scenes(folders: list[Path]) -> list[Scene]:
     """Every EXR / Radiance file under the folders, negative values clamped to 0."""
-    files: list[Path] = []
-    for folder in folders:
-        if folder.is_file():
-            files.append(folder)
-        elif folder.is_dir():
-            files.extend(p for p in sorted(folder.rglob("*")) if p.suffix.lower() in HDR_SUFFIXES and p.is_file())
-        else:
-            raise BdxError(f"{folder}: no such file or folder")
+    files = find_files(folders, HDR_SUFFIXES)
     scenes = []
     for path in files:
         image = read_image(path)
@@ -75,11 +68,6 @@ def find_scenes(folders: list[Path]) -> list[Scene]:
     if not scenes:
         raise BdxError("no HDR references (.exr, .hdr) found")
     return scenes
-
-
-def is_validation(name: str, fraction: float) -> bool:
-    """Stable file-level split by a hash of the name."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") / 2**32 < fraction
 
 
 def expose(linear: np.ndarray, percentile: float) -> float:

@@ -8,7 +8,6 @@ size (what it sees at inference), with random flips and 90-degree turns.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +21,7 @@ from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.lowlight.curves import apply_curves
 from bdx.lowlight.models import CurveNet, CurveNetConfig, save_curve_net
+from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, run_training
 
 
@@ -98,17 +98,7 @@ def load_training_images(
     folders: list[Path], size: int, exclude: set[str] = frozenset()
 ) -> list[tuple[str, np.ndarray]]:
     """Every image under ``folders`` (names in ``exclude`` skipped), resized to ``size`` on the long side."""
-    files: list[Path] = []
-    for folder in folders:
-        if folder.is_file():
-            files.append(folder)
-        elif folder.is_dir():
-            files.extend(
-                p for p in sorted(folder.rglob("*"))
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS - RAW_EXTENSIONS and not p.name.startswith(".")
-            )
-        else:
-            raise BdxError(f"{folder}: no such file or folder")
+    files = find_files(folders, IMAGE_EXTENSIONS - RAW_EXTENSIONS)
     images = []
     for path in files:
         if path.name in exclude:
@@ -126,11 +116,6 @@ def load_training_images(
     if not images:
         raise BdxError("no usable training images found")
     return images
-
-
-def _is_validation(name: str, fraction: float) -> bool:
-    digest = hashlib.sha256(name.encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
 
 
 def sample_images(images: list[np.ndarray], batch_size: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
@@ -163,8 +148,8 @@ def train_lowlight(
 ) -> TrainState:
     """Train (or resume) bdx's curve estimator; checkpoints to ``<output>.ckpt.pt``, weights to ``output``."""
     loaded = load_training_images(data, config.context_size, exclude)
-    train = [p for n, p in loaded if not _is_validation(n, config.validation_fraction)]
-    val = [p for n, p in loaded if _is_validation(n, config.validation_fraction)]
+    train = [p for n, p in loaded if not is_validation(n, config.validation_fraction)]
+    val = [p for n, p in loaded if is_validation(n, config.validation_fraction)]
     if not train:
         train, val = val, []
     net = CurveNet(CurveNetConfig(width=config.width, context_size=config.context_size))
