@@ -55,19 +55,19 @@ def ldr2hdr_command(
         check_choice("--format", chosen, ("exr", "hdr"))
         settings = HdrSettings(method=method, dequantize=dequantize, iterations=iterations, exposure=exposure,
                                peak_nits=peak_nits, tile=tile)
+        net = None
         if method == "learned":
             from bdx.assets import default_weights
             from bdx.hdr.models import load_hdr_net
 
-            weights = str(weights or default_weights("hdr"))
-            load_hdr_net(weights)  # fail before the batch starts
+            net = load_hdr_net(weights or default_weights("hdr"))  # once for the batch, failing before it starts
         batch = plan_batch(inputs, output, shard, extension="." + chosen, file_suffix="_hdr", dir_suffix="_hdr")
 
     def process(source, target, reporter):
         from bdx.hdr.reconstruct import ldr_to_hdr
 
         image = read_source(source)
-        result = ldr_to_hdr(image, settings, weights=weights, device=device, progress=reporter.tiles)
+        result = ldr_to_hdr(image, settings, weights=net, device=device, progress=reporter.tiles)
         write_target(target, result, chosen, exr_half=precision == "half")
         return {"method": method, "width": result.width, "height": result.height,
                 "peak": float(result.pixels.max()), "mean": float(result.pixels.mean())}

@@ -54,11 +54,16 @@ def ldr_to_hdr(
     image: Image,
     settings: HdrSettings = HdrSettings(),
     *,
-    weights: str | None = None,
+    weights: str | torch.nn.Module | None = None,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> Image:
-    """Reconstruct scene-linear HDR (float32 RGB, alpha and ICC carried) from an 8/16-bit image."""
+    """Reconstruct scene-linear HDR (float32 RGB, alpha and ICC carried) from an 8/16-bit image.
+
+    ``weights`` is a weights file, a network already loaded with
+    :func:`bdx.hdr.models.load_hdr_net` (batches load it once), or None for the
+    shipped weights.
+    """
     from bdx.device import resolve_device
 
     if image.is_float:
@@ -79,12 +84,13 @@ def ldr_to_hdr(
     return image.with_pixels(linear.astype(np.float32), significant_bits=None, linear=True)
 
 
-def _learned(codes: np.ndarray, settings: HdrSettings, weights: str | None, device, progress) -> np.ndarray:
+def _learned(codes: np.ndarray, settings: HdrSettings, weights, device, progress) -> np.ndarray:
     from bdx.assets import default_weights
     from bdx.hdr.models import load_hdr_net
     from bdx.tiling import TiledRun, run_tiled
 
-    net = load_hdr_net(weights or default_weights("hdr")).to(device)
+    net = weights if isinstance(weights, torch.nn.Module) else load_hdr_net(weights or default_weights("hdr"))
+    net = net.to(device)
     model = _TileModel(net, settings.iterations)
     run = TiledRun(tile=settings.tile or 1024, halo=model.halo, blend=min(model.halo, 32), multiple=model.multiple,
                    precision="fp32")
