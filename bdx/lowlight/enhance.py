@@ -22,7 +22,7 @@ from bdx.depth import DISPLAY_DEQUANTIZERS, display_codes
 from bdx.errors import BdxError
 from bdx.io import Image, to_float
 from bdx.lowlight.curves import apply_curves, sample_maps
-from bdx.lowlight.models import CurveModel
+from bdx.lowlight.models import CurveModel, fit_long_side
 
 DEQUANTIZE_CHOICES = DISPLAY_DEQUANTIZERS  # re-exported for the CLI
 
@@ -128,8 +128,12 @@ def enhance_lowlight(
     height, width = codes.shape[:2]
     net = model.net.to(torch_device).eval()
     context_shape = model.context_shape(height, width)
-    params = _estimate_curves(net, codes, context_shape, torch_device) if context_shape else None
-    exponent = _exponent(settings, model, codes, context_shape, params, torch_device)
+    small = None  # the downscaled copy: curves are estimated on it, the mean-brightness target is solved on it
+    if context_shape or settings.target_mean is not None:
+        small = _downscaled(codes, context_shape or fit_long_side(height, width, 256), torch_device)
+    with torch.inference_mode(), _flush_denormals():
+        params = net(small) if context_shape else None
+    exponent = _exponent(settings, model, small, params)
     enhancer = CurveEnhancer(model, settings, exponent)
     run = TiledRun(tile=settings.tile or 512, halo=enhancer.halo, blend=min(max(enhancer.halo, 8), 32), precision="fp32")
     def finalize(rows: np.ndarray, top: int) -> np.ndarray:  # rows is the engine's scratch: scaled in place
@@ -147,29 +151,21 @@ def enhance_lowlight(
     return image.with_pixels(pixels, significant_bits=None, linear=False)
 
 
-def _downscaled(codes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _downscaled(codes: np.ndarray, shape: tuple[int, int], device) -> torch.Tensor:
+    """The 16-bit codes area-resized to ``shape``, as a (1, 3, h, w) float tensor in [0, 1]."""
     import cv2
 
     height, width = shape
     small = cv2.resize(codes, (width, height), interpolation=cv2.INTER_AREA) if (height, width) != codes.shape[:2] else codes
-    return to_float(small.reshape(height, width, -1))
+    return torch.from_numpy(to_float(small.reshape(height, width, -1))).permute(2, 0, 1)[None].to(device)
 
 
-def _estimate_curves(net, codes: np.ndarray, shape: tuple[int, int], device) -> torch.Tensor:
-    small = torch.from_numpy(_downscaled(codes, shape)).permute(2, 0, 1)[None].to(device)
-    with torch.inference_mode(), _flush_denormals():
-        return net(small)
-
-
-def _exponent(settings: EnhanceSettings, model: CurveModel, codes, context_shape, params, device) -> float:
+def _exponent(settings: EnhanceSettings, model: CurveModel, small: torch.Tensor | None, params) -> float:
     """1/gamma, or the exponent that brings the mean brightness to ``target_mean``, decided once per image."""
-    net = model.net
     if settings.target_mean is None:
         return 1.0 / (settings.gamma if settings.gamma is not None else model.gamma)
-    shape = context_shape or _fit(codes.shape[:2], 256)
-    small = torch.from_numpy(_downscaled(codes, shape)).permute(2, 0, 1)[None].to(device)
     with torch.inference_mode(), _flush_denormals():
-        curves = params if params is not None else net(small)
+        curves = params if params is not None else model.net(small)
         enhanced = apply_curves(small, curves).clamp(0, 1).double()
     low, high = math.log(0.05), math.log(20.0)  # bisection on log(exponent): the mean falls as the exponent grows
     for _ in range(40):
@@ -181,16 +177,11 @@ def _exponent(settings: EnhanceSettings, model: CurveModel, codes, context_shape
     return math.exp(0.5 * (low + high))
 
 
-def _fit(shape: tuple[int, int], size: int) -> tuple[int, int]:
-    scale = min(1.0, size / max(shape))
-    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
-
-
 class _flush_denormals:
     """Flush subnormal floats to zero while inside (CPU speed; no visible effect)."""
 
     def __enter__(self):
-        self.previous = torch.set_flush_denormal(True)
+        torch.set_flush_denormal(True)
         return self
 
     def __exit__(self, *exc):

@@ -161,9 +161,14 @@ class CurveModel:
         if self.context_scale:
             return max(1, round(height / self.context_scale)), max(1, round(width / self.context_scale))
         if self.context_size:
-            scale = min(1.0, self.context_size / max(height, width))
-            return max(1, round(height * scale)), max(1, round(width * scale))
+            return fit_long_side(height, width, self.context_size)
         return None
+
+
+def fit_long_side(height: int, width: int, size: int) -> tuple[int, int]:
+    """(h, w) scaled down (never up) so the long side is ``size``."""
+    scale = min(1.0, size / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def flush_denormals(state: dict[str, torch.Tensor]) -> int:
