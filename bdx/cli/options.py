@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -30,3 +31,7 @@ Tile = Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo exc
 Dequantize = Annotated[
     str, typer.Option(help="Dequantizer run first: auto (the shipped learned one), learned, contour, midpoint or none.")
 ]
+ValidateEvery = Annotated[int, typer.Option(help="Steps between validation runs.")]
+CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints (<output>.ckpt.pt).")]
+Resume = Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from.")]
+Seed = Annotated[int, typer.Option(help="Random seed.")]
