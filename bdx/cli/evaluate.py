@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -47,6 +47,58 @@ def index_images(root: Path) -> dict[tuple[str, ...], Path]:
     return found
 
 
+def score_pairs(
+    predictions: dict[Path, dict[tuple[str, ...], Path]],
+    refs: dict[tuple[str, ...], Path] | None,
+    inputs: dict[tuple[str, ...], Path] | None,
+    *,
+    single: bool,
+    prepare: Callable[[Path | None, Path | None], Any],
+    score: Callable[[Path, Any], dict],
+    json_lines: bool,
+) -> tuple[dict[str, list[dict]], int]:
+    """Score every prediction against its reference (and input), pairing by relative name.
+
+    ``prepare(ref_path, input_path)`` runs once per name (so references and
+    inputs are read once, whatever the number of methods); ``score(pred_path,
+    prepared)`` once per prediction. A failure is one error line and the rest
+    carry on. Returns the records per method label and the number of failures.
+    """
+    labels = {folder: folder.name or str(folder) for folder in predictions}
+    per_method: dict[str, list[dict]] = {label: [] for label in labels.values()}
+    failed = 0
+    pick = lambda index: None if index is None else index.get(next(iter(index)) if single else key)  # noqa: E731
+    for key in sorted({key for images in predictions.values() for key in images}):
+        ref_path, input_path = pick(refs), pick(inputs)
+        try:
+            if refs is not None and ref_path is None:
+                raise BdxError("no reference with the same name")
+            if inputs is not None and input_path is None:
+                raise BdxError("no input with the same name")
+            prepared, reason = prepare(ref_path, input_path), None
+        except Exception as exc:  # the reference or input is unusable: every prediction of it fails
+            prepared, reason = None, describe_exception(exc)
+        for folder, images in predictions.items():
+            if key not in images:
+                continue
+            record: dict = {"method": labels[folder], "pred": str(images[key])}
+            if ref_path is not None:
+                record["ref"] = str(ref_path)
+            try:
+                if reason is not None:
+                    raise BdxError(reason)
+                record.update(score(images[key], prepared))
+                record["status"] = "ok"
+                per_method[labels[folder]].append(record)
+            except Exception as exc:  # one line per failed pair, then carry on
+                failed += 1
+                record.update(status="error", error=describe_exception(exc))
+                sys.stderr.write(f"bdx: error: {images[key]}: {record['error']}\n")
+            if json_lines:
+                sys.stdout.write(json.dumps(record) + "\n")
+    return per_method, failed
+
+
 @eval_app.command(
     "depth",
     epilog="Example:  bdx eval depth --pred out_contour --pred out_midpoint --ref photos --input photos_q4",
@@ -79,38 +131,14 @@ def eval_depth(
         predictions = {p: index_images(p) for p in pred}
         single = ref.is_file()
 
-    labels = {folder: folder.name or str(folder) for folder in predictions}
-    per_method: dict[str, list[dict]] = {label: [] for label in labels.values()}
-    failed = 0
-    keys = sorted({key for images in predictions.values() for key in images})
-    for key in keys:
-        ref_path = refs.get(next(iter(refs)) if single else key)
-        input_path = None if inputs is None else inputs.get(next(iter(inputs)) if single else key)
-        try:
-            if ref_path is None:
-                raise BdxError("no reference with the same name")
-            if inputs is not None and input_path is None:
-                raise BdxError("no input with the same name")
-            source = read_image(input_path) if input_path is not None else None
-            reference = depth_reference(read_image(ref_path), source, bits=bits, convention=convention)
-        except Exception as exc:  # the reference or input is unusable: every prediction of it fails
-            reference, reason = None, describe_exception(exc)
-        for folder, images in predictions.items():
-            if key not in images:
-                continue
-            record: dict = {"method": labels[folder], "pred": str(images[key]), "ref": str(ref_path)}
-            try:
-                if reference is None:
-                    raise BdxError(reason)
-                record.update(evaluate_depth(read_image(images[key]), reference, method=method))
-                record["status"] = "ok"
-                per_method[labels[folder]].append(record)
-            except Exception as exc:  # one line per failed pair, then carry on
-                failed += 1
-                record.update(status="error", error=describe_exception(exc))
-                sys.stderr.write(f"bdx: error: {images[key]}: {record['error']}\n")
-            if json_lines:
-                sys.stdout.write(json.dumps(record) + "\n")
+    def prepare(ref_path: Path, input_path: Path | None):
+        source = read_image(input_path) if input_path is not None else None
+        return depth_reference(read_image(ref_path), source, bits=bits, convention=convention)
+
+    per_method, failed = score_pairs(
+        predictions, refs, inputs, single=single, prepare=prepare, json_lines=json_lines,
+        score=lambda path, reference: evaluate_depth(read_image(path), reference, method=method),
+    )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
     if inputs is not None:
         baseline = baseline_records(per_method)
@@ -203,29 +231,11 @@ def eval_lowlight(
         predictions = {p: index_images(p) for p in pred}
         single = ref is not None and ref.is_file()
 
-    labels = {folder: folder.name or str(folder) for folder in predictions}
-    per_method: dict[str, list[dict]] = {label: [] for label in labels.values()}
-    failed = 0
-    for folder, images in predictions.items():
-        for key, path in images.items():
-            record: dict = {"method": labels[folder], "pred": str(path)}
-            try:
-                reference = None
-                if refs is not None:
-                    ref_path = refs.get(next(iter(refs)) if single else key)
-                    if ref_path is None:
-                        raise BdxError("no reference with the same name")
-                    record["ref"] = str(ref_path)
-                    reference = read_image(ref_path)
-                record.update(evaluate_lowlight(read_image(path), reference))
-                record["status"] = "ok"
-                per_method[labels[folder]].append(record)
-            except Exception as exc:  # one line per failed image, then carry on
-                failed += 1
-                record.update(status="error", error=describe_exception(exc))
-                sys.stderr.write(f"bdx: error: {path}: {record['error']}\n")
-            if json_lines:
-                sys.stdout.write(json.dumps(record) + "\n")
+    per_method, failed = score_pairs(
+        predictions, refs, None, single=single, json_lines=json_lines,
+        prepare=lambda ref_path, _input: read_image(ref_path) if ref_path is not None else None,
+        score=lambda path, reference: evaluate_lowlight(read_image(path), reference),
+    )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
     if json_lines:
         sys.stdout.write(json.dumps({"summary": summary}) + "\n")
@@ -264,38 +274,22 @@ def eval_hdr(
         predictions = {p: index_images(p) for p in pred}
         single = ref.is_file()
 
-    labels = {folder: folder.name or str(folder) for folder in predictions}
-    per_method: dict[str, list[dict]] = {label: [] for label in labels.values()}
     sheet_rows: list = []
-    failed = 0
-    for key in sorted({key for images in predictions.values() for key in images}):
-        ref_path = refs.get(next(iter(refs)) if single else key)
-        input_path = None if inputs is None else inputs.get(next(iter(inputs)) if single else key)
-        for folder, images in predictions.items():
-            if key not in images:
-                continue
-            record: dict = {"method": labels[folder], "pred": str(images[key]), "ref": str(ref_path)}
-            try:
-                if ref_path is None:
-                    raise BdxError("no reference with the same name")
-                if inputs is not None and input_path is None:
-                    raise BdxError("no input with the same name")
-                reference = read_image(ref_path)
-                prediction = read_image(images[key])
-                source = read_image(input_path) if input_path is not None else None
-                record.update(evaluate_hdr(prediction, reference, source))
-                record["status"] = "ok"
-                per_method[labels[folder]].append(record)
-                if sheet is not None and len(sheet_rows) < 24:
-                    if not any(label == ("ref", key) for label, _ in sheet_rows):
-                        sheet_rows.append((("ref", key), reference))
-                    sheet_rows.append(((labels[folder], key), prediction))
-            except Exception as exc:  # one line per failed pair, then carry on
-                failed += 1
-                record.update(status="error", error=describe_exception(exc))
-                sys.stderr.write(f"bdx: error: {images[key]}: {record['error']}\n")
-            if json_lines:
-                sys.stdout.write(json.dumps(record) + "\n")
+
+    def score(path: Path, prepared) -> dict:
+        reference, source = prepared
+        prediction = read_image(path)
+        record = evaluate_hdr(prediction, reference, source)
+        if sheet is not None and len(sheet_rows) < 24:
+            if not any(image is reference for _, image in sheet_rows):  # the reference once, before its first result
+                sheet_rows.append(("ref", reference))
+            sheet_rows.append((path.parent.name, prediction))
+        return record
+
+    per_method, failed = score_pairs(
+        predictions, refs, inputs, single=single, json_lines=json_lines, score=score,
+        prepare=lambda ref_path, input_path: (read_image(ref_path), read_image(input_path) if input_path else None),
+    )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
     if sheet is not None and sheet_rows:
         with command_errors():
