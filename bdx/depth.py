@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from bdx.color import linear_to_srgb
 from bdx.errors import BdxError
 from bdx.io import Image, to_float
 from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, levels_from_codes
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEPTH_METHODS: tuple[str, ...] = ("contour", "midpoint", "learned")
 DEFAULT_DEPTH_METHOD = "contour"
@@ -45,16 +48,24 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
     return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention)
 
 
-def build_dequantizer(method: str, bits: int, convention: Convention = "centre", weights: str | None = None):
-    """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out."""
+def build_dequantizer(
+    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None
+):
+    """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out.
+
+    ``weights`` (learned only): a weights file, a network already loaded with
+    :func:`bdx.dequant.learned.load_weights` (batches load it once), or None for the shipped weights.
+    """
     from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer
 
     if method == "learned":
-        from bdx.dequant.learned import LearnedDequantizer, load_weights
+        from torch import nn
 
         from bdx.assets import default_weights
+        from bdx.dequant.learned import LearnedDequantizer, load_weights
 
-        return LearnedDequantizer(load_weights(weights or default_weights("depth")), bits, convention)
+        net = weights if isinstance(weights, nn.Module) else load_weights(weights or default_weights("depth"))
+        return LearnedDequantizer(net, bits, convention)
     if method == "midpoint":
         return MidpointDequantizer(bits, convention)
     if method == "contour":
@@ -87,7 +98,7 @@ def upscale_depth(
     relax: bool = False,
     device: str = "auto",
     tile: int | None = None,
-    weights: str | None = None,
+    weights: str | nn.Module | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> DepthResult:
     """Dequantize an image to 16 bits per sample.

@@ -21,9 +21,11 @@ def upscale_depth_command(
     inputs: opt.Inputs,
     output: opt.Output = None,
     method: Annotated[
-        str, typer.Option(help="contour (content-adaptive), midpoint (bin centre) or learned (needs --weights).")
+        str, typer.Option(help="contour (content-adaptive), midpoint (bin centre) or learned (shipped weights, or --weights).")
     ] = "contour",
-    weights: Annotated[Optional[str], typer.Option(help="Weights file for --method learned (safetensors).")] = None,
+    weights: Annotated[
+        Optional[str], typer.Option(help="Weights file for --method learned (safetensors; default: shipped weights).")
+    ] = None,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
     out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
     fmt: Annotated[Optional[str], typer.Option("--format", help="tiff, png or exr (default: from -o, else tiff).")] = None,
@@ -51,6 +53,12 @@ def upscale_depth_command(
         bits = None if in_bits == "auto" else _parse_bits(in_bits)
         chosen = fmt or (format_from_path(output) if output and output != "-" else None) or "tiff"
         check_choice("--format", chosen, ("tiff", "png", "exr"))
+        net = None
+        if method == "learned":
+            from bdx.assets import default_weights
+            from bdx.dequant.learned import load_weights
+
+            net = load_weights(weights or default_weights("depth"))  # once for the batch, failing before it starts
         batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_16bit", dir_suffix="_16bit")
 
     def process(source, target, reporter):
@@ -63,7 +71,7 @@ def upscale_depth_command(
             relax=relax,
             device=device,
             tile=tile,
-            weights=weights,
+            weights=net,
             progress=reporter.tiles,
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)
