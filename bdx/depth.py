@@ -107,17 +107,19 @@ def upscale_depth(
     stays inside each quantization bin); ``relax`` lifts that for methods that
     may leave the bin.
     """
-    from bdx.device import resolve_device
+    from bdx.device import for_inference, resolve_device
     from bdx.tiling import TiledRun, run_tiled
 
     source = input_levels(image, in_bits, convention)
     torch_device = resolve_device(device)
-    model = build_dequantizer(method, source.bits, convention, weights).to(torch_device).eval()
+    model = for_inference(build_dequantizer(method, source.bits, convention, weights), torch_device)
     halo = getattr(model, "halo", 0)
     multiple = getattr(model, "multiple", 1)
     settings = TiledRun(tile=tile or getattr(model, "preferred_tile", 1024), halo=halo, blend=min(halo, 32), multiple=multiple, bytes_per_pixel=256)
 
     level_of_code = _level_of_code_table(source)
+    image_context = getattr(model, "image_context", None)
+    context = image_context(source.codes, level_of_code) if image_context else None
 
     def finalize(rows: np.ndarray, top: int) -> np.ndarray:
         if relax:
@@ -134,6 +136,7 @@ def upscale_depth(
         prepare=lambda tile_codes: level_of_code[tile_codes],
         finalize=finalize,
         out_dtype=np.uint16,
+        global_features=context,
         progress=progress,
     )
     return DepthResult(image.with_pixels(output, significant_bits=None), source.bits, source.convention)

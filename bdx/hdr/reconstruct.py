@@ -86,11 +86,12 @@ def ldr_to_hdr(
 
 def _learned(codes: np.ndarray, settings: HdrSettings, weights, device, progress) -> np.ndarray:
     from bdx.assets import default_weights
+    from bdx.device import for_inference
     from bdx.hdr.models import load_hdr_net
     from bdx.tiling import TiledRun, run_tiled
 
     net = weights if isinstance(weights, torch.nn.Module) else load_hdr_net(weights or default_weights("hdr"))
-    net = net.to(device)
+    net = for_inference(net, device)
     model = _TileModel(net, settings.iterations)
     run = TiledRun(tile=settings.tile or 1024, halo=model.halo, blend=min(model.halo, 32), multiple=model.multiple,
                    precision="fp32")
