@@ -143,15 +143,18 @@ def upscale_depth(
 
 
 def display_codes(image: Image, method: str, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """An image as (H, W, 3) 16-bit display codes for enhancement: dequantized by ``method`` (``auto``,
-    a depth method, or ``none``) when it holds fewer than 16 bits, float and linear inputs sRGB-encoded
-    (clipped to [0, 1]), grey replicated to RGB."""
+    """An image as (H, W, 3) display codes for enhancement (read them with :func:`bdx.io.to_float`):
+    16-bit, dequantized by ``method`` (``auto`` or a depth method) when it holds fewer than 16 bits; an
+    8-bit input with ``none`` stays 8-bit (the same values, half the memory traffic). Float and linear
+    inputs are sRGB-encoded (clipped to [0, 1]); grey is replicated to RGB."""
     if image.is_float or image.linear:
         linear = np.clip(to_float(image.pixels), 0.0, 1.0)
         pixels = np.rint(linear_to_srgb(linear) * 65535).astype(np.uint16)
     elif image.container_bits == 16 and not image.significant_bits:
         pixels = image.pixels
-    elif method == "none":  # each code to the 16-bit code of the same value (x 257 for 8-bit)
+    elif method == "none" and image.container_bits == 8:
+        pixels = image.pixels
+    elif method == "none":  # each code to the 16-bit code of the same value
         pixels = _to_16bit_table(image.container_bits)[image.pixels]
     else:
         chosen = _display_dequantizer() if method == "auto" else method

@@ -33,7 +33,8 @@ class EnhanceSettings:
     """Options of one enhancement run.
 
     ``denoise`` scales the noise level assumed in the input (1.0: about 1.5 codes
-    of an 8-bit image); 0 turns denoising off. ``gamma`` brightens (>1) or darkens
+    of an 8-bit image); 0 turns denoising off. ``denoise_subsample`` 2 runs the
+    fast guided filter on a half-size copy (1: the full-size filter). ``gamma`` brightens (>1) or darkens
     the result (None: the model's own post-step, 1.0 for official checkpoints);
     ``target_mean`` instead picks the gamma that brings the mean brightness to
     that value.
@@ -42,9 +43,24 @@ class EnhanceSettings:
     dequantize: str = "auto"
     denoise: float = 1.0
     denoise_radius: int = 3
+    denoise_subsample: int = 2
     gamma: float | None = None
     target_mean: float | None = None
     tile: int | None = None
+
+
+def _planes_with_opencv(x: torch.Tensor, function, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Apply an OpenCV function to every (H, W) plane of a float32 CPU tensor; ``size`` (h, w) of its output."""
+    n, c = x.shape[:2]
+    out = torch.empty((n, c) + (size or tuple(x.shape[2:])), dtype=x.dtype)
+    for i in range(n):
+        for j in range(c):
+            out[i, j] = torch.from_numpy(function(x[i, j].contiguous().numpy()))
+    return out
+
+
+def _on_opencv(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32
 
 
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -54,27 +70,55 @@ def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
     SIMD box filter, several times faster than ``avg_pool2d``); inside the
     tiling engine both fall in the discarded halo.
     """
-    size = 2 * radius + 1
-    if x.device.type != "cpu" or x.dtype != torch.float32:
-        rows = F.avg_pool2d(x, (1, size), stride=1, padding=(0, radius), count_include_pad=False)
-        return F.avg_pool2d(rows, (size, 1), stride=1, padding=(radius, 0), count_include_pad=False)
     import cv2
 
-    out = torch.empty_like(x)
-    for n in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            plane = x[n, c].contiguous().numpy()
-            out[n, c] = torch.from_numpy(cv2.boxFilter(plane, -1, (size, size), borderType=cv2.BORDER_REFLECT_101))
-    return out
+    size = 2 * radius + 1
+    if not _on_opencv(x):
+        rows = F.avg_pool2d(x, (1, size), stride=1, padding=(0, radius), count_include_pad=False)
+        return F.avg_pool2d(rows, (size, 1), stride=1, padding=(radius, 0), count_include_pad=False)
+    return _planes_with_opencv(x, lambda p: cv2.boxFilter(p, -1, (size, size), borderType=cv2.BORDER_REFLECT_101))
 
 
-def guided_denoise(x: torch.Tensor, eps: torch.Tensor, radius: int) -> torch.Tensor:
-    """Self-guided filter (He et al., 2010) with a per-pixel regulariser ``eps``: flat areas smooth, edges kept."""
-    mean = box_mean(x, radius)
-    variance = (box_mean(x * x, radius) - mean * mean).clamp_min(0)
+def _shrink(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Means of factor x factor blocks (sizes must be multiples of ``factor``)."""
+    import cv2
+
+    if not _on_opencv(x):
+        return F.avg_pool2d(x, factor)
+    size = (x.shape[2] // factor, x.shape[3] // factor)
+    return _planes_with_opencv(x, lambda p: cv2.resize(p, size[::-1], interpolation=cv2.INTER_AREA), size)
+
+
+def _enlarge(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Bilinear upsampling by ``factor`` (pixel centres aligned, edges replicated)."""
+    import cv2
+
+    if not _on_opencv(x):
+        return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    size = (x.shape[2] * factor, x.shape[3] * factor)
+    return _planes_with_opencv(x, lambda p: cv2.resize(p, size[::-1], interpolation=cv2.INTER_LINEAR), size)
+
+
+def guided_denoise(x: torch.Tensor, eps: torch.Tensor, radius: int, subsample: int = 1) -> torch.Tensor:
+    """Self-guided filter (He et al., 2010) with a per-pixel regulariser ``eps``: flat areas smooth, edges kept.
+
+    With ``subsample`` s > 1 it is the fast guided filter (He and Sun, 2015): the
+    coefficients are found on an s-times smaller copy (radius / s) and upsampled
+    bilinearly; ``eps`` is then given at that smaller size, and ``x``'s height and
+    width must be multiples of s.
+    """
+    guide = x
+    if subsample > 1:
+        guide = _shrink(x, subsample)
+        radius = max(1, round(radius / subsample))
+    mean = box_mean(guide, radius)
+    variance = (box_mean(guide * guide, radius) - mean * mean).clamp_min(0)
     a = variance / (variance + eps)
     b = mean - a * mean
-    return box_mean(a, radius) * x + box_mean(b, radius)
+    a, b = box_mean(a, radius), box_mean(b, radius)
+    if subsample > 1:
+        a, b = _enlarge(a, subsample), _enlarge(b, subsample)
+    return torch.addcmul(b, a, x)
 
 
 NOISE_SIGMA = 1.5 / 255  # assumed input noise at denoise strength 1, in display units
@@ -89,9 +133,13 @@ class CurveEnhancer(torch.nn.Module):
         self.full_resolution = model.context_shape(2, 2) is None
         self.settings = settings
         self.exponent = exponent
-        radius = settings.denoise_radius if settings.denoise > 0 else 0
         net_radius = getattr(model.net, "receptive_radius", 0) if self.full_resolution else 0
-        self.halo = net_radius + 2 * radius + 1
+        self.multiple = settings.denoise_subsample if settings.denoise > 0 else 1
+        reach = 0
+        if settings.denoise > 0:  # two box filters, plus the pooling and the bilinear upsampling of a subsampled filter
+            sub = settings.denoise_subsample
+            reach = 2 * sub * max(1, round(settings.denoise_radius / sub)) + (2 * sub if sub > 1 else 0)
+        self.halo = net_radius + reach + 1
 
     def forward(self, x: torch.Tensor, params: torch.Tensor | None = None, boxes: torch.Tensor | None = None) -> torch.Tensor:
         x = x.contiguous()  # the engine's tiles are channels-last views; mixed layouts take a slow path, 5x slower
@@ -101,9 +149,12 @@ class CurveEnhancer(torch.nn.Module):
             params = sample_maps(params, boxes, x.shape[2], x.shape[3])
         out = apply_curves(x, params)
         if self.settings.denoise > 0:
-            gain = (out.mean(1, keepdim=True) + 1e-3) / (x.mean(1, keepdim=True) + 1e-3)
-            eps = (self.settings.denoise * NOISE_SIGMA * gain) ** 2
-            out = guided_denoise(out, eps, self.settings.denoise_radius)
+            sub = self.settings.denoise_subsample
+            tone_in, tone_out = x.mean(1, keepdim=True), out.mean(1, keepdim=True)
+            if sub > 1:  # the regulariser at the filter's own (smaller) size
+                tone_in, tone_out = _shrink(tone_in, sub), _shrink(tone_out, sub)
+            eps = (self.settings.denoise * NOISE_SIGMA * (tone_out + 1e-3) / (tone_in + 1e-3)) ** 2
+            out = guided_denoise(out, eps, self.settings.denoise_radius, self.settings.denoise_subsample)
         out = out.clamp_(0, 1)
         if self.exponent != 1.0:  # x ** e as exp(e log x): twice as fast as pow here, within 1e-7; 0 stays 0
             out = out.log_().mul_(self.exponent).exp_()
@@ -136,7 +187,10 @@ def enhance_lowlight(
         params = net(small) if context_shape else None
     exponent = _exponent(settings, model, small, params)
     enhancer = CurveEnhancer(model, settings, exponent)
-    run = TiledRun(tile=settings.tile or 512, halo=enhancer.halo, blend=min(max(enhancer.halo, 8), 32), precision="fp32")
+    run = TiledRun(
+        tile=settings.tile or 512, halo=enhancer.halo, blend=min(max(enhancer.halo, 8), 32), multiple=enhancer.multiple,
+        precision="fp32",
+    )
     def finalize(rows: np.ndarray, top: int) -> np.ndarray:  # rows is the engine's scratch: scaled in place
         np.clip(rows, 0.0, 1.0, out=rows)
         rows *= np.float32(65535)
