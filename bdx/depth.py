@@ -118,8 +118,6 @@ def upscale_depth(
     settings = TiledRun(tile=tile or getattr(model, "preferred_tile", 1024), halo=halo, blend=min(halo, 32), multiple=multiple, bytes_per_pixel=256)
 
     level_of_code = _level_of_code_table(source)
-    image_context = getattr(model, "image_context", None)
-    context = image_context(source.codes, level_of_code) if image_context else None
 
     def finalize(rows: np.ndarray, top: int) -> np.ndarray:
         if relax:
@@ -136,7 +134,6 @@ def upscale_depth(
         prepare=lambda tile_codes: level_of_code[tile_codes],
         finalize=finalize,
         out_dtype=np.uint16,
-        global_features=context,
         progress=progress,
     )
     return DepthResult(image.with_pixels(output, significant_bits=None), source.bits, source.convention)

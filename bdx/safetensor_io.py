@@ -12,8 +12,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from typing import Mapping
-
 from torch import nn
 
 from bdx.errors import BdxError
@@ -28,14 +26,8 @@ def save_model(net: nn.Module, path: str | Path, architecture: str, extra: dict 
     save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=metadata)
 
 
-def read_model(
-    path: str | Path, architecture: str, what: str, legacy: Mapping[str, Mapping[str, str]] | None = None
-) -> tuple[dict, dict]:
-    """(config, state dict) of a file written by :func:`save_model` for ``architecture``; one-line errors otherwise.
-
-    ``legacy`` maps older architecture names that the current one can load to
-    renamings of their state-dict key prefixes (old prefix -> new prefix).
-    """
+def read_model(path: str | Path, architecture: str, what: str) -> tuple[dict, dict]:
+    """(config, state dict) of a file written by :func:`save_model` for ``architecture``; one-line errors otherwise."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -47,10 +39,7 @@ def read_model(
             state = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:
         raise BdxError(f"{path.name}: not a readable safetensors file ({str(exc).splitlines()[0][:80]})") from None
-    renames = (legacy or {}).get(metadata.get("architecture", ""))
-    if renames is not None:
-        state = {_renamed(key, renames): value for key, value in state.items()}
-    elif metadata.get("architecture") != architecture:
+    if metadata.get("architecture") != architecture:
         raise BdxError(f"{path.name}: not {what} weights (architecture {metadata.get('architecture')!r})")
     try:
         config = json.loads(metadata["config"])
@@ -66,10 +55,3 @@ def load_state(net: nn.Module, state: dict, path: str | Path) -> nn.Module:
     except RuntimeError as exc:
         raise BdxError(f"{Path(path).name}: weights do not match the architecture ({str(exc).splitlines()[0][:80]})") from None
     return net.eval()
-
-
-def _renamed(key: str, renames: Mapping[str, str]) -> str:
-    for old, new in renames.items():
-        if key.startswith(old):
-            return new + key[len(old):]
-    return key

@@ -27,10 +27,7 @@ def train_depth_command(
     ),
     steps: Annotated[int, typer.Option(help="Optimizer steps in all.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 16,
-    crop: Annotated[int, typer.Option(help="Loss crop size in pixels (rounded down to a multiple of 16).")] = 128,
-    context_crop: Annotated[
-        int, typer.Option(help="Context crop around each loss crop, seen by the whole-image context branch.")
-    ] = 512,
+    crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 8).")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 2e-3,
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
@@ -48,7 +45,7 @@ def train_depth_command(
 
     with command_errors():
         config = DepthTrainConfig(
-            steps=steps, batch_size=batch_size, crop=max(16, crop // 16 * 16), context_crop=context_crop, lr=lr, validate_every=validate_every,
+            steps=steps, batch_size=batch_size, crop=max(8, crop // 8 * 8), lr=lr, validate_every=validate_every,
             checkpoint_every=checkpoint_every, seed=seed,
             validation_fraction=validation_fraction,
         )

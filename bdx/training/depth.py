@@ -36,7 +36,6 @@ class DepthTrainConfig:
     steps: int = 2000
     batch_size: int = 16
     crop: int = 128
-    context_crop: int = 512
     lr: float = 2e-3
     min_bits: int = 3
     max_bits: int = 10
@@ -47,12 +46,8 @@ class DepthTrainConfig:
     validate_every: int = 200
     checkpoint_every: int = 200
     seed: int = 0
-    widths: tuple[int, ...] = DequantNetConfig.widths
-    blocks: tuple[int, ...] = DequantNetConfig.blocks
-
-    def network(self) -> DequantNet:
-        """A fresh network of this run's shape."""
-        return DequantNet(DequantNetConfig(widths=tuple(self.widths), blocks=tuple(self.blocks)))
+    widths: tuple[int, int] = (16, 64)
+    blocks: tuple[int, int] = (1, 3)
 
 
 @dataclass
@@ -99,25 +94,13 @@ def split_references(references: list[Reference], fraction: float) -> tuple[list
     return train, val
 
 
-@dataclass
-class Batch:
-    """Synthesized training samples: context crops and, inside each, the crop the loss is taken on."""
-
-    context: torch.Tensor  # (N, 3, S, S) bin centres of the whole context crop
-    centres: torch.Tensor  # (N, 3, c, c) bin centres of the loss crop
-    targets: torch.Tensor  # (N, 3, c, c) references of the loss crop
-    bits: list[int]
-    origins: list[tuple[int, int]]  # top-left of each loss crop inside its context crop (multiples of the cell)
-
-
-def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.random.Generator, cell: int = 16) -> Batch:
-    """One synthesized batch: a context crop per sample (degraded as a whole), a loss crop inside it."""
+def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.random.Generator):
+    """One synthesized batch: (bin centres, references, bits per sample) as tensors."""
     weights = np.array([r.pixels.shape[0] * r.pixels.shape[1] for r in references], dtype=np.float64)
-    size = max(config.context_crop, config.crop)
-    contexts, centres, targets, bits_list, origins = [], [], [], [], []
+    crops, centres, bits_list = [], [], []
     for _ in range(config.batch_size):
         ref = references[rng.choice(len(references), p=weights / weights.sum())].pixels
-        crop = min(size, ref.shape[0], ref.shape[1])
+        crop = min(config.crop, ref.shape[0], ref.shape[1]) // DequantNet.multiple * DequantNet.multiple
         y = rng.integers(0, ref.shape[0] - crop + 1)
         x = rng.integers(0, ref.shape[1] - crop + 1)
         patch = ref[y : y + crop, x : x + crop]
@@ -125,34 +108,13 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
             patch = patch[:, ::-1]
         patch = np.rot90(patch, rng.integers(0, 4))
         patch = np.clip(patch, 0, 1) ** np.float32(math.exp(rng.uniform(-0.25, 0.25)))
-        patch = np.ascontiguousarray(np.pad(patch, ((0, size - crop),) * 2 + ((0, 0),), mode="reflect"))
+        patch = np.ascontiguousarray(np.pad(patch, ((0, config.crop - crop),) * 2 + ((0, 0),), mode="reflect"))
         bits = int(rng.integers(config.min_bits, config.max_bits + 1))
-        degraded = degrade(patch, bits, config, rng)
-        top, left = (int(rng.integers(0, (size - config.crop) // cell + 1)) * cell for _ in range(2))
-        window = (slice(top, top + config.crop), slice(left, left + config.crop))
-        contexts.append(degraded)
-        centres.append(degraded[window])
-        targets.append(patch[window])
+        centres.append(degrade(patch, bits, config, rng))
+        crops.append(patch)
         bits_list.append(bits)
-        origins.append((top, left))
     to_tensor = lambda a: torch.from_numpy(np.stack(a).astype(np.float32)).permute(0, 3, 1, 2)  # noqa: E731
-    return Batch(to_tensor(contexts), to_tensor(centres), to_tensor(targets), bits_list, origins)
-
-
-def batch_output(net, batch: Batch, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The network's dequantized loss crops, each with the context features of its whole context crop."""
-    core = getattr(net, "module", net)
-    steps = [1.0 / max_level(b) for b in batch.bits]
-    context = None
-    if core.has_context:
-        step_values = torch.tensor(steps, dtype=torch.float32, device=device)
-        features = core.context_features(core.context_input(batch.context.to(device), step_values))
-        cells = -(-batch.centres.shape[2] // core.cell)
-        context = torch.cat([
-            features[i : i + 1, :, top // core.cell : top // core.cell + cells, left // core.cell : left // core.cell + cells]
-            for i, (top, left) in enumerate(batch.origins)
-        ])
-    return dequantize_levels(net, batch.centres.to(device), steps, context)
+    return to_tensor(centres), to_tensor(crops), bits_list
 
 
 def degrade(patch: np.ndarray, bits: int, config: DepthTrainConfig, rng: np.random.Generator) -> np.ndarray:
@@ -173,11 +135,12 @@ def degrade(patch: np.ndarray, bits: int, config: DepthTrainConfig, rng: np.rand
     return quantized / levels
 
 
-def batch_loss(net, batch: Batch, device: torch.device | str = "cpu") -> torch.Tensor:
+def batch_loss(net, centres: torch.Tensor, targets: torch.Tensor, bits_list: list[int]) -> torch.Tensor:
     """Mean squared error in units of each sample's quantization step (every depth counts alike)."""
-    out = batch_output(net, batch, device)
-    scale = torch.tensor([1.0 / max_level(b) for b in batch.bits], dtype=torch.float32, device=out.device).view(-1, 1, 1, 1)
-    return ((out - batch.targets.to(out.device)) / scale).pow(2).mean()
+    steps = [1.0 / max_level(b) for b in bits_list]
+    out = dequantize_levels(net, centres, steps)
+    scale = torch.tensor(steps, dtype=torch.float32, device=out.device).view(-1, 1, 1, 1)
+    return ((out - targets) / scale).pow(2).mean()
 
 
 def validation_gain(net: DequantNet, references: list[Reference], config: DepthTrainConfig) -> dict[str, float]:
@@ -188,13 +151,11 @@ def validation_gain(net: DequantNet, references: list[Reference], config: DepthT
         for bits in (4, 6, 8):
             gains = []
             for ref in references:
-                fixed = DepthTrainConfig(
-                    batch_size=4, crop=128, context_crop=config.context_crop, min_bits=bits, max_bits=bits, noise_probability=0.0
-                )
-                batch = sample_batch([ref], fixed, rng, getattr(net, "module", net).cell)
-                out = batch_output(net, batch)
-                mse_out = ((out - batch.targets) ** 2).mean().item()
-                mse_centre = ((batch.centres - batch.targets) ** 2).mean().item()
+                fixed = DepthTrainConfig(batch_size=4, crop=128, min_bits=bits, max_bits=bits, noise_probability=0.0)
+                centres, targets, _ = sample_batch([ref], fixed, rng)
+                out = dequantize_levels(net, centres, 1.0 / max_level(bits))
+                mse_out = ((out - targets) ** 2).mean().item()
+                mse_centre = ((centres - targets) ** 2).mean().item()
                 gains.append(10 * math.log10(mse_centre / max(mse_out, 1e-20)))
             result[f"gain_db_{bits}bit"] = float(np.mean(gains)) if gains else float("nan")
     return result
@@ -219,10 +180,12 @@ def train_depth(
         if reference is not None:
             references.append(reference)
     train_refs, val_refs = split_references(references, config.validation_fraction)
-    net = config.network()
+    net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks)))
 
     def loss_fn(model, rng):
-        return batch_loss(model, sample_batch(train_refs, config, rng, net.cell), next(net.parameters()).device)
+        centres, targets, bits_list = sample_batch(train_refs, config, rng)
+        target_device = next(net.parameters()).device
+        return batch_loss(model, centres.to(target_device), targets.to(target_device), bits_list)
 
     settings = LoopSettings(
         steps=config.steps, lr=config.lr, validate_every=config.validate_every,
