@@ -28,10 +28,10 @@ import torch
 from bdx.hdr.classical import expand_highlights
 from bdx.hdr.models import load_hdr_net
 from bdx.hdr.reconstruct import HdrSettings, ldr_to_hdr
-from bdx.hdr.tonemap import HEADROOM, inverse_mu_law, random_camera
+
 from bdx.io import Image
 from bdx.metrics import clipped_region_error, psnr_log, psnr_mu, ssim_mu
-from bdx.training.hdr import expose, find_scenes, render_ldr
+from bdx.training.hdr import find_scenes, heldout_cases, predict_iterations
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -43,31 +43,23 @@ def quality(weights: Path, data: Path) -> dict:
         heldout = set(json.loads(handle.metadata()["validation_files"]))
     scenes = [s for s in find_scenes([data]) if s.name in heldout]
     net = load_hdr_net(weights)
-    rng = np.random.default_rng(7)
     rows = []
-    for scene in scenes:
-        for percentile in (90.0, 98.0):
-            exposed = scene.linear * np.float32(expose(scene.linear, percentile))
-            h, w = exposed.shape[0] // 4 * 4, exposed.shape[1] // 4 * 4
-            target = np.minimum(exposed[:h, :w], HEADROOM)
-            ldr = render_ldr(exposed[:h, :w], random_camera(rng), None)
-            clipped = ldr.max(axis=-1) >= 254.5 / 255
-            x = torch.from_numpy(ldr).permute(2, 0, 1)[None]
-            with torch.inference_mode():
-                context = net.global_features(torch.nn.functional.interpolate(x, scale_factor=min(1.0, 256 / max(h, w)), mode="area"))
-                outputs = net(x, context, all_iterations=True)
-            results = {
-                "classical": expand_highlights(ldr),
-                "network, iteration 1": inverse_mu_law(outputs[0].clamp(0, 1))[0].permute(1, 2, 0).numpy(),
-                f"network, iteration {len(outputs)}": inverse_mu_law(outputs[-1].clamp(0, 1))[0].permute(1, 2, 0).numpy(),
-            }
-            for method, pred in results.items():
-                rows.append({
-                    "scene": scene.name, "percentile": percentile, "method": method,
-                    "psnr_mu": psnr_mu(pred, target), "psnr_log": psnr_log(pred, target), "ssim_mu": ssim_mu(pred, target),
-                    "clipped_fraction": float(clipped.mean()),
-                    "clipped_error": clipped_region_error(pred, target, clipped),
-                })
+    for case in heldout_cases(scenes, seed=7):
+        clipped = case.ldr.max(axis=-1) >= 254.5 / 255
+        outputs = predict_iterations(net, case.ldr, net.config.context_size)
+        results = {
+            "classical": expand_highlights(case.ldr),
+            "network, iteration 1": outputs[0],
+            f"network, iteration {len(outputs)}": outputs[-1],
+        }
+        for method, pred in results.items():
+            target = case.target
+            rows.append({
+                "scene": case.scene, "percentile": case.percentile, "method": method,
+                "psnr_mu": psnr_mu(pred, target), "psnr_log": psnr_log(pred, target), "ssim_mu": ssim_mu(pred, target),
+                "clipped_fraction": float(clipped.mean()),
+                "clipped_error": clipped_region_error(pred, target, clipped),
+            })
     summary = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         picked = [r for r in rows if r["method"] == method]

@@ -144,31 +144,52 @@ def hdr_loss(outputs: list[torch.Tensor], target: torch.Tensor, gradient_weight:
     return total / len(outputs)
 
 
+@dataclass
+class HeldoutCase:
+    """One evaluation image: a held-out scene exposed so a given luminance percentile reaches the clip point."""
+
+    scene: str
+    percentile: float
+    target: np.ndarray  # (H, W, 3) scene-linear reference, capped at the network's headroom
+    ldr: np.ndarray  # (H, W, 3) the 8-bit rendering through a random camera curve, in [0, 1]
+
+
+def heldout_cases(scenes: list[Scene], seed: int) -> list[HeldoutCase]:
+    """Each scene at the 90th and 98th percentile exposures, cropped to a multiple of 4, with fixed-seed cameras."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for scene in scenes:
+        for percentile in (90.0, 98.0):
+            exposed = scene.linear * np.float32(expose(scene.linear, percentile))
+            h, w = exposed.shape[0] // 4 * 4, exposed.shape[1] // 4 * 4
+            exposed = exposed[:h, :w]
+            ldr = render_ldr(exposed, random_camera(rng), None)
+            cases.append(HeldoutCase(scene.name, percentile, np.minimum(exposed, HEADROOM), ldr))
+    return cases
+
+
+def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) -> list[np.ndarray]:
+    """Scene-linear (H, W, 3) predictions after every feedback iteration, for a whole (untiled) image."""
+    from bdx.hdr.tonemap import inverse_mu_law
+
+    device = next(net.parameters()).device
+    x = torch.from_numpy(ldr).permute(2, 0, 1)[None].to(device)
+    with torch.inference_mode():
+        context = net.global_features(torch.from_numpy(context_image(ldr, context_size)).permute(2, 0, 1)[None].to(device))
+        outputs = net(x, context, all_iterations=True)
+    return [inverse_mu_law(out.clamp(0, 1))[0].permute(1, 2, 0).cpu().numpy() for out in outputs]
+
+
 def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: int) -> dict[str, float]:
     """Mean PSNR-mu on fixed exposures of the held-out scenes: the network (last and first iteration) and the classical baseline."""
     from bdx.hdr.classical import expand_highlights
 
-    rng = np.random.default_rng(99)
     scores: dict[str, list[float]] = {"val_psnr_mu": [], "val_psnr_mu_1iter": [], "val_psnr_mu_classical": []}
-    device = next(net.parameters()).device
-    for scene in scenes:
-        for percentile in (90.0, 98.0):
-            exposed = scene.linear * np.float32(expose(scene.linear, percentile))
-            camera = random_camera(rng)
-            h, w = exposed.shape[0] // 4 * 4, exposed.shape[1] // 4 * 4
-            exposed = exposed[:h, :w]
-            ldr = render_ldr(exposed, camera, None)
-            x = torch.from_numpy(ldr).permute(2, 0, 1)[None].to(device)
-            context = net.global_features(torch.from_numpy(context_image(ldr, context_size)).permute(2, 0, 1)[None].to(device))
-            outputs = net(x, context, all_iterations=True)
-            from bdx.hdr.tonemap import inverse_mu_law
-
-            last = inverse_mu_law(outputs[-1])[0].permute(1, 2, 0).cpu().numpy()
-            first = inverse_mu_law(outputs[0])[0].permute(1, 2, 0).cpu().numpy()
-            target = np.minimum(exposed, HEADROOM)
-            scores["val_psnr_mu"].append(psnr_mu(last, target))
-            scores["val_psnr_mu_1iter"].append(psnr_mu(first, target))
-            scores["val_psnr_mu_classical"].append(psnr_mu(expand_highlights(ldr), target))
+    for case in heldout_cases(scenes, seed=99):
+        outputs = predict_iterations(net, case.ldr, context_size)
+        scores["val_psnr_mu"].append(psnr_mu(outputs[-1], case.target))
+        scores["val_psnr_mu_1iter"].append(psnr_mu(outputs[0], case.target))
+        scores["val_psnr_mu_classical"].append(psnr_mu(expand_highlights(case.ldr), case.target))
     return {k: float(np.mean(v)) for k, v in scores.items() if v}
 
 
