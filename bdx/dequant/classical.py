@@ -105,24 +105,24 @@ def neighbour_level_distances(levels: np.ndarray, radius: float) -> tuple[np.nda
     of level q+3 in the same group never counts as a contour.
     """
     levels = levels.astype(np.int32, copy=False)
-    residue = levels % RESIDUE_CLASSES
-    distances = np.full((RESIDUE_CLASSES,) + levels.shape, np.inf, dtype=np.float32)
-    nearest = np.full((RESIDUE_CLASSES,) + levels.shape, -2, dtype=np.int32)
+    residue = (levels % RESIDUE_CLASSES).astype(np.uint8)
+    below = np.full(levels.shape, np.inf, dtype=np.float32)
+    above = np.full(levels.shape, np.inf, dtype=np.float32)
+    within = np.empty(levels.shape, dtype=bool)
+    match = np.empty(levels.shape, dtype=bool)
+    neighbours = ((levels - 1, below), (levels + 1, above))
     for group in range(RESIDUE_CLASSES):
-        seeds = residue == group
-        if not seeds.any():
+        non_seeds = (residue != group).view(np.uint8)
+        if non_seeds.all():
             continue
-        distance, labels = cv2.distanceTransformWithLabels(
-            (~seeds).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-        )
-        seed_level = np.zeros(int(labels.max()) + 1, dtype=np.int32)
+        distance, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        seeds = non_seeds == 0
+        seed_level = np.zeros(np.count_nonzero(seeds) + 1, dtype=np.int32)  # one label per seed pixel, 1..count
         seed_level[labels[seeds]] = levels[seeds]
-        distances[group] = distance
-        nearest[group] = seed_level[labels]
-    result = []
-    for offset in (-1, 1):
-        group = ((levels + offset) % RESIDUE_CLASSES)[None]
-        distance = np.take_along_axis(distances, group, 0)[0]
-        found = np.take_along_axis(nearest, group, 0)[0] == levels + offset
-        result.append(np.where(found & (distance <= radius), distance, np.float32(np.inf)))
-    return result[0], result[1]
+        nearest = seed_level[labels]  # its level is in this group, so only pixels one level off can match
+        np.less_equal(distance, radius, out=within)
+        for level, result in neighbours:
+            np.equal(nearest, level, out=match)
+            match &= within
+            np.copyto(result, distance, where=match)
+    return below, above
