@@ -53,6 +53,7 @@ class ContourDequantizer(nn.Module):
     """Contour-distance interpolation inside each bin (CPU; NumPy and OpenCV inside)."""
 
     halo = CONTOUR_RADIUS + PLATEAU_WINDOW
+    preferred_tile = 2048  # the 137 px halo costs 60 % extra work on 1024 px tiles, 29 % on 2048 px tiles
 
     def __init__(self, bits: int, convention: Convention = "centre") -> None:
         super().__init__()
@@ -74,8 +75,12 @@ class ContourDequantizer(nn.Module):
 def contour_values(levels: np.ndarray, fraction: np.ndarray, bits: int, convention: Convention) -> np.ndarray:
     """Values in [0, 1] at position ``fraction`` (0 = bottom, 1 = top) inside each level's bin."""
     step = np.float32(step_size(bits, convention))
-    bottom = levels if convention == "truncate" else levels - np.float32(0.5)
-    return ((bottom + fraction) * step).astype(np.float32)
+    values = levels.astype(np.float32)  # float32 throughout (int32 with a float32 scalar would promote to float64)
+    if convention != "truncate":
+        values -= np.float32(0.5)
+    values += fraction
+    values *= step
+    return values
 
 
 def contour_fraction(levels: np.ndarray) -> np.ndarray:
