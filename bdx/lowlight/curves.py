@@ -27,8 +27,10 @@ def apply_curves(x: torch.Tensor, params: torch.Tensor, iterations: int = ITERAT
             b = one_minus if maps == 1 else one_minus[:, 3 * i : 3 * i + 3]
             x = x * torch.addcmul(b, a, x)
         return x
-    # inference: all iterations on one band of rows at a time, so the 16 passes run in cache (about 2x faster)
+    # inference: all iterations on one band of rows at a time, so the 16 passes run in cache (2x faster alone)
     out = x.clone()  # never the caller's tensor
+    shape = (params.shape[0], params.shape[1]) + tuple(x.shape[2:])
+    params, one_minus = params.expand(shape), one_minus.expand(shape)  # bands slice rows of broadcast maps too
     rows = max(1, CACHE_ELEMENTS // max(1, x.shape[0] * x.shape[1] * x.shape[3]))
     factor = torch.empty_like(out[:, :, :rows])
     for top in range(0, x.shape[2], rows):
