@@ -223,3 +223,17 @@ def test_default_weights_run(runner, tmp_path):
     assert result.exit_code == 0, result.output
     out = read_image(tmp_path / "p.exr")
     assert out.pixels.shape == (20, 28, 3) and np.isfinite(out.pixels).all()
+
+
+def test_wide_expand_map_blur_is_close_to_the_exact_gaussian():
+    import cv2
+
+    from bdx.hdr.classical import _wide_blur
+
+    plane = np.zeros((600, 800), np.float32)
+    plane[200:260, 300:420] = 1.0
+    plane[500:, 700:] = 1.0
+    exact = cv2.GaussianBlur(plane, (0, 0), 20)
+    fast = _wide_blur(plane, 20)
+    assert np.abs(fast - exact).max() < 0.01
+    assert np.abs(fast - exact).mean() < 1e-3
