@@ -125,12 +125,17 @@ def test_learned_weight_errors(tmp_path):
         load_hdr_net(bad)
 
 
-def test_training_step_and_resume(tmp_path):
+def _reference_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "refs"
     folder.mkdir()
     for i in range(3):
         linear = np.exp(np.random.default_rng(i).normal(0, 1.5, (40, 64, 3))).astype(np.float32)
         write_image(folder / f"s{i}.exr", Image(linear, linear=True), exr_half=False)
+    return folder
+
+
+def test_training_step_and_resume(tmp_path):
+    folder = _reference_folder(tmp_path)
     output = tmp_path / "h.safetensors"
     config = HdrTrainConfig(steps=2, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
                             validation_fraction=0.4)
@@ -139,6 +144,15 @@ def test_training_step_and_resume(tmp_path):
     checkpoint = Path(str(output) + ".ckpt.pt")
     resumed = train_hdr([folder], output, HdrTrainConfig(**{**config.__dict__, "steps": 3}), resume=checkpoint)
     assert resumed.step == 3
+
+
+def test_train_hdr_cli_reports_validation(runner, tmp_path):
+    output = tmp_path / "h.safetensors"
+    result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(output), "--steps", "1",
+                                 "--batch-size", "2", "--crop", "32", "--iterations", "2", "--validate-every", "1",
+                                 "--validation-fraction", "0.4", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert output.exists() and "step 1/1" in result.stderr and "val PSNR-mu" in result.stderr
 
 
 def test_merge_brackets_recovers_the_scene():

@@ -240,6 +240,14 @@ def test_training_step_and_resume(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(first.net.state_dict().values(), second.net.state_dict().values()))
 
 
+def test_train_lowlight_cli_reports_validation(runner, tmp_path):
+    output = tmp_path / "ll.safetensors"
+    result = runner.invoke(app, ["train", "lowlight", "--data", str(_training_folder(tmp_path)), "-o", str(output), "--steps", "1",
+                                 "--batch-size", "2", "--validate-every", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert output.exists() and "step 1/1" in result.stderr and "no validation files" in result.stderr  # 4 files: none held out
+
+
 def test_training_excludes_held_out_files(tmp_path):
     folder = _training_folder(tmp_path)
     with pytest.raises(BdxError, match="no usable training images"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -51,16 +51,10 @@ def train_depth_command(
         )
         torch_device = str(resolve_device(device))
 
-        def report(step: int, record: dict) -> None:
-            if quiet or "gain_db_4bit" not in record:
-                return
-            typer.echo(
-                f"step {step}/{steps}  loss {record['loss']:.4f}  val gain over bin centre: "
-                f"4-bit {record['gain_db_4bit']:+.2f} dB, 6-bit {record['gain_db_6bit']:+.2f} dB, "
-                f"8-bit {record['gain_db_8bit']:+.2f} dB  ({record['seconds']:.0f} s)",
-                err=True,
-            )
-
+        report = _step_reporter(steps, quiet, "gain_db_4bit", lambda r: (
+            f"val gain over bin centre: 4-bit {r['gain_db_4bit']:+.2f} dB, 6-bit {r['gain_db_6bit']:+.2f} dB, "
+            f"8-bit {r['gain_db_8bit']:+.2f} dB"
+        ))
         state = train_depth(data, output, config, resume=resume, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
@@ -107,15 +101,9 @@ def train_lowlight_command(
         )
         torch_device = str(resolve_device(device))
 
-        def report(step: int, record: dict) -> None:
-            if quiet or "val_loss" not in record:
-                return
-            typer.echo(
-                f"step {step}/{steps}  loss {record['loss']:.4f}  val loss {record['val_loss']:.4f}  "
-                f"val mean brightness {record['val_mean_in']:.3f} -> {record['val_mean_out']:.3f}  ({record['seconds']:.0f} s)",
-                err=True,
-            )
-
+        report = _step_reporter(steps, quiet, "val_loss", lambda r: (
+            f"val loss {r['val_loss']:.4f}  val mean brightness {r['val_mean_in']:.3f} -> {r['val_mean_out']:.3f}"
+        ))
         state = train_lowlight(data, output, config, exclude=exclude, resume=resume, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
@@ -157,15 +145,22 @@ def train_hdr_command(
         )
         torch_device = str(resolve_device(device))
 
-        def report(step: int, record: dict) -> None:
-            if quiet or "val_psnr_mu" not in record:
-                return
-            typer.echo(
-                f"step {step}/{steps}  loss {record['loss']:.4f}  val PSNR-mu {record['val_psnr_mu']:.2f} dB "
-                f"(iteration 1: {record['val_psnr_mu_1iter']:.2f}, classical: {record['val_psnr_mu_classical']:.2f})  "
-                f"({record['seconds']:.0f} s)",
-                err=True,
-            )
-
+        report = _step_reporter(steps, quiet, "val_psnr_mu", lambda r: (
+            f"val PSNR-mu {r['val_psnr_mu']:.2f} dB "
+            f"(iteration 1: {r['val_psnr_mu_1iter']:.2f}, classical: {r['val_psnr_mu_classical']:.2f})"
+        ))
         state = train_hdr(data, output, config, resume=resume, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
+
+
+def _step_reporter(steps: int, quiet: bool, marker: str, describe: Callable[[dict], str]) -> Callable[[int, dict], None]:
+    """A training-loop callback printing one line to stderr every ``--validate-every`` steps, with the validation
+    figures when the record holds ``marker`` (there may be no validation files)."""
+
+    def report(step: int, record: dict) -> None:
+        if quiet or not record.get("milestone"):
+            return
+        figures = describe(record) if marker in record else "(no validation files)"
+        typer.echo(f"step {step}/{steps}  loss {record['loss']:.4f}  {figures}  ({record['seconds']:.0f} s)", err=True)
+
+    return report

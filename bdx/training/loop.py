@@ -102,7 +102,8 @@ def run_training(
         state.step += 1
         record = {"step": state.step, "loss": float(loss.item()), "seconds": time.perf_counter() - started}
         last = state.step == settings.steps
-        if rank == 0 and validate is not None and (state.step % settings.validate_every == 0 or last):
+        record["milestone"] = state.step % settings.validate_every == 0 or last  # validation (if any) and a report line
+        if rank == 0 and validate is not None and record["milestone"]:
             net.eval()
             with torch.no_grad():
                 record.update(validate(net))
