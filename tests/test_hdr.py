@@ -251,3 +251,10 @@ def test_wide_expand_map_blur_is_close_to_the_exact_gaussian():
     fast = _wide_blur(plane, 20)
     assert np.abs(fast - exact).max() < 0.01
     assert np.abs(fast - exact).mean() < 1e-3
+
+
+def test_two_process_ddp_training(tmp_path):
+    from ddp import train_on_two_processes
+
+    replicas = train_on_two_processes("hdr", _reference_folder(tmp_path), tmp_path)
+    assert all(torch.equal(replicas[0][k], replicas[1][k]) for k in replicas[0])  # gradients were averaged

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from bdx.reduce import quantize_image
 from bdx.training.depth import DepthTrainConfig, train_depth
 
 from conftest import gradient16
+from ddp import train_on_two_processes
 
 
 def _random_centres(bits: int, shape=(2, 3, 16, 20)) -> torch.Tensor:
@@ -163,32 +163,8 @@ def test_cli_train_depth(runner, tmp_path):
     assert output.exists() and "val gain" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, data: str, folder: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
-    torch.set_num_threads(1)
-    config = DepthTrainConfig(steps=3, batch_size=2, crop=32, validate_every=3, checkpoint_every=3)
-    state = train_depth([Path(data)], Path(folder) / "ddp.safetensors", config)
-    torch.save(state.net.state_dict(), Path(folder) / f"rank{rank}.pt")
-    import torch.distributed as dist
-
-    dist.barrier()
-    dist.destroy_process_group()
-
-
 def test_two_process_ddp_training(tmp_path):
-    import torch.multiprocessing as mp
-
-    data = _reference_folder(tmp_path)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(data), str(tmp_path)), nprocs=2, join=True)
-    assert (tmp_path / "ddp.safetensors").exists()
-    assert torch.load(tmp_path / "ddp.safetensors.ckpt.pt", weights_only=True)["step"] == 3
-    replicas = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    replicas = train_on_two_processes("depth", _reference_folder(tmp_path), tmp_path)
     assert all(torch.equal(replicas[0][k], replicas[1][k]) for k in replicas[0])  # gradients were averaged
     assert any(replicas[0][k].abs().sum() > 0 for k in replicas[0] if k.startswith("head"))
 

@@ -343,3 +343,10 @@ def test_denoise_smooths_lifted_flat_noise_and_keeps_edges(subsample):
         assert smooth[flat].std() < 0.6 * plain[flat].std()
     step = lambda image: image[flats[1]].mean() - image[flats[0]].mean()  # noqa: E731
     assert abs(step(smooth) - step(plain)) < 0.02 * step(plain)
+
+
+def test_two_process_ddp_training(tmp_path):
+    from ddp import train_on_two_processes
+
+    replicas = train_on_two_processes("lowlight", _training_folder(tmp_path), tmp_path)
+    assert all(torch.equal(replicas[0][k], replicas[1][k]) for k in replicas[0])  # gradients were averaged
