@@ -149,10 +149,11 @@ def test_training_step_and_resume(tmp_path):
 def test_train_hdr_cli_reports_validation(runner, tmp_path):
     output = tmp_path / "h.safetensors"
     result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(output), "--steps", "1",
-                                 "--batch-size", "2", "--crop", "32", "--iterations", "2", "--validate-every", "1",
+                                 "--batch-size", "2", "--crop", "32", "--iterations", "2", "--width", "8", "--validate-every", "1",
                                  "--validation-fraction", "0.4", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert output.exists() and "step 1/1" in result.stderr and "val PSNR-mu" in result.stderr
+    assert load_hdr_net(output).config.width == 8
 
 
 def test_merge_brackets_recovers_the_scene():

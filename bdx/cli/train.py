@@ -122,6 +122,7 @@ def train_hdr_command(
     crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 4).")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 1e-3,
     iterations: Annotated[int, typer.Option(help="Feedback iterations (1: a feed-forward model).")] = 4,
+    width: Annotated[int, typer.Option(help="Feature width of the network (channels at 1/4 resolution).")] = 32,
     validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
     validate_every: opt.ValidateEvery = 250,
     checkpoint_every: opt.CheckpointEvery = 250,
@@ -136,10 +137,10 @@ def train_hdr_command(
     from bdx.training.hdr import HdrTrainConfig, train_hdr
 
     with command_errors():
-        if iterations < 1:
-            raise UsageError("--iterations must be at least 1")
+        if iterations < 1 or width < 4:
+            raise UsageError("--iterations must be at least 1 and --width at least 4")
         config = HdrTrainConfig(
-            steps=steps, batch_size=batch_size, crop=max(16, crop // 4 * 4), lr=lr, iterations=iterations,
+            steps=steps, batch_size=batch_size, crop=max(16, crop // 4 * 4), lr=lr, iterations=iterations, width=width,
             validation_fraction=validation_fraction, validate_every=validate_every, checkpoint_every=checkpoint_every,
             seed=seed,
         )
