@@ -103,6 +103,15 @@ def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
         raise UsageError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
 
 
+def output_format(fmt: str | None, output: str | None, choices: tuple[str, ...]) -> str:
+    """The ``--format`` to write: as given, else from the output's extension, else the first of ``choices``."""
+    from bdx.io import format_from_path
+
+    chosen = fmt or (format_from_path(output) if output and output != "-" else None) or choices[0]
+    check_choice("--format", chosen, choices)
+    return chosen
+
+
 def shard_from_environment() -> str | None:
     """``I/N`` from a SLURM job array or a torchrun launch, if either is present."""
     env = os.environ

@@ -8,7 +8,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, command_errors, plan_batch, read_source, write_target
+from bdx.cli.common import check_choice, command_errors, output_format, plan_batch, read_source, write_target
 from bdx.errors import UsageError
 
 
@@ -41,7 +41,6 @@ def ldr2hdr_command(
     """Reconstruct scene-linear HDR from 8-bit (or 16-bit) photos: undo the curve and quantization, recover highlights."""
     from bdx.depth import DISPLAY_DEQUANTIZERS
     from bdx.hdr.reconstruct import HDR_METHODS, HdrSettings
-    from bdx.io import format_from_path
 
     with command_errors():
         check_choice("--method", method, HDR_METHODS)
@@ -51,8 +50,7 @@ def ldr2hdr_command(
             raise UsageError("--iterations must be at least 1")
         if peak_nits is not None and peak_nits <= 0:
             raise UsageError("--peak-nits must be positive")
-        chosen = fmt or (format_from_path(output) if output and output != "-" else None) or "exr"
-        check_choice("--format", chosen, ("exr", "hdr"))
+        chosen = output_format(fmt, output, ("exr", "hdr"))
         settings = HdrSettings(method=method, dequantize=dequantize, iterations=iterations, exposure=exposure,
                                peak_nits=peak_nits, tile=tile)
         net = None

@@ -8,7 +8,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, command_errors, plan_batch, read_source, write_target
+from bdx.cli.common import check_choice, command_errors, output_format, plan_batch, read_source, write_target
 from bdx.errors import UsageError
 
 
@@ -42,7 +42,6 @@ def enhance_lowlight_command(
     quiet: opt.Quiet = False,
 ) -> None:
     """Brighten dark images (JPEG, PNG, TIFF, camera RAW) to smooth 16-bit results: same size, no crop."""
-    from bdx.io import format_from_path
     from bdx.io.write import FORMAT_EXTENSIONS
     from bdx.lowlight.enhance import DEQUANTIZE_CHOICES, EnhanceSettings
 
@@ -54,8 +53,7 @@ def enhance_lowlight_command(
             raise UsageError("--gamma must be positive")
         if target_mean is not None and not 0 < target_mean < 1:
             raise UsageError("--target-mean must be between 0 and 1")
-        chosen = fmt or (format_from_path(output) if output and output != "-" else None) or "tiff"
-        check_choice("--format", chosen, ("tiff", "png", "exr"))
+        chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         settings = EnhanceSettings(dequantize=dequantize, denoise=denoise, gamma=gamma, target_mean=target_mean, tile=tile)
         model = _load_model(weights)
         batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_bright", dir_suffix="_bright")

@@ -8,7 +8,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, command_errors, plan_batch, read_source, write_target
+from bdx.cli.common import check_choice, command_errors, output_format, plan_batch, read_source, write_target
 from bdx.errors import UsageError
 
 
@@ -41,7 +41,6 @@ def upscale_depth_command(
 ) -> None:
     """Dequantize images to 16 bits: smooth gradients, every value inside its input bin."""
     from bdx.depth import DEPTH_METHODS, upscale_depth
-    from bdx.io import format_from_path
     from bdx.io.write import FORMAT_EXTENSIONS
     from bdx.quantization import CONVENTIONS
 
@@ -51,8 +50,7 @@ def upscale_depth_command(
         if out_bits != 16:
             raise UsageError("--out-bits supports 16")
         bits = None if in_bits == "auto" else _parse_bits(in_bits)
-        chosen = fmt or (format_from_path(output) if output and output != "-" else None) or "tiff"
-        check_choice("--format", chosen, ("tiff", "png", "exr"))
+        chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         net = None
         if method == "learned":
             from bdx.assets import default_weights
