@@ -31,6 +31,9 @@ Tile = Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo exc
 Dequantize = Annotated[
     str, typer.Option(help="Dequantizer run first: auto (the shipped learned one), learned, contour, midpoint or none.")
 ]
+WeightsOutput = Annotated[Path, typer.Option("--output", "-o", help="Weights file to write (safetensors).")]
+Steps = Annotated[int, typer.Option(help="Optimizer steps in all.")]
+LearningRate = Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")]
 ValidateEvery = Annotated[int, typer.Option(help="Steps between validation runs.")]
 CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints (<output>.ckpt.pt).")]
 Resume = Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from.")]

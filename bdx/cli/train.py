@@ -22,13 +22,11 @@ app.add_typer(train_app, name="train")
 )
 def train_depth_command(
     data: Annotated[list[Path], typer.Option(help="Reference images or folders (16-bit, >=1 MP photos, EXR); repeatable.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write (safetensors).")] = Path(
-        "depth.safetensors"
-    ),
-    steps: Annotated[int, typer.Option(help="Optimizer steps in all.")] = 2000,
+    output: opt.WeightsOutput = Path("depth.safetensors"),
+    steps: opt.Steps = 2000,
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 16,
     crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 8).")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 2e-3,
+    lr: opt.LearningRate = 2e-3,
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
     validation_fraction: Annotated[
@@ -65,12 +63,10 @@ def train_depth_command(
 )
 def train_lowlight_command(
     data: Annotated[list[Path], typer.Option(help="Image files or folders (any exposures; no references needed); repeatable.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write (safetensors).")] = Path(
-        "lowlight.safetensors"
-    ),
-    steps: Annotated[int, typer.Option(help="Optimizer steps in all.")] = 3000,
+    output: opt.WeightsOutput = Path("lowlight.safetensors"),
+    steps: opt.Steps = 3000,
     batch_size: Annotated[int, typer.Option(help="Images per step (per process).")] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 1e-3,
+    lr: opt.LearningRate = 1e-3,
     exclude_from: Annotated[
         Optional[Path], typer.Option(help="Text file of file names (one per line) never to train on, e.g. a test split.")
     ] = None,
@@ -114,13 +110,11 @@ def train_lowlight_command(
 )
 def train_hdr_command(
     data: Annotated[list[Path], typer.Option(help="Scene-linear references (.exr, .hdr) or folders; repeatable.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write (safetensors).")] = Path(
-        "hdr.safetensors"
-    ),
-    steps: Annotated[int, typer.Option(help="Optimizer steps in all.")] = 3000,
+    output: opt.WeightsOutput = Path("hdr.safetensors"),
+    steps: opt.Steps = 3000,
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 8,
     crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 4).")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 1e-3,
+    lr: opt.LearningRate = 1e-3,
     iterations: Annotated[int, typer.Option(help="Feedback iterations (1: a feed-forward model).")] = 4,
     width: Annotated[int, typer.Option(help="Feature width of the network (channels at 1/4 resolution).")] = 32,
     validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
