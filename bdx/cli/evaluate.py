@@ -144,11 +144,7 @@ def eval_depth(
         baseline = baseline_records(per_method)
         if baseline:
             summary["input (bin centre)"] = baseline
-    if json_lines:
-        sys.stdout.write(json.dumps({"summary": summary}) + "\n")
-    else:
-        print_summary(summary)
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    finish(summary, failed, json_lines)
 
 
 def summarise(records: list[dict]) -> dict:
@@ -179,6 +175,15 @@ def baseline_records(per_method: dict[str, list[dict]]) -> dict:
         for record in records
     ]
     return summarise(picked)
+
+
+def finish(summary: dict, failed: bool, json_lines: bool, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)"):
+    """Write the summary (a JSON line, or a table) and exit: 0, or the failure status when a pair failed."""
+    if json_lines:
+        sys.stdout.write(json.dumps({"summary": summary}) + "\n")
+    else:
+        print_summary(summary, columns, title)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 def print_summary(summary: dict, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)") -> None:
@@ -237,11 +242,7 @@ def eval_lowlight(
         score=lambda path, reference: evaluate_lowlight(read_image(path), reference),
     )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
-    if json_lines:
-        sys.stdout.write(json.dumps({"summary": summary}) + "\n")
-    else:
-        print_summary(summary, LOWLIGHT_COLUMNS, "bdx eval lowlight (means over images)")
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    finish(summary, failed, json_lines, LOWLIGHT_COLUMNS, "bdx eval lowlight (means over images)")
 
 
 HDR_COLUMNS = (
@@ -294,8 +295,4 @@ def eval_hdr(
     if sheet is not None and sheet_rows:
         with command_errors():
             write_image(sheet, Image(exposure_sheet(sheet_rows)), fmt="png", bits=8)
-    if json_lines:
-        sys.stdout.write(json.dumps({"summary": summary}) + "\n")
-    else:
-        print_summary(summary, HDR_COLUMNS, "bdx eval hdr (means over images)")
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    finish(summary, failed, json_lines, HDR_COLUMNS, "bdx eval hdr (means over images)")
