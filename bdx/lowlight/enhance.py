@@ -110,7 +110,7 @@ def guided_denoise(x: torch.Tensor, eps: torch.Tensor, radius: int, subsample: i
     guide = x
     if subsample > 1:
         guide = _shrink(x, subsample)
-        radius = max(1, round(radius / subsample))
+        radius = _working_radius(radius, subsample)
     mean = box_mean(guide, radius)
     variance = (box_mean(guide * guide, radius) - mean * mean).clamp_min(0)
     a = variance / (variance + eps)
@@ -119,6 +119,17 @@ def guided_denoise(x: torch.Tensor, eps: torch.Tensor, radius: int, subsample: i
     if subsample > 1:
         a, b = _enlarge(a, subsample), _enlarge(b, subsample)
     return torch.addcmul(b, a, x)
+
+
+def _working_radius(radius: int, subsample: int) -> int:
+    """The box radius on the s-times smaller copy of the fast guided filter."""
+    return max(1, round(radius / subsample))
+
+
+def guided_denoise_reach(radius: int, subsample: int = 1) -> int:
+    """Pixels on each side that :func:`guided_denoise` reads: two box filters, plus the pooling and the
+    bilinear upsampling of a subsampled filter."""
+    return 2 * subsample * _working_radius(radius, subsample) + (2 * subsample if subsample > 1 else 0)
 
 
 NOISE_SIGMA = 1.5 / 255  # assumed input noise at denoise strength 1, in display units
@@ -135,10 +146,7 @@ class CurveEnhancer(torch.nn.Module):
         self.exponent = exponent
         net_radius = getattr(model.net, "receptive_radius", 0) if self.full_resolution else 0
         self.multiple = settings.denoise_subsample if settings.denoise > 0 else 1
-        reach = 0
-        if settings.denoise > 0:  # two box filters, plus the pooling and the bilinear upsampling of a subsampled filter
-            sub = settings.denoise_subsample
-            reach = 2 * sub * max(1, round(settings.denoise_radius / sub)) + (2 * sub if sub > 1 else 0)
+        reach = guided_denoise_reach(settings.denoise_radius, settings.denoise_subsample) if settings.denoise > 0 else 0
         self.halo = net_radius + reach + 1
 
     def forward(self, x: torch.Tensor, params: torch.Tensor | None = None, boxes: torch.Tensor | None = None) -> torch.Tensor:
