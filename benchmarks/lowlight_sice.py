@@ -65,7 +65,8 @@ def _distinct_in_dark(dark: Image, out: Image) -> float:
 
 
 def _timed(call, repeats: int = 3) -> dict:
-    """Median and every wall time of ``repeats`` calls (this machine is noisy)."""
+    """Median and every wall time of ``repeats`` calls after one warm-up call (this machine is noisy)."""
+    call()
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -86,7 +87,6 @@ def speed(weights: Path, peers: Path | None) -> dict:
         ("bdx curves + default denoise (no dequantization)", EnhanceSettings(dequantize="none")),
         ("bdx default pipeline (learned dequantization + curves + denoise)", EnhanceSettings()),
     ):
-        enhance_lowlight(big, model, settings, device="cpu")  # warm-up
         timing = _timed(lambda: enhance_lowlight(big, model, settings, device="cpu"))
         timing.update(megapixels=12.0, mpix_per_s=12.0 / timing["seconds"])
         result[label] = timing
@@ -101,7 +101,6 @@ def speed(weights: Path, peers: Path | None) -> dict:
         for label, net, flush in (("as published (denormals kept)", published.eval(), False), ("through bdx", through_bdx, True)):
             torch.set_flush_denormal(flush)
             with torch.inference_mode():
-                net(x)  # warm-up
                 timings[label] = _timed(lambda: net(x), repeats=2)["seconds"]
             torch.set_flush_denormal(False)
             print(f"Zero-DCE 1200x900 {label}: {timings[label]:.2f} s", flush=True)
