@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from bdx.cli import app
-from bdx.dequant.learned import ARCHITECTURE, DequantNet, LearnedDequantizer, DequantNetConfig, dequantize_levels, load_weights, save_weights
+from bdx.dequant.classical import ContourDequantizer
+from bdx.dequant.learned import (
+    ARCHITECTURE, DequantNet, DequantNetConfig, LearnedDequantizer, contour_prior, dequantize_levels, load_weights,
+    offset_reach, save_weights,
+)
 from bdx.depth import upscale_depth
 from bdx.errors import BdxError
 from bdx.io import Image, read_image, write_image
@@ -35,18 +39,48 @@ def test_untrained_network_is_the_bin_centre():
     assert torch.equal(out, centres)
 
 
-@pytest.mark.parametrize("bits", [3, 4, 8, 10])
-def test_any_weights_stay_inside_the_bin(bits):
-    torch.manual_seed(bits)
-    net = DequantNet().eval()
+def _randomized(net: DequantNet, std: float, seed: int) -> DequantNet:
+    torch.manual_seed(seed)
     for parameter in net.parameters():
-        torch.nn.init.normal_(parameter, std=1.0)
+        torch.nn.init.normal_(parameter, std=std)
+    return net
+
+
+CONTOUR = DequantNetConfig(prior="contour")
+
+
+def _prior_of(centres: torch.Tensor, bits: int) -> torch.Tensor:
+    return contour_prior(torch.round(centres * max_level(bits)).int().numpy(), 1 / max_level(bits))
+
+
+@pytest.mark.parametrize("prior", ["none", "contour"])
+@pytest.mark.parametrize("bits", [3, 4, 8, 10])
+def test_any_weights_stay_inside_the_bin(bits, prior):
+    net = _randomized(DequantNet(DequantNetConfig(prior=prior)).eval(), 1.0, bits)
     centres = _random_centres(bits)
     step = 1 / max_level(bits)
     with torch.no_grad():
-        out = dequantize_levels(net, centres, step)
+        out = dequantize_levels(net, centres, step, _prior_of(centres, bits) if prior == "contour" else None)
     assert (out - centres).abs().max().item() <= 0.5 * step + 1e-7
     assert (out - centres).abs().max().item() > 0.1 * step  # the offsets really move
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_untrained_prior_network_is_the_contour_method(bits):
+    quantized = quantize_image(Image(gradient16(61, 90)), bits)
+    levels = torch.from_numpy(levels_from_codes(quantized.pixels, bits, 8)).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        learned = LearnedDequantizer(DequantNet(CONTOUR).eval(), bits)(levels)
+        contour = ContourDequantizer(bits)(levels)
+    step = torch.tensor(1 / max_level(bits))
+    clamp_error = (0.5 * step - 0.999 * offset_reach(step)).item()  # prior offsets are clamped to 0.999 of the reach
+    assert (learned - contour).abs().max().item() <= clamp_error + 1e-6
+    assert (contour - levels / max_level(bits)).abs().max().item() > 0.3 * step.item()  # the contour really moves values
+
+
+def test_prior_network_refuses_a_missing_prior():
+    with pytest.raises(ValueError, match="prior"):
+        DequantNet(CONTOUR)(_random_centres(4, (1, 3, 16, 16)), torch.tensor([1 / 15]))
 
 
 def _reference_folder(tmp_path: Path, count: int = 3) -> Path:
@@ -75,11 +109,9 @@ def test_training_step_resume_and_weights(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_learned_method_through_the_engine_is_bin_safe(tmp_path):
-    torch.manual_seed(0)
-    net = DequantNet()
-    for parameter in net.parameters():
-        torch.nn.init.normal_(parameter, std=0.5)
+@pytest.mark.parametrize("prior", ["none", "contour"])
+def test_learned_method_through_the_engine_is_bin_safe(tmp_path, prior):
+    net = _randomized(DequantNet(DequantNetConfig(prior=prior)), 0.5, 0)
     weights = tmp_path / "w.safetensors"
     save_weights(net, weights)
     quantized = quantize_image(Image(gradient16(67, 93)), 5)
@@ -104,18 +136,19 @@ def test_receptive_field_fits_the_halo():
         reach = max(reach, centre - ys.min().item(), ys.max().item() - centre, centre - xs.min().item(), xs.max().item() - centre)
     assert reach > 40  # the net really sees far
     assert reach <= net.receptive_radius <= LearnedDequantizer(net, 4).halo
+    refining = DequantNet(CONTOUR)
+    assert LearnedDequantizer(refining, 4).halo >= refining.receptive_radius + ContourDequantizer.halo
 
 
-def test_learned_tiled_equals_whole_image(tmp_path):
-    torch.manual_seed(2)
-    net = DequantNet()
-    for parameter in net.parameters():
-        torch.nn.init.normal_(parameter, std=0.05)
+@pytest.mark.parametrize("prior", ["none", "contour"])
+def test_learned_tiled_equals_whole_image(tmp_path, prior):
+    net = _randomized(DequantNet(DequantNetConfig(prior=prior)), 0.05, 2)
     weights = tmp_path / "w.safetensors"
     save_weights(net, weights)
     quantized = quantize_image(Image(gradient16(203, 317)), 4)
     whole = upscale_depth(quantized, method="learned", weights=str(weights), relax=True, device="cpu", tile=4096)
     tiled = upscale_depth(quantized, method="learned", weights=str(weights), relax=True, device="cpu", tile=64)
+    assert len(np.unique(whole.image.pixels[..., 0])) > 256
     difference = np.abs(whole.image.pixels.astype(int) - tiled.image.pixels.astype(int))
     assert difference.max() <= 1  # float32 summation order may flip a rounding
 
@@ -133,6 +166,9 @@ def test_weight_loading_errors(tmp_path):
     save_file({"x": torch.zeros(2)}, str(other), metadata={"architecture": "resnet"})
     with pytest.raises(BdxError, match="not bdx dequantizer"):
         load_weights(other)
+    refining = tmp_path / "refining.safetensors"
+    save_weights(DequantNet(CONTOUR), refining)
+    assert load_weights(refining).has_prior
     wrong = tmp_path / "wrong.safetensors"
     save_weights(DequantNet(DequantNetConfig(widths=(8, 16))), wrong)
     state = {k: v for k, v in load_weights(wrong).state_dict().items() if not k.startswith("head")}
@@ -169,14 +205,13 @@ def test_two_process_ddp_training(tmp_path):
     assert any(replicas[0][k].abs().sum() > 0 for k in replicas[0] if k.startswith("head"))
 
 
-def test_inference_fast_path_equals_the_training_path():
+@pytest.mark.parametrize("prior", ["none", "contour"])
+def test_inference_fast_path_equals_the_training_path(prior):
     """Offsets added in 4x4-block layout (inference) equal the pixel-shuffled forward (training), any size."""
-    torch.manual_seed(4)
-    net = DequantNet().eval()
-    for parameter in net.parameters():
-        torch.nn.init.normal_(parameter, std=0.05)
+    net = _randomized(DequantNet(DequantNetConfig(prior=prior)).eval(), 0.05, 4)
     centres = _random_centres(5, (2, 3, 37, 50))
+    offsets = _prior_of(centres, 5) if prior == "contour" else None
     with torch.no_grad():
-        fast = dequantize_levels(net, centres, 1 / 31)
-    slow = dequantize_levels(net, centres, 1 / 31)  # gradients on: the plain forward
+        fast = dequantize_levels(net, centres, 1 / 31, offsets)
+    slow = dequantize_levels(net, centres, 1 / 31, offsets)  # gradients on: the plain forward
     torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-6)

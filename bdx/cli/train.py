@@ -9,7 +9,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import command_errors
+from bdx.cli.common import check_choice, command_errors
 
 train_app = typer.Typer(help="Train a model from folders of images (degradations synthesized on the fly).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -27,6 +27,9 @@ def train_depth_command(
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 16,
     crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 8).")] = 128,
     lr: opt.LearningRate = 2e-3,
+    prior: Annotated[
+        str, typer.Option(help="contour: refine the contour method's offsets (the shipped model); none: start from the bin centre.")
+    ] = "contour",
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
     validation_fraction: Annotated[
@@ -39,13 +42,15 @@ def train_depth_command(
 ) -> None:
     """Train the learned bit-depth dequantizer (one network for 3- to 10-bit input)."""
     from bdx.device import resolve_device
+    from bdx.dequant.learned import PRIORS
     from bdx.training.depth import DepthTrainConfig, train_depth
 
     with command_errors():
+        check_choice("--prior", prior, PRIORS)
         config = DepthTrainConfig(
             steps=steps, batch_size=batch_size, crop=max(8, crop // 8 * 8), lr=lr, validate_every=validate_every,
             checkpoint_every=checkpoint_every, seed=seed,
-            validation_fraction=validation_fraction,
+            validation_fraction=validation_fraction, prior=prior,
         )
         torch_device = str(resolve_device(device))
 

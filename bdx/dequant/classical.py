@@ -62,14 +62,19 @@ class ContourDequantizer(nn.Module):
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         array = levels.detach().to("cpu", torch.int32).numpy()
-        planes = [(n, c) for n in range(array.shape[0]) for c in range(array.shape[1])]
-        out = np.empty(array.shape, dtype=np.float32)
-        # OpenCV and NumPy release the GIL, so planes run in parallel on threads
-        with ThreadPoolExecutor(max_workers=max(1, min(len(planes), torch.get_num_threads()))) as pool:
-            for (n, c), fraction in zip(planes, pool.map(lambda nc: contour_fraction(array[nc]), planes)):
-                out[n, c] = fraction
-        values = contour_values(array, out, self.bits, self.convention)
+        values = contour_values(array, contour_fractions(array), self.bits, self.convention)
         return torch.from_numpy(values).to(levels.device)
+
+
+def contour_fractions(levels: np.ndarray) -> np.ndarray:
+    """:func:`contour_fraction` of every plane of (N, C, H, W) integer levels, planes in parallel."""
+    planes = [(n, c) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
+    out = np.empty(levels.shape, dtype=np.float32)
+    # OpenCV and NumPy release the GIL, so planes run in parallel on threads
+    with ThreadPoolExecutor(max_workers=max(1, min(len(planes), torch.get_num_threads()))) as pool:
+        for (n, c), fraction in zip(planes, pool.map(lambda nc: contour_fraction(levels[nc]), planes)):
+            out[n, c] = fraction
+    return out
 
 
 def contour_values(levels: np.ndarray, fraction: np.ndarray, bits: int, convention: Convention) -> np.ndarray:

@@ -6,6 +6,11 @@ less one 16-bit code (``(step / 2 - 1 / 65535) * tanh``), so its output never
 leaves the input's bin, even after rounding to 16 bits. The head starts at zero,
 so an untrained network is the bin centre. Weights are stored
 as safetensors with the architecture in the file's metadata.
+
+With ``prior="contour"`` the network refines the classical contour method
+instead: it also sees the contour offsets, and its output is
+``tanh(atanh(contour offset) + head)``, so an untrained network is the contour
+method, still bounded to the bin.
 """
 
 from __future__ import annotations
@@ -13,25 +18,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from bdx.errors import BdxError
 from bdx.safetensor_io import load_state, read_model, save_model
-from bdx.dequant.classical import MidpointDequantizer
+from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer, contour_fractions
 from bdx.quantization import Convention, step_size
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
+PRIORS: tuple[str, ...] = ("none", "contour")
+PRIOR_LIMIT = 0.999  # prior offsets are clamped inside (-1, 1) so their atanh stays finite
 
 
 @dataclass(frozen=True)
 class DequantNetConfig:
-    """Widths and residual-block counts of the 1/4- and 1/8-resolution levels."""
+    """Widths and residual-block counts of the 1/4- and 1/8-resolution levels, and the offset prior."""
 
     widths: tuple[int, int] = (16, 64)
     blocks: tuple[int, int] = (1, 3)
     channels: int = 3
+    prior: str = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +81,9 @@ class DequantNet(nn.Module):
         self.config = config
         w1, w2 = config.widths
         c = config.channels
-        self.stem = _conv(18 * c + 1, w1)
+        if config.prior not in PRIORS:
+            raise ValueError(f"unknown prior {config.prior!r}")
+        self.stem = _conv(18 * c + 1 + (16 * c if self.has_prior else 0), w1)
         self.quarter = nn.Sequential(*[_Residual(w1) for _ in range(config.blocks[0])])
         self.down = _conv(4 * w1, w2)
         self.eighth = nn.Sequential(*[_Residual(w2) for _ in range(config.blocks[1])])
@@ -83,17 +94,25 @@ class DequantNet(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     @property
+    def has_prior(self) -> bool:
+        """Whether the network refines prior offsets (given to :meth:`forward`) instead of the bin centre."""
+        return self.config.prior != "none"
+
+    @property
     def receptive_radius(self) -> int:
         """Pixels of context on each side that can influence an output pixel (an upper bound)."""
         quarter_convs = 4 + 2 * self.config.blocks[0]  # contrast pool, stem, residual blocks, merge, head
         eighth_convs = 1 + 2 * self.config.blocks[1]  # down, residual blocks
         return 4 * quarter_convs + 8 * eighth_convs + 7  # plus the position inside an 8x8 block
 
-    def forward(self, centres: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        """Offsets for (N, C, H, W) bin centres quantized with ``step`` (one value per sample, shape (N,))."""
-        return F.pixel_shuffle(self.block_offsets(centres, step), 4)
+    def forward(self, centres: torch.Tensor, step: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Offsets for (N, C, H, W) bin centres quantized with ``step`` (one value per sample, shape (N,)).
 
-    def block_offsets(self, centres: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        ``prior`` (networks with a prior only): the prior's offsets, (N, C, H, W) in (-1, 1).
+        """
+        return F.pixel_shuffle(self.block_offsets(centres, step, prior), 4)
+
+    def block_offsets(self, centres: torch.Tensor, step: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`forward` before the final pixel shuffle: (N, 16 C, H / 4, W / 4), channel ``16 c + 4 dy + dx``."""
         n, c = centres.shape[:2]
         step = step.to(centres.dtype).view(n, 1, 1, 1)
@@ -108,25 +127,53 @@ class DequantNet(nn.Module):
         small = torch.cat([blocks, contrast.clamp(-8, 8), condition], dim=1)
         # the stem on [detail, small] as two convolutions, so the large detail tensor is never copied by a cat
         weight = self.stem.weight
-        stem = F.conv2d(detail, weight[:, : 16 * c], None, padding=1) + F.conv2d(small, weight[:, 16 * c :], self.stem.bias, padding=1)
+        stem = F.conv2d(detail, weight[:, : 16 * c], None, padding=1)
+        stem = stem + F.conv2d(small, weight[:, 16 * c : 18 * c + 1], self.stem.bias, padding=1)
+        if (prior is None) == self.has_prior:
+            raise ValueError("a network with a prior needs prior offsets, and one without takes none")
+        if prior is not None:
+            prior_pixels = F.pixel_unshuffle(prior.to(centres.dtype).clamp(-PRIOR_LIMIT, PRIOR_LIMIT), 4)
+            stem = stem + F.conv2d(prior_pixels, weight[:, 18 * c + 1 :], None, padding=1)
         quarter = self.quarter(_act(stem))
         eighth = self.eighth(_act(self.down(F.pixel_unshuffle(quarter, 2))))
         quarter = _act(self.merge(quarter + F.pixel_shuffle(self.up(eighth), 2)))
-        return torch.tanh(self.head(quarter))
+        head = self.head(quarter)
+        return torch.tanh(head if prior is None else head + torch.atanh(prior_pixels))
 
 
-def dequantize_levels(net: nn.Module, centres: torch.Tensor, step: float | list[float]) -> torch.Tensor:
+def offset_reach(step: torch.Tensor) -> torch.Tensor:
+    """The largest offset from a bin centre the network may add: half a ``step`` less one 16-bit code, so
+    rounding to 16 bits can never cross into the next bin."""
+    return step * 0.5 - 1.0 / 65535
+
+
+def contour_prior(levels: np.ndarray, step: float | list[float]) -> torch.Tensor:
+    """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, in units of
+    :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``."""
+    count = levels.shape[0]
+    steps = torch.tensor([step] * count if isinstance(step, (int, float)) else list(step), dtype=torch.float32)
+    fraction = torch.from_numpy(contour_fractions(levels))
+    scale = (steps / offset_reach(steps)).view(count, 1, 1, 1)
+    return ((fraction - 0.5) * scale).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
+
+
+def dequantize_levels(
+    net: nn.Module, centres: torch.Tensor, step: float | list[float], prior: torch.Tensor | None = None
+) -> torch.Tensor:
     """Values in [0, 1] from bin centres (N, C, H, W): centre plus a bounded offset, added in float32.
 
     Any size works (the input is padded to the network's multiple and the output cropped).
 
     ``step`` (the quantization step, 1 / (2^N - 1) for N-bit levels) is one value
     for the batch or one per sample; ``net`` may be wrapped (DistributedDataParallel).
+    ``prior``: the prior offsets (:func:`contour_prior`) for a network that refines them.
     """
     channels = getattr(net, "module", net).config.channels
     count = centres.shape[0]
     steps = [step] * count if isinstance(step, (int, float)) else list(step)
     x = centres if centres.shape[1] == channels else centres.expand(-1, channels, -1, -1)
+    if prior is not None and prior.shape[1] != channels:
+        prior = prior.expand(-1, channels, -1, -1)
     step_values = torch.tensor(steps, dtype=torch.float32, device=x.device)
     height, width = x.shape[2], x.shape[3]
     multiple = DequantNet.multiple
@@ -135,11 +182,12 @@ def dequantize_levels(net: nn.Module, centres: torch.Tensor, step: float | list[
     if pad_h or pad_w:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         inputs = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    # half a step less one 16-bit code, so rounding to 16 bits can never cross into the next bin
-    reach = step_values.view(count, 1, 1, 1) * 0.5 - 1.0 / 65535
+        if prior is not None:
+            prior = F.pad(prior, (0, pad_w, 0, pad_h), mode=mode)
+    reach = offset_reach(step_values.view(count, 1, 1, 1))
     if isinstance(net, DequantNet) and not torch.is_grad_enabled():
         # inference: add the offsets in their 4x4-block layout, which saves a full-size pixel shuffle
-        blocks = net.block_offsets(inputs, step_values).float()
+        blocks = net.block_offsets(inputs, step_values, prior).float()
         n, _, h, w = blocks.shape
         out = torch.empty((n, channels, 4 * h, 4 * w), dtype=torch.float32, device=inputs.device)
         as_blocks = lambda t: t.view(n, channels, h, 4, w, 4)  # noqa: E731
@@ -148,7 +196,7 @@ def dequantize_levels(net: nn.Module, centres: torch.Tensor, step: float | list[
             blocks.view(n, channels, 4, 4, h, w).permute(0, 1, 4, 2, 5, 3), out=as_blocks(out),
         )
         return out[:, : centres.shape[1], :height, :width]
-    offset = net(inputs, step_values)
+    offset = net(inputs, step_values) if prior is None else net(inputs, step_values, prior)
     if pad_h or pad_w:
         offset = offset[:, :, :height, :width]
     out = torch.addcmul(x.float(), reach, offset.float())
@@ -165,12 +213,17 @@ class LearnedDequantizer(nn.Module):
         self.step = step_size(bits, convention)
         self.centres = MidpointDequantizer(bits, convention)
         self.multiple = DequantNet.multiple
-        radius = net.receptive_radius
+        radius = net.receptive_radius + (ContourDequantizer.halo if net.has_prior else 0)
         self.halo = -(-radius // self.multiple) * self.multiple
-        self.preferred_tile = 1024  # the halo adds about 37 % work; larger tiles were no faster here and cost memory
+        # without a prior the halo adds about 37 % work at 1024 px; larger tiles were no faster and cost memory.
+        # With the contour prior's wider halo, 2048 px tiles keep the extra work near 45 %.
+        self.preferred_tile = 2048 if net.has_prior else 1024
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
-        return dequantize_levels(self.net, self.centres(levels), self.step)
+        prior = None
+        if self.net.has_prior:
+            prior = contour_prior(levels.detach().to("cpu", torch.int32).numpy(), self.step).to(levels.device)
+        return dequantize_levels(self.net, self.centres(levels), self.step, prior)
 
 
 def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -> None:
@@ -183,7 +236,10 @@ def load_weights(path: str | Path) -> DequantNet:
     config, state = read_model(path, ARCHITECTURE, "bdx dequantizer")
     try:
         net = DequantNet(
-            DequantNetConfig(widths=tuple(config["widths"]), blocks=tuple(config["blocks"]), channels=int(config["channels"]))
+            DequantNetConfig(
+                widths=tuple(config["widths"]), blocks=tuple(config["blocks"]), channels=int(config["channels"]),
+                prior=str(config.get("prior", "none")),
+            )
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BdxError(f"{Path(path).name}: weights do not match the architecture (config: {exc})") from None

@@ -5,6 +5,9 @@ random depth (3 to 10 bits), optionally after a tone-curve jitter and
 pre-quantization noise. References are 16-bit images as they are, 8-bit photos of
 at least 1 MP box-averaged 4x4 (16 samples per pixel), and float images (EXR,
 Radiance) tone-mapped to display values. Whole files are held out for validation.
+With the contour prior, each crop is quantized with ``prior_context`` pixels of
+surrounding context, so the contour offsets near its border see what they would
+see inside a whole image.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import numpy as np
 import torch
 
 from bdx.color import linear_to_srgb
-from bdx.dequant.learned import DequantNet, DequantNetConfig, dequantize_levels, save_weights
+from bdx.dequant.learned import (
+    DequantNet, DequantNetConfig, contour_prior, dequantize_levels, offset_reach, save_weights,
+)
 from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.quantization import max_level
@@ -48,6 +53,22 @@ class DepthTrainConfig:
     seed: int = 0
     widths: tuple[int, int] = (16, 64)
     blocks: tuple[int, int] = (1, 3)
+    prior: str = "contour"
+    prior_context: int = 32  # pixels of context around each crop when computing the prior
+
+
+@dataclass
+class Batch:
+    """Synthesized training pairs: bin centres, references, bits per sample and (with a prior) prior offsets."""
+
+    centres: torch.Tensor
+    targets: torch.Tensor
+    bits: list[int]
+    prior: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> "Batch":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(move(self.centres), move(self.targets), self.bits, move(self.prior))
 
 
 @dataclass
@@ -94,13 +115,15 @@ def split_references(references: list[Reference], fraction: float) -> tuple[list
     return train, val
 
 
-def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.random.Generator):
-    """One synthesized batch: (bin centres, references, bits per sample) as tensors."""
+def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.random.Generator) -> Batch:
+    """One synthesized batch of ``config.crop``-pixel crops."""
     weights = np.array([r.pixels.shape[0] * r.pixels.shape[1] for r in references], dtype=np.float64)
+    margin = config.prior_context if config.prior != "none" else 0
+    size = config.crop + 2 * margin
     crops, centres, bits_list = [], [], []
     for _ in range(config.batch_size):
         ref = references[rng.choice(len(references), p=weights / weights.sum())].pixels
-        crop = min(config.crop, ref.shape[0], ref.shape[1]) // DequantNet.multiple * DequantNet.multiple
+        crop = min(size, ref.shape[0], ref.shape[1]) // DequantNet.multiple * DequantNet.multiple
         y = rng.integers(0, ref.shape[0] - crop + 1)
         x = rng.integers(0, ref.shape[1] - crop + 1)
         patch = ref[y : y + crop, x : x + crop]
@@ -108,13 +131,18 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
             patch = patch[:, ::-1]
         patch = np.rot90(patch, rng.integers(0, 4))
         patch = np.clip(patch, 0, 1) ** np.float32(math.exp(rng.uniform(-0.25, 0.25)))
-        patch = np.ascontiguousarray(np.pad(patch, ((0, config.crop - crop),) * 2 + ((0, 0),), mode="reflect"))
+        patch = np.ascontiguousarray(np.pad(patch, ((0, size - crop),) * 2 + ((0, 0),), mode="reflect"))
         bits = int(rng.integers(config.min_bits, config.max_bits + 1))
         centres.append(degrade(patch, bits, config, rng))
         crops.append(patch)
         bits_list.append(bits)
     to_tensor = lambda a: torch.from_numpy(np.stack(a).astype(np.float32)).permute(0, 3, 1, 2)  # noqa: E731
-    return to_tensor(centres), to_tensor(crops), bits_list
+    inner = (slice(None), slice(None), slice(margin, margin + config.crop), slice(margin, margin + config.crop))
+    batch = Batch(to_tensor(centres)[inner], to_tensor(crops)[inner], bits_list)
+    if config.prior == "contour":
+        levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
+        batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), [1.0 / max_level(b) for b in bits_list])[inner]
+    return batch
 
 
 def degrade(patch: np.ndarray, bits: int, config: DepthTrainConfig, rng: np.random.Generator) -> np.ndarray:
@@ -135,30 +163,43 @@ def degrade(patch: np.ndarray, bits: int, config: DepthTrainConfig, rng: np.rand
     return quantized / levels
 
 
-def batch_loss(net, centres: torch.Tensor, targets: torch.Tensor, bits_list: list[int]) -> torch.Tensor:
+def batch_loss(net, batch: Batch) -> torch.Tensor:
     """Mean squared error in units of each sample's quantization step (every depth counts alike)."""
-    steps = [1.0 / max_level(b) for b in bits_list]
-    out = dequantize_levels(net, centres, steps)
+    steps = [1.0 / max_level(b) for b in batch.bits]
+    out = dequantize_levels(net, batch.centres, steps, batch.prior)
     scale = torch.tensor(steps, dtype=torch.float32, device=out.device).view(-1, 1, 1, 1)
-    return ((out - targets) / scale).pow(2).mean()
+    return ((out - batch.targets) / scale).pow(2).mean()
 
 
 def validation_gain(net: DequantNet, references: list[Reference], config: DepthTrainConfig) -> dict[str, float]:
-    """Mean PSNR gain (dB) over the bin centre on fixed validation crops at 4, 6 and 8 bits."""
+    """Mean PSNR gain (dB) over the bin centre on fixed validation crops at 4, 6 and 8 bits (and, with a
+    prior, the prior's own gain on the same crops)."""
     rng = np.random.default_rng(1234)
     result = {}
     with torch.no_grad():
         for bits in (4, 6, 8):
-            gains = []
+            gains, prior_gains = [], []
             for ref in references:
-                fixed = DepthTrainConfig(batch_size=4, crop=128, min_bits=bits, max_bits=bits, noise_probability=0.0)
-                centres, targets, _ = sample_batch([ref], fixed, rng)
-                out = dequantize_levels(net, centres, 1.0 / max_level(bits))
-                mse_out = ((out - targets) ** 2).mean().item()
-                mse_centre = ((centres - targets) ** 2).mean().item()
-                gains.append(10 * math.log10(mse_centre / max(mse_out, 1e-20)))
+                fixed = DepthTrainConfig(
+                    batch_size=4, crop=128, min_bits=bits, max_bits=bits, noise_probability=0.0,
+                    prior=config.prior, prior_context=config.prior_context,
+                )
+                batch = sample_batch([ref], fixed, rng)
+                out = dequantize_levels(net, batch.centres, 1.0 / max_level(bits), batch.prior)
+                mse_centre = ((batch.centres - batch.targets) ** 2).mean().item()
+                gains.append(_gain_db(mse_centre, ((out - batch.targets) ** 2).mean().item()))
+                if batch.prior is not None:
+                    step = torch.tensor(1.0 / max_level(bits))
+                    prior_out = batch.centres + offset_reach(step) * batch.prior
+                    prior_gains.append(_gain_db(mse_centre, ((prior_out - batch.targets) ** 2).mean().item()))
             result[f"gain_db_{bits}bit"] = float(np.mean(gains)) if gains else float("nan")
+            if prior_gains:
+                result[f"prior_gain_db_{bits}bit"] = float(np.mean(prior_gains))
     return result
+
+
+def _gain_db(mse_before: float, mse_after: float) -> float:
+    return 10 * math.log10(max(mse_before, 1e-20) / max(mse_after, 1e-20))
 
 
 def train_depth(
@@ -180,12 +221,10 @@ def train_depth(
         if reference is not None:
             references.append(reference)
     train_refs, val_refs = split_references(references, config.validation_fraction)
-    net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks)))
+    net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks), prior=config.prior))
 
     def loss_fn(model, rng):
-        centres, targets, bits_list = sample_batch(train_refs, config, rng)
-        target_device = next(net.parameters()).device
-        return batch_loss(model, centres.to(target_device), targets.to(target_device), bits_list)
+        return batch_loss(model, sample_batch(train_refs, config, rng).to(next(net.parameters()).device))
 
     settings = LoopSettings(
         steps=config.steps, lr=config.lr, validate_every=config.validate_every,
