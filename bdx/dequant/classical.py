@@ -67,13 +67,29 @@ class ContourDequantizer(nn.Module):
 
 
 def contour_fractions(levels: np.ndarray) -> np.ndarray:
-    """:func:`contour_fraction` of every plane of (N, C, H, W) integer levels, planes in parallel."""
-    planes = [(n, c) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
+    """:func:`contour_fraction` of every plane of (N, C, H, W) integer levels.
+
+    The work runs on threads (OpenCV and NumPy release the GIL) split by plane and
+    residue group, so three colour planes keep two or four threads evenly busy.
+    """
+    levels = levels.astype(np.int32, copy=False)
+    planes = [np.ascontiguousarray(levels[n, c]) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
     out = np.empty(levels.shape, dtype=np.float32)
-    # OpenCV and NumPy release the GIL, so planes run in parallel on threads
-    with ThreadPoolExecutor(max_workers=max(1, min(len(planes), torch.get_num_threads()))) as pool:
-        for (n, c), fraction in zip(planes, pool.map(lambda nc: contour_fraction(levels[nc]), planes)):
-            out[n, c] = fraction
+    distances = [_no_distances(plane.shape) for plane in planes]
+    residues = [(plane % RESIDUE_CLASSES).astype(np.uint8) for plane in planes]
+    workers = max(1, min(len(planes) * RESIDUE_CLASSES, torch.get_num_threads()))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # each group writes only pixels whose level is one off its own, so groups never write the same element
+        jobs = [
+            pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance)
+            for plane, residue, distance in zip(planes, residues, distances)
+            for group in range(RESIDUE_CLASSES)
+        ]
+        for job in jobs:
+            job.result()
+        fractions = pool.map(lambda d: _fraction_from_distances(*d), distances)
+        for index, fraction in enumerate(fractions):
+            out[divmod(index, levels.shape[1])] = fraction
     return out
 
 
@@ -90,7 +106,10 @@ def contour_values(levels: np.ndarray, fraction: np.ndarray, bits: int, conventi
 
 def contour_fraction(levels: np.ndarray) -> np.ndarray:
     """Position of each pixel inside its bin (0..1) from its distances to the neighbouring-level contours."""
-    below, above = neighbour_level_distances(levels, CONTOUR_RADIUS)
+    return _fraction_from_distances(*neighbour_level_distances(levels, CONTOUR_RADIUS))
+
+
+def _fraction_from_distances(below: np.ndarray, above: np.ndarray) -> np.ndarray:
     has_below, has_above = below <= CONTOUR_RADIUS, above <= CONTOUR_RADIUS
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = np.where(has_below & has_above, below / (below + above), np.float32(0.5)).astype(np.float32)
@@ -116,23 +135,32 @@ def neighbour_level_distances(levels: np.ndarray, radius: float) -> tuple[np.nda
     """
     levels = levels.astype(np.int32, copy=False)
     residue = (levels % RESIDUE_CLASSES).astype(np.uint8)
-    below = np.full(levels.shape, np.inf, dtype=np.float32)
-    above = np.full(levels.shape, np.inf, dtype=np.float32)
-    within = np.empty(levels.shape, dtype=bool)
-    match = np.empty(levels.shape, dtype=bool)
-    neighbours = ((levels - 1, below), (levels + 1, above))
+    below, above = _no_distances(levels.shape)
     for group in range(RESIDUE_CLASSES):
-        non_seeds = (residue != group).view(np.uint8)
-        if non_seeds.all():
-            continue
-        distance, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-        seeds = non_seeds == 0
-        seed_level = np.zeros(np.count_nonzero(seeds) + 1, dtype=np.int32)  # one label per seed pixel, 1..count
-        seed_level[labels[seeds]] = levels[seeds]
-        nearest = seed_level[labels]  # its level is in this group, so only pixels one level off can match
-        np.less_equal(distance, radius, out=within)
-        for level, result in neighbours:
-            np.equal(nearest, level, out=match)
-            match &= within
-            np.copyto(result, distance, where=match)
+        _group_distances(levels, residue, group, radius, below, above)
     return below, above
+
+
+def _no_distances(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return np.full(shape, np.inf, dtype=np.float32), np.full(shape, np.inf, dtype=np.float32)
+
+
+def _group_distances(
+    levels: np.ndarray, residue: np.ndarray, group: int, radius: float, below: np.ndarray, above: np.ndarray
+) -> None:
+    """Fill ``below`` / ``above`` for the pixels whose level is one above / below a level of residue ``group``."""
+    non_seeds = (residue != group).view(np.uint8)
+    if non_seeds.all():
+        return
+    distance, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    seeds = non_seeds == 0
+    seed_level = np.zeros(np.count_nonzero(seeds) + 1, dtype=np.int32)  # one label per seed pixel, 1..count
+    seed_level[labels[seeds]] = levels[seeds]
+    # the nearest seed's level is in this group, so only pixels one level off it can match
+    offset = np.subtract(levels, seed_level[labels])
+    within = distance <= radius
+    match = np.empty(levels.shape, dtype=bool)
+    for difference, result in ((1, below), (-1, above)):
+        np.equal(offset, difference, out=match)
+        match &= within
+        np.copyto(result, distance, where=match)  # writes only where match holds: other groups' pixels stay untouched
