@@ -15,7 +15,7 @@ from bdx.errors import BdxError
 DEFAULT_WEIGHTS = {
     "depth": "depth-unet-v2.safetensors",
     "lowlight": "lowlight-curvenet-v1.safetensors",
-    "hdr": "hdr-feedback-v1.safetensors",
+    "hdr": "hdr-feedback-v2.safetensors",
 }
 
 

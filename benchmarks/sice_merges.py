@@ -7,9 +7,11 @@ implausible brackets (a median step of 6x, 2.6 EV, across 7 frames whose
 brightest is nearly white). Only stacks whose median ratio between consecutive
 frames lies in ``--ratio-range`` (default 1.4 to 4.5, about 0.5 to 2.2 EV, the
 steps bracketing cameras offer) are written; the rest are listed as rejected.
-Stacks held out for the low-light benchmark (``--exclude-from``) are skipped.
+Stacks held out for the low-light benchmark (``--exclude-from``) are skipped;
+with ``--heldout`` only those are merged, as HDR references no model trained on.
 
     python benchmarks/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_merged
+    python benchmarks/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
 
 Writes ``<out>/sice_<first frame>.exr`` (float32) and ``<out>/merges.json``.
 """
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--exclude-from", type=Path, default=Path(__file__).parent / "results" / "sice" / "heldout_frames.txt")
     parser.add_argument("--ratio-range", type=float, nargs=2, default=(1.4, 4.5))
+    parser.add_argument("--heldout", action="store_true", help="merge only the held-out stacks")
     args = parser.parse_args()
     excluded = set(args.exclude_from.read_text().split()) if args.exclude_from else set()
     stacks = [s for s in json.loads((args.sice / "sequences.json").read_text()) if s.get("aligned")]
@@ -44,8 +47,8 @@ def main() -> None:
     for stack in stacks:
         names = [f"{n}.jpg" for n in stack["frames"]]
         record = {"first": stack["frames"][0], "frames": len(names)}
-        if excluded & set(names):
-            records.append({**record, "status": "held out"})
+        if bool(excluded & set(names)) != args.heldout:
+            records.append({**record, "status": "not heldout" if args.heldout else "held out"})
             continue
         merged = merge_brackets([read_image(args.sice / n).pixels for n in names])
         steps = np.diff(np.log(merged.times))
@@ -56,7 +59,7 @@ def main() -> None:
         if accepted:
             write_image(args.out / f"sice_{stack['frames'][0]}.exr", Image(merged.linear, linear=True), fmt="exr", exr_half=False)
         records.append(record)
-    counts = {s: sum(r["status"] == s for r in records) for s in ("accepted", "rejected", "held out")}
+    counts = {s: sum(r["status"] == s for r in records) for s in ("accepted", "rejected", "held out", "not heldout")}
     (args.out / "merges.json").write_text(json.dumps({"ratio_range": args.ratio_range, "counts": counts, "stacks": records}, indent=1))
     print(f"{counts} in {time.perf_counter() - started:.0f} s -> {args.out}")
 
