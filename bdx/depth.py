@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 DEPTH_METHODS: tuple[str, ...] = ("contour", "midpoint", "learned")
-DEFAULT_DEPTH_METHOD = "contour"
+DEFAULT_DEPTH_METHOD = "learned"
 DISPLAY_DEQUANTIZERS: tuple[str, ...] = ("auto", "learned", "contour", "midpoint", "none")
 
 
@@ -164,11 +164,10 @@ def display_codes(image: Image, method: str, device: str, progress: Callable[[in
 
 
 def _display_dequantizer() -> str:
-    """``auto`` before enhancement: the learned model when its weights are installed (it removes banding about
-    as well as ``contour`` at several times the speed), else the default method."""
+    """``auto`` before enhancement: the learned model when its weights are installed, else ``contour``."""
     from bdx.assets import has_default_weights
 
-    return "learned" if has_default_weights("depth") else DEFAULT_DEPTH_METHOD
+    return "learned" if has_default_weights("depth") else "contour"
 
 
 def _to_16bit_table(container_bits: int) -> np.ndarray:

@@ -21,8 +21,8 @@ def upscale_depth_command(
     inputs: opt.Inputs,
     output: opt.Output = None,
     method: Annotated[
-        str, typer.Option(help="contour (content-adaptive), midpoint (bin centre) or learned (shipped weights, or --weights).")
-    ] = "contour",
+        str, typer.Option(help="learned (contour refined by the shipped network, or --weights), contour (classical, content-adaptive) or midpoint (bin centre).")
+    ] = "learned",
     weights: Annotated[
         Optional[str], typer.Option(help="Weights file for --method learned (safetensors; default: shipped weights).")
     ] = None,
