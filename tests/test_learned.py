@@ -197,6 +197,16 @@ def test_cli_train_depth(runner, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     assert output.exists() and "val gain" in result.stderr
+    assert load_weights(output).has_prior  # contour is the default prior
+    plain = tmp_path / "plain.safetensors"
+    result = runner.invoke(
+        app, ["train", "depth", "--data", str(data), "-o", str(plain), "--steps", "1", "--batch-size", "2", "--crop", "32",
+              "--prior", "none", "--device", "cpu"],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert not load_weights(plain).has_prior
+    result = runner.invoke(app, ["train", "depth", "--data", str(data), "--prior", "bogus"])
+    assert result.exit_code == 2 and "--prior" in result.stderr
 
 
 def test_two_process_ddp_training(tmp_path):
