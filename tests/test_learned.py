@@ -225,3 +225,16 @@ def test_inference_fast_path_equals_the_training_path(prior):
         fast = dequantize_levels(net, centres, 1 / 31, offsets)
     slow = dequantize_levels(net, centres, 1 / 31, offsets)  # gradients on: the plain forward
     torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-6)
+
+
+def test_synthetic_smooth_fields_replace_crops():
+    from bdx.training.depth import Reference, sample_batch
+
+    texture = Reference("noise", np.random.default_rng(0).random((160, 160, 3), dtype=np.float32))
+    config = DepthTrainConfig(batch_size=4, crop=64, synthetic_fraction=1.0, noise_probability=0.0, dither_probability=0.0)
+    batch = sample_batch([texture], config, np.random.default_rng(1))
+    targets = batch.targets.numpy()
+    assert targets.min() >= 0 and targets.max() <= 1 and targets.std() > 0.01
+    curvature = np.abs(np.diff(targets, 2, axis=-1)).max()
+    assert curvature < 1e-3  # smooth fields, not crops of the noise reference
+    assert batch.prior is not None and batch.prior.abs().max() > 0.3  # the contour prior sees their ramps

@@ -30,6 +30,9 @@ def train_depth_command(
     prior: Annotated[
         str, typer.Option(help="contour: refine the contour method's offsets (the shipped model); none: start from the bin centre.")
     ] = "contour",
+    synthetic_fraction: Annotated[
+        float, typer.Option(help="Share of crops replaced by noise-free smooth synthetic fields (skies, backdrops).")
+    ] = 0.0,
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
     validation_fraction: Annotated[
@@ -51,6 +54,7 @@ def train_depth_command(
             steps=steps, batch_size=batch_size, crop=max(8, crop // 8 * 8), lr=lr, validate_every=validate_every,
             checkpoint_every=checkpoint_every, seed=seed,
             validation_fraction=validation_fraction, prior=prior,
+            synthetic_fraction=synthetic_fraction,
         )
         torch_device = str(resolve_device(device))
 

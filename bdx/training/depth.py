@@ -55,6 +55,7 @@ class DepthTrainConfig:
     blocks: tuple[int, int] = (1, 3)
     prior: str = "contour"
     prior_context: int = 32  # pixels of context around each crop when computing the prior
+    synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields
 
 
 @dataclass
@@ -122,7 +123,10 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     size = config.crop + 2 * margin
     crops, centres, bits_list = [], [], []
     for _ in range(config.batch_size):
-        ref = references[rng.choice(len(references), p=weights / weights.sum())].pixels
+        if rng.random() < config.synthetic_fraction:
+            ref = smooth_field(size, rng)
+        else:
+            ref = references[rng.choice(len(references), p=weights / weights.sum())].pixels
         crop = min(size, ref.shape[0], ref.shape[1]) // DequantNet.multiple * DequantNet.multiple
         y = rng.integers(0, ref.shape[0] - crop + 1)
         x = rng.integers(0, ref.shape[1] - crop + 1)
@@ -143,6 +147,23 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
         batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), [1.0 / max_level(b) for b in bits_list])[inner]
     return batch
+
+
+def smooth_field(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A noise-free smooth (size, size, 3) image in [0, 1]: a random tilted ramp, a radial glow and a few wide
+    Gaussian blobs, with a slightly different tone per channel (skies, vignettes, studio backdrops)."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / np.float32(size)
+    angle = rng.uniform(0, 2 * np.pi)
+    field = rng.uniform(0.05, 0.6) * (np.cos(angle) * x + np.sin(angle) * y)
+    cy, cx = rng.uniform(-0.5, 1.5, 2)
+    field = field + rng.uniform(0, 0.5) * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / rng.uniform(0.2, 2.0))
+    for _ in range(rng.integers(0, 4)):
+        by, bx = rng.uniform(0, 1, 2)
+        field = field + rng.uniform(-0.2, 0.2) * np.exp(-((y - by) ** 2 + (x - bx) ** 2) / rng.uniform(0.02, 0.5))
+    field = field - field.min()
+    field = field / max(float(field.max()), 1e-6) * rng.uniform(0.05, 0.9) + rng.uniform(0.0, 0.1)
+    tones = [np.clip(field, 0, 1) ** np.float32(rng.uniform(0.8, 1.25)) for _ in range(3)]
+    return np.stack(tones, axis=-1).astype(np.float32)
 
 
 def degrade(patch: np.ndarray, bits: int, config: DepthTrainConfig, rng: np.random.Generator) -> np.ndarray:
