@@ -147,11 +147,16 @@ def offset_reach(step: torch.Tensor) -> torch.Tensor:
     return step * 0.5 - 1.0 / 65535
 
 
+def _per_sample(step: float | list[float], count: int) -> list[float]:
+    """One quantization step per sample, from one for the batch or a list of them."""
+    return [step] * count if isinstance(step, (int, float)) else list(step)
+
+
 def contour_prior(levels: np.ndarray, step: float | list[float]) -> torch.Tensor:
     """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, in units of
     :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``."""
     count = levels.shape[0]
-    steps = torch.tensor([step] * count if isinstance(step, (int, float)) else list(step), dtype=torch.float32)
+    steps = torch.tensor(_per_sample(step, count), dtype=torch.float32)
     fraction = torch.from_numpy(contour_fractions(levels))
     scale = (steps / offset_reach(steps)).view(count, 1, 1, 1)
     return ((fraction - 0.5) * scale).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
@@ -170,7 +175,7 @@ def dequantize_levels(
     """
     channels = getattr(net, "module", net).config.channels
     count = centres.shape[0]
-    steps = [step] * count if isinstance(step, (int, float)) else list(step)
+    steps = _per_sample(step, count)
     x = centres if centres.shape[1] == channels else centres.expand(-1, channels, -1, -1)
     if prior is not None and prior.shape[1] != channels:
         prior = prior.expand(-1, channels, -1, -1)
