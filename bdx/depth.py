@@ -115,15 +115,16 @@ def upscale_depth(
     model = for_inference(build_dequantizer(method, source.bits, convention, weights), torch_device)
     halo = getattr(model, "halo", 0)
     multiple = getattr(model, "multiple", 1)
-    settings = TiledRun(tile=tile or getattr(model, "preferred_tile", 1024), halo=halo, blend=min(halo, 32), multiple=multiple, bytes_per_pixel=256)
+    # every depth method's support fits its halo, so tiles meet at cut seams and no float copy of the image is kept
+    settings = TiledRun(tile=tile or getattr(model, "preferred_tile", 1024), halo=halo, blend=0, multiple=multiple, cut=True)
 
     level_of_code = _level_of_code_table(source)
 
-    def finalize(rows: np.ndarray, top: int) -> np.ndarray:
+    def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:
         if relax:
-            return np.rint(np.clip(rows, 0.0, 1.0) * 65535).astype(np.uint16)
-        codes = source.codes[top : top + rows.shape[0]]
-        return clamp_codes_to_bins(rows, codes, source.bits, source.container_bits, source.convention, overwrite=True)
+            return np.rint(np.clip(block, 0.0, 1.0) * 65535).astype(np.uint16)
+        codes = source.codes[top : top + block.shape[0], left : left + block.shape[1]]
+        return clamp_codes_to_bins(block, codes, source.bits, source.container_bits, source.convention, overwrite=True)
 
     output = run_tiled(
         model,

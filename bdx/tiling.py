@@ -6,7 +6,9 @@ evenly so the last one ends exactly at the padded edge. Every tile is fed with a
 ``halo`` of real (reflect-padded at the borders) context on each side, which is
 discarded from the output. Where two tiles overlap, each is weighted by a
 raised-cosine ramp across the overlap, and the output is sum(w * pred) / sum(w)
-accumulated in float32. Image borders get no ramp.
+accumulated in float32. Image borders get no ramp. With ``cut`` set, overlaps
+are instead split at their middle and every output pixel comes from one tile,
+written straight to the output (no float accumulator).
 
 For a model whose receptive field fits inside the halo (and that is
 translation-equivariant on the ``multiple`` grid) the tiled output equals the
@@ -14,7 +16,8 @@ whole-image output to float precision.
 
 Memory: the image stays in host memory in its own dtype; only one batch of tiles
 goes to the device, and the float accumulator covers one band of tile rows, so
-peak memory grows with the tile batch and the image width, not the image area.
+peak memory grows with the tile batch and the image width, not the image area;
+cut seams need no accumulator, so there it grows with the tile batch alone.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 from bdx.errors import BdxError
 
 Prepare = Callable[[np.ndarray], np.ndarray]
-Finalize = Callable[[np.ndarray, int], np.ndarray]
+Finalize = Callable[[np.ndarray, int, int], np.ndarray]
 Progress = Callable[[int, int], None]
 
 
@@ -53,6 +56,15 @@ class TileLayout:
             overlap = start + self.tile - self.starts[index + 1]
             weight[self.tile - overlap :] *= _raised_cosine(overlap)[::-1]
         return weight
+
+    def owned(self, index: int) -> tuple[int, int]:
+        """The image positions [start, stop) that tile ``index`` alone writes when seams are cut."""
+        def seam(i: int) -> int:  # the middle of the overlap between tiles i - 1 and i
+            return (self.starts[i - 1] + self.tile + self.starts[i]) // 2
+
+        start = 0 if index == 0 else seam(index)
+        stop = self.length if index + 1 == len(self.starts) else seam(index + 1)
+        return min(start, self.length), min(stop, self.length)
 
 
 def _raised_cosine(length: int) -> np.ndarray:
@@ -148,6 +160,7 @@ class TiledRun:
     residual: bool = False
     bytes_per_pixel: int = 2048
     min_tile: int = 32
+    cut: bool = False  # split overlaps at their middle instead of blending: for models whose receptive field fits the halo
 
 
 def run_tiled(
@@ -168,8 +181,9 @@ def run_tiled(
     """Run ``model`` over an (H, W, C) image tile by tile and return the blended (H, W, C_out) result.
 
     ``prepare`` turns a raw tile (image dtype) into float32 model input (default:
-    codes to [0, 1]); ``finalize(rows, y0)`` turns finished float rows into the
-    output dtype (for example bin-clamped uint16; it may overwrite ``rows``). ``context``, when given, is run
+    codes to [0, 1]); ``finalize(block, y0, x0)`` turns a finished float block
+    whose top-left pixel is (y0, x0) into the output dtype (for example bin-clamped
+    uint16; it may overwrite ``block``). ``context``, when given, is run
     once on a copy of the prepared image downscaled to ``context_size`` on its
     long side; the model is then called as ``model(x, ctx, boxes)`` with each
     tile's input box in normalised image coordinates (y0, x0, y1, x1).
@@ -264,87 +278,140 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
+@dataclass
+class _Grid:
+    """Everything one pass over the tiles needs besides the model's output handling."""
+
+    image: np.ndarray
+    rows: TileLayout
+    cols: TileLayout
+    halo: int
+
+    @property
+    def jobs(self) -> list[tuple[int, int]]:
+        return [(r, c) for r in range(len(self.rows.starts)) for c in range(len(self.cols.starts))]
+
+
+def _predict(model, grid: _Grid, chunk, settings, device, prepare, global_features) -> np.ndarray:
+    """Predictions (n, tile rows, tile cols, C) for the tiles in ``chunk``, halos removed."""
+    rows, cols, halo = grid.rows, grid.cols, grid.halo
+    height, width = grid.image.shape[:2]
+    tiles = [prepare(_tile_with_halo(grid.image, rows, cols, r, c, halo)) for r, c in chunk]
+    batch_np = np.stack(tiles) if len(tiles) > 1 else tiles[0][None]  # one tile: no copy
+    x = torch.from_numpy(batch_np).permute(0, 3, 1, 2).to(device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    amp_dtype = _autocast_dtype(settings.precision, device)
+    with torch.inference_mode():
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            if global_features is None:
+                pred = model(x)
+            else:
+                boxes = torch.tensor(
+                    [
+                        [
+                            (rows.starts[r] - halo) / height,
+                            (cols.starts[c] - halo) / width,
+                            (rows.starts[r] + rows.tile + halo) / height,
+                            (cols.starts[c] + cols.tile + halo) / width,
+                        ]
+                        for r, c in chunk
+                    ],
+                    dtype=torch.float32,
+                    device=device,
+                )
+                pred = model(x, global_features, boxes)
+        pred = pred.float()
+        if settings.residual:
+            pred = x[:, : pred.shape[1]].float() + pred
+        pred = pred[:, :, halo : halo + rows.tile, halo : halo + cols.tile]
+        return pred.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
 def _run(model, image, settings, tile, batch, device, out_channels, prepare, finalize, out_dtype, global_features, progress):
-    height, width = image.shape[:2]
     halo, multiple = settings.halo, settings.multiple
     if halo % multiple:
         halo = _round_up(halo, multiple)
-    rows = layout_axis(height, tile, settings.blend, multiple)
-    cols = layout_axis(width, tile, settings.blend, multiple)
-    col_weights = [cols.ramp_weights(i) for i in range(len(cols.starts))]
-    row_weights = [rows.ramp_weights(i) for i in range(len(rows.starts))]
-    amp_dtype = _autocast_dtype(settings.precision, device)
-    channels_last = device.type == "cuda"
-
-    jobs = [(r, c) for r in range(len(rows.starts)) for c in range(len(cols.starts))]
-    out: np.ndarray | None = None
-    band_top = 0  # image row of band[0]
-    band = np.zeros((0, cols.padded, 0), dtype=np.float32)
-    band_weight = np.zeros((0, cols.padded), dtype=np.float32)
-    done = 0
-
+    height, width = image.shape[:2]
+    grid = _Grid(image, layout_axis(height, tile, settings.blend, multiple), layout_axis(width, tile, settings.blend, multiple), halo)
+    jobs = grid.jobs
+    writer = (_CutWriter if settings.cut else _BlendWriter)(grid, out_channels, finalize, out_dtype)
     for first in range(0, len(jobs), batch):
         chunk = jobs[first : first + batch]
-        inputs = []
-        for r, c in chunk:
-            inputs.append(prepare(_tile_with_halo(image, rows, cols, r, c, halo)))
-        batch_np = np.stack(inputs)
-        x = torch.from_numpy(batch_np).permute(0, 3, 1, 2).to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                if global_features is None:
-                    pred = model(x)
-                else:
-                    boxes = torch.tensor(
-                        [
-                            [
-                                (rows.starts[r] - halo) / height,
-                                (cols.starts[c] - halo) / width,
-                                (rows.starts[r] + rows.tile + halo) / height,
-                                (cols.starts[c] + cols.tile + halo) / width,
-                            ]
-                            for r, c in chunk
-                        ],
-                        dtype=torch.float32,
-                        device=device,
-                    )
-                    pred = model(x, global_features, boxes)
-            pred = pred.float()
-            if settings.residual:
-                pred = x[:, : pred.shape[1]].float() + pred
-            pred = pred[:, :, halo : halo + rows.tile, halo : halo + cols.tile]
-            pred_np = pred.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-        if out is None:
-            channels = out_channels or pred_np.shape[-1]
-            out = np.empty((height, width, channels), dtype=out_dtype)
-            band = np.zeros((0, cols.padded, pred_np.shape[-1]), dtype=np.float32)
-        for (r, c), tile_pred in zip(chunk, pred_np):
-            top = rows.starts[r]
-            needed = top + rows.tile - band_top
-            if needed > band.shape[0]:
-                extra = needed - band.shape[0]
-                band = np.concatenate([band, np.zeros((extra,) + band.shape[1:], np.float32)])
-                band_weight = np.concatenate([band_weight, np.zeros((extra, cols.padded), np.float32)])
-            row_weight, col_weight = row_weights[r], col_weights[c]
-            y0, x0 = top - band_top, cols.starts[c]
-            _apply_ramps(tile_pred, row_weight, col_weight)
-            band[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += tile_pred
-            band_weight[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += row_weight[:, None] * col_weight[None, :]
-        done += len(chunk)
-        # rows above the next unprocessed tile row are final
-        next_top = rows.starts[jobs[done][0]] if done < len(jobs) else rows.padded
-        ready = min(next_top, height) - band_top
-        if ready > 0:
-            finished = band[:ready, :width] / band_weight[:ready, :width, None]
-            out[band_top : band_top + ready] = finalize(finished, band_top) if finalize else finished
-            band = band[ready:]
-            band_weight = band_weight[ready:]
-            band_top += ready
+        writer.add(chunk, _predict(model, grid, chunk, settings, device, prepare, global_features))
         if progress is not None:
-            progress(done, len(jobs))
-    assert out is not None
-    return out
+            progress(first + len(chunk), len(jobs))
+    assert writer.out is not None
+    return writer.out
 
+
+class _Writer:
+    """Turns tile predictions into the output array (allocated on the first tile, when its channels are known)."""
+
+    def __init__(self, grid: _Grid, out_channels: int | None, finalize: Finalize | None, out_dtype) -> None:
+        self.grid = grid
+        self.out_channels = out_channels
+        self.finalize = finalize
+        self.out_dtype = out_dtype
+        self.out: np.ndarray | None = None
+
+    def _store(self, block: np.ndarray, y0: int, x0: int) -> None:
+        if self.out is None:
+            channels = self.out_channels or block.shape[-1]
+            self.out = np.empty(self.grid.image.shape[:2] + (channels,), dtype=self.out_dtype)
+        rows, cols = block.shape[:2]
+        self.out[y0 : y0 + rows, x0 : x0 + cols] = self.finalize(block, y0, x0) if self.finalize else block
+
+
+class _CutWriter(_Writer):
+    """Writes each tile's own region (overlaps split at their middle) straight to the output."""
+
+    def add(self, chunk: list[tuple[int, int]], preds: np.ndarray) -> None:
+        rows, cols = self.grid.rows, self.grid.cols
+        for (r, c), pred in zip(chunk, preds):
+            (y0, y1), (x0, x1) = rows.owned(r), cols.owned(c)
+            if y1 > y0 and x1 > x0:
+                self._store(pred[y0 - rows.starts[r] : y1 - rows.starts[r], x0 - cols.starts[c] : x1 - cols.starts[c]], y0, x0)
+
+
+class _BlendWriter(_Writer):
+    """Blends tiles (which arrive in row-major order) in a float band of rows and
+    finalizes rows as soon as no later tile touches them."""
+
+    def __init__(self, grid: _Grid, out_channels: int | None, finalize: Finalize | None, out_dtype) -> None:
+        super().__init__(grid, out_channels, finalize, out_dtype)
+        rows, cols = grid.rows, grid.cols
+        self.col_weights = [cols.ramp_weights(i) for i in range(len(cols.starts))]
+        self.row_weights = [rows.ramp_weights(i) for i in range(len(rows.starts))]
+        self.jobs = grid.jobs
+        self.done = 0
+        self.band_top = 0  # image row of band[0]
+        self.band: np.ndarray | None = None
+        self.band_weight = np.zeros((0, cols.padded), dtype=np.float32)
+
+    def add(self, chunk: list[tuple[int, int]], preds: np.ndarray) -> None:
+        rows, cols = self.grid.rows, self.grid.cols
+        if self.band is None:
+            self.band = np.zeros((0, cols.padded, preds.shape[-1]), dtype=np.float32)
+        for (r, c), tile_pred in zip(chunk, preds):
+            top = rows.starts[r]
+            needed = top + rows.tile - self.band_top
+            if needed > self.band.shape[0]:
+                extra = needed - self.band.shape[0]
+                self.band = np.concatenate([self.band, np.zeros((extra,) + self.band.shape[1:], np.float32)])
+                self.band_weight = np.concatenate([self.band_weight, np.zeros((extra, cols.padded), np.float32)])
+            row_weight, col_weight = self.row_weights[r], self.col_weights[c]
+            y0, x0 = top - self.band_top, cols.starts[c]
+            _apply_ramps(tile_pred, row_weight, col_weight)
+            self.band[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += tile_pred
+            self.band_weight[y0 : y0 + rows.tile, x0 : x0 + cols.tile] += row_weight[:, None] * col_weight[None, :]
+        self.done += len(chunk)
+        # rows above the next unprocessed tile row are final
+        height, width = self.grid.image.shape[:2]
+        next_top = rows.starts[self.jobs[self.done][0]] if self.done < len(self.jobs) else rows.padded
+        ready = min(next_top, height) - self.band_top
+        if ready > 0:
+            self._store(self.band[:ready, :width] / self.band_weight[:ready, :width, None], self.band_top, 0)
+            self.band = self.band[ready:]
+            self.band_weight = self.band_weight[ready:]
+            self.band_top += ready

@@ -112,3 +112,16 @@ def test_contour_threads_split_by_group_equal_the_sequential_planes():
         for c in range(3):
             np.testing.assert_array_equal(threaded[n, c], contour_fraction(levels[n, c]))
     assert 0.2 < float(np.mean((threaded > 0.01) & (threaded < 0.99) & (threaded != 0.5)))  # real interpolation happened
+
+
+def test_opencv_numbers_seed_pixels_in_raster_order():
+    """The contour method reads the nearest seed's level as levels[seeds][label - 1]: it relies on this."""
+    import cv2
+
+    rng = np.random.default_rng(8)
+    for shape in [(1, 1), (7, 9), (300, 517)]:
+        non_seeds = (rng.random(shape) > 0.3).astype(np.uint8)
+        non_seeds.flat[0] = 0
+        _, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        seeds = non_seeds == 0
+        np.testing.assert_array_equal(labels[seeds], np.arange(1, np.count_nonzero(seeds) + 1))

@@ -21,9 +21,9 @@ from bdx.metrics import psnr_mu
 from bdx.training.hdr import HdrTrainConfig, train_hdr
 
 
-def _random_net(seed: int = 0, iterations: int = 3) -> FeedbackHDRNet:
+def _random_net(seed: int = 0, iterations: int = 3, state_scale: int = 1) -> FeedbackHDRNet:
     torch.manual_seed(seed)
-    net = FeedbackHDRNet(FeedbackConfig(width=8, growth=4, layers=2, iterations=iterations, context_size=64))
+    net = FeedbackHDRNet(FeedbackConfig(width=8, growth=4, layers=2, iterations=iterations, context_size=64, state_scale=state_scale))
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.normal_(0, 0.1)
@@ -70,6 +70,23 @@ def test_state_is_reset_between_images_of_different_sizes():
     assert net(b).shape == (1, 3, 48, 24)
 
 
+@pytest.mark.parametrize("state_scale", [1, 2])
+def test_receptive_radius_bounds_the_reach_of_one_pixel(state_scale):
+    net = _random_net(state_scale=state_scale)
+    size = 4 * net.receptive_radius + 4 * net.multiple
+    size -= size % net.multiple
+    x = torch.rand(1, 3, size, size)
+    context = net.global_features(torch.rand(1, 3, 16, 16))
+    centre = size // 2
+    moved = x.clone()
+    moved[:, :, centre, centre] += 0.3
+    with torch.no_grad():
+        changed = (net(moved, context) - net(x, context)).abs().sum(1)[0] > 0
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    reach = max((rows - centre).abs().max().item(), (cols - centre).abs().max().item())
+    assert net.receptive_radius // 2 < reach <= net.receptive_radius
+
+
 def test_iterations_are_configurable_and_all_returned():
     net = _random_net(iterations=3)
     x = torch.rand(1, 3, 32, 32)
@@ -79,11 +96,14 @@ def test_iterations_are_configurable_and_all_returned():
     assert not torch.allclose(outputs[0], outputs[-1])
 
 
-def test_tiled_equals_whole_image(hdr_weights):
+@pytest.mark.parametrize("state_scale", [1, 2])
+def test_tiled_equals_whole_image(tmp_path, state_scale):
+    weights = tmp_path / "hdr.safetensors"
+    save_hdr_net(_random_net(state_scale=state_scale), weights)
     image = Image(_ldr(90, 130))
     settings = HdrSettings(dequantize="midpoint")
-    whole = ldr_to_hdr(image, HdrSettings(**{**settings.__dict__, "tile": 4096}), weights=str(hdr_weights), device="cpu")
-    tiled = ldr_to_hdr(image, HdrSettings(**{**settings.__dict__, "tile": 32}), weights=str(hdr_weights), device="cpu")
+    whole = ldr_to_hdr(image, HdrSettings(**{**settings.__dict__, "tile": 4096}), weights=str(weights), device="cpu")
+    tiled = ldr_to_hdr(image, HdrSettings(**{**settings.__dict__, "tile": 32}), weights=str(weights), device="cpu")
     np.testing.assert_allclose(tiled.pixels, whole.pixels, rtol=1e-4, atol=1e-5)
 
 

@@ -52,10 +52,11 @@ def whole_image(image: np.ndarray) -> np.ndarray:
     tile=st.sampled_from([16, 24, 32, 64]),
     blend=st.sampled_from([0, 4, 8]),
     batch=st.integers(1, 3),
+    cut=st.booleans(),
 )
-def test_tiled_equals_whole_image(height, width, tile, blend, batch):
+def test_tiled_equals_whole_image(height, width, tile, blend, batch, cut):
     image = np.random.default_rng(height * 97 + width).random((height, width, 3)).astype(np.float32)
-    run = TiledRun(tile=tile, halo=HALO, blend=blend, multiple=2, batch_size=batch, precision="fp32")
+    run = TiledRun(tile=tile, halo=HALO, blend=blend, multiple=2, batch_size=batch, precision="fp32", cut=cut)
     tiled = run_tiled(NET, image, settings=run)
     assert tiled.shape == (height, width, 3)
     np.testing.assert_allclose(tiled, whole_image(image), atol=1e-5)
@@ -71,6 +72,17 @@ def test_layout_tiles_are_equal_and_cover(length, tile, blend, multiple):
         weight = layout.ramp_weights(i)
         assert weight.shape == (layout.tile,) and weight.min() > 0
     assert covered.all()
+
+
+@pytest.mark.parametrize("length,tile,blend,multiple", [(1, 32, 8, 1), (100, 32, 8, 1), (101, 32, 8, 4), (65, 64, 16, 8), (1000, 96, 0, 8)])
+def test_cut_seams_give_every_position_to_exactly_one_tile(length, tile, blend, multiple):
+    layout = layout_axis(length, tile, blend, multiple)
+    owners = np.zeros(length, int)
+    for i, start in enumerate(layout.starts):
+        lo, hi = layout.owned(i)
+        assert start <= lo and hi <= start + layout.tile
+        owners[lo:hi] += 1
+    assert (owners == 1).all()
 
 
 def test_blend_weights_sum_to_one_for_regular_overlaps():
@@ -108,7 +120,7 @@ def test_identity_returns_every_16bit_code(precision):
         ZeroResidual(),
         codes,
         settings=run,
-        finalize=lambda rows, top: np.rint(rows * 65535).astype(np.uint16),
+        finalize=lambda rows, top, left: np.rint(rows * 65535).astype(np.uint16),
         out_dtype=np.uint16,
     )
     np.testing.assert_array_equal(out, codes)
@@ -151,10 +163,25 @@ def test_global_context_hook_sees_downscaled_image_once():
 def test_peak_float_buffer_is_a_band_not_the_image():
     shapes = []
 
-    def finalize(rows, top):
+    def finalize(rows, top, left):
         shapes.append(rows.shape[0])
         return rows
 
     image = np.zeros((1000, 64, 3), np.float32)
     run_tiled(lambda x: x, image, settings=TiledRun(tile=64, halo=0, blend=8), finalize=finalize)
     assert sum(shapes) == 1000 and max(shapes) <= 64
+
+
+def test_cut_seams_finalize_tile_sized_blocks_at_their_place():
+    image = np.random.default_rng(3).random((300, 410, 3)).astype(np.float32)
+    blocks = []
+
+    def finalize(block, top, left):
+        blocks.append(block.shape[:2])
+        np.testing.assert_array_equal(block, image[top : top + block.shape[0], left : left + block.shape[1]])
+        return block * 2
+
+    out = run_tiled(lambda x: x, image, settings=TiledRun(tile=64, halo=4, blend=8, cut=True), finalize=finalize)
+    np.testing.assert_array_equal(out, image * 2)
+    assert max(max(shape) for shape in blocks) <= 64
+    assert sum(h * w for h, w in blocks) == 300 * 410

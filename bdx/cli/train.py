@@ -122,10 +122,11 @@ def train_hdr_command(
     output: opt.WeightsOutput = Path("hdr.safetensors"),
     steps: opt.Steps = 3000,
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 8,
-    crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 4).")] = 128,
+    crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to the network's multiple: 4 x --state-scale).")] = 128,
     lr: opt.LearningRate = 1e-3,
     iterations: Annotated[int, typer.Option(help="Feedback iterations (1: a feed-forward model).")] = 4,
     width: Annotated[int, typer.Option(help="Feature width of the network (channels at 1/4 resolution).")] = 32,
+    state_scale: Annotated[int, typer.Option(help="The feedback state runs at 1/(4 x this) resolution.")] = 1,
     validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
     validate_every: opt.ValidateEvery = 250,
     checkpoint_every: opt.CheckpointEvery = 250,
@@ -140,10 +141,12 @@ def train_hdr_command(
     from bdx.training.hdr import HdrTrainConfig, train_hdr
 
     with command_errors():
-        if iterations < 1 or width < 4:
-            raise UsageError("--iterations must be at least 1 and --width at least 4")
+        if iterations < 1 or width < 4 or state_scale < 1:
+            raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
+        multiple = 4 * state_scale
         config = HdrTrainConfig(
-            steps=steps, batch_size=batch_size, crop=max(16, crop // 4 * 4), lr=lr, iterations=iterations, width=width,
+            steps=steps, batch_size=batch_size, crop=max(4 * multiple, crop // multiple * multiple), lr=lr,
+            iterations=iterations, width=width, state_scale=state_scale,
             validation_fraction=validation_fraction, validate_every=validate_every, checkpoint_every=checkpoint_every,
             seed=seed,
         )

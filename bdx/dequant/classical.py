@@ -61,9 +61,15 @@ class ContourDequantizer(nn.Module):
         self.convention = convention
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
-        array = levels.detach().to("cpu", torch.int32).numpy()
+        array = contiguous_levels(levels)
         values = contour_values(array, contour_fractions(array), self.bits, self.convention)
         return torch.from_numpy(values).to(levels.device)
+
+
+def contiguous_levels(levels: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) levels as a C-contiguous int32 array (one copy, whatever the tensor's memory layout),
+    so every plane is a view."""
+    return levels.detach().to("cpu").to(torch.int32, memory_format=torch.contiguous_format).numpy()
 
 
 def contour_fractions(levels: np.ndarray) -> np.ndarray:
@@ -112,7 +118,7 @@ def contour_fraction(levels: np.ndarray) -> np.ndarray:
 def _fraction_from_distances(below: np.ndarray, above: np.ndarray) -> np.ndarray:
     has_below, has_above = below <= CONTOUR_RADIUS, above <= CONTOUR_RADIUS
     with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.where(has_below & has_above, below / (below + above), np.float32(0.5)).astype(np.float32)
+        fraction = np.where(has_below & has_above, below / (below + above), np.float32(0.5)).astype(np.float32, copy=False)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (PLATEAU_WINDOW, PLATEAU_WINDOW))
     for only, distance, rising in ((has_below & ~has_above, below, True), (has_above & ~has_below, above, False)):
         if not only.any():
@@ -154,10 +160,11 @@ def _group_distances(
         return
     distance, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     seeds = non_seeds == 0
-    seed_level = np.zeros(np.count_nonzero(seeds) + 1, dtype=np.int32)  # one label per seed pixel, 1..count
-    seed_level[labels[seeds]] = levels[seeds]
+    # one label per seed pixel: OpenCV numbers them 1..count in raster order (tests/test_depth.py checks it)
+    seed_level = np.concatenate([np.zeros(1, np.int32), levels[seeds]])
     # the nearest seed's level is in this group, so only pixels one level off it can match
-    offset = np.subtract(levels, seed_level[labels])
+    offset = np.take(seed_level, labels, out=labels)  # the labels' buffer is reused: a plane-sized copy less per thread
+    np.subtract(levels, offset, out=offset)
     within = distance <= radius
     match = np.empty(levels.shape, dtype=bool)
     for difference, result in ((1, below), (-1, above)):

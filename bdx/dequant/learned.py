@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from bdx.errors import BdxError
 from bdx.safetensor_io import load_state, read_model, save_model
-from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer, contour_fractions
+from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer, contiguous_levels, contour_fractions
 from bdx.quantization import Convention, step_size
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
@@ -116,11 +116,12 @@ class DequantNet(nn.Module):
         """:meth:`forward` before the final pixel shuffle: (N, 16 C, H / 4, W / 4), channel ``16 c + 4 dy + dx``."""
         n, c = centres.shape[:2]
         step = step.to(centres.dtype).view(n, 1, 1, 1)
-        # the 16 pixels of every 4x4 block, in steps, less their mean: one pass over the full-resolution input
-        pixels = F.pixel_unshuffle(centres / step, 4)
+        # the 16 pixels of every 4x4 block, in steps, less their mean (full-size tensors are updated in place:
+        # none of these values is needed by backward, and inference keeps one full-size copy instead of three)
+        pixels = F.pixel_unshuffle(centres, 4).div_(step)
         h, w = pixels.shape[2:]
         block_steps = pixels.view(n, c, 16, h, w).mean(2)
-        detail = (pixels.view(n, c, 16, h, w) - block_steps.unsqueeze(2)).view(n, 16 * c, h, w)
+        detail = pixels.view(n, c, 16, h, w).sub_(block_steps.unsqueeze(2)).view(n, 16 * c, h, w)
         blocks = block_steps * step  # tone of each 4x4 block, in [0, 1]
         contrast = (blocks - F.avg_pool2d(blocks, 3, stride=1, padding=1, count_include_pad=False)) / step
         condition = (torch.log2(1.0 / step + 1.0) / 16.0).expand(n, 1, h, w)
@@ -132,13 +133,17 @@ class DequantNet(nn.Module):
         if (prior is None) == self.has_prior:
             raise ValueError("a network with a prior needs prior offsets, and one without takes none")
         if prior is not None:
-            prior_pixels = F.pixel_unshuffle(prior.to(centres.dtype).clamp(-PRIOR_LIMIT, PRIOR_LIMIT), 4)
+            prior_pixels = F.pixel_unshuffle(prior.to(centres.dtype), 4).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
             stem = stem + F.conv2d(prior_pixels, weight[:, 18 * c + 1 :], None, padding=1)
+        del pixels, detail
         quarter = self.quarter(_act(stem))
         eighth = self.eighth(_act(self.down(F.pixel_unshuffle(quarter, 2))))
         quarter = _act(self.merge(quarter + F.pixel_shuffle(self.up(eighth), 2)))
         head = self.head(quarter)
-        return torch.tanh(head if prior is None else head + torch.atanh(prior_pixels))
+        if prior is not None:
+            # the stem's weight gradient needs the prior: it is overwritten only when no gradient is kept
+            head = head.add_(prior_pixels.atanh() if torch.is_grad_enabled() else prior_pixels.atanh_())
+        return head.tanh_()
 
 
 def offset_reach(step: torch.Tensor) -> torch.Tensor:
@@ -159,7 +164,7 @@ def contour_prior(levels: np.ndarray, step: float | list[float]) -> torch.Tensor
     steps = torch.tensor(_per_sample(step, count), dtype=torch.float32)
     fraction = torch.from_numpy(contour_fractions(levels))
     scale = (steps / offset_reach(steps)).view(count, 1, 1, 1)
-    return ((fraction - 0.5) * scale).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
+    return fraction.sub_(0.5).mul_(scale).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
 
 
 def dequantize_levels(
@@ -227,7 +232,7 @@ class LearnedDequantizer(nn.Module):
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         prior = None
         if self.net.has_prior:
-            prior = contour_prior(levels.detach().to("cpu", torch.int32).numpy(), self.step).to(levels.device)
+            prior = contour_prior(contiguous_levels(levels), self.step).to(levels.device)
         return dequantize_levels(self.net, self.centres(levels), self.step, prior)
 
 

@@ -35,6 +35,7 @@ class FeedbackConfig:
     layers: int = 3
     iterations: int = 4
     context_size: int = 256
+    state_scale: int = 1  # the feedback state runs at 1/(4 * state_scale) resolution
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -85,12 +86,16 @@ class FeedbackHDRNet(nn.Module):
     sample; with neither, it is computed from ``x`` itself).
     """
 
-    multiple = 4
-
     def __init__(self, config: FeedbackConfig = FeedbackConfig()) -> None:
         super().__init__()
         self.config = config
-        w = config.width
+        w, s = config.width, config.state_scale
+        if s < 1:
+            raise ValueError("state_scale must be at least 1")
+        self.multiple = 4 * s
+        if s > 1:  # a coarser state: each iteration's convolutions reach s times farther
+            self.to_state = nn.Conv2d(w * s * s, w, 1)
+            self.from_state = nn.Conv2d(w, w * s * s, 1)
         self.extract = nn.Sequential(nn.Conv2d(48 + 48, w, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(w, w, 3, padding=1))
         self.compress = nn.Conv2d(2 * w, w, 1)
         self.block = DenseBlock(w, config.growth, config.layers)
@@ -102,8 +107,11 @@ class FeedbackHDRNet(nn.Module):
     @property
     def receptive_radius(self) -> int:
         """Pixels of context on each side that can influence an output pixel (an upper bound)."""
-        convs = 2 + self.config.iterations * self.config.layers + 1
-        return 4 * convs + 3
+        config = self.config
+        if config.state_scale == 1:
+            return 4 * (3 + config.iterations * config.layers) + 3
+        coarse = 4 * config.state_scale
+        return 4 * 3 + coarse * (config.iterations * config.layers) + 2 * (coarse - 1) + 3
 
     def global_features(self, small: torch.Tensor) -> torch.Tensor:
         return self.global_branch(small)
@@ -123,11 +131,14 @@ class FeedbackHDRNet(nn.Module):
         inputs = torch.cat([F.pixel_unshuffle(x, 4), F.pixel_unshuffle(skip, 4)], dim=1)
         scale, shift = context.view(context.shape[0], -1, 1, 1).chunk(2, dim=1)  # one context for every tile
         features = self.extract(inputs) * (1 + scale) + shift
-        hidden = features  # the state starts from this image's own features: nothing carries over
+        s = self.config.state_scale
+        coarse = features if s == 1 else self.to_state(F.pixel_unshuffle(features, s))
+        hidden = coarse  # the state starts from this image's own features: nothing carries over
         outputs = []
         for _ in range(iterations or self.config.iterations):
-            hidden = hidden + self.block(_act(self.compress(torch.cat([features, hidden], dim=1))))
-            outputs.append(skip + F.pixel_shuffle(self.reconstruct(_act(hidden)), 4))
+            hidden = hidden + self.block(_act(self.compress(torch.cat([coarse, hidden], dim=1))))
+            state = hidden if s == 1 else features + F.pixel_shuffle(self.from_state(hidden), s)
+            outputs.append(skip + F.pixel_shuffle(self.reconstruct(_act(state)), 4))
         return outputs if all_iterations else outputs[-1]
 
 

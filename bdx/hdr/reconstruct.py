@@ -93,8 +93,8 @@ def _learned(codes: np.ndarray, settings: HdrSettings, weights, device, progress
     net = weights if isinstance(weights, torch.nn.Module) else load_hdr_net(weights or default_weights("hdr"))
     net = for_inference(net, device)
     model = _TileModel(net, settings.iterations)
-    run = TiledRun(tile=settings.tile or 1024, halo=model.halo, blend=min(model.halo, 32), multiple=model.multiple,
-                   precision="fp32")
+    # the halo covers the network's receptive field and every tile shares one global context: seams can be cut
+    run = TiledRun(tile=settings.tile or 1024, halo=model.halo, blend=0, multiple=model.multiple, precision="fp32", cut=True)
     return run_tiled(
         model, codes, settings=run, device=device, context=net.global_features,
         context_size=net.config.context_size, progress=progress,

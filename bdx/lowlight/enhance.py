@@ -195,14 +195,12 @@ def enhance_lowlight(
         params = net(small) if context_shape else None
     exponent = _exponent(settings, model, small, params)
     enhancer = CurveEnhancer(model, settings, exponent)
-    run = TiledRun(
-        tile=settings.tile or 512, halo=enhancer.halo, blend=min(max(enhancer.halo, 8), 32), multiple=enhancer.multiple,
-        precision="fp32",
-    )
-    def finalize(rows: np.ndarray, top: int) -> np.ndarray:  # rows is the engine's scratch: scaled in place
-        np.clip(rows, 0.0, 1.0, out=rows)
-        rows *= np.float32(65535)
-        return np.rint(rows, out=rows).astype(np.uint16)
+    # the halo covers the curve network and the parameter-map interpolation: seams can be cut, not blended
+    run = TiledRun(tile=settings.tile or 512, halo=enhancer.halo, blend=0, multiple=enhancer.multiple, precision="fp32", cut=True)
+    def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:  # block is the engine's scratch: scaled in place
+        np.clip(block, 0.0, 1.0, out=block)
+        block *= np.float32(65535)
+        return np.rint(block, out=block).astype(np.uint16)
 
     with _flush_denormals():
         pixels = run_tiled(

@@ -40,6 +40,7 @@ class HdrTrainConfig:
     lr: float = 1e-3
     width: int = 32
     iterations: int = 4
+    state_scale: int = 1
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
     augment: bool = True
@@ -169,15 +170,18 @@ def heldout_cases(scenes: list[Scene], seed: int) -> list[HeldoutCase]:
 
 
 def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) -> list[np.ndarray]:
-    """Scene-linear (H, W, 3) predictions after every feedback iteration, for a whole (untiled) image."""
+    """Scene-linear (H, W, 3) predictions after every feedback iteration, for a whole (untiled) image
+    (padded to the network's multiple the way the tiler pads borders)."""
     from bdx.hdr.tonemap import inverse_mu_law
+    from bdx.tiling import pad_image
 
     device = next(net.parameters()).device
-    x = torch.from_numpy(ldr).permute(2, 0, 1)[None].to(device)
+    height, width = ldr.shape[:2]
+    x = torch.from_numpy(pad_image(ldr, 0, -height % net.multiple, 0, -width % net.multiple)).permute(2, 0, 1)[None]
     with torch.inference_mode():
         context = net.global_features(torch.from_numpy(context_image(ldr, context_size)).permute(2, 0, 1)[None].to(device))
-        outputs = net(x, context, all_iterations=True)
-    return [inverse_mu_law(out.clamp(0, 1))[0].permute(1, 2, 0).cpu().numpy() for out in outputs]
+        outputs = net(x.to(device), context, all_iterations=True)
+    return [inverse_mu_law(out.clamp(0, 1))[0, :, :height, :width].permute(1, 2, 0).cpu().numpy() for out in outputs]
 
 
 def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: int) -> dict[str, float]:
@@ -208,7 +212,7 @@ def train_hdr(
     val = [s for s in scenes if is_validation(s.name, config.validation_fraction)]
     if not train:
         train, val = val, []
-    net = FeedbackHDRNet(FeedbackConfig(width=config.width, iterations=config.iterations))
+    net = FeedbackHDRNet(FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale))
     context_size = net.config.context_size
 
     def loss_fn(model, rng):
