@@ -125,3 +125,40 @@ def test_opencv_numbers_seed_pixels_in_raster_order():
         _, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
         seeds = non_seeds == 0
         np.testing.assert_array_equal(labels[seeds], np.arange(1, np.count_nonzero(seeds) + 1))
+
+
+def _reference_neighbour_distances(levels, radius):
+    """Distances to the nearest pixel one level below / above, spelled out: for each residue group, the nearest seed of
+    the group (by OpenCV's distance transform) counts only if its level is exactly one off."""
+    import cv2
+
+    below = np.full(levels.shape, np.inf, np.float32)
+    above = below.copy()
+    for group in range(4):
+        non_seeds = (levels % 4 != group).astype(np.uint8)
+        if non_seeds.all():
+            continue
+        distance, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        seeds = non_seeds == 0
+        seed_level = np.zeros(labels.max() + 1, np.int64)
+        seed_level[labels[seeds]] = levels[seeds]
+        offset = levels - seed_level[labels]
+        below = np.where((offset == 1) & (distance <= radius), distance, below)
+        above = np.where((offset == -1) & (distance <= radius), distance, above)
+    return below, above
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_neighbour_level_distances_match_the_spelled_out_reference(seed):
+    from bdx.dequant.classical import neighbour_level_distances
+
+    rng = np.random.default_rng(seed)
+    smooth = np.cumsum(rng.integers(-1, 2, (150, 220)), axis=1) // 3
+    edges = np.where(rng.random((150, 220)) < 0.02, rng.integers(-9, 10, (150, 220)), 0)  # jumps that are not contours
+    levels = (smooth + edges - (smooth + edges).min()).astype(np.int32)
+    for radius in (128, 6):
+        below, above = neighbour_level_distances(levels, radius)
+        want_below, want_above = _reference_neighbour_distances(levels, radius)
+        np.testing.assert_array_equal(below, want_below)
+        np.testing.assert_array_equal(above, want_above)
+        assert np.isfinite(below).mean() > 0.2
