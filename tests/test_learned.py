@@ -227,6 +227,18 @@ def test_inference_fast_path_equals_the_training_path(prior):
     torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 37, 50), (1, 3, 40, 48)])
+def test_overwriting_the_centres_gives_the_same_result(shape):
+    net = _randomized(DequantNet(DequantNetConfig(prior="contour")).eval(), 0.05, 4)
+    centres = _random_centres(5, shape)
+    offsets = _prior_of(centres, 5)
+    with torch.no_grad():
+        kept = dequantize_levels(net, centres, 1 / 31, offsets)
+        scratch = centres.clone()
+        overwritten = dequantize_levels(net, scratch, 1 / 31, offsets, overwrite=True)
+    torch.testing.assert_close(overwritten, kept, rtol=0, atol=0)
+
+
 def test_synthetic_smooth_fields_replace_crops():
     from bdx.training.depth import Reference, sample_batch
 
