@@ -169,11 +169,14 @@ def test_training_step_and_resume(tmp_path):
 def test_train_hdr_cli_reports_validation(runner, tmp_path):
     output = tmp_path / "h.safetensors"
     result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(output), "--steps", "1",
-                                 "--batch-size", "2", "--crop", "32", "--iterations", "2", "--width", "8", "--validate-every", "1",
-                                 "--validation-fraction", "0.4", "--device", "cpu"])
+                                 "--batch-size", "2", "--crop", "30", "--iterations", "2", "--width", "8", "--validate-every", "1",
+                                 "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2"])
     assert result.exit_code == 0, result.output
     assert output.exists() and "step 1/1" in result.stderr and "val PSNR-mu" in result.stderr
-    assert load_hdr_net(output).config.width == 8
+    net = load_hdr_net(output)
+    assert net.config.width == 8 and net.config.state_scale == 2 and net.multiple == 8
+    bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), "--state-scale", "0"])
+    assert bad.exit_code == 2 and "--state-scale" in bad.output
 
 
 def test_merge_brackets_recovers_the_scene():

@@ -78,7 +78,8 @@ class GlobalBranch(nn.Module):
 
 
 class FeedbackHDRNet(nn.Module):
-    """LDR (display-referred, [0, 1]) to HDR in the mu-law domain; input size must be a multiple of 4.
+    """LDR (display-referred, [0, 1]) to HDR in the mu-law domain; input size must be a multiple of
+    ``multiple`` (4, or 4 x ``state_scale`` with a coarser feedback state).
 
     ``forward(x, context)`` returns the estimate of the last iteration, or all of
     them with ``all_iterations=True``. ``context`` is :meth:`global_features` of a
