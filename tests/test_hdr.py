@@ -170,13 +170,28 @@ def test_train_hdr_cli_reports_validation(runner, tmp_path):
     output = tmp_path / "h.safetensors"
     result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(output), "--steps", "1",
                                  "--batch-size", "2", "--crop", "30", "--iterations", "2", "--width", "8", "--validate-every", "1",
-                                 "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2"])
+                                 "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2", "--supervise", "last"])
     assert result.exit_code == 0, result.output
     assert output.exists() and "step 1/1" in result.stderr and "val PSNR-mu" in result.stderr
     net = load_hdr_net(output)
     assert net.config.width == 8 and net.config.state_scale == 2 and net.multiple == 8
-    bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), "--state-scale", "0"])
-    assert bad.exit_code == 2 and "--state-scale" in bad.output
+    for option, value in (("--state-scale", "0"), ("--supervise", "first")):
+        bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), option, value])
+        assert bad.exit_code == 2 and option in bad.output
+
+
+def test_supervising_the_last_iteration_leaves_earlier_estimates_out_of_the_loss(tmp_path, monkeypatch):
+    from bdx.training import hdr as training
+
+    seen = []
+    original = training.hdr_loss
+    monkeypatch.setattr(training, "hdr_loss", lambda outputs, *rest: seen.append(len(outputs)) or original(outputs, *rest))
+    folder = _reference_folder(tmp_path)
+    for supervise in ("all", "last"):
+        config = HdrTrainConfig(steps=1, batch_size=1, crop=32, width=8, iterations=3, validate_every=100,
+                                checkpoint_every=100, supervise=supervise)
+        train_hdr([folder], tmp_path / f"{supervise}.safetensors", config)
+    assert seen == [3, 1]
 
 
 def test_merge_brackets_recovers_the_scene():

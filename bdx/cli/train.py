@@ -127,6 +127,7 @@ def train_hdr_command(
     iterations: Annotated[int, typer.Option(help="Feedback iterations (1: a feed-forward model).")] = 4,
     width: Annotated[int, typer.Option(help="Feature width of the network (channels at 1/4 resolution).")] = 32,
     state_scale: Annotated[int, typer.Option(help="The feedback state runs at 1/(4 x this) resolution.")] = 1,
+    supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
     validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
     validate_every: opt.ValidateEvery = 250,
     checkpoint_every: opt.CheckpointEvery = 250,
@@ -143,10 +144,12 @@ def train_hdr_command(
     with command_errors():
         if iterations < 1 or width < 4 or state_scale < 1:
             raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
+        if supervise not in ("all", "last"):
+            raise UsageError(f"--supervise must be all or last, not {supervise!r}")
         multiple = 4 * state_scale
         config = HdrTrainConfig(
             steps=steps, batch_size=batch_size, crop=max(4 * multiple, crop // multiple * multiple), lr=lr,
-            iterations=iterations, width=width, state_scale=state_scale,
+            iterations=iterations, width=width, state_scale=state_scale, supervise=supervise,
             validation_fraction=validation_fraction, validate_every=validate_every, checkpoint_every=checkpoint_every,
             seed=seed,
         )

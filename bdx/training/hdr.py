@@ -41,6 +41,7 @@ class HdrTrainConfig:
     width: int = 32
     iterations: int = 4
     state_scale: int = 1
+    supervise: str = "all"  # "all": every iteration's estimate is in the loss (as FHDR); "last": only the final one
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
     augment: bool = True
@@ -220,7 +221,8 @@ def train_hdr(
         device_ = next(net.parameters()).device
         # context images go through forward, so DDP also synchronises the global branch's gradients
         outputs = model(x.to(device_), context_images=context_tensors(contexts, device_), all_iterations=True)
-        return hdr_loss([o.float() for o in outputs], target.to(device_), config.gradient_weight)
+        supervised = outputs if config.supervise == "all" else outputs[-1:]
+        return hdr_loss([o.float() for o in supervised], target.to(device_), config.gradient_weight)
 
     settings = LoopSettings(
         steps=config.steps, lr=config.lr, validate_every=config.validate_every,
