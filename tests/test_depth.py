@@ -51,7 +51,7 @@ def test_tiled_contour_matches_single_tile():
     quantized = quantize_image(Image(gradient16(150, 210)), 5)
     small = upscale_depth(quantized, tile=64, device="cpu").image.pixels
     whole = upscale_depth(quantized, tile=1024, device="cpu").image.pixels
-    # the halo covers the method's support; blending identical predictions may move a code by one ulp-rounding step
+    # the halo covers the method's support; float rounding in a tile's convolutions may move a code by one step
     assert np.abs(small.astype(int) - whole.astype(int)).max() <= 1
     assert np.mean(small == whole) > 0.99
 
