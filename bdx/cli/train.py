@@ -139,13 +139,12 @@ def train_hdr_command(
     """Train the LDR-to-HDR feedback network on exposures, camera curves, clipping and JPEG synthesized on the fly."""
     from bdx.device import resolve_device
     from bdx.errors import UsageError
-    from bdx.training.hdr import HdrTrainConfig, train_hdr
+    from bdx.training.hdr import SUPERVISED, HdrTrainConfig, train_hdr
 
     with command_errors():
         if iterations < 1 or width < 4 or state_scale < 1:
             raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
-        if supervise not in ("all", "last"):
-            raise UsageError(f"--supervise must be all or last, not {supervise!r}")
+        check_choice("--supervise", supervise, SUPERVISED)
         multiple = 4 * state_scale
         config = HdrTrainConfig(
             steps=steps, batch_size=batch_size, crop=max(4 * multiple, crop // multiple * multiple), lr=lr,

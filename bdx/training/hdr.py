@@ -28,6 +28,7 @@ from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, run_training
 
 HDR_SUFFIXES = {".exr", ".hdr"}
+SUPERVISED: tuple[str, ...] = ("all", "last")  # which feedback iterations the loss sees
 
 
 @dataclass
@@ -208,6 +209,8 @@ def train_hdr(
     report: Callable[[int, dict], None] | None = None,
 ) -> TrainState:
     """Train (or resume) the HDR network; checkpoints to ``<output>.ckpt.pt``, weights to ``output``."""
+    if config.supervise not in SUPERVISED:
+        raise BdxError(f"supervise must be one of {', '.join(SUPERVISED)}, not {config.supervise!r}")
     scenes = find_scenes(data)
     train = [s for s in scenes if not is_validation(s.name, config.validation_fraction)]
     val = [s for s in scenes if is_validation(s.name, config.validation_fraction)]
