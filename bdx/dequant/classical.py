@@ -19,6 +19,8 @@ contours. Every value stays inside its bin.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -82,13 +84,14 @@ def contour_fractions(levels: np.ndarray) -> np.ndarray:
     planes = [np.ascontiguousarray(levels[n, c]) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
     out = np.empty(levels.shape, dtype=np.float32)
     distances = [_no_distances(plane.shape) for plane in planes]
+    locks = [threading.Lock() for _ in planes]
     residues = [(plane % RESIDUE_CLASSES).astype(np.uint8) for plane in planes]
     workers = max(1, min(len(planes) * RESIDUE_CLASSES, torch.get_num_threads()))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        # each group writes only pixels whose level is one off its own, so groups never write the same element
+        # each group fills only pixels whose level is one off its own; the lock serializes the writes into one plane
         jobs = [
-            pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance)
-            for plane, residue, distance in zip(planes, residues, distances)
+            pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance, lock)
+            for plane, residue, distance, lock in zip(planes, residues, distances, locks)
             for group in range(RESIDUE_CLASSES)
         ]
         for job in jobs:
@@ -116,18 +119,25 @@ def contour_fraction(levels: np.ndarray) -> np.ndarray:
 
 
 def _fraction_from_distances(below: np.ndarray, above: np.ndarray) -> np.ndarray:
-    has_below, has_above = below <= CONTOUR_RADIUS, above <= CONTOUR_RADIUS
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.where(has_below & has_above, below / (below + above), np.float32(0.5)).astype(np.float32, copy=False)
+    # OpenCV's element-wise operations (several times faster than NumPy's where and masked copies here):
+    # masks are uint8 with 255 for true, and masked copies write in place
+    has_below = cv2.compare(below, CONTOUR_RADIUS, cv2.CMP_LE)
+    has_above = cv2.compare(above, CONTOUR_RADIUS, cv2.CMP_LE)
+    fraction = np.full(below.shape, 0.5, dtype=np.float32)
+    cv2.copyTo(cv2.divide(below, cv2.add(below, above)), cv2.bitwise_and(has_below, has_above), fraction)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (PLATEAU_WINDOW, PLATEAU_WINDOW))
-    for only, distance, rising in ((has_below & ~has_above, below, True), (has_above & ~has_below, above, False)):
-        if not only.any():
+    for has, has_not, distance, rising in ((has_below, has_above, below, True), (has_above, has_below, above, False)):
+        only = cv2.bitwise_and(has, cv2.bitwise_not(has_not))
+        if not cv2.countNonZero(only):
             continue
-        width = cv2.dilate(np.where(only, distance, np.float32(0)), kernel)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ramp = np.float32(0.5) * np.minimum(np.float32(1.0), distance / width)
-        plateau = only & (width >= PLATEAU_MIN_WIDTH)
-        fraction = np.where(plateau, ramp if rising else np.float32(1.0) - ramp, fraction)
+        width = cv2.dilate(cv2.copyTo(distance, only, np.zeros_like(distance)), kernel)
+        # the ramp is read only where the width is at least PLATEAU_MIN_WIDTH, so OpenCV's x / 0 = 0 never shows
+        ramp = cv2.min(cv2.divide(distance, width), 1.0)
+        ramp *= np.float32(0.5)
+        if not rising:
+            np.subtract(np.float32(1.0), ramp, out=ramp)
+        plateau = cv2.bitwise_and(only, cv2.compare(width, PLATEAU_MIN_WIDTH, cv2.CMP_GE))
+        cv2.copyTo(ramp, plateau, fraction)
     return fraction
 
 
@@ -152,9 +162,14 @@ def _no_distances(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _group_distances(
-    levels: np.ndarray, residue: np.ndarray, group: int, radius: float, below: np.ndarray, above: np.ndarray
+    levels: np.ndarray, residue: np.ndarray, group: int, radius: float, below: np.ndarray, above: np.ndarray,
+    lock: threading.Lock | None = None,
 ) -> None:
-    """Fill ``below`` / ``above`` for the pixels whose level is one above / below a level of residue ``group``."""
+    """Fill ``below`` / ``above`` for the pixels whose level is one above / below a level of residue ``group``.
+
+    ``lock`` guards the writes when other threads fill the same plane: OpenCV's masked copy
+    rewrites unmasked pixels with their old values, so concurrent copies would race.
+    """
     non_seeds = (residue != group).view(np.uint8)
     if non_seeds.all():
         return
@@ -165,9 +180,9 @@ def _group_distances(
     # the nearest seed's level is in this group, so only pixels one level off it can match
     offset = np.take(seed_level, labels, out=labels)  # the labels' buffer is reused: a plane-sized copy less per thread
     np.subtract(levels, offset, out=offset)
-    within = distance <= radius
-    match = np.empty(levels.shape, dtype=bool)
-    for difference, result in ((1, below), (-1, above)):
-        np.equal(offset, difference, out=match)
-        match &= within
-        np.copyto(result, distance, where=match)  # writes only where match holds: other groups' pixels stay untouched
+    within = cv2.compare(distance, radius, cv2.CMP_LE)
+    masks = [cv2.bitwise_and(cv2.compare(offset, difference, cv2.CMP_EQ), within) for difference in (1, -1)]
+    with lock or contextlib.nullcontext():
+        # each mask holds only pixels whose level is one off this group's: other groups' pixels keep their values
+        for mask, result in zip(masks, (below, above)):
+            cv2.copyTo(distance, mask, result)
