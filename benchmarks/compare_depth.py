@@ -6,7 +6,9 @@ names its weights (the file-level validation split recorded in their metadata):
 - natural photos (../shared/data/photos, 1024x768 area-downscaled 8-bit copies),
   quantized 4->8 and 6->8;
 - HDR panoramas (../shared/data/hdr, scene-linear EXR) rendered to 16-bit sRGB
-  through a global tone curve, quantized 8->16 (and 4, 6 -> 16);
+  through a global tone curve, quantized 8->16 (and 4, 6 -> 16); and the same
+  panoramas enlarged 4x in linear light first, so they are as smooth as a
+  rendered frame, quantized 8->16 and 6->16;
 - a synthetic smooth scene rendered in 16 bits, quantized 4, 6 and 8 bits -> 16.
 
 Reports PSNR per image, the gain over ``midpoint`` (the bin centre) and the
@@ -47,9 +49,17 @@ def smooth_scene(height: int = 768, width: int = 1024) -> np.ndarray:
     return np.rint(np.clip(scene, 0, 1) * 65535).astype(np.uint16)
 
 
-def render_hdr(path: Path) -> np.ndarray:
-    """A scene-linear EXR as 16-bit sRGB: exposure to mid-grey, Reinhard curve, sRGB encoding."""
-    linear = np.clip(read_image(path).pixels.astype(np.float64), 0, None)
+def render_hdr(path: Path, enlarge: int = 1) -> np.ndarray:
+    """A scene-linear EXR as 16-bit sRGB: exposure to mid-grey, Reinhard curve, sRGB encoding.
+
+    ``enlarge``: first enlarge the radiance that many times (bicubic, in linear light), which makes the
+    panorama as smooth as a rendered frame (the panoramas are only 512 or 1024 px wide).
+    """
+    linear = read_image(path).pixels.astype(np.float32)
+    if enlarge > 1:
+        size = (linear.shape[1] * enlarge, linear.shape[0] * enlarge)
+        linear = cv2.resize(linear, size, interpolation=cv2.INTER_CUBIC)
+    linear = np.clip(linear.astype(np.float64), 0, None)
     exposed = linear * (0.18 / max(float(np.median(linear.mean(axis=-1))), 1e-6))
     return np.rint(linear_to_srgb((exposed / (1 + exposed)).astype(np.float32)) * 65535).astype(np.uint16)
 
@@ -77,6 +87,9 @@ def cases(photo_count: int, heldout: set[str] | None):
             rendered = render_hdr(path)
             for bits in (4, 6, 8):
                 yield f"hdr {path.parent.name}/{path.stem}", "hdr renders", rendered, bits
+            enlarged = render_hdr(path, enlarge=4)
+            for bits in (6, 8):
+                yield f"hdr {path.parent.name}/{path.stem} x4", "hdr renders x4 (smooth)", enlarged, bits
     scene = smooth_scene()
     for bits in (4, 6, 8):
         yield "smooth scene (16-bit render)", "smooth", scene, bits

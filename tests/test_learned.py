@@ -250,3 +250,35 @@ def test_synthetic_smooth_fields_replace_crops():
     curvature = np.abs(np.diff(targets, 2, axis=-1)).max()
     assert curvature < 1e-3  # smooth fields, not crops of the noise reference
     assert batch.prior is not None and batch.prior.abs().max() > 0.3  # the contour prior sees their ramps
+
+
+def test_enlarged_regions_are_smooth_crops_of_the_reference():
+    from bdx.training.depth import Reference, enlarged_region, sample_batch
+
+    rng = np.random.default_rng(2)
+    texture = rng.random((160, 160, 3), dtype=np.float32)
+    region = enlarged_region(texture, 96, rng)
+    assert region.shape[0] == region.shape[1] >= 96
+    # bicubic enlargement at 2-4x: neighbouring pixels differ far less than in the source texture
+    assert np.abs(np.diff(region, axis=1)).mean() < 0.5 * np.abs(np.diff(texture, axis=1)).mean()
+    config = DepthTrainConfig(batch_size=4, crop=64, upscale_fraction=1.0, noise_probability=0.0, dither_probability=0.0)
+    batch = sample_batch([Reference("noise", texture)], config, np.random.default_rng(1))
+    assert batch.targets.shape == (4, 3, 64, 64)
+    assert np.abs(np.diff(batch.targets.numpy(), axis=-1)).mean() < 0.5 * np.abs(np.diff(texture, axis=1)).mean()
+
+
+def test_training_from_initial_weights(runner, tmp_path):
+    data = _reference_folder(tmp_path)
+    start = tmp_path / "start.safetensors"
+    net = _randomized(DequantNet(DequantNetConfig(prior="contour")), 0.05, 7)
+    save_weights(net, start)
+    output = tmp_path / "tuned.safetensors"
+    config = DepthTrainConfig(steps=1, batch_size=2, crop=32, lr=1e-12, validate_every=1)
+    train_depth([data], output, config, init=start)
+    tuned = load_weights(output).state_dict()
+    assert all(torch.allclose(tuned[k], v, atol=1e-6) for k, v in net.state_dict().items())  # started from them
+    result = runner.invoke(
+        app, ["train", "depth", "--data", str(data), "-o", str(tmp_path / "x.safetensors"), "--steps", "1",
+              "--prior", "none", "--init", str(start), "--device", "cpu"],
+    )
+    assert result.exit_code == 1 and "differs from the one to train" in result.stderr

@@ -33,11 +33,17 @@ def train_depth_command(
     synthetic_fraction: Annotated[
         float, typer.Option(help="Share of crops replaced by noise-free smooth synthetic fields (skies, backdrops).")
     ] = 0.0,
+    upscale_fraction: Annotated[
+        float, typer.Option(help="Share of crops cut from a reference enlarged 2-4x (smooth content, like a rendered frame).")
+    ] = 0.0,
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
     validation_fraction: Annotated[
         float, typer.Option(help="Share of files held out for validation (chosen by a hash of the file name).")
     ] = 0.15,
+    init: Annotated[
+        Optional[Path], typer.Option(help="Weights to start from (fine-tune), e.g. the shipped ones; same architecture.")
+    ] = None,
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
@@ -54,7 +60,7 @@ def train_depth_command(
             steps=steps, batch_size=batch_size, crop=max(8, crop // 8 * 8), lr=lr, validate_every=validate_every,
             checkpoint_every=checkpoint_every, seed=seed,
             validation_fraction=validation_fraction, prior=prior,
-            synthetic_fraction=synthetic_fraction,
+            synthetic_fraction=synthetic_fraction, upscale_fraction=upscale_fraction,
         )
         torch_device = str(resolve_device(device))
 
@@ -62,7 +68,7 @@ def train_depth_command(
             f"val gain over bin centre: 4-bit {r['gain_db_4bit']:+.2f} dB, 6-bit {r['gain_db_6bit']:+.2f} dB, "
             f"8-bit {r['gain_db_8bit']:+.2f} dB"
         ))
-        state = train_depth(data, output, config, resume=resume, device=torch_device, report=report)
+        state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
 

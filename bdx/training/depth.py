@@ -23,7 +23,7 @@ import torch
 
 from bdx.color import linear_to_srgb
 from bdx.dequant.learned import (
-    DequantNet, DequantNetConfig, contour_prior, dequantize_levels, offset_reach, save_weights,
+    DequantNet, DequantNetConfig, contour_prior, dequantize_levels, load_weights, offset_reach, save_weights,
 )
 from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
@@ -56,6 +56,8 @@ class DepthTrainConfig:
     prior: str = "contour"
     prior_context: int = 32  # pixels of context around each crop when computing the prior
     synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields
+    upscale_fraction: float = 0.0  # share of crops cut from a reference enlarged 2-4x (smooth, like a CG render)
+    init: str | None = None  # weights file the run started from (fine-tuning), by name
 
 
 @dataclass
@@ -127,6 +129,8 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
             ref = smooth_field(size, rng)
         else:
             ref = references[rng.choice(len(references), p=weights / weights.sum())].pixels
+            if rng.random() < config.upscale_fraction:
+                ref = enlarged_region(ref, size, rng)
         crop = min(size, ref.shape[0], ref.shape[1]) // DequantNet.multiple * DequantNet.multiple
         y = rng.integers(0, ref.shape[0] - crop + 1)
         x = rng.integers(0, ref.shape[1] - crop + 1)
@@ -147,6 +151,17 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
         batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), [1.0 / max_level(b) for b in bits_list])[inner]
     return batch
+
+
+def enlarged_region(pixels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random region of ``pixels`` enlarged 2 to 4 times (bicubic), at least ``size`` pixels wide where the
+    image allows: content as smooth as a rendered frame's, with the image's own colours and shapes."""
+    scale = rng.uniform(2.0, 4.0)
+    source = min(math.ceil(size / scale) + 2, pixels.shape[0], pixels.shape[1])
+    y = rng.integers(0, pixels.shape[0] - source + 1)
+    x = rng.integers(0, pixels.shape[1] - source + 1)
+    enlarged = round(source * scale)
+    return cv2.resize(pixels[y : y + source, x : x + source], (enlarged, enlarged), interpolation=cv2.INTER_CUBIC)
 
 
 def smooth_field(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -229,10 +244,14 @@ def train_depth(
     config: DepthTrainConfig,
     *,
     resume: Path | None = None,
+    init: Path | None = None,
     device: str = "cpu",
     report: Callable[[int, dict], None] | None = None,
 ) -> TrainState:
-    """Train (or resume) the dequantizer; checkpoints to ``<output>.ckpt.pt``, weights to ``output``."""
+    """Train (or resume) the dequantizer; checkpoints to ``<output>.ckpt.pt``, weights to ``output``.
+
+    ``init``: weights of the same architecture to start from (fine-tuning) instead of a fresh network.
+    """
     references = []
     for path in find_references(data):
         try:
@@ -243,6 +262,12 @@ def train_depth(
             references.append(reference)
     train_refs, val_refs = split_references(references, config.validation_fraction)
     net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks), prior=config.prior))
+    if init is not None:
+        start = load_weights(init)
+        if start.config != net.config:
+            raise BdxError(f"{init.name}: its network ({start.config}) differs from the one to train ({net.config})")
+        net.load_state_dict(start.state_dict())
+        config.init = init.name
 
     def loss_fn(model, rng):
         return batch_loss(model, sample_batch(train_refs, config, rng).to(next(net.parameters()).device))
