@@ -33,7 +33,7 @@ from bdx.quantization import Convention, bin_centres, max_level, step_size
 CONTOUR_RADIUS = 128  # contours farther than this are ignored (and set the tiling halo)
 PLATEAU_WINDOW = 9  # window over which a plateau's width is estimated
 PLATEAU_MIN_WIDTH = 2.5  # narrower extremal plateaus keep the bin centre
-RESIDUE_CLASSES = 4  # levels are split by q mod 4 so 4 distance transforms serve every level
+RESIDUE_CLASSES = 4  # levels are split by q mod 4 so 4 distance transforms serve every level (a power of two)
 
 
 class MidpointDequantizer(nn.Module):
@@ -83,11 +83,11 @@ def contour_fractions(levels: np.ndarray) -> np.ndarray:
     levels = levels.astype(np.int32, copy=False)
     planes = [np.ascontiguousarray(levels[n, c]) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
     out = np.empty(levels.shape, dtype=np.float32)
-    distances = [_no_distances(plane.shape) for plane in planes]
     locks = [threading.Lock() for _ in planes]
-    residues = [(plane % RESIDUE_CLASSES).astype(np.uint8) for plane in planes]
     workers = max(1, min(len(planes) * RESIDUE_CLASSES, torch.get_num_threads()))
     with ThreadPoolExecutor(max_workers=workers) as pool:
+        residues = list(pool.map(_residues, planes))
+        distances = list(pool.map(lambda plane: _no_distances(plane.shape), planes))
         # each group fills only pixels whose level is one off its own; the lock serializes the writes into one plane
         jobs = [
             pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance, lock)
@@ -150,11 +150,16 @@ def neighbour_level_distances(levels: np.ndarray, radius: float) -> tuple[np.nda
     of level q+3 in the same group never counts as a contour.
     """
     levels = levels.astype(np.int32, copy=False)
-    residue = (levels % RESIDUE_CLASSES).astype(np.uint8)
+    residue = _residues(levels)
     below, above = _no_distances(levels.shape)
     for group in range(RESIDUE_CLASSES):
         _group_distances(levels, residue, group, radius, below, above)
     return below, above
+
+
+def _residues(levels: np.ndarray) -> np.ndarray:
+    """Each level's residue group (q mod 4; a bit mask, as the group count is a power of two)."""
+    return (levels & (RESIDUE_CLASSES - 1)).astype(np.uint8)
 
 
 def _no_distances(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
