@@ -98,9 +98,11 @@ def contour_fractions(levels: np.ndarray) -> np.ndarray:
         ]
         for job in jobs:
             job.result()
-        fractions = pool.map(lambda d: _fraction_from_distances(*d), distances)
+        fractions = [pool.submit(_fraction_from_distances, *distance) for distance in distances]
+        del distances, jobs  # each plane's distances are freed once its fraction is done
         for index, fraction in enumerate(fractions):
-            out[divmod(index, levels.shape[1])] = fraction
+            out[divmod(index, levels.shape[1])] = fraction.result()
+            fractions[index] = None
     return out
 
 
