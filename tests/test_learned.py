@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from bdx.assets import default_weights
 from bdx.cli import app
 from bdx.dequant.classical import ContourDequantizer
 from bdx.dequant.learned import (
@@ -282,3 +283,11 @@ def test_training_from_initial_weights(runner, tmp_path):
               "--prior", "none", "--init", str(start), "--device", "cpu"],
     )
     assert result.exit_code == 1 and "differs from the one to train" in result.stderr
+    result = runner.invoke(
+        app, ["train", "depth", "--data", str(data), "-o", str(output), "--steps", "1", "--batch-size", "2", "--crop", "32",
+              "--lr", "1e-12", "--init", "shipped", "--device", "cpu"],
+    )
+    assert result.exit_code == 0, result.stderr
+    shipped = load_weights(default_weights("depth")).state_dict()
+    tuned = load_weights(output).state_dict()
+    assert all(torch.allclose(tuned[k], v, atol=1e-6) for k, v in shipped.items())

@@ -42,7 +42,7 @@ def train_depth_command(
         float, typer.Option(help="Share of files held out for validation (chosen by a hash of the file name).")
     ] = 0.15,
     init: Annotated[
-        Optional[Path], typer.Option(help="Weights to start from (fine-tune), e.g. the shipped ones; same architecture.")
+        Optional[Path], typer.Option(help="Weights to start from (fine-tune): a file, or 'shipped' for bdx's own; same architecture.")
     ] = None,
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
@@ -68,6 +68,10 @@ def train_depth_command(
             f"val gain over bin centre: 4-bit {r['gain_db_4bit']:+.2f} dB, 6-bit {r['gain_db_6bit']:+.2f} dB, "
             f"8-bit {r['gain_db_8bit']:+.2f} dB"
         ))
+        if init is not None and str(init) == "shipped":
+            from bdx.assets import default_weights
+
+            init = default_weights("depth")
         state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
