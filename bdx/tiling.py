@@ -190,6 +190,10 @@ def run_tiled(
     ``global_features`` passes that context ready-made (computed by the caller)
     instead.
 
+    The model may return its output trimmed by the same number of pixels on each
+    side, up to the halo (context it reads but does not predict); the engine takes
+    each tile's region from the centre of what it returns.
+
     With ``residual`` set, the model predicts a correction that is added to the
     exact float32 input outside autocast, so low-precision inference never
     rounds the image itself. An out-of-memory error halves the batch, then the
@@ -322,9 +326,13 @@ def _predict(model, grid: _Grid, chunk, settings, device, prepare, global_featur
                 )
                 pred = model(x, global_features, boxes)
         pred = pred.float()
+        # a model may return its output trimmed evenly on each side (context it read but does not predict)
+        trim_y, trim_x = (x.shape[2] - pred.shape[2]) // 2, (x.shape[3] - pred.shape[3]) // 2
+        if not (0 <= trim_y <= halo and 0 <= trim_x <= halo):
+            raise ValueError(f"model output {tuple(pred.shape[2:])} does not fit its input {tuple(x.shape[2:])} less the halo")
         if settings.residual:
-            pred = x[:, : pred.shape[1]].float() + pred
-        pred = pred[:, :, halo : halo + rows.tile, halo : halo + cols.tile]
+            pred = x[:, : pred.shape[1], trim_y : trim_y + pred.shape[2], trim_x : trim_x + pred.shape[3]].float() + pred
+        pred = pred[:, :, halo - trim_y : halo - trim_y + rows.tile, halo - trim_x : halo - trim_x + cols.tile]
         return pred.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 

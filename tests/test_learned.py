@@ -11,7 +11,7 @@ import torch
 
 from bdx.assets import default_weights
 from bdx.cli import app
-from bdx.dequant.classical import ContourDequantizer
+from bdx.dequant.classical import CONTOUR_SUPPORT, ContourDequantizer
 from bdx.dequant.learned import (
     ARCHITECTURE, DequantNet, DequantNetConfig, LearnedDequantizer, contour_prior, dequantize_levels, load_weights,
     offset_reach, save_weights,
@@ -291,3 +291,21 @@ def test_training_from_initial_weights(runner, tmp_path):
     shipped = load_weights(default_weights("depth")).state_dict()
     tuned = load_weights(output).state_dict()
     assert all(torch.allclose(tuned[k], v, atol=1e-6) for k, v in shipped.items())
+
+
+def test_trimmed_forward_equals_the_network_on_the_whole_input():
+    """The network runs only where its output is kept plus its own context; the prior still sees everything."""
+    net = _randomized(DequantNet(DequantNetConfig(prior="contour")).eval(), 0.05, 5)
+    model = LearnedDequantizer(net, 5)
+    trim = model.output_trim
+    assert trim >= CONTOUR_SUPPORT and model.halo - trim >= net.receptive_radius  # the prior's support, the network's
+    size = 2 * model.halo + 40
+    levels = torch.from_numpy(np.cumsum(np.random.default_rng(0).integers(-1, 2, (1, 3, size, size)), axis=3) // 4 % 32)
+    levels = levels.float()
+    with torch.no_grad():
+        whole = dequantize_levels(net, levels / max_level(5), 1 / max_level(5), contour_prior(levels.int().numpy(), 1 / max_level(5)))
+        trimmed = model(levels)
+    assert trimmed.shape[-1] == size - 2 * trim
+    inner = slice(model.halo, size - model.halo)  # where the tiling engine reads
+    torch.testing.assert_close(trimmed[..., inner.start - trim : inner.stop - trim, inner.start - trim : inner.stop - trim],
+                               whole[..., inner, inner], atol=1e-6, rtol=0)

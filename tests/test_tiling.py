@@ -185,3 +185,15 @@ def test_cut_seams_finalize_tile_sized_blocks_at_their_place():
     np.testing.assert_array_equal(out, image * 2)
     assert max(max(shape) for shape in blocks) <= 64
     assert sum(h * w for h, w in blocks) == 300 * 410
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_models_may_return_their_output_trimmed_by_part_of_the_halo(residual):
+    """A model that drops 4 px of context on each side: the engine takes each tile from the centre of its output."""
+    image = np.random.default_rng(3).random((37, 53, 3)).astype(np.float32)
+    trimmed = lambda x: 2 * x[:, :, 4:-4, 4:-4]  # noqa: E731
+    run = TiledRun(tile=16, halo=HALO, blend=0, multiple=2, precision="fp32", cut=True, residual=residual)
+    np.testing.assert_allclose(run_tiled(trimmed, image, settings=run), (3 if residual else 2) * image, atol=1e-6)
+    too_much = lambda x: x[:, :, HALO + 1 : -HALO - 1, HALO + 1 : -HALO - 1]  # noqa: E731
+    with pytest.raises(ValueError, match="halo"):
+        run_tiled(too_much, image, settings=run)

@@ -32,6 +32,7 @@ from bdx.quantization import Convention, bin_centres, max_level, step_size
 
 CONTOUR_RADIUS = 128  # contours farther than this are ignored (and set the tiling halo)
 PLATEAU_WINDOW = 9  # window over which a plateau's width is estimated
+CONTOUR_SUPPORT = CONTOUR_RADIUS + PLATEAU_WINDOW // 2  # pixels of context that can change a pixel's value
 PLATEAU_MIN_WIDTH = 2.5  # narrower extremal plateaus keep the bin centre
 RESIDUE_CLASSES = 4  # levels are split by q mod 4 so 4 distance transforms serve every level (a power of two)
 

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from bdx.errors import BdxError
 from bdx.safetensor_io import load_state, read_model, save_model
-from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer, contiguous_levels, contour_fractions
+from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, contiguous_levels, contour_fractions
 from bdx.quantization import Convention, step_size
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
@@ -226,17 +226,29 @@ class LearnedDequantizer(nn.Module):
         self.step = step_size(bits, convention)
         self.centres = MidpointDequantizer(bits, convention)
         self.multiple = DequantNet.multiple
-        radius = net.receptive_radius + (ContourDequantizer.halo if net.has_prior else 0)
-        self.halo = -(-radius // self.multiple) * self.multiple
+        round_up = lambda pixels: -(-pixels // self.multiple) * self.multiple  # noqa: E731
+        # the network reads `context` pixels around what it predicts, and the contour prior its own support around
+        # those: the prior is computed on the whole input, the network runs on the input less that support, and
+        # the output comes back trimmed by it (the tiling engine takes each tile from the centre)
+        context = round_up(net.receptive_radius)
+        self.output_trim = round_up(CONTOUR_SUPPORT) if net.has_prior else 0
+        self.halo = context + self.output_trim
         # without a prior the halo adds about 37 % work at 1024 px; larger tiles were no faster and cost memory.
         # With the contour prior's wider halo, 1792 px tiles keep the extra work near 56 %; 2048 px tiles were 5 %
         # faster, but at 100 MP their peak RSS ranged from 1.73 to 1.92 GiB over runs (1792 px: 1.67 to 1.70 GiB).
         self.preferred_tile = 1792 if net.has_prior else 1024
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        """Values in [0, 1] for (N, C, H, W) levels, less ``output_trim`` pixels on each side where the input
+        is larger than twice that (the prior's context: the network reads only what it needs)."""
         prior = None
+        trim = self.output_trim if min(levels.shape[2:]) > 2 * self.output_trim else 0
         if self.net.has_prior:
             prior = contour_prior(contiguous_levels(levels), self.step).to(levels.device)
+            if trim:
+                prior = prior[:, :, trim:-trim, trim:-trim]
+        if trim:
+            levels = levels[:, :, trim:-trim, trim:-trim]
         return dequantize_levels(self.net, self.centres(levels), self.step, prior, overwrite=True)
 
 
