@@ -278,6 +278,8 @@ def test_training_from_initial_weights(runner, tmp_path):
     train_depth([data], output, config, init=start)
     tuned = load_weights(output).state_dict()
     assert all(torch.allclose(tuned[k], v, atol=1e-6) for k, v in net.state_dict().items())  # started from them
+    with pytest.raises(BdxError, match="not both"):
+        train_depth([data], output, config, init=start, resume=Path(str(output) + ".ckpt.pt"))
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(tmp_path / "x.safetensors"), "--steps", "1",
               "--prior", "none", "--init", str(start), "--device", "cpu"],

@@ -252,6 +252,8 @@ def train_depth(
 
     ``init``: weights of the same architecture to start from (fine-tuning) instead of a fresh network.
     """
+    if init is not None and resume is not None:
+        raise BdxError("start from weights (--init) or continue a checkpoint (--resume), not both")
     references = []
     for path in find_references(data):
         try:
