@@ -32,7 +32,9 @@ from bdx.quantization import Convention, bin_centres, max_level, step_size
 
 CONTOUR_RADIUS = 128  # contours farther than this are ignored (and set the tiling halo)
 PLATEAU_WINDOW = 9  # window over which a plateau's width is estimated
-CONTOUR_SUPPORT = CONTOUR_RADIUS + PLATEAU_WINDOW // 2  # pixels of context that can change a pixel's value
+# pixels of context, along each axis, that can change a pixel's value: contours within the radius (OpenCV's 5x5
+# chamfer distance is within 2 % of Euclidean, and exact along the axes), then half the plateau window
+CONTOUR_SUPPORT = CONTOUR_RADIUS + PLATEAU_WINDOW // 2
 PLATEAU_MIN_WIDTH = 2.5  # narrower extremal plateaus keep the bin centre
 RESIDUE_CLASSES = 4  # levels are split by q mod 4 so 4 distance transforms serve every level (a power of two)
 
