@@ -236,6 +236,7 @@ class LearnedDequantizer(nn.Module):
         # without a prior the halo adds about 37 % work at 1024 px; larger tiles were no faster and cost memory.
         # With the contour prior's wider halo, 1792 px tiles keep the extra work near 56 %; 2048 px tiles were 5 %
         # faster, but at 100 MP their peak RSS ranged from 1.73 to 1.92 GiB over runs (1792 px: 1.67 to 1.70 GiB).
+        # Since the network skips the prior's context (session 6), 2048 px is no faster and peaks at 1835-1893 MiB.
         self.preferred_tile = 1792 if net.has_prior else 1024
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
