@@ -76,20 +76,21 @@ def layout_axis(length: int, tile: int, blend: int, multiple: int = 1) -> TileLa
     """Tile starts along one axis: equal tiles, evenly spread, overlapping by at least ``blend``."""
     if length < 1:
         raise ValueError("length must be positive")
-    padded = -(-length // multiple) * multiple
-    tile = max(multiple, min(_round_up(tile, multiple), padded))
+    padded = round_up(length, multiple)
+    tile = max(multiple, min(round_up(tile, multiple), padded))
     if tile >= padded:
         return TileLayout(length, padded, padded, (0,))
     stride = max(multiple, tile - blend)
     count = 1 + -(-(padded - tile) // stride)
     # the smallest tile that still covers the axis with this many tiles and the required overlap
-    tile = min(tile, max(multiple, _round_up(-(-(padded + (count - 1) * blend) // count), multiple)))
+    tile = min(tile, max(multiple, round_up(-(-(padded + (count - 1) * blend) // count), multiple)))
     span = padded - tile
     starts = sorted({int(round(k * span / (count - 1) / multiple)) * multiple for k in range(count)})
     return TileLayout(length, padded, tile, tuple(starts))
 
 
-def _round_up(value: int, multiple: int) -> int:
+def round_up(value: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` not below ``value`` (halos and tiles on a model's grid)."""
     return -(-value // multiple) * multiple
 
 
@@ -339,7 +340,7 @@ def _predict(model, grid: _Grid, chunk, settings, device, prepare, global_featur
 def _run(model, image, settings, tile, batch, device, out_channels, prepare, finalize, out_dtype, global_features, progress):
     halo, multiple = settings.halo, settings.multiple
     if halo % multiple:
-        halo = _round_up(halo, multiple)
+        halo = round_up(halo, multiple)
     height, width = image.shape[:2]
     grid = _Grid(image, layout_axis(height, tile, settings.blend, multiple), layout_axis(width, tile, settings.blend, multiple), halo)
     jobs = grid.jobs

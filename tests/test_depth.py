@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from bdx.depth import upscale_depth
 from bdx.errors import BdxError

@@ -27,6 +27,7 @@ from bdx.errors import BdxError
 from bdx.safetensor_io import load_state, read_model, save_model
 from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, contiguous_levels, contour_fractions
 from bdx.quantization import Convention, step_size
+from bdx.tiling import round_up
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
 PRIORS: tuple[str, ...] = ("none", "contour")
@@ -226,12 +227,11 @@ class LearnedDequantizer(nn.Module):
         self.step = step_size(bits, convention)
         self.centres = MidpointDequantizer(bits, convention)
         self.multiple = DequantNet.multiple
-        round_up = lambda pixels: -(-pixels // self.multiple) * self.multiple  # noqa: E731
         # the network reads `context` pixels around what it predicts, and the contour prior its own support around
         # those: the prior is computed on the whole input, the network runs on the input less that support, and
         # the output comes back trimmed by it (the tiling engine takes each tile from the centre)
-        context = round_up(net.receptive_radius)
-        self.output_trim = round_up(CONTOUR_SUPPORT) if net.has_prior else 0
+        context = round_up(net.receptive_radius, self.multiple)
+        self.output_trim = round_up(CONTOUR_SUPPORT, self.multiple) if net.has_prior else 0
         self.halo = context + self.output_trim
         # without a prior the halo adds about 37 % work at 1024 px; larger tiles were no faster and cost memory.
         # With the contour prior's wider halo, 1792 px tiles keep the extra work near 56 %; 2048 px tiles were 5 %

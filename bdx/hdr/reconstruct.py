@@ -19,6 +19,7 @@ import torch
 from bdx.depth import display_codes
 from bdx.errors import BdxError
 from bdx.io import Image, to_float
+from bdx.tiling import round_up
 
 HDR_METHODS: tuple[str, ...] = ("learned", "classical")
 
@@ -41,8 +42,7 @@ class _TileModel(torch.nn.Module):
         self.net = net
         self.iterations = iterations
         self.multiple = net.multiple
-        radius = net.receptive_radius
-        self.halo = -(-radius // net.multiple) * net.multiple
+        self.halo = round_up(net.receptive_radius, net.multiple)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         from bdx.hdr.tonemap import inverse_mu_law

@@ -13,7 +13,7 @@ see inside a whole image.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -269,7 +269,7 @@ def train_depth(
         if start.config != net.config:
             raise BdxError(f"{init.name}: its network ({start.config}) differs from the one to train ({net.config})")
         net.load_state_dict(start.state_dict())
-        config.init = init.name
+        config = replace(config, init=init.name)  # recorded in the checkpoint and the weights' metadata
 
     def loss_fn(model, rng):
         return batch_loss(model, sample_batch(train_refs, config, rng).to(next(net.parameters()).device))
