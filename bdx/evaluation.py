@@ -138,15 +138,16 @@ def evaluate_lowlight(prediction: Image, reference: Image | None = None) -> dict
 
 
 def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = None) -> dict:
-    """``eval hdr`` metrics: PSNR-mu, log-domain PSNR, SSIM on mu-law images, and (given the LDR input)
-    the error in its clipped regions."""
-    from bdx.metrics import clipped_region_error, psnr_log, psnr_mu, ssim_mu
+    """``eval hdr`` metrics: PSNR-mu, log-domain PSNR, SSIM on mu-law images, the absolute scale error in
+    stops, and (given the LDR input) the error in its clipped regions (the scale error then skips them)."""
+    from bdx.metrics import clipped_region_error, psnr_log, psnr_mu, scale_error_ev, ssim_mu
 
     pred = _rgb_float(prediction)
     ref = _rgb_float(reference)
     if pred.shape != ref.shape:
         raise BdxError(f"prediction is {prediction.width}x{prediction.height}, the reference is {reference.width}x{reference.height}")
     record: dict = {"psnr_mu": psnr_mu(pred, ref), "psnr_log": psnr_log(pred, ref), "ssim_mu": ssim_mu(pred, ref)}
+    clipped = None
     if source is not None:
         _same_shape(source, prediction, "prediction")
         ldr = to_float(source.pixels)
@@ -154,6 +155,8 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
         record["clipped_fraction"] = float(clipped.mean())
         error = clipped_region_error(pred, ref, clipped)
         record["clipped_error"] = None if error != error else error  # JSON has no NaN: null when nothing clipped
+    scale = scale_error_ev(pred, ref, None if clipped is None else ~clipped)
+    record["scale_error_ev"] = None if scale != scale else scale
     return record
 
 

@@ -183,3 +183,24 @@ def clipped_region_error(prediction: np.ndarray, reference: np.ndarray, clipped:
     peak = hdr_peak(reference)
     error = np.abs(_mu_law_normalised(prediction, peak) - _mu_law_normalised(reference, peak)).mean(axis=-1)
     return float(error[clipped].mean())
+
+
+def scale_ratio_ev(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """The stops by which the prediction must be brightened to match the reference's absolute scale: the
+    median log2 luminance ratio over the ``mask`` pixels (e.g. the input's unclipped ones) where both
+    luminances exceed 1e-4 x the reference's peak (NaN when none do)."""
+    weights = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)[: prediction.shape[-1]]
+    weights /= weights.sum()
+    predicted, wanted = prediction @ weights, reference @ weights
+    floor = 1e-4 * hdr_peak(reference)
+    valid = (predicted > floor) & (wanted > floor)
+    if mask is not None:
+        valid &= mask
+    if not valid.any():
+        return float("nan")
+    return float(np.median(np.log2(wanted[valid] / predicted[valid])))
+
+
+def scale_error_ev(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """How far the prediction's absolute scale is off, in stops: the magnitude of :func:`scale_ratio_ev`."""
+    return abs(scale_ratio_ev(prediction, reference, mask))

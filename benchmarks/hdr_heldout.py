@@ -5,8 +5,9 @@ split recorded in their metadata) is exposed twice (90th and 98th luminance
 percentile at the clip point), passed through a random camera curve, clipped
 and quantized to 8 bits (fixed seed). Methods: the classical baseline, the
 network's first iteration (feed-forward output of the same weights) and its
-last iteration. Figures: PSNR-mu, log PSNR, SSIM-mu and mu-law error in the
-clipped regions.
+last iteration. Figures: PSNR-mu, log PSNR, SSIM-mu, mu-law error in the
+clipped regions, the absolute scale error in stops outside them, and PSNR-mu
+after rescaling by that error (what a perfect global exposure would reach).
 
 Speed: ``ldr_to_hdr`` on a synthetic 12 MP image (2 threads, dequantization off
 and on), with peak RSS.
@@ -30,13 +31,13 @@ from bdx.hdr.models import load_hdr_net
 from bdx.hdr.reconstruct import HdrSettings, ldr_to_hdr
 
 from bdx.io import Image
-from bdx.metrics import clipped_region_error, psnr_log, psnr_mu, ssim_mu
+from bdx.metrics import clipped_region_error, psnr_log, psnr_mu, scale_ratio_ev, ssim_mu
 from bdx.training.hdr import find_scenes, heldout_cases, predict_iterations
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def quality(weights: Path, data: Path, never_trained: bool = False) -> dict:
+def quality(weights: Path, data: Path, never_trained: bool = False, cameras: int = 1) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(weights), framework="pt") as handle:
@@ -51,7 +52,7 @@ def quality(weights: Path, data: Path, never_trained: bool = False) -> dict:
         scenes = [s for s in scenes if s.name in heldout]
     net = load_hdr_net(weights)
     rows = []
-    for case in heldout_cases(scenes, seed=7):
+    for case in heldout_cases(scenes, seed=7, cameras=cameras):
         clipped = case.ldr.max(axis=-1) >= 254.5 / 255
         outputs = predict_iterations(net, case.ldr, net.config.context_size)
         results = {
@@ -66,11 +67,14 @@ def quality(weights: Path, data: Path, never_trained: bool = False) -> dict:
                 "psnr_mu": psnr_mu(pred, target), "psnr_log": psnr_log(pred, target), "ssim_mu": ssim_mu(pred, target),
                 "clipped_fraction": float(clipped.mean()),
                 "clipped_error": clipped_region_error(pred, target, clipped),
+                "scale_error_ev": abs(ratio := scale_ratio_ev(pred, target, ~clipped)),
+                # what a perfect global exposure would give: the prediction rescaled by that ratio
+                "psnr_mu_scale_fixed": psnr_mu(pred * np.float32(2.0 ** np.nan_to_num(ratio)), target),
             })
     summary = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         picked = [r for r in rows if r["method"] == method]
-        summary[method] = {k: float(np.nanmean([r[k] for r in picked])) for k in ("psnr_mu", "psnr_log", "ssim_mu", "clipped_error")}
+        summary[method] = {k: float(np.nanmean([r[k] for r in picked])) for k in ("psnr_mu", "psnr_log", "ssim_mu", "clipped_error", "scale_error_ev", "psnr_mu_scale_fixed")}
         summary[method]["images"] = len(picked)
     return {"scenes": sorted(heldout), "summary": summary, "rows": rows}
 
@@ -102,11 +106,13 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--never-trained", action="store_true",
                         help="score every file in --data (a folder the weights never trained on) instead of their validation files")
+    parser.add_argument("--cameras", type=int, default=1,
+                        help="random camera curves per scene and exposure (default 1)")
     args = parser.parse_args()
-    report = {"quality": quality(args.weights, args.data, args.never_trained)}
+    report = {"quality": quality(args.weights, args.data, args.never_trained, args.cameras), "cameras": args.cameras}
     for method, row in report["quality"]["summary"].items():
         print(f"{method:24s} PSNR-mu {row['psnr_mu']:.2f}  log {row['psnr_log']:.2f}  SSIM-mu {row['ssim_mu']:.4f}  "
-              f"clipped err {row['clipped_error']:.4f}  (n={row['images']})")
+              f"clipped err {row['clipped_error']:.4f}  scale err {row['scale_error_ev']:.2f} EV  (rescaled: {row['psnr_mu_scale_fixed']:.2f})  (n={row['images']})")
     if not args.skip_speed:
         report["speed"] = speed(args.weights)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -249,6 +249,7 @@ HDR_COLUMNS = (
     ("psnr_mu", "PSNR-μ dB", "{:.2f}"),
     ("psnr_log", "PSNR log dB", "{:.2f}"),
     ("ssim_mu", "SSIM-μ", "{:.4f}"),
+    ("scale_error_ev", "scale err EV", "{:.2f}"),
     ("clipped_fraction", "clipped", "{:.2%}"),
     ("clipped_error", "clipped err", "{:.4f}"),
 )

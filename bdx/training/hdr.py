@@ -43,6 +43,9 @@ class HdrTrainConfig:
     iterations: int = 4
     state_scale: int = 1
     supervise: str = "all"  # "all": every iteration's estimate is in the loss (as FHDR); "last": only the final one
+    global_feedback: bool = False  # see FeedbackConfig
+    global_bins: int = 0  # see FeedbackConfig
+    display_context: bool = False  # the context copy is downscaled from the rendered LDR, as at inference (else rendered small)
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
     augment: bool = True
@@ -125,8 +128,10 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
             ldr, target = ldr[:, ::-1], target[:, ::-1]
         inputs.append(np.ascontiguousarray(ldr))
         targets.append(np.ascontiguousarray(np.minimum(target, HEADROOM)))
-        small = context_image(exposed, context_size)
-        contexts.append(render_ldr(small, camera, None))
+        if config.display_context:  # as at inference: the LDR (at twice the size, JPEG included) area-downscaled
+            contexts.append(context_image(render_ldr(context_image(exposed, 2 * context_size), camera, quality), context_size))
+        else:
+            contexts.append(render_ldr(context_image(exposed, context_size), camera, None))
     to_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
     return to_tensor(inputs), to_tensor(targets), contexts
 
@@ -157,8 +162,9 @@ class HeldoutCase:
     ldr: np.ndarray  # (H, W, 3) the 8-bit rendering through a random camera curve, in [0, 1]
 
 
-def heldout_cases(scenes: list[Scene], seed: int) -> list[HeldoutCase]:
-    """Each scene at the 90th and 98th percentile exposures, cropped to a multiple of 4, with fixed-seed cameras."""
+def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1) -> list[HeldoutCase]:
+    """Each scene at the 90th and 98th percentile exposures, cropped to a multiple of 4, through ``cameras``
+    fixed-seed camera curves each (more curves average out how well each one happens to be guessed)."""
     rng = np.random.default_rng(seed)
     cases = []
     for scene in scenes:
@@ -166,8 +172,9 @@ def heldout_cases(scenes: list[Scene], seed: int) -> list[HeldoutCase]:
             exposed = scene.linear * np.float32(expose(scene.linear, percentile))
             h, w = exposed.shape[0] // 4 * 4, exposed.shape[1] // 4 * 4
             exposed = exposed[:h, :w]
-            ldr = render_ldr(exposed, random_camera(rng), None)
-            cases.append(HeldoutCase(scene.name, percentile, np.minimum(exposed, HEADROOM), ldr))
+            for _ in range(cameras):
+                ldr = render_ldr(exposed, random_camera(rng), None)
+                cases.append(HeldoutCase(scene.name, percentile, np.minimum(exposed, HEADROOM), ldr))
     return cases
 
 
@@ -216,7 +223,10 @@ def train_hdr(
     val = [s for s in scenes if is_validation(s.name, config.validation_fraction)]
     if not train:
         train, val = val, []
-    net = FeedbackHDRNet(FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale))
+    net = FeedbackHDRNet(FeedbackConfig(
+        width=config.width, iterations=config.iterations, state_scale=config.state_scale,
+        global_feedback=config.global_feedback, global_bins=config.global_bins,
+    ))
     context_size = net.config.context_size
 
     def loss_fn(model, rng):
