@@ -21,12 +21,9 @@ from bdx.metrics import psnr_mu
 from bdx.training.hdr import HdrTrainConfig, train_hdr
 
 
-def _random_net(seed: int = 0, iterations: int = 3, state_scale: int = 1, global_feedback: bool = False) -> FeedbackHDRNet:
+def _random_net(seed: int = 0, iterations: int = 3, state_scale: int = 1) -> FeedbackHDRNet:
     torch.manual_seed(seed)
-    net = FeedbackHDRNet(FeedbackConfig(
-        width=8, growth=4, layers=2, iterations=iterations, context_size=64, state_scale=state_scale,
-        global_feedback=global_feedback,
-    ))
+    net = FeedbackHDRNet(FeedbackConfig(width=8, growth=4, layers=2, iterations=iterations, context_size=64, state_scale=state_scale))
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.normal_(0, 0.1)
@@ -99,81 +96,10 @@ def test_iterations_are_configurable_and_all_returned():
     assert not torch.allclose(outputs[0], outputs[-1])
 
 
-def test_global_feedback_refines_the_modulation_of_each_iteration():
-    net = _random_net(iterations=3, global_feedback=True)
-    small = torch.rand(2, 3, 40, 56)
-    films = net.global_features(small)
-    assert films.shape == (2, 3, 16)  # one modulation (scale and shift of 8 channels) per iteration
-    assert not torch.allclose(films[:, 0], films[:, 1]) and not torch.allclose(films[:, 1], films[:, 2])
-    # each sample's modulations depend on its own copy only
-    torch.testing.assert_close(net.global_features(small[1:]), films[1:], rtol=1e-5, atol=1e-6)
-    # iteration t of the tile uses modulation t: the first iteration matches a network without feedback
-    x = torch.rand(2, 3, 32, 32)
-    plain = FeedbackHDRNet(FeedbackConfig(width=8, growth=4, layers=2, iterations=3, context_size=64))
-    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("refine_film")})
-    torch.testing.assert_close(net(x, films, iterations=1), plain.eval()(x, films[:, 0], iterations=1))
-    assert not torch.allclose(net(x, films), plain(x, films[:, 0]))
-
-
-def test_soft_histogram():
-    from bdx.hdr.models import soft_histogram
-
-    x = torch.zeros(2, 3, 5, 7)
-    x[0] = 0.3  # bin centres: 0.125, 0.375, 0.625, 0.875
-    x[1, :, :, :3] = 0.375
-    x[1, :, :, 3:] = 1.0
-    histogram = soft_histogram(x, 4).view(2, 3, 4)
-    torch.testing.assert_close(histogram.sum(dim=2), torch.ones(2, 3))
-    # 0.3 lies between the centres 0.125 and 0.375: shared 30 / 70
-    torch.testing.assert_close(histogram[0, 0], torch.tensor([0.3, 0.7, 0.0, 0.0]))
-    # 1.0 is half a bin beyond the last centre: it weighs 0.5 before normalisation
-    torch.testing.assert_close(histogram[1, 2], torch.tensor([0.0, 3 / 5, 0.0, 2 / 5]))
-
-
-def test_histogram_branch_starts_as_the_linearized_input(tmp_path):
-    from bdx.hdr.models import srgb_decode
-
-    net = FeedbackHDRNet(FeedbackConfig(width=8, growth=4, layers=2, iterations=2, global_bins=16)).eval()
-    x = torch.rand(1, 3, 32, 48)
-    torch.testing.assert_close(inverse_mu_law(net(x)), srgb_decode(x), rtol=1e-4, atol=1e-5)
-    save_hdr_net(_random_net(), tmp_path / "plain.safetensors")
-    with torch.no_grad():
-        for parameter in net.parameters():
-            parameter.normal_(0, 0.1)
-    save_hdr_net(net, tmp_path / "bins.safetensors")
-    loaded = load_hdr_net(tmp_path / "bins.safetensors")
-    assert loaded.config.global_bins == 16
-    torch.testing.assert_close(loaded(x), net(x))
-
-
-@pytest.mark.parametrize("display_context", [False, True])
-def test_context_copies_have_the_inference_size(tmp_path, display_context):
-    from bdx.training.hdr import find_scenes, sample_batch
-
-    scenes = find_scenes([_reference_folder(tmp_path)])
-    config = HdrTrainConfig(batch_size=3, crop=16, display_context=display_context)
-    inputs, targets, contexts = sample_batch(scenes, config, np.random.default_rng(0), context_size=24)
-    assert inputs.shape == targets.shape == (3, 3, 16, 16)
-    for context in contexts:
-        assert max(context.shape[:2]) <= 24 and context.shape[2] == 3
-        assert context.min() >= 0 and context.max() <= 1
-
-
-def test_untrained_global_feedback_is_the_plain_network():
-    """The refinement starts at zero: every iteration gets the first modulation."""
-    plain = _random_net(iterations=3)
-    net = FeedbackHDRNet(FeedbackConfig(width=8, growth=4, layers=2, iterations=3, context_size=64, global_feedback=True))
-    net.load_state_dict({**net.state_dict(), **plain.state_dict()})
-    x, small = torch.rand(1, 3, 32, 40), torch.rand(1, 3, 24, 24)
-    films = net.eval().global_features(small)
-    torch.testing.assert_close(films, plain.global_features(small)[:, None].expand(-1, 3, -1))
-    torch.testing.assert_close(net(x, films), plain(x, plain.global_features(small)))
-
-
-@pytest.mark.parametrize("state_scale, global_feedback", [(1, False), (2, False), (1, True), (2, True)])
-def test_tiled_equals_whole_image(tmp_path, state_scale, global_feedback):
+@pytest.mark.parametrize("state_scale", [1, 2])
+def test_tiled_equals_whole_image(tmp_path, state_scale):
     weights = tmp_path / "hdr.safetensors"
-    save_hdr_net(_random_net(state_scale=state_scale, global_feedback=global_feedback), weights)
+    save_hdr_net(_random_net(state_scale=state_scale), weights)
     image = Image(_ldr(90, 130))
     settings = HdrSettings(dequantize="midpoint")
     whole = ldr_to_hdr(image, HdrSettings(**{**settings.__dict__, "tile": 4096}), weights=str(weights), device="cpu")
@@ -244,12 +170,11 @@ def test_train_hdr_cli_reports_validation(runner, tmp_path):
     output = tmp_path / "h.safetensors"
     result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(output), "--steps", "1",
                                  "--batch-size", "2", "--crop", "30", "--iterations", "2", "--width", "8", "--validate-every", "1",
-                                 "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2", "--supervise", "last",
-                                 "--global-feedback"])
+                                 "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2", "--supervise", "last"])
     assert result.exit_code == 0, result.output
     assert output.exists() and "step 1/1" in result.stderr and "val PSNR-mu" in result.stderr
     net = load_hdr_net(output)
-    assert net.config.width == 8 and net.config.state_scale == 2 and net.multiple == 8 and net.config.global_feedback
+    assert net.config.width == 8 and net.config.state_scale == 2 and net.multiple == 8
     for option, value in (("--state-scale", "0"), ("--supervise", "first")):
         bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), option, value])
         assert bad.exit_code == 2 and option in bad.output
@@ -343,6 +268,18 @@ def test_eval_hdr(runner, tmp_path):
     assert 0 < summary["clipped_fraction"] < 1
     assert summary["scale_error_ev"] == pytest.approx(np.log2(1.2), abs=1e-4)  # 20 % too bright: 0.26 EV
     assert read_image(sheet).pixels.shape == (40, 90, 3)
+
+
+def test_heldout_cases_draw_several_cameras(tmp_path):
+    from bdx.training.hdr import find_scenes, heldout_cases
+
+    scenes = find_scenes([_reference_folder(tmp_path)])
+    one, three = heldout_cases(scenes, seed=5), heldout_cases(scenes, seed=5, cameras=3)
+    assert len(one) == 2 * len(scenes) and len(three) == 3 * len(one)
+    same_exposure = three[:3]
+    assert {c.percentile for c in same_exposure} == {90.0} and len({c.scene for c in same_exposure}) == 1
+    assert not np.array_equal(same_exposure[0].ldr, same_exposure[1].ldr)  # different camera curves
+    np.testing.assert_array_equal(same_exposure[0].target, same_exposure[2].target)
 
 
 def test_scale_error_ev():

@@ -138,15 +138,6 @@ def train_hdr_command(
     width: Annotated[int, typer.Option(help="Feature width of the network (channels at 1/4 resolution).")] = 32,
     state_scale: Annotated[int, typer.Option(help="The feedback state runs at 1/(4 x this) resolution.")] = 1,
     supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
-    global_feedback: Annotated[bool, typer.Option(
-        "--global-feedback/--no-global-feedback",
-        help="Refine the image-wide modulation after every iteration from the network's state on a small copy.",
-    )] = False,
-    global_bins: Annotated[int, typer.Option(help="Histogram bins per channel the global branch reads (0: none).")] = 0,
-    display_context: Annotated[bool, typer.Option(
-        "--display-context/--linear-context",
-        help="Make each sample's context copy by downscaling its rendered LDR, as at inference (else render a small copy).",
-    )] = False,
     validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
     validate_every: opt.ValidateEvery = 250,
     checkpoint_every: opt.CheckpointEvery = 250,
@@ -161,14 +152,13 @@ def train_hdr_command(
     from bdx.training.hdr import SUPERVISED, HdrTrainConfig, train_hdr
 
     with command_errors():
-        if iterations < 1 or width < 4 or state_scale < 1 or global_bins < 0:
-            raise UsageError("--iterations and --state-scale must be at least 1, --width at least 4 and --global-bins at least 0")
+        if iterations < 1 or width < 4 or state_scale < 1:
+            raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
         check_choice("--supervise", supervise, SUPERVISED)
         multiple = 4 * state_scale
         config = HdrTrainConfig(
             steps=steps, batch_size=batch_size, crop=max(4 * multiple, crop // multiple * multiple), lr=lr,
             iterations=iterations, width=width, state_scale=state_scale, supervise=supervise,
-            global_feedback=global_feedback, global_bins=global_bins, display_context=display_context,
             validation_fraction=validation_fraction, validate_every=validate_every, checkpoint_every=checkpoint_every,
             seed=seed,
         )

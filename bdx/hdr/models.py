@@ -21,7 +21,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.errors import BdxError
-from bdx.hdr.tonemap import mu_law
 from bdx.safetensor_io import load_state, read_model, save_model
 
 ARCHITECTURE = "bdx-hdr-feedback-v1"
@@ -37,8 +36,6 @@ class FeedbackConfig:
     iterations: int = 4
     context_size: int = 256
     state_scale: int = 1  # the feedback state runs at 1/(4 * state_scale) resolution
-    global_feedback: bool = False  # the global modulation is refined after every iteration (see global_features)
-    global_bins: int = 0  # the global branch also reads a histogram of each channel with this many bins (0: none)
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -61,46 +58,23 @@ class DenseBlock(nn.Module):
 
 
 class GlobalBranch(nn.Module):
-    """A downscaled copy of the image to one feature vector (scale and shift per channel).
+    """A downscaled copy of the image to one feature vector (scale and shift per channel)."""
 
-    With ``bins`` it also reads a soft histogram of each channel of the copy, through a
-    small MLP, since the tonal distribution hints at the camera curve.
-    """
-
-    def __init__(self, width: int, bins: int = 0) -> None:
+    def __init__(self, width: int) -> None:
         super().__init__()
-        self.bins = bins
         self.convs = nn.Sequential(
             nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
             nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
         )
-        if bins:
-            self.mix = nn.Sequential(nn.Linear(64 + 3 * bins, 128), nn.LeakyReLU(0.1))
-            self.to_film = nn.Linear(128, 2 * width)
-        else:
-            self.to_film = nn.Linear(64, 2 * width)
+        self.to_film = nn.Linear(64, 2 * width)
         nn.init.zeros_(self.to_film.weight)
         nn.init.zeros_(self.to_film.bias)
 
     def forward(self, small: torch.Tensor) -> torch.Tensor:
         features = self.convs(small)
         pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
-        if self.bins:
-            pooled = self.mix(torch.cat([pooled, soft_histogram(small, self.bins)], dim=1))
         return self.to_film(pooled)
-
-
-def soft_histogram(x: torch.Tensor, bins: int) -> torch.Tensor:
-    """(N, C, H, W) values in [0, 1] to (N, C x bins) histograms with linear (triangular) binning, each
-    normalised to sum 1 (values beyond the outer bins' centres count partly, 0 and 1 by half)."""
-    centres = (torch.arange(bins, device=x.device, dtype=x.dtype) + 0.5) / bins
-    weights = (1 - (x.clamp(0, 1)[:, :, None] - centres[:, None, None]).abs() * bins).clamp_min(0)
-    histogram = weights.mean(dim=(3, 4))
-    return (histogram / histogram.sum(dim=2, keepdim=True).clamp_min(1e-8)).flatten(1)
-
-
-FEEDBACK_CONTEXT_SIZE = 128  # long side of the copy the global feedback runs the network on
 
 
 class FeedbackHDRNet(nn.Module):
@@ -127,11 +101,7 @@ class FeedbackHDRNet(nn.Module):
         self.compress = nn.Conv2d(2 * w, w, 1)
         self.block = DenseBlock(w, config.growth, config.layers)
         self.reconstruct = nn.Conv2d(w, 48, 3, padding=1)
-        self.global_branch = GlobalBranch(w, config.global_bins)
-        if config.global_feedback:  # the pooled state of a small copy refines the modulation of the next iteration
-            self.refine_film = nn.Linear(2 * w, 2 * w)
-            nn.init.zeros_(self.refine_film.weight)
-            nn.init.zeros_(self.refine_film.bias)
+        self.global_branch = GlobalBranch(w)
         nn.init.zeros_(self.reconstruct.weight)
         nn.init.zeros_(self.reconstruct.bias)
 
@@ -145,60 +115,29 @@ class FeedbackHDRNet(nn.Module):
         return 4 * 3 + coarse * (config.iterations * config.layers) + 2 * (coarse - 1) + 3
 
     def global_features(self, small: torch.Tensor) -> torch.Tensor:
-        """The modulation every tile of an image shares, from a downscaled copy of the whole image:
-        (N, 2 x width), or with global feedback (N, iterations, 2 x width), one per iteration.
-
-        With global feedback the network also runs on a small copy of the image; after each
-        iteration its state, pooled over the whole copy, corrects the next iteration's modulation.
-        """
-        film = self.global_branch(small)
-        if not self.config.global_feedback:
-            return film
-        scale = min(1.0, FEEDBACK_CONTEXT_SIZE / max(small.shape[2:]))
-        if scale < 1:
-            small = F.interpolate(small, scale_factor=scale, mode="area")
-        m = self.multiple
-        small = F.pad(small, (0, -small.shape[3] % m, 0, -small.shape[2] % m), mode="replicate")
-        films = [film]
-        for _, (hidden, _features) in zip(range(self.config.iterations - 1), self._iterate(small, films)):
-            pooled = torch.cat([hidden.mean(dim=(2, 3)), hidden.amax(dim=(2, 3))], dim=1)
-            films.append(films[-1] + self.refine_film(pooled))
-        return torch.stack(films, dim=1)
-
-    def _iterate(self, x: torch.Tensor, films: list[torch.Tensor], skip: torch.Tensor | None = None):
-        """Yield (state, modulated features) after each iteration; iteration t is modulated by ``films[t]``
-        (or the last one), which may be appended to while iterating. ``skip``: ``x`` in the mu-law domain."""
-        skip = mu_law(srgb_decode(x)) if skip is None else skip
-        raw = self.extract(torch.cat([F.pixel_unshuffle(x, 4), F.pixel_unshuffle(skip, 4)], dim=1))
-        s = self.config.state_scale
-        hidden = used = None
-        t = 0
-        while True:
-            film = films[min(t, len(films) - 1)]
-            if film is not used:  # the state's input follows the current modulation
-                scale, shift = film.view(film.shape[0], -1, 1, 1).chunk(2, dim=1)
-                features = raw * (1 + scale) + shift
-                coarse = features if s == 1 else self.to_state(F.pixel_unshuffle(features, s))
-                used = film
-            if hidden is None:
-                hidden = coarse  # the state starts from this image's own features: nothing carries over
-            hidden = hidden + self.block(_act(self.compress(torch.cat([coarse, hidden], dim=1))))
-            yield hidden, features
-            t += 1
+        return self.global_branch(small)
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor | None = None, *, context_images: list[torch.Tensor] | None = None,
         iterations: int | None = None, all_iterations: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
+        from bdx.hdr.tonemap import mu_law
+
         if context_images is not None:  # one downscaled copy per sample
             context = torch.cat([self.global_features(image) for image in context_images])
         if context is None:
             context = self.global_features(F.interpolate(x, scale_factor=0.25, mode="area") if min(x.shape[2:]) >= 32 else x)
-        skip = mu_law(srgb_decode(x))
-        films = list(context.view(context.shape[0], -1, context.shape[-1]).unbind(1))  # one per iteration, or one for all
+        linear = srgb_decode(x)
+        skip = mu_law(linear)
+        inputs = torch.cat([F.pixel_unshuffle(x, 4), F.pixel_unshuffle(skip, 4)], dim=1)
+        scale, shift = context.view(context.shape[0], -1, 1, 1).chunk(2, dim=1)  # one context for every tile
+        features = self.extract(inputs) * (1 + scale) + shift
         s = self.config.state_scale
+        coarse = features if s == 1 else self.to_state(F.pixel_unshuffle(features, s))
+        hidden = coarse  # the state starts from this image's own features: nothing carries over
         outputs = []
-        for _, (hidden, features) in zip(range(iterations or self.config.iterations), self._iterate(x, films, skip)):
+        for _ in range(iterations or self.config.iterations):
+            hidden = hidden + self.block(_act(self.compress(torch.cat([coarse, hidden], dim=1))))
             state = hidden if s == 1 else features + F.pixel_shuffle(self.from_state(hidden), s)
             outputs.append(skip + F.pixel_shuffle(self.reconstruct(_act(state)), 4))
         return outputs if all_iterations else outputs[-1]

@@ -43,9 +43,6 @@ class HdrTrainConfig:
     iterations: int = 4
     state_scale: int = 1
     supervise: str = "all"  # "all": every iteration's estimate is in the loss (as FHDR); "last": only the final one
-    global_feedback: bool = False  # see FeedbackConfig
-    global_bins: int = 0  # see FeedbackConfig
-    display_context: bool = False  # the context copy is downscaled from the rendered LDR, as at inference (else rendered small)
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
     augment: bool = True
@@ -128,10 +125,8 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
             ldr, target = ldr[:, ::-1], target[:, ::-1]
         inputs.append(np.ascontiguousarray(ldr))
         targets.append(np.ascontiguousarray(np.minimum(target, HEADROOM)))
-        if config.display_context:  # as at inference: the LDR (at twice the size, JPEG included) area-downscaled
-            contexts.append(context_image(render_ldr(context_image(exposed, 2 * context_size), camera, quality), context_size))
-        else:
-            contexts.append(render_ldr(context_image(exposed, context_size), camera, None))
+        small = context_image(exposed, context_size)
+        contexts.append(render_ldr(small, camera, None))
     to_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
     return to_tensor(inputs), to_tensor(targets), contexts
 
@@ -223,10 +218,7 @@ def train_hdr(
     val = [s for s in scenes if is_validation(s.name, config.validation_fraction)]
     if not train:
         train, val = val, []
-    net = FeedbackHDRNet(FeedbackConfig(
-        width=config.width, iterations=config.iterations, state_scale=config.state_scale,
-        global_feedback=config.global_feedback, global_bins=config.global_bins,
-    ))
+    net = FeedbackHDRNet(FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale))
     context_size = net.config.context_size
 
     def loss_fn(model, rng):
