@@ -189,9 +189,7 @@ def scale_ratio_ev(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarr
     """The stops by which the prediction must be brightened to match the reference's absolute scale: the
     median log2 luminance ratio over the ``mask`` pixels (e.g. the input's unclipped ones) where both
     luminances exceed 1e-4 x the reference's peak (NaN when none do)."""
-    weights = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)[: prediction.shape[-1]]
-    weights /= weights.sum()
-    predicted, wanted = prediction @ weights, reference @ weights
+    predicted, wanted = luminance(prediction), luminance(reference)
     floor = 1e-4 * hdr_peak(reference)
     valid = (predicted > floor) & (wanted > floor)
     if mask is not None:

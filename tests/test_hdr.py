@@ -126,6 +126,8 @@ def test_calibration_options():
     calibrated = calibrate(linear, peak_nits=1000.0)
     luminance = calibrated @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
     assert np.quantile(luminance, 0.9999) == pytest.approx(1000.0, rel=1e-4)
+    grey = calibrate(linear[..., :1], peak_nits=1000.0)  # a grey image is its own luminance
+    assert grey.shape == (20, 30, 1) and np.quantile(grey, 0.9999) == pytest.approx(1000.0, rel=1e-4)
 
 
 def test_classical_baseline_keeps_unclipped_and_lifts_clipped():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bdx.color import srgb_to_linear
+from bdx.color import luminance, srgb_to_linear
 from bdx.errors import BdxError
 
 WELL_EXPOSED = (0.08, 0.92)
@@ -75,8 +75,7 @@ def merge_brackets(
     merged = cv2.createMergeDebevec().process(stack, np.array(times, dtype=np.float32), response.reshape(256, 1, 3))
     linear = np.nan_to_num(merged[..., ::-1].astype(np.float32), nan=0.0, posinf=0.0)
     linear = np.clip(linear, 0, None)
-    luminance = linear @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-    scale = 0.18 / max(float(np.median(luminance)), 1e-12)
+    scale = 0.18 / max(float(np.median(luminance(linear))), 1e-12)
     return Merge(linear * np.float32(scale), response[:, ::-1] / response.max(), times, order)
 
 

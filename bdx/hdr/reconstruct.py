@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from bdx.color import luminance
 from bdx.depth import display_codes
 from bdx.errors import BdxError
 from bdx.io import Image, to_float
@@ -105,8 +106,7 @@ def calibrate(linear: np.ndarray, exposure: float = 0.0, peak_nits: float | None
     """Scale by 2^exposure, then (when given) so the brightest 0.01 % of luminance sits at ``peak_nits``."""
     out = np.clip(linear, 0.0, None) * np.float32(2.0**exposure)
     if peak_nits is not None:
-        luminance = out @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-        peak = float(np.quantile(luminance, 0.9999))
+        peak = float(np.quantile(luminance(out), 0.9999))
         if peak > 0:
             out = out * np.float32(peak_nits / peak)
     return out.astype(np.float32)

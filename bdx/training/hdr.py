@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from bdx.color import luminance
 from bdx.errors import BdxError
 from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet, save_hdr_net
 from bdx.hdr.tonemap import HEADROOM, camera_response, mu_law, random_camera
@@ -75,8 +76,7 @@ def find_scenes(folders: list[Path]) -> list[Scene]:
 
 def expose(linear: np.ndarray, percentile: float) -> float:
     """The exposure that puts ``percentile`` of luminance at the clip point."""
-    luminance = linear @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-    level = float(np.percentile(luminance, percentile))
+    level = float(np.percentile(luminance(linear), percentile))
     return 1.0 / max(level, 1e-6)
 
 
