@@ -167,9 +167,9 @@ def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1) -> list[Held
             exposed = scene.linear * np.float32(expose(scene.linear, percentile))
             h, w = exposed.shape[0] // 4 * 4, exposed.shape[1] // 4 * 4
             exposed = exposed[:h, :w]
+            target = np.minimum(exposed, HEADROOM)  # one reference for every camera's rendering
             for _ in range(cameras):
-                ldr = render_ldr(exposed, random_camera(rng), None)
-                cases.append(HeldoutCase(scene.name, percentile, np.minimum(exposed, HEADROOM), ldr))
+                cases.append(HeldoutCase(scene.name, percentile, target, render_ldr(exposed, random_camera(rng), None)))
     return cases
 
 
