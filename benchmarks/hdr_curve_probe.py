@@ -8,7 +8,11 @@ held out by the HDR weights' file-level split (validation fraction 0.25). An R^2
 near 0 means the copy does not tell the curve, so no global branch can fix the
 scale error from it.
 
+``--view crop`` asks the same of 128 px crops at the scene's full resolution
+(local cues such as edge profiles and colour mixtures, but less of the scene).
+
     python benchmarks/hdr_curve_probe.py --data ../shared/data/hdr --data /tmp/sice_merged
+    python benchmarks/hdr_curve_probe.py --data ../shared/data/hdr --data /tmp/sice_merged --view crop
 """
 
 from __future__ import annotations
@@ -35,14 +39,20 @@ def mid_grey_stops(camera: tuple[float, float]) -> float:
     return float(np.log2(GRID[np.searchsorted(camera_response(GRID, *camera), 0.5)] + 1e-6))
 
 
-def sample(scenes, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Copies as at inference: render at 512 px, then area-downscale to 128 px (padded to a square)."""
+def sample(scenes, rng: np.random.Generator, count: int, view: str = "copy") -> tuple[torch.Tensor, torch.Tensor]:
+    """Copies as at inference (render at 512 px, then area-downscale to 128 px), or full-resolution
+    128 px crops (``view="crop"``); padded to a square."""
     copies, targets = [], []
     for _ in range(count):
         scene = scenes[rng.integers(len(scenes))].linear * rng.uniform(0.8, 1.25, 3).astype(np.float32)
         exposed = scene * np.float32(expose(scene, rng.uniform(85, 99.5)))
         camera = random_camera(rng)
-        copy = context_image(render_ldr(context_image(exposed, 4 * SIZE), camera, None), SIZE)[:SIZE, :SIZE]
+        if view == "crop":  # the curve acts per pixel, so cropping before rendering is the same as after
+            y = rng.integers(max(1, exposed.shape[0] - SIZE + 1))
+            x = rng.integers(max(1, exposed.shape[1] - SIZE + 1))
+            copy = render_ldr(exposed[y : y + SIZE, x : x + SIZE], camera, None)
+        else:
+            copy = context_image(render_ldr(context_image(exposed, 4 * SIZE), camera, None), SIZE)[:SIZE, :SIZE]
         copies.append(np.pad(copy, ((0, SIZE - copy.shape[0]), (0, SIZE - copy.shape[1]), (0, 0)), mode="edge"))
         targets.append(mid_grey_stops(camera))
     return torch.from_numpy(np.stack(copies)).permute(0, 3, 1, 2).contiguous(), torch.tensor(targets)[:, None]
@@ -70,19 +80,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, action="append", required=True)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hdr_curve_probe.json"))
+    parser.add_argument("--view", choices=("copy", "crop"), default="copy")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    out = args.out or Path(f"benchmarks/results/hdr_curve_probe{'' if args.view == 'copy' else '_crop'}.json")
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     scenes = find_scenes(args.data)
     train = [s for s in scenes if not is_validation(s.name, 0.25)]
     held_out = [s for s in scenes if is_validation(s.name, 0.25)]
-    val_x, val_y = sample(held_out, np.random.default_rng(1), 400)
+    val_x, val_y = sample(held_out, np.random.default_rng(1), 400, args.view)
     net, rng = Probe(), np.random.default_rng(0)
     optimizer = torch.optim.Adam(net.parameters(), 1e-3)
     history, start = [], time.perf_counter()
     for step in range(1, args.steps + 1):
-        x, y = sample(train, rng, 32)
+        x, y = sample(train, rng, 32, args.view)
         loss = ((net(x) - y) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -94,9 +107,10 @@ def main() -> None:
                    "target_sd_stops": float(val_y.std()), "seconds": time.perf_counter() - start}
             history.append(row)
             print(json.dumps(row), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"train_scenes": len(train), "held_out_scenes": len(held_out), "history": history}, indent=1))
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"view": args.view, "train_scenes": len(train), "held_out_scenes": len(held_out), "history": history}
+    out.write_text(json.dumps(record, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from bdx.assets import default_weights
 from bdx.cli import app
 from bdx.dequant.classical import CONTOUR_SUPPORT, ContourDequantizer
 from bdx.dequant.learned import (
-    ARCHITECTURE, DequantNet, DequantNetConfig, LearnedDequantizer, contour_prior, dequantize_levels, load_weights,
-    offset_reach, save_weights,
+    ARCHITECTURE, DequantNet, DequantNetConfig, LearnedDequantizer, contour_prior, dequantize_levels, grow_from,
+    load_weights, offset_reach, save_weights,
 )
 from bdx.depth import upscale_depth
 from bdx.errors import BdxError
@@ -284,7 +284,7 @@ def test_training_from_initial_weights(runner, tmp_path):
         app, ["train", "depth", "--data", str(data), "-o", str(tmp_path / "x.safetensors"), "--steps", "1",
               "--prior", "none", "--init", str(start), "--device", "cpu"],
     )
-    assert result.exit_code == 1 and "differs from the one to train" in result.stderr
+    assert result.exit_code == 1 and "does not fit in the one to train" in result.stderr
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(output), "--steps", "1", "--batch-size", "2", "--crop", "32",
               "--lr", "1e-12", "--init", "shipped", "--device", "cpu"],
@@ -293,6 +293,42 @@ def test_training_from_initial_weights(runner, tmp_path):
     shipped = load_weights(default_weights("depth")).state_dict()
     tuned = load_weights(output).state_dict()
     assert all(torch.allclose(tuned[k], v, atol=1e-6) for k, v in shipped.items())
+
+
+def test_a_grown_network_starts_as_the_smaller_one_and_its_new_weights_learn():
+    small = _randomized(DequantNet(CONTOUR), 0.05, 3).eval()
+    big = DequantNet(DequantNetConfig(widths=(24, 80), blocks=(2, 4), prior="contour"))
+    grow_from(big, small)
+    big.eval()
+    centres = _random_centres(5, (2, 3, 32, 40))
+    prior = _prior_of(centres, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(big(centres.clone(), torch.full((2,), 1 / 31), prior.clone()),
+                                   small(centres.clone(), torch.full((2,), 1 / 31), prior.clone()), atol=1e-6, rtol=0)
+    loss = big(centres.clone(), torch.full((2,), 1 / 31), prior.clone()).square().mean()
+    loss.backward()
+    # the zeroed weights from the new channels into the old ones get a gradient, so they can grow
+    assert big.head.weight.grad[:, 16:].abs().sum() > 0
+    assert big.eighth[3].second.weight.grad.abs().sum() > 0  # a new block, starting as the identity
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow_from(small, big)
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow_from(DequantNet(DequantNetConfig(prior="none")), small)
+
+
+def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
+    data = _reference_folder(tmp_path)
+    output = tmp_path / "wide.safetensors"
+    result = runner.invoke(
+        app, ["train", "depth", "--data", str(data), "-o", str(output), "--steps", "1", "--batch-size", "2", "--crop", "32",
+              "--widths", "20", "64", "--blocks", "1", "4", "--init", "shipped", "--device", "cpu"],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert load_weights(output).config == DequantNetConfig(widths=(20, 64), blocks=(1, 4), prior="contour")
+    result = runner.invoke(
+        app, ["train", "depth", "--data", str(data), "-o", str(output), "--widths", "0", "64", "--device", "cpu"],
+    )
+    assert result.exit_code != 0 and "--widths must be at least 1" in result.stderr
 
 
 def test_trimmed_forward_equals_the_network_on_the_whole_input():

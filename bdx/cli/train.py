@@ -41,8 +41,17 @@ def train_depth_command(
     validation_fraction: Annotated[
         float, typer.Option(help="Share of files held out for validation (chosen by a hash of the file name).")
     ] = 0.15,
+    widths: Annotated[
+        tuple[int, int], typer.Option(help="Channels at 1/4 and 1/8 resolution.")
+    ] = (16, 64),
+    blocks: Annotated[
+        tuple[int, int], typer.Option(help="Residual blocks at 1/4 and 1/8 resolution.")
+    ] = (1, 3),
     init: Annotated[
-        Optional[Path], typer.Option(help="Weights to start from (fine-tune): a file, or 'shipped' for bdx's own; same architecture.")
+        Optional[Path], typer.Option(
+            help="Weights to start from (fine-tune): a file, or 'shipped' for bdx's own; the same network, or a "
+            "narrower or shallower one (grown to --widths / --blocks with its output unchanged)."
+        )
     ] = None,
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
@@ -52,15 +61,18 @@ def train_depth_command(
     """Train the learned bit-depth dequantizer (one network for 3- to 10-bit input)."""
     from bdx.device import resolve_device
     from bdx.dequant.learned import PRIORS
+    from bdx.errors import BdxError
     from bdx.training.depth import DepthTrainConfig, train_depth
 
     with command_errors():
         check_choice("--prior", prior, PRIORS)
+        if min(widths) < 1 or min(blocks) < 0:
+            raise BdxError("--widths must be at least 1 and --blocks at least 0")
         config = DepthTrainConfig(
             steps=steps, batch_size=batch_size, crop=max(8, crop // 8 * 8), lr=lr, validate_every=validate_every,
             checkpoint_every=checkpoint_every, seed=seed,
             validation_fraction=validation_fraction, prior=prior,
-            synthetic_fraction=synthetic_fraction, upscale_fraction=upscale_fraction,
+            synthetic_fraction=synthetic_fraction, upscale_fraction=upscale_fraction, widths=widths, blocks=blocks,
         )
         torch_device = str(resolve_device(device))
 

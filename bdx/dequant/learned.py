@@ -147,6 +147,35 @@ class DequantNet(nn.Module):
         return head.tanh_()
 
 
+def grow_from(net: DequantNet, smaller: DequantNet) -> None:
+    """Load ``smaller``'s weights into the wider (or deeper) ``net`` so that its output is unchanged.
+
+    New channels keep their random input weights but feed nothing into the old ones (those
+    weights are zero, and learn from there); new residual blocks start as the identity.
+    Channels are appended at the end of every level, which keeps each old channel's place
+    through the pixel shuffles.
+    """
+    old_config, new_config = smaller.config, net.config
+    if (old_config.channels, old_config.prior) != (new_config.channels, new_config.prior) or any(
+        new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks)
+    ):
+        raise ValueError(f"cannot grow {old_config} into {new_config}")
+    old_state = smaller.state_dict()
+    with torch.no_grad():
+        for name, parameter in net.named_parameters():
+            old = old_state.get(name)
+            if old is None:  # a new residual block: its second convolution starts at zero
+                if ".second." in name:
+                    parameter.zero_()
+                continue
+            if parameter.dim() == 4:
+                parameter[: old.shape[0], old.shape[1] :] = 0
+                parameter[: old.shape[0], : old.shape[1]] = old
+            else:
+                parameter[: old.shape[0]] = old
+                parameter[old.shape[0] :] = 0
+
+
 def offset_reach(step: torch.Tensor) -> torch.Tensor:
     """The largest offset from a bin centre the network may add: half a ``step`` less one 16-bit code, so
     rounding to 16 bits can never cross into the next bin."""

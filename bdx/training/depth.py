@@ -23,7 +23,7 @@ import torch
 
 from bdx.color import linear_to_srgb
 from bdx.dequant.learned import (
-    DequantNet, DequantNetConfig, contour_prior, dequantize_levels, load_weights, offset_reach, save_weights,
+    DequantNet, DequantNetConfig, contour_prior, dequantize_levels, grow_from, load_weights, offset_reach, save_weights,
 )
 from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
@@ -266,9 +266,10 @@ def train_depth(
     net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks), prior=config.prior))
     if init is not None:
         start = load_weights(init)
-        if start.config != net.config:
-            raise BdxError(f"{init.name}: its network ({start.config}) differs from the one to train ({net.config})")
-        net.load_state_dict(start.state_dict())
+        try:
+            grow_from(net, start)  # the same network, or a narrower / shallower one
+        except ValueError:
+            raise BdxError(f"{init.name}: its network ({start.config}) does not fit in the one to train ({net.config})") from None
         config = replace(config, init=init.name)  # recorded in the checkpoint and the weights' metadata
 
     def loss_fn(model, rng):
