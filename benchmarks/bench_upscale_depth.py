@@ -6,6 +6,7 @@ between the two is measured in the same run. Prints a table and writes JSON.
 
     python benchmarks/bench_upscale_depth.py                 # 12 MP and 100 MP
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods midpoint contour
+    python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --weights other.safetensors
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def synthetic_scene(height: int, width: int, bits: int):
     return out
 
 
-def measure(megapixels: int, method: str, bits: int, tile: int | None) -> dict:
+def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: str | None = None) -> dict:
     """One run in this process: generate, dequantize, report time and peak RSS."""
     import torch
 
@@ -54,7 +55,7 @@ def measure(megapixels: int, method: str, bits: int, tile: int | None) -> dict:
     image = Image(synthetic_scene(height, width, bits), significant_bits=bits)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    upscale_depth(image, method=method, device="cpu", tile=tile)
+    upscale_depth(image, method=method, device="cpu", tile=tile, weights=weights)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -62,6 +63,7 @@ def measure(megapixels: int, method: str, bits: int, tile: int | None) -> dict:
         "method": method,
         "in_bits": bits,
         "tile": tile or "default",
+        "weights": weights or "default",
         "seconds": seconds,
         "mpix_per_s": height * width / 1e6 / seconds,
         "peak_rss_mib": peak_kib / 1024,
@@ -70,8 +72,8 @@ def measure(megapixels: int, method: str, bits: int, tile: int | None) -> dict:
     }
 
 
-def run_child(megapixels: int, method: str, bits: int, tile: int | None) -> dict:
-    args = [sys.executable, __file__, "--child", str(megapixels), method, str(bits), str(tile or 0)]
+def run_child(megapixels: int, method: str, bits: int, tile: int | None, weights: str | None = None) -> dict:
+    args = [sys.executable, __file__, "--child", str(megapixels), method, str(bits), str(tile or 0), weights or ""]
     done = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -82,19 +84,20 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["contour", "midpoint"])
     parser.add_argument("--bits", type=int, default=6, help="content bit depth of the synthetic input")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "upscale_depth.json")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help="weights file for the learned method (default: the shipped weights)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # MP method bits tile [weights]
     args = parser.parse_args()
     if args.child:
-        mp, method, bits, tile = args.child
-        print(json.dumps(measure(int(mp), method, int(bits), int(tile) or None)))
+        mp, method, bits, tile, weights = (args.child + [""])[:5]
+        print(json.dumps(measure(int(mp), method, int(bits), int(tile) or None, weights or None)))
         return
 
     rows = []
     for megapixels in args.sizes:
         for method in args.methods:
-            rows.append(run_child(megapixels, method, args.bits, None))
+            rows.append(run_child(megapixels, method, args.bits, None, args.weights))
             if megapixels == 12:
-                rows.append(run_child(megapixels, method, args.bits, max(SIZES[12])))  # one whole-image tile
+                rows.append(run_child(megapixels, method, args.bits, max(SIZES[12]), args.weights))  # one whole-image tile
     print(f"{'MP':>6} {'method':>9} {'tile':>8} {'s':>8} {'MPix/s':>8} {'peak RSS MiB':>13}")
     for row in rows:
         print(
