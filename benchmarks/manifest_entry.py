@@ -5,8 +5,8 @@ configuration, steps, training and validation files, last validation figures),
 counts parameters, hashes the file, and merges the figures of an evaluation
 JSON given with ``--eval``.
 
-    python benchmarks/manifest_entry.py weights/depth-contour-refine-v1.safetensors \\
-        --command "bdx train depth ..." --training-data "..." --wall-time-min 95 --eval-json benchmarks/results/x.json
+    python benchmarks/manifest_entry.py weights/depth-contour-refine-v2.safetensors \\
+        --command "bdx train depth ..." --training-data "..." --wall-time-min 95 --eval "$(cat figures.json)"
 """
 
 from __future__ import annotations

@@ -168,6 +168,21 @@ def test_training_step_and_resume(tmp_path):
     assert resumed.step == 3
 
 
+def test_resuming_from_a_file_that_is_not_a_checkpoint_is_one_line(runner, tmp_path):
+    folder = _reference_folder(tmp_path)
+    for name, content in (("junk.pt", b"not a checkpoint"), ("empty.pt", b"")):
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        result = runner.invoke(app, ["train", "hdr", "--data", str(folder), "-o", str(tmp_path / "h.safetensors"),
+                                     "--resume", str(bad), "--device", "cpu"])
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"bdx: error: {bad}: not a bdx training checkpoint")
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)  # loads with weights_only, but is no training checkpoint
+    result = runner.invoke(app, ["train", "hdr", "--data", str(folder), "--resume", str(plain), "--device", "cpu"])
+    assert result.exit_code == 1 and "missing model, optimizer or step" in result.stderr
+
+
 def test_train_hdr_cli_reports_validation(runner, tmp_path):
     output = tmp_path / "h.safetensors"
     result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(output), "--steps", "1",

@@ -321,14 +321,38 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
     output = tmp_path / "wide.safetensors"
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(output), "--steps", "1", "--batch-size", "2", "--crop", "32",
-              "--widths", "20", "64", "--blocks", "1", "4", "--init", "shipped", "--device", "cpu"],
+              "--widths", "34", "96", "--blocks", "2", "5", "--init", "shipped", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.stderr
-    assert load_weights(output).config == DequantNetConfig(widths=(20, 64), blocks=(1, 4), prior="contour")
+    assert load_weights(output).config == DequantNetConfig(widths=(34, 96), blocks=(2, 5), prior="contour")
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(output), "--widths", "0", "64", "--device", "cpu"],
     )
     assert result.exit_code != 0 and "--widths must be at least 1" in result.stderr
+    junk = tmp_path / "junk.ckpt.pt"
+    junk.write_bytes(b"not a checkpoint")
+    result = runner.invoke(
+        app, ["train", "depth", "--data", str(data), "-o", str(output), "--resume", str(junk), "--device", "cpu"],
+    )
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"bdx: error: {junk}: not a bdx training checkpoint")
+
+
+def test_network_size_comes_from_the_checkpoint_or_start_weights_unless_given(tmp_path):
+    data = _reference_folder(tmp_path)
+    output = tmp_path / "small.safetensors"
+    tiny = dict(batch_size=2, crop=32, validate_every=100)
+    train_depth([data], output, DepthTrainConfig(steps=1, widths=(8, 16), blocks=(1, 1), **tiny))
+    resumed = train_depth([data], output, DepthTrainConfig(steps=2, **tiny), resume=Path(str(output) + ".ckpt.pt"))
+    assert resumed.step == 2 and load_weights(output).config.widths == (8, 16)
+    with pytest.raises(BdxError, match="holds a different network"):
+        train_depth([data], output, DepthTrainConfig(steps=3, widths=(8, 24), **tiny), resume=Path(str(output) + ".ckpt.pt"))
+    grown = tmp_path / "grown.safetensors"
+    train_depth([data], grown, DepthTrainConfig(steps=1, lr=1e-12, **tiny), init=output)
+    assert load_weights(grown).config == load_weights(output).config
+    fresh = tmp_path / "fresh.safetensors"
+    train_depth([data], fresh, DepthTrainConfig(steps=1, **tiny))
+    assert load_weights(fresh).config == load_weights(default_weights("depth")).config  # the shipped size
 
 
 def test_trimmed_forward_equals_the_network_on_the_whole_input():

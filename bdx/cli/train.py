@@ -42,11 +42,15 @@ def train_depth_command(
         float, typer.Option(help="Share of files held out for validation (chosen by a hash of the file name).")
     ] = 0.15,
     widths: Annotated[
-        tuple[int, int], typer.Option(help="Channels at 1/4 and 1/8 resolution.")
-    ] = (16, 64),
+        Optional[tuple[int, int]], typer.Option(
+            help="Channels at 1/4 and 1/8 resolution; by default those of --resume or --init, else 32 96 (the shipped network's)."
+        )
+    ] = None,
     blocks: Annotated[
-        tuple[int, int], typer.Option(help="Residual blocks at 1/4 and 1/8 resolution.")
-    ] = (1, 3),
+        Optional[tuple[int, int]], typer.Option(
+            help="Residual blocks at 1/4 and 1/8 resolution; by default those of --resume or --init, else 2 4."
+        )
+    ] = None,
     init: Annotated[
         Optional[Path], typer.Option(
             help="Weights to start from (fine-tune): a file, or 'shipped' for bdx's own; the same network, or a "
@@ -66,7 +70,7 @@ def train_depth_command(
 
     with command_errors():
         check_choice("--prior", prior, PRIORS)
-        if min(widths) < 1 or min(blocks) < 0:
+        if (widths and min(widths) < 1) or (blocks and min(blocks) < 0):
             raise BdxError("--widths must be at least 1 and --blocks at least 0")
         config = DepthTrainConfig(
             steps=steps, batch_size=batch_size, crop=max(8, crop // 8 * 8), lr=lr, validate_every=validate_every,

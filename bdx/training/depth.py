@@ -29,9 +29,11 @@ from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.quantization import max_level
 from bdx.training.data import find_files, is_validation
-from bdx.training.loop import LoopSettings, TrainState, run_training
+from bdx.training.loop import LoopSettings, TrainState, read_checkpoint, run_training
 
 MIN_PHOTO_PIXELS = 1_000_000
+DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-refine-v2)
+DEFAULT_BLOCKS = (2, 4)
 
 
 @dataclass
@@ -51,8 +53,8 @@ class DepthTrainConfig:
     validate_every: int = 200
     checkpoint_every: int = 200
     seed: int = 0
-    widths: tuple[int, int] = (16, 64)
-    blocks: tuple[int, int] = (1, 3)
+    widths: tuple[int, int] | None = None  # None: the checkpoint's (--resume), the start weights' (--init), else DEFAULT_WIDTHS
+    blocks: tuple[int, int] | None = None  # None: likewise, else DEFAULT_BLOCKS
     prior: str = "contour"
     prior_context: int = 32  # pixels of context around each crop when computing the prior
     synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields
@@ -238,6 +240,21 @@ def _gain_db(mse_before: float, mse_after: float) -> float:
     return 10 * math.log10(max(mse_before, 1e-20) / max(mse_after, 1e-20))
 
 
+def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resume: Path | None) -> DepthTrainConfig:
+    """``config`` with its widths and blocks filled in where unset: from the checkpoint to resume,
+    else from the weights to start from, else the defaults."""
+    if resume is not None:
+        saved = read_checkpoint(resume).get("config") or {}
+        sizes = saved.get("widths"), saved.get("blocks")
+    elif start is not None:
+        sizes = start.config.widths, start.config.blocks
+    else:
+        sizes = DEFAULT_WIDTHS, DEFAULT_BLOCKS
+    widths = config.widths or sizes[0] or DEFAULT_WIDTHS
+    blocks = config.blocks or sizes[1] or DEFAULT_BLOCKS
+    return replace(config, widths=tuple(widths), blocks=tuple(blocks))
+
+
 def train_depth(
     data: list[Path],
     output: Path,
@@ -263,9 +280,10 @@ def train_depth(
         if reference is not None:
             references.append(reference)
     train_refs, val_refs = split_references(references, config.validation_fraction)
+    start = load_weights(init) if init is not None else None
+    config = _with_network_size(config, start, resume)
     net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks), prior=config.prior))
-    if init is not None:
-        start = load_weights(init)
+    if start is not None:
         try:
             grow_from(net, start)  # the same network, or a narrower / shallower one
         except ValueError:

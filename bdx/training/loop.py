@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bdx.errors import BdxError
+
 
 @dataclass
 class LoopSettings:
@@ -40,6 +42,19 @@ class TrainState:
     net: nn.Module | None = None
     rank: int = 0
     skipped: int = 0  # steps whose loss was not finite (no update made)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint written by :func:`run_training` (plain data only: ``weights_only=True``); a one-line error otherwise."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BdxError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # truncated, not a torch file, or holding more than plain data
+        raise BdxError(f"{path}: not a bdx training checkpoint ({exc.__class__.__name__})") from None
+    if not isinstance(saved, dict) or not {"model", "optimizer", "step"} <= set(saved):
+        raise BdxError(f"{path}: not a bdx training checkpoint (missing model, optimizer or step)")
+    return saved
 
 
 def distributed_rank(device: torch.device) -> int:
@@ -76,9 +91,12 @@ def run_training(
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     state = TrainState(rank=rank)
     if resume is not None:
-        saved = torch.load(resume, map_location="cpu", weights_only=True)
-        net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        saved = read_checkpoint(resume)
+        try:
+            net.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            raise BdxError(f"{resume}: holds a different network than the one to train ({str(exc).splitlines()[0]})") from None
         state = TrainState(step=int(saved["step"]), history=list(saved["history"]), rank=rank)
     model: nn.Module = net
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
