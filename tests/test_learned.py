@@ -328,7 +328,7 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(output), "--widths", "0", "64", "--device", "cpu"],
     )
-    assert result.exit_code != 0 and "--widths must be at least 1" in result.stderr
+    assert result.exit_code == 2 and "--widths must be at least 1" in result.stderr
     junk = tmp_path / "junk.ckpt.pt"
     junk.write_bytes(b"not a checkpoint")
     result = runner.invoke(

@@ -65,13 +65,13 @@ def train_depth_command(
     """Train the learned bit-depth dequantizer (one network for 3- to 10-bit input)."""
     from bdx.device import resolve_device
     from bdx.dequant.learned import PRIORS
-    from bdx.errors import BdxError
+    from bdx.errors import UsageError
     from bdx.training.depth import DepthTrainConfig, train_depth
 
     with command_errors():
         check_choice("--prior", prior, PRIORS)
         if (widths and min(widths) < 1) or (blocks and min(blocks) < 0):
-            raise BdxError("--widths must be at least 1 and --blocks at least 0")
+            raise UsageError("--widths must be at least 1 and --blocks at least 0")
         config = DepthTrainConfig(
             steps=steps, batch_size=batch_size, crop=max(8, crop // 8 * 8), lr=lr, validate_every=validate_every,
             checkpoint_every=checkpoint_every, seed=seed,

@@ -243,16 +243,14 @@ def _gain_db(mse_before: float, mse_after: float) -> float:
 def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resume: Path | None) -> DepthTrainConfig:
     """``config`` with its widths and blocks filled in where unset: from the checkpoint to resume,
     else from the weights to start from, else the defaults."""
+    widths, blocks = None, None
     if resume is not None:
         saved = read_checkpoint(resume).get("config") or {}
-        sizes = saved.get("widths"), saved.get("blocks")
+        widths, blocks = saved.get("widths"), saved.get("blocks")
     elif start is not None:
-        sizes = start.config.widths, start.config.blocks
-    else:
-        sizes = DEFAULT_WIDTHS, DEFAULT_BLOCKS
-    widths = config.widths or sizes[0] or DEFAULT_WIDTHS
-    blocks = config.blocks or sizes[1] or DEFAULT_BLOCKS
-    return replace(config, widths=tuple(widths), blocks=tuple(blocks))
+        widths, blocks = start.config.widths, start.config.blocks
+    return replace(config, widths=tuple(config.widths or widths or DEFAULT_WIDTHS),
+                   blocks=tuple(config.blocks or blocks or DEFAULT_BLOCKS))
 
 
 def train_depth(
