@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from bdx.color import linear_to_srgb
-from bdx.errors import BdxError
+from bdx.errors import BdxError, UsageError
 from bdx.io import Image, to_float
 from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, levels_from_codes
 
@@ -48,15 +48,28 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
     return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention)
 
 
+def check_ensemble(method: str, ensemble: int) -> None:
+    """Refuse an ensemble size the learned model does not offer, or any ensemble for another method."""
+    from bdx.dequant.learned import ENSEMBLE_SIZES
+
+    if ensemble not in ENSEMBLE_SIZES:
+        raise UsageError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {ensemble}")
+    if ensemble != 1 and method != "learned":
+        raise UsageError("--ensemble applies to --method learned only")
+
+
 def build_dequantizer(
-    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None
+    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1
 ):
     """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out.
 
     ``weights`` (learned only): a weights file, a network already loaded with
     :func:`bdx.dequant.learned.load_weights` (batches load it once), or None for the shipped weights.
+    ``ensemble`` (learned only): average over 1, 2, 4 or 8 orientations of the input.
     """
     from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer
+
+    check_ensemble(method, ensemble)
 
     if method == "learned":
         from torch import nn
@@ -65,7 +78,7 @@ def build_dequantizer(
         from bdx.dequant.learned import LearnedDequantizer, load_weights
 
         net = weights if isinstance(weights, nn.Module) else load_weights(weights or default_weights("depth"))
-        return LearnedDequantizer(net, bits, convention)
+        return LearnedDequantizer(net, bits, convention, ensemble)
     if method == "midpoint":
         return MidpointDequantizer(bits, convention)
     if method == "contour":
@@ -99,20 +112,22 @@ def upscale_depth(
     device: str = "auto",
     tile: int | None = None,
     weights: str | nn.Module | None = None,
+    ensemble: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> DepthResult:
     """Dequantize an image to 16 bits per sample.
 
     By default every output code re-quantizes to its input level (the result
     stays inside each quantization bin); ``relax`` lifts that for methods that
-    may leave the bin.
+    may leave the bin. ``ensemble`` > 1 (learned only) averages the model over
+    that many flips and transposes of the input: about that many times slower.
     """
     from bdx.device import for_inference, resolve_device
     from bdx.tiling import TiledRun, run_tiled
 
     source = input_levels(image, in_bits, convention)
     torch_device = resolve_device(device)
-    model = for_inference(build_dequantizer(method, source.bits, convention, weights), torch_device)
+    model = for_inference(build_dequantizer(method, source.bits, convention, weights, ensemble), torch_device)
     halo = getattr(model, "halo", 0)
     multiple = getattr(model, "multiple", 1)
     # every depth method's support fits its halo, so tiles meet at cut seams and no float copy of the image is kept

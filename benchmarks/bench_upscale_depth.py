@@ -7,6 +7,7 @@ between the two is measured in the same run. Prints a table and writes JSON.
     python benchmarks/bench_upscale_depth.py                 # 12 MP and 100 MP
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods midpoint contour
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --weights other.safetensors
+    python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --ensembles 1 8 --bits 8
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def synthetic_scene(height: int, width: int, bits: int):
     return out
 
 
-def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: str | None = None) -> dict:
+def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: str | None = None, ensemble: int = 1) -> dict:
     """One run in this process: generate, dequantize, report time and peak RSS."""
     import torch
 
@@ -55,7 +56,7 @@ def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: 
     image = Image(synthetic_scene(height, width, bits), significant_bits=bits)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    upscale_depth(image, method=method, device="cpu", tile=tile, weights=weights)
+    upscale_depth(image, method=method, device="cpu", tile=tile, weights=weights, ensemble=ensemble)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -64,6 +65,7 @@ def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: 
         "in_bits": bits,
         "tile": tile or "default",
         "weights": weights or "default",
+        "ensemble": ensemble,
         "seconds": seconds,
         "mpix_per_s": height * width / 1e6 / seconds,
         "peak_rss_mib": peak_kib / 1024,
@@ -72,8 +74,10 @@ def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: 
     }
 
 
-def run_child(megapixels: int, method: str, bits: int, tile: int | None, weights: str | None = None) -> dict:
-    args = [sys.executable, __file__, "--child", str(megapixels), method, str(bits), str(tile or 0), weights or ""]
+def run_child(
+    megapixels: int, method: str, bits: int, tile: int | None, weights: str | None = None, ensemble: int = 1
+) -> dict:
+    args = [sys.executable, __file__, "--child", str(megapixels), method, str(bits), str(tile or 0), weights or "", str(ensemble)]
     done = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -85,28 +89,31 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=6, help="content bit depth of the synthetic input")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "upscale_depth.json")
     parser.add_argument("--weights", help="weights file for the learned method (default: the shipped weights)")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # MP method bits tile [weights]
+    parser.add_argument("--ensembles", type=int, nargs="+", default=[1], help="ensemble sizes to run the learned method with")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # MP method bits tile weights-or-empty ensemble
     args = parser.parse_args()
     if args.child:
-        mp, method, bits, tile, weights = (args.child + [""])[:5]
-        print(json.dumps(measure(int(mp), method, int(bits), int(tile) or None, weights or None)))
+        mp, method, bits, tile, weights, ensemble = args.child
+        print(json.dumps(measure(int(mp), method, int(bits), int(tile) or None, weights or None, int(ensemble))))
         return
 
     rows = []
     for megapixels in args.sizes:
         for method in args.methods:
             rows.append(run_child(megapixels, method, args.bits, None, args.weights))
+            for ensemble in [e for e in args.ensembles if e != 1 and method == "learned"]:
+                rows.append(run_child(megapixels, method, args.bits, None, args.weights, ensemble))
             if megapixels == 12:
                 rows.append(run_child(megapixels, method, args.bits, max(SIZES[12]), args.weights))  # one whole-image tile
-    print(f"{'MP':>6} {'method':>9} {'tile':>8} {'s':>8} {'MPix/s':>8} {'peak RSS MiB':>13}")
+    print(f"{'MP':>6} {'method':>9} {'ens':>4} {'tile':>8} {'s':>8} {'MPix/s':>8} {'peak RSS MiB':>13}")
     for row in rows:
         print(
-            f"{row['megapixels']:6.1f} {row['method']:>9} {str(row['tile']):>8} {row['seconds']:8.2f} "
+            f"{row['megapixels']:6.1f} {row['method']:>9} {row['ensemble']:>4} {str(row['tile']):>8} {row['seconds']:8.2f} "
             f"{row['mpix_per_s']:8.2f} {row['peak_rss_mib']:13.0f}"
         )
     ratios = {}
     for method in args.methods:
-        tiled = [r for r in rows if r["method"] == method and r["tile"] == "default" and r["megapixels"] < 20]
+        tiled = [r for r in rows if r["method"] == method and r["tile"] == "default" and r["megapixels"] < 20 and r["ensemble"] == 1]
         whole = [r for r in rows if r["method"] == method and r["tile"] != "default"]
         if tiled and whole:
             ratios[method] = whole[0]["seconds"] / tiled[0]["seconds"]

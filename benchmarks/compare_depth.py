@@ -17,6 +17,7 @@ Markdown table and a contact sheet (crops after a gamma 0.4 edit, where banding
 shows).
 
     python benchmarks/compare_depth.py --methods midpoint contour learned --heldout-from weights/depth-contour-refine-v2.safetensors
+    python benchmarks/compare_depth.py --methods midpoint learned --ensemble 8 --heldout-from weights/depth-contour-refine-v2.safetensors
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=12)
     parser.add_argument("--methods", nargs="+", default=["midpoint", "contour", "learned"], choices=DEPTH_METHODS)
     parser.add_argument("--weights", help="weights file for the learned method (default: the shipped weights)")
+    parser.add_argument("--ensemble", type=int, default=1, help="ensemble size for the learned method (1, 2, 4 or 8)")
     parser.add_argument("--heldout-from", help="use only files held out of training by these weights")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_depth")
     args = parser.parse_args()
@@ -137,7 +139,8 @@ def main() -> None:
         outputs = {}
         for method in args.methods:
             start = time.perf_counter()
-            out = upscale_depth(quantized, method=method, device="cpu", weights=args.weights).image.pixels / 65535.0
+            ensemble = args.ensemble if method == "learned" else 1
+            out = upscale_depth(quantized, method=method, device="cpu", weights=args.weights, ensemble=ensemble).image.pixels / 65535.0
             row[f"{method}_seconds"] = time.perf_counter() - start
             row[f"{method}_psnr"] = psnr(out, truth)
             row[f"{method}_zero_diff_g0.6"] = banding_stress(out)["zero_diff_g0.6"]
@@ -177,7 +180,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"methods": args.methods, "heldout_from": args.heldout_from, "weights": args.weights}
+    meta = {"methods": args.methods, "heldout_from": args.heldout_from, "weights": args.weights, "ensemble": args.ensemble}
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=2))
     args.out.with_suffix(".md").write_text(table + "\n")
     if sheet_rows:

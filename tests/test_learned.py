@@ -371,3 +371,39 @@ def test_trimmed_forward_equals_the_network_on_the_whole_input():
     inner = slice(model.halo, size - model.halo)  # where the tiling engine reads
     torch.testing.assert_close(trimmed[..., inner.start - trim : inner.stop - trim, inner.start - trim : inner.stop - trim],
                                whole[..., inner, inner], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("size", [4, 8])
+def test_an_ensemble_is_equivariant_to_the_orientations_it_averages(size):
+    """Flipping (or, with 8, transposing) the input flips the ensemble's output: each orientation is undone."""
+    net = _randomized(DequantNet(CONTOUR).eval(), 0.05, 6)
+    model = LearnedDequantizer(net, 5, ensemble=size)
+    levels = torch.from_numpy(np.cumsum(np.random.default_rng(1).integers(-1, 2, (1, 3, 45, 61)), axis=3) // 3 % 32).float()
+    moves = [lambda t: t.flip(3), lambda t: t.flip(2)] + ([lambda t: t.transpose(2, 3)] if size == 8 else [])
+    with torch.no_grad():
+        out = model(levels)
+        single = LearnedDequantizer(net, 5)(levels)
+        for move in moves:
+            torch.testing.assert_close(model(move(levels).contiguous()), move(out), atol=1e-6, rtol=0)
+    assert (out - single).abs().max() > 1e-4  # the orientations really disagree, so the average is not the plain output
+
+
+def test_an_ensemble_stays_in_the_bins_and_tiles_exactly(tmp_path):
+    weights = tmp_path / "w.safetensors"
+    save_weights(_randomized(DequantNet(CONTOUR), 0.05, 7), weights)
+    quantized = quantize_image(Image(gradient16(75, 131)), 4)
+    run = lambda **kw: upscale_depth(quantized, method="learned", weights=str(weights), device="cpu", ensemble=8, **kw)  # noqa: E731
+    safe = run(tile=64)
+    np.testing.assert_array_equal(requantize_u16(safe.image.pixels, 4), levels_from_codes(quantized.pixels, 4, 8))
+    whole, tiled = run(relax=True, tile=4096), run(relax=True, tile=64)
+    assert np.abs(whole.image.pixels.astype(int) - tiled.image.pixels.astype(int)).max() <= 1
+
+
+def test_cli_ensemble_choices(runner, make_png, tmp_path):
+    source = make_png("x.png", np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (24, 2, 3)), sbit=4)
+    result = runner.invoke(app, ["upscale-depth", str(source), "--ensemble", "2", "-o", str(tmp_path / "x.tiff"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"ensemble": 2' in result.stdout
+    for bad in (["--ensemble", "3"], ["--ensemble", "2", "--method", "contour"]):
+        result = runner.invoke(app, ["upscale-depth", str(source), *bad, "-o", str(tmp_path / "y.tiff")])
+        assert result.exit_code == 2 and "--ensemble" in result.stderr and not (tmp_path / "y.tiff").exists()

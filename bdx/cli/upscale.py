@@ -26,6 +26,10 @@ def upscale_depth_command(
     weights: Annotated[
         Optional[str], typer.Option(help="Weights file for --method learned (safetensors; default: shipped weights).")
     ] = None,
+    ensemble: Annotated[
+        int,
+        typer.Option(help="--method learned: average over 1, 2, 4 or 8 flips and transposes of the input; 8 is about 0.25 dB better and 8 times slower."),
+    ] = 1,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
     out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
     fmt: Annotated[Optional[str], typer.Option("--format", help="tiff, png or exr (default: from -o, else tiff).")] = None,
@@ -40,13 +44,14 @@ def upscale_depth_command(
     quiet: opt.Quiet = False,
 ) -> None:
     """Dequantize images to 16 bits: smooth gradients, every value inside its input bin."""
-    from bdx.depth import DEPTH_METHODS, upscale_depth
+    from bdx.depth import DEPTH_METHODS, check_ensemble, upscale_depth
     from bdx.io.write import FORMAT_EXTENSIONS
     from bdx.quantization import CONVENTIONS
 
     with command_errors():
         check_choice("--method", method, DEPTH_METHODS)
         check_choice("--convention", convention, CONVENTIONS)
+        check_ensemble(method, ensemble)
         if out_bits != 16:
             raise UsageError("--out-bits supports 16")
         bits = None if in_bits == "auto" else _parse_bits(in_bits)
@@ -70,10 +75,11 @@ def upscale_depth_command(
             device=device,
             tile=tile,
             weights=net,
+            ensemble=ensemble,
             progress=reporter.tiles,
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)
-        return {"method": method, "in_bits": result.in_bits, "width": image.width, "height": image.height}
+        return {"method": method, "ensemble": ensemble, "in_bits": result.in_bits, "width": image.width, "height": image.height}
 
     with command_errors():
         status = batch.run(

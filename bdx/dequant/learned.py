@@ -32,6 +32,7 @@ from bdx.tiling import round_up
 ARCHITECTURE = "bdx-dequant-unet-v2"
 PRIORS: tuple[str, ...] = ("none", "contour")
 PRIOR_LIMIT = 0.999  # prior offsets are clamped inside (-1, 1) so their atanh stays finite
+ENSEMBLE_SIZES: tuple[int, ...] = (1, 2, 4, 8)  # identity; + left-right flip; + up-down flips; + transposes
 
 
 @dataclass(frozen=True)
@@ -246,13 +247,38 @@ def dequantize_levels(
     return out[:, : centres.shape[1]]
 
 
-class LearnedDequantizer(nn.Module):
-    """Adapter for the tiling engine: N-bit levels in, values in [0, 1] out."""
+def _orientations(count: int) -> list[tuple[bool, bool, bool]]:
+    """The first ``count`` of the 8 image orientations as (transpose, flip rows, flip columns)."""
+    if count not in ENSEMBLE_SIZES:
+        raise ValueError(f"ensemble size must be one of {ENSEMBLE_SIZES}, not {count}")
+    flips = [(False, False), (False, True), (True, False), (True, True)]
+    return [(transpose, rows, columns) for transpose in (False, True) for rows, columns in flips][:count]
 
-    def __init__(self, net: DequantNet, bits: int, convention: Convention = "centre") -> None:
+
+def _orient(x: torch.Tensor, transpose: bool, rows: bool, columns: bool, *, undo: bool = False) -> torch.Tensor:
+    """``x`` (N, C, H, W) in one orientation, or back from it with ``undo``."""
+    dims = [d for d, flip in ((2, rows), (3, columns)) if flip]
+    if transpose and undo:
+        x = x.transpose(2, 3)
+    if dims:
+        x = x.flip(dims)
+    if transpose and not undo:
+        x = x.transpose(2, 3)
+    return x.contiguous()
+
+
+class LearnedDequantizer(nn.Module):
+    """Adapter for the tiling engine: N-bit levels in, values in [0, 1] out.
+
+    ``ensemble`` > 1 averages the outputs for that many orientations of the input (flips, then
+    transposes): slower, a little more accurate, and still inside every bin (the bin is convex).
+    """
+
+    def __init__(self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1) -> None:
         super().__init__()
         self.net = net
         self.bits = bits
+        self.orientations = _orientations(ensemble)
         self.step = step_size(bits, convention)
         self.centres = MidpointDequantizer(bits, convention)
         self.multiple = DequantNet.multiple
@@ -273,6 +299,15 @@ class LearnedDequantizer(nn.Module):
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         """Values in [0, 1] for (N, C, H, W) levels, less ``output_trim`` pixels on each side where the input
         is larger than twice that (the prior's context: the network reads only what it needs)."""
+        if len(self.orientations) == 1:
+            return self._single(levels)
+        total = None
+        for orientation in self.orientations:
+            out = _orient(self._single(_orient(levels, *orientation)), *orientation, undo=True)
+            total = out if total is None else total.add_(out)
+        return total.div_(len(self.orientations))
+
+    def _single(self, levels: torch.Tensor) -> torch.Tensor:
         prior = None
         trim = self.output_trim if min(levels.shape[2:]) > 2 * self.output_trim else 0
         if self.net.has_prior:
