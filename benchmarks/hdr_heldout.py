@@ -37,7 +37,9 @@ from bdx.training.hdr import find_scenes, heldout_cases, predict_iterations
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def quality(weights: Path, data: Path, never_trained: bool = False, cameras: int = 1) -> dict:
+def quality(
+    weights: Path, data: Path, never_trained: bool = False, cameras: int = 1, camera: tuple[float, float] | None = None
+) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(weights), framework="pt") as handle:
@@ -52,7 +54,7 @@ def quality(weights: Path, data: Path, never_trained: bool = False, cameras: int
         scenes = [s for s in scenes if s.name in heldout]
     net = load_hdr_net(weights)
     rows = []
-    for case in heldout_cases(scenes, seed=7, cameras=cameras):
+    for case in heldout_cases(scenes, seed=7, cameras=cameras, camera=camera):
         clipped = case.ldr.max(axis=-1) >= 254.5 / 255
         outputs = predict_iterations(net, case.ldr, net.config.context_size)
         results = {
@@ -108,8 +110,12 @@ def main() -> None:
                         help="score every file in --data (a folder the weights never trained on) instead of their validation files")
     parser.add_argument("--cameras", type=int, default=1,
                         help="random camera curves per scene and exposure (default 1)")
+    parser.add_argument("--camera", type=float, nargs=2, metavar=("GAMMA", "SHOULDER"),
+                        help="render every case through this one camera curve instead (for weights trained with --camera)")
     args = parser.parse_args()
-    report = {"quality": quality(args.weights, args.data, args.never_trained, args.cameras), "cameras": args.cameras}
+    camera = tuple(args.camera) if args.camera else None
+    report = {"quality": quality(args.weights, args.data, args.never_trained, args.cameras, camera),
+              "cameras": args.cameras, "camera": camera}
     for method, row in report["quality"]["summary"].items():
         print(f"{method:24s} PSNR-mu {row['psnr_mu']:.2f}  log {row['psnr_log']:.2f}  SSIM-mu {row['ssim_mu']:.4f}  "
               f"clipped err {row['clipped_error']:.4f}  scale err {row['scale_error_ev']:.2f} EV  (rescaled: {row['psnr_mu_scale_fixed']:.2f})  (n={row['images']})")

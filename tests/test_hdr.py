@@ -341,3 +341,37 @@ def test_two_process_ddp_training(tmp_path):
 
     replicas = train_on_two_processes("hdr", _reference_folder(tmp_path), tmp_path)
     assert all(torch.equal(replicas[0][k], replicas[1][k]) for k in replicas[0])  # gradients were averaged
+
+
+def test_a_fixed_camera_renders_every_sample_and_case_through_that_curve(tmp_path, monkeypatch):
+    from bdx.training import hdr as training
+
+    scenes = training.find_scenes([_reference_folder(tmp_path)])
+    curve = (2.2, 0.3)
+    cases = training.heldout_cases(scenes, seed=5, cameras=2, camera=curve)
+    for case in cases:
+        exposed = scenes[[s.name for s in scenes].index(case.scene)].linear
+        exposed = exposed * np.float32(training.expose(exposed, case.percentile))
+        np.testing.assert_array_equal(case.ldr, training.render_ldr(exposed[: case.ldr.shape[0], : case.ldr.shape[1]], curve, None))
+    used = []
+    original = training.render_ldr
+    monkeypatch.setattr(training, "render_ldr", lambda linear, camera, quality: used.append(camera) or original(linear, camera, quality))
+    config = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
+                            validation_fraction=0.4, camera=curve)
+    train_hdr([tmp_path / "refs"], tmp_path / "c.safetensors", config)
+    assert used and set(used) == {curve}  # training samples, their context copies and the validation cases
+
+
+def test_train_hdr_cli_camera_option(runner, tmp_path):
+    output = tmp_path / "h.safetensors"
+    folder = _reference_folder(tmp_path)
+    common = ["train", "hdr", "--data", str(folder), "--steps", "1", "--batch-size", "1", "--crop", "32", "--width", "8",
+              "--iterations", "1", "--device", "cpu"]
+    result = runner.invoke(app, [*common, "-o", str(output), "--camera", "2.2", "0.3"])
+    assert result.exit_code == 0, result.output
+    from safetensors import safe_open
+
+    with safe_open(str(output), framework="pt") as handle:
+        assert json.loads(handle.metadata()["train_config"])["camera"] == [2.2, 0.3]
+    bad = runner.invoke(app, [*common, "-o", str(tmp_path / "b.safetensors"), "--camera", "0.5", "0.3"])
+    assert bad.exit_code == 2 and "--camera" in bad.stderr and not (tmp_path / "b.safetensors").exists()

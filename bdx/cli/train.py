@@ -154,6 +154,10 @@ def train_hdr_command(
     width: Annotated[int, typer.Option(help="Feature width of the network (channels at 1/4 resolution).")] = 32,
     state_scale: Annotated[int, typer.Option(help="The feedback state runs at 1/(4 x this) resolution.")] = 1,
     supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
+    camera: Annotated[
+        Optional[tuple[float, float]],
+        typer.Option(help="Train (and validate) for one known camera curve, GAMMA SHOULDER (e.g. 2.2 0.3), instead of random curves (gamma 1.8-2.6, shoulder 0-0.6)."),
+    ] = None,
     validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
     validate_every: opt.ValidateEvery = 250,
     checkpoint_every: opt.CheckpointEvery = 250,
@@ -171,10 +175,12 @@ def train_hdr_command(
         if iterations < 1 or width < 4 or state_scale < 1:
             raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
         check_choice("--supervise", supervise, SUPERVISED)
+        if camera is not None and not (1.0 <= camera[0] <= 4.0 and 0.0 <= camera[1] <= 1.0):
+            raise UsageError("--camera takes GAMMA (1 to 4) and SHOULDER (0 to 1)")
         multiple = 4 * state_scale
         config = HdrTrainConfig(
             steps=steps, batch_size=batch_size, crop=max(4 * multiple, crop // multiple * multiple), lr=lr,
-            iterations=iterations, width=width, state_scale=state_scale, supervise=supervise,
+            iterations=iterations, width=width, state_scale=state_scale, supervise=supervise, camera=camera,
             validation_fraction=validation_fraction, validate_every=validate_every, checkpoint_every=checkpoint_every,
             seed=seed,
         )

@@ -2,7 +2,8 @@
 
 Each sample: a scene-linear reference (EXR, Radiance HDR, or a bracket merge),
 a random exposure that puts a random high percentile (85th to 99.5th) of
-luminance at the clip point, a random camera response from a realistic family,
+luminance at the clip point, a random camera response from a realistic family
+(or one fixed curve, for a known camera),
 clipping, 8-bit quantization and (sometimes) JPEG. The target is the exposed
 linear reference (1.0 = clip point). Loss: L1 in the mu-law domain on every
 feedback iteration, plus an L1 term on mu-law gradients. The global branch sees
@@ -44,6 +45,7 @@ class HdrTrainConfig:
     iterations: int = 4
     state_scale: int = 1
     supervise: str = "all"  # "all": every iteration's estimate is in the loss (as FHDR); "last": only the final one
+    camera: tuple[float, float] | None = None  # (gamma, shoulder) of one fixed camera curve; None: a random one per sample
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
     augment: bool = True
@@ -110,7 +112,7 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
                 scene = cv2.resize(scene, size, interpolation=cv2.INTER_AREA)
             scene = scene * rng.uniform(0.8, 1.25, 3).astype(np.float32)
         exposure = expose(scene, rng.uniform(85, 99.5))
-        camera = random_camera(rng)
+        camera = config.camera or random_camera(rng)
         quality = int(rng.integers(70, 96)) if rng.random() < config.jpeg_probability else None
         exposed = scene * np.float32(exposure)
         side = min(config.crop, scene.shape[0], scene.shape[1]) // 4 * 4
@@ -157,9 +159,12 @@ class HeldoutCase:
     ldr: np.ndarray  # (H, W, 3) the 8-bit rendering through a random camera curve, in [0, 1]
 
 
-def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1) -> list[HeldoutCase]:
+def heldout_cases(
+    scenes: list[Scene], seed: int, cameras: int = 1, camera: tuple[float, float] | None = None
+) -> list[HeldoutCase]:
     """Each scene at the 90th and 98th percentile exposures, cropped to a multiple of 4, through ``cameras``
-    fixed-seed camera curves each (more curves average out how well each one happens to be guessed)."""
+    fixed-seed camera curves each (more curves average out how well each one happens to be guessed), or
+    through the one ``camera`` (gamma, shoulder) when given."""
     rng = np.random.default_rng(seed)
     cases = []
     for scene in scenes:
@@ -169,7 +174,8 @@ def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1) -> list[Held
             exposed = exposed[:h, :w]
             target = np.minimum(exposed, HEADROOM)  # one reference for every camera's rendering
             for _ in range(cameras):
-                cases.append(HeldoutCase(scene.name, percentile, target, render_ldr(exposed, random_camera(rng), None)))
+                curve = camera or random_camera(rng)
+                cases.append(HeldoutCase(scene.name, percentile, target, render_ldr(exposed, curve, None)))
     return cases
 
 
@@ -188,12 +194,15 @@ def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) 
     return [inverse_mu_law(out.clamp(0, 1))[0, :, :height, :width].permute(1, 2, 0).cpu().numpy() for out in outputs]
 
 
-def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: int) -> dict[str, float]:
-    """Mean PSNR-mu on fixed exposures of the held-out scenes: the network (last and first iteration) and the classical baseline."""
+def validation_scores(
+    net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: tuple[float, float] | None = None
+) -> dict[str, float]:
+    """Mean PSNR-mu on fixed exposures of the held-out scenes (through ``camera`` when given): the network
+    (last and first iteration) and the classical baseline."""
     from bdx.hdr.classical import expand_highlights
 
     scores: dict[str, list[float]] = {"val_psnr_mu": [], "val_psnr_mu_1iter": [], "val_psnr_mu_classical": []}
-    for case in heldout_cases(scenes, seed=99):
+    for case in heldout_cases(scenes, seed=99, camera=camera):
         outputs = predict_iterations(net, case.ldr, context_size)
         scores["val_psnr_mu"].append(psnr_mu(outputs[-1], case.target))
         scores["val_psnr_mu_1iter"].append(psnr_mu(outputs[0], case.target))
@@ -235,7 +244,7 @@ def train_hdr(
     )
     state = run_training(
         net, loss_fn, settings, Path(str(output) + ".ckpt.pt"),
-        validate=(lambda n: validation_scores(n, val, context_size)) if val else None,
+        validate=(lambda n: validation_scores(n, val, context_size, config.camera)) if val else None,
         resume=resume, device=device, report=report, config=asdict(config),
     )
     if state.rank == 0:
