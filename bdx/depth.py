@@ -13,6 +13,7 @@ from bdx.io import Image, to_float
 from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, levels_from_codes
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 DEPTH_METHODS: tuple[str, ...] = ("contour", "midpoint", "learned")
@@ -59,13 +60,15 @@ def check_ensemble(method: str, ensemble: int) -> None:
 
 
 def build_dequantizer(
-    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1
+    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1,
+    autocast: torch.dtype | None = None,
 ):
     """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out.
 
     ``weights`` (learned only): a weights file, a network already loaded with
     :func:`bdx.dequant.learned.load_weights` (batches load it once), or None for the shipped weights.
     ``ensemble`` (learned only): average over 1, 2, 4 or 8 orientations of the input.
+    ``autocast`` (learned only): the dtype of the network's convolutions (None: float32).
     """
     from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer
 
@@ -78,7 +81,7 @@ def build_dequantizer(
         from bdx.dequant.learned import LearnedDequantizer, load_weights
 
         net = weights if isinstance(weights, nn.Module) else load_weights(weights or default_weights("depth"))
-        return LearnedDequantizer(net, bits, convention, ensemble)
+        return LearnedDequantizer(net, bits, convention, ensemble, autocast)
     if method == "midpoint":
         return MidpointDequantizer(bits, convention)
     if method == "contour":
@@ -100,6 +103,7 @@ class DepthResult:
     image: Image
     in_bits: int
     convention: Convention
+    precision: str = "float32"  # of the network's convolutions (learned only)
 
 
 def upscale_depth(
@@ -113,6 +117,7 @@ def upscale_depth(
     tile: int | None = None,
     weights: str | nn.Module | None = None,
     ensemble: int = 1,
+    precision: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> DepthResult:
     """Dequantize an image to 16 bits per sample.
@@ -121,13 +126,17 @@ def upscale_depth(
     stays inside each quantization bin); ``relax`` lifts that for methods that
     may leave the bin. ``ensemble`` > 1 (learned only) averages the model over
     that many flips and transposes of the input: about that many times slower.
+    ``precision`` (learned only): ``float32``, ``bfloat16`` (the network's convolutions; about
+    twice as fast where the hardware has it, the same held-out quality) or ``auto`` (bfloat16
+    where the device runs it natively).
     """
-    from bdx.device import for_inference, resolve_device
+    from bdx.device import for_inference, resolve_device, resolve_precision
     from bdx.tiling import TiledRun, run_tiled
 
     source = input_levels(image, in_bits, convention)
     torch_device = resolve_device(device)
-    model = for_inference(build_dequantizer(method, source.bits, convention, weights, ensemble), torch_device)
+    autocast = resolve_precision(precision, torch_device) if method == "learned" else None
+    model = for_inference(build_dequantizer(method, source.bits, convention, weights, ensemble, autocast), torch_device)
     halo = getattr(model, "halo", 0)
     multiple = getattr(model, "multiple", 1)
     # every depth method's support fits its halo, so tiles meet at cut seams and no float copy of the image is kept
@@ -152,7 +161,8 @@ def upscale_depth(
         out_dtype=np.uint16,
         progress=progress,
     )
-    return DepthResult(image.with_pixels(output, significant_bits=None), source.bits, source.convention)
+    used = "bfloat16" if autocast is not None else "float32"
+    return DepthResult(image.with_pixels(output, significant_bits=None), source.bits, source.convention, used)
 
 
 def display_codes(image: Image, method: str, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:

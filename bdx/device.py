@@ -1,10 +1,11 @@
-"""Choosing the torch device: ``auto`` takes CUDA, then MPS, then the CPU."""
+"""Choosing the torch device (``auto`` takes CUDA, then MPS, then the CPU) and the inference precision."""
 
 from __future__ import annotations
 
-from bdx.errors import BdxError
+from bdx.errors import BdxError, UsageError
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 
 
 def resolve_device(name: str = "auto"):
@@ -38,3 +39,30 @@ def for_inference(module, device):
     import torch
 
     return module.to(device, memory_format=torch.channels_last).eval()
+
+
+def native_bfloat16(device) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions in hardware: an x86 CPU with AVX512-BF16 or AMX, or a
+    CUDA GPU that supports bfloat16."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return False
+
+
+def resolve_precision(name: str, device):
+    """The dtype convolutions are autocast to (``torch.bfloat16``), or None for float32 throughout.
+
+    ``auto`` takes bfloat16 where the device runs it natively (:func:`native_bfloat16`), else float32.
+    """
+    import torch
+
+    if name not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    if name == "bfloat16" or (name == "auto" and native_bfloat16(device)):
+        return torch.bfloat16
+    return None

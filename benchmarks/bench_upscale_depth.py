@@ -8,6 +8,7 @@ between the two is measured in the same run. Prints a table and writes JSON.
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods midpoint contour
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --weights other.safetensors
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --ensembles 1 8 --bits 8
+    python benchmarks/bench_upscale_depth.py --sizes 12 100 --methods learned --precisions auto float32 --bits 8
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ def synthetic_scene(height: int, width: int, bits: int):
     return out
 
 
-def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: str | None = None, ensemble: int = 1) -> dict:
+def measure(
+    megapixels: int, method: str, bits: int, tile: int | None = None, weights: str | None = None, ensemble: int = 1,
+    precision: str = "auto",
+) -> dict:
     """One run in this process: generate, dequantize, report time and peak RSS."""
     import torch
 
@@ -56,7 +60,7 @@ def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: 
     image = Image(synthetic_scene(height, width, bits), significant_bits=bits)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    upscale_depth(image, method=method, device="cpu", tile=tile, weights=weights, ensemble=ensemble)
+    result = upscale_depth(image, method=method, device="cpu", tile=tile, weights=weights, ensemble=ensemble, precision=precision)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -66,6 +70,7 @@ def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: 
         "tile": tile or "default",
         "weights": weights or "default",
         "ensemble": ensemble,
+        "precision": result.precision,
         "seconds": seconds,
         "mpix_per_s": height * width / 1e6 / seconds,
         "peak_rss_mib": peak_kib / 1024,
@@ -74,10 +79,9 @@ def measure(megapixels: int, method: str, bits: int, tile: int | None, weights: 
     }
 
 
-def run_child(
-    megapixels: int, method: str, bits: int, tile: int | None, weights: str | None = None, ensemble: int = 1
-) -> dict:
-    args = [sys.executable, __file__, "--child", str(megapixels), method, str(bits), str(tile or 0), weights or "", str(ensemble)]
+def run_child(**spec) -> dict:
+    """:func:`measure` in a fresh process, so that its peak RSS is its own."""
+    args = [sys.executable, __file__, "--child", json.dumps(spec)]
     done = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -90,29 +94,32 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "upscale_depth.json")
     parser.add_argument("--weights", help="weights file for the learned method (default: the shipped weights)")
     parser.add_argument("--ensembles", type=int, nargs="+", default=[1], help="ensemble sizes to run the learned method with")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # MP method bits tile weights-or-empty ensemble
+    parser.add_argument("--precisions", nargs="+", default=["auto"], help="precisions to run the learned method with")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # measure()'s arguments as JSON
     args = parser.parse_args()
     if args.child:
-        mp, method, bits, tile, weights, ensemble = args.child
-        print(json.dumps(measure(int(mp), method, int(bits), int(tile) or None, weights or None, int(ensemble))))
+        print(json.dumps(measure(**json.loads(args.child))))
         return
 
     rows = []
     for megapixels in args.sizes:
         for method in args.methods:
-            rows.append(run_child(megapixels, method, args.bits, None, args.weights))
-            for ensemble in [e for e in args.ensembles if e != 1 and method == "learned"]:
-                rows.append(run_child(megapixels, method, args.bits, None, args.weights, ensemble))
-            if megapixels == 12:
-                rows.append(run_child(megapixels, method, args.bits, max(SIZES[12]), args.weights))  # one whole-image tile
-    print(f"{'MP':>6} {'method':>9} {'ens':>4} {'tile':>8} {'s':>8} {'MPix/s':>8} {'peak RSS MiB':>13}")
+            common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=args.weights)
+            variants = [(1, args.precisions[0])]
+            if method == "learned":
+                variants += [(1, p) for p in args.precisions[1:]] + [(e, args.precisions[0]) for e in args.ensembles if e != 1]
+            for ensemble, precision in variants:
+                rows.append(run_child(**common, ensemble=ensemble, precision=precision))
+            if megapixels == 12:  # one whole-image tile
+                rows.append(run_child(**common, tile=max(SIZES[12]), precision=args.precisions[0]))
+    print(f"{'MP':>6} {'method':>9} {'ens':>4} {'precision':>9} {'tile':>8} {'s':>8} {'MPix/s':>8} {'peak RSS MiB':>13}")
     for row in rows:
         print(
-            f"{row['megapixels']:6.1f} {row['method']:>9} {row['ensemble']:>4} {str(row['tile']):>8} {row['seconds']:8.2f} "
-            f"{row['mpix_per_s']:8.2f} {row['peak_rss_mib']:13.0f}"
+            f"{row['megapixels']:6.1f} {row['method']:>9} {row['ensemble']:>4} {row['precision']:>9} {str(row['tile']):>8} "
+            f"{row['seconds']:8.2f} {row['mpix_per_s']:8.2f} {row['peak_rss_mib']:13.0f}"
         )
     ratios = {}
-    for method in args.methods:
+    for method in args.methods:  # the first tiled row of each method is the first precision, one pass: as the whole-image row
         tiled = [r for r in rows if r["method"] == method and r["tile"] == "default" and r["megapixels"] < 20 and r["ensemble"] == 1]
         whole = [r for r in rows if r["method"] == method and r["tile"] != "default"]
         if tiled and whole:

@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["midpoint", "contour", "learned"], choices=DEPTH_METHODS)
     parser.add_argument("--weights", help="weights file for the learned method (default: the shipped weights)")
     parser.add_argument("--ensemble", type=int, default=1, help="ensemble size for the learned method (1, 2, 4 or 8)")
+    parser.add_argument("--precision", default="auto", help="the learned method's precision: auto, float32 or bfloat16")
     parser.add_argument("--heldout-from", help="use only files held out of training by these weights")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_depth")
     args = parser.parse_args()
@@ -140,7 +141,11 @@ def main() -> None:
         for method in args.methods:
             start = time.perf_counter()
             ensemble = args.ensemble if method == "learned" else 1
-            out = upscale_depth(quantized, method=method, device="cpu", weights=args.weights, ensemble=ensemble).image.pixels / 65535.0
+            result = upscale_depth(
+                quantized, method=method, device="cpu", weights=args.weights, ensemble=ensemble, precision=args.precision
+            )
+            out = result.image.pixels / 65535.0
+            row[f"{method}_precision"] = result.precision
             row[f"{method}_seconds"] = time.perf_counter() - start
             row[f"{method}_psnr"] = psnr(out, truth)
             row[f"{method}_zero_diff_g0.6"] = banding_stress(out)["zero_diff_g0.6"]
@@ -180,7 +185,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"methods": args.methods, "heldout_from": args.heldout_from, "weights": args.weights, "ensemble": args.ensemble}
+    meta = {"methods": args.methods, "heldout_from": args.heldout_from, "weights": args.weights, "ensemble": args.ensemble,
+            "precision": args.precision}
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=2))
     args.out.with_suffix(".md").write_text(table + "\n")
     if sheet_rows:

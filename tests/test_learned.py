@@ -147,8 +147,10 @@ def test_learned_tiled_equals_whole_image(tmp_path, prior):
     weights = tmp_path / "w.safetensors"
     save_weights(net, weights)
     quantized = quantize_image(Image(gradient16(203, 317)), 4)
-    whole = upscale_depth(quantized, method="learned", weights=str(weights), relax=True, device="cpu", tile=4096)
-    tiled = upscale_depth(quantized, method="learned", weights=str(weights), relax=True, device="cpu", tile=64)
+    run = lambda tile: upscale_depth(  # noqa: E731
+        quantized, method="learned", weights=str(weights), relax=True, device="cpu", tile=tile, precision="float32"
+    )
+    whole, tiled = run(4096), run(64)
     assert len(np.unique(whole.image.pixels[..., 0])) > 256
     difference = np.abs(whole.image.pixels.astype(int) - tiled.image.pixels.astype(int))
     assert difference.max() <= 1  # float32 summation order may flip a rounding
@@ -392,7 +394,9 @@ def test_an_ensemble_stays_in_the_bins_and_tiles_exactly(tmp_path):
     weights = tmp_path / "w.safetensors"
     save_weights(_randomized(DequantNet(CONTOUR), 0.05, 7), weights)
     quantized = quantize_image(Image(gradient16(75, 131)), 4)
-    run = lambda **kw: upscale_depth(quantized, method="learned", weights=str(weights), device="cpu", ensemble=8, **kw)  # noqa: E731
+    run = lambda **kw: upscale_depth(  # noqa: E731
+        quantized, method="learned", weights=str(weights), device="cpu", ensemble=8, precision="float32", **kw
+    )
     safe = run(tile=64)
     np.testing.assert_array_equal(requantize_u16(safe.image.pixels, 4), levels_from_codes(quantized.pixels, 4, 8))
     whole, tiled = run(relax=True, tile=4096), run(relax=True, tile=64)
@@ -407,3 +411,35 @@ def test_cli_ensemble_choices(runner, make_png, tmp_path):
     for bad in (["--ensemble", "3"], ["--ensemble", "2", "--method", "contour"]):
         result = runner.invoke(app, ["upscale-depth", str(source), *bad, "-o", str(tmp_path / "y.tiff")])
         assert result.exit_code == 2 and "--ensemble" in result.stderr and not (tmp_path / "y.tiff").exists()
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_bfloat16_stays_close_to_float32_in_the_bins_and_tiles(bits):
+    """The shipped weights with bfloat16 convolutions: within 5 % of a step of float32, bin-safe, real 16-bit."""
+    quantized = quantize_image(Image(gradient16(203, 317)), bits)
+    run = lambda precision, tile=None: upscale_depth(quantized, device="cpu", precision=precision, tile=tile)  # noqa: E731
+    single, half, half_tiled = run("float32"), run("bfloat16"), run("bfloat16", tile=64)
+    assert (single.precision, half.precision) == ("float32", "bfloat16")
+    step = 65535 / max_level(bits)
+    difference = np.abs(single.image.pixels.astype(int) - half.image.pixels.astype(int))
+    assert 0 < difference.max() <= 0.05 * step  # bfloat16 really ran, and changed little
+    np.testing.assert_array_equal(requantize_u16(half.image.pixels, bits), levels_from_codes(quantized.pixels, bits, 8))
+    assert len(np.unique(half.image.pixels[..., 0])) > 256
+    assert np.abs(half.image.pixels.astype(int) - half_tiled.image.pixels.astype(int)).max() <= 1
+
+
+def test_precision_choices(runner, make_png, tmp_path):
+    import torch
+
+    from bdx.device import native_bfloat16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("float32", cpu) is None and resolve_precision("bfloat16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) is (torch.bfloat16 if native_bfloat16(cpu) else None)
+    with pytest.raises(BdxError, match="--precision"):
+        resolve_precision("fp16", cpu)
+    source = make_png("x.png", np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (24, 2, 3)), sbit=4)
+    result = runner.invoke(app, ["upscale-depth", str(source), "--precision", "float32", "-o", str(tmp_path / "x.tiff"), "--json"])
+    assert result.exit_code == 0 and '"precision": "float32"' in result.stdout, result.output
+    result = runner.invoke(app, ["upscale-depth", str(source), "--precision", "half", "-o", str(tmp_path / "y.tiff")])
+    assert result.exit_code == 2 and "--precision" in result.stderr and not (tmp_path / "y.tiff").exists()

@@ -13,6 +13,10 @@ Output = Annotated[
     typer.Option("--output", "-o", help="Output file (one input), folder (mirrors input tree), or - for stdout."),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+Precision = Annotated[
+    str,
+    typer.Option(help="Network arithmetic: auto (bfloat16 where the CPU or GPU has it natively, else float32), float32 or bfloat16."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Write one JSON object per file to stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace outputs that already exist.")]

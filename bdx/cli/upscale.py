@@ -36,6 +36,7 @@ def upscale_depth_command(
     convention: opt.Convention = "centre",
     relax: Annotated[bool, typer.Option(help="Allow outputs outside the input's quantization bins.")] = False,
     device: opt.Device = "auto",
+    precision: opt.Precision = "auto",
     tile: opt.Tile = None,
     overwrite: opt.Overwrite = False,
     skip_existing: opt.SkipExisting = False,
@@ -45,6 +46,7 @@ def upscale_depth_command(
 ) -> None:
     """Dequantize images to 16 bits: smooth gradients, every value inside its input bin."""
     from bdx.depth import DEPTH_METHODS, check_ensemble, upscale_depth
+    from bdx.device import PRECISIONS
     from bdx.io.write import FORMAT_EXTENSIONS
     from bdx.quantization import CONVENTIONS
 
@@ -52,6 +54,7 @@ def upscale_depth_command(
         check_choice("--method", method, DEPTH_METHODS)
         check_choice("--convention", convention, CONVENTIONS)
         check_ensemble(method, ensemble)
+        check_choice("--precision", precision, PRECISIONS)
         if out_bits != 16:
             raise UsageError("--out-bits supports 16")
         bits = None if in_bits == "auto" else _parse_bits(in_bits)
@@ -76,10 +79,11 @@ def upscale_depth_command(
             tile=tile,
             weights=net,
             ensemble=ensemble,
+            precision=precision,
             progress=reporter.tiles,
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)
-        return {"method": method, "ensemble": ensemble, "in_bits": result.in_bits, "width": image.width, "height": image.height}
+        return {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits, "width": image.width, "height": image.height}
 
     with command_errors():
         status = batch.run(

@@ -272,13 +272,19 @@ class LearnedDequantizer(nn.Module):
 
     ``ensemble`` > 1 averages the outputs for that many orientations of the input (flips, then
     transposes): slower, a little more accurate, and still inside every bin (the bin is convex).
+    ``autocast``: a dtype (bfloat16) for the network's convolutions; offsets are still added in float32
+    and stay bounded to the bin.
     """
 
-    def __init__(self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1) -> None:
+    def __init__(
+        self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1,
+        autocast: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
         self.bits = bits
         self.orientations = _orientations(ensemble)
+        self.autocast = autocast
         self.step = step_size(bits, convention)
         self.centres = MidpointDequantizer(bits, convention)
         self.multiple = DequantNet.multiple
@@ -316,7 +322,8 @@ class LearnedDequantizer(nn.Module):
                 prior = prior[:, :, trim:-trim, trim:-trim]
         if trim:
             levels = levels[:, :, trim:-trim, trim:-trim]
-        return dequantize_levels(self.net, self.centres(levels), self.step, prior, overwrite=True)
+        with torch.autocast(levels.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            return dequantize_levels(self.net, self.centres(levels), self.step, prior, overwrite=True)
 
 
 def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -> None:
