@@ -322,8 +322,11 @@ class LearnedDequantizer(nn.Module):
                 prior = prior[:, :, trim:-trim, trim:-trim]
         if trim:
             levels = levels[:, :, trim:-trim, trim:-trim]
-        with torch.autocast(levels.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
-            return dequantize_levels(self.net, self.centres(levels), self.step, prior, overwrite=True)
+        centres = self.centres(levels)
+        if self.autocast is None:
+            return dequantize_levels(self.net, centres, self.step, prior, overwrite=True)
+        with torch.autocast(levels.device.type, dtype=self.autocast):
+            return dequantize_levels(self.net, centres, self.step, prior, overwrite=True)
 
 
 def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -> None:
