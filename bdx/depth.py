@@ -13,7 +13,6 @@ from bdx.io import Image, to_float
 from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, levels_from_codes
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 DEPTH_METHODS: tuple[str, ...] = ("contour", "midpoint", "learned")
@@ -60,15 +59,13 @@ def check_ensemble(method: str, ensemble: int) -> None:
 
 
 def build_dequantizer(
-    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1,
-    autocast: torch.dtype | None = None,
+    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1
 ):
     """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out.
 
     ``weights`` (learned only): a weights file, a network already loaded with
     :func:`bdx.dequant.learned.load_weights` (batches load it once), or None for the shipped weights.
     ``ensemble`` (learned only): average over 1, 2, 4 or 8 orientations of the input.
-    ``autocast`` (learned only): the dtype of the network's convolutions (None: float32).
     """
     from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer
 
@@ -81,7 +78,7 @@ def build_dequantizer(
         from bdx.dequant.learned import LearnedDequantizer, load_weights
 
         net = weights if isinstance(weights, nn.Module) else load_weights(weights or default_weights("depth"))
-        return LearnedDequantizer(net, bits, convention, ensemble, autocast)
+        return LearnedDequantizer(net, bits, convention, ensemble)
     if method == "midpoint":
         return MidpointDequantizer(bits, convention)
     if method == "contour":
@@ -135,12 +132,16 @@ def upscale_depth(
 
     source = input_levels(image, in_bits, convention)
     torch_device = resolve_device(device)
-    autocast = resolve_precision(precision, torch_device) if method == "learned" else None
-    model = for_inference(build_dequantizer(method, source.bits, convention, weights, ensemble, autocast), torch_device)
+    # only the learned method has convolutions; the others are exact in any precision
+    engine_precision = resolve_precision(precision, torch_device) if method == "learned" else "fp32"
+    model = for_inference(build_dequantizer(method, source.bits, convention, weights, ensemble), torch_device)
     halo = getattr(model, "halo", 0)
     multiple = getattr(model, "multiple", 1)
     # every depth method's support fits its halo, so tiles meet at cut seams and no float copy of the image is kept
-    settings = TiledRun(tile=tile or getattr(model, "preferred_tile", 1024), halo=halo, blend=0, multiple=multiple, cut=True)
+    settings = TiledRun(
+        tile=tile or getattr(model, "preferred_tile", 1024), halo=halo, blend=0, multiple=multiple, cut=True,
+        precision=engine_precision,
+    )
 
     level_of_code = _level_of_code_table(source)
 
@@ -161,7 +162,7 @@ def upscale_depth(
         out_dtype=np.uint16,
         progress=progress,
     )
-    used = "bfloat16" if autocast is not None else "float32"
+    used = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[engine_precision]
     return DepthResult(image.with_pixels(output, significant_bits=None), source.bits, source.convention, used)
 
 

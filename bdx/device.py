@@ -54,15 +54,12 @@ def native_bfloat16(device) -> bool:
     return False
 
 
-def resolve_precision(name: str, device):
-    """The dtype convolutions are autocast to (``torch.bfloat16``), or None for float32 throughout.
-
-    ``auto`` takes bfloat16 where the device runs it natively (:func:`native_bfloat16`), else float32.
-    """
-    import torch
-
+def resolve_precision(name: str, device) -> str:
+    """The tiling engine's precision (``fp32`` or ``bf16``, see :class:`bdx.tiling.TiledRun`) for a
+    user's ``auto``, ``float32`` or ``bfloat16``: ``auto`` takes bfloat16 where the device runs it
+    natively (:func:`native_bfloat16`), else float32."""
     if name not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
     if name == "bfloat16" or (name == "auto" and native_bfloat16(device)):
-        return torch.bfloat16
-    return None
+        return "bf16"
+    return "fp32"

@@ -434,8 +434,8 @@ def test_precision_choices(runner, make_png, tmp_path):
     from bdx.device import native_bfloat16, resolve_precision
 
     cpu = torch.device("cpu")
-    assert resolve_precision("float32", cpu) is None and resolve_precision("bfloat16", cpu) is torch.bfloat16
-    assert resolve_precision("auto", cpu) is (torch.bfloat16 if native_bfloat16(cpu) else None)
+    assert resolve_precision("float32", cpu) == "fp32" and resolve_precision("bfloat16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bfloat16(cpu) else "fp32")
     with pytest.raises(BdxError, match="--precision"):
         resolve_precision("fp16", cpu)
     source = make_png("x.png", np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (24, 2, 3)), sbit=4)

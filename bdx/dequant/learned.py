@@ -272,19 +272,15 @@ class LearnedDequantizer(nn.Module):
 
     ``ensemble`` > 1 averages the outputs for that many orientations of the input (flips, then
     transposes): slower, a little more accurate, and still inside every bin (the bin is convex).
-    ``autocast``: a dtype (bfloat16) for the network's convolutions; offsets are still added in float32
-    and stay bounded to the bin.
+    Under autocast (the tiling engine's ``precision``) only the network's convolutions run in low
+    precision: the offsets are bounded and added to the bin centres in float32.
     """
 
-    def __init__(
-        self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1,
-        autocast: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1) -> None:
         super().__init__()
         self.net = net
         self.bits = bits
         self.orientations = _orientations(ensemble)
-        self.autocast = autocast
         self.step = step_size(bits, convention)
         self.centres = MidpointDequantizer(bits, convention)
         self.multiple = DequantNet.multiple
@@ -322,11 +318,7 @@ class LearnedDequantizer(nn.Module):
                 prior = prior[:, :, trim:-trim, trim:-trim]
         if trim:
             levels = levels[:, :, trim:-trim, trim:-trim]
-        centres = self.centres(levels)
-        if self.autocast is None:
-            return dequantize_levels(self.net, centres, self.step, prior, overwrite=True)
-        with torch.autocast(levels.device.type, dtype=self.autocast):
-            return dequantize_levels(self.net, centres, self.step, prior, overwrite=True)
+        return dequantize_levels(self.net, self.centres(levels), self.step, prior, overwrite=True)
 
 
 def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -> None:
