@@ -349,6 +349,7 @@ def test_a_fixed_camera_renders_every_sample_and_case_through_that_curve(tmp_pat
     scenes = training.find_scenes([_reference_folder(tmp_path)])
     curve = (2.2, 0.3)
     cases = training.heldout_cases(scenes, seed=5, cameras=2, camera=curve)
+    assert len(cases) == 2 * len(scenes)  # one rendering per exposure: a fixed curve has nothing to average
     for case in cases:
         exposed = scenes[[s.name for s in scenes].index(case.scene)].linear
         exposed = exposed * np.float32(training.expose(exposed, case.percentile))

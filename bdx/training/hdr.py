@@ -173,7 +173,7 @@ def heldout_cases(
             h, w = exposed.shape[0] // 4 * 4, exposed.shape[1] // 4 * 4
             exposed = exposed[:h, :w]
             target = np.minimum(exposed, HEADROOM)  # one reference for every camera's rendering
-            for _ in range(cameras):
+            for _ in range(1 if camera else cameras):  # one fixed curve renders every exposure once
                 curve = camera or random_camera(rng)
                 cases.append(HeldoutCase(scene.name, percentile, target, render_ldr(exposed, curve, None)))
     return cases
