@@ -375,12 +375,19 @@ def test_trimmed_forward_equals_the_network_on_the_whole_input():
                                whole[..., inner, inner], atol=1e-6, rtol=0)
 
 
+def _random_walk_levels() -> torch.Tensor:
+    return torch.from_numpy(np.cumsum(np.random.default_rng(1).integers(-1, 2, (1, 3, 45, 61)), axis=3) // 3 % 32).float()
+
+
 @pytest.mark.parametrize("size", [4, 8])
 def test_an_ensemble_is_equivariant_to_the_orientations_it_averages(size):
-    """Flipping (or, with 8, transposing) the input flips the ensemble's output: each orientation is undone."""
-    net = _randomized(DequantNet(CONTOUR).eval(), 0.05, 6)
+    """Flipping (or, with 8, transposing) the input flips the ensemble's output: each orientation is undone.
+
+    The network has no prior here: the contour prior's distance transform breaks ties by scan order, so it is
+    not exactly equivariant itself (the next test covers how the ensemble orients it)."""
+    net = _randomized(DequantNet(DequantNetConfig()).eval(), 0.05, 6)
     model = LearnedDequantizer(net, 5, ensemble=size)
-    levels = torch.from_numpy(np.cumsum(np.random.default_rng(1).integers(-1, 2, (1, 3, 45, 61)), axis=3) // 3 % 32).float()
+    levels = _random_walk_levels()
     moves = [lambda t: t.flip(3), lambda t: t.flip(2)] + ([lambda t: t.transpose(2, 3)] if size == 8 else [])
     with torch.no_grad():
         out = model(levels)
@@ -388,6 +395,25 @@ def test_an_ensemble_is_equivariant_to_the_orientations_it_averages(size):
         for move in moves:
             torch.testing.assert_close(model(move(levels).contiguous()), move(out), atol=1e-6, rtol=0)
     assert (out - single).abs().max() > 1e-4  # the orientations really disagree, so the average is not the plain output
+
+
+def test_an_ensemble_orients_one_contour_prior_with_its_input():
+    """With the contour prior, every orientation reads the input's prior turned the same way as the input."""
+    net = _randomized(DequantNet(CONTOUR).eval(), 0.05, 6)
+    levels, step = _random_walk_levels(), 1 / max_level(5)
+    prior = contour_prior(levels.int().numpy(), step)
+    turns = [  # (turn, undo): flips, then transposes, as LearnedDequantizer orders them
+        (lambda t: t, lambda t: t), (lambda t: t.flip(3), lambda t: t.flip(3)), (lambda t: t.flip(2), lambda t: t.flip(2)),
+        (lambda t: t.flip(2, 3), lambda t: t.flip(2, 3)), (lambda t: t.transpose(2, 3), lambda t: t.transpose(2, 3)),
+        (lambda t: t.flip(3).transpose(2, 3), lambda t: t.transpose(2, 3).flip(3)),
+        (lambda t: t.flip(2).transpose(2, 3), lambda t: t.transpose(2, 3).flip(2)),
+        (lambda t: t.flip(2, 3).transpose(2, 3), lambda t: t.transpose(2, 3).flip(2, 3)),
+    ]
+    with torch.no_grad():
+        expected = torch.stack([
+            undo(dequantize_levels(net, turn(levels).contiguous() * step, step, turn(prior).contiguous())) for turn, undo in turns
+        ]).mean(0)
+        torch.testing.assert_close(LearnedDequantizer(net, 5, ensemble=8)(levels), expected, atol=1e-6, rtol=0)
 
 
 def test_an_ensemble_stays_in_the_bins_and_tiles_exactly(tmp_path):

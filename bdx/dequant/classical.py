@@ -188,9 +188,11 @@ def _group_distances(
     distance, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     seeds = non_seeds == 0
     # one label per seed pixel: OpenCV numbers them 1..count in raster order (tests/test_depth.py checks it)
-    seed_level = np.concatenate([np.zeros(1, np.int32), levels[seeds]])
+    seed_level = np.concatenate([np.zeros(1, np.int32), np.compress(seeds.ravel(), levels.ravel())])  # 3x a mask index
     # the nearest seed's level is in this group, so only pixels one level off it can match
-    offset = np.take(seed_level, labels, out=labels)  # the labels' buffer is reused: a plane-sized copy less per thread
+    # the labels' buffer is reused (a plane-sized copy less per thread); labels lie in 0..seed count, so mode="clip"
+    # changes nothing but skips the bounds check, which makes NumPy buffer the output (several times slower)
+    offset = np.take(seed_level, labels, out=labels, mode="clip")
     np.subtract(levels, offset, out=offset)
     within = cv2.compare(distance, radius, cv2.CMP_LE)
     masks = [cv2.bitwise_and(cv2.compare(offset, difference, cv2.CMP_EQ), within) for difference in (1, -1)]

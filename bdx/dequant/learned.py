@@ -270,8 +270,9 @@ def _orient(x: torch.Tensor, transpose: bool, rows: bool, columns: bool, *, undo
 class LearnedDequantizer(nn.Module):
     """Adapter for the tiling engine: N-bit levels in, values in [0, 1] out.
 
-    ``ensemble`` > 1 averages the outputs for that many orientations of the input (flips, then
-    transposes): slower, a little more accurate, and still inside every bin (the bin is convex).
+    ``ensemble`` > 1 averages the network's outputs for that many orientations of the input and of its
+    contour prior, which is computed once (flips, then transposes): slower, a little more accurate, and
+    still inside every bin (the bin is convex).
     Under autocast (the tiling engine's ``precision``) only the network's convolutions run in low
     precision: the offsets are bounded and added to the bin centres in float32.
     """
@@ -301,23 +302,26 @@ class LearnedDequantizer(nn.Module):
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         """Values in [0, 1] for (N, C, H, W) levels, less ``output_trim`` pixels on each side where the input
         is larger than twice that (the prior's context: the network reads only what it needs)."""
-        if len(self.orientations) == 1:
-            return self._single(levels)
-        total = None
-        for orientation in self.orientations:
-            out = _orient(self._single(_orient(levels, *orientation)), *orientation, undo=True)
-            total = out if total is None else total.add_(out)
-        return total.div_(len(self.orientations))
-
-    def _single(self, levels: torch.Tensor) -> torch.Tensor:
         prior = None
         trim = self.output_trim if min(levels.shape[2:]) > 2 * self.output_trim else 0
         if self.net.has_prior:
+            # one prior for every orientation: computing it per orientation took half an ensemble's time, and
+            # changed the held-out photos' 4->8 gain by 0.01 dB (the distance transform breaks ties by scan order)
             prior = contour_prior(contiguous_levels(levels), self.step).to(levels.device)
             if trim:
                 prior = prior[:, :, trim:-trim, trim:-trim]
         if trim:
             levels = levels[:, :, trim:-trim, trim:-trim]
+        if len(self.orientations) == 1:
+            return self._dequantize(levels, prior)
+        total = None
+        for orientation in self.orientations:
+            oriented_prior = None if prior is None else _orient(prior, *orientation)
+            out = _orient(self._dequantize(_orient(levels, *orientation), oriented_prior), *orientation, undo=True)
+            total = out if total is None else total.add_(out)
+        return total.div_(len(self.orientations))
+
+    def _dequantize(self, levels: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
         return dequantize_levels(self.net, self.centres(levels), self.step, prior, overwrite=True)
 
 
