@@ -122,7 +122,8 @@ def upscale_depth(
     By default every output code re-quantizes to its input level (the result
     stays inside each quantization bin); ``relax`` lifts that for methods that
     may leave the bin. ``ensemble`` > 1 (learned only) averages the model over
-    that many flips and transposes of the input: about that many times slower.
+    that many flips and transposes of the input (the contour prior is computed once: 8 orientations
+    are about 3 times slower on this project's CPU).
     ``precision`` (learned only): ``float32``, ``bfloat16`` (the network's convolutions; on this
     project's AVX512-BF16 CPU the whole call is about 1.2x faster, with the same held-out quality)
     or ``auto`` (bfloat16 where the device runs it natively).

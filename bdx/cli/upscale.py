@@ -28,7 +28,7 @@ def upscale_depth_command(
     ] = None,
     ensemble: Annotated[
         int,
-        typer.Option(help="--method learned: average the model over 1, 2, 4 or 8 flips and transposes of the input (8: 0.2-0.3 dB better on held-out images, 8 times the work)."),
+        typer.Option(help="--method learned: average the model over 1, 2, 4 or 8 flips and transposes of the input (8: 0.2-0.3 dB better on held-out images, about 3 times slower)."),
     ] = 1,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
     out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
