@@ -243,6 +243,8 @@ def _gain_db(mse_before: float, mse_after: float) -> float:
 def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resume: Path | None) -> DepthTrainConfig:
     """``config`` with its widths and blocks filled in where unset: from the checkpoint to resume,
     else from the weights to start from, else the defaults."""
+    if config.widths and config.blocks:  # both given: nothing to look up (run_training reads the checkpoint itself)
+        return replace(config, widths=tuple(config.widths), blocks=tuple(config.blocks))
     widths, blocks = None, None
     if resume is not None:
         saved = read_checkpoint(resume).get("config") or {}
