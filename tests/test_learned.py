@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from bdx.assets import default_weights
 from bdx.cli import app
@@ -204,10 +207,12 @@ def test_cli_train_depth(runner, tmp_path):
     plain = tmp_path / "plain.safetensors"
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(plain), "--steps", "1", "--batch-size", "2", "--crop", "32",
-              "--prior", "none", "--device", "cpu"],
+              "--prior", "none", "--balance-folders", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.stderr
     assert not load_weights(plain).has_prior
+    with safe_open(str(plain), "pt") as handle:
+        assert json.loads(handle.metadata()["train_config"])["balance_folders"] is True
     result = runner.invoke(app, ["train", "depth", "--data", str(data), "--prior", "bogus"])
     assert result.exit_code == 2 and "--prior" in result.stderr
 
@@ -268,6 +273,24 @@ def test_enlarged_regions_are_smooth_crops_of_the_reference():
     batch = sample_batch([Reference("noise", texture)], config, np.random.default_rng(1))
     assert batch.targets.shape == (4, 3, 64, 64)
     assert np.abs(np.diff(batch.targets.numpy(), axis=-1)).mean() < 0.5 * np.abs(np.diff(texture, axis=1)).mean()
+
+
+def test_balanced_folders_give_every_folder_the_same_share_of_crops():
+    from bdx.training.depth import Reference, sample_batch, sampling_weights
+
+    big = Reference("big", np.zeros((300, 300, 3), np.float32), source=0)
+    also_big = Reference("also_big", np.zeros((300, 100, 3), np.float32), source=0)
+    small = Reference("small", np.ones((100, 100, 3), np.float32), source=1)
+    by_pixels = sampling_weights([big, also_big, small])
+    np.testing.assert_allclose(by_pixels, [9 / 13, 3 / 13, 1 / 13])
+    balanced = sampling_weights([big, also_big, small], balance_folders=True)
+    np.testing.assert_allclose(balanced, [0.375, 0.125, 0.5])
+    # the small folder (all ones) fills about half the batch when balanced, about 1 in 13 crops otherwise
+    config = DepthTrainConfig(batch_size=64, crop=64, noise_probability=0.0, dither_probability=0.0, prior="none")
+    share = lambda balance: float((sample_batch(  # noqa: E731
+        [big, also_big, small], replace(config, balance_folders=balance), np.random.default_rng(3)
+    ).targets.mean(dim=(1, 2, 3)) > 0.5).float().mean())
+    assert 0.35 < share(True) < 0.65 and share(False) < 0.2
 
 
 def test_training_from_initial_weights(runner, tmp_path):

@@ -36,6 +36,9 @@ def train_depth_command(
     upscale_fraction: Annotated[
         float, typer.Option(help="Share of crops cut from a reference enlarged 2-4x (smooth content, like a rendered frame).")
     ] = 0.0,
+    balance_folders: Annotated[
+        bool, typer.Option(help="Draw the same share of crops from every --data folder (default: in proportion to pixels).")
+    ] = False,
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
     validation_fraction: Annotated[
@@ -77,6 +80,7 @@ def train_depth_command(
             checkpoint_every=checkpoint_every, seed=seed,
             validation_fraction=validation_fraction, prior=prior,
             synthetic_fraction=synthetic_fraction, upscale_fraction=upscale_fraction, widths=widths, blocks=blocks,
+            balance_folders=balance_folders,
         )
         torch_device = str(resolve_device(device))
 

@@ -59,6 +59,7 @@ class DepthTrainConfig:
     prior_context: int = 32  # pixels of context around each crop when computing the prior
     synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields
     upscale_fraction: float = 0.0  # share of crops cut from a reference enlarged 2-4x (smooth, like a CG render)
+    balance_folders: bool = False  # every --data folder gives the same share of crops (else: in proportion to pixels)
     init: str | None = None  # weights file the run started from (fine-tuning), by name
 
 
@@ -80,6 +81,7 @@ class Batch:
 class Reference:
     name: str
     pixels: np.ndarray  # (H, W, 3) float32 display values in [0, 1]
+    source: int = 0  # which --data folder it came from
 
 
 def reference_from_file(path: Path) -> Reference | None:
@@ -122,7 +124,7 @@ def split_references(references: list[Reference], fraction: float) -> tuple[list
 
 def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.random.Generator) -> Batch:
     """One synthesized batch of ``config.crop``-pixel crops."""
-    weights = np.array([r.pixels.shape[0] * r.pixels.shape[1] for r in references], dtype=np.float64)
+    weights = sampling_weights(references, config.balance_folders)
     margin = config.prior_context if config.prior != "none" else 0
     size = config.crop + 2 * margin
     crops, centres, bits_list = [], [], []
@@ -130,7 +132,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
         if rng.random() < config.synthetic_fraction:
             ref = smooth_field(size, rng)
         else:
-            ref = references[rng.choice(len(references), p=weights / weights.sum())].pixels
+            ref = references[rng.choice(len(references), p=weights)].pixels
             if rng.random() < config.upscale_fraction:
                 ref = enlarged_region(ref, size, rng)
         crop = min(size, ref.shape[0], ref.shape[1]) // DequantNet.multiple * DequantNet.multiple
@@ -153,6 +155,17 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
         batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), [1.0 / max_level(b) for b in bits_list])[inner]
     return batch
+
+
+def sampling_weights(references: list[Reference], balance_folders: bool = False) -> np.ndarray:
+    """Probability of drawing each reference: in proportion to its pixels, within its folder when
+    ``balance_folders`` gives every folder the same share."""
+    area = np.array([r.pixels.shape[0] * r.pixels.shape[1] for r in references], dtype=np.float64)
+    if balance_folders:
+        sources = np.array([r.source for r in references])
+        for source in np.unique(sources):
+            area[sources == source] /= area[sources == source].sum()
+    return area / area.sum()
 
 
 def enlarged_region(pixels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -272,13 +285,14 @@ def train_depth(
     if init is not None and resume is not None:
         raise BdxError("start from weights (--init) or continue a checkpoint (--resume), not both")
     references = []
-    for path in find_references(data):
+    sources = {path: source for source, folder in enumerate(data) for path in find_references([folder])}
+    for path in sorted(sources):
         try:
             reference = reference_from_file(path)
         except BdxError as exc:
             raise BdxError(f"{path}: {exc}") from None
         if reference is not None:
-            references.append(reference)
+            references.append(replace(reference, source=sources[path]))
     train_refs, val_refs = split_references(references, config.validation_fraction)
     start = load_weights(init) if init is not None else None
     config = _with_network_size(config, start, resume)
