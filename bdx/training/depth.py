@@ -32,7 +32,7 @@ from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, read_checkpoint, run_training
 
 MIN_PHOTO_PIXELS = 1_000_000
-DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-refine-v3)
+DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-refine-v4)
 DEFAULT_BLOCKS = (2, 4)
 
 
