@@ -156,6 +156,19 @@ def test_empty_directory_and_unwritable_outputs(runner, tmp_path, make_png):
     assert not list(tmp_path.glob("**/*.bdx-tmp"))
 
 
+def test_empty_paths_never_mean_the_current_directory(runner, tmp_path, make_png, monkeypatch):
+    """`bdx quantize --bits 4 "$UNSET"` must not process the working directory (Path("") is ".")."""
+    make_png("here.png", np.full((8, 8, 3), 40, np.uint8))
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    empty_input = run(runner, "quantize", "--bits", "4", "")
+    assert empty_input.exit_code == 1
+    assert error_lines(empty_input) == ["bdx: error: '': empty input path (an unset shell variable?)"]
+    empty_output = run(runner, "quantize", "--bits", "4", "here.png", "-o", " ")
+    assert empty_output.exit_code == 2 and "-o is empty" in empty_output.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
 @pytest.mark.parametrize("bits,sixteen,message", [(0, False, "between 1 and 15"), (17, False, "between 1 and 15"),
                                                    (16, True, "between 1 and 15"), (8, False, "does not reduce")])
 def test_quantize_bad_bits(runner, make_png, bits, sixteen, message):

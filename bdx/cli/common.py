@@ -58,6 +58,9 @@ def expand_inputs(arguments: list[str]) -> Inputs:
         if argument == STDIO:
             found.sources.append(Source(None, Path("stdin")))
             continue
+        if not argument.strip():  # Path("") is the current directory: never expand it
+            found.problems.append((repr(argument), "empty input path (an unset shell variable?)"))
+            continue
         path = Path(argument)
         if path.is_dir():
             files = sorted(
@@ -156,6 +159,8 @@ def plan_outputs(
     from bdx.io import format_from_path
 
     targets: list[Path | str] = []
+    if output is not None and not output.strip():
+        raise UsageError("-o is empty (an unset shell variable?)")
     if output == STDIO:
         if len(sources) != 1:
             raise UsageError("-o - (stdout) takes exactly one input")
