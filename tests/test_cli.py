@@ -151,6 +151,8 @@ def test_empty_directory_and_unwritable_outputs(runner, tmp_path, make_png):
     source = make_png("x.png", np.full((8, 8, 3), 40, np.uint8))
     missing = run(runner, "quantize", "--bits", "4", source, "-o", tmp_path / "nope" / "x.png")
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
+    under_a_file = run(runner, "quantize", "--bits", "4", source, "-o", source / "x.png")
+    assert under_a_file.exit_code == 1 and error_lines(under_a_file) == [f"bdx: error: {source}: {source} is not a folder"]
     readonly = run(runner, "quantize", "--bits", "4", source, "-o", "/proc/bdx-test-out.png")
     assert readonly.exit_code == 1 and len(error_lines(readonly)) == 1
     assert not list(tmp_path.glob("**/*.bdx-tmp"))
