@@ -67,6 +67,14 @@ def test_quantize_upscale_eval_pipeline(runner, photos, tmp_path):
     assert "PSNR" in table.stdout and "contour" in table.stdout
 
 
+def test_eval_names_both_sizes_when_prediction_and_reference_differ(runner, make_png):
+    prediction = make_png("pred.png", np.full((10, 12, 3), 100, np.uint8))
+    reference = make_png("ref.png", np.full((16, 20, 3), 100, np.uint8))
+    result = run(runner, "eval", "depth", "--pred", prediction, "--ref", reference)
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"bdx: error: {prediction}: prediction is 12x10x3, the reference 20x16x3"]
+
+
 def test_single_file_output_name_and_format(runner, make_png, tmp_path):
     source = make_png("x.png", (gradient16() >> 11 << 3).astype(np.uint8))
     assert run(runner, "upscale-depth", source).exit_code == 0
