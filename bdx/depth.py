@@ -28,6 +28,7 @@ class DepthSource:
     container_bits: int
     bits: int
     convention: Convention
+    content_bits: int  # the fewest bits that reproduce every code: above ``bits``, finer detail is rounded away
 
     def levels(self, codes: np.ndarray | None = None) -> np.ndarray:
         """Quantization levels of ``codes`` (default: the whole input), as int32."""
@@ -39,13 +40,14 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
     if image.is_float:
         raise BdxError("upscale-depth needs an integer (8- or 16-bit) input, not a float image")
     container = image.container_bits
+    content = effective_bits(image.pixels, container, convention)
     if bits is None:
-        bits = image.significant_bits or effective_bits(image.pixels, container, convention)
+        bits = image.significant_bits or content
     if not 1 <= bits <= container:
         raise BdxError(f"--in-bits {bits} does not fit a {container}-bit input")
     if bits >= 16:
         raise BdxError("input already holds 16 significant bits; nothing to dequantize")
-    return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention)
+    return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention, content_bits=content)
 
 
 def check_ensemble(method: str, ensemble: int) -> None:
@@ -101,6 +103,7 @@ class DepthResult:
     in_bits: int
     convention: Convention
     precision: str = "float32"  # of the network's convolutions (learned only)
+    content_bits: int | None = None  # the input codes' own depth, when finer than ``in_bits`` (detail rounded away)
 
 
 def upscale_depth(
@@ -164,7 +167,8 @@ def upscale_depth(
         progress=progress,
     )
     used = "bfloat16" if engine_precision == "bf16" else "float32"
-    return DepthResult(image.with_pixels(output, significant_bits=None), source.bits, source.convention, used)
+    finer = source.content_bits if source.content_bits > source.bits else None
+    return DepthResult(image.with_pixels(output, significant_bits=None), source.bits, source.convention, used, finer)
 
 
 def display_codes(image: Image, method: str, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:

@@ -75,6 +75,22 @@ def test_eval_names_both_sizes_when_prediction_and_reference_differ(runner, make
     assert error_lines(result) == [f"bdx: error: {prediction}: prediction is 12x10x3, the reference 20x16x3"]
 
 
+def test_a_depth_below_the_content_warns_that_detail_is_rounded_away(runner, make_png, tmp_path):
+    five_bit = np.rint(np.arange(32).repeat(4)[None, :, None] * (255 / 31)).astype(np.uint8).repeat(8, 0).repeat(3, 2)
+    source = make_png("five.png", five_bit)
+    stale_sbit = make_png("stale.png", five_bit, sbit=3)  # e.g. an sBIT chunk kept through an edit
+    told = run(runner, "upscale-depth", source, "-o", tmp_path / "told.tiff", "--method", "midpoint", "--in-bits", "2", "--json")
+    assert told.exit_code == 0
+    assert error_lines(told) == [
+        f"bdx: warning: {source}: treated as 2-bit (--in-bits), but its codes need 5 bits: the finer detail was rounded away"
+    ]
+    assert "rounded away" in json.loads(told.stdout)["warning"]
+    from_sbit = run(runner, "upscale-depth", stale_sbit, "-o", tmp_path / "stale.tiff", "--method", "midpoint")
+    assert from_sbit.exit_code == 0 and "3-bit (its sBIT chunk), but its codes need 5 bits" in from_sbit.stderr
+    right = run(runner, "upscale-depth", source, "-o", tmp_path / "right.tiff", "--method", "midpoint", "--json")
+    assert right.exit_code == 0 and error_lines(right) == [] and "warning" not in json.loads(right.stdout)
+
+
 def test_single_file_output_name_and_format(runner, make_png, tmp_path):
     source = make_png("x.png", (gradient16() >> 11 << 3).astype(np.uint8))
     assert run(runner, "upscale-depth", source).exit_code == 0

@@ -235,9 +235,12 @@ class Reporter:
         self._progress.update(self._tile_task, completed=done, total=total)
 
     def finished(self, record: dict[str, Any]) -> None:
+        """Report one input's outcome: its error or warning on stderr, its record as a JSON line."""
         if record.get("status") == "error":
             self.failed += 1
             self.error(f"{record['input']}: {record['error']}")
+        elif record.get("warning"):
+            self._stderr_line(f"bdx: warning: {record['input']}: {record['warning']}")
         if self.json_lines:
             sys.stdout.write(json.dumps(record, default=_json_default) + "\n")
             sys.stdout.flush()
@@ -249,10 +252,13 @@ class Reporter:
                 self._progress.advance(self._file_task)
 
     def error(self, message: str) -> None:
+        self._stderr_line(f"bdx: error: {message}")
+
+    def _stderr_line(self, line: str) -> None:
         if self._progress is not None:
-            self._progress.console.print(f"bdx: error: {message}", markup=False, highlight=False, soft_wrap=True)
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
-            sys.stderr.write(f"bdx: error: {message}\n")
+            sys.stderr.write(line + "\n")
             sys.stderr.flush()
 
     def close(self) -> None:

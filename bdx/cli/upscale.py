@@ -83,7 +83,14 @@ def upscale_depth_command(
             progress=reporter.tiles,
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)
-        return {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits, "width": image.width, "height": image.height}
+        record = {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits, "width": image.width, "height": image.height}
+        if result.content_bits is not None:
+            origin = "--in-bits" if bits is not None else "its sBIT chunk"
+            record["warning"] = (
+                f"treated as {result.in_bits}-bit ({origin}), but its codes need {result.content_bits} bits: "
+                "the finer detail was rounded away"
+            )
+        return record
 
     with command_errors():
         status = batch.run(
