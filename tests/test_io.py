@@ -189,6 +189,31 @@ def test_float_tiff_and_gray_alpha_png(tmp_path):
     np.testing.assert_array_equal(back.alpha, alpha)
 
 
+@pytest.mark.parametrize("compression,predictor", [("lzw", False), ("lzw", True), ("zlib", True), ("packbits", False)])
+def test_compressed_16bit_tiffs_decode_exactly(tmp_path, compression, predictor):
+    """LZW with a horizontal predictor is what Photoshop and Lightroom write; tifffile needs imagecodecs for it."""
+    import tifffile
+
+    pixels = gradient16(24, 300)
+    path = tmp_path / "compressed.tif"
+    tifffile.imwrite(path, pixels, photometric="rgb", compression=compression, predictor=predictor or None)
+    back = read_image(path)
+    assert back.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(back.pixels, pixels)
+    assert all(len(np.unique(back.pixels[..., c])) > 256 for c in range(3))
+
+
+def test_jpeg_compressed_tiff_decodes(tmp_path):
+    import tifffile
+
+    pixels = (gradient16(32, 48) >> 8).astype(np.uint8)
+    path = tmp_path / "jpeg.tif"
+    tifffile.imwrite(path, pixels, photometric="rgb", compression="jpeg", compressionargs={"level": 95})
+    back = read_image(path)
+    assert back.pixels.shape == pixels.shape and back.pixels.dtype == np.uint8
+    assert np.abs(back.pixels.astype(int) - pixels).mean() < 3
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     import os
 
