@@ -237,6 +237,15 @@ def test_info_reports_effective_depth(runner, make_png):
     result = run(runner, "info", "--json", source)
     record = json.loads(result.stdout)
     assert record["effective_bits"] == 4 and record["channels"] == 1 and record["bit_depth_source"] == "code values"
+    assert record["sample_type"] == "uint8" and record["container_bits"] == 8
+
+
+@pytest.mark.parametrize("half", [True, False])
+def test_info_tells_half_from_float_exr(runner, tmp_path, half):
+    path = write_image(tmp_path / "x.exr", Image(np.ones((4, 4, 3), np.float32), linear=True), exr_half=half)
+    record = json.loads(run(runner, "info", "--json", path).stdout)
+    assert (record["sample_type"], record["container_bits"]) == (("half", 16) if half else ("float", 32))
+    assert ("half float" in run(runner, "info", path).stdout) == half
 
 
 def _bdx(*args, stdin=None):

@@ -94,6 +94,7 @@ def test_exr_round_trip(half, channels, with_alpha):
     tolerance = 1e-3 if half else 0
     np.testing.assert_allclose(back.pixels, pixels, rtol=tolerance)
     assert (back.alpha is not None) == with_alpha
+    assert back.sample_type == ("half" if half else "float")
 
 
 def test_exr_with_nan_is_refused():
@@ -182,6 +183,7 @@ def test_float_tiff_and_gray_alpha_png(tmp_path):
     pixels = RNG.random((5, 5, 3)).astype(np.float32)
     back = decode_image(encode_image(Image(pixels), "tiff", bits=32), "x.tif")
     np.testing.assert_array_equal(back.pixels, pixels)
+    assert back.sample_type == "float"
     gray = RNG.integers(0, 65535, (5, 6, 1)).astype(np.uint16)
     alpha = RNG.integers(0, 65535, (5, 6)).astype(np.uint16)
     back = decode_image(encode_image(Image(gray, alpha), "png", bits=16), "x.png")

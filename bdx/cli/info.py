@@ -35,7 +35,8 @@ def describe(source: Source) -> dict:
         "height": image.height,
         "channels": image.channels,
         "alpha": image.alpha is not None,
-        "container_bits": image.container_bits,
+        "container_bits": 16 if image.half_float else image.container_bits,
+        "sample_type": image.sample_type,
     }
     if image.is_float:
         record.update(effective_bits=None, bit_depth_source="float", convention=None)
@@ -101,7 +102,7 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
                 f"{row['width']}x{row['height']}",
                 str(row["channels"]),
                 "yes" if row["alpha"] else "no",
-                f"{row['container_bits']}-bit" if row["container_bits"] != 32 else "float",
+                {"half": "half float", "float": "float"}.get(row["sample_type"], f"{row['container_bits']}-bit"),
                 bits,
                 row["icc_profile"] or "-",
                 row["orientation"],

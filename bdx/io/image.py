@@ -25,6 +25,7 @@ class Image:
     source_format: str = ""
     orientation: int = 1
     linear: bool = False
+    half_float: bool = False  # a float file stored as 16-bit half (decoded to float32)
 
     @property
     def height(self) -> int:
@@ -42,6 +43,13 @@ class Image:
     def container_bits(self) -> int:
         """Bits per sample of the decoded container: 8, 16, or 32 for float."""
         return {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(self.pixels.dtype, 32)
+
+    @property
+    def sample_type(self) -> str:
+        """The file's sample type as stored: uint8, uint16, half or float."""
+        if not self.is_float:
+            return str(self.pixels.dtype)
+        return "half" if self.half_float else "float"
 
     @property
     def is_float(self) -> bool:

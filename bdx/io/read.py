@@ -212,6 +212,7 @@ def _decode_tiff(data: bytes) -> Image:
     if colormap is not None:
         table = np.asarray(colormap).T  # (2**bits, 3), 16-bit values
         array = table[array[..., 0]].astype(np.uint16)
+    half = array.dtype == np.float16
     if array.dtype.kind == "f":
         array = array.astype(np.float32)
     elif array.dtype not in (np.uint8, np.uint16):
@@ -227,6 +228,7 @@ def _decode_tiff(data: bytes) -> Image:
         alpha=alpha,
         icc_profile=bytes(icc) if icc else None,
         orientation=orientation if 1 <= orientation <= 8 else 1,
+        half_float=half,
     )
     return _oriented(image)
 
@@ -257,6 +259,7 @@ def _decode_exr(data: bytes) -> Image:
         pixels=pixels.astype(np.float32),
         alpha=None if alpha is None else alpha.astype(np.float32),
         linear=True,
+        half_float=pixels.dtype == np.float16,
     )
 
 
