@@ -103,7 +103,7 @@ class DepthResult:
     in_bits: int
     convention: Convention
     precision: str = "float32"  # of the network's convolutions (learned only)
-    content_bits: int | None = None  # the input codes' own depth, when finer than ``in_bits`` (detail rounded away)
+    content_bits: int = 0  # the fewest bits that reproduce every input code: above ``in_bits``, detail was rounded away
 
 
 def upscale_depth(
@@ -167,8 +167,9 @@ def upscale_depth(
         progress=progress,
     )
     used = "bfloat16" if engine_precision == "bf16" else "float32"
-    finer = source.content_bits if source.content_bits > source.bits else None
-    return DepthResult(image.with_pixels(output, significant_bits=None), source.bits, source.convention, used, finer)
+    return DepthResult(
+        image.with_pixels(output, significant_bits=None), source.bits, source.convention, used, source.content_bits
+    )
 
 
 def display_codes(image: Image, method: str, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:

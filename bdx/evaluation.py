@@ -65,11 +65,10 @@ def evaluate_depth(prediction: Image, reference: DepthReference, *, method: str 
     from bdx.depth import upscale_depth
 
     if prediction.pixels.shape != reference.srgb.shape:
-        height, width = reference.srgb.shape[:2]
-        channels = reference.srgb.shape[2] if reference.srgb.ndim == 3 else 1
+        height, width, channels = reference.srgb.shape
         raise BdxError(
             f"prediction is {prediction.width}x{prediction.height}x{prediction.channels}, "
-            f"the reference {width}x{height}x{channels}"
+            f"the reference is {width}x{height}x{channels}"
         )
     pred_codes = convert_depth(prediction.pixels, 16)
     pred = to_float(pred_codes)

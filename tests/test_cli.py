@@ -72,7 +72,7 @@ def test_eval_names_both_sizes_when_prediction_and_reference_differ(runner, make
     reference = make_png("ref.png", np.full((16, 20, 3), 100, np.uint8))
     result = run(runner, "eval", "depth", "--pred", prediction, "--ref", reference)
     assert result.exit_code == 1
-    assert error_lines(result) == [f"bdx: error: {prediction}: prediction is 12x10x3, the reference 20x16x3"]
+    assert error_lines(result) == [f"bdx: error: {prediction}: prediction is 12x10x3, the reference is 20x16x3"]
 
 
 def test_a_depth_below_the_content_warns_that_detail_is_rounded_away(runner, make_png, tmp_path):

@@ -340,9 +340,9 @@ def check_target(source: Source, target: Path | str, *, overwrite: bool, create_
         raise BdxError(f"output {target} is a directory")
     if target.exists() and not overwrite:
         raise BdxError(f"{target} exists (use --overwrite to replace it, or --skip-existing)")
-    if target.parent.exists() and not target.parent.is_dir():
-        raise BdxError(f"{target.parent} is not a folder")
-    if not target.parent.exists():
+    if not target.parent.is_dir():
+        if target.parent.exists():
+            raise BdxError(f"{target.parent} is not a folder")
         if not create_folders:
             raise BdxError(f"output folder does not exist: {target.parent}")
         try:

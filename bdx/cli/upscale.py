@@ -84,7 +84,7 @@ def upscale_depth_command(
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)
         record = {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits, "width": image.width, "height": image.height}
-        if result.content_bits is not None:
+        if result.content_bits > result.in_bits:
             origin = "--in-bits" if bits is not None else "its sBIT chunk"
             record["warning"] = (
                 f"treated as {result.in_bits}-bit ({origin}), but its codes need {result.content_bits} bits: "
