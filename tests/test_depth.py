@@ -181,3 +181,24 @@ def test_neighbour_level_distances_match_the_spelled_out_reference(seed):
         np.testing.assert_array_equal(below, want_below)
         np.testing.assert_array_equal(above, want_above)
         assert np.isfinite(below).mean() > 0.2
+
+
+@pytest.mark.parametrize("jump", [2, 3, 4, 5, 6, 10])
+def test_neighbour_level_distances_on_columns_of_bands(jump):
+    """Bands one level apart are contours at their exact axial distance; a jump of ``jump`` levels is an edge."""
+    from bdx.dequant.classical import neighbour_level_distances
+
+    columns = np.arange(60)
+    levels = np.repeat((10 + columns // 6)[None], 9, axis=0).astype(np.int32)  # levels 10..19, 6 columns each
+    levels[:, 30:] += jump - 1  # between columns 29 and 30 the level jumps by `jump`: an edge, not a contour
+    below, above = neighbour_level_distances(levels, 128)
+    first = columns - columns % 6  # each band's first column
+    want_below = np.where(columns >= 6, columns - first + 1, np.inf)  # to the last column of the band before
+    want_above = np.where(columns < 54, first + 6 - columns, np.inf)  # to the first column of the band after
+    want_below[30:36] = np.inf  # the band after the edge has nothing one level below it
+    want_above[24:30] = np.inf  # and the band before it nothing one level above
+    if jump == 3:  # a pixel four levels off, nearer than the contour, hides it (the nearest of the group is an edge)
+        want_below[27:30] = np.inf  # level 14 nearer to 17 across the edge than to 13
+        want_above[30:33] = np.inf  # level 17 nearer to 14 than to 18
+    np.testing.assert_allclose(below, np.broadcast_to(want_below, below.shape), rtol=1e-5)
+    np.testing.assert_allclose(above, np.broadcast_to(want_above, above.shape), rtol=1e-5)
