@@ -46,8 +46,22 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
     if not 1 <= bits <= container:
         raise BdxError(f"--in-bits {bits} does not fit a {container}-bit input")
     if bits >= 16:
-        raise BdxError("input already holds 16 significant bits; nothing to dequantize")
+        raise BdxError(_truncate_hint(image, convention) or "input already holds 16 significant bits; nothing to dequantize")
     return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention, content_bits=content)
+
+
+def _truncate_hint(image: Image, convention: Convention) -> str:
+    """The error for a file whose codes need every bit as bin centres but hold fewer as top bits (zero-filled);
+    empty for any other file."""
+    if convention != "centre" or image.significant_bits:
+        return ""
+    bits = effective_bits(image.pixels, image.container_bits, "truncate")
+    if bits >= image.container_bits:
+        return ""
+    return (
+        f"read as bin centres the codes need all 16 bits, but they are {bits}-bit levels with zero-filled low bits: "
+        "add --convention truncate"
+    )
 
 
 def check_ensemble(method: str, ensemble: int) -> None:

@@ -81,6 +81,16 @@ def test_in_bits_detection_and_errors():
         upscale_depth(Image(codes), method="magic", device="cpu")
 
 
+def test_top_bit_content_in_16_bits_is_named_with_the_convention_that_reads_it():
+    """12-bit levels shifted into 16 bits (zero-filled low bits, as cameras write them) need all 16 bits as bin
+    centres: the error says which convention reads them, and that convention then works."""
+    levels = np.arange(4096, dtype=np.uint16).reshape(64, 64, 1)
+    image = Image(levels << 4)
+    with pytest.raises(BdxError, match="12-bit levels with zero-filled low bits: add --convention truncate"):
+        upscale_depth(image, method="midpoint", device="cpu")
+    assert upscale_depth(image, method="midpoint", convention="truncate", device="cpu").in_bits == 12
+
+
 def test_relax_skips_the_bin_clamp():
     quantized = quantize_image(Image(gradient16()), 4)
     strict = upscale_depth(quantized, device="cpu").image.pixels
