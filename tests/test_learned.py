@@ -492,3 +492,30 @@ def test_precision_choices(runner, make_png, tmp_path):
     assert result.exit_code == 0 and '"precision": "float32"' in result.stdout, result.output
     result = runner.invoke(app, ["upscale-depth", str(source), "--precision", "half", "-o", str(tmp_path / "y.tiff")])
     assert result.exit_code == 2 and "--precision" in result.stderr and not (tmp_path / "y.tiff").exists()
+
+
+def test_validation_crops_do_not_depend_on_how_a_folder_is_spelled(tmp_path, monkeypatch):
+    """References are ordered by resolved path, and the validation crops are drawn in that order: a relative and
+    an absolute spelling of the same folders gave different validation figures before (session 13)."""
+    from bdx.training.depth import load_references, split_references, validation_gain
+
+    rng = np.random.default_rng(3)
+    folders = [tmp_path / "z_photos", tmp_path / "a_merges"]
+    for index, folder in enumerate(folders):
+        folder.mkdir(parents=True)
+        for k in range(3):
+            smooth = np.cumsum(np.cumsum(rng.normal(0, 1, (96, 96, 3)), axis=0), axis=1)
+            smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+            write_image(folder / f"f{index}{k}.png", Image(np.rint(smooth * 65535).astype(np.uint16)))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    spellings = [[Path("../z_photos"), folders[1].resolve()], [f.resolve() for f in folders]]
+    assert os.fspath(spellings[0][0]) < os.fspath(spellings[0][1])  # as spelled, "../z_photos" sorts first
+    assert os.fspath(spellings[1][1]) < os.fspath(spellings[1][0])  # resolved, a_merges does
+    names = [[r.name for r in load_references(data)] for data in spellings]
+    assert names[0] == names[1]
+    net = DequantNet(DequantNetConfig(prior="contour"))
+    torch.nn.init.normal_(net.head.weight, std=0.01)
+    config = DepthTrainConfig(prior="contour")
+    gains = [validation_gain(net, split_references(load_references(data), 0.5)[1], config) for data in spellings]
+    assert gains[0] == gains[1]

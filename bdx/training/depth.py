@@ -109,6 +109,22 @@ def find_references(folders: list[Path]) -> list[Path]:
     return sorted(find_files(folders, IMAGE_EXTENSIONS - RAW_EXTENSIONS))
 
 
+def load_references(data: list[Path]) -> list[Reference]:
+    """Every usable reference in the ``--data`` folders, each tagged with its folder's index, in the order of
+    their resolved paths: the validation crops are drawn in this order, so ``../data`` and ``/abs/data``
+    give the same figures."""
+    sources = {path: source for source, folder in enumerate(data) for path in find_references([folder])}
+    references = []
+    for path in sorted(sources, key=lambda p: p.resolve()):
+        try:
+            reference = reference_from_file(path)
+        except BdxError as exc:
+            raise BdxError(f"{path}: {exc}") from None
+        if reference is not None:
+            references.append(replace(reference, source=sources[path]))
+    return references
+
+
 def split_references(references: list[Reference], fraction: float) -> tuple[list[Reference], list[Reference]]:
     """Training and validation references; at least one of each when there are two or more files."""
     train = [r for r in references if not is_validation(r.name, fraction)]
@@ -284,16 +300,7 @@ def train_depth(
     """
     if init is not None and resume is not None:
         raise BdxError("start from weights (--init) or continue a checkpoint (--resume), not both")
-    references = []
-    sources = {path: source for source, folder in enumerate(data) for path in find_references([folder])}
-    for path in sorted(sources):
-        try:
-            reference = reference_from_file(path)
-        except BdxError as exc:
-            raise BdxError(f"{path}: {exc}") from None
-        if reference is not None:
-            references.append(replace(reference, source=sources[path]))
-    train_refs, val_refs = split_references(references, config.validation_fraction)
+    train_refs, val_refs = split_references(load_references(data), config.validation_fraction)
     start = load_weights(init) if init is not None else None
     config = _with_network_size(config, start, resume)
     net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks), prior=config.prior))
