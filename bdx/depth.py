@@ -53,15 +53,21 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
 def _truncate_hint(image: Image, convention: Convention) -> str:
     """The error for a file whose codes need every bit as bin centres but hold fewer as top bits (zero-filled);
     empty for any other file."""
-    if convention != "centre" or image.significant_bits:
+    if image.significant_bits:
         return ""
-    bits = effective_bits(image.pixels, image.container_bits, "truncate")
-    if bits >= image.container_bits:
+    advice = truncate_advice(image, image.container_bits - 1, convention)
+    return f"read as bin centres the codes need all 16 bits, but {advice}" if advice else ""
+
+
+def truncate_advice(image: Image, bits: int, convention: Convention) -> str:
+    """Advice for codes that need more than ``bits`` bits as bin centres but are ``bits``-bit levels (or fewer)
+    with zero-filled low bits; empty when ``convention`` is not ``centre`` or the codes do not read that way."""
+    if convention != "centre":
         return ""
-    return (
-        f"read as bin centres the codes need all 16 bits, but they are {bits}-bit levels with zero-filled low bits: "
-        "add --convention truncate"
-    )
+    levels = effective_bits(image.pixels, image.container_bits, "truncate")
+    if levels > bits:
+        return ""
+    return f"they are {levels}-bit levels with zero-filled low bits: add --convention truncate"
 
 
 def check_ensemble(method: str, ensemble: int) -> None:

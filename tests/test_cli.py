@@ -91,6 +91,21 @@ def test_a_depth_below_the_content_warns_that_detail_is_rounded_away(runner, mak
     assert right.exit_code == 0 and error_lines(right) == [] and "warning" not in json.loads(right.stdout)
 
 
+def test_top_bit_levels_read_as_bin_centres_warn_with_the_convention_to_use(runner, make_png, tmp_path):
+    """`quantize --convention truncate` output (sBIT 6, codes = level << 2) read with the default convention: the
+    warning names --convention truncate instead of claiming detail was rounded away; with it, no warning."""
+    six_bit = (np.arange(64).repeat(4)[None, :, None] << 2).astype(np.uint8).repeat(8, 0).repeat(3, 2)
+    source = make_png("six.png", six_bit, sbit=6)
+    misread = run(runner, "upscale-depth", source, "-o", tmp_path / "a.tiff", "--method", "midpoint", "--json")
+    assert misread.exit_code == 0
+    assert error_lines(misread) == [
+        f"bdx: warning: {source}: treated as 6-bit (its sBIT chunk), its codes need 8 bits as bin centres, "
+        "but they are 6-bit levels with zero-filled low bits: add --convention truncate"
+    ]
+    right = run(runner, "upscale-depth", source, "-o", tmp_path / "b.tiff", "--method", "midpoint", "--convention", "truncate", "--json")
+    assert right.exit_code == 0 and error_lines(right) == [] and "warning" not in json.loads(right.stdout)
+
+
 def test_single_file_output_name_and_format(runner, make_png, tmp_path):
     source = make_png("x.png", (gradient16() >> 11 << 3).astype(np.uint8))
     assert run(runner, "upscale-depth", source).exit_code == 0
