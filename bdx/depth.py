@@ -70,6 +70,18 @@ def truncate_advice(image: Image, bits: int, convention: Convention) -> str:
     return f"they are {levels}-bit levels with zero-filled low bits: add --convention truncate"
 
 
+def depth_warning(image: Image, bits: int, content_bits: int, convention: Convention, origin: str) -> str:
+    """The warning for a depth ``bits`` (from ``origin``) below the ``content_bits`` the codes need, '' when they
+    fit: the convention that reads them, or that their finer detail is rounded away."""
+    if content_bits <= bits:
+        return ""
+    treated = f"treated as {bits}-bit ({origin})"
+    advice = truncate_advice(image, bits, convention)
+    if advice:  # the depth is right, the convention is not
+        return f"{treated}, its codes need {content_bits} bits as bin centres, but {advice}"
+    return f"{treated}, but its codes need {content_bits} bits: the finer detail was rounded away"
+
+
 def check_ensemble(method: str, ensemble: int) -> None:
     """Refuse an ensemble size the learned model does not offer, or any ensemble for another method."""
     from bdx.dequant.learned import ENSEMBLE_SIZES

@@ -92,8 +92,9 @@ def test_a_depth_below_the_content_warns_that_detail_is_rounded_away(runner, mak
 
 
 def test_top_bit_levels_read_as_bin_centres_warn_with_the_convention_to_use(runner, make_png, tmp_path):
-    """`quantize --convention truncate` output (sBIT 6, codes = level << 2) read with the default convention: the
-    warning names --convention truncate instead of claiming detail was rounded away; with it, no warning."""
+    """`quantize --convention truncate` output (sBIT 6, codes = level << 2) read with the default convention:
+    upscale-depth and eval depth warn with --convention truncate instead of claiming detail was rounded away (eval's
+    bin metrics would mislead); with it, no warning."""
     six_bit = (np.arange(64).repeat(4)[None, :, None] << 2).astype(np.uint8).repeat(8, 0).repeat(3, 2)
     source = make_png("six.png", six_bit, sbit=6)
     misread = run(runner, "upscale-depth", source, "-o", tmp_path / "a.tiff", "--method", "midpoint", "--json")
@@ -104,6 +105,13 @@ def test_top_bit_levels_read_as_bin_centres_warn_with_the_convention_to_use(runn
     ]
     right = run(runner, "upscale-depth", source, "-o", tmp_path / "b.tiff", "--method", "midpoint", "--convention", "truncate", "--json")
     assert right.exit_code == 0 and error_lines(right) == [] and "warning" not in json.loads(right.stdout)
+    reference = make_png("ref.png", six_bit.astype(np.uint16) * 257)  # any 16-bit reference of the same size
+    scored = run(runner, "eval", "depth", "--pred", tmp_path / "b.tiff", "--ref", reference, "--input", source, "--json")
+    assert scored.exit_code == 0 and "add --convention truncate" in json.loads(scored.stdout.splitlines()[0])["warning"]
+    assert error_lines(scored) == [f"bdx: warning: {source}: " + json.loads(scored.stdout.splitlines()[0])["warning"]]
+    told = run(runner, "eval", "depth", "--pred", tmp_path / "b.tiff", "--ref", reference, "--input", source,
+               "--convention", "truncate", "--json")
+    assert told.exit_code == 0 and error_lines(told) == [] and json.loads(told.stdout.splitlines()[0])["requant_match"] == 1.0
 
 
 def test_single_file_output_name_and_format(runner, make_png, tmp_path):

@@ -116,7 +116,7 @@ def eval_depth(
 ) -> None:
     """Compare dequantized images with references: PSNR/SSIM (sRGB and linear), ΔE, bin safety, banding."""
     from bdx.cli.upscale import _parse_bits
-    from bdx.depth import DEPTH_METHODS
+    from bdx.depth import DEPTH_METHODS, depth_warning
     from bdx.evaluation import depth_reference, evaluate_depth
     from bdx.io import read_image
     from bdx.quantization import CONVENTIONS
@@ -133,7 +133,14 @@ def eval_depth(
 
     def prepare(ref_path: Path, input_path: Path | None):
         source = read_image(input_path) if input_path is not None else None
-        return depth_reference(read_image(ref_path), source, bits=bits, convention=convention)
+        prepared = depth_reference(read_image(ref_path), source, bits=bits, convention=convention)
+        if prepared.source is not None:  # bin metrics on misread levels would mislead: say so once per input
+            origin = "--in-bits" if bits is not None else "its sBIT chunk"
+            warning = depth_warning(source, prepared.source.bits, prepared.source.content_bits, convention, origin)
+            if warning:
+                prepared.stats["warning"] = warning
+                sys.stderr.write(f"bdx: warning: {input_path}: {warning}\n")
+        return prepared
 
     per_method, failed = score_pairs(
         predictions, refs, inputs, single=single, prepare=prepare, json_lines=json_lines,

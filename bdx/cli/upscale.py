@@ -45,7 +45,7 @@ def upscale_depth_command(
     quiet: opt.Quiet = False,
 ) -> None:
     """Dequantize images to 16 bits: smooth gradients, every value inside its input bin."""
-    from bdx.depth import DEPTH_METHODS, check_ensemble, truncate_advice, upscale_depth
+    from bdx.depth import DEPTH_METHODS, check_ensemble, depth_warning, upscale_depth
     from bdx.device import PRECISIONS
     from bdx.io.write import FORMAT_EXTENSIONS
     from bdx.quantization import CONVENTIONS
@@ -84,14 +84,10 @@ def upscale_depth_command(
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)
         record = {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits, "width": image.width, "height": image.height}
-        if result.content_bits > result.in_bits:
-            origin = "--in-bits" if bits is not None else "its sBIT chunk"
-            treated = f"treated as {result.in_bits}-bit ({origin})"
-            advice = truncate_advice(image, result.in_bits, convention)
-            if advice:  # the depth is right, the convention is not
-                record["warning"] = f"{treated}, its codes need {result.content_bits} bits as bin centres, but {advice}"
-            else:
-                record["warning"] = f"{treated}, but its codes need {result.content_bits} bits: the finer detail was rounded away"
+        origin = "--in-bits" if bits is not None else "its sBIT chunk"
+        warning = depth_warning(image, result.in_bits, result.content_bits, convention, origin)
+        if warning:
+            record["warning"] = warning
         return record
 
     with command_errors():
