@@ -70,12 +70,13 @@ def truncate_advice(image: Image, bits: int, convention: Convention) -> str:
     return f"they are {levels}-bit levels with zero-filled low bits: add --convention truncate"
 
 
-def depth_warning(image: Image, bits: int, content_bits: int, convention: Convention, origin: str) -> str:
-    """The warning for a depth ``bits`` (from ``origin``) below the ``content_bits`` the codes need, '' when they
-    fit: the convention that reads them, or that their finer detail is rounded away."""
+def depth_warning(image: Image, bits: int, content_bits: int, convention: Convention, *, told: bool) -> str:
+    """The warning for a depth ``bits`` (``told``: given as --in-bits, else read from the sBIT chunk) below the
+    ``content_bits`` the codes need, '' when they fit: the convention that reads them, or that their finer detail
+    is rounded away."""
     if content_bits <= bits:
         return ""
-    treated = f"treated as {bits}-bit ({origin})"
+    treated = f"treated as {bits}-bit ({'--in-bits' if told else 'its sBIT chunk'})"
     advice = truncate_advice(image, bits, convention)
     if advice:  # the depth is right, the convention is not
         return f"{treated}, its codes need {content_bits} bits as bin centres, but {advice}"

@@ -135,8 +135,7 @@ def eval_depth(
         source = read_image(input_path) if input_path is not None else None
         prepared = depth_reference(read_image(ref_path), source, bits=bits, convention=convention)
         if prepared.source is not None:  # bin metrics on misread levels would mislead: say so once per input
-            origin = "--in-bits" if bits is not None else "its sBIT chunk"
-            warning = depth_warning(source, prepared.source.bits, prepared.source.content_bits, convention, origin)
+            warning = depth_warning(source, prepared.source.bits, prepared.source.content_bits, convention, told=bits is not None)
             if warning:
                 prepared.stats["warning"] = warning
                 sys.stderr.write(f"bdx: warning: {input_path}: {warning}\n")

@@ -84,8 +84,7 @@ def upscale_depth_command(
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)
         record = {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits, "width": image.width, "height": image.height}
-        origin = "--in-bits" if bits is not None else "its sBIT chunk"
-        warning = depth_warning(image, result.in_bits, result.content_bits, convention, origin)
+        warning = depth_warning(image, result.in_bits, result.content_bits, convention, told=bits is not None)
         if warning:
             record["warning"] = warning
         return record
