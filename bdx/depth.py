@@ -10,7 +10,7 @@ import numpy as np
 from bdx.color import linear_to_srgb
 from bdx.errors import BdxError, UsageError
 from bdx.io import Image, to_float
-from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, levels_from_codes
+from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -94,9 +94,13 @@ def check_ensemble(method: str, ensemble: int) -> None:
 
 
 def build_dequantizer(
-    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1
+    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1,
+    container_bits: int = 16,
 ):
     """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out.
+
+    ``container_bits``: the input's container (with ``truncate``, N-bit levels zero-filled in 8 bits span other
+    values than in 16).
 
     ``weights`` (learned only): a weights file, a network already loaded with
     :func:`bdx.dequant.learned.load_weights` (batches load it once), or None for the shipped weights.
@@ -113,11 +117,11 @@ def build_dequantizer(
         from bdx.dequant.learned import LearnedDequantizer, load_weights
 
         net = weights if isinstance(weights, nn.Module) else load_weights(weights or default_weights("depth"))
-        return LearnedDequantizer(net, bits, convention, ensemble)
+        return LearnedDequantizer(net, bits, convention, ensemble, container_bits)
     if method == "midpoint":
-        return MidpointDequantizer(bits, convention)
+        return MidpointDequantizer(bits, convention, container_bits)
     if method == "contour":
-        return ContourDequantizer(bits, convention)
+        return ContourDequantizer(bits, convention, container_bits)
     raise BdxError(f"unknown method {method!r} (choose from {', '.join(DEPTH_METHODS)})")
 
 
@@ -156,7 +160,10 @@ def upscale_depth(
     """Dequantize an image to 16 bits per sample.
 
     By default every output code re-quantizes to its input level (the result
-    stays inside each quantization bin); ``relax`` lifts that for methods that
+    stays inside each quantization bin), and from 7 bits up with the ``centre``
+    convention the end codes (0 and the top level, whose bins are half-bins) keep their
+    centre, the end of the range, where clipped shadows and highlights are
+    (:func:`bdx.quantization.end_bins_pinned`); ``relax`` lifts both for methods that
     may leave the bin. ``ensemble`` > 1 (learned only) averages the model over
     that many flips and transposes of the input (the contour prior is computed once: 8 orientations
     are about 3 times slower on this project's CPU).
@@ -171,7 +178,9 @@ def upscale_depth(
     torch_device = resolve_device(device)
     # only the learned method has convolutions; the others are exact in any precision
     engine_precision = resolve_precision(precision, torch_device) if method == "learned" else "fp32"
-    model = for_inference(build_dequantizer(method, source.bits, convention, weights, ensemble), torch_device)
+    model = for_inference(
+        build_dequantizer(method, source.bits, convention, weights, ensemble, source.container_bits), torch_device
+    )
     halo = getattr(model, "halo", 0)
     multiple = getattr(model, "multiple", 1)
     # every depth method's support fits its halo, so tiles meet at cut seams and no float copy of the image is kept
@@ -186,7 +195,10 @@ def upscale_depth(
         if relax:
             return np.rint(np.clip(block, 0.0, 1.0) * 65535).astype(np.uint16)
         codes = source.codes[top : top + block.shape[0], left : left + block.shape[1]]
-        return clamp_codes_to_bins(block, codes, source.bits, source.container_bits, source.convention, overwrite=True)
+        return clamp_codes_to_bins(
+            block, codes, source.bits, source.container_bits, source.convention, overwrite=True,
+            pin_ends=end_bins_pinned(source.bits, source.convention),
+        )
 
     output = run_tiled(
         model,

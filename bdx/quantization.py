@@ -29,9 +29,33 @@ def max_level(bits: int) -> int:
     return (1 << bits) - 1
 
 
-def step_size(bits: int, convention: Convention = "centre") -> float:
-    """Width of one N-bit quantization step in [0, 1] units: 1/(2^N - 1) (centre) or 2^-N (truncate)."""
-    return 1.0 / max_level(bits) if convention == "centre" else 2.0**-bits
+def step_size(bits: int, convention: Convention = "centre", container_bits: int = 16) -> float:
+    """Width of one N-bit quantization step in [0, 1] units: 1/(2^N - 1) (centre), or 2^(B-N) codes of a
+    B-bit container (truncate; 2^-N for 16 bits)."""
+    if convention == "centre":
+        return 1.0 / max_level(bits)
+    container_bits = truth_container(bits, container_bits)
+    return 2.0**-bits if container_bits >= 16 else (1 << (container_bits - bits)) / max_level(container_bits)
+
+
+PIN_ENDS_FROM_BITS = 7  # from this depth up, end codes keep their centre (see ``end_bins_pinned``)
+
+
+def end_bins_pinned(bits: int, convention: Convention) -> bool:
+    """Whether the end codes of N-bit levels keep the bin centre (the end of the range) when dequantized.
+
+    Under ``centre`` the end bins are half-bins whose centre is the end itself. From 7 bits up a half-bin is
+    under 1/250 of the range, and an image's values there are nearly always clipped shadows or highlights,
+    truly at the end: moving them inward can only lose. At fewer bits real content fills the end bins too,
+    and a dequantizer may place it.
+    """
+    return convention == "centre" and bits >= PIN_ENDS_FROM_BITS
+
+
+def truth_container(bits: int, container_bits: int) -> int:
+    """The container whose codes the truth of N-bit truncated levels held: the input's own when N is below its
+    depth (low bits zeroed in place), else 16 bits (N-bit levels as the top bits of 16)."""
+    return container_bits if bits < container_bits else 16
 
 
 def check_bits(bits: int, container_bits: int | None = None) -> None:
@@ -96,15 +120,41 @@ def round_levels(units: np.ndarray, bits: int, convention: Convention = "centre"
 
 
 @lru_cache(maxsize=64)
-def bin_bounds_u16(bits: int, convention: Convention = "centre") -> tuple[np.ndarray, np.ndarray]:
-    """For each N-bit level, the lowest and highest 16-bit code that re-quantizes to it."""
+def bin_bounds_u16(
+    bits: int, convention: Convention = "centre", container_bits: int = 16, *, pin_ends: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each N-bit level, the lowest and highest 16-bit code inside its bin, as the input's container sees it.
+
+    ``truncate``: the container codes [q, q + 1) * 2^(B-N) (the codes that truncate to level q), as values;
+    ``centre``: the 16-bit codes that re-quantize to q both directly and through the container's codes.
+    In a 16-bit container both are the plain 16-bit bins. ``pin_ends`` (centre only) shrinks the end bins, which
+    are half-bins whose centre is the end of the range itself, to that end: clipped shadows and highlights,
+    where the truth usually is, stay there.
+    """
     if convention == "truncate":
-        low = np.arange(1 << bits, dtype=np.int64) << (16 - bits)
-        return low.astype(np.uint16), (low + (1 << (16 - bits)) - 1).astype(np.uint16)
-    levels = np.rint(np.arange(65536, dtype=np.float64) * (max_level(bits) / 65535)).astype(np.int64)
-    starts = np.searchsorted(levels, np.arange(max_level(bits) + 1), side="left")
-    ends = np.searchsorted(levels, np.arange(max_level(bits) + 1), side="right") - 1
-    return starts.astype(np.uint16), ends.astype(np.uint16)
+        container_bits = truth_container(bits, container_bits)
+        shift = container_bits - bits
+        first = np.arange(1 << bits, dtype=np.int64) << shift
+        scale = 65535 / max_level(container_bits)
+        low, high = np.ceil(first * scale - 1e-9), np.floor((first + (1 << shift) - 1) * scale + 1e-9)
+    else:
+        codes = np.arange(65536, dtype=np.float64)
+        wanted = np.arange(max_level(bits) + 1)
+
+        def span(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # first and last code of each level
+            return np.searchsorted(levels, wanted, "left"), np.searchsorted(levels, wanted, "right") - 1
+
+        low, high = span(np.rint(codes * (max_level(bits) / 65535)))
+        if container_bits < 16:
+            stored = np.rint(codes * (max_level(container_bits) / 65535))
+            through_low, through_high = span(np.rint(stored * (max_level(bits) / max_level(container_bits))))
+            low, high = np.maximum(low, through_low), np.minimum(high, through_high)
+        if pin_ends:
+            high[0], low[-1] = 0, 65535
+    low, high = low.astype(np.uint16), high.astype(np.uint16)
+    low.setflags(write=False)
+    high.setflags(write=False)
+    return low, high
 
 
 def requantize_u16(codes16: np.ndarray, bits: int, convention: Convention = "centre") -> np.ndarray:
@@ -112,12 +162,14 @@ def requantize_u16(codes16: np.ndarray, bits: int, convention: Convention = "cen
     return levels_from_codes(codes16, bits, 16, convention)
 
 
-def bin_centres(levels: np.ndarray, bits: int, convention: Convention = "centre") -> np.ndarray:
-    """Bin centres of N-bit levels as float32 in [0, 1]."""
+def bin_centres(levels: np.ndarray, bits: int, convention: Convention = "centre", container_bits: int = 16) -> np.ndarray:
+    """Bin centres of N-bit levels as float32 in [0, 1] (truncate: the middle of the level's container codes)."""
     levels = np.asarray(levels)
     if convention == "truncate":
-        low, high = bin_bounds_u16(bits, convention)
-        return ((low[levels].astype(np.float32) + high[levels]) * np.float32(0.5 / 65535)).astype(np.float32)
+        container_bits = truth_container(bits, container_bits)
+        shift = container_bits - bits
+        first = levels.astype(np.float64) * (1 << shift)
+        return ((first + ((1 << shift) - 1) / 2) / max_level(container_bits)).astype(np.float32)
     return (levels.astype(np.float32) / np.float32(max_level(bits))).astype(np.float32)
 
 
@@ -131,22 +183,25 @@ def clamp_to_bins(values: np.ndarray, levels: np.ndarray, bits: int, convention:
 
 
 @lru_cache(maxsize=64)
-def code_bounds_u16(bits: int, container_bits: int, convention: Convention = "centre") -> tuple[np.ndarray, np.ndarray]:
+def code_bounds_u16(
+    bits: int, container_bits: int, convention: Convention = "centre", pin_ends: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """For each container code holding N-bit content, the 16-bit bin of its level (lowest, highest code)."""
-    low, high = bin_bounds_u16(bits, convention)
+    low, high = bin_bounds_u16(bits, convention, container_bits, pin_ends=pin_ends and convention == "centre")
     table = _level_table(bits, container_bits, convention)
     return low[table], high[table]
 
 
 def clamp_codes_to_bins(
     values: np.ndarray, codes: np.ndarray, bits: int, container_bits: int, convention: Convention = "centre",
-    *, overwrite: bool = False,
+    *, overwrite: bool = False, pin_ends: bool = False,
 ) -> np.ndarray:
     """Like :func:`clamp_to_bins`, with the bins given by the input's container codes.
 
     ``overwrite`` lets it use float32 ``values`` as scratch space (saves a copy of the rows).
+    ``pin_ends``: the end codes' half-bins keep their centre, the end of the range (centre convention).
     """
-    low, high = code_bounds_u16(bits, container_bits, convention)
+    low, high = code_bounds_u16(bits, container_bits, convention, pin_ends)
     reusable = overwrite and values.dtype == np.float32 and values.flags.writeable
     scaled = values if reusable else np.array(values, dtype=np.float32)
     np.clip(scaled, 0.0, 1.0, out=scaled)

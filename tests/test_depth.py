@@ -212,3 +212,69 @@ def test_neighbour_level_distances_on_columns_of_bands(jump):
         want_above[30:33] = np.inf  # level 17 nearer to 14 than to 18
     np.testing.assert_allclose(below, np.broadcast_to(want_below, below.shape), rtol=1e-5)
     np.testing.assert_allclose(above, np.broadcast_to(want_above, above.shape), rtol=1e-5)
+
+
+def _truncated_levels(bits: int, container: int, shape=(24, 40, 3), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """Random N-bit levels as a smooth-ish field with some edges, and their zero-filled container codes."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, (1 << bits) - 1, shape[1])[None, :, None] + rng.normal(0, 0.3, shape)
+    levels = np.clip(np.rint(ramp), 0, (1 << bits) - 1).astype(np.int64)
+    levels[:4] = rng.integers(0, 1 << bits, (4, *shape[1:]))
+    dtype = np.uint8 if container == 8 else np.uint16
+    return levels, (levels << (container - bits)).astype(dtype)
+
+
+@pytest.mark.parametrize("container", [8, 16])
+@pytest.mark.parametrize("method", ["midpoint", "contour", "learned"])
+def test_truncate_keeps_every_sample_inside_its_truncation_bin(container, method):
+    for bits in range(1, min(container, 15) + 1):
+        levels, codes = _truncated_levels(bits, container, seed=bits)
+        out = upscale_depth(Image(codes), method=method, in_bits=bits, convention="truncate", device="cpu").image.pixels
+        assert out.dtype == np.uint16
+        # the 16-bit value truncates to the input level...
+        np.testing.assert_array_equal(out.astype(np.int64) >> (16 - bits), levels, err_msg=f"{bits}-bit {method}")
+        if bits < container:  # ...and lies inside the container codes that truncate to it
+            top = (1 << container) - 1
+            shift = container - bits
+            value = out.astype(np.float64) / 65535
+            assert np.all(value >= (levels << shift) / top - 1e-12), f"{bits}-bit in {container} below its bin"
+            assert np.all(value <= (((levels + 1) << shift) - 1) / top + 1e-12), f"{bits}-bit in {container} above it"
+
+
+def test_truncate_bin_centre_is_the_middle_of_the_container_codes():
+    # 4-bit levels in an 8-bit file: level 15 stands for codes 240..255, whose middle is 247.5
+    codes = np.full((8, 8, 3), 240, np.uint8)
+    out = upscale_depth(Image(codes), method="midpoint", in_bits=4, convention="truncate", device="cpu").image.pixels
+    assert abs(out[0, 0, 0] / 257 - 247.5) < 0.01
+
+
+def _clipped_scene(bits: int) -> tuple[Image, np.ndarray, np.ndarray]:
+    """A smooth gradient with a clipped highlight (true value 1) and a crushed shadow (true value 0)."""
+    y, x = np.mgrid[0:96, 0:128] / np.array([96.0, 128.0])[:, None, None]
+    truth = np.repeat((0.15 + 0.7 * x)[..., None], 3, axis=2)
+    truth[:, 96:] = 1.0
+    truth[:, :20] = 0.0
+    top = (1 << bits) - 1
+    codes = np.rint(np.rint(truth * top) * (255 / top)).astype(np.uint8)
+    return Image(codes, significant_bits=bits if bits < 8 else None), truth, codes
+
+
+@pytest.mark.parametrize("method", ["midpoint", "contour", "learned"])
+@pytest.mark.parametrize("bits", [7, 8])
+def test_end_codes_keep_the_end_of_the_range_from_7_bits(method, bits):
+    image, truth, codes = _clipped_scene(bits)
+    out = upscale_depth(image, method=method, in_bits=bits, device="cpu").image.pixels
+    assert np.all(out[codes == 255] == 65535) and np.all(out[codes == 0] == 0)
+    # never worse than the bin centre on those pixels: they are exactly it
+    ends = (codes == 0) | (codes == 255)
+    centre = codes.astype(np.float64) / 255
+    assert np.abs(out[ends] / 65535 - truth[ends]).max() <= np.abs(centre[ends] - truth[ends]).max()
+
+
+def test_end_codes_may_move_inside_their_half_bin_below_7_bits():
+    ramp = np.repeat(np.linspace(0, 1, 256)[None, :, None], 3, axis=2).repeat(32, axis=0)
+    codes = (np.rint(ramp * 15) * 17).astype(np.uint8)
+    out = upscale_depth(Image(codes, significant_bits=4), method="contour", device="cpu").image.pixels
+    levels = np.rint(codes / 17.0)
+    np.testing.assert_array_equal(requantize_u16(out, 4), levels)
+    assert np.any(out[codes == 0] > 0)  # the gradient's darkest band rises inside level 0's half-bin

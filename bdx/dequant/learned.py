@@ -277,13 +277,15 @@ class LearnedDequantizer(nn.Module):
     precision: the offsets are bounded and added to the bin centres in float32.
     """
 
-    def __init__(self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1) -> None:
+    def __init__(
+        self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1, container_bits: int = 16,
+    ) -> None:
         super().__init__()
         self.net = net
         self.bits = bits
         self.orientations = _orientations(ensemble)
-        self.step = step_size(bits, convention)
-        self.centres = MidpointDequantizer(bits, convention)
+        self.step = step_size(bits, convention, container_bits)
+        self.centres = MidpointDequantizer(bits, convention, container_bits)
         self.multiple = DequantNet.multiple
         # the network reads `context` pixels around what it predicts, and the contour prior its own support around
         # those: the prior is computed on the whole input, the network runs on the input less that support, and
