@@ -1,10 +1,14 @@
 """Training the learned dequantizer from folders of high-precision references.
 
-Pairs are synthesized on the fly: a random crop of a reference is quantized to a
-random depth (3 to 10 bits), optionally after a tone-curve jitter and
-pre-quantization noise. References are 16-bit images as they are, 8-bit photos of
-at least 1 MP box-averaged 4x4 (16 samples per pixel), and float images (EXR,
-Radiance) tone-mapped to display values. Whole files are held out for validation.
+Pairs are synthesized on the fly: a random crop of a reference becomes a truth through
+a realistic pipeline (:mod:`bdx.training.pipeline`: camera curves and clipping for
+scene-linear references, tone jitter for display ones, sensor noise and sharpening that
+belong to the truth) and is quantized to a random depth (8 bits for a set share of the
+crops, else 3 to 10), 8-bit copies sometimes through JPEG. References are 16-bit images
+as they are, 8-bit photos of at least 1 MP box-averaged 4x4 (16 samples per pixel), and
+float images (EXR, Radiance) kept scene-linear. Whole files are held out for validation.
+From 7 bits up the loss leaves out the end codes (0 and the top level), which inference
+keeps at the bin centre.
 With the contour prior, each crop is quantized with ``prior_context`` pixels of
 surrounding context, so the contour offsets near its border see what they would
 see inside a whole image.
@@ -21,14 +25,14 @@ import cv2
 import numpy as np
 import torch
 
-from bdx.color import linear_to_srgb
 from bdx.dequant.learned import (
     DequantNet, DequantNetConfig, contour_prior, dequantize_levels, grow_from, load_weights, offset_reach, save_weights,
 )
 from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
-from bdx.quantization import max_level
+from bdx.quantization import end_bins_pinned, max_level
 from bdx.training.data import find_files, is_validation
+from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 from bdx.training.loop import LoopSettings, TrainState, read_checkpoint, run_training
 
 MIN_PHOTO_PIXELS = 1_000_000
@@ -46,9 +50,14 @@ class DepthTrainConfig:
     lr: float = 2e-3
     min_bits: int = 3
     max_bits: int = 10
-    noise_probability: float = 0.3
-    dither_probability: float = 0.1
-    jpeg_probability: float = 0.1
+    eight_bit_fraction: float = 0.35  # share of crops quantized to 8 bits (the rest: uniform from min_bits to max_bits)
+    noise_probability: float = 0.0  # noise added to the input only (the truth stays clean: teaches denoising)
+    dither_probability: float = 0.0
+    jpeg_probability: float = 0.3  # of 8-bit crops
+    truth_noise_probability: float = 0.5  # sensor-like noise that is part of the truth
+    sharpen_probability: float = 0.2
+    clip_probability: float = 0.25
+    tone_probability: float = 0.3
     validation_fraction: float = 0.15
     validate_every: int = 200
     checkpoint_every: int = 200
@@ -80,18 +89,18 @@ class Batch:
 @dataclass
 class Reference:
     name: str
-    pixels: np.ndarray  # (H, W, 3) float32 display values in [0, 1]
+    pixels: np.ndarray  # (H, W, 3) float32: display values in [0, 1], or scene-linear with median grey at 1
     source: int = 0  # which --data folder it came from
+    linear: bool = False
 
 
 def reference_from_file(path: Path) -> Reference | None:
     """A high-precision reference from an image file, or None if the file cannot serve as one."""
     image = read_image(path)
-    if image.is_float:
-        linear = np.clip(image.pixels, 0, None)
-        luminance = float(np.median(linear.mean(axis=-1))) or 1.0
-        exposed = linear * (0.18 / luminance)
-        pixels = linear_to_srgb(exposed / (1.0 + exposed))
+    linear = image.is_float
+    if linear:
+        radiance = np.clip(image.pixels, 0, None)
+        pixels = radiance / (float(np.median(radiance.mean(axis=-1))) or 1.0)
     elif image.container_bits == 16 and not image.significant_bits:
         pixels = to_float(image.pixels)
     elif image.width * image.height >= MIN_PHOTO_PIXELS:
@@ -101,7 +110,7 @@ def reference_from_file(path: Path) -> Reference | None:
         return None
     if pixels.ndim == 2 or pixels.shape[-1] == 1:
         pixels = np.repeat(pixels.reshape(pixels.shape[0], pixels.shape[1], 1), 3, axis=-1)
-    return Reference(path.name, np.ascontiguousarray(pixels, dtype=np.float32))
+    return Reference(path.name, np.ascontiguousarray(pixels, dtype=np.float32), linear=linear)
 
 
 def find_references(folders: list[Path]) -> list[Path]:
@@ -143,12 +152,16 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     weights = sampling_weights(references, config.balance_folders)
     margin = config.prior_context if config.prior != "none" else 0
     size = config.crop + 2 * margin
+    settings = pipeline_settings(config)
+    rendered = replace(settings, noise_probability=0.0, sharpen_probability=0.0, clip_probability=0.0)  # smooth, unclipped
     crops, centres, bits_list = [], [], []
     for _ in range(config.batch_size):
-        if rng.random() < config.synthetic_fraction:
+        linear, synthetic = False, rng.random() < config.synthetic_fraction
+        if synthetic:
             ref = smooth_field(size, rng)
         else:
-            ref = references[rng.choice(len(references), p=weights)].pixels
+            reference = references[rng.choice(len(references), p=weights)]
+            ref, linear = reference.pixels, reference.linear
             if rng.random() < config.upscale_fraction:
                 ref = enlarged_region(ref, size, rng)
         crop = min(size, ref.shape[0], ref.shape[1]) // DequantNet.multiple * DequantNet.multiple
@@ -157,12 +170,12 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
         patch = ref[y : y + crop, x : x + crop]
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
-        patch = np.rot90(patch, rng.integers(0, 4))
-        patch = np.clip(patch, 0, 1) ** np.float32(math.exp(rng.uniform(-0.25, 0.25)))
-        patch = np.ascontiguousarray(np.pad(patch, ((0, size - crop),) * 2 + ((0, 0),), mode="reflect"))
-        bits = int(rng.integers(config.min_bits, config.max_bits + 1))
-        centres.append(degrade(patch, bits, config, rng))
-        crops.append(patch)
+        patch = np.ascontiguousarray(np.rot90(patch, rng.integers(0, 4)))
+        patch = np.pad(patch, ((0, size - crop),) * 2 + ((0, 0),), mode="reflect")
+        truth = render_truth(patch, linear, rendered if synthetic else settings, rng)
+        bits = 8 if rng.random() < config.eight_bit_fraction else int(rng.integers(config.min_bits, config.max_bits + 1))
+        centres.append(degrade(truth, bits, config, rng))
+        crops.append(truth)
         bits_list.append(bits)
     to_tensor = lambda a: torch.from_numpy(np.stack(a).astype(np.float32)).permute(0, 3, 1, 2)  # noqa: E731
     inner = (slice(None), slice(None), slice(margin, margin + config.crop), slice(margin, margin + config.crop))
@@ -171,6 +184,14 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
         batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), [1.0 / max_level(b) for b in bits_list])[inner]
     return batch
+
+
+def pipeline_settings(config: DepthTrainConfig) -> PipelineSettings:
+    """The truth pipeline's settings of a training config."""
+    return PipelineSettings(
+        noise_probability=config.truth_noise_probability, sharpen_probability=config.sharpen_probability,
+        clip_probability=config.clip_probability, tone_probability=config.tone_probability,
+    )
 
 
 def sampling_weights(references: list[Reference], balance_folders: bool = False) -> np.ndarray:
@@ -223,24 +244,24 @@ def degrade(patch: np.ndarray, bits: int, config: DepthTrainConfig, rng: np.rand
         noisy = patch + rng.uniform(-0.5, 0.5, patch.shape).astype(np.float32) / levels
     quantized = np.clip(np.rint(noisy * levels), 0, levels)
     if bits == 8 and rng.random() < config.jpeg_probability:
-        quality = int(rng.integers(80, 100))
-        ok, data = cv2.imencode(".jpg", quantized.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if ok:
-            quantized = cv2.imdecode(data, cv2.IMREAD_UNCHANGED).reshape(quantized.shape).astype(np.float32)
+        quantized = jpeg_round_trip(quantized, rng)
     return quantized / levels
 
 
 def batch_loss(net, batch: Batch) -> torch.Tensor:
-    """Mean squared error in units of each sample's quantization step (every depth counts alike)."""
+    """Mean squared error in units of each sample's quantization step (every depth counts alike), less the
+    end codes of the depths whose ends inference keeps at the bin centre (:func:`end_bins_pinned`)."""
     steps = [1.0 / max_level(b) for b in batch.bits]
     out = dequantize_levels(net, batch.centres, steps, batch.prior)
     scale = torch.tensor(steps, dtype=torch.float32, device=out.device).view(-1, 1, 1, 1)
-    return ((out - batch.targets) / scale).pow(2).mean()
+    pinned = torch.tensor([end_bins_pinned(b, "centre") for b in batch.bits], device=out.device).view(-1, 1, 1, 1)
+    inner = (~pinned | ((batch.centres > 0) & (batch.centres < 1))).float()
+    return (((out - batch.targets) / scale).pow(2) * inner).sum() / inner.sum().clamp(min=1.0)
 
 
 def validation_gain(net: DequantNet, references: list[Reference], config: DepthTrainConfig) -> dict[str, float]:
-    """Mean PSNR gain (dB) over the bin centre on fixed validation crops at 4, 6 and 8 bits (and, with a
-    prior, the prior's own gain on the same crops)."""
+    """Mean PSNR gain (dB) over the bin centre on fixed validation crops at 4, 6 and 8 bits, made by the training
+    pipeline with a fixed seed (and, with a prior, the prior's own gain on the same crops)."""
     rng = np.random.default_rng(1234)
     result = {}
     with torch.no_grad():
@@ -248,7 +269,7 @@ def validation_gain(net: DequantNet, references: list[Reference], config: DepthT
             gains, prior_gains = [], []
             for ref in references:
                 fixed = DepthTrainConfig(
-                    batch_size=4, crop=128, min_bits=bits, max_bits=bits, noise_probability=0.0,
+                    batch_size=4, crop=128, min_bits=bits, max_bits=bits, eight_bit_fraction=0.0,
                     prior=config.prior, prior_context=config.prior_context,
                 )
                 batch = sample_batch([ref], fixed, rng)

@@ -1,0 +1,79 @@
+"""Dequantizer training pairs: noise and sharpening belong to the truth, JPEG only at 8 bits, pinned ends unscored."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bdx.dequant.learned import DequantNet, DequantNetConfig
+from bdx.training.depth import Batch, DepthTrainConfig, Reference, batch_loss, sample_batch
+from bdx.training.pipeline import PipelineSettings, display_from_linear, render_truth
+
+
+def _smooth_reference(linear: bool = False) -> Reference:
+    y, x = np.mgrid[0:160, 0:160].astype(np.float32) / 160
+    pixels = np.stack([0.2 + 0.5 * x, 0.3 + 0.4 * y, 0.5 + 0.2 * x * y], axis=-1).astype(np.float32)
+    return Reference("smooth", pixels * 4 if linear else pixels, linear=linear)
+
+
+def _config(**changes) -> DepthTrainConfig:
+    base = dict(batch_size=6, crop=64, prior="none", truth_noise_probability=0.0, sharpen_probability=0.0,
+                clip_probability=0.0, tone_probability=0.0, jpeg_probability=0.0, eight_bit_fraction=1.0)
+    return DepthTrainConfig(**{**base, **changes})
+
+
+def _roughness(targets: torch.Tensor) -> float:
+    return float(targets.diff(dim=-1).diff(dim=-1).abs().mean())
+
+
+def test_sensor_noise_is_part_of_the_truth_and_the_input_is_its_quantization():
+    clean = sample_batch([_smooth_reference()], _config(), np.random.default_rng(0))
+    noisy = sample_batch([_smooth_reference()], _config(truth_noise_probability=1.0), np.random.default_rng(0))
+    assert _roughness(noisy.targets) > 10 * _roughness(clean.targets)  # the target keeps the noise
+    for batch in (clean, noisy):  # and the input is exactly the truth's 8-bit bin centre (no JPEG here)
+        torch.testing.assert_close(batch.centres, torch.round(batch.targets * 255) / 255, atol=1e-6, rtol=0)
+
+
+def test_jpeg_touches_only_8_bit_crops():
+    config = _config(jpeg_probability=1.0, eight_bit_fraction=0.0, min_bits=4, max_bits=6)
+    batch = sample_batch([_smooth_reference()], config, np.random.default_rng(1))
+    for index, bits in enumerate(batch.bits):
+        top = (1 << bits) - 1
+        torch.testing.assert_close(batch.centres[index], torch.round(batch.targets[index] * top) / top, atol=1e-6, rtol=0)
+    eight = sample_batch([_smooth_reference()], _config(jpeg_probability=1.0), np.random.default_rng(1))
+    assert not torch.allclose(eight.centres, torch.round(eight.targets * 255) / 255, atol=1e-6)
+
+
+def test_eight_bit_share_follows_the_config():
+    batch = sample_batch([_smooth_reference()], _config(batch_size=200, crop=8, eight_bit_fraction=0.35),
+                         np.random.default_rng(2))
+    share = np.mean([b == 8 for b in batch.bits])
+    assert 0.3 < share < 0.5  # 0.35 plus the uniform draws that land on 8 (1 in 8 of the rest)
+
+
+def test_scene_linear_references_go_through_a_camera_with_clipping():
+    rng = np.random.default_rng(3)
+    reference = _smooth_reference(linear=True).pixels
+    displays = [display_from_linear(reference, rng) for _ in range(40)]
+    assert all(d.min() >= 0 and d.max() <= 1 for d in displays)
+    assert any(np.mean(d == 1) > 0.05 for d in displays)  # some exposures clip the highlights
+    assert np.std([d.mean() for d in displays]) > 0.05  # exposures vary
+
+
+def test_render_truth_keeps_display_references_in_range():
+    settings = PipelineSettings(noise_probability=1.0, sharpen_probability=1.0, clip_probability=1.0)
+    truth = render_truth(_smooth_reference().pixels, False, settings, np.random.default_rng(4))
+    assert truth.dtype == np.float32 and truth.min() >= 0 and truth.max() <= 1
+
+
+def test_pinned_end_codes_are_not_scored():
+    net = DequantNet(DequantNetConfig(widths=(4, 8), blocks=(0, 0)))
+    centres = torch.rand(2, 3, 16, 16)
+    centres[:, :, :4] = 1.0  # a clipped band
+    centres = torch.round(centres * 255) / 255
+    targets = centres.clone()
+    moved = targets.clone()
+    moved[:, :, :4] = 0.9  # a different truth where the input is at the top code
+    loss = lambda t, bits: batch_loss(net, Batch(centres, t, [bits] * 2)).item()  # noqa: E731
+    assert loss(targets, 8) == loss(moved, 8)  # from 7 bits up the end codes keep their centre: not scored
+    assert loss(targets, 4) != loss(moved, 4)  # below, they are
