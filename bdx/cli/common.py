@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import sys
 import traceback
@@ -20,6 +21,7 @@ from bdx.errors import BdxError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDIO = "-"
+MIN_TILE = 64
 _GLOB_CHARS = set("*?[")
 
 
@@ -179,6 +181,8 @@ def plan_outputs(
         elif single_file and format_from_path(output) is not None and not Path(output).is_dir():
             targets.append(Path(output))
             explicit_file = True
+        elif _names_a_file(output):
+            raise UsageError(_file_output_problem(output, len(sources)))
         else:
             targets.append(Path(output) / source.relative.with_suffix(extension))
     seen: dict[str, Source] = {}
@@ -190,6 +194,28 @@ def plan_outputs(
             raise UsageError(f"{seen[key].display} and {source.display} would both write {target}")
         seen[key] = source
     return OutputPlan(targets, explicit_file)
+
+
+# image extensions that name a file, never a folder (-o x.webp is a file bdx cannot write, not a folder)
+_FILE_EXTENSIONS = frozenset({".webp", ".bmp", ".gif", ".avif", ".heic", ".heif", ".jxl", ".jp2", ".j2k", ".dng"})
+
+
+def _names_a_file(output: str) -> bool:
+    """Whether ``-o`` names an image file (by its extension) rather than a folder, and is not a folder."""
+    from bdx.io import format_from_path
+
+    suffix = Path(output).suffix.lower()
+    known = format_from_path(output) is not None or suffix in _FILE_EXTENSIONS or suffix in image_extensions()
+    return known and not Path(output).is_dir()
+
+
+def _file_output_problem(output: str, count: int) -> str:
+    from bdx.io.write import FORMAT_EXTENSIONS, format_from_path
+
+    if format_from_path(output) is None:
+        written = ", ".join(FORMAT_EXTENSIONS.values())
+        return f"-o {output}: bdx does not write {Path(output).suffix} files (it writes {written})"
+    return f"-o {output} names one file, but there are {count} inputs (give a folder)"
 
 
 @dataclass
@@ -242,7 +268,7 @@ class Reporter:
         elif record.get("warning"):
             self._stderr_line(f"bdx: warning: {record['input']}: {record['warning']}")
         if self.json_lines:
-            sys.stdout.write(json.dumps(record, default=_json_default) + "\n")
+            sys.stdout.write(json_line(record) + "\n")
             sys.stdout.flush()
         if self._progress is not None:
             if self._tile_task is not None:
@@ -265,6 +291,28 @@ class Reporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def json_line(record: Any) -> str:
+    """``record`` as one line of strict JSON: NaN and infinities (a PSNR of identical images) become null."""
+    return json.dumps(_finite(record), default=_json_default, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) or (hasattr(value, "item") and hasattr(value, "dtype") and value.dtype.kind == "f"):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def check_tile(tile: int | None) -> None:
+    """A usage error for a ``--tile`` below ``MIN_TILE`` pixels (tiny tiles are all halo: hours of work)."""
+    if tile is not None and tile < MIN_TILE:
+        raise UsageError(f"--tile must be at least {MIN_TILE} pixels, not {tile}")
 
 
 def _json_default(value: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -11,7 +10,9 @@ import typer
 
 from bdx.cli import eval_app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, EXIT_FAILED, EXIT_OK, command_errors, describe_exception, image_extensions
+from bdx.cli.common import (
+    EXIT_FAILED, EXIT_OK, check_choice, command_errors, describe_exception, image_extensions, json_line,
+)
 from bdx.errors import BdxError, UsageError
 
 SUMMARY_COLUMNS = (
@@ -95,7 +96,7 @@ def score_pairs(
                 record.update(status="error", error=describe_exception(exc))
                 sys.stderr.write(f"bdx: error: {images[key]}: {record['error']}\n")
             if json_lines:
-                sys.stdout.write(json.dumps(record) + "\n")
+                sys.stdout.write(json_line(record) + "\n")
     return per_method, failed
 
 
@@ -186,7 +187,7 @@ def baseline_records(per_method: dict[str, list[dict]]) -> dict:
 def finish(summary: dict, failed: bool, json_lines: bool, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)"):
     """Write the summary (a JSON line, or a table) and exit: 0, or the failure status when a pair failed."""
     if json_lines:
-        sys.stdout.write(json.dumps({"summary": summary}) + "\n")
+        sys.stdout.write(json_line({"summary": summary}) + "\n")
     else:
         print_summary(summary, columns, title)
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Optional
 
 import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.cli.common import (
+    check_choice, check_tile, command_errors, output_format, plan_batch, read_source, write_target,
+)
 from bdx.errors import UsageError
+
+MAX_EXPOSURE_EV = 64  # 2^64 is far past any scene; beyond it float32 results overflow
+MAX_PEAK_NITS = 1e6
 
 
 @app.command(
@@ -48,8 +54,11 @@ def ldr2hdr_command(
         check_choice("--precision", precision, ("half", "float"))
         if iterations is not None and iterations < 1:
             raise UsageError("--iterations must be at least 1")
-        if peak_nits is not None and peak_nits <= 0:
-            raise UsageError("--peak-nits must be positive")
+        check_tile(tile)
+        if not (math.isfinite(exposure) and abs(exposure) <= MAX_EXPOSURE_EV):
+            raise UsageError(f"--exposure must be a number of stops from -{MAX_EXPOSURE_EV} to {MAX_EXPOSURE_EV}, not {exposure}")
+        if peak_nits is not None and not (math.isfinite(peak_nits) and 0 < peak_nits <= MAX_PEAK_NITS):
+            raise UsageError(f"--peak-nits must be above 0 and at most {MAX_PEAK_NITS:g}, not {peak_nits}")
         chosen = output_format(fmt, output, ("exr", "hdr"))
         settings = HdrSettings(method=method, dequantize=dequantize, iterations=iterations, exposure=exposure,
                                peak_nits=peak_nits, tile=tile)

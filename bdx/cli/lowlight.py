@@ -8,7 +8,9 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.cli.common import (
+    check_choice, check_tile, command_errors, output_format, plan_batch, read_source, write_target,
+)
 from bdx.errors import UsageError
 
 
@@ -47,6 +49,7 @@ def enhance_lowlight_command(
 
     with command_errors():
         check_choice("--dequantize", dequantize, DEQUANTIZE_CHOICES)
+        check_tile(tile)
         if denoise < 0:
             raise UsageError("--denoise must be 0 or more")
         if gamma is not None and gamma <= 0:

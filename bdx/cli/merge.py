@@ -29,7 +29,7 @@ def merge_brackets_command(
 
     from bdx.cli.common import Source
     from bdx.hdr.merge import merge_brackets
-    from bdx.io import Image, convert_depth, format_from_path, read_image, write_image
+    from bdx.io import Image, convert_depth, format_from_path, write_image
 
     with command_errors():
         fmt = format_from_path(output)
@@ -38,7 +38,7 @@ def merge_brackets_command(
         parsed = _parse_times(times) if times is not None else None
         for frame in frames:
             check_target(Source(frame, Path(frame.name)), output, overwrite=overwrite, create_folders=True)
-        images = [read_image(f) for f in frames]
+        images = [_read_frame(f) for f in frames]
         pixels = []
         for path, image in zip(frames, images):
             if image.is_float:
@@ -48,6 +48,16 @@ def merge_brackets_command(
         merged = merge_brackets(pixels, parsed)
         write_image(output, Image(merged.linear, linear=True, icc_profile=images[0].icc_profile), fmt=fmt, exr_half=False)
     typer.echo(f"wrote {output}  (relative exposures {', '.join(f'{t:.3g}' for t in merged.times)})")
+
+
+def _read_frame(path: Path):
+    """One frame, its errors naming it."""
+    from bdx.io import read_image
+
+    try:
+        return read_image(path)
+    except BdxError as exc:
+        raise BdxError(f"{path}: {exc}") from None
 
 
 def _parse_times(text: str) -> list[float]:

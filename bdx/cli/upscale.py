@@ -8,7 +8,9 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.cli.common import (
+    check_choice, check_tile, command_errors, output_format, plan_batch, read_source, write_target,
+)
 from bdx.errors import UsageError
 
 
@@ -55,6 +57,7 @@ def upscale_depth_command(
         check_choice("--convention", convention, CONVENTIONS)
         check_ensemble(method, ensemble)
         check_choice("--precision", precision, PRECISIONS)
+        check_tile(tile)
         if out_bits != 16:
             raise UsageError("--out-bits supports 16")
         bits = None if in_bits == "auto" else _parse_bits(in_bits)

@@ -10,6 +10,8 @@ unclipped regions keep the linearized input's values; ``exposure`` (EV) and
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -103,10 +105,17 @@ def _learned(codes: np.ndarray, settings: HdrSettings, weights, device, progress
 
 
 def calibrate(linear: np.ndarray, exposure: float = 0.0, peak_nits: float | None = None) -> np.ndarray:
-    """Scale by 2^exposure, then (when given) so the brightest 0.01 % of luminance sits at ``peak_nits``."""
-    out = np.clip(linear, 0.0, None) * np.float32(2.0**exposure)
+    """Scale by 2^exposure, then (when given) so the brightest 0.01 % of luminance sits at ``peak_nits`` (which
+    makes the exposure irrelevant: the peak scales with it). A scale that takes values beyond 32-bit float is an
+    error, never a file of infinities or NaNs."""
+    out = np.clip(linear, 0.0, None)
+    try:
+        factor = 2.0**exposure
+    except OverflowError:
+        factor = math.inf
     if peak_nits is not None:
         peak = float(np.quantile(luminance(out), 0.9999))
-        if peak > 0:
-            out = out * np.float32(peak_nits / peak)
-    return out.astype(np.float32)
+        factor = peak_nits / peak if peak > 0 else 1.0
+    if not math.isfinite(factor) or not np.isfinite(out.max(initial=0.0) * factor) or factor * 3.4e38 < 1e-30:
+        raise BdxError(f"scaling by {factor:g} takes the result beyond 32-bit float (exposure {exposure:+g} EV)")
+    return (out * np.float32(factor)).astype(np.float32)

@@ -12,6 +12,7 @@ import numpy as np
 
 from bdx.errors import BdxError
 from bdx.io.image import Image
+from bdx.io.native import captured_native_output
 from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, parse_jpeg, parse_png, parse_webp
 
 RAW_EXTENSIONS = frozenset(
@@ -112,11 +113,18 @@ def _from_opencv(array: np.ndarray | None, what: str) -> tuple[np.ndarray, np.nd
 
 
 def _opencv_decode(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray | None:
+    """OpenCV's decode, its libraries' messages caught: a corrupt JPEG (libjpeg says so and still returns
+    pixels, grey where data is missing) is an error."""
     buffer = np.frombuffer(data, dtype=np.uint8)
-    try:
-        return cv2.imdecode(buffer, flags)
-    except cv2.error:
-        return None
+    with captured_native_output() as native:
+        try:
+            array = cv2.imdecode(buffer, flags)
+        except cv2.error:
+            array = None
+    if "Corrupt JPEG data" in native.text or "Premature end of JPEG" in native.text:
+        detail = "premature end of data segment" if "premature end" in native.text.lower() else "bad data"
+        raise BdxError(f"corrupt or truncated JPEG ({detail})")
+    return array
 
 
 def _oriented(image: Image) -> Image:
@@ -240,11 +248,13 @@ def _decode_exr(data: bytes) -> Image:
         handle.write(data)
         handle.flush()
         try:
-            exr = OpenEXR.File(handle.name, separate_channels=True)
-            channels = {name: ch.pixels for name, ch in exr.channels().items()}
-            header = exr.header()
+            with captured_native_output():
+                exr = OpenEXR.File(handle.name, separate_channels=True)
+                channels = {name: ch.pixels for name, ch in exr.channels().items()}
+                header = exr.header()
         except Exception as exc:
-            raise BdxError(f"cannot decode EXR ({str(exc).splitlines()[0][:120]})") from None
+            detail = (str(exc).splitlines() or [""])[0].replace(handle.name, "").replace('""', "").strip(" :")
+            raise BdxError(f"cannot decode EXR ({detail[:120] or 'corrupt or truncated data'})") from None
     (x0, y0), (x1, y1) = header["dataWindow"]
     _check_size(int(x1 - x0 + 1), int(y1 - y0 + 1))
     layer = _pick_exr_layer(channels)

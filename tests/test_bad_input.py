@@ -1,0 +1,120 @@
+"""Bad and odd input, run as a user runs bdx (a separate process, so native libraries' own output is seen too):
+one stderr line naming the file or flag, a non-zero exit, valid JSON on stdout, nothing left on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bdx.io import Image, encode_image, write_image
+
+from conftest import gradient16
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bdx(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bdx", *map(str, args)], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+def assert_one_error(done: subprocess.CompletedProcess, status: int, *names: str) -> None:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == status, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("bdx: error: "), lines
+    assert "Traceback" not in done.stderr and ".bdx-tmp" not in lines[0]
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def json_lines(done: subprocess.CompletedProcess) -> list[dict]:
+    """Every stdout line as strict JSON (Python's parser would accept NaN and Infinity)."""
+    return [json.loads(line, parse_constant=_not_json) for line in done.stdout.splitlines() if line.strip()]
+
+
+def _photo(tmp_path: Path, name: str = "photo.png") -> Path:
+    path = tmp_path / name
+    write_image(path, Image((gradient16() >> 8).astype(np.uint8)), bits=8)
+    return path
+
+
+def test_a_jpeg_cut_short_but_ending_with_its_end_marker_is_refused(tmp_path):
+    jpeg = encode_image(Image((np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)), "jpeg")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(jpeg[: len(jpeg) // 2] + b"\xff\xd9")
+    done = bdx("upscale-depth", cut, "-o", tmp_path / "out", "--json")
+    assert_one_error(done, 1, "cut.jpg", "JPEG")
+    assert [r["status"] for r in json_lines(done)] == ["error"]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_truncated_exr_keeps_stdout_json_and_names_the_users_file(tmp_path):
+    whole = tmp_path / "whole.exr"
+    write_image(whole, Image(np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)), exr_half=False)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.exr"
+    cut.write_bytes(data[: len(data) // 2])
+    done = bdx("info", cut, "--json")
+    assert_one_error(done, 1, "cut.exr")
+    assert "tmp" not in done.stderr.replace(str(tmp_path), "")  # no temporary path in the message
+    assert [r["status"] for r in json_lines(done)] == ["error"]
+
+
+@pytest.mark.parametrize("value", ["1000", "nan", "-inf"])
+def test_ldr2hdr_refuses_an_exposure_beyond_float_range(tmp_path, value):
+    done = bdx("ldr2hdr", _photo(tmp_path), "-o", tmp_path / "out.exr", "--dequantize", "midpoint", f"--exposure={value}")
+    assert_one_error(done, 2, "--exposure")
+    assert not (tmp_path / "out.exr").exists()
+
+
+def test_ldr2hdr_never_writes_non_finite_values_and_checks_peak_nits(tmp_path):
+    done = bdx("ldr2hdr", _photo(tmp_path), "-o", tmp_path / "out.exr", "--dequantize", "midpoint", "--exposure", "60",
+               "--json")
+    records = json_lines(done)  # either an error record or a finite peak: never NaN
+    assert done.returncode in (0, 1) and records and all(r.get("peak") is None or np.isfinite(r["peak"]) for r in records)
+    nits = bdx("ldr2hdr", _photo(tmp_path), "-o", tmp_path / "n.exr", "--peak-nits", "nan")
+    assert_one_error(nits, 2, "--peak-nits")
+
+
+def test_eval_of_identical_images_is_valid_json_and_a_readable_table(tmp_path):
+    photo = _photo(tmp_path)
+    done = bdx("eval", "depth", "--pred", photo, "--ref", photo, "--json")
+    assert done.returncode == 0, done.stderr
+    records = json_lines(done)
+    assert records and records[-1]["summary"]
+    table = bdx("eval", "depth", "--pred", photo, "--ref", photo)
+    assert table.returncode == 0 and "Traceback" not in table.stderr
+
+
+@pytest.mark.parametrize("tile", ["0", "-5", "1"])
+def test_tile_sizes_below_the_minimum_are_refused_at_once(tmp_path, tile):
+    done = bdx("upscale-depth", _photo(tmp_path), "-o", tmp_path / "out.tiff", f"--tile={tile}")
+    assert_one_error(done, 2, "--tile")
+    assert not (tmp_path / "out.tiff").exists()
+
+
+def test_an_output_extension_bdx_does_not_write_is_refused_not_made_a_folder(tmp_path):
+    done = bdx("upscale-depth", _photo(tmp_path), "-o", tmp_path / "x.webp")
+    assert_one_error(done, 2, "x.webp", ".tiff")
+    assert not (tmp_path / "x.webp").exists()
+    two = bdx("upscale-depth", _photo(tmp_path, "a.png"), _photo(tmp_path, "b.png"), "-o", tmp_path / "one.tiff")
+    assert_one_error(two, 2, "one.tiff", "2 inputs")
+    assert not (tmp_path / "one.tiff").exists()
+
+
+def test_merge_brackets_errors_name_the_frame(tmp_path):
+    good = _photo(tmp_path)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    done = bdx("merge-brackets", good, empty, "-o", tmp_path / "m.exr")
+    assert_one_error(done, 1, "empty.png", "empty")
+    assert not (tmp_path / "m.exr").exists()
