@@ -57,10 +57,11 @@ def _prior_of(centres: torch.Tensor, bits: int) -> torch.Tensor:
     return contour_prior(torch.round(centres * max_level(bits)).int().numpy(), 1 / max_level(bits))
 
 
+@pytest.mark.parametrize("gate", [False, True])
 @pytest.mark.parametrize("prior", ["none", "contour"])
 @pytest.mark.parametrize("bits", [3, 4, 8, 10])
-def test_any_weights_stay_inside_the_bin(bits, prior):
-    net = _randomized(DequantNet(DequantNetConfig(prior=prior)).eval(), 1.0, bits)
+def test_any_weights_stay_inside_the_bin(bits, prior, gate):
+    net = _randomized(DequantNet(DequantNetConfig(prior=prior, gate=gate)).eval(), 1.0, bits)
     centres = _random_centres(bits)
     step = 1 / max_level(bits)
     with torch.no_grad():
@@ -80,6 +81,22 @@ def test_untrained_prior_network_is_the_contour_method(bits):
     clamp_error = (0.5 * step - 0.999 * offset_reach(step)).item()  # prior offsets are clamped to 0.999 of the reach
     assert (learned - contour).abs().max().item() <= clamp_error + 1e-6
     assert (contour - levels / max_level(bits)).abs().max().item() > 0.3 * step.item()  # the contour really moves values
+
+
+def test_a_gated_network_grown_from_an_ungated_one_starts_near_it_and_its_gate_closes_to_the_bin_centre():
+    old = _randomized(DequantNet(CONTOUR).eval(), 0.05, 11)
+    gated = DequantNet(replace(CONTOUR, gate=True)).eval()
+    grow_from(gated, old)
+    centres = _random_centres(6, (1, 3, 32, 32))
+    prior = _prior_of(centres, 6)
+    step = torch.tensor([1 / 63])
+    with torch.no_grad():
+        before, after = old(centres, step, prior), gated(centres, step, prior)
+        assert (after - before).abs().max().item() < 0.03  # sigmoid(GATE_START) = 0.98 of the old offsets
+        gated.head.bias[48:] = -30.0  # a closed gate
+        assert gated(centres, step, prior).abs().max().item() < 1e-9  # the bin centre, whatever the prior says
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow_from(DequantNet(CONTOUR), gated)  # a gate cannot be dropped
 
 
 def test_prior_network_refuses_a_missing_prior():
@@ -377,7 +394,8 @@ def test_network_size_comes_from_the_checkpoint_or_start_weights_unless_given(tm
     assert load_weights(grown).config == load_weights(output).config
     fresh = tmp_path / "fresh.safetensors"
     train_depth([data], fresh, DepthTrainConfig(steps=1, **tiny))
-    assert load_weights(fresh).config == load_weights(default_weights("depth")).config  # the shipped size
+    made, shipped = load_weights(fresh).config, load_weights(default_weights("depth")).config
+    assert (made.widths, made.blocks, made.prior) == (shipped.widths, shipped.blocks, shipped.prior)  # the shipped size
 
 
 def test_trimmed_forward_equals_the_network_on_the_whole_input():

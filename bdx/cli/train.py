@@ -9,7 +9,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, command_errors
+from bdx.cli.common import check_choice, check_weights_target, command_errors
 
 train_app = typer.Typer(help="Train a model from folders of images (degradations synthesized on the fly).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -60,10 +60,17 @@ def train_depth_command(
             "narrower or shallower one (grown to --widths / --blocks with its output unchanged)."
         )
     ] = None,
+    gate: Annotated[
+        Optional[bool], typer.Option(
+            "--gate/--no-gate", help="Scale the offsets by a predicted confidence (falls back to the bin centre where "
+            "the content cannot tell); by default as --resume or --init, else on.", show_default=False,
+        )
+    ] = None,
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     quiet: opt.Quiet = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Train the learned bit-depth dequantizer (one network for 3- to 10-bit input)."""
     from bdx.device import resolve_device
@@ -72,6 +79,7 @@ def train_depth_command(
     from bdx.training.depth import DepthTrainConfig, train_depth
 
     with command_errors():
+        check_weights_target(output, overwrite)
         check_choice("--prior", prior, PRIORS)
         if (widths and min(widths) < 1) or (blocks and min(blocks) < 0):
             raise UsageError("--widths must be at least 1 and --blocks at least 0")
@@ -80,7 +88,7 @@ def train_depth_command(
             checkpoint_every=checkpoint_every, seed=seed,
             validation_fraction=validation_fraction, prior=prior,
             synthetic_fraction=synthetic_fraction, upscale_fraction=upscale_fraction, widths=widths, blocks=blocks,
-            balance_folders=balance_folders,
+            balance_folders=balance_folders, gate=gate,
         )
         torch_device = str(resolve_device(device))
 
@@ -117,6 +125,7 @@ def train_lowlight_command(
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     quiet: opt.Quiet = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Train bdx's low-light curve estimator with the zero-reference losses (no ground truth needed)."""
     from bdx.device import resolve_device
@@ -124,6 +133,7 @@ def train_lowlight_command(
     from bdx.training.lowlight import LowlightTrainConfig, train_lowlight
 
     with command_errors():
+        check_weights_target(output, overwrite)
         exclude: set[str] = set()
         if exclude_from is not None:
             try:
@@ -169,6 +179,7 @@ def train_hdr_command(
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     quiet: opt.Quiet = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Train the LDR-to-HDR feedback network on exposures, camera curves, clipping and JPEG synthesized on the fly."""
     from bdx.device import resolve_device
@@ -176,6 +187,7 @@ def train_hdr_command(
     from bdx.training.hdr import SUPERVISED, HdrTrainConfig, train_hdr
 
     with command_errors():
+        check_weights_target(output, overwrite)
         if iterations < 1 or width < 4 or state_scale < 1:
             raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
         check_choice("--supervise", supervise, SUPERVISED)

@@ -11,6 +11,11 @@ With ``prior="contour"`` the network refines the classical contour method
 instead: it also sees the contour offsets, and its output is
 ``tanh(atanh(contour offset) + head)``, so an untrained network is the contour
 method, still bounded to the bin.
+
+With ``gate`` the head also predicts, per pixel, a confidence in (0, 1) that scales
+the offset: where the content cannot tell where the truth lies inside the bin
+(texture, noise) the network can fall back to the bin centre with one number instead
+of cancelling the prior.
 """
 
 from __future__ import annotations
@@ -23,8 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.errors import BdxError
-from bdx.safetensor_io import load_state, read_model, save_model
+from bdx.safetensor_io import build_model, read_model, save_model
 from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, contiguous_levels, contour_fractions
 from bdx.quantization import Convention, step_size
 from bdx.tiling import round_up
@@ -43,7 +47,10 @@ class DequantNetConfig:
     blocks: tuple[int, int] = (1, 3)
     channels: int = 3
     prior: str = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre
+    gate: bool = False  # scale the offsets by a predicted confidence (0: the bin centre)
 
+
+GATE_START = 4.0  # gate logit of a network grown from an ungated one: sigmoid(4) = 0.98, nearly its old output
 
 def _act(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.1)
@@ -91,9 +98,11 @@ class DequantNet(nn.Module):
         self.eighth = nn.Sequential(*[_Residual(w2) for _ in range(config.blocks[1])])
         self.up = _conv(w2, 4 * w1, 1)
         self.merge = _conv(w1, w1)
-        self.head = _conv(w1, 16 * c)
+        self.head = _conv(w1, 16 * c * (2 if config.gate else 1))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if config.gate:
+            nn.init.constant_(self.head.bias[16 * c :], GATE_START)
 
     @property
     def has_prior(self) -> bool:
@@ -142,10 +151,17 @@ class DequantNet(nn.Module):
         eighth = self.eighth(_act(self.down(F.pixel_unshuffle(quarter, 2))))
         quarter = _act(self.merge(quarter + F.pixel_shuffle(self.up(eighth), 2)))
         head = self.head(quarter)
+        gate = None
+        if self.config.gate:
+            head, gate = head[:, : 16 * c], head[:, 16 * c :]
         if prior is not None:
             # the stem's weight gradient needs the prior: it is overwritten only when no gradient is kept
             head = head.add_(prior_pixels.atanh() if torch.is_grad_enabled() else prior_pixels.atanh_())
-        return head.tanh_()
+        offsets = head.tanh_()
+        if gate is None:
+            return offsets
+        # tanh's backward reads its output: scaled in place only when no gradient is kept
+        return offsets * torch.sigmoid(gate) if torch.is_grad_enabled() else offsets.mul_(torch.sigmoid_(gate))
 
 
 def grow_from(net: DequantNet, smaller: DequantNet) -> None:
@@ -157,14 +173,21 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     through the pixel shuffles.
     """
     old_config, new_config = smaller.config, net.config
-    if (old_config.channels, old_config.prior) != (new_config.channels, new_config.prior) or any(
+    if (old_config.gate and not new_config.gate) or (old_config.channels, old_config.prior) != (
+        new_config.channels, new_config.prior
+    ) or any(
         new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks)
     ):
         raise ValueError(f"cannot grow {old_config} into {new_config}")
     old_state = smaller.state_dict()
+    gated = new_config.gate and not old_config.gate
     with torch.no_grad():
         for name, parameter in net.named_parameters():
             old = old_state.get(name)
+            if gated and name.startswith("head."):  # the offsets keep their weights, the gate starts near open
+                offsets = 16 * new_config.channels
+                parameter[offsets:] = GATE_START if name == "head.bias" else 0
+                parameter = parameter[:offsets]
             if old is None:  # a new residual block: its second convolution starts at zero
                 if ".second." in name:
                     parameter.zero_()
@@ -335,13 +358,9 @@ def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -
 def load_weights(path: str | Path) -> DequantNet:
     """Load a network saved by :func:`save_weights`; anything else is a one-line error."""
     config, state = read_model(path, ARCHITECTURE, "bdx dequantizer")
-    try:
-        net = DequantNet(
-            DequantNetConfig(
-                widths=tuple(config["widths"]), blocks=tuple(config["blocks"]), channels=int(config["channels"]),
-                prior=str(config.get("prior", "none")),
-            )
+    return build_model(lambda: DequantNet(
+        DequantNetConfig(
+            widths=tuple(config["widths"]), blocks=tuple(config["blocks"]), channels=int(config["channels"]),
+            prior=str(config.get("prior", "none")), gate=bool(config.get("gate", False)),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BdxError(f"{Path(path).name}: weights do not match the architecture (config: {exc})") from None
-    return load_state(net, state, path)
+    ), state, path)

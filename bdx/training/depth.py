@@ -31,7 +31,7 @@ from bdx.dequant.learned import (
 from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.quantization import end_bins_pinned, max_level
-from bdx.training.data import find_files, is_validation
+from bdx.training.data import find_files, split_by_name
 from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 from bdx.training.loop import LoopSettings, TrainState, read_checkpoint, run_training
 
@@ -53,7 +53,7 @@ class DepthTrainConfig:
     eight_bit_fraction: float = 0.35  # share of crops quantized to 8 bits (the rest: uniform from min_bits to max_bits)
     noise_probability: float = 0.0  # noise added to the input only (the truth stays clean: teaches denoising)
     dither_probability: float = 0.0
-    jpeg_probability: float = 0.3  # of 8-bit crops
+    jpeg_probability: float = 0.15  # of 8-bit crops
     truth_noise_probability: float = 0.5  # sensor-like noise that is part of the truth
     sharpen_probability: float = 0.2
     clip_probability: float = 0.25
@@ -65,6 +65,7 @@ class DepthTrainConfig:
     widths: tuple[int, int] | None = None  # None: the checkpoint's (--resume), the start weights' (--init), else DEFAULT_WIDTHS
     blocks: tuple[int, int] | None = None  # None: likewise, else DEFAULT_BLOCKS
     prior: str = "contour"
+    gate: bool | None = None  # offsets scaled by a predicted confidence; None: like --resume / --init, else True
     prior_context: int = 32  # pixels of context around each crop when computing the prior
     synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields
     upscale_fraction: float = 0.0  # share of crops cut from a reference enlarged 2-4x (smooth, like a CG render)
@@ -135,13 +136,9 @@ def load_references(data: list[Path]) -> list[Reference]:
 
 
 def split_references(references: list[Reference], fraction: float) -> tuple[list[Reference], list[Reference]]:
-    """Training and validation references; at least one of each when there are two or more files."""
-    train = [r for r in references if not is_validation(r.name, fraction)]
-    val = [r for r in references if is_validation(r.name, fraction)]
-    if not val and len(train) > 1:
-        val = [train.pop()]
-    if not train and len(val) > 1:
-        train = [val.pop()]
+    """Training and validation references; at least one of each when there are two or more files, and a lone
+    file trains without validation whatever its name."""
+    train, val = split_by_name(references, lambda r: r.name, fraction)
     if not train:
         raise BdxError("need at least one usable reference image for training")
     return train, val
@@ -250,13 +247,18 @@ def degrade(patch: np.ndarray, bits: int, config: DepthTrainConfig, rng: np.rand
 
 def batch_loss(net, batch: Batch) -> torch.Tensor:
     """Mean squared error in units of each sample's quantization step (every depth counts alike), less the
-    end codes of the depths whose ends inference keeps at the bin centre (:func:`end_bins_pinned`)."""
+    end codes of the depths whose ends inference keeps at the bin centre (:func:`end_bins_pinned`).
+
+    The targets are first brought inside the input's bins: the output cannot leave them, and a JPEG crop's
+    truth, often several steps away, would otherwise dominate the gradient with errors no offset can reach.
+    """
     steps = [1.0 / max_level(b) for b in batch.bits]
     out = dequantize_levels(net, batch.centres, steps, batch.prior)
     scale = torch.tensor(steps, dtype=torch.float32, device=out.device).view(-1, 1, 1, 1)
+    targets = torch.minimum(torch.maximum(batch.targets, batch.centres - scale / 2), batch.centres + scale / 2)
     pinned = torch.tensor([end_bins_pinned(b, "centre") for b in batch.bits], device=out.device).view(-1, 1, 1, 1)
     inner = (~pinned | ((batch.centres > 0) & (batch.centres < 1))).float()
-    return (((out - batch.targets) / scale).pow(2) * inner).sum() / inner.sum().clamp(min=1.0)
+    return (((out - targets) / scale).pow(2) * inner).sum() / inner.sum().clamp(min=1.0)
 
 
 def validation_gain(net: DequantNet, references: list[Reference], config: DepthTrainConfig) -> dict[str, float]:
@@ -291,18 +293,17 @@ def _gain_db(mse_before: float, mse_after: float) -> float:
 
 
 def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resume: Path | None) -> DepthTrainConfig:
-    """``config`` with its widths and blocks filled in where unset: from the checkpoint to resume,
-    else from the weights to start from, else the defaults."""
-    if config.widths and config.blocks:  # both given: nothing to look up (run_training reads the checkpoint itself)
-        return replace(config, widths=tuple(config.widths), blocks=tuple(config.blocks))
-    widths, blocks = None, None
+    """``config`` with its widths, blocks and gate filled in where unset: from the checkpoint to resume,
+    else from the weights to start from, else the defaults (a fresh network is gated)."""
+    widths, blocks, gate = None, None, None
     if resume is not None:
         saved = read_checkpoint(resume).get("config") or {}
-        widths, blocks = saved.get("widths"), saved.get("blocks")
+        widths, blocks, gate = saved.get("widths"), saved.get("blocks"), saved.get("gate")
     elif start is not None:
-        widths, blocks = start.config.widths, start.config.blocks
+        widths, blocks, gate = start.config.widths, start.config.blocks, start.config.gate
+    chosen_gate = config.gate if config.gate is not None else (True if gate is None and start is None else bool(gate))
     return replace(config, widths=tuple(config.widths or widths or DEFAULT_WIDTHS),
-                   blocks=tuple(config.blocks or blocks or DEFAULT_BLOCKS))
+                   blocks=tuple(config.blocks or blocks or DEFAULT_BLOCKS), gate=chosen_gate)
 
 
 def train_depth(
@@ -324,7 +325,9 @@ def train_depth(
     train_refs, val_refs = split_references(load_references(data), config.validation_fraction)
     start = load_weights(init) if init is not None else None
     config = _with_network_size(config, start, resume)
-    net = DequantNet(DequantNetConfig(widths=tuple(config.widths), blocks=tuple(config.blocks), prior=config.prior))
+    net = DequantNet(DequantNetConfig(
+        widths=tuple(config.widths), blocks=tuple(config.blocks), prior=config.prior, gate=config.gate,
+    ))
     if start is not None:
         try:
             grow_from(net, start)  # the same network, or a narrower / shallower one
