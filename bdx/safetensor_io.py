@@ -11,19 +11,24 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
+import torch
 from torch import nn
 
 from bdx.errors import BdxError
 
 
 def save_model(net: nn.Module, path: str | Path, architecture: str, extra: dict | None = None) -> None:
-    """Write ``net``'s state dict with its architecture, its ``config`` dataclass and ``extra`` in the metadata."""
-    from safetensors.torch import save_file
+    """Write ``net``'s state dict with its architecture, its ``config`` dataclass and ``extra`` in the metadata
+    (atomically: a full disk or an interrupt never leaves a truncated file)."""
+    from safetensors.torch import save
+
+    from bdx.io import atomic_write_bytes
 
     metadata = {"architecture": architecture, "config": json.dumps(asdict(net.config))}
     metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=metadata)
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, metadata=metadata))
 
 
 def read_model(path: str | Path, architecture: str, what: str) -> tuple[dict, dict]:
@@ -46,6 +51,27 @@ def read_model(path: str | Path, architecture: str, what: str) -> tuple[dict, di
     except (KeyError, ValueError) as exc:
         raise BdxError(f"{path.name}: weights do not match the architecture (bad config: {exc})") from None
     return config, state
+
+
+def build_model(factory: Callable[[], nn.Module], state: dict, path: str | Path) -> nn.Module:
+    """The network ``factory`` makes, with ``state`` loaded; a one-line error when they do not match.
+
+    The network is first made on the ``meta`` device (no memory) and its tensor shapes compared with the file's:
+    a config asking for a huge network is refused before anything is allocated, since a matching network is no
+    larger than the file itself.
+    """
+    name = Path(path).name
+    try:
+        with torch.device("meta"):
+            probe = factory()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BdxError(f"{name}: weights do not match the architecture (config: {exc})") from None
+    wanted = {key: tuple(value.shape) for key, value in probe.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in state.items()}
+    if wanted != found:
+        different = sorted(set(wanted) ^ set(found)) or [k for k in wanted if wanted[k] != found[k]]
+        raise BdxError(f"{name}: weights do not match the architecture (its config and tensors differ at {different[0]})")
+    return load_state(factory(), state, path)
 
 
 def load_state(net: nn.Module, state: dict, path: str | Path) -> nn.Module:

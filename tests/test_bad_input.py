@@ -118,3 +118,63 @@ def test_merge_brackets_errors_name_the_frame(tmp_path):
     done = bdx("merge-brackets", good, empty, "-o", tmp_path / "m.exr")
     assert_one_error(done, 1, "empty.png", "empty")
     assert not (tmp_path / "m.exr").exists()
+
+
+def _references(tmp_path: Path, names: list[str]) -> Path:
+    folder = tmp_path / "refs"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        write_image(folder / name, Image(gradient16(64, 80)), bits=16)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["ref0.png", "ref1.png"])  # one hashes to the training side, one to validation
+def test_train_depth_with_one_usable_file_trains_whatever_its_name(tmp_path, name):
+    from bdx.training.depth import DepthTrainConfig, train_depth
+
+    data = _references(tmp_path, [name])
+    state = train_depth([data], tmp_path / "d.safetensors", DepthTrainConfig(steps=1, batch_size=2, crop=32))
+    assert state.step == 1 and (tmp_path / "d.safetensors").is_file()
+
+
+def test_train_checks_its_output_before_training(tmp_path):
+    data = _references(tmp_path, ["ref0.png"])
+    existing = tmp_path / "w.safetensors"
+    existing.write_bytes(b"keep")
+    done = bdx("train", "depth", "--data", data, "-o", existing, "--steps", "1", "--batch-size", "2", "--crop", "32")
+    assert_one_error(done, 1, "w.safetensors", "--overwrite")
+    assert existing.read_bytes() == b"keep"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        done = bdx("train", "depth", "--data", data, "-o", locked / "w.safetensors", "--steps", "1", "--crop", "32")
+        if done.returncode != 0 or not (locked / "w.safetensors").exists():  # root may write anyway
+            assert_one_error(done, 1, "locked")
+            assert not list(locked.iterdir())
+    finally:
+        locked.chmod(0o700)
+    fresh = tmp_path / "fresh.safetensors"
+    done = bdx("train", "depth", "--data", data, "-o", fresh, "--steps", "1", "--batch-size", "2", "--crop", "32",
+               "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert fresh.stat().st_mode & 0o044  # the usual mode (readable by others under a usual umask), not 0600
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".bdx-tmp")]
+
+
+def test_a_weights_file_asking_for_a_huge_network_is_refused_before_allocating(tmp_path):
+    from safetensors.torch import save_file
+
+    from bdx.dequant.learned import load_weights
+    from bdx.errors import BdxError
+
+    import torch
+
+    config = {"widths": [200000, 200000], "blocks": [1, 1], "channels": 3, "prior": "none"}
+    path = tmp_path / "huge.safetensors"
+    save_file({"stem.weight": torch.zeros(1)}, str(path),
+              metadata={"architecture": "bdx-dequant-unet-v2", "config": json.dumps(config)})
+    with pytest.raises(BdxError, match="huge.safetensors: weights do not match"):
+        load_weights(path)
+    done = bdx("upscale-depth", _photo(tmp_path), "-o", tmp_path / "o.tiff", "--method", "learned", "--weights", path)
+    assert_one_error(done, 1, "huge.safetensors")

@@ -399,6 +399,25 @@ def check_target(source: Source, target: Path | str, *, overwrite: bool, create_
             raise BdxError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
 
 
+def check_weights_target(output: Path, overwrite: bool) -> None:
+    """Before any training: the weights file may be written (its folder exists and takes files) and is not an
+    existing file unless ``overwrite``; training for an hour to fail at the end is what this prevents."""
+    import tempfile
+
+    if output.is_dir():
+        raise BdxError(f"output {output} is a directory")
+    if output.exists() and not overwrite:
+        raise BdxError(f"{output} exists (use --overwrite to replace it)")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise BdxError(f"output folder does not exist: {folder}")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise BdxError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+
+
 @dataclass
 class Batch:
     """The planned work of one command: sources, their outputs, and inputs that matched nothing."""

@@ -20,8 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.errors import BdxError
-from bdx.safetensor_io import load_state, read_model, save_model
+from bdx.safetensor_io import build_model, read_model, save_model
 
 ARCHITECTURE = "bdx-hdr-feedback-v1"
 
@@ -157,8 +156,4 @@ def save_hdr_net(net: FeedbackHDRNet, path: str | Path, extra: dict | None = Non
 def load_hdr_net(path: str | Path) -> FeedbackHDRNet:
     """Load weights written by :func:`save_hdr_net`; anything else is a one-line error."""
     config, state = read_model(path, ARCHITECTURE, "bdx HDR")
-    try:
-        net = FeedbackHDRNet(FeedbackConfig(**config))
-    except TypeError as exc:
-        raise BdxError(f"{Path(path).name}: weights do not match the architecture (config: {exc})") from None
-    return load_state(net, state, path)
+    return build_model(lambda: FeedbackHDRNet(FeedbackConfig(**config)), state, path)

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.errors import BdxError
-from bdx.safetensor_io import load_state, read_model, save_model
+from bdx.safetensor_io import build_model, read_model, save_model
 
 ARCHITECTURE = "bdx-lowlight-v1"
 ITERATIONS = 8
@@ -236,11 +236,7 @@ def save_curve_net(net: CurveNet, path: str | Path, extra: dict | None = None) -
 def load_curve_net(path: Path) -> CurveModel:
     """bdx's curve estimator from safetensors written by :func:`save_curve_net`."""
     config, state = read_model(path, ARCHITECTURE, "bdx low-light")
-    try:
-        net = CurveNet(CurveNetConfig(**config))
-    except TypeError as exc:
-        raise BdxError(f"{path.name}: weights do not match the architecture (config: {exc})") from None
-    load_state(net, state, path)
+    net = build_model(lambda: CurveNet(CurveNetConfig(**config)), state, path)
     return CurveModel(ARCHITECTURE, net, context_size=net.config.context_size, gamma=net.config.gamma)
 
 

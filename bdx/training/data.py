@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 from bdx.errors import BdxError
 
@@ -29,3 +32,19 @@ def is_validation(name: str, fraction: float) -> bool:
     """Stable file-level split: a file is held out when its name hashes below ``fraction``."""
     digest = hashlib.sha256(name.encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def split_by_name(
+    items: list[T], name_of: Callable[[T], str], fraction: float, *, validate_from: int = 2,
+) -> tuple[list[T], list[T]]:
+    """Training and validation items by :func:`is_validation` of their names. Whatever the names hash to, a
+    lone file trains (without validation), and from ``validate_from`` files on both sides get at least one."""
+    train = [item for item in items if not is_validation(name_of(item), fraction)]
+    val = [item for item in items if is_validation(name_of(item), fraction)]
+    if len(items) < validate_from:
+        return list(items), []
+    if not val and len(train) > 1:
+        val = [train.pop()]
+    if not train and len(val) > 1:
+        train = [val.pop()]
+    return train, val

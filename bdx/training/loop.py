@@ -7,6 +7,8 @@ rank 0, checkpoints that load with ``torch.load(weights_only=True)``, and resume
 
 from __future__ import annotations
 
+import io
+
 import math
 import os
 import time
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from bdx.errors import BdxError
+from bdx.io import atomic_write_bytes
 
 
 @dataclass
@@ -128,11 +131,13 @@ def run_training(
             net.train()
             state.history.append(record)
         if rank == 0 and (state.step % settings.checkpoint_every == 0 or last):
+            buffer = io.BytesIO()
             torch.save(
                 {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
                  "history": state.history, "config": config or {}},
-                checkpoint,
+                buffer,
             )
+            atomic_write_bytes(checkpoint, buffer.getvalue())
         if rank == 0 and report is not None:
             report(state.step, record)
     state.net = net
