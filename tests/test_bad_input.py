@@ -178,3 +178,27 @@ def test_a_weights_file_asking_for_a_huge_network_is_refused_before_allocating(t
         load_weights(path)
     done = bdx("upscale-depth", _photo(tmp_path), "-o", tmp_path / "o.tiff", "--method", "learned", "--weights", path)
     assert_one_error(done, 1, "huge.safetensors")
+
+
+@pytest.mark.parametrize("signal_name,status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_during_a_batch_cleans_up_and_says_one_line(tmp_path, signal_name, status):
+    import signal
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    big = (np.random.default_rng(5).random((1500, 2000, 3)) * 255).astype(np.uint8)
+    for index in range(16):
+        write_image(folder / f"p{index:02d}.png", Image(big), bits=8)
+    process = subprocess.Popen([sys.executable, "-m", "bdx", "upscale-depth", str(folder), "-o", str(tmp_path / "out"),
+                                "--method", "midpoint"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)
+    assert process.poll() is None  # still working through the batch
+    process.send_signal(getattr(signal, signal_name))
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == status, stderr
+    assert [line for line in stderr.splitlines() if line.strip()][-1] == "bdx: interrupted"
+    left = list((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else []
+    assert not [p for p in left if p.name.endswith(".bdx-tmp")]  # no temporary file left behind
+    for done in left:  # and every output there is whole
+        assert done.stat().st_size > 1000

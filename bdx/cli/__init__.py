@@ -43,12 +43,20 @@ from bdx.cli import evaluate, hdr, info, lowlight, merge, quantize, train, upsca
 def main() -> None:
     """Console entry point."""
     import os
+    import signal
 
+    from bdx.errors import Interrupted
+
+    def interrupted(signal_number: int, _frame) -> None:
+        raise Interrupted(signal_number)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, interrupted)
     try:
         app(prog_name="bdx")
-    except KeyboardInterrupt:
-        sys.stderr.write("bdx: interrupted\n")
-        sys.exit(130)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        sys.stderr.write("\nbdx: interrupted\n" if sys.stderr.isatty() else "bdx: interrupted\n")
+        sys.exit(getattr(exc, "status", 130))
     except Exception as exc:  # a bug, not bad input: one line unless BDX_DEBUG asks for the traceback
         if os.environ.get("BDX_DEBUG"):
             raise

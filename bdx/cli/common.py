@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from bdx.errors import BdxError, UsageError
+from bdx.errors import BdxError, Interrupted, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDIO = "-"
@@ -367,7 +367,7 @@ def run_batch(
                     check_target(source, target, overwrite=overwrite, create_folders=create_folders)
                     record.update(process(source, target, reporter))
                     record["status"] = "ok"
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, Interrupted):
                 raise
             except BaseException as exc:  # one line per failed file, then carry on
                 record.update(status="error", error=describe_exception(exc))
