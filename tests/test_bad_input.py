@@ -202,3 +202,23 @@ def test_a_signal_during_a_batch_cleans_up_and_says_one_line(tmp_path, signal_na
     assert not [p for p in left if p.name.endswith(".bdx-tmp")]  # no temporary file left behind
     for done in left:  # and every output there is whole
         assert done.stat().st_size > 1000
+
+
+def test_long_work_in_a_pipe_reports_plain_progress_unless_quiet(monkeypatch, capsys):
+    from bdx.cli.common import Reporter
+
+    clock = iter(range(0, 1000, 11))  # every call to the clock is eleven seconds later
+    monkeypatch.setattr("bdx.cli.common.time.monotonic", lambda: float(next(clock)))
+    reporter = Reporter(2, quiet=False, json_lines=False, label="upscale-depth")
+    reporter.begin("big.png")
+    for done in range(1, 5):
+        reporter.tiles(done, 8)
+    reporter.finished({"input": "big.png", "status": "ok"})
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("bdx: ") for line in lines)
+    assert any("big.png: tile" in line for line in lines) and any("[1/2] big.png: done" in line for line in lines)
+    quiet = Reporter(1, quiet=True, json_lines=False, label="x")
+    quiet.begin("big.png")
+    quiet.tiles(1, 8)
+    quiet.finished({"input": "big.png", "status": "ok"})
+    assert capsys.readouterr().err == ""

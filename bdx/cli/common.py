@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -227,12 +228,19 @@ class OutputPlan:
 
 
 class Reporter:
-    """Progress on stderr (a bar for several files or many tiles), one-line errors, JSON lines on stdout."""
+    """Progress on stderr (a bar for several files or many tiles on a terminal; elsewhere, for long work, a plain
+    line at most every ``PLAIN_EVERY`` seconds), one-line errors, JSON lines on stdout."""
+
+    PLAIN_EVERY = 10.0  # seconds between plain progress lines in a pipe or a log
 
     def __init__(self, total: int, *, quiet: bool, json_lines: bool, label: str) -> None:
         self.quiet = quiet
         self.json_lines = json_lines
         self.failed = 0
+        self.total = total
+        self.done = 0
+        self._current = ""
+        self._last_line = time.monotonic()
         self._progress = None
         self._file_task = None
         self._tile_task = None
@@ -252,8 +260,21 @@ class Reporter:
             if total > 1:
                 self._file_task = self._progress.add_task(label, total=total)
 
+    def begin(self, name: str) -> None:
+        """The input now being processed."""
+        self._current = name
+
+    def _plain(self, line: str) -> None:
+        """A plain progress line, when neither a bar nor --quiet and ``PLAIN_EVERY`` seconds have passed."""
+        if self.quiet or self._progress is not None or time.monotonic() - self._last_line < self.PLAIN_EVERY:
+            return
+        self._stderr_line(line)
+        self._last_line = time.monotonic()
+
     def tiles(self, done: int, total: int) -> None:
         """Tile progress of the current image (shown when it has several tiles)."""
+        if self._progress is None and total > 1 and done < total:
+            self._plain(f"bdx: {self._current}: tile {done}/{total}")
         if self._progress is None or total < 2:
             return
         if self._tile_task is None:
@@ -262,6 +283,9 @@ class Reporter:
 
     def finished(self, record: dict[str, Any]) -> None:
         """Report one input's outcome: its error or warning on stderr, its record as a JSON line."""
+        self.done += 1
+        if record.get("status") == "ok":
+            self._plain(f"bdx: [{self.done}/{self.total}] {record['input']}: done")
         if record.get("status") == "error":
             self.failed += 1
             self.error(f"{record['input']}: {record['error']}")
@@ -360,6 +384,7 @@ def run_batch(
             reporter.finished({"input": name, "status": "error", "error": message})
         for source, target in zip(sources, targets):
             record: dict[str, Any] = {"input": source.display, "output": str(target)}
+            reporter.begin(source.display)
             try:
                 if target != STDIO and skip_existing and Path(target).exists():
                     record["status"] = "skipped"
