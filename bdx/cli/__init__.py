@@ -44,6 +44,7 @@ def main() -> None:
     """Console entry point."""
     import os
     import signal
+    import warnings
 
     from bdx.errors import Interrupted
 
@@ -52,6 +53,8 @@ def main() -> None:
 
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, interrupted)
+    # bdx says what matters itself (bdx: warning: / bdx: error:); torch's and numpy's warnings would add lines
+    warnings.simplefilter("ignore")
     try:
         app(prog_name="bdx")
     except (KeyboardInterrupt, Interrupted) as exc:
