@@ -329,7 +329,7 @@ def test_training_from_initial_weights(runner, tmp_path):
     assert result.exit_code == 1 and "does not fit in the one to train" in result.stderr
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(output), "--steps", "1", "--batch-size", "2", "--crop", "32",
-              "--lr", "1e-12", "--init", "shipped", "--device", "cpu"],
+              "--lr", "1e-12", "--init", "shipped", "--device", "cpu", "--overwrite"],  # the file exists: replaced
     )
     assert result.exit_code == 0, result.stderr
     shipped = load_weights(default_weights("depth")).state_dict()

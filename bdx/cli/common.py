@@ -426,7 +426,8 @@ def check_target(source: Source, target: Path | str, *, overwrite: bool, create_
 
 def check_weights_target(output: Path, overwrite: bool) -> None:
     """Before any training: the weights file may be written (its folder exists and takes files) and is not an
-    existing file unless ``overwrite``; training for an hour to fail at the end is what this prevents."""
+    existing file unless ``overwrite`` (or a resumed run's own); training for an hour to fail at the end is what
+    this prevents."""
     import tempfile
 
     if output.is_dir():

@@ -79,7 +79,6 @@ def train_depth_command(
     from bdx.training.depth import DepthTrainConfig, train_depth
 
     with command_errors():
-        check_weights_target(output, overwrite)
         check_choice("--prior", prior, PRIORS)
         if (widths and min(widths) < 1) or (blocks and min(blocks) < 0):
             raise UsageError("--widths must be at least 1 and --blocks at least 0")
@@ -100,6 +99,7 @@ def train_depth_command(
             from bdx.assets import default_weights
 
             init = default_weights("depth")
+        check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
         state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
@@ -133,7 +133,6 @@ def train_lowlight_command(
     from bdx.training.lowlight import LowlightTrainConfig, train_lowlight
 
     with command_errors():
-        check_weights_target(output, overwrite)
         exclude: set[str] = set()
         if exclude_from is not None:
             try:
@@ -149,6 +148,7 @@ def train_lowlight_command(
         report = _step_reporter(steps, quiet, "val_loss", lambda r: (
             f"val loss {r['val_loss']:.4f}  val mean brightness {r['val_mean_in']:.3f} -> {r['val_mean_out']:.3f}"
         ))
+        check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
         state = train_lowlight(data, output, config, exclude=exclude, resume=resume, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
@@ -187,7 +187,6 @@ def train_hdr_command(
     from bdx.training.hdr import SUPERVISED, HdrTrainConfig, train_hdr
 
     with command_errors():
-        check_weights_target(output, overwrite)
         if iterations < 1 or width < 4 or state_scale < 1:
             raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
         check_choice("--supervise", supervise, SUPERVISED)
@@ -206,6 +205,7 @@ def train_hdr_command(
             f"val PSNR-mu {r['val_psnr_mu']:.2f} dB "
             f"(iteration 1: {r['val_psnr_mu_1iter']:.2f}, classical: {r['val_psnr_mu_classical']:.2f})"
         ))
+        check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
         state = train_hdr(data, output, config, resume=resume, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
