@@ -46,6 +46,7 @@ def depth_reference(
     reference: Image, source: Image | None = None, *, bits: int | None = None, convention: Convention = "centre"
 ) -> DepthReference:
     """Prepare a reference (and optional quantized input) for :func:`evaluate_depth`."""
+    _display_codes(reference, "reference")
     srgb = to_float(reference.pixels)
     linear = srgb_to_linear(srgb)
     stats: dict = {f"ref_{k}": v for k, v in banding_stress(srgb).items()}
@@ -64,6 +65,7 @@ def evaluate_depth(prediction: Image, reference: DepthReference, *, method: str 
     """All ``eval depth`` metrics for one prediction: fidelity, bin safety, banding, idempotence drift."""
     from bdx.depth import upscale_depth
 
+    _display_codes(prediction, "prediction")
     if prediction.pixels.shape != reference.srgb.shape:
         height, width, channels = reference.srgb.shape
         raise BdxError(
@@ -97,6 +99,12 @@ def evaluate_depth(prediction: Image, reference: DepthReference, *, method: str 
         record["idempotence_drift_mean"] = float(drift.mean())
         record["idempotence_drift_max"] = int(drift.max())
     return record
+
+
+def _display_codes(image: Image, what: str) -> None:
+    """Depth metrics compare display code values: a float (scene-linear) image has no bins and no common scale."""
+    if image.is_float:
+        raise BdxError(f"the {what} is a float image; depth metrics compare 8- or 16-bit images (eval hdr compares HDR)")
 
 
 def _same_shape(image: Image, other: Image, what: str) -> None:

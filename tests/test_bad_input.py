@@ -222,3 +222,10 @@ def test_long_work_in_a_pipe_reports_plain_progress_unless_quiet(monkeypatch, ca
     quiet.tiles(1, 8)
     quiet.finished({"input": "big.png", "status": "ok"})
     assert capsys.readouterr().err == ""
+
+
+def test_eval_depth_refuses_float_images_instead_of_scoring_them_on_different_footings(tmp_path):
+    exr = tmp_path / "scene.exr"
+    write_image(exr, Image((np.random.default_rng(6).random((32, 32, 3)) * 4).astype(np.float32)), exr_half=False)
+    done = bdx("eval", "depth", "--pred", exr, "--ref", exr)
+    assert_one_error(done, 1, "scene.exr", "float")
