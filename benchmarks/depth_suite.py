@@ -300,10 +300,18 @@ def measure(case: Case, outputs: dict[str, np.ndarray]) -> dict:
     return record
 
 
+def group_of(record: dict) -> list[str]:
+    """The summary rows an image counts in: its category, and for HDR curves also its curve's own row."""
+    groups = [record["category"]]
+    if "curve" in record:
+        groups.append(f"{record['category']}, {record['curve']}")
+    return groups
+
+
 def summarize(records: list[dict], labels: list[str]) -> dict:
     summary: dict = {}
-    for category in dict.fromkeys(r["category"] for r in records):
-        rows = [r for r in records if r["category"] == category]
+    for category in dict.fromkeys(g for r in records for g in group_of(r)):
+        rows = [r for r in records if category in group_of(r)]
         entry = {"images": len(rows), "midpoint_psnr": float(np.mean([r["methods"]["midpoint"]["psnr"] for r in rows]))}
         for label in labels:
             gains = [r["methods"][label]["gain_db"] for r in rows]
@@ -337,8 +345,11 @@ def markdown(summary: dict, labels: list[str]) -> str:
         for label in labels:
             item = entry[label]
             ends = "" if item["worst_end_gain_db"] is None else f"; end codes worst {item['worst_end_gain_db']:+.2f}"
+            requant = f"; requant {100 * item['requant_match_min']:.2f} %" if "requant_match_min" in item else ""
+            banding = (f"; banding {-100 * item['banding_reduction_min']:+.0f} % at worst"
+                       if "banding_reduction_min" in item else "")
             cells.append(f"{item['gain_db']:+.2f} / {item['worst_gain_db']:+.2f} ({item['worst_image']}) / "
-                         f"{item['below_centre']}{ends}")
+                         f"{item['below_centre']}{ends}{requant}{banding}")
         lines.append(f"| {category} | {entry['images']} | {entry['midpoint_psnr']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
