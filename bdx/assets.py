@@ -13,7 +13,7 @@ from pathlib import Path
 from bdx.errors import BdxError
 
 DEFAULT_WEIGHTS = {
-    "depth": "depth-contour-refine-v4.safetensors",
+    "depth": "depth-contour-gated-v5.safetensors",
     "lowlight": "lowlight-curvenet-v1.safetensors",
     "hdr": "hdr-feedback-v2.safetensors",
 }

@@ -16,8 +16,8 @@ banding stress (zero first differences after gamma 0.6). Writes JSON, a
 Markdown table and a contact sheet (crops after a gamma 0.4 edit, where banding
 shows).
 
-    python benchmarks/compare_depth.py --methods midpoint contour learned --heldout-from weights/depth-contour-refine-v4.safetensors
-    python benchmarks/compare_depth.py --methods midpoint learned --ensemble 8 --heldout-from weights/depth-contour-refine-v4.safetensors
+    python benchmarks/compare_depth.py --methods midpoint contour learned --heldout-from weights/depth-contour-gated-v5.safetensors
+    python benchmarks/compare_depth.py --methods midpoint learned --ensemble 8 --heldout-from weights/depth-contour-gated-v5.safetensors
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Quality: the contour method's PSNR gain over the bin centre on the held-out
 cases of ``compare_depth.py``. Speed: the bin fractions of a 12 MP 8-bit
 synthetic scene, three planes one after another, each variant in the same run.
 
-    python benchmarks/prior_variants.py --heldout-from weights/depth-contour-refine-v4.safetensors
+    python benchmarks/prior_variants.py --heldout-from weights/depth-contour-gated-v5.safetensors
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_trut
 from bdx.training.loop import LoopSettings, TrainState, read_checkpoint, run_training
 
 MIN_PHOTO_PIXELS = 1_000_000
-DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-refine-v4)
+DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-gated-v5)
 DEFAULT_BLOCKS = (2, 4)
 
 
