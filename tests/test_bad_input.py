@@ -229,3 +229,45 @@ def test_eval_depth_refuses_float_images_instead_of_scoring_them_on_different_fo
     write_image(exr, Image((np.random.default_rng(6).random((32, 32, 3)) * 4).astype(np.float32)), exr_half=False)
     done = bdx("eval", "depth", "--pred", exr, "--ref", exr)
     assert_one_error(done, 1, "scene.exr", "float")
+
+
+def _bad_folder(tmp_path: Path) -> tuple[Path, set[str]]:
+    """A folder of one good photo and the bad inputs of every kind seen so far; the bad files' names."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _photo(folder, "good.png")
+    pixels = (gradient16() >> 8).astype(np.uint8)
+    png, jpeg = encode_image(Image(pixels), "png", bits=8), encode_image(Image(pixels), "jpeg")
+    tiff = encode_image(Image(pixels), "tiff", bits=8)
+    (folder / "cutpng.png").write_bytes(png[: len(png) // 2])
+    (folder / "cuttif.tif").write_bytes(tiff[: len(tiff) // 2])
+    (folder / "cutjpg.jpg").write_bytes(jpeg[: len(jpeg) // 2] + b"\xff\xd9")
+    (folder / "text.png").write_text("hello")
+    (folder / "zero.png").write_bytes(b"")
+    nan = np.ones((4, 4, 3), np.float32)
+    nan[0, 0, 0] = np.nan
+    write_image(folder / "nan.exr", Image(nan), exr_half=False)
+    exr = (folder / "nan.exr").read_bytes()
+    (folder / "cutexr.exr").write_bytes(exr[: len(exr) // 2])
+    return folder, {"cutpng.png", "cuttif.tif", "cutjpg.jpg", "text.png", "zero.png", "nan.exr", "cutexr.exr"}
+
+
+@pytest.mark.parametrize("command", [
+    ["upscale-depth", "--method", "midpoint"], ["enhance-lowlight", "--dequantize", "midpoint"],
+    ["ldr2hdr", "--dequantize", "midpoint", "--method", "classical"], ["quantize", "--bits", "4"], ["info"],
+])
+def test_every_command_gives_each_bad_input_one_line_and_valid_json(tmp_path, command):
+    folder, bad = _bad_folder(tmp_path)
+    out = tmp_path / "out"
+    args = [*command, folder, "--json"] + ([] if command == ["info"] else ["-o", out])
+    done = bdx(*args)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == len(bad) and all(line.startswith("bdx: error: ") for line in lines), lines
+    for name in bad:
+        assert sum(name in line for line in lines) == 1, (name, lines)
+    records = json_lines(done)
+    assert sorted(r["status"] for r in records) == ["error"] * len(bad) + ["ok"]
+    if command != ["info"]:  # only the good photo's output, whole, and no temporary file
+        made = [p for p in out.rglob("*") if p.is_file()]
+        assert [p.stem for p in made] == ["good"] and made[0].stat().st_size > 100
