@@ -346,3 +346,10 @@ def test_progress_goes_to_stderr_and_json_stays_clean(photos, tmp_path):
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(records) == 3 and all(r["status"] == "ok" for r in records)
+
+
+def test_flags_are_shown_without_a_value_in_help(runner):
+    for command in (["upscale-depth"], ["train", "depth"], ["merge-brackets"]):
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "160"})
+        lines = [line for line in result.output.splitlines() if "--json" in line or "--overwrite" in line or "--gate" in line]
+        assert lines and not any("<bool>" in line for line in lines), lines

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from bdx.cli import app
+from bdx.cli import options as opt
 from bdx.cli.common import check_target, command_errors
 from bdx.errors import BdxError, UsageError
 
@@ -22,7 +23,7 @@ def merge_brackets_command(
     times: Annotated[
         Optional[str], typer.Option(help="Exposure times in the frames' order, e.g. 1/60,1/15,1/4 (default: estimated).")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace the output if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option(metavar=opt.FLAG, help="Replace the output if it exists.")] = False,
 ) -> None:
     """Merge exposures into scene-linear HDR, estimating the camera response (and the exposure ratios when not given)."""
     import numpy as np

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+FLAG = " "  # the metavar of a flag: typer would show <bool>, as if it took a value
+
 Inputs = Annotated[list[str], typer.Argument(help="Image files, directories (recursive), globs, or - for stdin.", show_default=False)]
 Output = Annotated[
     Optional[str],
@@ -17,10 +19,10 @@ Precision = Annotated[
     str,
     typer.Option(help="Network arithmetic: auto (bfloat16 where the CPU or GPU has it natively, else float32), float32 or bfloat16."),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Write one JSON object per file to stdout.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-Overwrite = Annotated[bool, typer.Option(help="Replace outputs that already exist.")]
-SkipExisting = Annotated[bool, typer.Option(help="Leave existing outputs alone (makes batches resumable).")]
+Json = Annotated[bool, typer.Option("--json", help="Write one JSON object per file to stdout.", metavar=FLAG)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", metavar=FLAG)]
+Overwrite = Annotated[bool, typer.Option(metavar=FLAG, help="Replace outputs that already exist.")]
+SkipExisting = Annotated[bool, typer.Option(metavar=FLAG, help="Leave existing outputs alone (makes batches resumable).")]
 Shard = Annotated[
     Optional[str],
     typer.Option(

@@ -37,7 +37,7 @@ def train_depth_command(
         float, typer.Option(help="Share of crops cut from a reference enlarged 2-4x (smooth content, like a rendered frame).")
     ] = 0.0,
     balance_folders: Annotated[
-        bool, typer.Option(help="Draw the same share of crops from every --data folder (default: in proportion to pixels).")
+        bool, typer.Option(metavar=opt.FLAG, help="Draw the same share of crops from every --data folder (default: in proportion to pixels).")
     ] = False,
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
@@ -62,7 +62,7 @@ def train_depth_command(
     ] = None,
     gate: Annotated[
         Optional[bool], typer.Option(
-            "--gate/--no-gate", help="Scale the offsets by a predicted confidence (falls back to the bin centre where "
+            "--gate/--no-gate", metavar=opt.FLAG, help="Scale the offsets by a predicted confidence (falls back to the bin centre where "
             "the content cannot tell); by default as --resume or --init, else on.", show_default=False,
         )
     ] = None,

@@ -36,7 +36,7 @@ def upscale_depth_command(
     out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
     fmt: Annotated[Optional[str], typer.Option("--format", help="tiff, png or exr (default: from -o, else tiff).")] = None,
     convention: opt.Convention = "centre",
-    relax: Annotated[bool, typer.Option(help="Allow outputs outside the input's quantization bins.")] = False,
+    relax: Annotated[bool, typer.Option(metavar=opt.FLAG, help="Allow outputs outside the input's quantization bins.")] = False,
     device: opt.Device = "auto",
     precision: opt.Precision = "auto",
     tile: opt.Tile = None,
