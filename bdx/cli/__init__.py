@@ -42,6 +42,7 @@ from bdx.cli import evaluate, hdr, info, lowlight, merge, quantize, train, upsca
 
 def main() -> None:
     """Console entry point."""
+    import logging
     import os
     import signal
     import warnings
@@ -53,8 +54,10 @@ def main() -> None:
 
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, interrupted)
-    # bdx says what matters itself (bdx: warning: / bdx: error:); torch's and numpy's warnings would add lines
+    # bdx says what matters itself (bdx: warning: / bdx: error:); torch's and numpy's warnings, and libraries'
+    # log records (tifffile logs odd tags), would add lines
     warnings.simplefilter("ignore")
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         app(prog_name="bdx")
     except (KeyboardInterrupt, Interrupted) as exc:

@@ -87,7 +87,11 @@ def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False
         raise BdxError("file is empty")
     fmt = sniff_format(data, name)
     decoder = _DECODERS[fmt]
-    image = decoder(data, raw_linear) if fmt == "raw" else decoder(data)
+    if fmt == "raw":  # LibRaw prints its own warnings: caught (OpenCV's and OpenEXR's decoders catch theirs)
+        with captured_native_output():
+            image = decoder(data, raw_linear)
+    else:
+        image = decoder(data)
     image.source_format = fmt
     if image.is_float and fmt in ("exr", "hdr", "tiff"):
         bad = ~np.isfinite(image.pixels)
