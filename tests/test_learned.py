@@ -538,3 +538,19 @@ def test_validation_crops_do_not_depend_on_how_a_folder_is_spelled(tmp_path, mon
     config = DepthTrainConfig(prior="contour")
     gains = [validation_gain(net, split_references(load_references(data), 0.5)[1], config) for data in spellings]
     assert gains[0] == gains[1]
+
+
+def test_pixels_with_one_level_all_around_keep_the_bin_centre_whatever_the_weights():
+    net = _randomized(DequantNet(replace(CONTOUR, gate=True)).eval(), 0.5, 13)
+    model = LearnedDequantizer(net, 6)
+    levels = torch.full((1, 3, 400, 400), 20.0)
+    levels[:, :, :, :40] = 21.0  # one contour at x = 40: pixels beyond 40 + 128 px (+ a block) see one level only
+    with torch.no_grad():
+        out = model(levels)
+    trim = (400 - out.shape[-1]) // 2
+    kept = levels[:, :, trim:-trim, trim:-trim] if trim else levels
+    centres = kept / 63
+    far = torch.arange(out.shape[-1]) + trim >= 40 + 128 + 4
+    assert torch.equal(out[..., far], centres[..., far])  # no other level within reach: exactly the centre
+    assert (out[..., ~far] - centres[..., ~far]).abs().max() > 0.05 / 63  # near the contour the network works
+    assert model.flat_reach <= model.output_trim  # the rule's support fits the halo: tiling stays exact
