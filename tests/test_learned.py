@@ -550,7 +550,8 @@ def test_pixels_with_one_level_all_around_keep_the_bin_centre_whatever_the_weigh
     trim = (400 - out.shape[-1]) // 2
     kept = levels[:, :, trim:-trim, trim:-trim] if trim else levels
     centres = kept / 63
-    far = torch.arange(out.shape[-1]) + trim >= 40 + 128 + 4
+    far = torch.arange(out.shape[-1]) + trim >= 40 + 128 + 8
     assert torch.equal(out[..., far], centres[..., far])  # no other level within reach: exactly the centre
     assert (out[..., ~far] - centres[..., ~far]).abs().max() > 0.05 / 63  # near the contour the network works
-    assert model.flat_reach <= model.output_trim  # the rule's support fits the halo: tiling stays exact
+    assert (model.flat_blocks + 1) * 8 - 1 <= model.output_trim  # the rule's support fits the halo: exact tiling
+    assert model.flat_blocks * 8 >= 128  # and reaches as far as the contour prior

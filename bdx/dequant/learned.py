@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.safetensor_io import build_model, read_model, save_model
-from bdx.dequant.classical import CONTOUR_RADIUS, CONTOUR_SUPPORT, MidpointDequantizer, contiguous_levels, contour_fractions
+from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, contiguous_levels, contour_fractions
 from bdx.quantization import Convention, step_size
 from bdx.tiling import round_up
 
@@ -323,9 +323,10 @@ class LearnedDequantizer(nn.Module):
         # Session 8, the wider network (32/96 channels): 1536 px tiles peak at 1649 MiB at 100 MP and run as fast as
         # 1792 px (1918 MiB); 1280 px tiles are 10 % slower.
         self.preferred_tile = 1536 if net.has_prior else 1024
-        # a pixel with no other level within this reach (the prior's radius, else the network's context) keeps the
-        # bin centre: nothing tells where inside the bin its truth lies
-        self.flat_reach = min(CONTOUR_RADIUS, self.output_trim) if net.has_prior else context
+        # a pixel with no other level around it keeps the bin centre (nothing tells where inside the bin its truth
+        # lies); "around" reaches as far as the prior's support allows (128 px and more), else the network's context
+        support = self.output_trim if net.has_prior else context
+        self.flat_blocks = (support + 1) // FLAT_BLOCK - 1  # blocks each side: its farthest pixel is within support
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         """Values in [0, 1] for (N, C, H, W) levels, less ``output_trim`` pixels on each side where the input
@@ -333,7 +334,10 @@ class LearnedDequantizer(nn.Module):
         surroundings hold one level only (:func:`uniform_surroundings`) keep the bin centre."""
         out = self._refine(levels)
         trim = (levels.shape[2] - out.shape[2]) // 2
-        flat = uniform_surroundings(levels, self.flat_reach // FLAT_BLOCK)
+        blocks = uniform_surroundings(levels, self.flat_blocks)
+        if not blocks.any():  # the usual case in photos: nothing to do at full resolution
+            return out
+        flat = blocks.repeat_interleave(FLAT_BLOCK, 2).repeat_interleave(FLAT_BLOCK, 3)[:, :, : levels.shape[2], : levels.shape[3]]
         if trim:
             levels, flat = levels[:, :, trim:-trim, trim:-trim], flat[:, :, trim:-trim, trim:-trim]
         return torch.where(flat, self.centres(levels), out)
@@ -362,18 +366,17 @@ class LearnedDequantizer(nn.Module):
         return dequantize_levels(self.net, self.centres(levels), self.step, prior, overwrite=True)
 
 
-FLAT_BLOCK = 4  # uniform_surroundings works on 4x4 blocks (the network's own grid)
+FLAT_BLOCK = 8  # uniform_surroundings works on 8x8 blocks (the network's multiple: tiles start on this grid)
 
 
 def uniform_surroundings(levels: torch.Tensor, reach_blocks: int) -> torch.Tensor:
-    """Whether every level within ``reach_blocks`` 4x4 blocks (aligned to the input's origin) of each sample's own
-    block equals its own, per channel: (N, C, H, W) bool. Computed on block minima and maxima at 1/4 resolution.
+    """Per 8x8 block (aligned to the input's origin) and channel: whether every level within ``reach_blocks``
+    blocks of it equals its own. (N, C, ceil(H / 8), ceil(W / 8)) bool, from block minima and maxima.
 
-    >>> flat = torch.full((1, 1, 16, 16), 3.0)
-    >>> bool(uniform_surroundings(flat, 2).all())
-    True
+    >>> flat = torch.full((1, 1, 32, 32), 3.0)
+    >>> uniform_surroundings(flat, 2).shape, bool(uniform_surroundings(flat, 2).all())
+    (torch.Size([1, 1, 4, 4]), True)
     """
-    height, width = levels.shape[2:]
     high = F.max_pool2d(levels.float(), FLAT_BLOCK, ceil_mode=True)
     low = -F.max_pool2d(-levels.float(), FLAT_BLOCK, ceil_mode=True)
     size = 2 * reach_blocks + 1
@@ -382,8 +385,7 @@ def uniform_surroundings(levels: torch.Tensor, reach_blocks: int) -> torch.Tenso
         x = F.max_pool2d(x, (1, size), stride=1, padding=(0, reach_blocks))
         return F.max_pool2d(x, (size, 1), stride=1, padding=(reach_blocks, 0))
 
-    flat = spread(high) == -spread(-low)
-    return flat.repeat_interleave(FLAT_BLOCK, 2).repeat_interleave(FLAT_BLOCK, 3)[:, :, :height, :width]
+    return spread(high) == -spread(-low)
 
 
 def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -> None:
