@@ -316,12 +316,9 @@ class LearnedDequantizer(nn.Module):
         context = round_up(net.receptive_radius, self.multiple)
         self.output_trim = round_up(CONTOUR_SUPPORT, self.multiple) if net.has_prior else 0
         self.halo = context + self.output_trim
-        # without a prior the halo adds about 37 % work at 1024 px; larger tiles were no faster and cost memory.
-        # With the contour prior's wider halo, 1792 px tiles keep the extra work near 56 %; 2048 px tiles were 5 %
-        # faster, but at 100 MP their peak RSS ranged from 1.73 to 1.92 GiB over runs (1792 px: 1.67 to 1.70 GiB).
-        # Since the network skips the prior's context (session 6), 2048 px is no faster and peaks at 1835-1893 MiB.
-        # Session 8, the wider network (32/96 channels): 1536 px tiles peak at 1649 MiB at 100 MP and run as fast as
-        # 1792 px (1918 MiB); 1280 px tiles are 10 % slower.
+        # measured on 2 CPU threads: without a prior the halo adds about 37 % work at 1024 px and larger tiles were no
+        # faster; with the prior, 1536 px tiles peak at 1.65 GiB at 100 MP and run as fast as 1792 px (1.9 GiB),
+        # while 1280 px tiles are 10 % slower
         self.preferred_tile = 1536 if net.has_prior else 1024
         # a pixel with no other level around it keeps the bin centre (nothing tells where inside the bin its truth
         # lies); "around" reaches as far as the prior's support allows (128 px and more), else the network's context
