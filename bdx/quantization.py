@@ -187,7 +187,7 @@ def code_bounds_u16(
     bits: int, container_bits: int, convention: Convention = "centre", pin_ends: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each container code holding N-bit content, the 16-bit bin of its level (lowest, highest code)."""
-    low, high = bin_bounds_u16(bits, convention, container_bits, pin_ends=pin_ends and convention == "centre")
+    low, high = bin_bounds_u16(bits, convention, container_bits, pin_ends=pin_ends)  # pinned under centre only
     table = _level_table(bits, container_bits, convention)
     return low[table], high[table]
 

@@ -52,6 +52,7 @@ class DequantNetConfig:
 
 GATE_START = 4.0  # gate logit of a network grown from an ungated one: sigmoid(4) = 0.98, nearly its old output
 
+
 def _act(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.1)
 

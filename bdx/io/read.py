@@ -12,8 +12,8 @@ import numpy as np
 
 from bdx.errors import BdxError
 from bdx.io.image import Image
-from bdx.io.native import captured_native_output
 from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, parse_jpeg, parse_png, parse_webp
+from bdx.io.native import captured_native_output
 
 RAW_EXTENSIONS = frozenset(
     {".nef", ".cr2", ".cr3", ".arw", ".dng", ".rw2", ".orf", ".raf", ".pef", ".srw", ".nrw", ".raw"}

@@ -6,9 +6,9 @@ import hashlib
 from pathlib import Path
 from typing import Callable, TypeVar
 
-T = TypeVar("T")
-
 from bdx.errors import BdxError
+
+T = TypeVar("T")
 
 
 def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list[Path]:
