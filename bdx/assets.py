@@ -14,7 +14,7 @@ from bdx.errors import BdxError
 
 DEFAULT_WEIGHTS = {
     "depth": "depth-contour-gated-v5.safetensors",
-    "lowlight": "lowlight-curvenet-v1.safetensors",
+    "lowlight": "lowlight-curvenet-v2.safetensors",
     "hdr": "hdr-feedback-v2.safetensors",
 }
 

@@ -4,7 +4,9 @@ A stack is held out when the hash of its first frame number falls below
 ``--fraction``; only aligned stacks with a dark frame (mean < 0.15) and a
 reference frame qualify as test pairs. Writes the names of every frame of the
 held-out stacks (to pass to ``bdx train lowlight --exclude-from``) and a JSON of
-test pairs (dark input, reference).
+test pairs (dark input, reference), and the training pairs of every other aligned
+stack (each frame darker than ``TRAIN_DARK_MEAN`` against the stack's reference; paths
+relative to the file) for ``bdx train lowlight --pairs``.
 
     python benchmarks/sice_split.py --sice ../shared/data/sice --out benchmarks/results/sice
 """
@@ -14,11 +16,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import cv2
 
 DARK_MEAN = 0.15
+TRAIN_DARK_MEAN = 0.3
 
 
 def held_out(stack: dict, fraction: float) -> bool:
@@ -37,9 +41,15 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.2)
     args = parser.parse_args()
     stacks = json.loads((args.sice / "sequences.json").read_text())
-    excluded, pairs = [], []
+    excluded, pairs, training = [], [], []
+    relative = lambda n: os.path.relpath(args.sice / f"{n}.jpg", args.out)  # noqa: E731
     for stack in stacks:
         if not held_out(stack, args.fraction):
+            if stack.get("aligned") and stack.get("ref") is not None:
+                training.extend(
+                    {"input": relative(n), "reference": relative(stack["ref"])}
+                    for n in stack["frames"] if n != stack["ref"] and frame_mean(args.sice / f"{n}.jpg") < TRAIN_DARK_MEAN
+                )
             continue
         excluded.extend(f"{n}.jpg" for n in stack["frames"])
         if not stack.get("aligned") or stack.get("ref") is None:
@@ -52,7 +62,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "heldout_frames.txt").write_text("\n".join(excluded) + "\n")
     (args.out / "test_pairs.json").write_text(json.dumps(pairs, indent=1))
-    print(f"{len(excluded)} frames held out; {len(pairs)} dark/reference test pairs -> {args.out}")
+    (args.out / "train_pairs.json").write_text(json.dumps(training, indent=1))
+    print(f"{len(excluded)} frames held out; {len(pairs)} dark/reference test pairs, {len(training)} training pairs -> {args.out}")
 
 
 if __name__ == "__main__":

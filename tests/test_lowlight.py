@@ -18,6 +18,7 @@ from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
 from bdx.lowlight.models import (
     CurveModel,
     CurveNet,
+    CurveNetConfig,
     DCENet,
     DCEPlusNet,
     detect_architecture,
@@ -249,6 +250,60 @@ def test_train_lowlight_cli_reports_validation(runner, tmp_path):
     assert output.exists() and "step 1/1" in result.stderr and "no validation files" in result.stderr  # 4 files: none held out
 
 
+def _pairs_file(tmp_path: Path, count: int = 6) -> Path:
+    """Dark frames and references twice as bright in linear light (sRGB-encoded), as a pairs file."""
+    from bdx.color import linear_to_srgb, srgb_to_linear
+
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    entries = []
+    for i in range(count):
+        dark = _dark(32, 40, seed=i)
+        bright = linear_to_srgb(np.clip(4 * srgb_to_linear(dark / 255.0), 0, 1))
+        write_image(folder / f"dark{i}.png", Image(dark))
+        write_image(folder / f"ref{i}.png", Image(np.rint(bright * 255).astype(np.uint8)))
+        entries.append({"input": f"dark{i}.png", "reference": f"ref{i}.png"})
+    path = folder / "pairs.json"
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def test_reference_training_lowers_the_error_to_the_references(tmp_path):
+    from bdx.training.lowlight import load_pairs, reference_loss
+
+    pairs = _pairs_file(tmp_path)
+    init = tmp_path / "init.safetensors"
+    save_curve_net(CurveNet(CurveNetConfig(context_size=16)), init)
+    output = tmp_path / "ll.safetensors"
+    config = LowlightTrainConfig(steps=40, batch_size=4, frame_size=40, lr=3e-3, validate_every=20, checkpoint_every=20,
+                                 validation_fraction=0.0)
+    train_lowlight([], output, config, pairs=pairs, init=init)
+    trained = load_curve_model(output)
+    assert trained.context_size == 16  # the context size of --init is kept
+    dark = torch.from_numpy(np.stack([d for _, d, _ in load_pairs(pairs, 40)])).permute(0, 3, 1, 2)
+    reference = torch.from_numpy(np.stack([r for _, _, r in load_pairs(pairs, 40)])).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        before = reference_loss(load_curve_model(init).net, dark, reference, 16, 1.0)
+        after = reference_loss(trained.net, dark, reference, 16, 1.0)
+    assert after < 0.5 * before
+
+
+def test_train_lowlight_cli_pairs_errors(runner, tmp_path):
+    pairs = _pairs_file(tmp_path, count=2)
+    output = tmp_path / "ll.safetensors"
+    for arguments in ([], ["--pairs", str(pairs), "--data", str(tmp_path)]):
+        result = runner.invoke(app, ["train", "lowlight", "-o", str(output), *arguments])
+        assert result.exit_code == 2 and "--data" in result.output and "Traceback" not in result.output
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"input": "a.png"}]')
+    result = runner.invoke(app, ["train", "lowlight", "--pairs", str(broken), "-o", str(output), "--steps", "1"])
+    assert result.exit_code == 1 and "expected a JSON list" in result.output and not output.exists()
+    result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), "--steps", "2",
+                                 "--batch-size", "2", "--validate-every", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert load_curve_model(output).context_size == 256
+
+
 def test_training_excludes_held_out_files(tmp_path):
     folder = _training_folder(tmp_path)
     with pytest.raises(BdxError, match="no usable training images"):
@@ -292,8 +347,10 @@ def test_cli_bad_weights_and_options(runner, tmp_path, make_png):
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "not a loadable checkpoint" in result.output
     assert not (tmp_path / "o.tiff").exists()
-    result = runner.invoke(app, ["enhance-lowlight", str(source), "-o", str(tmp_path / "o.tiff"), "--gamma", "0"])
-    assert result.exit_code == 2
+    for option, value in (("--gamma", "0"), ("--neutral-shadows", "-1")):
+        result = runner.invoke(app, ["enhance-lowlight", str(source), "-o", str(tmp_path / "o.tiff"), option, value])
+        assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "o.tiff").exists()
 
 
 def test_target_mean_reaches_the_target():
@@ -351,3 +408,31 @@ def test_two_process_ddp_training(tmp_path):
 
     replicas = train_on_two_processes("lowlight", _training_folder(tmp_path), tmp_path)
     assert all(torch.equal(replicas[0][k], replicas[1][k]) for k in replicas[0])  # gradients were averaged
+
+
+def _oklab_chroma(codes16: np.ndarray) -> np.ndarray:
+    from bdx.color import srgb_to_oklab
+
+    lab = srgb_to_oklab(codes16.astype(np.float32) / 65535)
+    return np.hypot(lab[..., 1], lab[..., 2])
+
+
+def test_neutral_shadows_keep_black_neutral_and_dim_colours_coloured():
+    """A noisy near-black patch with a faint olive cast (the missing blue of a JPEG black) stays neutral when
+    brightened; a dim but clearly red patch keeps its colour."""
+    rng = np.random.default_rng(11)
+    pixels = np.zeros((64, 128, 3))
+    pixels[:, :64] = (4.0, 4.0, 1.0)
+    pixels[:, 64:] = (40.0, 6.0, 6.0)
+    pixels = np.clip(np.rint(pixels + rng.normal(0, 1.0, pixels.shape)), 0, 255).astype(np.uint8)
+    model = CurveModel("constant", _ConstantCurve(), context_size=32)
+    black, red = (slice(8, -8), slice(8, 56)), (slice(8, -8), slice(72, -8))
+    chroma = {
+        strength: _oklab_chroma(enhance_lowlight(
+            Image(pixels), model, EnhanceSettings(dequantize="none", denoise=0, neutral_shadows=strength), device="cpu"
+        ).pixels)
+        for strength in (0.0, 1.0)
+    }
+    assert chroma[0.0][black].mean() > 0.03  # the cast is there without the step
+    assert chroma[1.0][black].mean() < 0.25 * chroma[0.0][black].mean()
+    assert chroma[1.0][red].mean() > 0.9 * chroma[0.0][red].mean()

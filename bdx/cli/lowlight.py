@@ -28,8 +28,11 @@ def enhance_lowlight_command(
     ] = None,
     dequantize: opt.Dequantize = "auto",
     denoise: Annotated[float, typer.Option(help="Denoising strength in dark, lifted areas (0: off).")] = 1.0,
+    neutral_shadows: Annotated[
+        float, typer.Option(help="Fade colour the input cannot support (near black) to grey; strength, 0: off.")
+    ] = 1.0,
     gamma: Annotated[
-        Optional[float], typer.Option(help="Gamma applied after the curves (>1 brightens; default: the model's own, 1.2 for bdx's).")
+        Optional[float], typer.Option(help="Gamma applied after the curves (>1 brightens; default: the model's own, 1.0 for bdx's).")
     ] = None,
     target_mean: Annotated[
         Optional[float], typer.Option(help="Choose the gamma that brings mean brightness to this value (0-1).")
@@ -52,12 +55,17 @@ def enhance_lowlight_command(
         check_tile(tile)
         if denoise < 0:
             raise UsageError("--denoise must be 0 or more")
+        if neutral_shadows < 0:
+            raise UsageError("--neutral-shadows must be 0 or more")
         if gamma is not None and gamma <= 0:
             raise UsageError("--gamma must be positive")
         if target_mean is not None and not 0 < target_mean < 1:
             raise UsageError("--target-mean must be between 0 and 1")
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
-        settings = EnhanceSettings(dequantize=dequantize, denoise=denoise, gamma=gamma, target_mean=target_mean, tile=tile)
+        settings = EnhanceSettings(
+            dequantize=dequantize, denoise=denoise, gamma=gamma, target_mean=target_mean, neutral_shadows=neutral_shadows,
+            tile=tile,
+        )
         model = _load_model(weights)
         batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_bright", dir_suffix="_bright")
 

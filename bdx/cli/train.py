@@ -106,10 +106,22 @@ def train_depth_command(
 
 @train_app.command(
     "lowlight",
-    epilog="Example:  bdx train lowlight --data sice/ -o lowlight.safetensors --steps 3000 --exclude-from heldout.txt",
+    epilog="Examples:  bdx train lowlight --data sice/ -o lowlight.safetensors --steps 3000 --exclude-from heldout.txt\n\n"
+    "bdx train lowlight --pairs sice/train_pairs.json --init shipped -o lowlight.safetensors --steps 3000 --lr 5e-4",
 )
 def train_lowlight_command(
-    data: Annotated[list[Path], typer.Option(help="Image files or folders (any exposures; no references needed); repeatable.")],
+    data: Annotated[
+        Optional[list[Path]], typer.Option(help="Image files or folders (any exposures; no references needed); repeatable.")
+    ] = None,
+    pairs: Annotated[
+        Optional[Path], typer.Option(help='JSON list of {"input": dark frame, "reference": well-exposed frame} (paths relative '
+                                          "to the file): train against the references instead of the zero-reference losses.")
+    ] = None,
+    init: Annotated[
+        Optional[Path], typer.Option(help="bdx low-light weights to start from (fine-tune), or 'shipped' for bdx's own.")
+    ] = None,
+    gamma: Annotated[float, typer.Option(help="Gamma post-step saved with the weights (with --pairs, trained through).")] = 1.0,
+    frame_size: Annotated[int, typer.Option(help="With --pairs: long side the frames are resized to.")] = 256,
     output: opt.WeightsOutput = Path("lowlight.safetensors"),
     steps: opt.Steps = 3000,
     batch_size: Annotated[int, typer.Option(help="Images per step (per process).")] = 8,
@@ -127,12 +139,23 @@ def train_lowlight_command(
     quiet: opt.Quiet = False,
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Train bdx's low-light curve estimator with the zero-reference losses (no ground truth needed)."""
+    """Train bdx's low-light curve estimator with the zero-reference losses (no ground truth needed), or against
+    reference frames with --pairs."""
     from bdx.device import resolve_device
-    from bdx.errors import BdxError
+    from bdx.errors import BdxError, UsageError
     from bdx.training.lowlight import LowlightTrainConfig, train_lowlight
 
     with command_errors():
+        if (data is None) == (pairs is None):
+            raise UsageError("give --data (zero-reference training) or --pairs (against references), one of them")
+        if frame_size < 16:
+            raise UsageError(f"--frame-size must be at least 16, not {frame_size}")
+        if not 0.2 <= gamma <= 5.0:
+            raise UsageError(f"--gamma must be between 0.2 and 5, not {gamma}")
+        if init is not None and str(init) == "shipped":
+            from bdx.assets import default_weights
+
+            init = default_weights("lowlight")
         exclude: set[str] = set()
         if exclude_from is not None:
             try:
@@ -141,15 +164,19 @@ def train_lowlight_command(
                 raise BdxError(f"cannot read {exclude_from}: {exc.strerror}") from None
         config = LowlightTrainConfig(
             steps=steps, batch_size=batch_size, lr=lr, validate_every=validate_every, checkpoint_every=checkpoint_every,
-            seed=seed, exposure=exposure_level, weight_tv=smoothness_weight,
+            seed=seed, exposure=exposure_level, weight_tv=smoothness_weight, gamma=gamma, frame_size=frame_size,
         )
         torch_device = str(resolve_device(device))
 
         report = _step_reporter(steps, quiet, "val_loss", lambda r: (
+            f"val PSNR against the references {r['val_psnr']:.2f} dB" if "val_psnr" in r else
             f"val loss {r['val_loss']:.4f}  val mean brightness {r['val_mean_in']:.3f} -> {r['val_mean_out']:.3f}"
         ))
         check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
-        state = train_lowlight(data, output, config, exclude=exclude, resume=resume, device=torch_device, report=report)
+        state = train_lowlight(
+            data or [], output, config, exclude=exclude, pairs=pairs, init=init, resume=resume, device=torch_device,
+            report=report,
+        )
     typer.echo(f"wrote {output} after {state.step} steps")
 
 

@@ -37,7 +37,9 @@ class EnhanceSettings:
     fast guided filter on a half-size copy (1: the full-size filter). ``gamma`` brightens (>1) or darkens
     the result (None: the model's own post-step, 1.0 for official checkpoints);
     ``target_mean`` instead picks the gamma that brings the mean brightness to
-    that value.
+    that value. ``neutral_shadows`` scales the chroma noise assumed in the input
+    (1.0: about :data:`CHROMA_SIGMA`); where the input's local colour is below it, the
+    output's colour fades to neutral (:func:`neutral_shadows`); 0 keeps every colour.
     """
 
     dequantize: str = "auto"
@@ -46,6 +48,7 @@ class EnhanceSettings:
     denoise_subsample: int = 2
     gamma: float | None = None
     target_mean: float | None = None
+    neutral_shadows: float = 1.0
     tile: int | None = None
 
 
@@ -133,6 +136,35 @@ def guided_denoise_reach(radius: int, subsample: int = 1) -> int:
 
 
 NOISE_SIGMA = 1.5 / 255  # assumed input noise at denoise strength 1, in display units
+CHROMA_SIGMA = 5.0 / 255  # colour below this in the input, averaged locally, is taken for noise (display units)
+CHROMA_RADIUS = 4  # radius of the local average of the input's colour
+
+
+def neutral_shadows(x: torch.Tensor, out: torch.Tensor, sigma: float, radius: int = CHROMA_RADIUS) -> torch.Tensor:
+    """``out`` with its colour (the difference from the mean of its channels) scaled by ``c^2 / (c^2 + sigma^2)``,
+    where ``c`` is the magnitude of the input ``x``'s colour averaged over a (2 radius + 1)^2 window (at half size).
+
+    Near black the input's colour is mostly noise, JPEG chroma subsampling and black-level error: brightened by the
+    curves it turns into casts (olive blacks, blotchy night skies). Colour the input can support (``c`` well
+    above ``sigma``) is kept. Heights and widths must be even.
+
+    >>> dark = torch.tensor([1.5, 1.5, 0.25]).view(1, 3, 1, 1).expand(1, 3, 8, 8) / 255
+    >>> bright = dark * 20
+    >>> chroma = lambda t: float((t - t.mean(1, keepdim=True)).abs().max())
+    >>> chroma(neutral_shadows(dark, bright, 3 / 255)) < 0.25 * chroma(bright)
+    True
+    """
+    local = _enlarge(box_mean(_shrink(x, 2), max(1, radius // 2)), 2)
+    colour = local - local.mean(1, keepdim=True)
+    strength = colour.square().sum(1, keepdim=True)
+    weight = strength / (strength + sigma * sigma)
+    grey = out.mean(1, keepdim=True)
+    return torch.addcmul(grey, out - grey, weight)
+
+
+def neutral_shadows_reach(radius: int = CHROMA_RADIUS) -> int:
+    """Pixels on each side that :func:`neutral_shadows` reads."""
+    return 2 * max(1, radius // 2) + 4
 
 
 class CurveEnhancer(torch.nn.Module):
@@ -147,6 +179,9 @@ class CurveEnhancer(torch.nn.Module):
         net_radius = getattr(model.net, "receptive_radius", 0) if self.full_resolution else 0
         self.multiple = settings.denoise_subsample if settings.denoise > 0 else 1
         reach = guided_denoise_reach(settings.denoise_radius, settings.denoise_subsample) if settings.denoise > 0 else 0
+        if settings.neutral_shadows > 0:
+            self.multiple = math.lcm(self.multiple, 2)
+            reach = max(reach, neutral_shadows_reach())
         self.halo = net_radius + reach + 1
 
     def forward(self, x: torch.Tensor, params: torch.Tensor | None = None, boxes: torch.Tensor | None = None) -> torch.Tensor:
@@ -163,6 +198,8 @@ class CurveEnhancer(torch.nn.Module):
                 tone_in, tone_out = _shrink(tone_in, sub), _shrink(tone_out, sub)
             eps = (self.settings.denoise * NOISE_SIGMA * (tone_out + 1e-3) / (tone_in + 1e-3)) ** 2
             out = guided_denoise(out, eps, self.settings.denoise_radius, self.settings.denoise_subsample)
+        if self.settings.neutral_shadows > 0:
+            out = neutral_shadows(x, out, self.settings.neutral_shadows * CHROMA_SIGMA)
         out = out.clamp_(0, 1)
         if self.exponent != 1.0:  # x ** e as exp(e log x): twice as fast as pow here, within 1e-7; 0 stays 0
             out = out.log_().mul_(self.exponent).exp_()

@@ -1,14 +1,23 @@
-"""Zero-reference training of the curve estimator (the Zero-DCE losses), from folders of photos.
+"""Training of the curve estimator: zero-reference (the Zero-DCE losses) from folders of photos, or
+reference-supervised from dark/well-exposed pairs.
 
-No reference images are needed: the losses ask for spatial consistency with the
-input, well-exposed 16x16 patches (mean ``exposure`` ~0.6), grey-world colour and
-smooth curve maps. Images are resized so the long side is the network's context
-size (what it sees at inference), with random flips and 90-degree turns.
+Zero-reference: the losses ask for spatial consistency with the input, well-exposed
+16x16 patches (mean ``exposure`` ~0.6), grey-world colour and smooth curve maps.
+Images are resized so the long side is the network's context size, with random flips
+and 90-degree turns.
+
+With pairs (a JSON list of ``{"input": ..., "reference": ...}`` paths, relative to the
+file): each dark frame is resized to ``frame_size`` on its long side, the network sees it
+at its context size (as at inference), the curves and the gamma post-step are applied at
+that size, and the loss is the mean squared error to the reference frame. Pairs
+are split for validation by a hash of the reference's name, so a scene's frames stay
+on one side.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +29,7 @@ from torch.nn import functional as F
 from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.lowlight.curves import apply_curves
-from bdx.lowlight.models import CurveNet, CurveNetConfig, save_curve_net
+from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side, load_curve_model, save_curve_net
 from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, run_training
 
@@ -44,6 +53,10 @@ class LowlightTrainConfig:
     validate_every: int = 250
     checkpoint_every: int = 250
     seed: int = 0
+    gamma: float = 1.0  # the gamma post-step saved with the weights (and applied in the reference loss)
+    init: str | None = None  # name of the weights the run started from
+    pairs: str | None = None  # name of the pairs file of a reference-supervised run
+    frame_size: int = 256  # long side the pairs' frames are resized to
 
 
 def colour_constancy_loss(enhanced: torch.Tensor) -> torch.Tensor:
@@ -94,6 +107,55 @@ def zero_reference_loss(net, images: torch.Tensor, config: LowlightTrainConfig) 
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
+def reference_loss(net, dark: torch.Tensor, reference: torch.Tensor, context_size: int, gamma: float) -> torch.Tensor:
+    """Mean squared error between the enhanced ``dark`` batch and ``reference``, the curves estimated on a copy
+    whose long side is ``context_size`` and applied at full size, then the ``gamma`` post-step (as at inference)."""
+    small = F.interpolate(dark, size=fit_long_side(*dark.shape[-2:], context_size), mode="area")
+    params = F.interpolate(net(small), size=dark.shape[-2:], mode="bilinear", align_corners=False)
+    enhanced = apply_curves(dark, params).clamp(1e-6, 1.0)
+    if gamma != 1.0:
+        enhanced = enhanced.pow(1.0 / gamma)
+    return F.mse_loss(enhanced, reference)
+
+
+def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(reference name, dark, reference) of every pair listed in ``pairs_file``, resized to ``size`` on the long
+    side; a pair whose frames differ in size is a one-line error."""
+    try:
+        entries = json.loads(pairs_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise BdxError(f"cannot read pairs from {pairs_file}: {exc}") from None
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and {"input", "reference"} <= set(e) for e in entries):
+        raise BdxError(f"{pairs_file}: expected a JSON list of {{\"input\": ..., \"reference\": ...}} entries")
+    pairs = []
+    for entry in entries:
+        frames = []
+        for key in ("input", "reference"):
+            pixels = to_float(read_image(pairs_file.parent / entry[key]).pixels)
+            if pixels.shape[2] == 1:
+                pixels = np.repeat(pixels, 3, axis=2)
+            frames.append(pixels[..., :3])
+        if frames[0].shape != frames[1].shape:
+            raise BdxError(f"{pairs_file}: {entry['input']} and {entry['reference']} differ in size")
+        height, width = fit_long_side(*frames[0].shape[:2], size)
+        dark, reference = (
+            np.ascontiguousarray(cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA), dtype=np.float32)
+            for f in frames
+        )
+        pairs.append((Path(entry["reference"]).name, dark, reference))
+    return pairs
+
+
+def sample_pairs(pairs: list[tuple[np.ndarray, np.ndarray]], batch_size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of whole pairs (one size), each flipped left-right at random, the same way in both frames."""
+    chosen = [pairs[i] for i in rng.integers(len(pairs), size=batch_size)]
+    flips = rng.random(batch_size) < 0.5
+    stack = lambda frames: torch.from_numpy(np.stack([  # noqa: E731
+        np.ascontiguousarray(f[:, ::-1] if flip else f) for f, flip in zip(frames, flips)
+    ])).permute(0, 3, 1, 2).contiguous()
+    return stack([d for d, _ in chosen]), stack([r for _, r in chosen])
+
+
 def load_training_images(
     folders: list[Path], size: int, exclude: set[str] = frozenset()
 ) -> list[tuple[str, np.ndarray]]:
@@ -142,17 +204,35 @@ def train_lowlight(
     config: LowlightTrainConfig,
     *,
     exclude: set[str] = frozenset(),
+    pairs: Path | None = None,
+    init: Path | None = None,
     resume: Path | None = None,
     device: str = "cpu",
     report: Callable[[int, dict], None] | None = None,
 ) -> TrainState:
-    """Train (or resume) bdx's curve estimator; checkpoints to ``<output>.ckpt.pt``, weights to ``output``."""
+    """Train (or resume) bdx's curve estimator; checkpoints to ``<output>.ckpt.pt``, weights to ``output``.
+
+    ``pairs``: a pairs file for reference-supervised training (``data`` and ``exclude`` are then unused).
+    ``init``: bdx curve weights to start from (their width and context size are kept).
+    """
+    if init is not None and resume is not None:
+        raise BdxError("start from weights (--init) or continue a checkpoint (--resume), not both")
+    if init is not None:
+        start = load_curve_model(init)
+        if not isinstance(start.net, CurveNet):
+            raise BdxError(f"{init.name}: not bdx curve weights ({start.name}); --init needs a bdx low-light file")
+        config = replace(config, width=start.net.config.width, context_size=start.net.config.context_size, init=init.name)
+    if pairs is not None:
+        config = replace(config, pairs=pairs.name)
+        return _train_on_pairs(pairs, output, config, start.net if init is not None else None, resume, device, report)
     loaded = load_training_images(data, config.context_size, exclude)
     train = [p for n, p in loaded if not is_validation(n, config.validation_fraction)]
     val = [p for n, p in loaded if is_validation(n, config.validation_fraction)]
     if not train:
         train, val = val, []
     net = CurveNet(CurveNetConfig(width=config.width, context_size=config.context_size))
+    if init is not None:
+        net.load_state_dict(start.net.state_dict())
     crop = config.crop
 
     def loss_fn(model, rng):
@@ -178,4 +258,48 @@ def train_lowlight(
     if state.rank == 0:
         save_curve_net(state.net, output, extra={"train_config": asdict(config), "steps": state.step,
                                                  "excluded_files": len(exclude), "history": state.history[-1:]})
+    return state
+
+
+def _train_on_pairs(
+    pairs_file: Path, output: Path, config: LowlightTrainConfig, start: CurveNet | None, resume: Path | None,
+    device: str, report: Callable[[int, dict], None] | None,
+) -> TrainState:
+    """Reference-supervised training (see the module's docstring)."""
+    loaded = load_pairs(pairs_file, config.frame_size)
+    train = [(d, r) for name, d, r in loaded if not is_validation(name, config.validation_fraction)]
+    val = [(d, r) for name, d, r in loaded if is_validation(name, config.validation_fraction)]
+    if not train:
+        train, val = val, []
+    if len({d.shape for _, d, _ in loaded}) > 1:
+        raise BdxError(f"{pairs_file}: reference-supervised training needs frames of one aspect ratio")
+    net = CurveNet(CurveNetConfig(width=config.width, context_size=config.context_size, gamma=config.gamma))
+    if start is not None:
+        net.load_state_dict(start.state_dict())
+
+    def loss_fn(model, rng):
+        dark, reference = sample_pairs(train, config.batch_size, rng)
+        target = next(net.parameters()).device
+        return reference_loss(model, dark.to(target), reference.to(target), config.context_size, config.gamma)
+
+    def validate(model) -> dict:
+        target = next(net.parameters()).device
+        errors = [
+            float(reference_loss(model, *(torch.from_numpy(f).permute(2, 0, 1)[None].to(target) for f in pair),
+                                 config.context_size, config.gamma))
+            for pair in val
+        ]
+        return {"val_loss": float(np.mean(errors)), "val_psnr": float(np.mean([-10 * np.log10(e) for e in errors]))}
+
+    settings = LoopSettings(
+        steps=config.steps, lr=config.lr, validate_every=config.validate_every,
+        checkpoint_every=config.checkpoint_every, seed=config.seed,
+    )
+    state = run_training(
+        net, loss_fn, settings, Path(str(output) + ".ckpt.pt"), validate=validate if val else None,
+        resume=resume, device=device, report=report, config=asdict(config),
+    )
+    if state.rank == 0:
+        save_curve_net(state.net, output, extra={"train_config": asdict(config), "steps": state.step,
+                                                 "pairs": len(loaded), "history": state.history[-1:]})
     return state
