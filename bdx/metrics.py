@@ -185,6 +185,35 @@ def clipped_region_error(prediction: np.ndarray, reference: np.ndarray, clipped:
     return float(error[clipped].mean())
 
 
+def clipped_region_psnr_mu(prediction: np.ndarray, reference: np.ndarray, clipped: np.ndarray) -> float:
+    """PSNR-mu over the ``clipped`` pixels, both normalised by the reference's brightest luminance (NaN when
+    none is clipped): normalised as :func:`psnr_mu` is, most highlights would lie above the peak and read equal.
+
+    >>> reference = np.ones((4, 4, 3)); reference[:2] = 16.0
+    >>> clipped = np.zeros((4, 4), bool); clipped[:2] = True
+    >>> round(clipped_region_psnr_mu(reference / 2, reference, clipped), 1)
+    21.8
+    """
+    if not clipped.any():
+        return float("nan")
+    peak = max(float(luminance(reference).max()), 1e-6)
+    return float(psnr(_mu_law_normalised(prediction[clipped], peak), _mu_law_normalised(reference[clipped], peak)))
+
+
+def clipped_region_bias_stops(prediction: np.ndarray, reference: np.ndarray, clipped: np.ndarray) -> float:
+    """Mean log2 luminance ratio of prediction to reference over the ``clipped`` pixels: how many stops too
+    bright (positive) or too dark the reconstructed highlights are (NaN when none is clipped).
+
+    >>> reference = np.full((2, 2, 3), 8.0)
+    >>> clipped_region_bias_stops(reference / 4, reference, np.ones((2, 2), bool))
+    -2.0
+    """
+    if not clipped.any():
+        return float("nan")
+    ratio = np.maximum(luminance(prediction)[clipped], 1e-12) / np.maximum(luminance(reference)[clipped], 1e-12)
+    return float(np.mean(np.log2(ratio)))
+
+
 def scale_ratio_ev(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
     """The stops by which the prediction must be brightened to match the reference's absolute scale: the
     median log2 luminance ratio over the ``mask`` pixels (e.g. the input's unclipped ones) where both

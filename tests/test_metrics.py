@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bdx.color import linear_to_srgb, srgb_to_linear, srgb_to_oklab
 from bdx.metrics import (
@@ -63,3 +64,24 @@ def test_bin_metrics():
     assert requantization_match(off, levels, 4, "centre") == 0.0
     assert bin_adherence(off, levels, 4, "centre") == {"within_0.5_step": 0.0, "within_1_step": 0.0, "within_2_step": 1.0}
     assert distinct_values(np.array([[[1, 2], [1, 3]]])) == [1, 2]
+
+
+def test_clipped_region_measures_see_highlights_above_the_whole_image_peak():
+    """A highlight 2 stops too dark reads -2 stops, and its PSNR-mu is finite and below a correct one's, though
+    it lies far above the 99th percentile that normalises the whole-image PSNR-mu."""
+    from bdx.metrics import clipped_region_bias_stops, clipped_region_psnr_mu
+
+    rng = np.random.default_rng(2)
+    reference = rng.uniform(0.05, 1.0, (64, 64, 3))
+    clipped = np.zeros((64, 64), bool)
+    clipped[:4, :4] = True
+    reference[clipped] = 40.0
+    dark = reference.copy()
+    dark[clipped] = 10.0
+    close = reference.copy()
+    close[clipped] = 36.0
+    assert clipped_region_bias_stops(dark, reference, clipped) == pytest.approx(-2.0)
+    assert clipped_region_bias_stops(reference, reference, clipped) == pytest.approx(0.0)
+    assert np.isfinite(clipped_region_psnr_mu(dark, reference, clipped))
+    assert clipped_region_psnr_mu(dark, reference, clipped) + 10 < clipped_region_psnr_mu(close, reference, clipped)
+    assert np.isnan(clipped_region_bias_stops(dark, reference, np.zeros_like(clipped)))

@@ -1,0 +1,173 @@
+"""LDR to HDR on held-out HDR references, per camera curve: overall fidelity and the clipped highlights.
+
+References no HDR weights trained on: the panoramas on the held-out side of the shipped
+weights' split (``validation_files`` in their metadata) and merges of the SICE stacks held out
+for the low-light benchmark (``benchmarks/sice_merges.py --heldout``; checked against the
+weights' ``train_files``). Each is exposed with its median luminance at 0.18, one stop brighter
+(as photographers expose for the shadows), through a camera curve, clipped and quantized to 8
+bits. Curves: a plain sRGB clip and the S-shaped ones of the dequantizer suite (ACES fit, Hable
+filmic) plus a log-with-contrast curve.
+
+Rows: the naive inverse sRGB curve, ``ldr2hdr --method classical`` and the default learned model.
+Each prediction's scale is fitted as the median luminance ratio to the reference over
+well-exposed pixels (input channels all within 0.1 to 0.9), then: PSNR-mu, PSNR of log2 values,
+and over the clipped pixels (any channel at 255) the PSNR-mu (normalised by the reference's
+brightest pixel) and the bias in stops (mean log2 luminance ratio; negative: too dark). Summaries per curve: mean, the worst image's gain over the
+naive curve, how many images fall more than 0.5 dB below it.
+
+    python benchmarks/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
+    python benchmarks/hdr_suite.py          # writes benchmarks/results/hdr_suite.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from depth_suite import curve_aces, curve_hable, curve_log  # noqa: E402
+
+from bdx.assets import default_weights  # noqa: E402
+from bdx.color import linear_to_srgb, luminance, srgb_to_linear  # noqa: E402
+from bdx.hdr.reconstruct import HdrSettings, ldr_to_hdr  # noqa: E402
+from bdx.io import Image, read_image  # noqa: E402
+from bdx.metrics import clipped_region_bias_stops, clipped_region_psnr_mu, psnr_log, psnr_mu  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+MAX_PIXELS = 600_000  # larger references are downscaled (area) to keep the suite to minutes
+STOPS_OVER = 1.0
+
+
+def curve_srgb_clip(x: np.ndarray) -> np.ndarray:
+    return linear_to_srgb(np.clip(x * np.float32(0.18), 0, 1))
+
+
+CURVES = {"srgb clip": curve_srgb_clip, "aces": curve_aces, "hable": curve_hable, "log": curve_log}
+
+
+def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str, np.ndarray]]:
+    """(name, scene-linear RGB with median luminance 1) of every held-out reference."""
+    import cv2
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata = handle.metadata()
+    heldout = set(json.loads(metadata["validation_files"]))
+    trained = {Path(name).name for name in json.loads(metadata["train_files"])}
+    paths = [p for p in sorted((SHARED / "hdr").glob("*/*.exr")) if f"{p.parent.name}/{p.name}" in heldout]
+    merged = sorted(merges.glob("sice_*.exr"))[:merge_count] if merges.is_dir() else []
+    seen = [p.name for p in merged if p.name in trained]
+    if seen:
+        raise SystemExit(f"the weights trained on {', '.join(seen[:5])}")
+    out = []
+    for path in paths + merged:
+        linear = np.clip(np.nan_to_num(read_image(path).pixels.astype(np.float32)), 0, None)[..., :3]
+        scale = min(1.0, (MAX_PIXELS / (linear.shape[0] * linear.shape[1])) ** 0.5)
+        if scale < 1:
+            linear = cv2.resize(linear, (round(linear.shape[1] * scale), round(linear.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        linear = linear[: linear.shape[0] // 4 * 4, : linear.shape[1] // 4 * 4]
+        out.append((f"{path.parent.name}/{path.stem}", linear / max(float(np.median(luminance(linear))), 1e-6)))
+    return out
+
+
+def fitted(prediction: np.ndarray, reference: np.ndarray, well_exposed: np.ndarray) -> np.ndarray:
+    """``prediction`` scaled by the median luminance ratio to ``reference`` over the ``well_exposed`` pixels."""
+    p, r = luminance(prediction)[well_exposed], luminance(reference)[well_exposed]
+    valid = (p > 1e-8) & (r > 1e-8)
+    ratio = float(np.median(r[valid] / p[valid])) if valid.any() else 1.0
+    return prediction * np.float32(ratio)
+
+
+def measure(prediction: np.ndarray, reference: np.ndarray, ldr: np.ndarray) -> dict:
+    """The suite's figures for one prediction (see the module's docstring)."""
+    well_exposed = ((ldr >= 0.1) & (ldr <= 0.9)).all(axis=-1)
+    clipped = ldr.max(axis=-1) >= 254.5 / 255
+    scaled = fitted(prediction, reference, well_exposed)
+    record = {"psnr_mu": psnr_mu(scaled, reference), "psnr_log2": psnr_log(scaled, reference),
+              "clipped_share": float(clipped.mean()), "clipped_psnr_mu": None, "clipped_bias_stops": None}
+    if clipped.sum() >= 16:
+        record["clipped_psnr_mu"] = clipped_region_psnr_mu(scaled, reference, clipped)
+        record["clipped_bias_stops"] = clipped_region_bias_stops(scaled, reference, clipped)
+    return record
+
+
+def predict(method: str, codes: np.ndarray) -> np.ndarray:
+    if method == "naive":
+        return srgb_to_linear(codes.astype(np.float32) / 255)
+    return ldr_to_hdr(Image(codes), HdrSettings(method=method), device="cpu").pixels
+
+
+def summarize(records: list[dict], methods: list[str]) -> dict:
+    summary = {}
+    for method in methods:
+        rows = [r for r in records]
+        gains = [(r["methods"][method]["psnr_mu"] - r["methods"]["naive"]["psnr_mu"], r["name"]) for r in rows]
+        clipped = [r["methods"][method] for r in rows if r["methods"][method]["clipped_psnr_mu"] is not None]
+        clipped_naive = [r["methods"]["naive"] for r in rows if r["methods"][method]["clipped_psnr_mu"] is not None]
+        summary[method] = {
+            "images": len(rows),
+            "psnr_mu": float(np.mean([r["methods"][method]["psnr_mu"] for r in rows])),
+            "psnr_log2": float(np.mean([r["methods"][method]["psnr_log2"] for r in rows])),
+            "gain_over_naive": float(np.mean([g for g, _ in gains])),
+            "worst_gain": min(gains)[0], "worst_image": min(gains)[1],
+            "below_naive_by_0.5": int(sum(g < -0.5 for g, _ in gains)),
+            "clipped_psnr_mu": float(np.mean([c["clipped_psnr_mu"] for c in clipped])) if clipped else None,
+            "clipped_gain_over_naive": float(np.mean([c["clipped_psnr_mu"] - n["clipped_psnr_mu"] for c, n in zip(clipped, clipped_naive)])) if clipped else None,
+            "clipped_bias_stops": float(np.mean([c["clipped_bias_stops"] for c in clipped])) if clipped else None,
+        }
+    return summary
+
+
+def markdown(report: dict, methods: list[str]) -> str:
+    lines = ["| curve | method | PSNR-mu | gain over naive: mean / worst (image) / below by > 0.5 dB | PSNR log2 | "
+             "clipped: PSNR-mu / gain over naive / bias (stops) |", "|---|---|---|---|---|---|"]
+    for curve, summary in report["summary"].items():
+        for method in methods:
+            s = summary[method]
+            clipped = (f"{s['clipped_psnr_mu']:.2f} / {s['clipped_gain_over_naive']:+.2f} / {s['clipped_bias_stops']:+.2f}"
+                       if s["clipped_psnr_mu"] is not None else "—")
+            lines.append(f"| {curve} | {method} | {s['psnr_mu']:.2f} | {s['gain_over_naive']:+.2f} / {s['worst_gain']:+.2f} "
+                         f"({s['worst_image']}) / {s['below_naive_by_0.5']} | {s['psnr_log2']:.2f} | {clipped} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--merges", type=Path, default=Path("/tmp/sice_heldout"))
+    parser.add_argument("--merge-count", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hdr_suite")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    methods = ["naive", "classical", "learned"]
+    scenes = references(default_weights("hdr"), args.merges, args.merge_count)
+    records = []
+    for name, linear in scenes:
+        exposed = linear * np.float32(2**STOPS_OVER)
+        reference = exposed * np.float32(0.18)  # the scene in units of the sRGB clip's exposure
+        for curve, function in CURVES.items():
+            codes = np.clip(np.rint(function(exposed) * 255), 0, 255).astype(np.uint8)
+            ldr = codes.astype(np.float32) / 255
+            record = {"name": name, "curve": curve,
+                      "methods": {m: measure(predict(m, codes), reference, ldr) for m in methods}}
+            records.append(record)
+            print(f"{name:28s} {curve:10s} " + "  ".join(
+                f"{m} {record['methods'][m]['psnr_mu']:.2f}" for m in methods), flush=True)
+    report = {"references": [n for n, _ in scenes], "stops_over": STOPS_OVER,
+              "summary": {"all curves": summarize(records, methods),
+                          **{c: summarize([r for r in records if r["curve"] == c], methods) for c in CURVES}},
+              "images": records}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    args.out.with_suffix(".md").write_text(markdown(report, methods))
+    print(markdown(report, methods))
+
+
+if __name__ == "__main__":
+    main()
