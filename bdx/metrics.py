@@ -130,6 +130,22 @@ def flat_region_noise(srgb: np.ndarray, flat_share: float = 0.2) -> float:
     return float(np.mean(noise[flat]) * 255)
 
 
+def flat_region_chroma_noise(srgb: np.ndarray, flat_share: float = 0.2, block: int = 16) -> float:
+    """Colour noise and blotches in flat regions: the spread of Oklab chroma, sqrt(var a + var b), within
+    ``block`` x ``block`` blocks, averaged over the ``flat_share`` of blocks whose lightness varies least."""
+    from bdx.color import srgb_to_oklab
+
+    lab = srgb_to_oklab(np.asarray(srgb, dtype=np.float32)[..., :3])
+    rows, columns = lab.shape[0] // block, lab.shape[1] // block
+    if rows == 0 or columns == 0:
+        return 0.0
+    blocks = lab[: rows * block, : columns * block].reshape(rows, block, columns, block, 3)
+    lightness_spread = blocks[..., 0].std(axis=(1, 3))
+    chroma_spread = np.sqrt(blocks[..., 1].var(axis=(1, 3)) + blocks[..., 2].var(axis=(1, 3)))
+    flat = lightness_spread <= np.quantile(lightness_spread, flat_share)
+    return float(chroma_spread[flat].mean())
+
+
 def colour_cast(srgb: np.ndarray) -> float:
     """Distance of the image's mean Oklab chroma from neutral grey (x100; grey-world assumption)."""
     from bdx.color import srgb_to_oklab

@@ -10,7 +10,8 @@ Two held-out sets, neither used by any bdx training:
 - **dicm**: the 64 DICM low-light photographs (no reference): in *near-black* regions (input's
   largest channel at most 6 of 255) the output's mean Oklab chroma and lightness, per image and
   the worst image; flat-region noise of the input and of the output (8-bit code units); clipped
-  fraction.
+  fraction; the spread of Oklab chroma within 16 px blocks over the flattest fifth of blocks (colour
+  noise and blotches).
 
 Rows: bdx's default, bdx's curves alone, and the official Zero-DCE and Zero-DCE++ checkpoints
 as published (no dequantization, no denoising). Speed (same run; median of 3 after a warm-up):
@@ -36,7 +37,7 @@ from bdx.evaluation import evaluate_lowlight
 from bdx.io import Image, read_image, to_float
 from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
 from bdx.lowlight.models import CurveModel, load_curve_model
-from bdx.metrics import clipped_fraction, flat_region_noise, psnr
+from bdx.metrics import clipped_fraction, flat_region_chroma_noise, flat_region_noise, psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -44,7 +45,7 @@ NEAR_BLACK_CODE = 6  # near-black: the input's largest channel at most this (8-b
 NEAR_BLACK_MIN_SHARE = 0.002  # images with fewer near-black pixels get no near-black figures
 PAIR_METRICS = ("psnr", "ssim", "delta_e_ok", "mean_brightness", "clipped", "distinct_in_dark_region", "psnr_matched")
 MATCHING_GAMMAS = np.arange(0.4, 2.001, 0.05)
-DICM_METRICS = ("near_black_chroma", "near_black_lightness", "flat_noise_out", "clipped")
+DICM_METRICS = ("near_black_chroma", "near_black_lightness", "flat_noise_out", "flat_chroma_noise", "clipped")
 
 Method = tuple[CurveModel, EnhanceSettings]
 
@@ -93,6 +94,7 @@ def score_dicm(method: Method, photos: list[Path]) -> list[dict]:
         mask = near_black_mask(image.pixels)
         record = {"image": path.name, "near_black_share": float(mask.mean()),
                   "flat_noise_in": flat_region_noise(to_float(image.pixels)), "flat_noise_out": flat_region_noise(out),
+                  "flat_chroma_noise": flat_region_chroma_noise(out),
                   "clipped": clipped_fraction(out), "near_black_chroma": None, "near_black_lightness": None}
         if mask.mean() >= NEAR_BLACK_MIN_SHARE:
             lab = srgb_to_oklab(out[mask][:, None, :])[:, 0]
@@ -119,15 +121,17 @@ def markdown(report: dict) -> str:
     lines = [f"Pairs: {report['pairs']} held-out SICE dark/reference pairs. DICM: {report['dicm']} photographs "
              f"(near-black figures over those with at least {NEAR_BLACK_MIN_SHARE:.1%} near-black pixels).", ""]
     lines += ["| method | pairs PSNR mean / worst | brightness-matched PSNR | SSIM mean / worst | mean brightness | "
-              "pairs clipped | near-black chroma mean / worst | near-black lightness | flat noise in → out | DICM clipped |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "pairs clipped | near-black chroma mean / worst | near-black lightness | flat noise in → out | "
+              "flat chroma noise | DICM clipped |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, result in report["quality"].items():
         p, d = result["pairs"], result["dicm"]
         cell = lambda s, k, f: f"{s[k]['mean']:{f}} / {s[k]['worst']:{f}}" if k in s else "—"  # noqa: E731
         lines.append(
             f"| {label} | {cell(p, 'psnr', '.2f')} | {p['psnr_matched']['mean']:.2f} | {cell(p, 'ssim', '.3f')} | {p['mean_brightness']['mean']:.3f} | "
             f"{p['clipped']['mean']:.4f} | {cell(d, 'near_black_chroma', '.4f')} | {d['near_black_lightness']['mean']:.3f} | "
-            f"{d['flat_noise_in']['mean']:.2f} → {d['flat_noise_out']['mean']:.2f} | {d['clipped']['mean']:.4f} |"
+            f"{d['flat_noise_in']['mean']:.2f} → {d['flat_noise_out']['mean']:.2f} | {d['flat_chroma_noise']['mean']:.4f} | "
+            f"{d['clipped']['mean']:.4f} |"
         )
     if "speed" in report:
         lines += ["", "| pipeline at 12 MP, 2 threads | MPix/s |", "|---|---:|"]

@@ -85,3 +85,16 @@ def test_clipped_region_measures_see_highlights_above_the_whole_image_peak():
     assert np.isfinite(clipped_region_psnr_mu(dark, reference, clipped))
     assert clipped_region_psnr_mu(dark, reference, clipped) + 10 < clipped_region_psnr_mu(close, reference, clipped)
     assert np.isnan(clipped_region_bias_stops(dark, reference, np.zeros_like(clipped)))
+
+
+def test_flat_region_chroma_noise_sees_colour_blotches_not_lightness_edges():
+    from bdx.metrics import flat_region_chroma_noise
+
+    rng = np.random.default_rng(4)
+    grey = np.full((128, 128, 3), 0.3, dtype=np.float32)
+    grey[:, 64:] = 0.7  # a lightness edge: no colour noise
+    blotchy = grey.copy()
+    blotchy[..., 0] += rng.normal(0, 0.02, (128, 128)).astype(np.float32)
+    blotchy[..., 2] -= blotchy[..., 0] - grey[..., 0]
+    assert flat_region_chroma_noise(grey) < 1e-4
+    assert flat_region_chroma_noise(blotchy) > 0.005
