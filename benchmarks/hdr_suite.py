@@ -17,6 +17,7 @@ naive curve, how many images fall more than 0.5 dB below it.
 
     python benchmarks/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
     python benchmarks/hdr_suite.py          # writes benchmarks/results/hdr_suite.{json,md}
+    python benchmarks/hdr_suite.py --weights new.safetensors --out /tmp/hdr_suite_new
 """
 
 from __future__ import annotations
@@ -96,10 +97,10 @@ def measure(prediction: np.ndarray, reference: np.ndarray, ldr: np.ndarray) -> d
     return record
 
 
-def predict(method: str, codes: np.ndarray) -> np.ndarray:
+def predict(method: str, codes: np.ndarray, weights: Path | None = None) -> np.ndarray:
     if method == "naive":
         return srgb_to_linear(codes.astype(np.float32) / 255)
-    return ldr_to_hdr(Image(codes), HdrSettings(method=method), device="cpu").pixels
+    return ldr_to_hdr(Image(codes), HdrSettings(method=method), weights=weights, device="cpu").pixels
 
 
 def summarize(records: list[dict], methods: list[str]) -> dict:
@@ -140,13 +141,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--merges", type=Path, default=Path("/tmp/sice_heldout"))
     parser.add_argument("--merge-count", type=int, default=8)
+    parser.add_argument("--weights", type=Path, help="learned weights (default: the shipped ones)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hdr_suite")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(2)
     methods = ["naive", "classical", "learned"]
-    scenes = references(default_weights("hdr"), args.merges, args.merge_count)
+    weights = args.weights or default_weights("hdr")
+    scenes = references(weights, args.merges, args.merge_count)
     records = []
     for name, linear in scenes:
         exposed = linear * np.float32(2**STOPS_OVER)
@@ -155,11 +158,11 @@ def main() -> None:
             codes = np.clip(np.rint(function(exposed) * 255), 0, 255).astype(np.uint8)
             ldr = codes.astype(np.float32) / 255
             record = {"name": name, "curve": curve,
-                      "methods": {m: measure(predict(m, codes), reference, ldr) for m in methods}}
+                      "methods": {m: measure(predict(m, codes, weights), reference, ldr) for m in methods}}
             records.append(record)
             print(f"{name:28s} {curve:10s} " + "  ".join(
                 f"{m} {record['methods'][m]['psnr_mu']:.2f}" for m in methods), flush=True)
-    report = {"references": [n for n, _ in scenes], "stops_over": STOPS_OVER,
+    report = {"weights": weights.name, "references": [n for n, _ in scenes], "stops_over": STOPS_OVER,
               "summary": {"all curves": summarize(records, methods),
                           **{c: summarize([r for r in records if r["curve"] == c], methods) for c in CURVES}},
               "images": records}

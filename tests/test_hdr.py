@@ -168,6 +168,34 @@ def test_training_step_and_resume(tmp_path):
     assert resumed.step == 3
 
 
+def test_fine_tuning_starts_from_the_init_weights_and_keeps_their_shape(tmp_path):
+    folder = _reference_folder(tmp_path)
+    first = tmp_path / "first.safetensors"
+    config = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
+                            validation_fraction=0.4)
+    train_hdr([folder], first, config)
+    tuned = tmp_path / "tuned.safetensors"
+    train_hdr([folder], tuned, HdrTrainConfig(**{**config.__dict__, "width": 32, "iterations": 4, "lr": 1e-9}), init=first)
+    start, end = load_hdr_net(first), load_hdr_net(tuned)
+    assert (end.config.width, end.config.iterations) == (8, 2)  # the init's network, not the config's
+    for (name, a), b in zip(start.state_dict().items(), end.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name  # one step at lr 1e-9 keeps the init's weights
+    with pytest.raises(BdxError, match="not both"):
+        train_hdr([folder], tuned, config, init=first, resume=Path(str(first) + ".ckpt.pt"))
+
+
+def test_filmic_cameras_compress_highlights_up_to_their_white_point():
+    from bdx.hdr.tonemap import random_camera
+
+    linear = np.array([0.0, 0.18, 1.0, 2.0, 4.0, 8.0], dtype=np.float32)
+    plain, filmic = camera_response(linear, 2.2, 0.0), camera_response(linear, 2.2, 0.0, white=4.0)
+    assert plain[2] == plain[3] == 1.0  # a plain camera clips at 1
+    assert filmic[2] < filmic[3] < filmic[4] == pytest.approx(1.0) and filmic[5] == pytest.approx(1.0)
+    assert np.all(np.diff(filmic) >= 0) and filmic[1] < plain[1]
+    whites = [random_camera(np.random.default_rng(seed))[2] for seed in range(200)]
+    assert 0.3 < np.mean([w == 1.0 for w in whites]) < 0.7 and all(w == 1.0 or 2.0 <= w <= 16.0 for w in whites)
+
+
 def test_resuming_from_a_file_that_is_not_a_checkpoint_is_one_line(runner, tmp_path):
     folder = _reference_folder(tmp_path)
     for name, content in (("junk.pt", b"not a checkpoint"), ("empty.pt", b"")):

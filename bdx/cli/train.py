@@ -197,7 +197,10 @@ def train_hdr_command(
     supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
     camera: Annotated[
         Optional[tuple[float, float]],
-        typer.Option(help="Train (and validate) for one known camera curve, GAMMA SHOULDER (e.g. 2.2 0.3), instead of random curves (gamma 1.8-2.6, shoulder 0-0.6)."),
+        typer.Option(help="Train (and validate) for one known camera curve, GAMMA SHOULDER (e.g. 2.2 0.3), instead of random curves (gamma 1.8-2.6, shoulder 0-0.6, half of them filmic with a white point 2-16)."),
+    ] = None,
+    init: Annotated[
+        Optional[Path], typer.Option(help="HDR weights to start from (fine-tune), or 'shipped' for bdx's own.")
     ] = None,
     validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
     validate_every: opt.ValidateEvery = 250,
@@ -232,8 +235,12 @@ def train_hdr_command(
             f"val PSNR-mu {r['val_psnr_mu']:.2f} dB "
             f"(iteration 1: {r['val_psnr_mu_1iter']:.2f}, classical: {r['val_psnr_mu_classical']:.2f})"
         ))
+        if init is not None and str(init) == "shipped":
+            from bdx.assets import default_weights
+
+            init = default_weights("hdr")
         check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
-        state = train_hdr(data, output, config, resume=resume, device=torch_device, report=report)
+        state = train_hdr(data, output, config, init=init, resume=resume, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
 

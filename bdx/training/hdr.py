@@ -12,7 +12,7 @@ the whole exposed reference downscaled, as it does at inference.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +22,7 @@ import torch
 
 from bdx.color import luminance
 from bdx.errors import BdxError
-from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet, save_hdr_net
+from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet, load_hdr_net, save_hdr_net
 from bdx.hdr.tonemap import HEADROOM, camera_response, mu_law, random_camera
 from bdx.io import read_image
 from bdx.metrics import psnr_mu
@@ -45,7 +45,8 @@ class HdrTrainConfig:
     iterations: int = 4
     state_scale: int = 1
     supervise: str = "all"  # "all": every iteration's estimate is in the loss (as FHDR); "last": only the final one
-    camera: tuple[float, float] | None = None  # (gamma, shoulder) of one fixed camera curve; None: a random one per sample
+    camera: tuple[float, ...] | None = None  # (gamma, shoulder[, white]) of one fixed camera; None: a random one per sample
+    init: str | None = None  # name of the weights the run started from
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
     augment: bool = True
@@ -215,11 +216,22 @@ def train_hdr(
     output: Path,
     config: HdrTrainConfig,
     *,
+    init: Path | None = None,
     resume: Path | None = None,
     device: str = "cpu",
     report: Callable[[int, dict], None] | None = None,
 ) -> TrainState:
-    """Train (or resume) the HDR network; checkpoints to ``<output>.ckpt.pt``, weights to ``output``."""
+    """Train (or resume) the HDR network; checkpoints to ``<output>.ckpt.pt``, weights to ``output``.
+
+    ``init``: weights to start from (fine-tuning); the network keeps their width, iterations and state scale.
+    """
+    if init is not None and resume is not None:
+        raise BdxError("start from weights (--init) or continue a checkpoint (--resume), not both")
+    start = None
+    if init is not None:
+        start = load_hdr_net(init)
+        config = replace(config, width=start.config.width, iterations=start.config.iterations,
+                         state_scale=start.config.state_scale, init=init.name)
     if config.supervise not in SUPERVISED:
         raise BdxError(f"supervise must be one of {', '.join(SUPERVISED)}, not {config.supervise!r}")
     scenes = find_scenes(data)
@@ -227,7 +239,12 @@ def train_hdr(
     val = [s for s in scenes if is_validation(s.name, config.validation_fraction)]
     if not train:
         train, val = val, []
-    net = FeedbackHDRNet(FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale))
+    net = FeedbackHDRNet(
+        start.config if start is not None else
+        FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale)
+    )
+    if start is not None:
+        net.load_state_dict(start.state_dict())
     context_size = net.config.context_size
 
     def loss_fn(model, rng):
