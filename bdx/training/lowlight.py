@@ -222,17 +222,38 @@ def train_lowlight(
         if not isinstance(start.net, CurveNet):
             raise BdxError(f"{init.name}: not bdx curve weights ({start.name}); --init needs a bdx low-light file")
         config = replace(config, width=start.net.config.width, context_size=start.net.config.context_size, init=init.name)
+    net = CurveNet(CurveNetConfig(width=config.width, context_size=config.context_size, gamma=config.gamma))
+    if init is not None:
+        net.load_state_dict(start.net.state_dict())
     if pairs is not None:
         config = replace(config, pairs=pairs.name)
-        return _train_on_pairs(pairs, output, config, start.net if init is not None else None, resume, device, report)
+        loss_fn, validate, extra = _pairs_objective(net, pairs, config)
+    else:
+        loss_fn, validate, extra = _zero_reference_objective(net, data, config, exclude)
+    settings = LoopSettings(
+        steps=config.steps, lr=config.lr, validate_every=config.validate_every,
+        checkpoint_every=config.checkpoint_every, seed=config.seed,
+    )
+    state = run_training(
+        net, loss_fn, settings, Path(str(output) + ".ckpt.pt"), validate=validate,
+        resume=resume, device=device, report=report, config=asdict(config),
+    )
+    if state.rank == 0:
+        save_curve_net(state.net, output, extra={"train_config": asdict(config), "steps": state.step, **extra,
+                                                 "history": state.history[-1:]})
+    return state
+
+
+Objective = tuple[Callable, Callable | None, dict]  # loss function, validation (None: no validation data), metadata
+
+
+def _zero_reference_objective(net: CurveNet, data: list[Path], config: LowlightTrainConfig, exclude: set[str]) -> Objective:
+    """The zero-reference losses on random crops of the images under ``data``."""
     loaded = load_training_images(data, config.context_size, exclude)
     train = [p for n, p in loaded if not is_validation(n, config.validation_fraction)]
     val = [p for n, p in loaded if is_validation(n, config.validation_fraction)]
     if not train:
         train, val = val, []
-    net = CurveNet(CurveNetConfig(width=config.width, context_size=config.context_size))
-    if init is not None:
-        net.load_state_dict(start.net.state_dict())
     crop = config.crop
 
     def loss_fn(model, rng):
@@ -247,35 +268,18 @@ def train_lowlight(
         return {"val_loss": float(total), **{f"val_{k}": v for k, v in terms.items()},
                 "val_mean_in": float(images.mean()), "val_mean_out": float(enhanced.mean())}
 
-    settings = LoopSettings(
-        steps=config.steps, lr=config.lr, validate_every=config.validate_every,
-        checkpoint_every=config.checkpoint_every, seed=config.seed,
-    )
-    state = run_training(
-        net, loss_fn, settings, Path(str(output) + ".ckpt.pt"), validate=validate if val else None,
-        resume=resume, device=device, report=report, config=asdict(config),
-    )
-    if state.rank == 0:
-        save_curve_net(state.net, output, extra={"train_config": asdict(config), "steps": state.step,
-                                                 "excluded_files": len(exclude), "history": state.history[-1:]})
-    return state
+    return loss_fn, validate if val else None, {"excluded_files": len(exclude)}
 
 
-def _train_on_pairs(
-    pairs_file: Path, output: Path, config: LowlightTrainConfig, start: CurveNet | None, resume: Path | None,
-    device: str, report: Callable[[int, dict], None] | None,
-) -> TrainState:
+def _pairs_objective(net: CurveNet, pairs_file: Path, config: LowlightTrainConfig) -> Objective:
     """Reference-supervised training (see the module's docstring)."""
     loaded = load_pairs(pairs_file, config.frame_size)
+    if len({d.shape for _, d, _ in loaded}) > 1:
+        raise BdxError(f"{pairs_file}: reference-supervised training needs frames of one aspect ratio")
     train = [(d, r) for name, d, r in loaded if not is_validation(name, config.validation_fraction)]
     val = [(d, r) for name, d, r in loaded if is_validation(name, config.validation_fraction)]
     if not train:
         train, val = val, []
-    if len({d.shape for _, d, _ in loaded}) > 1:
-        raise BdxError(f"{pairs_file}: reference-supervised training needs frames of one aspect ratio")
-    net = CurveNet(CurveNetConfig(width=config.width, context_size=config.context_size, gamma=config.gamma))
-    if start is not None:
-        net.load_state_dict(start.state_dict())
 
     def loss_fn(model, rng):
         dark, reference = sample_pairs(train, config.batch_size, rng)
@@ -291,15 +295,4 @@ def _train_on_pairs(
         ]
         return {"val_loss": float(np.mean(errors)), "val_psnr": float(np.mean([-10 * np.log10(e) for e in errors]))}
 
-    settings = LoopSettings(
-        steps=config.steps, lr=config.lr, validate_every=config.validate_every,
-        checkpoint_every=config.checkpoint_every, seed=config.seed,
-    )
-    state = run_training(
-        net, loss_fn, settings, Path(str(output) + ".ckpt.pt"), validate=validate if val else None,
-        resume=resume, device=device, report=report, config=asdict(config),
-    )
-    if state.rank == 0:
-        save_curve_net(state.net, output, extra={"train_config": asdict(config), "steps": state.step,
-                                                 "pairs": len(loaded), "history": state.history[-1:]})
-    return state
+    return loss_fn, validate if val else None, {"pairs": len(loaded)}
