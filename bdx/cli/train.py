@@ -15,6 +15,15 @@ train_app = typer.Typer(help="Train a model from folders of images (degradations
 app.add_typer(train_app, name="train")
 
 
+def _shipped_or(init: Path | None, task: str) -> Path | None:
+    """``--init``: the word ``shipped`` stands for bdx's own weights for ``task``."""
+    if init is not None and str(init) == "shipped":
+        from bdx.assets import default_weights
+
+        return default_weights(task)
+    return init
+
+
 @train_app.command(
     "depth",
     epilog="Example:  bdx train depth --data refs16/ --data photos/ -o depth.safetensors --steps 20000"
@@ -95,10 +104,7 @@ def train_depth_command(
             f"val gain over bin centre: 4-bit {r['gain_db_4bit']:+.2f} dB, 6-bit {r['gain_db_6bit']:+.2f} dB, "
             f"8-bit {r['gain_db_8bit']:+.2f} dB"
         ))
-        if init is not None and str(init) == "shipped":
-            from bdx.assets import default_weights
-
-            init = default_weights("depth")
+        init = _shipped_or(init, "depth")
         check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
         state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
@@ -152,10 +158,7 @@ def train_lowlight_command(
             raise UsageError(f"--frame-size must be at least 16, not {frame_size}")
         if not 0.2 <= gamma <= 5.0:
             raise UsageError(f"--gamma must be between 0.2 and 5, not {gamma}")
-        if init is not None and str(init) == "shipped":
-            from bdx.assets import default_weights
-
-            init = default_weights("lowlight")
+        init = _shipped_or(init, "lowlight")
         exclude: set[str] = set()
         if exclude_from is not None:
             try:
@@ -235,10 +238,7 @@ def train_hdr_command(
             f"val PSNR-mu {r['val_psnr_mu']:.2f} dB "
             f"(iteration 1: {r['val_psnr_mu_1iter']:.2f}, classical: {r['val_psnr_mu_classical']:.2f})"
         ))
-        if init is not None and str(init) == "shipped":
-            from bdx.assets import default_weights
-
-            init = default_weights("hdr")
+        init = _shipped_or(init, "hdr")
         check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
         state = train_hdr(data, output, config, init=init, resume=resume, device=torch_device, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
