@@ -37,7 +37,7 @@ from bdx.assets import default_weights  # noqa: E402
 from bdx.color import linear_to_srgb, luminance, srgb_to_linear  # noqa: E402
 from bdx.hdr.reconstruct import HdrSettings, ldr_to_hdr  # noqa: E402
 from bdx.io import Image, read_image  # noqa: E402
-from bdx.metrics import clipped_region_bias_stops, clipped_region_psnr_mu, psnr_log, psnr_mu  # noqa: E402
+from bdx.metrics import clipped_region_bias_stops, clipped_region_psnr_mu, psnr_log, psnr_mu, scale_ratio_ev  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MAX_PIXELS = 600_000  # larger references are downscaled (area) to keep the suite to minutes
@@ -78,10 +78,8 @@ def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str,
 
 def fitted(prediction: np.ndarray, reference: np.ndarray, well_exposed: np.ndarray) -> np.ndarray:
     """``prediction`` scaled by the median luminance ratio to ``reference`` over the ``well_exposed`` pixels."""
-    p, r = luminance(prediction)[well_exposed], luminance(reference)[well_exposed]
-    valid = (p > 1e-8) & (r > 1e-8)
-    ratio = float(np.median(r[valid] / p[valid])) if valid.any() else 1.0
-    return prediction * np.float32(ratio)
+    stops = scale_ratio_ev(prediction, reference, well_exposed)
+    return prediction * np.float32(2.0**stops if np.isfinite(stops) else 1.0)
 
 
 def measure(prediction: np.ndarray, reference: np.ndarray, ldr: np.ndarray) -> dict:
@@ -105,21 +103,22 @@ def predict(method: str, codes: np.ndarray, weights: Path | None = None) -> np.n
 
 def summarize(records: list[dict], methods: list[str]) -> dict:
     summary = {}
+    naive = [r["methods"]["naive"] for r in records]
     for method in methods:
-        rows = [r for r in records]
-        gains = [(r["methods"][method]["psnr_mu"] - r["methods"]["naive"]["psnr_mu"], r["name"]) for r in rows]
-        clipped = [r["methods"][method] for r in rows if r["methods"][method]["clipped_psnr_mu"] is not None]
-        clipped_naive = [r["methods"]["naive"] for r in rows if r["methods"][method]["clipped_psnr_mu"] is not None]
+        scores = [r["methods"][method] for r in records]
+        gains = [(s["psnr_mu"] - n["psnr_mu"], r["name"]) for s, n, r in zip(scores, naive, records)]
+        clipped = [(s, n) for s, n in zip(scores, naive) if s["clipped_psnr_mu"] is not None]
         summary[method] = {
-            "images": len(rows),
-            "psnr_mu": float(np.mean([r["methods"][method]["psnr_mu"] for r in rows])),
-            "psnr_log2": float(np.mean([r["methods"][method]["psnr_log2"] for r in rows])),
+            "images": len(records),
+            "psnr_mu": float(np.mean([s["psnr_mu"] for s in scores])),
+            "psnr_log2": float(np.mean([s["psnr_log2"] for s in scores])),
             "gain_over_naive": float(np.mean([g for g, _ in gains])),
             "worst_gain": min(gains)[0], "worst_image": min(gains)[1],
             "below_naive_by_0.5": int(sum(g < -0.5 for g, _ in gains)),
-            "clipped_psnr_mu": float(np.mean([c["clipped_psnr_mu"] for c in clipped])) if clipped else None,
-            "clipped_gain_over_naive": float(np.mean([c["clipped_psnr_mu"] - n["clipped_psnr_mu"] for c, n in zip(clipped, clipped_naive)])) if clipped else None,
-            "clipped_bias_stops": float(np.mean([c["clipped_bias_stops"] for c in clipped])) if clipped else None,
+            "clipped_psnr_mu": float(np.mean([s["clipped_psnr_mu"] for s, _ in clipped])) if clipped else None,
+            "clipped_gain_over_naive":
+                float(np.mean([s["clipped_psnr_mu"] - n["clipped_psnr_mu"] for s, n in clipped])) if clipped else None,
+            "clipped_bias_stops": float(np.mean([s["clipped_bias_stops"] for s, _ in clipped])) if clipped else None,
         }
     return summary
 

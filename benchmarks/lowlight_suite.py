@@ -56,10 +56,11 @@ def score_pairs(method: Method, sice: Path, pairs: list[dict]) -> list[dict]:
     records = []
     for pair in pairs:
         dark = read_image(sice / pair["input"])
+        reference = read_image(sice / pair["reference"])
         out = enhance_lowlight(dark, model, settings, device="cpu")
-        record = evaluate_lowlight(out, read_image(sice / pair["reference"]))
+        record = evaluate_lowlight(out, reference)
         record["distinct_in_dark_region"] = distinct_in_dark(dark, out)
-        record["psnr_matched"] = brightness_matched_psnr(out, read_image(sice / pair["reference"]))
+        record["psnr_matched"] = brightness_matched_psnr(out, reference)
         records.append({"image": pair["input"], **{k: record[k] for k in PAIR_METRICS}})
     return records
 
