@@ -1,11 +1,11 @@
 """Before/after picture of ``enhance-lowlight`` on dark DICM photographs (a black background, a night sky).
 
-Columns: the input as shot, an earlier model given with ``--before`` (run without the neutral-shadows
-step, as it shipped), and bdx's default. The night sky is shown with ``--target-mean 0.45``, where
+Columns: the input as shot, the model given with ``--before`` run without the neutral-shadows step (for
+example a curve model trained with the zero-reference losses only), and bdx's default. The night sky is shown with ``--target-mean 0.45``, where
 casts and halos show most. Writes an 8-bit PNG for the docs.
 
-    git show 905ef94:weights/lowlight-curvenet-v1.safetensors > /tmp/v1.safetensors
-    python benchmarks/lowlight_sheet.py --before /tmp/v1.safetensors --out docs/images/lowlight_before_after.png
+    git show 02bdda9:weights/lowlight-curvenet-v1.safetensors > /tmp/zero_reference.safetensors
+    python benchmarks/lowlight_sheet.py --before /tmp/zero_reference.safetensors --out docs/images/lowlight_before_after.png
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _panel(pixels: np.ndarray, label: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="the earlier weights file")
+    parser.add_argument("--before", type=Path, required=True, help="the weights of the left-hand result")
     parser.add_argument("--dicm", type=Path, default=SHARED)
     parser.add_argument("--out", type=Path, default=Path("docs/images/lowlight_before_after.png"))
     args = parser.parse_args()
