@@ -4,7 +4,8 @@ Geometry, per axis: the image is (virtually) padded at the end to a multiple of
 ``multiple``; tiles of one size start at multiples of ``multiple`` and are spread
 evenly so the last one ends exactly at the padded edge. Every tile is fed with a
 ``halo`` of real (reflect-padded at the borders) context on each side, which is
-discarded from the output. Where two tiles overlap, each is weighted by a
+discarded from the output; with ``border="inside"`` tiles are cropped to the image
+instead, so the model's own padding applies at its edges. Where two tiles overlap, each is weighted by a
 raised-cosine ramp across the overlap, and the output is sum(w * pred) / sum(w)
 accumulated in float32. Image borders get no ramp. With ``cut`` set, overlaps
 are instead split at their middle and every output pixel comes from one tile,
@@ -162,6 +163,9 @@ class TiledRun:
     bytes_per_pixel: int = 2048
     min_tile: int = 32
     cut: bool = False  # split overlaps at their middle instead of blending: for models whose receptive field fits the halo
+    # "reflect": tiles are reflect-padded beyond the image; "inside": the model sees only the image (tiles are cropped
+    # at its edges, so the network's own padding applies there, as in a whole-image run)
+    border: str = "reflect"
 
 
 def run_tiled(
@@ -300,32 +304,26 @@ class _Grid:
 def _predict(model, grid: _Grid, chunk, settings, device, prepare, global_features) -> np.ndarray:
     """Predictions (n, tile rows, tile cols, C) for the tiles in ``chunk``, halos removed."""
     rows, cols, halo = grid.rows, grid.cols, grid.halo
-    height, width = grid.image.shape[:2]
     tiles = [prepare(_tile_with_halo(grid.image, rows, cols, r, c, halo)) for r, c in chunk]
     batch_np = np.stack(tiles) if len(tiles) > 1 else tiles[0][None]  # one tile: no copy
     x = torch.from_numpy(batch_np).permute(0, 3, 1, 2).to(device)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
+    crops = [_outside(grid, r, c, settings.multiple) for r, c in chunk] if settings.border == "inside" else []
     amp_dtype = _autocast_dtype(settings.precision, device)
     with torch.inference_mode():
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            if global_features is None:
-                pred = model(x)
-            else:
-                boxes = torch.tensor(
-                    [
-                        [
-                            (rows.starts[r] - halo) / height,
-                            (cols.starts[c] - halo) / width,
-                            (rows.starts[r] + rows.tile + halo) / height,
-                            (cols.starts[c] + cols.tile + halo) / width,
-                        ]
-                        for r, c in chunk
-                    ],
-                    dtype=torch.float32,
-                    device=device,
-                )
-                pred = model(x, global_features, boxes)
+            if not any(any(crop) for crop in crops):
+                pred = _call(model, x, grid, chunk, [(0, 0, 0, 0)] * len(chunk), global_features, device)
+            else:  # tiles cropped to the image differ in size: one at a time, padded back to the tile's size
+                preds = []
+                for i, (top, bottom, left, right) in enumerate(crops):
+                    inside = x[i : i + 1, :, top : x.shape[2] - bottom, left : x.shape[3] - right]
+                    out = _call(model, inside, grid, chunk[i : i + 1], crops[i : i + 1], global_features, device)
+                    if out.shape[2:] != inside.shape[2:]:
+                        raise ValueError("a model run with border='inside' must return its input's size")
+                    preds.append(torch.nn.functional.pad(out.float(), (left, right, top, bottom)))
+                pred = torch.cat(preds)
         pred = pred.float()
         # a model may return its output trimmed evenly on each side (context it read but does not predict)
         trim_y, trim_x = (x.shape[2] - pred.shape[2]) // 2, (x.shape[3] - pred.shape[3]) // 2
@@ -335,6 +333,45 @@ def _predict(model, grid: _Grid, chunk, settings, device, prepare, global_featur
             pred = x[:, : pred.shape[1], trim_y : trim_y + pred.shape[2], trim_x : trim_x + pred.shape[3]].float() + pred
         pred = pred[:, :, halo - trim_y : halo - trim_y + rows.tile, halo - trim_x : halo - trim_x + cols.tile]
         return pred.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def _outside(grid: _Grid, r: int, c: int, multiple: int) -> tuple[int, int, int, int]:
+    """Pixels of tile (r, c) with its halo that lie beyond the image (top, bottom, left, right), less what the
+    tile keeps at its far ends so that what remains is still a multiple of ``multiple``."""
+    height, width = grid.image.shape[:2]
+    crop = []
+    for start, length, extent in ((grid.rows.starts[r], height, grid.rows.tile), (grid.cols.starts[c], width, grid.cols.tile)):
+        first, stop = start - grid.halo, start + extent + grid.halo
+        before, after = max(0, -first), max(0, stop - length)
+        short = -(stop - first - before - after) % multiple  # the tile with halo is a multiple: short <= before + after
+        kept_after = min(short, after)
+        after, before = after - kept_after, before - (short - kept_after)
+        crop.append((before, after))
+    (top, bottom), (left, right) = crop
+    return top, bottom, left, right
+
+
+def _call(model, x: torch.Tensor, grid: _Grid, chunk, crops, global_features, device) -> torch.Tensor:
+    """``model(x)``, or ``model(x, global_features, boxes)`` with each tile's box in normalised image coordinates
+    (y0, x0, y1, x1): the extent of ``x`` (the tile, its halo, less ``crops``)."""
+    if global_features is None:
+        return model(x)
+    rows, cols, halo = grid.rows, grid.cols, grid.halo
+    height, width = grid.image.shape[:2]
+    boxes = torch.tensor(
+        [
+            [
+                (rows.starts[r] - halo + top) / height,
+                (cols.starts[c] - halo + left) / width,
+                (rows.starts[r] + rows.tile + halo - bottom) / height,
+                (cols.starts[c] + cols.tile + halo - right) / width,
+            ]
+            for (r, c), (top, bottom, left, right) in zip(chunk, crops)
+        ],
+        dtype=torch.float32,
+        device=device,
+    )
+    return model(x, global_features, boxes)
 
 
 def _run(model, image, settings, tile, batch, device, out_channels, prepare, finalize, out_dtype, global_features, progress):

@@ -8,7 +8,9 @@ weights' ``train_files``). Each is exposed with its median luminance at 0.18, on
 bits. Curves: a plain sRGB clip and the S-shaped ones of the dequantizer suite (ACES fit, Hable
 filmic) plus a log-with-contrast curve.
 
-Rows: the naive inverse sRGB curve, ``ldr2hdr --method classical`` and the default learned model.
+Rows: the naive inverse sRGB curve, ``ldr2hdr --method classical``, the default learned model, and the
+published FHDR (2 iterations) and ExpandNet checkpoints found under ``--peers``, run as published
+(``--dequantize none``).
 Each prediction's scale is fitted as the median luminance ratio to the reference over
 well-exposed pixels (input channels all within 0.1 to 0.9), then: PSNR-mu, PSNR of log2 values,
 and over the clipped pixels (any channel at 255) the PSNR-mu (normalised by the reference's
@@ -17,7 +19,7 @@ naive curve, how many images fall more than 0.5 dB below it.
 
     python benchmarks/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
     python benchmarks/hdr_suite.py          # writes benchmarks/results/hdr_suite.{json,md}
-    python benchmarks/hdr_suite.py --weights new.safetensors --out /tmp/hdr_suite_new
+    python benchmarks/hdr_suite.py --weights new.safetensors --out /tmp/hdr_suite_new --peers /nonexistent
 """
 
 from __future__ import annotations
@@ -95,9 +97,16 @@ def measure(prediction: np.ndarray, reference: np.ndarray, ldr: np.ndarray) -> d
     return record
 
 
-def predict(method: str, codes: np.ndarray, weights: Path | None = None) -> np.ndarray:
+PUBLISHED = {"FHDR (iter 2)": "fhdr/FHDR-iter-2.ckpt", "ExpandNet": "expandnet/weights.pth"}
+
+
+def predict(method: str, codes: np.ndarray, weights=None) -> np.ndarray:
+    """``naive``, ``classical``, ``learned`` (with ``weights``), or a published checkpoint (``weights``; as published:
+    no dequantization)."""
     if method == "naive":
         return srgb_to_linear(codes.astype(np.float32) / 255)
+    if method in PUBLISHED:
+        return ldr_to_hdr(Image(codes), HdrSettings(dequantize="none"), weights=weights, device="cpu").pixels
     return ldr_to_hdr(Image(codes), HdrSettings(method=method), weights=weights, device="cpu").pixels
 
 
@@ -141,13 +150,18 @@ def main() -> None:
     parser.add_argument("--merges", type=Path, default=Path("/tmp/sice_heldout"))
     parser.add_argument("--merge-count", type=int, default=8)
     parser.add_argument("--weights", type=Path, help="learned weights (default: the shipped ones)")
+    parser.add_argument("--peers", type=Path, default=SHARED.parent / "peers", help="published checkpoints")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hdr_suite")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(2)
-    methods = ["naive", "classical", "learned"]
+    from bdx.hdr.models import load_hdr_model
+
     weights = args.weights or default_weights("hdr")
+    nets = {"learned": load_hdr_model(weights)}
+    nets.update({label: load_hdr_model(args.peers / name) for label, name in PUBLISHED.items() if (args.peers / name).is_file()})
+    methods = ["naive", "classical", *nets]
     scenes = references(weights, args.merges, args.merge_count)
     records = []
     for name, linear in scenes:
@@ -157,7 +171,7 @@ def main() -> None:
             codes = np.clip(np.rint(function(exposed) * 255), 0, 255).astype(np.uint8)
             ldr = codes.astype(np.float32) / 255
             record = {"name": name, "curve": curve,
-                      "methods": {m: measure(predict(m, codes, weights), reference, ldr) for m in methods}}
+                      "methods": {m: measure(predict(m, codes, nets.get(m)), reference, ldr) for m in methods}}
             records.append(record)
             print(f"{name:28s} {curve:10s} " + "  ".join(
                 f"{m} {record['methods'][m]['psnr_mu']:.2f}" for m in methods), flush=True)

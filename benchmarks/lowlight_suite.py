@@ -13,8 +13,9 @@ Two held-out sets, neither used by any bdx training:
   fraction; the spread of Oklab chroma within 16 px blocks over the flattest fifth of blocks (colour
   noise and blotches).
 
-Rows: bdx's default, bdx's curves alone, and the official Zero-DCE and Zero-DCE++ checkpoints
-as published (no dequantization, no denoising). Speed (same run; median of 3 after a warm-up):
+Rows: bdx's default, bdx's curves alone, and the published checkpoints found under ``--peers``
+(Zero-DCE, Zero-DCE++, Zero-DCE-improved, SCI easy / medium / difficult), run as published (no
+dequantization, no denoising, no neutral shadows; Zero-DCE-improved with its gamma 1.15). Speed (same run; median of 3 after a warm-up):
 bdx's default model at 12 MP, curves alone, with denoising, and the whole default pipeline.
 
     python benchmarks/sice_split.py --sice ../shared/data/sice --out benchmarks/results/sice
@@ -171,14 +172,16 @@ def speed(model: CurveModel) -> dict:
 
 
 def methods(weights: Path | None, peers: Path) -> dict[str, Method]:
-    """The rows: bdx's default, bdx's curves alone, and the official checkpoints found under ``peers``."""
+    """The rows: bdx's default, bdx's curves alone, and the published checkpoints found under ``peers``."""
     from bdx.assets import default_weights
 
     model = load_curve_model(weights or default_weights("lowlight"))
-    published = EnhanceSettings(dequantize="none", denoise=0, neutral_shadows=False)
+    published = EnhanceSettings(dequantize="none", denoise=0, neutral_shadows=0)
     rows = {"bdx (default)": (model, EnhanceSettings()), "bdx (curves only)": (model, published)}
-    for name, label in (("zero-dce", "Zero-DCE (official)"), ("zero-dce-pp", "Zero-DCE++ (official)")):
-        checkpoint = peers / name / "Epoch99.pth"
+    for name, label in (("zero-dce/Epoch99.pth", "Zero-DCE (official)"), ("zero-dce-pp/Epoch99.pth", "Zero-DCE++ (official)"),
+                        ("zero-dce-improved/pre-train.pth", "Zero-DCE-improved"), ("sci/easy.pt", "SCI easy"),
+                        ("sci/medium.pt", "SCI medium"), ("sci/difficult.pt", "SCI difficult")):
+        checkpoint = peers / name
         if checkpoint.is_file():
             rows[label] = (load_curve_model(checkpoint), published)
     return rows

@@ -15,17 +15,10 @@ from bdx.errors import BdxError
 from bdx.io import Image, read_image, write_image
 from bdx.lowlight.curves import apply_curves, sample_maps
 from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
-from bdx.lowlight.models import (
-    CurveModel,
-    CurveNet,
-    CurveNetConfig,
-    DCENet,
-    DCEPlusNet,
-    detect_architecture,
-    flush_denormals,
-    load_curve_model,
-    save_curve_net,
-)
+from bdx.checkpoints import flush_denormals
+from bdx.lowlight.models import CurveModel, CurveNet, CurveNetConfig, load_curve_model, save_curve_net
+from bdx.lowlight.published import DCENet, DCEPlusNet
+from bdx.lowlight.published import recognise as detect_architecture
 from bdx.training.lowlight import LowlightTrainConfig, train_lowlight
 
 from conftest import SHARED_DATA
@@ -163,7 +156,7 @@ def test_flush_denormals():
 def test_detect_official_architectures(tmp_path):
     assert detect_architecture(DCENet().state_dict()) == "zero-dce"
     assert detect_architecture(DCEPlusNet().state_dict()) == "zero-dce++"
-    with pytest.raises(BdxError, match="not a Zero-DCE"):
+    with pytest.raises(BdxError, match="not a low-light checkpoint bdx recognises"):
         detect_architecture({"conv.weight": torch.zeros(1)})
     # a DataParallel-style prefix and denormals in a saved checkpoint
     state = {f"module.{k}": v for k, v in DCEPlusNet().state_dict().items()}
@@ -185,7 +178,7 @@ def test_checkpoint_errors(tmp_path):
         load_curve_model(garbage)
     wrong = tmp_path / "wrong.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
-    with pytest.raises(BdxError, match="not a Zero-DCE"):
+    with pytest.raises(BdxError, match="not a low-light checkpoint bdx recognises"):
         load_curve_model(wrong)
     mismatched = tmp_path / "mismatched.pth"
     state = DCENet().state_dict()

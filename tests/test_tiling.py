@@ -62,6 +62,40 @@ def test_tiled_equals_whole_image(height, width, tile, blend, batch, cut):
     np.testing.assert_allclose(tiled, whole_image(image), atol=1e-5)
 
 
+class ZeroPaddedNet(torch.nn.Module):
+    """Three 3x3 convolutions with zero padding (radius 3), as published networks run on a whole image."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(6, 6, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(6, 3, 3, padding=1),
+        )
+
+    def forward(self, x, features=None, boxes=None):
+        if boxes is not None:  # the boxes describe exactly what the model was given
+            height, width = features
+            for box in boxes.tolist():
+                assert round((box[2] - box[0]) * height) == x.shape[2] and round((box[3] - box[1]) * width) == x.shape[3]
+                assert box[0] >= 0 and box[1] >= 0 and box[2] <= 1 + 1e-6 and box[3] <= 1 + 1e-6
+        return self.convs(x)
+
+
+ZERO_PADDED = ZeroPaddedNet().eval()
+
+
+@settings(max_examples=30, deadline=None)
+@given(height=st.integers(1, 70), width=st.integers(1, 70), tile=st.sampled_from([8, 16, 40]), batch=st.integers(1, 3),
+       with_boxes=st.booleans())
+def test_inside_border_equals_the_networks_own_whole_image_run(height, width, tile, batch, with_boxes):
+    image = np.random.default_rng(height * 31 + width).random((height, width, 3)).astype(np.float32)
+    run = TiledRun(tile=tile, halo=4, blend=0, batch_size=batch, precision="fp32", cut=True, border="inside")
+    tiled = run_tiled(ZERO_PADDED, image, settings=run, global_features=(height, width) if with_boxes else None)
+    with torch.no_grad():
+        whole = ZERO_PADDED(torch.from_numpy(image).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
 @pytest.mark.parametrize("length,tile,blend,multiple", [(1, 32, 8, 1), (100, 32, 8, 1), (101, 32, 8, 4), (65, 64, 16, 8)])
 def test_layout_tiles_are_equal_and_cover(length, tile, blend, multiple):
     layout = layout_axis(length, tile, blend, multiple)

@@ -27,9 +27,11 @@ def ldr2hdr_command(
     inputs: opt.Inputs,
     output: opt.Output = None,
     method: Annotated[str, typer.Option(help="learned (feedback network) or classical (linearize + expand highlights).")] = "learned",
-    weights: Annotated[Optional[str], typer.Option(help="Weights file for --method learned (default: shipped weights).")] = None,
+    weights: Annotated[Optional[str], typer.Option(
+        help="Weights file for --method learned: bdx's (default: shipped), or a published FHDR or ExpandNet checkpoint.")] = None,
     dequantize: opt.Dequantize = "auto",
-    iterations: Annotated[Optional[int], typer.Option(help="Feedback iterations (default: as trained).")] = None,
+    iterations: Annotated[Optional[int], typer.Option(
+        help="Feedback iterations (default: as trained; FHDR files other than the two published ones: 1).")] = None,
     exposure: Annotated[float, typer.Option(help="Scale the result by 2^EV.")] = 0.0,
     peak_nits: Annotated[
         Optional[float], typer.Option(help="Scale so the brightest 0.01 % of pixels are this many cd/m² (1.0 = 1 cd/m²).")
@@ -65,9 +67,9 @@ def ldr2hdr_command(
         net = None
         if method == "learned":
             from bdx.assets import default_weights
-            from bdx.hdr.models import load_hdr_net
+            from bdx.hdr.models import load_hdr_model
 
-            net = load_hdr_net(weights or default_weights("hdr"))  # once for the batch, failing before it starts
+            net = load_hdr_model(weights or default_weights("hdr"))  # once for the batch, failing before it starts
         batch = plan_batch(inputs, output, shard, extension="." + chosen, file_suffix="_hdr", dir_suffix="_hdr")
 
     def process(source, target, reporter):

@@ -24,7 +24,7 @@ def enhance_lowlight_command(
     output: opt.Output = None,
     weights: Annotated[
         Optional[str],
-        typer.Option(help="bdx safetensors, or an official Zero-DCE / Zero-DCE++ Epoch99.pth (default: shipped weights)."),
+        typer.Option(help="bdx safetensors (default: shipped weights), or a published Zero-DCE, Zero-DCE-improved, Zero-DCE++ or SCI checkpoint."),
     ] = None,
     dequantize: opt.Dequantize = "auto",
     denoise: Annotated[float, typer.Option(help="Denoising strength in dark, lifted areas (0: off).")] = 1.0,

@@ -157,3 +157,16 @@ def load_hdr_net(path: str | Path) -> FeedbackHDRNet:
     """Load weights written by :func:`save_hdr_net`; anything else is a one-line error."""
     config, state = read_model(path, ARCHITECTURE, "bdx HDR")
     return build_model(lambda: FeedbackHDRNet(FeedbackConfig(**config)), state, path)
+
+
+def load_hdr_model(path: str | Path) -> nn.Module:
+    """Any supported HDR weights file: bdx's safetensors (:class:`FeedbackHDRNet`), or a published FHDR or
+    ExpandNet checkpoint (:mod:`bdx.hdr.published`)."""
+    from bdx.checkpoints import is_safetensors
+    from bdx.errors import BdxError
+    from bdx.hdr.published import load_published
+
+    path = Path(path)
+    if not path.is_file():
+        raise BdxError(f"weights file not found: {path}")
+    return load_hdr_net(path) if is_safetensors(path) else load_published(path)

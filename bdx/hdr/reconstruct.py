@@ -63,9 +63,8 @@ def ldr_to_hdr(
 ) -> Image:
     """Reconstruct scene-linear HDR (float32 RGB, alpha and ICC carried) from an 8/16-bit image.
 
-    ``weights`` is a weights file, a network already loaded with
-    :func:`bdx.hdr.models.load_hdr_net` (batches load it once), or None for the
-    shipped weights.
+    ``weights`` is a weights file (bdx's, or a published FHDR or ExpandNet checkpoint), a network already loaded
+    with :func:`bdx.hdr.models.load_hdr_model` (batches load it once), or None for the shipped weights.
     """
     from bdx.device import resolve_device
 
@@ -90,11 +89,13 @@ def ldr_to_hdr(
 def _learned(codes: np.ndarray, settings: HdrSettings, weights, device, progress) -> np.ndarray:
     from bdx.assets import default_weights
     from bdx.device import for_inference
-    from bdx.hdr.models import load_hdr_net
+    from bdx.hdr.models import FeedbackHDRNet, load_hdr_model
     from bdx.tiling import TiledRun, run_tiled
 
-    net = weights if isinstance(weights, torch.nn.Module) else load_hdr_net(weights or default_weights("hdr"))
+    net = weights if isinstance(weights, torch.nn.Module) else load_hdr_model(weights or default_weights("hdr"))
     net = for_inference(net, device)
+    if not isinstance(net, FeedbackHDRNet):
+        return match_input_scale(_published(net, codes, settings, device, progress), codes)
     model = _TileModel(net, settings.iterations)
     # the halo covers the network's receptive field and every tile shares one global context: seams can be cut
     run = TiledRun(tile=settings.tile or 1024, halo=model.halo, blend=0, multiple=model.multiple, precision="fp32", cut=True)
@@ -102,6 +103,37 @@ def _learned(codes: np.ndarray, settings: HdrSettings, weights, device, progress
         model, codes, settings=run, device=device, context=net.global_features,
         context_size=net.config.context_size, progress=progress,
     )
+
+
+def _published(net: torch.nn.Module, codes: np.ndarray, settings: HdrSettings, device, progress) -> np.ndarray:
+    """A published network's relative linear HDR, tiled with the network's own padding at the image's edges."""
+    from bdx.hdr.published import tile_model
+    from bdx.tiling import TiledRun, run_tiled
+
+    model, features = tile_model(net, codes, settings.iterations, device)
+    run = TiledRun(tile=settings.tile or 384, halo=model.halo, blend=0, precision="fp32", cut=True, border="inside")
+    return run_tiled(model, codes, settings=run, device=device, global_features=features, progress=progress)
+
+
+WELL_EXPOSED = (0.1, 0.9)  # input values (all channels) whose linearized value a scale is fitted to
+FIT_PIXELS = 2_000_000  # larger images are sampled on a regular grid for the fit
+
+
+def match_input_scale(linear: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``linear`` (HDR of unknown scale) scaled so that, over the input's well-exposed pixels (every channel within
+    :data:`WELL_EXPOSED`, else over all pixels), its median luminance ratio to the linearized input is 1: unclipped
+    regions keep the input's values, as with bdx's own model, and 1.0 stays the input's clip point."""
+    from bdx.color import srgb_to_linear
+    from bdx.metrics import scale_ratio_ev
+
+    stride = max(1, int(math.sqrt(codes.shape[0] * codes.shape[1] / FIT_PIXELS)))  # a sample suffices for a median
+    display = to_float(codes[::stride, ::stride])[..., :3]
+    reference, linear_sample = srgb_to_linear(display), linear[::stride, ::stride]
+    well_exposed = ((display >= WELL_EXPOSED[0]) & (display <= WELL_EXPOSED[1])).all(axis=-1)
+    stops = scale_ratio_ev(linear_sample, reference, well_exposed if well_exposed.any() else None)
+    if not math.isfinite(stops):
+        stops = scale_ratio_ev(linear_sample, reference)
+    return linear * np.float32(2.0**stops) if math.isfinite(stops) else linear
 
 
 def calibrate(linear: np.ndarray, exposure: float = 0.0, peak_nits: float | None = None) -> np.ndarray:

@@ -21,7 +21,7 @@ from bdx.color import srgb_to_linear
 from bdx.depth import DISPLAY_DEQUANTIZERS, display_codes
 from bdx.errors import BdxError
 from bdx.io import Image, to_float
-from bdx.lowlight.curves import apply_curves, sample_maps
+from bdx.lowlight.curves import sample_maps
 from bdx.lowlight.models import CurveModel, fit_long_side
 
 DEQUANTIZE_CHOICES = DISPLAY_DEQUANTIZERS  # re-exported for the CLI
@@ -173,6 +173,7 @@ class CurveEnhancer(torch.nn.Module):
     def __init__(self, model: CurveModel, settings: EnhanceSettings, exponent: float) -> None:
         super().__init__()
         self.net = model.net
+        self.render = model.render
         self.full_resolution = model.context_shape(2, 2) is None
         self.settings = settings
         self.exponent = exponent
@@ -190,7 +191,7 @@ class CurveEnhancer(torch.nn.Module):
             params = self.net(x)
         else:
             params = sample_maps(params, boxes, x.shape[2], x.shape[3])
-        out = apply_curves(x, params)
+        out = self.render(x, params)
         if self.settings.denoise > 0:
             sub = self.settings.denoise_subsample
             tone_in, tone_out = x.mean(1, keepdim=True), out.mean(1, keepdim=True)
@@ -232,8 +233,10 @@ def enhance_lowlight(
         params = net(small) if context_shape else None
     exponent = _exponent(settings, model, small, params)
     enhancer = CurveEnhancer(model, settings, exponent)
-    # the halo covers the curve network and the parameter-map interpolation: seams can be cut, not blended
-    run = TiledRun(tile=settings.tile or 512, halo=enhancer.halo, blend=0, multiple=enhancer.multiple, precision="fp32", cut=True)
+    # the halo covers the curve network and the parameter-map interpolation: seams can be cut, not blended; a
+    # full-resolution network sees the image's edges as it does when run on a whole image
+    run = TiledRun(tile=settings.tile or 512, halo=enhancer.halo, blend=0, multiple=enhancer.multiple, precision="fp32",
+                   cut=True, border="inside" if enhancer.full_resolution else "reflect")
     def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:  # block is the engine's scratch: scaled in place
         np.clip(block, 0.0, 1.0, out=block)
         block *= np.float32(65535)
@@ -264,7 +267,7 @@ def _exponent(settings: EnhanceSettings, model: CurveModel, small: torch.Tensor 
         return 1.0 / (settings.gamma if settings.gamma is not None else model.gamma)
     with torch.inference_mode(), _flush_denormals():
         curves = params if params is not None else model.net(small)
-        enhanced = apply_curves(small, curves).clamp(0, 1).double()
+        enhanced = model.render(small, curves).clamp(0, 1).double()
     low, high = math.log(0.05), math.log(20.0)  # bisection on log(exponent): the mean falls as the exponent grows
     for _ in range(40):
         middle = 0.5 * (low + high)

@@ -1,0 +1,79 @@
+"""Reading published PyTorch checkpoints (``.pth``, ``.pt``, ``.ckpt`` state dicts) without running their code.
+
+Published models ship as pickled state dicts. They are read with ``torch.load(..., weights_only=True)``, which
+refuses anything but tensors and plain containers, so a checkpoint can never execute code. Which architecture a
+file holds is decided from its keys and tensor shapes by the task's loader, never from the file's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from bdx.errors import BdxError
+
+
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts like a safetensors file (an 8-byte header length, then ``{``)."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a PyTorch checkpoint, on the CPU, with a ``state_dict`` wrapper and a DataParallel
+    ``module.`` prefix removed; a one-line error for a file that is not a state dict of tensors."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BdxError(f"{path.name}: not a loadable checkpoint ({str(exc).splitlines()[0][:80]})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BdxError(f"{path.name}: not a state dict of tensors")
+    state = dict(state)
+    if all(str(key).startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    return state
+
+
+def describe_keys(state: dict[str, torch.Tensor], count: int = 3) -> str:
+    """The first few keys of a state dict, for error messages."""
+    keys = sorted(state)
+    return ", ".join(keys[:count]) + (", ..." if len(keys) > count else "")
+
+
+def flush_denormals(state: dict[str, torch.Tensor]) -> int:
+    """Set subnormal float weights to zero in place; returns how many there were.
+
+    Some published checkpoints hold thousands of them; on a CPU they make inference tens of times slower, and
+    zeroing them does not change the output measurably.
+    """
+    count = 0
+    for tensor in state.values():
+        if tensor.is_floating_point():
+            tiny = torch.finfo(tensor.dtype).tiny
+            mask = (tensor != 0) & (tensor.abs() < tiny)
+            count += int(mask.sum())
+            tensor[mask] = 0
+    return count
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256, hex (published files whose settings are not stored in them are known by it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_matching(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, kind: str) -> torch.nn.Module:
+    """Load ``state`` into ``net`` (eval mode); a one-line error naming ``kind`` when they do not match."""
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise BdxError(f"{path.name}: weights do not match {kind} ({str(exc).splitlines()[0][:80]})") from None
+    return net.eval()
