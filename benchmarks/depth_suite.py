@@ -3,7 +3,7 @@
 Every image comes from files no bdx dequantizer trained on: the photos, panoramas and
 SICE merges on the held-out side of the training split (file name hash below
 ``HELDOUT_FRACTION``, the split every ``depth-*`` weights file used), the SICE stacks
-held out for the low-light benchmark (merged by ``benchmarks/sice_merges.py --heldout``)
+held out for the low-light benchmark (merged by ``tools/sice_merges.py --heldout``)
 and the five real high-bit photographs of ``photos16/``, which no training used.
 
 Categories (the ground truth is the high-bit image, the input its quantized copy):
@@ -361,7 +361,7 @@ def main() -> None:
     parser.add_argument("--label", action="append", default=[], help="a name per --weights")
     parser.add_argument("--ensemble", type=int, default=1)
     parser.add_argument("--merges", type=Path, default=Path("/tmp/sice_heldout"),
-                        help="HDR merges of the held-out SICE stacks (benchmarks/sice_merges.py --heldout)")
+                        help="HDR merges of the held-out SICE stacks (tools/sice_merges.py --heldout)")
     parser.add_argument("--merge-count", type=int, default=8)
     parser.add_argument("--categories", nargs="*", help="only these categories (substring match)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "depth_suite")

@@ -2,7 +2,7 @@
 
 References no HDR weights trained on: the panoramas on the held-out side of the shipped
 weights' split (``validation_files`` in their metadata) and merges of the SICE stacks held out
-for the low-light benchmark (``benchmarks/sice_merges.py --heldout``; checked against the
+for the low-light benchmark (``tools/sice_merges.py --heldout``; checked against the
 weights' ``train_files``). Each is exposed with its median luminance at 0.18, one stop brighter
 (as photographers expose for the shadows), through a camera curve, clipped and quantized to 8
 bits. Curves: a plain sRGB clip and the S-shaped ones of the dequantizer suite (ACES fit, Hable
@@ -17,7 +17,7 @@ and over the clipped pixels (any channel at 255) the PSNR-mu (normalised by the 
 brightest pixel) and the bias in stops (mean log2 luminance ratio; negative: too dark). Summaries per curve: mean, the worst image's gain over the
 naive curve, how many images fall more than 0.5 dB below it.
 
-    python benchmarks/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
+    python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
     python benchmarks/hdr_suite.py          # writes benchmarks/results/hdr_suite.{json,md}
     python benchmarks/hdr_suite.py --weights new.safetensors --out /tmp/hdr_suite_new --peers /nonexistent
 """

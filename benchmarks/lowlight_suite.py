@@ -18,7 +18,7 @@ Rows: bdx's default, bdx's curves alone, and the published checkpoints found und
 dequantization, no denoising, no neutral shadows; Zero-DCE-improved with its gamma 1.15). Speed (same run; median of 3 after a warm-up):
 bdx's default model at 12 MP, curves alone, with denoising, and the whole default pipeline.
 
-    python benchmarks/sice_split.py --sice ../shared/data/sice --out benchmarks/results/sice
+    python tools/sice_split.py --sice ../shared/data/sice --out benchmarks/results/sice
     python benchmarks/lowlight_suite.py                  # writes benchmarks/results/lowlight_suite.{json,md}
 """
 

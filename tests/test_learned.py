@@ -515,7 +515,7 @@ def test_precision_choices(runner, make_png, tmp_path):
 
 def test_validation_crops_do_not_depend_on_how_a_folder_is_spelled(tmp_path, monkeypatch):
     """References are ordered by resolved path, and the validation crops are drawn in that order: a relative and
-    an absolute spelling of the same folders gave different validation figures before (session 13)."""
+    an absolute spelling of the same folders could otherwise give different validation figures."""
     from bdx.training.depth import load_references, split_references, validation_gain
 
     rng = np.random.default_rng(3)

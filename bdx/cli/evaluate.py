@@ -11,7 +11,13 @@ import typer
 from bdx.cli import eval_app
 from bdx.cli import options as opt
 from bdx.cli.common import (
-    EXIT_FAILED, EXIT_OK, check_choice, command_errors, describe_exception, image_extensions, json_line,
+    EXIT_FAILED,
+    EXIT_OK,
+    check_choice,
+    command_errors,
+    describe_exception,
+    image_extensions,
+    json_line,
 )
 from bdx.errors import BdxError, UsageError
 

@@ -9,7 +9,13 @@ import typer
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import (
-    check_choice, check_tile, command_errors, output_format, plan_batch, read_source, write_target,
+    check_choice,
+    check_tile,
+    command_errors,
+    output_format,
+    plan_batch,
+    read_source,
+    write_target,
 )
 from bdx.errors import UsageError
 
@@ -24,7 +30,8 @@ def enhance_lowlight_command(
     output: opt.Output = None,
     weights: Annotated[
         Optional[str],
-        typer.Option(help="bdx safetensors (default: shipped weights), or a published Zero-DCE, Zero-DCE-improved, Zero-DCE++ or SCI checkpoint."),
+        typer.Option(help="bdx safetensors (default: shipped weights), or a published Zero-DCE, Zero-DCE-improved, "
+                          "Zero-DCE++ or SCI checkpoint."),
     ] = None,
     dequantize: opt.Dequantize = "auto",
     denoise: Annotated[float, typer.Option(help="Denoising strength in dark, lifted areas (0: off).")] = 1.0,

@@ -46,7 +46,8 @@ def train_depth_command(
         float, typer.Option(help="Share of crops cut from a reference enlarged 2-4x (smooth content, like a rendered frame).")
     ] = 0.0,
     balance_folders: Annotated[
-        bool, typer.Option(metavar=opt.FLAG, help="Draw the same share of crops from every --data folder (default: in proportion to pixels).")
+        bool, typer.Option(
+            metavar=opt.FLAG, help="Draw the same share of crops from every --data folder (default: in proportion to pixels).")
     ] = False,
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
@@ -82,8 +83,8 @@ def train_depth_command(
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Train the learned bit-depth dequantizer (one network for 3- to 10-bit input)."""
-    from bdx.device import resolve_device
     from bdx.dequant.learned import PRIORS
+    from bdx.device import resolve_device
     from bdx.errors import UsageError
     from bdx.training.depth import DepthTrainConfig, train_depth
 
@@ -200,7 +201,8 @@ def train_hdr_command(
     supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
     camera: Annotated[
         Optional[tuple[float, float]],
-        typer.Option(help="Train (and validate) for one known camera curve, GAMMA SHOULDER (e.g. 2.2 0.3), instead of random curves (gamma 1.8-2.6, shoulder 0-0.6, half of them filmic with a white point 2-16)."),
+        typer.Option(help="Train (and validate) for one known camera curve, GAMMA SHOULDER (e.g. 2.2 0.3), instead of random "
+                          "curves (gamma 1.8-2.6, shoulder 0-0.6, half of them filmic with a white point 2-16)."),
     ] = None,
     init: Annotated[
         Optional[Path], typer.Option(help="HDR weights to start from (fine-tune), or 'shipped' for bdx's own.")

@@ -9,7 +9,13 @@ import typer
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import (
-    check_choice, check_tile, command_errors, output_format, plan_batch, read_source, write_target,
+    check_choice,
+    check_tile,
+    command_errors,
+    output_format,
+    plan_batch,
+    read_source,
+    write_target,
 )
 from bdx.errors import UsageError
 
@@ -23,14 +29,16 @@ def upscale_depth_command(
     inputs: opt.Inputs,
     output: opt.Output = None,
     method: Annotated[
-        str, typer.Option(help="learned (contour refined by the shipped network, or --weights), contour (classical, content-adaptive) or midpoint (bin centre).")
+        str, typer.Option(help="learned (contour refined by the shipped network, or --weights), contour (classical, "
+                               "content-adaptive) or midpoint (bin centre).")
     ] = "learned",
     weights: Annotated[
         Optional[str], typer.Option(help="Weights file for --method learned (safetensors; default: shipped weights).")
     ] = None,
     ensemble: Annotated[
         int,
-        typer.Option(help="--method learned: average the model over 1, 2, 4 or 8 flips and transposes of the input (8: 0.2-0.3 dB better on held-out images, about 3 times slower)."),
+        typer.Option(help="--method learned: average the model over 1, 2, 4 or 8 flips and transposes of the input "
+                          "(8: 0.2-0.3 dB better on held-out images, about 3 times slower)."),
     ] = 1,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
     out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
@@ -86,7 +94,8 @@ def upscale_depth_command(
             progress=reporter.tiles,
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)
-        record = {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits, "width": image.width, "height": image.height}
+        record = {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits,
+                  "width": image.width, "height": image.height}
         warning = depth_warning(image, result.in_bits, result.content_bits, convention, told=bits is not None)
         if warning:
             record["warning"] = warning

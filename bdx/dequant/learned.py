@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.safetensor_io import build_model, read_model, save_model
 from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, contiguous_levels, contour_fractions
 from bdx.quantization import Convention, step_size
+from bdx.safetensor_io import build_model, read_model, save_model
 from bdx.tiling import round_up
 
 ARCHITECTURE = "bdx-dequant-unet-v2"

@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 
 
-
 def expand_highlights(srgb: np.ndarray, threshold: float = 0.95, boost: float = 2.0, gamma: float = 2.6) -> np.ndarray:
     """Scene-linear estimate from display values in [0, 1] (H, W, 3), clip point at 1.0."""
     srgb = np.clip(np.asarray(srgb, dtype=np.float32), 0.0, 1.0)

@@ -11,7 +11,6 @@ unclipped regions keep the linearized input's values; ``exposure`` (EV) and
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Callable
 

@@ -26,14 +26,21 @@ import numpy as np
 import torch
 
 from bdx.dequant.learned import (
-    DequantNet, DequantNetConfig, contour_prior, dequantize_levels, grow_from, load_weights, offset_reach, save_weights,
+    DequantNet,
+    DequantNetConfig,
+    contour_prior,
+    dequantize_levels,
+    grow_from,
+    load_weights,
+    offset_reach,
+    save_weights,
 )
 from bdx.errors import BdxError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.quantization import end_bins_pinned, max_level
 from bdx.training.data import find_files, split_by_name
-from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 from bdx.training.loop import LoopSettings, TrainState, read_checkpoint, run_training
+from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 
 MIN_PHOTO_PIXELS = 1_000_000
 DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-gated-v5)

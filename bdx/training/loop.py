@@ -8,7 +8,6 @@ rank 0, checkpoints that load with ``torch.load(weights_only=True)``, and resume
 from __future__ import annotations
 
 import io
-
 import math
 import os
 import time

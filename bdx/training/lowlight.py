@@ -146,7 +146,9 @@ def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.nd
     return pairs
 
 
-def sample_pairs(pairs: list[tuple[np.ndarray, np.ndarray]], batch_size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_pairs(
+    pairs: list[tuple[np.ndarray, np.ndarray]], batch_size: int, rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of whole pairs (one size), each flipped left-right at random, the same way in both frames."""
     chosen = [pairs[i] for i in rng.integers(len(pairs), size=batch_size)]
     flips = rng.random(batch_size) < 0.5

@@ -8,7 +8,7 @@ test pairs (dark input, reference), and the training pairs of every other aligne
 stack (each frame darker than ``TRAIN_DARK_MEAN`` against the stack's reference; paths
 relative to the file) for ``bdx train lowlight --pairs``.
 
-    python benchmarks/sice_split.py --sice ../shared/data/sice --out benchmarks/results/sice
+    python tools/sice_split.py --sice ../shared/data/sice --out benchmarks/results/sice
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ steps bracketing cameras offer) are written; the rest are listed as rejected.
 Stacks held out for the low-light benchmark (``--exclude-from``) are skipped;
 with ``--heldout`` only those are merged, as HDR references no model trained on.
 
-    python benchmarks/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_merged
-    python benchmarks/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
+    python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_merged
+    python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
 
 Writes ``<out>/sice_<first frame>.exr`` (float32) and ``<out>/merges.json``.
 """
@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sice", type=Path, default=Path("../shared/data/sice"))
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--exclude-from", type=Path, default=Path(__file__).parent / "results" / "sice" / "heldout_frames.txt")
+    parser.add_argument("--exclude-from", type=Path, default=Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "sice" / "heldout_frames.txt")
     parser.add_argument("--ratio-range", type=float, nargs=2, default=(1.4, 4.5))
     parser.add_argument("--heldout", action="store_true", help="merge only the held-out stacks")
     args = parser.parse_args()

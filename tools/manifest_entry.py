@@ -5,7 +5,7 @@ configuration, steps, training and validation files, last validation figures),
 counts parameters, hashes the file, and merges the figures of an evaluation
 JSON given with ``--eval``.
 
-    python benchmarks/manifest_entry.py weights/depth-contour-gated-v5.safetensors \\
+    python tools/manifest_entry.py weights/depth-contour-gated-v5.safetensors \\
         --command "bdx train depth ..." --training-data "..." --wall-time-min 95 --eval "$(cat figures.json)"
 """
 
