@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from bdx.checkpoints import read_state_dict
 from bdx.cli import app
 from bdx.color import srgb_to_linear
 from bdx.depth import display_codes
@@ -22,8 +21,8 @@ from bdx.hdr.reconstruct import HdrSettings, _published, ldr_to_hdr, match_input
 from bdx.io import Image, read_image, write_image
 from bdx.lowlight import published as lowlight_published
 from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
-from bdx.lowlight.models import load_curve_model
-from bdx.lowlight.published import DCENet, DCEPlusNet, SCIIllumination
+from bdx.lowlight.models import CurveModel, load_curve_model
+from bdx.lowlight.published import DCENet, DCEPlusNet, SCIIllumination, divide_by_illumination
 from bdx.metrics import psnr, psnr_mu
 
 from conftest import SHARED_DATA
@@ -137,6 +136,18 @@ def test_published_hdr_is_tiled_exactly_and_brought_to_the_input_scale(tmp_path,
     np.testing.assert_allclose(tiled, whole, rtol=1e-4, atol=1e-6)
     out = ldr_to_hdr(Image(_bright(50, 70)), HdrSettings(dequantize="none", iterations=2), weights=net, device="cpu").pixels
     assert out.shape == (50, 70, 3) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (3, 1), (2, 2)])
+def test_published_networks_take_any_image_size(size):
+    image = Image(np.full(size + (3,), 90, np.uint8))
+    for net in (FHDRNet().eval(), ExpandNet().eval()):
+        out = ldr_to_hdr(image, HdrSettings(), weights=net, device="cpu").pixels
+        assert out.shape == size + (3,) and np.isfinite(out).all()
+    for model in (CurveModel("zero-dce", DCENet(width=8).eval()),
+                  CurveModel("sci", SCIIllumination().eval(), render=divide_by_illumination),
+                  CurveModel("zero-dce++", DCEPlusNet(width=8).eval(), context_scale=12)):
+        assert enhance_lowlight(image, model, EnhanceSettings(), device="cpu").pixels.shape == size + (3,)
 
 
 def test_match_input_scale_brings_unclipped_pixels_to_the_linearized_input():

@@ -98,7 +98,7 @@ class FHDRNet(nn.Module):
     def forward(self, x: torch.Tensor, iterations: int | None = None) -> torch.Tensor:
         block = self.feedback_block
         drdbs = (block.DRDB1, block.DRDB2, block.DRDB3)
-        first = F.relu(self.feb1(F.pad(2 * x - 1, (1, 1, 1, 1), mode="reflect")))
+        first = F.relu(self.feb1(_reflect_one(2 * x - 1)))
         features = F.relu(self.feb2(first))
         hidden, states = None, [None] * len(drdbs)  # every image starts afresh: each state is its block's first input
         out = x
@@ -110,8 +110,14 @@ class FHDRNet(nn.Module):
                 o = states[i] = drdb(o, states[i])
             hidden = F.relu(block.GFF_3x3(o))
             h = F.relu(self.hrb1(hidden + first))
-            out = torch.tanh(self.hrb2(F.pad(h, (1, 1, 1, 1), mode="reflect")))
+            out = torch.tanh(self.hrb2(_reflect_one(h)))
         return (out.flip(1) + 1) / 2  # trained on BGR targets
+
+
+def _reflect_one(x: torch.Tensor) -> torch.Tensor:
+    """One pixel of reflection padding on each side (a side one pixel long is replicated: it has nothing to
+    reflect, where FHDR's own code fails)."""
+    return F.pad(x, (1, 1, 1, 1), mode="reflect" if min(x.shape[2:]) > 1 else "replicate")
 
 
 def _selu_conv(inputs: int, outputs: int, kernel: int, **kwargs) -> nn.Sequential:
