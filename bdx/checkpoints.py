@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from bdx.errors import BdxError
+
+Model = TypeVar("Model", bound=torch.nn.Module)
 
 
 def is_safetensors(path: Path) -> bool:
@@ -70,7 +73,7 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_matching(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, kind: str) -> torch.nn.Module:
+def load_matching(net: Model, state: dict[str, torch.Tensor], path: Path, kind: str) -> Model:
     """Load ``state`` into ``net`` (eval mode); a one-line error naming ``kind`` when they do not match."""
     try:
         net.load_state_dict(state)

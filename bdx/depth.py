@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 import numpy as np
 
@@ -114,9 +114,9 @@ def build_dequantizer(
         from torch import nn
 
         from bdx.assets import default_weights
-        from bdx.dequant.learned import LearnedDequantizer, load_weights
+        from bdx.dequant.learned import DequantNet, LearnedDequantizer, load_weights
 
-        net = weights if isinstance(weights, nn.Module) else load_weights(weights or default_weights("depth"))
+        net = cast(DequantNet, weights) if isinstance(weights, nn.Module) else load_weights(weights or default_weights("depth"))
         return LearnedDequantizer(net, bits, convention, ensemble, container_bits)
     if method == "midpoint":
         return MidpointDequantizer(bits, convention, container_bits)

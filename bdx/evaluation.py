@@ -89,6 +89,7 @@ def evaluate_depth(prediction: Image, reference: DepthReference, *, method: str 
     if source is None:
         return record
     levels, bits, convention = reference.source_levels, source.bits, source.convention
+    assert levels is not None  # set together with the source
     record["requant_match"] = requantization_match(pred_codes, levels, bits, convention)
     record.update(bin_adherence(pred_codes, levels, bits, convention))
     if method is not None:

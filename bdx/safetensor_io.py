@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
 
 from bdx.errors import BdxError
 
+Model = TypeVar("Model", bound=nn.Module)
 
-def save_model(net: nn.Module, path: str | Path, architecture: str, extra: dict | None = None) -> None:
+
+def save_model(net: Any, path: str | Path, architecture: str, extra: dict | None = None) -> None:
     """Write ``net``'s state dict with its architecture, its ``config`` dataclass and ``extra`` in the metadata
     (atomically: a full disk or an interrupt never leaves a truncated file)."""
     from safetensors.torch import save
@@ -53,7 +55,7 @@ def read_model(path: str | Path, architecture: str, what: str) -> tuple[dict, di
     return config, state
 
 
-def build_model(factory: Callable[[], nn.Module], state: dict, path: str | Path) -> nn.Module:
+def build_model(factory: Callable[[], Model], state: dict, path: str | Path) -> Model:
     """The network ``factory`` makes, with ``state`` loaded; a one-line error when they do not match.
 
     The network is first made on the ``meta`` device (no memory) and its tensor shapes compared with the file's:
@@ -74,7 +76,7 @@ def build_model(factory: Callable[[], nn.Module], state: dict, path: str | Path)
     return load_state(factory(), state, path)
 
 
-def load_state(net: nn.Module, state: dict, path: str | Path) -> nn.Module:
+def load_state(net: Model, state: dict, path: str | Path) -> Model:
     """Load ``state`` into ``net`` (eval mode), a one-line error when they do not match."""
     try:
         net.load_state_dict(state)

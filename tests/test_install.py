@@ -19,7 +19,8 @@ def test_non_editable_install_carries_the_weights(tmp_path):
     # build from a clean copy: a leftover build/ or *.egg-info in the checkout can hide a missing package
     source_copy = tmp_path / "src"
     shutil.copytree(ROOT, source_copy, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", ".venv", "__pycache__", ".git", ".pytest_cache", ".hypothesis", "results"))
+        "build", "*.egg-info", ".venv", "__pycache__", ".git", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache",
+        "results"))
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site),

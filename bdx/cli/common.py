@@ -16,7 +16,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from bdx.errors import BdxError, Interrupted, UsageError
 
@@ -243,7 +243,7 @@ class Reporter:
         self._last_line = time.monotonic()
         self._progress = None
         self._file_task = None
-        self._tile_task = None
+        self._tile_task: Any = None  # the progress display's task id, once it has one
         if not quiet and sys.stderr.isatty() or (not quiet and os.environ.get("BDX_PROGRESS") == "1"):
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -367,7 +367,7 @@ def run_batch(
     targets: list[Path | str],
     process: Process,
     *,
-    problems: list[tuple[str, str]] = (),
+    problems: Sequence[tuple[str, str]] = (),
     overwrite: bool = False,
     skip_existing: bool = False,
     quiet: bool = False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional, cast
 
 import typer
 
@@ -20,6 +20,7 @@ from bdx.cli.common import (
     json_line,
 )
 from bdx.errors import BdxError, UsageError
+from bdx.quantization import Convention
 
 SUMMARY_COLUMNS = (
     ("psnr", "PSNR dB", "{:.2f}"),
@@ -75,6 +76,7 @@ def score_pairs(
     per_method: dict[str, list[dict]] = {label: [] for label in labels.values()}
     failed = 0
     pick = lambda index: None if index is None else index.get(next(iter(index)) if single else key)  # noqa: E731
+    key: tuple[str, ...]
     for key in sorted({key for images in predictions.values() for key in images}):
         ref_path, input_path = pick(refs), pick(inputs)
         try:
@@ -138,11 +140,13 @@ def eval_depth(
         predictions = {p: index_images(p) for p in pred}
         single = ref.is_file()
 
-    def prepare(ref_path: Path, input_path: Path | None):
+    def prepare(ref_path: Path | None, input_path: Path | None):
+        assert ref_path is not None  # references are required here
         source = read_image(input_path) if input_path is not None else None
-        prepared = depth_reference(read_image(ref_path), source, bits=bits, convention=convention)
-        if prepared.source is not None:  # bin metrics on misread levels would mislead: say so once per input
-            warning = depth_warning(source, prepared.source.bits, prepared.source.content_bits, convention, told=bits is not None)
+        prepared = depth_reference(read_image(ref_path), source, bits=bits, convention=cast(Convention, convention))
+        if prepared.source is not None and source is not None:  # bin metrics on misread levels would mislead: say so once per input
+            warning = depth_warning(source, prepared.source.bits, prepared.source.content_bits, cast(Convention, convention),
+                                    told=bits is not None)
             if warning:
                 prepared.stats["warning"] = warning
                 sys.stderr.write(f"bdx: warning: {input_path}: {warning}\n")
@@ -190,7 +194,7 @@ def baseline_records(per_method: dict[str, list[dict]]) -> dict:
     return summarise(picked)
 
 
-def finish(summary: dict, failed: bool, json_lines: bool, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)"):
+def finish(summary: dict, failed: int, json_lines: bool, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)"):
     """Write the summary (a JSON line, or a table) and exit: 0, or the failure status when a pair failed."""
     if json_lines:
         sys.stdout.write(json_line({"summary": summary}) + "\n")
@@ -301,9 +305,12 @@ def eval_hdr(
             sheet_rows.append((path.parent.name, prediction))
         return record
 
+    def prepare(ref_path: Path | None, input_path: Path | None):
+        assert ref_path is not None  # references are required here
+        return read_image(ref_path), read_image(input_path) if input_path else None
+
     per_method, failed = score_pairs(
-        predictions, refs, inputs, single=single, json_lines=json_lines, score=score,
-        prepare=lambda ref_path, input_path: (read_image(ref_path), read_image(input_path) if input_path else None),
+        predictions, refs, inputs, single=single, json_lines=json_lines, score=score, prepare=prepare,
     )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
     if sheet is not None and sheet_rows:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -41,6 +41,8 @@ RESIDUE_CLASSES = 4  # levels are split by q mod 4 so 4 distance transforms serv
 
 class MidpointDequantizer(nn.Module):
     """Bin centre of every level."""
+
+    table: torch.Tensor
 
     def __init__(self, bits: int, convention: Convention = "centre", container_bits: int = 16) -> None:
         super().__init__()
@@ -102,9 +104,10 @@ def contour_fractions(levels: np.ndarray) -> np.ndarray:
         ]
         for job in jobs:
             job.result()
-        fractions = [pool.submit(_fraction_from_distances, *distance) for distance in distances]
+        fractions: list[Future | None] = [pool.submit(_fraction_from_distances, *distance) for distance in distances]
         del distances, jobs  # each plane's distances are freed once its fraction is done
         for index, fraction in enumerate(fractions):
+            assert fraction is not None
             out[divmod(index, levels.shape[1])] = fraction.result()
             fractions[index] = None
     return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,10 +101,12 @@ class DequantNet(nn.Module):
         self.up = _conv(w2, 4 * w1, 1)
         self.merge = _conv(w1, w1)
         self.head = _conv(w1, 16 * c * (2 if config.gate else 1))
+        bias = self.head.bias
+        assert bias is not None
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        nn.init.zeros_(bias)
         if config.gate:
-            nn.init.constant_(self.head.bias[16 * c :], GATE_START)
+            nn.init.constant_(bias[16 * c :], GATE_START)
 
     @property
     def has_prior(self) -> bool:
@@ -183,8 +186,9 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     old_state = smaller.state_dict()
     gated = new_config.gate and not old_config.gate
     with torch.no_grad():
-        for name, parameter in net.named_parameters():
+        for name, whole in net.named_parameters():
             old = old_state.get(name)
+            parameter: torch.Tensor = whole
             if gated and name.startswith("head."):  # the offsets keep their weights, the gate starts near open
                 offsets = 16 * new_config.channels
                 parameter[offsets:] = GATE_START if name == "head.bias" else 0
@@ -235,7 +239,8 @@ def dequantize_levels(
     ``prior``: the prior offsets (:func:`contour_prior`) for a network that refines them.
     ``overwrite``: in inference, a float32 ``centres`` may hold the result (one full-size tensor less).
     """
-    channels = getattr(net, "module", net).config.channels
+    inner: Any = getattr(net, "module", net)  # the network, unwrapped from DistributedDataParallel
+    channels: int = inner.config.channels
     count = centres.shape[0]
     steps = _per_sample(step, count)
     x = centres if centres.shape[1] == channels else centres.expand(-1, channels, -1, -1)
@@ -353,11 +358,14 @@ class LearnedDequantizer(nn.Module):
             levels = levels[:, :, trim:-trim, trim:-trim]
         if len(self.orientations) == 1:
             return self._dequantize(levels, prior)
-        total = None
-        for orientation in self.orientations:
-            oriented_prior = None if prior is None else _orient(prior, *orientation)
-            out = _orient(self._dequantize(_orient(levels, *orientation), oriented_prior), *orientation, undo=True)
-            total = out if total is None else total.add_(out)
+        outs = (
+            _orient(self._dequantize(_orient(levels, *orientation), None if prior is None else _orient(prior, *orientation)),
+                    *orientation, undo=True)
+            for orientation in self.orientations
+        )
+        total = next(outs)
+        for out in outs:
+            total.add_(out)
         return total.div_(len(self.orientations))
 
     def _dequantize(self, levels: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:

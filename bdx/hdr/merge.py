@@ -60,7 +60,7 @@ def merge_brackets(
     stack = [np.ascontiguousarray(frames[i][..., ::-1]) for i in order]  # OpenCV wants BGR
     response = np.repeat(srgb_to_linear(np.arange(256, dtype=np.float32) / 255)[:, None], 3, axis=1)
     known = times is not None
-    if known:
+    if times is not None:
         if len(times) != len(frames) or min(times) <= 0:
             raise BdxError("need one positive exposure time per frame")
         times = [float(times[i]) for i in order]

@@ -102,7 +102,7 @@ class FeedbackHDRNet(nn.Module):
         self.reconstruct = nn.Conv2d(w, 48, 3, padding=1)
         self.global_branch = GlobalBranch(w)
         nn.init.zeros_(self.reconstruct.weight)
-        nn.init.zeros_(self.reconstruct.bias)
+        nn.init.zeros_(_bias(self.reconstruct))
 
     @property
     def receptive_radius(self) -> int:
@@ -140,6 +140,11 @@ class FeedbackHDRNet(nn.Module):
             state = hidden if s == 1 else features + F.pixel_shuffle(self.from_state(hidden), s)
             outputs.append(skip + F.pixel_shuffle(self.reconstruct(_act(state)), 4))
         return outputs if all_iterations else outputs[-1]
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    assert conv.bias is not None  # every convolution here has one
+    return conv.bias
 
 
 def srgb_decode(x: torch.Tensor) -> torch.Tensor:

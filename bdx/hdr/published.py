@@ -53,7 +53,7 @@ class _DilatedDenseBlock(nn.Module):
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         out = self.compress(torch.cat([x, state], 1))
         for layer in self.dense_layers:
-            out = torch.cat([out, F.relu(layer.conv(out))], 1)
+            out = torch.cat([out, F.relu(layer(out))], 1)
         return self.conv_1x1(out)
 
 
@@ -61,6 +61,9 @@ class _DenseLayer(nn.Module):
     def __init__(self, inputs: int, growth: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(inputs, growth, 3, padding=2, dilation=2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
 
 
 class _FeedbackBlock(nn.Module):
@@ -221,10 +224,11 @@ def tile_model(net: nn.Module, codes: np.ndarray, iterations: int | None, device
     :func:`bdx.tiling.run_tiled` and the ``inside`` border."""
     if isinstance(net, FHDRNet):
         return FHDRTiles(net, iterations), None
+    assert isinstance(net, ExpandNet)
     peak = float(np.iinfo(codes.dtype).max)  # the tiling engine gives the model codes / peak
     low, high = float(codes.min()) / peak, float(codes.max()) / peak
-    whole = resize_bilinear(codes, EXPANDNET_GLOBAL_SIZE, EXPANDNET_GLOBAL_SIZE) / np.float32(peak)
-    whole = (torch.from_numpy(whole).permute(2, 0, 1)[None].to(device) - low) / max(high - low, 1e-12)
+    resized = resize_bilinear(codes, EXPANDNET_GLOBAL_SIZE, EXPANDNET_GLOBAL_SIZE) / np.float32(peak)
+    whole = (torch.from_numpy(resized).permute(2, 0, 1)[None].to(device) - low) / max(high - low, 1e-12)
     with torch.inference_mode():
         features = net.global_features(whole)
     return ExpandNetTiles(net, low, high, codes.shape[0], codes.shape[1]), features

@@ -128,7 +128,7 @@ def match_input_scale(linear: np.ndarray, codes: np.ndarray) -> np.ndarray:
     stride = max(1, int(math.sqrt(codes.shape[0] * codes.shape[1] / FIT_PIXELS)))  # a sample suffices for a median
     display = to_float(codes[::stride, ::stride])[..., :3]
     reference, linear_sample = srgb_to_linear(display), linear[::stride, ::stride]
-    well_exposed = ((display >= WELL_EXPOSED[0]) & (display <= WELL_EXPOSED[1])).all(axis=-1)
+    well_exposed = np.asarray(((display >= WELL_EXPOSED[0]) & (display <= WELL_EXPOSED[1])).all(axis=-1))
     stops = scale_ratio_ev(linear_sample, reference, well_exposed if well_exposed.any() else None)
     if not math.isfinite(stops):
         stops = scale_ratio_ev(linear_sample, reference)

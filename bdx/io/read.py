@@ -6,6 +6,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -305,7 +306,7 @@ def _decode_raw(data: bytes, linear: bool) -> Image:
     return Image(pixels=np.ascontiguousarray(rgb), linear=linear)
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[..., Image]] = {
     "png": _decode_png,
     "jpeg": _decode_jpeg,
     "tiff": _decode_tiff,

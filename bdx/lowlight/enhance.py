@@ -190,6 +190,7 @@ class CurveEnhancer(torch.nn.Module):
         if self.full_resolution:
             params = self.net(x)
         else:
+            assert params is not None and boxes is not None  # the engine passes the image's maps and the tile's box
             params = sample_maps(params, boxes, x.shape[2], x.shape[3])
         out = self.render(x, params)
         if self.settings.denoise > 0:
@@ -265,6 +266,7 @@ def _exponent(settings: EnhanceSettings, model: CurveModel, small: torch.Tensor 
     """1/gamma, or the exponent that brings the mean brightness to ``target_mean``, decided once per image."""
     if settings.target_mean is None:
         return 1.0 / (settings.gamma if settings.gamma is not None else model.gamma)
+    assert small is not None  # made whenever a target mean is asked for
     with torch.inference_mode(), _flush_denormals():
         curves = params if params is not None else model.net(small)
         enhanced = model.render(small, curves).clamp(0, 1).double()

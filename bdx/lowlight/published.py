@@ -41,6 +41,13 @@ class _DCETopology(nn.Module):
     stride-1 max-pool before the fourth layer (Zero-DCE-improved)."""
 
     pool = False
+    e_conv1: nn.Module
+    e_conv2: nn.Module
+    e_conv3: nn.Module
+    e_conv4: nn.Module
+    e_conv5: nn.Module
+    e_conv6: nn.Module
+    e_conv7: nn.Module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = F.relu(self.e_conv1(x))
@@ -161,8 +168,7 @@ def load_published(path: Path) -> CurveModel:
     flush_denormals(state)
     if kind == "sci":
         kept, channels, layers = _sci_state(state)
-        net = load_matching(SCIIllumination(channels, layers), kept, path, kind)
-        return CurveModel(kind, net, render=divide_by_illumination)
+        return CurveModel(kind, load_matching(SCIIllumination(channels, layers), kept, path, kind), render=divide_by_illumination)
     if kind == "zero-dce++":
         width = int(state["e_conv1.point_conv.bias"].shape[0])
         return CurveModel(kind, load_matching(DCEPlusNet(width), state, path, kind), context_scale=12)

@@ -90,8 +90,8 @@ class Batch:
     prior: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "Batch":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Batch(move(self.centres), move(self.targets), self.bits, move(self.prior))
+        prior = None if self.prior is None else self.prior.to(device)
+        return Batch(self.centres.to(device), self.targets.to(device), self.bits, prior)
 
 
 @dataclass
@@ -174,7 +174,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
         patch = ref[y : y + crop, x : x + crop]
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
-        patch = np.ascontiguousarray(np.rot90(patch, rng.integers(0, 4)))
+        patch = np.ascontiguousarray(np.rot90(patch, int(rng.integers(0, 4))))
         patch = np.pad(patch, ((0, size - crop),) * 2 + ((0, 0),), mode="reflect")
         truth = render_truth(patch, linear, rendered if synthetic else settings, rng)
         bits = 8 if rng.random() < config.eight_bit_fraction else int(rng.integers(config.min_bits, config.max_bits + 1))
@@ -332,10 +332,12 @@ def train_depth(
     train_refs, val_refs = split_references(load_references(data), config.validation_fraction)
     start = load_weights(init) if init is not None else None
     config = _with_network_size(config, start, resume)
+    assert config.widths is not None and config.blocks is not None and config.gate is not None  # filled in above
     net = DequantNet(DequantNetConfig(
-        widths=tuple(config.widths), blocks=tuple(config.blocks), prior=config.prior, gate=config.gate,
+        widths=(config.widths[0], config.widths[1]), blocks=(config.blocks[0], config.blocks[1]), prior=config.prior,
+        gate=config.gate,
     ))
-    if start is not None:
+    if start is not None and init is not None:
         try:
             grow_from(net, start)  # the same network, or a narrower / shallower one
         except ValueError:
@@ -354,7 +356,7 @@ def train_depth(
         validate=(lambda n: validation_gain(n, val_refs, config)) if val_refs else None,
         resume=resume, device=device, report=report, config=asdict(config),
     )
-    if state.rank == 0:
+    if state.rank == 0 and state.net is not None:
         save_weights(
             state.net,
             output,

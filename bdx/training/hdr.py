@@ -83,14 +83,15 @@ def expose(linear: np.ndarray, percentile: float) -> float:
     return 1.0 / max(level, 1e-6)
 
 
-def render_ldr(linear: np.ndarray, camera: tuple[float, float], jpeg_quality: int | None) -> np.ndarray:
+def render_ldr(linear: np.ndarray, camera: tuple[float, ...], jpeg_quality: int | None) -> np.ndarray:
     """Clip, apply the camera curve, quantize to 8 bits (and JPEG); display values in [0, 1]."""
     display = camera_response(linear, *camera)
     codes = np.clip(np.rint(display * 255), 0, 255).astype(np.uint8)
     if jpeg_quality is not None:
         ok, data = cv2.imencode(".jpg", codes[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-        if ok:
-            codes = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
+        if decoded is not None:
+            codes = decoded[..., ::-1]
     return codes.astype(np.float32) / 255
 
 
@@ -119,7 +120,7 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
         side = min(config.crop, scene.shape[0], scene.shape[1]) // 4 * 4
         y = rng.integers(0, scene.shape[0] - side + 1)
         x = rng.integers(0, scene.shape[1] - side + 1)
-        target = exposed[y : y + side, x : x + side]
+        target: np.ndarray = exposed[y : y + side, x : x + side]
         ldr = render_ldr(target, camera, quality)
         if side < config.crop:
             ldr = cv2.resize(ldr, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
@@ -142,7 +143,7 @@ def context_tensors(contexts: list[np.ndarray], device) -> list[torch.Tensor]:
 def hdr_loss(outputs: list[torch.Tensor], target: torch.Tensor, gradient_weight: float) -> torch.Tensor:
     """Mean over iterations of L1 in the mu-law domain plus ``gradient_weight`` x L1 of mu-law gradients."""
     reference = mu_law(target)
-    total = 0.0
+    total = reference.new_zeros(())
     for out in outputs:
         total = total + (out - reference).abs().mean()
         for dim in (2, 3):
@@ -161,7 +162,7 @@ class HeldoutCase:
 
 
 def heldout_cases(
-    scenes: list[Scene], seed: int, cameras: int = 1, camera: tuple[float, float] | None = None
+    scenes: list[Scene], seed: int, cameras: int = 1, camera: tuple[float, ...] | None = None
 ) -> list[HeldoutCase]:
     """Each scene at the 90th and 98th percentile exposures, cropped to a multiple of 4, through ``cameras``
     fixed-seed camera curves each (more curves average out how well each one happens to be guessed), or
@@ -196,7 +197,7 @@ def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) 
 
 
 def validation_scores(
-    net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: tuple[float, float] | None = None
+    net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: tuple[float, ...] | None = None
 ) -> dict[str, float]:
     """Mean PSNR-mu on fixed exposures of the held-out scenes (through ``camera`` when given): the network
     (last and first iteration) and the classical baseline."""
@@ -264,7 +265,7 @@ def train_hdr(
         validate=(lambda n: validation_scores(n, val, context_size, config.camera)) if val else None,
         resume=resume, device=device, report=report, config=asdict(config),
     )
-    if state.rank == 0:
+    if state.rank == 0 and state.net is not None:
         save_hdr_net(state.net, output, extra={
             "train_config": asdict(config), "steps": state.step, "train_files": [s.name for s in train],
             "validation_files": [s.name for s in val], "history": state.history[-1:],

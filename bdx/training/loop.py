@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ from torch import nn
 
 from bdx.errors import BdxError
 from bdx.io import atomic_write_bytes
+
+Net = TypeVar("Net", bound=nn.Module)
 
 
 @dataclass
@@ -36,12 +38,12 @@ class LoopSettings:
 
 
 @dataclass
-class TrainState:
+class TrainState(Generic[Net]):
     """Progress of a run: steps done, validation history, and the network itself."""
 
     step: int = 0
     history: list[dict] = field(default_factory=list)
-    net: nn.Module | None = None
+    net: Net | None = None
     rank: int = 0
     skipped: int = 0  # steps whose loss was not finite (no update made)
 
@@ -71,17 +73,17 @@ def distributed_rank(device: torch.device) -> int:
 
 
 def run_training(
-    net: nn.Module,
-    loss_fn: Callable[[nn.Module, np.random.Generator], torch.Tensor],
+    net: Net,
+    loss_fn: Callable[[Net, np.random.Generator], torch.Tensor],
     settings: LoopSettings,
     checkpoint: Path,
     *,
-    validate: Callable[[nn.Module], dict] | None = None,
+    validate: Callable[[Net], dict] | None = None,
     resume: Path | None = None,
     device: str = "cpu",
     report: Callable[[int, dict], None] | None = None,
     config: dict | None = None,
-) -> TrainState:
+) -> TrainState[Net]:
     """Optimise ``net`` for ``settings.steps`` steps of ``loss_fn(model, rng)``.
 
     ``loss_fn`` draws its own batch from ``rng`` (seeded per rank and resumed
@@ -91,7 +93,7 @@ def run_training(
     rank = distributed_rank(torch_device)
     net = net.to(torch_device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    state = TrainState(rank=rank)
+    state: TrainState[Net] = TrainState(rank=rank)
     if resume is not None:
         saved = read_checkpoint(resume)
         try:
@@ -112,7 +114,7 @@ def run_training(
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * progress))
         with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = loss_fn(model, rng)
+            loss = loss_fn(model, rng)  # type: ignore[arg-type]  # the wrapper runs the same network
         optimizer.zero_grad(set_to_none=True)
         if torch.isfinite(loss):
             loss.backward()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import cv2
 import numpy as np
@@ -70,7 +70,7 @@ def spatial_consistency_loss(original: torch.Tensor, enhanced: torch.Tensor) -> 
     """Differences between neighbouring 4x4 regions should survive enhancement."""
     a = F.avg_pool2d(original.mean(1, keepdim=True), 4)
     b = F.avg_pool2d(enhanced.mean(1, keepdim=True), 4)
-    loss = 0.0
+    loss = a.new_zeros(())
     for shift in ((0, 1), (0, -1), (1, 0), (-1, 0)):
         da = a - torch.roll(a, shifts=shift, dims=(2, 3))
         db = b - torch.roll(b, shifts=shift, dims=(2, 3))
@@ -110,7 +110,7 @@ def zero_reference_loss(net, images: torch.Tensor, config: LowlightTrainConfig) 
 def reference_loss(net, dark: torch.Tensor, reference: torch.Tensor, context_size: int, gamma: float) -> torch.Tensor:
     """Mean squared error between the enhanced ``dark`` batch and ``reference``, the curves estimated on a copy
     whose long side is ``context_size`` and applied at full size, then the ``gamma`` post-step (as at inference)."""
-    small = F.interpolate(dark, size=fit_long_side(*dark.shape[-2:], context_size), mode="area")
+    small = F.interpolate(dark, size=fit_long_side(dark.shape[-2], dark.shape[-1], context_size), mode="area")
     params = F.interpolate(net(small), size=dark.shape[-2:], mode="bilinear", align_corners=False)
     enhanced = apply_curves(dark, params).clamp(1e-6, 1.0)
     if gamma != 1.0:
@@ -137,7 +137,7 @@ def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.nd
             frames.append(pixels[..., :3])
         if frames[0].shape != frames[1].shape:
             raise BdxError(f"{pairs_file}: {entry['input']} and {entry['reference']} differ in size")
-        height, width = fit_long_side(*frames[0].shape[:2], size)
+        height, width = fit_long_side(frames[0].shape[0], frames[0].shape[1], size)
         dark, reference = (
             np.ascontiguousarray(cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA), dtype=np.float32)
             for f in frames
@@ -159,7 +159,7 @@ def sample_pairs(
 
 
 def load_training_images(
-    folders: list[Path], size: int, exclude: set[str] = frozenset()
+    folders: list[Path], size: int, exclude: Collection[str] = frozenset()
 ) -> list[tuple[str, np.ndarray]]:
     """Every image under ``folders`` (names in ``exclude`` skipped), resized to ``size`` on the long side."""
     files = find_files(folders, IMAGE_EXTENSIONS - RAW_EXTENSIONS)
@@ -193,7 +193,7 @@ def sample_images(images: list[np.ndarray], batch_size: int, crop: int, rng: np.
         patch = pixels[y : y + side, x : x + side]
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
-        patch = np.rot90(patch, rng.integers(0, 4))
+        patch = np.rot90(patch, int(rng.integers(0, 4)))
         if side < crop:
             patch = cv2.resize(np.ascontiguousarray(patch), (crop, crop), interpolation=cv2.INTER_LINEAR)
         batch.append(np.ascontiguousarray(patch))
@@ -205,7 +205,7 @@ def train_lowlight(
     output: Path,
     config: LowlightTrainConfig,
     *,
-    exclude: set[str] = frozenset(),
+    exclude: Collection[str] = frozenset(),
     pairs: Path | None = None,
     init: Path | None = None,
     resume: Path | None = None,
@@ -240,7 +240,7 @@ def train_lowlight(
         net, loss_fn, settings, Path(str(output) + ".ckpt.pt"), validate=validate,
         resume=resume, device=device, report=report, config=asdict(config),
     )
-    if state.rank == 0:
+    if state.rank == 0 and state.net is not None:
         save_curve_net(state.net, output, extra={"train_config": asdict(config), "steps": state.step, **extra,
                                                  "history": state.history[-1:]})
     return state
@@ -249,7 +249,7 @@ def train_lowlight(
 Objective = tuple[Callable, Callable | None, dict]  # loss function, validation (None: no validation data), metadata
 
 
-def _zero_reference_objective(net: CurveNet, data: list[Path], config: LowlightTrainConfig, exclude: set[str]) -> Objective:
+def _zero_reference_objective(net: CurveNet, data: list[Path], config: LowlightTrainConfig, exclude: Collection[str]) -> Objective:
     """The zero-reference losses on random crops of the images under ``data``."""
     loaded = load_training_images(data, config.context_size, exclude)
     train = [p for n, p in loaded if not is_validation(n, config.validation_fraction)]
@@ -290,10 +290,10 @@ def _pairs_objective(net: CurveNet, pairs_file: Path, config: LowlightTrainConfi
 
     def validate(model) -> dict:
         target = next(net.parameters()).device
+        as_batch = lambda frame: torch.from_numpy(frame).permute(2, 0, 1)[None].to(target)  # noqa: E731
         errors = [
-            float(reference_loss(model, *(torch.from_numpy(f).permute(2, 0, 1)[None].to(target) for f in pair),
-                                 config.context_size, config.gamma))
-            for pair in val
+            float(reference_loss(model, as_batch(dark), as_batch(reference), config.context_size, config.gamma))
+            for dark, reference in val
         ]
         return {"val_loss": float(np.mean(errors)), "val_psnr": float(np.mean([-10 * np.log10(e) for e in errors]))}
 

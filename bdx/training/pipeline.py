@@ -96,4 +96,5 @@ def jpeg_round_trip(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ok, data = cv2.imencode(".jpg", codes.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         return codes
-    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED).reshape(codes.shape).astype(np.float32)
+    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return codes if decoded is None else decoded.reshape(codes.shape).astype(np.float32)
