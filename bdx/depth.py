@@ -95,7 +95,7 @@ def check_ensemble(method: str, ensemble: int) -> None:
 
 def build_dequantizer(
     method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1,
-    container_bits: int = 16,
+    container_bits: int = 16, prior_backend: str = "auto",
 ):
     """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out.
 
@@ -105,6 +105,8 @@ def build_dequantizer(
     ``weights`` (learned only): a weights file, a network already loaded with
     :func:`bdx.dequant.learned.load_weights` (batches load it once), or None for the shipped weights.
     ``ensemble`` (learned only): average over 1, 2, 4 or 8 orientations of the input.
+    ``prior_backend`` (contour and learned): how the contour fractions are computed, ``auto`` (OpenCV on the CPU,
+    tensor operations on other devices), ``opencv`` or ``torch`` (:func:`bdx.dequant.classical.level_fractions`).
     """
     from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer
 
@@ -117,11 +119,11 @@ def build_dequantizer(
         from bdx.dequant.learned import DequantNet, LearnedDequantizer, load_weights
 
         net = cast(DequantNet, weights) if isinstance(weights, nn.Module) else load_weights(weights or default_weights("depth"))
-        return LearnedDequantizer(net, bits, convention, ensemble, container_bits)
+        return LearnedDequantizer(net, bits, convention, ensemble, container_bits, prior_backend)
     if method == "midpoint":
         return MidpointDequantizer(bits, convention, container_bits)
     if method == "contour":
-        return ContourDequantizer(bits, convention, container_bits)
+        return ContourDequantizer(bits, convention, container_bits, prior_backend)
     raise BdxError(f"unknown method {method!r} (choose from {', '.join(DEPTH_METHODS)})")
 
 
@@ -155,6 +157,7 @@ def upscale_depth(
     weights: str | nn.Module | None = None,
     ensemble: int = 1,
     precision: str = "auto",
+    prior_backend: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> DepthResult:
     """Dequantize an image to 16 bits per sample.
@@ -170,6 +173,7 @@ def upscale_depth(
     ``precision`` (learned only): ``float32``, ``bfloat16`` (the network's convolutions; on this
     project's AVX512-BF16 CPU the whole call is about 1.2x faster, with the same held-out quality)
     or ``auto`` (bfloat16 where the device runs it natively).
+    ``prior_backend``: see :func:`build_dequantizer` (``auto`` puts all of the work on the chosen device).
     """
     from bdx.device import for_inference, resolve_device, resolve_precision
     from bdx.tiling import TiledRun, run_tiled
@@ -179,7 +183,7 @@ def upscale_depth(
     # only the learned method has convolutions; the others are exact in any precision
     engine_precision = resolve_precision(precision, torch_device) if method == "learned" else "fp32"
     model = for_inference(
-        build_dequantizer(method, source.bits, convention, weights, ensemble, source.container_bits), torch_device
+        build_dequantizer(method, source.bits, convention, weights, ensemble, source.container_bits, prior_backend), torch_device
     )
     halo = getattr(model, "halo", 0)
     multiple = getattr(model, "multiple", 1)

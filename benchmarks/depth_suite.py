@@ -268,10 +268,10 @@ def db(before: float, after: float) -> float:
     return 10 * math.log10(max(before, 1e-20) / max(after, 1e-20))
 
 
-def run_method(case: Case, method: str, weights: str | None, ensemble: int) -> tuple[np.ndarray, float]:
+def run_method(case: Case, method: str, weights: str | None, ensemble: int, prior_backend: str = "auto") -> tuple[np.ndarray, float]:
     image = Image(case.codes, significant_bits=case.bits if case.bits < 8 * case.codes.dtype.itemsize else None)
     started = time.perf_counter()
-    result = upscale_depth(image, method=method, in_bits=case.bits, weights=weights, ensemble=ensemble)
+    result = upscale_depth(image, method=method, in_bits=case.bits, weights=weights, ensemble=ensemble, prior_backend=prior_backend)
     return result.image.pixels, time.perf_counter() - started
 
 
@@ -360,6 +360,8 @@ def main() -> None:
     parser.add_argument("--weights", action="append", default=[], help="learned weights (repeat for several); default shipped")
     parser.add_argument("--label", action="append", default=[], help="a name per --weights")
     parser.add_argument("--ensemble", type=int, default=1)
+    parser.add_argument("--prior-backend", default="auto", choices=["auto", "opencv", "torch"],
+                        help="how the contour prior is computed (torch: the path other devices take, here on the CPU)")
     parser.add_argument("--merges", type=Path, default=Path("/tmp/sice_heldout"),
                         help="HDR merges of the held-out SICE stacks (tools/sice_merges.py --heldout)")
     parser.add_argument("--merge-count", type=int, default=8)
@@ -384,7 +386,8 @@ def main() -> None:
     for index, case in enumerate(cases):
         outputs = {}
         for label, method, weights in runs:
-            outputs[label], spent = run_method(case, method, weights, args.ensemble if method == "learned" else 1)
+            outputs[label], spent = run_method(case, method, weights, args.ensemble if method == "learned" else 1,
+                                                 args.prior_backend)
             seconds[label] += spent
         records.append(measure(case, outputs))
         gains = " ".join(f"{k} {v['gain_db']:+.2f}" for k, v in records[-1]["methods"].items() if k != "midpoint")

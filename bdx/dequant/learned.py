@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, contiguous_levels, contour_fractions
+from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, contour_fractions, level_fractions
 from bdx.quantization import Convention, step_size
 from bdx.safetensor_io import build_model, read_model, save_model
 from bdx.tiling import round_up
@@ -216,12 +216,16 @@ def _per_sample(step: float | list[float], count: int) -> list[float]:
     return [step] * count if isinstance(step, (int, float)) else list(step)
 
 
-def contour_prior(levels: np.ndarray, step: float | list[float]) -> torch.Tensor:
+def contour_prior(levels: np.ndarray | torch.Tensor, step: float | list[float], backend: str = "auto") -> torch.Tensor:
     """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, in units of
-    :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``."""
+    :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``. An array
+    is read with OpenCV, a tensor by :func:`bdx.dequant.classical.level_fractions` on its own device."""
     count = levels.shape[0]
-    steps = torch.tensor(_per_sample(step, count), dtype=torch.float32)
-    fraction = torch.from_numpy(contour_fractions(levels))
+    if isinstance(levels, np.ndarray):
+        fraction = torch.from_numpy(contour_fractions(levels))
+    else:
+        fraction = level_fractions(levels, backend)
+    steps = torch.tensor(_per_sample(step, count), dtype=torch.float32, device=fraction.device)
     scale = (steps / offset_reach(steps)).view(count, 1, 1, 1)
     return fraction.sub_(0.5).mul_(scale).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
 
@@ -308,9 +312,11 @@ class LearnedDequantizer(nn.Module):
 
     def __init__(
         self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1, container_bits: int = 16,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.net = net
+        self.backend = backend  # how the contour prior is computed (see bdx.dequant.classical.level_fractions)
         self.bits = bits
         self.orientations = _orientations(ensemble)
         self.step = step_size(bits, convention, container_bits)
@@ -351,7 +357,7 @@ class LearnedDequantizer(nn.Module):
         if self.net.has_prior:
             # one prior for every orientation: computing it per orientation took half an ensemble's time, and
             # changed the held-out photos' 4->8 gain by 0.01 dB (the distance transform breaks ties by scan order)
-            prior = contour_prior(contiguous_levels(levels), self.step).to(levels.device)
+            prior = contour_prior(levels, self.step, self.backend)
             if trim:
                 prior = prior[:, :, trim:-trim, trim:-trim]
         if trim:
