@@ -48,9 +48,10 @@ def synthetic_scene(height: int, width: int, bits: int):
 
 def measure(
     megapixels: int, method: str, bits: int, tile: int | None = None, weights: str | None = None, ensemble: int = 1,
-    precision: str = "auto",
+    precision: str = "auto", device: str = "cpu",
 ) -> dict:
-    """One run in this process: generate, dequantize, report time and peak RSS."""
+    """One run in this process: generate, dequantize, report time and peak RSS (on a GPU after a small warm-up
+    run, so that its start-up is not timed)."""
     import torch
 
     from bdx.depth import upscale_depth
@@ -58,9 +59,12 @@ def measure(
 
     height, width = SIZES[megapixels]
     image = Image(synthetic_scene(height, width, bits), significant_bits=bits)
+    if device != "cpu":
+        small = Image(synthetic_scene(256, 256, bits), significant_bits=bits)
+        upscale_depth(small, method=method, device=device, weights=weights, ensemble=ensemble, precision=precision)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    result = upscale_depth(image, method=method, device="cpu", tile=tile, weights=weights, ensemble=ensemble, precision=precision)
+    result = upscale_depth(image, method=method, device=device, tile=tile, weights=weights, ensemble=ensemble, precision=precision)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -76,6 +80,7 @@ def measure(
         "peak_rss_mib": peak_kib / 1024,
         "rss_before_run_mib": rss_before / 1024,
         "threads": torch.get_num_threads(),
+        "device": device,
     }
 
 
@@ -95,6 +100,7 @@ def main() -> None:
     parser.add_argument("--weights", help="weights file for the learned method (default: the shipped weights)")
     parser.add_argument("--ensembles", type=int, nargs="+", default=[1], help="ensemble sizes to run the learned method with")
     parser.add_argument("--precisions", nargs="+", default=["auto"], help="precisions to run the learned method with")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (all of the work runs there)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # measure()'s arguments as JSON
     args = parser.parse_args()
     if args.child:
@@ -104,7 +110,7 @@ def main() -> None:
     rows = []
     for megapixels in args.sizes:
         for method in args.methods:
-            common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=args.weights)
+            common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=args.weights, device=args.device)
             variants = [(1, args.precisions[0])]
             if method == "learned":
                 variants += [(1, p) for p in args.precisions[1:]] + [(e, args.precisions[0]) for e in args.ensembles if e != 1]
