@@ -1,12 +1,17 @@
 """Colour math: sRGB transfer function, luminance, Oklab.
 
 Functions take float arrays with channels last and work on NumPy arrays of any
-leading shape.
+leading shape; :func:`srgb_to_linear_tensor` is the tensor form of the sRGB decoding.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
@@ -34,6 +39,14 @@ def srgb_to_linear(values: np.ndarray) -> np.ndarray:
     return np.where(values <= 0.04045, values / 12.92, ((np.maximum(values, 0.04045) + 0.055) / 1.055) ** 2.4).astype(
         np.float32
     )
+
+
+def srgb_to_linear_tensor(values: torch.Tensor) -> torch.Tensor:
+    """:func:`srgb_to_linear` for tensors (on any device, differentiable); values are clipped to [0, 1] first."""
+    import torch
+
+    values = values.clamp(0, 1)
+    return torch.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
 
 
 def linear_to_srgb(values: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bdx.color import srgb_to_linear_tensor
 from bdx.safetensor_io import build_model, read_model, save_model
 
 ARCHITECTURE = "bdx-hdr-feedback-v1"
@@ -126,7 +127,7 @@ class FeedbackHDRNet(nn.Module):
             context = torch.cat([self.global_features(image) for image in context_images])
         if context is None:
             context = self.global_features(F.interpolate(x, scale_factor=0.25, mode="area") if min(x.shape[2:]) >= 32 else x)
-        linear = srgb_decode(x)
+        linear = srgb_to_linear_tensor(x)  # the starting point the network refines
         skip = mu_law(linear)
         inputs = torch.cat([F.pixel_unshuffle(x, 4), F.pixel_unshuffle(skip, 4)], dim=1)
         scale, shift = context.view(context.shape[0], -1, 1, 1).chunk(2, dim=1)  # one context for every tile
@@ -145,12 +146,6 @@ class FeedbackHDRNet(nn.Module):
 def _bias(conv: nn.Conv2d) -> torch.Tensor:
     assert conv.bias is not None  # every convolution here has one
     return conv.bias
-
-
-def srgb_decode(x: torch.Tensor) -> torch.Tensor:
-    """sRGB-encoded [0, 1] to linear (the starting point the network refines)."""
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
 
 def save_hdr_net(net: FeedbackHDRNet, path: str | Path, extra: dict | None = None) -> None:

@@ -27,11 +27,6 @@ def inverse_mu_law(compressed: torch.Tensor, headroom: float = HEADROOM) -> torc
     return torch.expm1(compressed * math.log1p(MU)) / MU * headroom
 
 
-def mu_law_np(linear: np.ndarray, peak: float) -> np.ndarray:
-    """mu-law of values normalised by ``peak`` (for PSNR-mu), clipped to [0, 1]."""
-    return np.log1p(MU * np.clip(linear / peak, 0, 1)) / math.log1p(MU)
-
-
 def camera_response(linear: np.ndarray, gamma: float, shoulder: float, white: float = 1.0) -> np.ndarray:
     """A camera curve: linear [0, ``white``] to display [0, 1], clipped above ``white``. ``shoulder`` 0 is a pure
     gamma; larger values add an S-shaped roll-off. ``white`` > 1 is a filmic camera: the extended Reinhard curve
