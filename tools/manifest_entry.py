@@ -1,7 +1,7 @@
 """Add (or replace) a weights/manifest.json entry for a trained weights file.
 
 Reads what the training run recorded in the file's metadata (architecture,
-configuration, steps, training and validation files, last validation figures),
+configuration, steps, how many training and validation files, last validation figures),
 counts parameters, hashes the file, and merges the figures of an evaluation
 JSON given with ``--eval``.
 
@@ -39,8 +39,9 @@ def main() -> None:
         "config": meta.get("config"),
         "parameters": parameters,
         "training_data": args.training_data,
-        "train_files": meta.get("train_files"),
-        "validation_files": meta.get("validation_files"),
+        # the file names themselves stay in the weights' own metadata (the benchmarks read the split there)
+        "split": {"train_files": len(meta["train_files"]), "validation_files": len(meta.get("validation_files") or []),
+                  "listed_in": "the file's safetensors metadata (train_files, validation_files)"} if meta.get("train_files") else None,
         "command": args.command,
         "steps": meta.get("steps"),
         "wall_time_min": args.wall_time_min,
@@ -50,6 +51,7 @@ def main() -> None:
         "eval": json.loads(args.eval),
         "notes": args.notes,
     }
+    entry = {key: value for key, value in entry.items() if value is not None}
     manifest = json.loads(args.manifest.read_text())
     manifest["weights"] = [e for e in manifest["weights"] if e["file"] != entry["file"]] + [entry]
     args.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
