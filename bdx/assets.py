@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from bdx.errors import BdxError
+from bdx.errors import SettingError
 
 DEFAULT_WEIGHTS = {
     "depth": "depth-contour-gated-v5.safetensors",
@@ -35,7 +35,7 @@ def default_weights(task: str) -> Path:
     name = DEFAULT_WEIGHTS[task]
     path = weights_folder() / name
     if not path.is_file():
-        raise BdxError(f"no default {task} weights ({name}) in this install; pass --weights FILE")
+        raise SettingError(f"no default {task} weights ({name}) in this install; pass {{weights}} FILE")
     return path
 
 

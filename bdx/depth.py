@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable, cast
 import numpy as np
 
 from bdx.color import linear_to_srgb
-from bdx.errors import BdxError, UsageError
+from bdx.errors import BdxError, SettingError, SettingUsageError
 from bdx.io import Image, to_float
 from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
 
@@ -44,7 +44,7 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
     if bits is None:
         bits = image.significant_bits or content
     if not 1 <= bits <= container:
-        raise BdxError(f"--in-bits {bits} does not fit a {container}-bit input")
+        raise SettingError(f"{{in_bits}} {bits} does not fit a {container}-bit input")
     if bits >= 16:
         raise BdxError(_truncate_hint(image, convention) or "input already holds 16 significant bits; nothing to dequantize")
     return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention, content_bits=content)
@@ -88,9 +88,9 @@ def check_ensemble(method: str, ensemble: int) -> None:
     from bdx.dequant.learned import ENSEMBLE_SIZES
 
     if ensemble not in ENSEMBLE_SIZES:
-        raise UsageError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {ensemble}")
+        raise SettingUsageError(f"{{ensemble}} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {ensemble}")
     if ensemble != 1 and method != "learned":
-        raise UsageError("--ensemble applies to --method learned only")
+        raise SettingUsageError("{ensemble} applies to {method} learned only")
 
 
 def build_dequantizer(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bdx.errors import BdxError, UsageError
+from bdx.errors import BdxError, SettingError, SettingUsageError
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
@@ -21,12 +21,12 @@ def resolve_device(name: str = "auto"):
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise BdxError("--device cuda asked for, but torch sees no CUDA GPU (is a CUDA build of torch installed?)")
+            raise SettingError("{device} cuda asked for, but torch sees no CUDA GPU (is a CUDA build of torch installed?)")
         return torch.device(name)
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise BdxError("--device mps asked for, but MPS is not available")
+            raise SettingError("{device} mps asked for, but MPS is not available")
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")
@@ -59,7 +59,7 @@ def resolve_precision(name: str, device) -> str:
     user's ``auto``, ``float32`` or ``bfloat16``: ``auto`` takes bfloat16 where the device runs it
     natively (:func:`native_bfloat16`), else float32."""
     if name not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+        raise SettingUsageError(f"{{precision}} must be one of {', '.join(PRECISIONS)}, not {name!r}")
     if name == "bfloat16" or (name == "auto" and native_bfloat16(device)):
         return "bf16"
     return "fp32"

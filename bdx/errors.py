@@ -1,5 +1,10 @@
 """User-facing errors: one line, no traceback."""
 
+from __future__ import annotations
+
+import re
+from typing import Callable
+
 
 class BdxError(Exception):
     """An error caused by the input or the environment, reported as a single line."""
@@ -7,6 +12,29 @@ class BdxError(Exception):
 
 class UsageError(BdxError):
     """Bad command-line usage (exit status 2)."""
+
+
+class SettingError(BdxError):
+    """A setting whose value does not fit. The message names settings as ``{fields}``: the library's text shows the
+    parameter names (``in_bits``), the CLI's its options (``--in-bits``, through :meth:`render`).
+
+    >>> str(SettingError("{in_bits} 9 does not fit an 8-bit input"))
+    'in_bits 9 does not fit an 8-bit input'
+    >>> SettingError("{in_bits} 9 does not fit an 8-bit input").render(lambda name: "--" + name.replace("_", "-"))
+    '--in-bits 9 does not fit an 8-bit input'
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with every ``{setting}`` field written as ``name(setting)``."""
+        return self.template.format_map({field: name(field) for field in re.findall(r"\{(\w+)\}", self.template)})
+
+
+class SettingUsageError(SettingError, UsageError):
+    """A :class:`SettingError` that is bad usage in itself (an option value no input could make right)."""
 
 
 class Interrupted(BaseException):

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from bdx.errors import BdxError
+from bdx.errors import SettingError
 
 Convention = Literal["centre", "truncate"]
 CONVENTIONS: tuple[str, ...] = ("centre", "truncate")
@@ -61,9 +61,9 @@ def truth_container(bits: int, container_bits: int) -> int:
 def check_bits(bits: int, container_bits: int | None = None) -> None:
     """Reject a quantization depth outside 1..15, or not below the input's depth."""
     if not 1 <= bits <= 15:
-        raise BdxError(f"--bits must be between 1 and 15, not {bits}")
+        raise SettingError(f"{{bits}} must be between 1 and 15, not {bits}")
     if container_bits is not None and bits >= container_bits:
-        raise BdxError(f"--bits {bits} does not reduce a {container_bits}-bit input")
+        raise SettingError(f"{{bits}} {bits} does not reduce a {container_bits}-bit input")
 
 
 def container_for(bits: int) -> int:

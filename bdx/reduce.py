@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 
 from bdx.dither import DitherMethod, floyd_steinberg, threshold_offsets
-from bdx.errors import BdxError
+from bdx.errors import BdxError, SettingError
 from bdx.io import Image, to_float
 from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
 from bdx.quantization import (
@@ -47,7 +47,7 @@ def quantize_image(
         return image.with_pixels(pixels, significant_bits=bits)
     if method == "kmeans":
         if bits > MAX_PALETTE_BITS:
-            raise BdxError(f"--method kmeans supports up to {MAX_PALETTE_BITS} bits (256 colours)")
+            raise SettingError(f"{{method}} kmeans supports up to {MAX_PALETTE_BITS} bits (256 colours)")
         return image.with_pixels(_quantize_palette(image.pixels, bits, dither, seed), significant_bits=None)
     raise BdxError(f"unknown quantization method {method!r}")
 

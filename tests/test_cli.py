@@ -353,3 +353,19 @@ def test_flags_are_shown_without_a_value_in_help(runner):
         result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "160"})
         lines = [line for line in result.output.splitlines() if "--json" in line or "--overwrite" in line or "--gate" in line]
         assert lines and not any("<bool>" in line for line in lines), lines
+
+
+def test_library_errors_name_parameters_and_the_cli_names_options(runner, make_png):
+    """The library speaks of its parameters (``in_bits``), the CLI of its options (``--in-bits``), one message."""
+    from bdx.depth import upscale_depth
+    from bdx.errors import SettingError
+    from bdx.io import Image
+
+    codes = (np.arange(64) % 16 * 17).astype(np.uint8).reshape(8, 8, 1)
+    with pytest.raises(SettingError, match="^in_bits 9 does not fit an? 8-bit input"):
+        upscale_depth(Image(codes), in_bits=9, device="cpu")
+    source = make_png("x.png", codes)
+    result = run(runner, "upscale-depth", source, "--in-bits", "9")
+    assert result.exit_code == 1 and "--in-bits 9 does not fit a 8-bit input" in result.stderr
+    result = run(runner, "upscale-depth", source, "--method", "contour", "--ensemble", "2")
+    assert result.exit_code == 2 and "--ensemble applies to --method learned only" in result.stderr

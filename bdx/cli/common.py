@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from bdx.errors import BdxError, Interrupted, UsageError
+from bdx.errors import BdxError, Interrupted, SettingError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDIO = "-"
@@ -347,8 +347,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def as_option(setting: str) -> str:
+    """The command-line option of a library setting (``in_bits`` -> ``--in-bits``)."""
+    return "--" + setting.replace("_", "-")
+
+
 def describe_exception(exc: BaseException) -> str:
-    """One line for an exception; unexpected ones are labelled as internal errors."""
+    """One line for an exception, settings named as options; unexpected ones are labelled as internal errors."""
+    if isinstance(exc, SettingError):
+        return exc.render(as_option)
     if isinstance(exc, BdxError):
         return str(exc)
     if isinstance(exc, MemoryError):
@@ -506,8 +513,8 @@ def command_errors() -> Iterator[None]:
     try:
         yield
     except UsageError as exc:
-        sys.stderr.write(f"bdx: error: {exc}\n")
+        sys.stderr.write(f"bdx: error: {describe_exception(exc)}\n")
         raise typer.Exit(EXIT_USAGE) from None
     except BdxError as exc:
-        sys.stderr.write(f"bdx: error: {exc}\n")
+        sys.stderr.write(f"bdx: error: {describe_exception(exc)}\n")
         raise typer.Exit(EXIT_FAILED) from None

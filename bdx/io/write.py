@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bdx.errors import BdxError
+from bdx.errors import BdxError, SettingError
 from bdx.io.image import Image, convert_depth, to_float
 from bdx.io.metadata import PNG_SIGNATURE, jpeg_add_icc, png_add_chunks, png_chunk
 
@@ -67,7 +67,7 @@ def write_image(path: str | os.PathLike, image: Image, fmt: str | None = None, *
     path = Path(path)
     fmt = fmt or format_from_path(path)
     if fmt is None:
-        raise BdxError(f"cannot tell the output format from {path.name!r}; use --format")
+        raise SettingError(f"cannot tell the output format from {path.name!r}; use {{format}}")
     atomic_write_bytes(path, encode_image(image, fmt, **options))
     return path
 

@@ -35,7 +35,7 @@ from bdx.dequant.learned import (
     offset_reach,
     save_weights,
 )
-from bdx.errors import BdxError
+from bdx.errors import BdxError, SettingError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.quantization import end_bins_pinned, max_level
 from bdx.training.data import find_files, split_by_name
@@ -328,7 +328,7 @@ def train_depth(
     ``init``: weights of the same architecture to start from (fine-tuning) instead of a fresh network.
     """
     if init is not None and resume is not None:
-        raise BdxError("start from weights (--init) or continue a checkpoint (--resume), not both")
+        raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
     train_refs, val_refs = split_references(load_references(data), config.validation_fraction)
     start = load_weights(init) if init is not None else None
     config = _with_network_size(config, start, resume)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bdx.color import luminance
-from bdx.errors import BdxError
+from bdx.errors import BdxError, SettingError
 from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet, load_hdr_net, save_hdr_net
 from bdx.hdr.tonemap import HEADROOM, camera_response, mu_law, random_camera
 from bdx.io import read_image
@@ -227,7 +227,7 @@ def train_hdr(
     ``init``: weights to start from (fine-tuning); the network keeps their width, iterations and state scale.
     """
     if init is not None and resume is not None:
-        raise BdxError("start from weights (--init) or continue a checkpoint (--resume), not both")
+        raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
     start = None
     if init is not None:
         start = load_hdr_net(init)

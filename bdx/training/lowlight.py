@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from bdx.errors import BdxError
+from bdx.errors import BdxError, SettingError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.lowlight.curves import apply_curves
 from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side, load_curve_model, save_curve_net
@@ -218,11 +218,11 @@ def train_lowlight(
     ``init``: bdx curve weights to start from (their width and context size are kept).
     """
     if init is not None and resume is not None:
-        raise BdxError("start from weights (--init) or continue a checkpoint (--resume), not both")
+        raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
     if init is not None:
         start = load_curve_model(init)
         if not isinstance(start.net, CurveNet):
-            raise BdxError(f"{init.name}: not bdx curve weights ({start.name}); --init needs a bdx low-light file")
+            raise SettingError(f"{init.name}: not bdx curve weights ({start.name}); {{init}} needs a bdx low-light file")
         config = replace(config, width=start.net.config.width, context_size=start.net.config.context_size, init=init.name)
     net = CurveNet(CurveNetConfig(width=config.width, context_size=config.context_size, gamma=config.gamma))
     if init is not None:
