@@ -273,6 +273,16 @@ def test_cli_ldr2hdr_file_directory_and_exr(runner, tmp_path, hdr_weights):
     assert len(records) == 2 and all(r["status"] == "ok" for r in records)
     out = read_image(tmp_path / "out" / "p1.exr")
     assert out.pixels.dtype == np.float32 and out.pixels.max() > 100
+    sizes = {}
+    for sample_type in ("half", "float"):  # --precision float above is the option's former name
+        target = tmp_path / f"{sample_type}.exr"
+        result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(target), "--method", "classical",
+                                     "--sample-type", sample_type])
+        assert result.exit_code == 0, result.output
+        sizes[sample_type] = target.stat().st_size
+    assert sizes["half"] < sizes["float"]
+    result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(tmp_path / "bad.exr"), "--sample-type", "double"])
+    assert result.exit_code == 2 and "--sample-type" in result.output and not (tmp_path / "bad.exr").exists()
     result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(tmp_path / "x.exr"), "--weights",
                                  str(tmp_path / "missing.safetensors")])
     assert result.exit_code == 1 and "not found" in result.output and "Traceback" not in result.output

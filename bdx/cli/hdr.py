@@ -43,7 +43,8 @@ def ldr2hdr_command(
         Optional[float], typer.Option(help="Scale so the brightest 0.01 % of pixels are this many cd/m² (1.0 = 1 cd/m²).")
     ] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="exr or hdr (default: from -o, else exr).")] = None,
-    precision: Annotated[str, typer.Option(help="EXR sample type: half or float.")] = "half",
+    sample_type: Annotated[str, typer.Option(help="EXR sample type: half or float.")] = "half",
+    precision: Annotated[Optional[str], typer.Option(hidden=True, help="Former name of --sample-type.")] = None,
     device: opt.Device = "auto",
     tile: opt.Tile = None,
     overwrite: opt.Overwrite = False,
@@ -59,7 +60,10 @@ def ldr2hdr_command(
     with command_errors():
         check_choice("--method", method, HDR_METHODS)
         check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
-        check_choice("--precision", precision, ("half", "float"))
+        if precision is not None:  # the option's former name (elsewhere --precision is the arithmetic's)
+            check_choice("--precision", precision, ("half", "float"))
+            sample_type = precision
+        check_choice("--sample-type", sample_type, ("half", "float"))
         if iterations is not None and iterations < 1:
             raise UsageError("--iterations must be at least 1")
         check_tile(tile)
@@ -83,7 +87,7 @@ def ldr2hdr_command(
 
         image = read_source(source)
         result = ldr_to_hdr(image, settings, weights=net, device=device, progress=reporter.tiles)
-        write_target(target, result, chosen, exr_half=precision == "half")
+        write_target(target, result, chosen, exr_half=sample_type == "half")
         return {"method": method, "width": result.width, "height": result.height,
                 "peak": float(result.pixels.max()), "mean": float(result.pixels.mean())}
 
