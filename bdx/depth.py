@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, cast
+from typing import TYPE_CHECKING, Callable, Literal, cast, get_args
 
 import numpy as np
 
@@ -15,9 +15,14 @@ from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, en
 if TYPE_CHECKING:
     from torch import nn
 
-DEPTH_METHODS: tuple[str, ...] = ("contour", "midpoint", "learned")
+    from bdx.dequant.classical import PriorBackend
+    from bdx.device import Precision
+
+DepthMethod = Literal["contour", "midpoint", "learned"]
+DEPTH_METHODS: tuple[DepthMethod, ...] = get_args(DepthMethod)
 DEFAULT_DEPTH_METHOD = "learned"
-DISPLAY_DEQUANTIZERS: tuple[str, ...] = ("auto", "learned", "contour", "midpoint", "none")
+DisplayDequantizer = Literal["auto", "learned", "contour", "midpoint", "none"]
+DISPLAY_DEQUANTIZERS: tuple[DisplayDequantizer, ...] = get_args(DisplayDequantizer)
 
 
 @dataclass
@@ -95,7 +100,7 @@ def check_ensemble(method: str, ensemble: int) -> None:
 
 def build_dequantizer(
     method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1,
-    container_bits: int = 16, prior_backend: str = "auto",
+    container_bits: int = 16, prior_backend: PriorBackend = "auto",
 ):
     """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out.
 
@@ -156,8 +161,8 @@ def upscale_depth(
     tile: int | None = None,
     weights: str | nn.Module | None = None,
     ensemble: int = 1,
-    precision: str = "auto",
-    prior_backend: str = "auto",
+    precision: Precision = "auto",
+    prior_backend: PriorBackend = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> DepthResult:
     """Dequantize an image to 16 bits per sample.
@@ -221,7 +226,7 @@ def upscale_depth(
     )
 
 
-def display_codes(image: Image, method: str, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def display_codes(image: Image, method: DisplayDequantizer, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """An image as (H, W, 3) display codes for enhancement (read them with :func:`bdx.io.to_float`):
     16-bit, dequantized by ``method`` (``auto`` or a depth method) when it holds fewer than 16 bits; an
     8-bit input with ``none`` stays 8-bit (the same values, half the memory traffic). Float and linear

@@ -16,7 +16,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from bdx.errors import BdxError, Interrupted, SettingError, UsageError
 
@@ -24,6 +24,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDIO = "-"
 MIN_TILE = 64
 _GLOB_CHARS = set("*?[")
+
+Choice = TypeVar("Choice", bound=str)
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,12 @@ def _relative_or_name(path: Path, base: Path) -> Path:
         return Path(path.name)
 
 
-def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    """A usage error unless ``value`` is one of ``choices``."""
+def check_choice(flag: str, value: str, choices: tuple[Choice, ...]) -> Choice:
+    """``value`` as one of ``choices`` (typed as they are: a tuple of a ``Literal``'s values gives that ``Literal``),
+    or a usage error."""
     if value not in choices:
         raise UsageError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    return cast(Choice, value)
 
 
 def output_format(fmt: str | None, output: str | None, choices: tuple[str, ...]) -> str:

@@ -58,8 +58,8 @@ def ldr2hdr_command(
     from bdx.hdr.reconstruct import HDR_METHODS, HdrSettings
 
     with command_errors():
-        check_choice("--method", method, HDR_METHODS)
-        check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
+        hdr_method = check_choice("--method", method, HDR_METHODS)
+        front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
         if precision is not None:  # the option's former name (elsewhere --precision is the arithmetic's)
             check_choice("--precision", precision, ("half", "float"))
             sample_type = precision
@@ -72,7 +72,7 @@ def ldr2hdr_command(
         if peak_nits is not None and not (math.isfinite(peak_nits) and 0 < peak_nits <= MAX_PEAK_NITS):
             raise UsageError(f"--peak-nits must be above 0 and at most {MAX_PEAK_NITS:g}, not {peak_nits}")
         chosen = output_format(fmt, output, ("exr", "hdr"))
-        settings = HdrSettings(method=method, dequantize=dequantize, iterations=iterations, exposure=exposure,
+        settings = HdrSettings(method=hdr_method, dequantize=front_end, iterations=iterations, exposure=exposure,
                                peak_nits=peak_nits, tile=tile)
         net = None
         if method == "learned":

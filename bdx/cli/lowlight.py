@@ -58,7 +58,7 @@ def enhance_lowlight_command(
     from bdx.lowlight.enhance import DEQUANTIZE_CHOICES, EnhanceSettings
 
     with command_errors():
-        check_choice("--dequantize", dequantize, DEQUANTIZE_CHOICES)
+        front_end = check_choice("--dequantize", dequantize, DEQUANTIZE_CHOICES)
         check_tile(tile)
         if denoise < 0:
             raise UsageError("--denoise must be 0 or more")
@@ -70,7 +70,7 @@ def enhance_lowlight_command(
             raise UsageError("--target-mean must be between 0 and 1")
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         settings = EnhanceSettings(
-            dequantize=dequantize, denoise=denoise, gamma=gamma, target_mean=target_mean, neutral_shadows=neutral_shadows,
+            dequantize=front_end, denoise=denoise, gamma=gamma, target_mean=target_mean, neutral_shadows=neutral_shadows,
             tile=tile,
         )
         model = _load_model(weights)

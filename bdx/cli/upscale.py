@@ -64,7 +64,7 @@ def upscale_depth_command(
         check_choice("--method", method, DEPTH_METHODS)
         check_choice("--convention", convention, CONVENTIONS)
         check_ensemble(method, ensemble)
-        check_choice("--precision", precision, PRECISIONS)
+        arithmetic = check_choice("--precision", precision, PRECISIONS)
         check_tile(tile)
         if out_bits != 16:
             raise UsageError("--out-bits supports 16")
@@ -90,7 +90,7 @@ def upscale_depth_command(
             tile=tile,
             weights=net,
             ensemble=ensemble,
-            precision=precision,
+            precision=arithmetic,
             progress=reporter.tiles,
         )
         write_target(target, result.image, chosen, bits=16, exr_half=False)

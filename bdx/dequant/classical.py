@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -63,7 +64,7 @@ class ContourDequantizer(nn.Module):
     halo = CONTOUR_RADIUS + PLATEAU_WINDOW
     preferred_tile = 2048  # the 137 px halo costs 60 % extra work on 1024 px tiles, 29 % on 2048 px tiles
 
-    def __init__(self, bits: int, convention: Convention = "centre", container_bits: int = 16, backend: str = "auto") -> None:
+    def __init__(self, bits: int, convention: Convention = "centre", container_bits: int = 16, backend: PriorBackend = "auto") -> None:
         super().__init__()
         self.bits = bits
         self.convention = convention
@@ -79,10 +80,11 @@ class ContourDequantizer(nn.Module):
         return values.mul_(float(np.float32(step_size(self.bits, self.convention, self.container_bits))))
 
 
-PRIOR_BACKENDS: tuple[str, ...] = ("auto", "opencv", "torch")
+PriorBackend = Literal["auto", "opencv", "torch"]
+PRIOR_BACKENDS: tuple[PriorBackend, ...] = get_args(PriorBackend)
 
 
-def level_fractions(levels: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+def level_fractions(levels: torch.Tensor, backend: PriorBackend = "auto") -> torch.Tensor:
     """:func:`contour_fractions` of (N, C, H, W) levels as a float32 tensor on their device: with ``auto``, OpenCV's
     distance transforms on the CPU and jump flooding (:mod:`bdx.dequant.jump_flood`) elsewhere."""
     if backend not in PRIOR_BACKENDS:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, contour_fractions, level_fractions
+from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, PriorBackend, contour_fractions, level_fractions
 from bdx.quantization import Convention, step_size
 from bdx.safetensor_io import build_model, read_model, save_model
 from bdx.tiling import round_up
@@ -216,7 +216,7 @@ def _per_sample(step: float | list[float], count: int) -> list[float]:
     return [step] * count if isinstance(step, (int, float)) else list(step)
 
 
-def contour_prior(levels: np.ndarray | torch.Tensor, step: float | list[float], backend: str = "auto") -> torch.Tensor:
+def contour_prior(levels: np.ndarray | torch.Tensor, step: float | list[float], backend: PriorBackend = "auto") -> torch.Tensor:
     """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, in units of
     :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``. An array
     is read with OpenCV, a tensor by :func:`bdx.dequant.classical.level_fractions` on its own device."""
@@ -312,7 +312,7 @@ class LearnedDequantizer(nn.Module):
 
     def __init__(
         self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1, container_bits: int = 16,
-        backend: str = "auto",
+        backend: PriorBackend = "auto",
     ) -> None:
         super().__init__()
         self.net = net

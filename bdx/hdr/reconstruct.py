@@ -12,26 +12,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import numpy as np
 import torch
 
 from bdx.color import luminance
-from bdx.depth import display_codes
+from bdx.depth import DisplayDequantizer, display_codes
 from bdx.errors import BdxError
 from bdx.io import Image, to_float
 from bdx.tiling import round_up
 
-HDR_METHODS: tuple[str, ...] = ("learned", "classical")
+HdrMethod = Literal["learned", "classical"]
+HDR_METHODS: tuple[HdrMethod, ...] = get_args(HdrMethod)
 
 
 @dataclass(frozen=True)
 class HdrSettings:
     """Options of one reconstruction."""
 
-    method: str = "learned"
-    dequantize: str = "auto"
+    method: HdrMethod = "learned"
+    dequantize: DisplayDequantizer = "auto"
     iterations: int | None = None
     exposure: float = 0.0
     peak_nits: float | None = None

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from bdx.color import srgb_to_linear
-from bdx.depth import DISPLAY_DEQUANTIZERS, display_codes
+from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
 from bdx.errors import BdxError
 from bdx.io import Image, to_float
 from bdx.lowlight.curves import sample_maps
@@ -42,7 +42,7 @@ class EnhanceSettings:
     output's colour fades to neutral (:func:`neutral_shadows`); 0 keeps every colour.
     """
 
-    dequantize: str = "auto"
+    dequantize: DisplayDequantizer = "auto"
     denoise: float = 1.0
     denoise_radius: int = 3
     denoise_subsample: int = 2
