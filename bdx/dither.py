@@ -7,12 +7,12 @@ smaller y*2 + x, so each anti-diagonal "wave" is quantized in one vectorized ste
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 import numpy as np
 
 DitherMethod = Literal["none", "ordered", "random", "floyd-steinberg"]
-DITHER_METHODS: tuple[str, ...] = ("none", "ordered", "random", "floyd-steinberg")
+DITHER_METHODS: tuple[DitherMethod, ...] = get_args(DitherMethod)
 
 
 def bayer_matrix(order: int = 3) -> np.ndarray:

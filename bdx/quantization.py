@@ -14,14 +14,14 @@ All rounding is round-half-to-even (``np.rint``), the same everywhere.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from bdx.errors import SettingError
 
 Convention = Literal["centre", "truncate"]
-CONVENTIONS: tuple[str, ...] = ("centre", "truncate")
+CONVENTIONS: tuple[Convention, ...] = get_args(Convention)
 
 
 def max_level(bits: int) -> int:

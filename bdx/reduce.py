@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from bdx.quantization import (
 )
 
 QuantizeMethod = Literal["linear", "kmeans"]
-QUANTIZE_METHODS: tuple[str, ...] = ("linear", "kmeans")
+QUANTIZE_METHODS: tuple[QuantizeMethod, ...] = get_args(QuantizeMethod)
 MAX_PALETTE_BITS = 8
 
 
