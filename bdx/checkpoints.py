@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 import torch
 
 from bdx.errors import BdxError
 
 Model = TypeVar("Model", bound=torch.nn.Module)
+Loaded = TypeVar("Loaded")
 
 
 def is_safetensors(path: Path) -> bool:
@@ -23,6 +24,15 @@ def is_safetensors(path: Path) -> bool:
     with open(path, "rb") as handle:
         head = handle.read(9)
     return len(head) == 9 and head[8:9] == b"{"
+
+
+def load_weights_file(path: str | Path, bdx_loader: Callable[[Path], Loaded], published_loader: Callable[[Path], Loaded]) -> Loaded:
+    """A task's weights file: bdx's own safetensors through ``bdx_loader``, anything else through
+    ``published_loader`` (a published PyTorch checkpoint); a one-line error for a missing file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BdxError(f"weights file not found: {path}")
+    return bdx_loader(path) if is_safetensors(path) else published_loader(path)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -10,14 +10,7 @@ from bdx.dither import DitherMethod, floyd_steinberg, threshold_offsets
 from bdx.errors import BdxError, SettingError
 from bdx.io import Image, to_float
 from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
-from bdx.quantization import (
-    Convention,
-    check_bits,
-    codes_from_levels,
-    container_for,
-    level_units,
-    round_levels,
-)
+from bdx.quantization import Convention, check_bits, codes_from_levels, container_for, level_units, round_levels
 
 QuantizeMethod = Literal["linear", "kmeans"]
 QUANTIZE_METHODS: tuple[QuantizeMethod, ...] = get_args(QuantizeMethod)

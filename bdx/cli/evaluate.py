@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, cast
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
 from bdx.cli import eval_app
 from bdx.cli import options as opt
-from bdx.cli.common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    check_choice,
-    command_errors,
-    describe_exception,
-    image_extensions,
-    json_line,
-)
+from bdx.cli.common import EXIT_FAILED, EXIT_OK, check_choice, command_errors, describe_exception, image_extensions, json_line
 from bdx.errors import BdxError, UsageError
-from bdx.quantization import Convention
 
 SUMMARY_COLUMNS = (
     ("psnr", "PSNR dB", "{:.2f}"),
@@ -131,7 +122,7 @@ def eval_depth(
     from bdx.quantization import CONVENTIONS
 
     with command_errors():
-        check_choice("--convention", convention, CONVENTIONS)
+        bin_convention = check_choice("--convention", convention, CONVENTIONS)
         if method is not None:
             check_choice("--method", method, DEPTH_METHODS)
         bits = None if in_bits == "auto" else _parse_bits(in_bits)
@@ -143,9 +134,9 @@ def eval_depth(
     def prepare(ref_path: Path | None, input_path: Path | None):
         assert ref_path is not None  # references are required here
         source = read_image(input_path) if input_path is not None else None
-        prepared = depth_reference(read_image(ref_path), source, bits=bits, convention=cast(Convention, convention))
+        prepared = depth_reference(read_image(ref_path), source, bits=bits, convention=bin_convention)
         if prepared.source is not None and source is not None:  # bin metrics on misread levels would mislead: say so once per input
-            warning = depth_warning(source, prepared.source.bits, prepared.source.content_bits, cast(Convention, convention),
+            warning = depth_warning(source, prepared.source.bits, prepared.source.content_bits, bin_convention,
                                     told=bits is not None)
             if warning:
                 prepared.stats["warning"] = warning

@@ -8,15 +8,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import (
-    check_choice,
-    check_tile,
-    command_errors,
-    output_format,
-    plan_batch,
-    read_source,
-    write_target,
-)
+from bdx.cli.common import check_choice, check_tile, command_errors, output_format, plan_batch, read_source, write_target
 from bdx.errors import UsageError
 
 

@@ -72,7 +72,7 @@ class ContourDequantizer(nn.Module):
         self.backend = backend
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
-        # the float32 steps of contour_values, in the same order
+        # values in [0, 1] at the fraction's place inside each level's bin, in float32 throughout
         values = levels.to(torch.float32, copy=True)
         if self.convention != "truncate":
             values -= 0.5
@@ -133,19 +133,6 @@ def contour_fractions(levels: np.ndarray) -> np.ndarray:
             out[divmod(index, levels.shape[1])] = fraction.result()
             fractions[index] = None
     return out
-
-
-def contour_values(
-    levels: np.ndarray, fraction: np.ndarray, bits: int, convention: Convention, container_bits: int = 16,
-) -> np.ndarray:
-    """Values in [0, 1] at position ``fraction`` (0 = bottom, 1 = top) inside each level's bin."""
-    step = np.float32(step_size(bits, convention, container_bits))
-    values = levels.astype(np.float32)  # float32 throughout (int32 with a float32 scalar would promote to float64)
-    if convention != "truncate":
-        values -= np.float32(0.5)
-    values += fraction
-    values *= step
-    return values
 
 
 def contour_fraction(levels: np.ndarray) -> np.ndarray:

@@ -162,11 +162,7 @@ def load_hdr_net(path: str | Path) -> FeedbackHDRNet:
 def load_hdr_model(path: str | Path) -> nn.Module:
     """Any supported HDR weights file: bdx's safetensors (:class:`FeedbackHDRNet`), or a published FHDR or
     ExpandNet checkpoint (:mod:`bdx.hdr.published`)."""
-    from bdx.checkpoints import is_safetensors
-    from bdx.errors import BdxError
+    from bdx.checkpoints import load_weights_file
     from bdx.hdr.published import load_published
 
-    path = Path(path)
-    if not path.is_file():
-        raise BdxError(f"weights file not found: {path}")
-    return load_hdr_net(path) if is_safetensors(path) else load_published(path)
+    return load_weights_file(path, load_hdr_net, load_published)

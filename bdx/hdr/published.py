@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.checkpoints import describe_keys, load_matching, read_state_dict, sha256
+from bdx.errors import BdxError
 
 PUBLISHED = ("FHDR", "ExpandNet")
 # the published FHDR checkpoints (mukulkhanna/FHDR's release) and the feedback iterations each was trained with
@@ -163,8 +164,6 @@ class ExpandNet(nn.Module):
 
 def recognise(state: dict[str, torch.Tensor]) -> str:
     """``fhdr`` or ``expandnet`` from a state dict's keys; a one-line error naming what bdx runs otherwise."""
-    from bdx.errors import BdxError
-
     keys = set(state)
     if {"feb1.weight", "feedback_block.compress_in.weight", "feedback_block.DRDB1.compress.weight", "hrb2.weight"} <= keys:
         return "fhdr"
@@ -207,9 +206,13 @@ class ExpandNetTiles(nn.Module):
         self.net, self.low, self.span = net, low, max(high - low, 1e-12)
         self.height, self.width = height, width
 
+    def stretch(self, x: torch.Tensor) -> torch.Tensor:
+        """Values in [0, 1] stretched by the image's own minimum and maximum, as ExpandNet's authors do."""
+        return (x - self.low) / self.span
+
     def forward(self, x: torch.Tensor, features: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         outs = []
-        for tile, (y0, x0, y1, x1) in zip((x - self.low) / self.span, boxes.tolist()):
+        for tile, (y0, x0, y1, x1) in zip(self.stretch(x), boxes.tolist()):
             edges = [EXPANDNET_PAD * int(edge) for edge in (
                 round(x0 * self.width) <= 0, round(x1 * self.width) >= self.width,
                 round(y0 * self.height) <= 0, round(y1 * self.height) >= self.height,
@@ -226,12 +229,11 @@ def tile_model(net: nn.Module, codes: np.ndarray, iterations: int | None, device
         return FHDRTiles(net, iterations), None
     assert isinstance(net, ExpandNet)
     peak = float(np.iinfo(codes.dtype).max)  # the tiling engine gives the model codes / peak
-    low, high = float(codes.min()) / peak, float(codes.max()) / peak
+    tiles = ExpandNetTiles(net, float(codes.min()) / peak, float(codes.max()) / peak, codes.shape[0], codes.shape[1])
     resized = resize_bilinear(codes, EXPANDNET_GLOBAL_SIZE, EXPANDNET_GLOBAL_SIZE) / np.float32(peak)
-    whole = (torch.from_numpy(resized).permute(2, 0, 1)[None].to(device) - low) / max(high - low, 1e-12)
     with torch.inference_mode():
-        features = net.global_features(whole)
-    return ExpandNetTiles(net, low, high, codes.shape[0], codes.shape[1]), features
+        features = net.global_features(tiles.stretch(torch.from_numpy(resized).permute(2, 0, 1)[None].to(device)))
+    return tiles, features
 
 
 def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:

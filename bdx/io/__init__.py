@@ -9,19 +9,8 @@ never used: it silently reads 16-bit RGB PNG as 8-bit.
 from __future__ import annotations
 
 from bdx.io.image import Image, convert_depth, to_float
-from bdx.io.read import (
-    IMAGE_EXTENSIONS,
-    RAW_EXTENSIONS,
-    decode_image,
-    read_image,
-)
-from bdx.io.write import (
-    OUTPUT_FORMATS,
-    atomic_write_bytes,
-    encode_image,
-    format_from_path,
-    write_image,
-)
+from bdx.io.read import IMAGE_EXTENSIONS, RAW_EXTENSIONS, decode_image, read_image
+from bdx.io.write import OUTPUT_FORMATS, atomic_write_bytes, encode_image, format_from_path, write_image
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.errors import BdxError
 from bdx.lowlight.curves import apply_curves
 from bdx.safetensor_io import build_model, read_model, save_model
 
@@ -116,10 +115,7 @@ def load_curve_net(path: Path) -> CurveModel:
 def load_curve_model(path: str | Path) -> CurveModel:
     """Any supported low-light weights file: bdx safetensors, or a published checkpoint
     (:mod:`bdx.lowlight.published`)."""
-    from bdx.checkpoints import is_safetensors
+    from bdx.checkpoints import load_weights_file
     from bdx.lowlight.published import load_published
 
-    path = Path(path)
-    if not path.is_file():
-        raise BdxError(f"weights file not found: {path}")
-    return load_curve_net(path) if is_safetensors(path) else load_published(path)
+    return load_weights_file(path, load_curve_net, load_published)
