@@ -14,7 +14,7 @@ from bdx.errors import SettingError
 
 DEFAULT_WEIGHTS = {
     "depth": "depth-contour-gated-v5.safetensors",
-    "lowlight": "lowlight-curvenet-v2.safetensors",
+    "lowlight": "lowlight-curvenet-v3.safetensors",
     "hdr": "hdr-feedback-v2.safetensors",
 }
 

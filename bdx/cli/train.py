@@ -129,6 +129,10 @@ def train_lowlight_command(
     ] = None,
     gamma: Annotated[float, typer.Option(help="Gamma post-step saved with the weights (with --pairs, trained through).")] = 1.0,
     frame_size: Annotated[int, typer.Option(help="With --pairs: long side the frames are resized to.")] = 256,
+    pair_loss: Annotated[
+        str, typer.Option(help="With --pairs: psnr (mean over images of the log squared error, as a mean PSNR weighs "
+                               "them) or mse.")
+    ] = "psnr",
     output: opt.WeightsOutput = Path("lowlight.safetensors"),
     steps: opt.Steps = 3000,
     batch_size: Annotated[int, typer.Option(help="Images per step (per process).")] = 8,
@@ -150,9 +154,10 @@ def train_lowlight_command(
     reference frames with --pairs."""
     from bdx.device import resolve_device
     from bdx.errors import BdxError, UsageError
-    from bdx.training.lowlight import LowlightTrainConfig, train_lowlight
+    from bdx.training.lowlight import PAIR_LOSSES, LowlightTrainConfig, train_lowlight
 
     with command_errors():
+        loss = check_choice("--pair-loss", pair_loss, PAIR_LOSSES)
         if (data is None) == (pairs is None):
             raise UsageError("give --data (zero-reference training) or --pairs (against references), one of them")
         if frame_size < 16:
@@ -169,6 +174,7 @@ def train_lowlight_command(
         config = LowlightTrainConfig(
             steps=steps, batch_size=batch_size, lr=lr, validate_every=validate_every, checkpoint_every=checkpoint_every,
             seed=seed, exposure=exposure_level, weight_tv=smoothness_weight, gamma=gamma, frame_size=frame_size,
+            pair_loss=loss,
         )
         torch_device = str(resolve_device(device))
 

@@ -9,9 +9,11 @@ and 90-degree turns.
 With pairs (a JSON list of ``{"input": ..., "reference": ...}`` paths, relative to the
 file): each dark frame is resized to ``frame_size`` on its long side, the network sees it
 at its context size (as at inference), the curves and the gamma post-step are applied at
-that size, and the loss is the mean squared error to the reference frame. Pairs
-are split for validation by a hash of the reference's name, so a scene's frames stay
-on one side.
+that size, and the loss compares the result with the reference frame: by default the
+mean over images of the log of each image's squared error (``pair_loss="psnr"``: what a
+mean of per-image PSNRs measures, so scenes with dark references weigh as much as bright
+ones), or the plain mean squared error (``"mse"``). Pairs are split for validation by a
+hash of the reference's name, so a scene's frames stay on one side.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Collection
+from typing import Callable, Collection, Literal, get_args
 
 import cv2
 import numpy as np
@@ -32,6 +34,9 @@ from bdx.lowlight.curves import apply_curves
 from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side, load_curve_model, save_curve_net
 from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, run_training
+
+PairLoss = Literal["psnr", "mse"]
+PAIR_LOSSES: tuple[PairLoss, ...] = get_args(PairLoss)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class LowlightTrainConfig:
     init: str | None = None  # name of the weights the run started from
     pairs: str | None = None  # name of the pairs file of a reference-supervised run
     frame_size: int = 256  # long side the pairs' frames are resized to
+    pair_loss: PairLoss = "psnr"  # reference-supervised loss (see the module's docstring)
 
 
 def colour_constancy_loss(enhanced: torch.Tensor) -> torch.Tensor:
@@ -107,15 +113,30 @@ def zero_reference_loss(net, images: torch.Tensor, config: LowlightTrainConfig) 
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
-def reference_loss(net, dark: torch.Tensor, reference: torch.Tensor, context_size: int, gamma: float) -> torch.Tensor:
-    """Mean squared error between the enhanced ``dark`` batch and ``reference``, the curves estimated on a copy
-    whose long side is ``context_size`` and applied at full size, then the ``gamma`` post-step (as at inference)."""
+def reference_errors(net, dark: torch.Tensor, reference: torch.Tensor, context_size: int, gamma: float) -> torch.Tensor:
+    """Per-image mean squared error (N,) between the enhanced ``dark`` batch and ``reference``, the curves
+    estimated on a copy whose long side is ``context_size`` and applied at full size, then the ``gamma``
+    post-step (as at inference)."""
     small = F.interpolate(dark, size=fit_long_side(dark.shape[-2], dark.shape[-1], context_size), mode="area")
     params = F.interpolate(net(small), size=dark.shape[-2:], mode="bilinear", align_corners=False)
     enhanced = apply_curves(dark, params).clamp(1e-6, 1.0)
     if gamma != 1.0:
         enhanced = enhanced.pow(1.0 / gamma)
-    return F.mse_loss(enhanced, reference)
+    return (enhanced - reference).pow(2).mean(dim=(1, 2, 3))
+
+
+PSNR_LOSS_FLOOR = 1e-5  # squared error below which the psnr loss stops rewarding (50 dB)
+
+
+def reference_loss(
+    net, dark: torch.Tensor, reference: torch.Tensor, context_size: int, gamma: float, pair_loss: PairLoss = "psnr",
+) -> torch.Tensor:
+    """The training loss against references: ``psnr`` (mean log10 squared error per image, scaled so its
+    gradients match the plain error's order of magnitude) or ``mse``."""
+    errors = reference_errors(net, dark, reference, context_size, gamma)
+    if pair_loss == "mse":
+        return errors.mean()
+    return 0.01 * torch.log10(errors + PSNR_LOSS_FLOOR).mean()
 
 
 def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -286,13 +307,14 @@ def _pairs_objective(net: CurveNet, pairs_file: Path, config: LowlightTrainConfi
     def loss_fn(model, rng):
         dark, reference = sample_pairs(train, config.batch_size, rng)
         target = next(net.parameters()).device
-        return reference_loss(model, dark.to(target), reference.to(target), config.context_size, config.gamma)
+        return reference_loss(model, dark.to(target), reference.to(target), config.context_size, config.gamma,
+                              config.pair_loss)
 
     def validate(model) -> dict:
         target = next(net.parameters()).device
         as_batch = lambda frame: torch.from_numpy(frame).permute(2, 0, 1)[None].to(target)  # noqa: E731
         errors = [
-            float(reference_loss(model, as_batch(dark), as_batch(reference), config.context_size, config.gamma))
+            float(reference_errors(model, as_batch(dark), as_batch(reference), config.context_size, config.gamma)[0])
             for dark, reference in val
         ]
         return {"val_loss": float(np.mean(errors)), "val_psnr": float(np.mean([-10 * np.log10(e) for e in errors]))}
