@@ -80,10 +80,10 @@ def ldr_to_hdr(
         linear = _learned(codes, settings, weights, torch_device, progress)
     else:
         raise BdxError(f"unknown method {settings.method!r} (choose from {', '.join(HDR_METHODS)})")
-    linear = calibrate(linear, settings.exposure, settings.peak_nits)
+    linear = calibrate(linear, settings.exposure, settings.peak_nits, in_place=linear.dtype == np.float32)
     if image.channels == 1:
         linear = linear.mean(axis=2, keepdims=True)
-    return image.with_pixels(linear.astype(np.float32), significant_bits=None, linear=True)
+    return image.with_pixels(linear.astype(np.float32, copy=False), significant_bits=None, linear=True)
 
 
 def _learned(codes: np.ndarray, settings: HdrSettings, weights, device, progress) -> np.ndarray:
@@ -136,11 +136,14 @@ def match_input_scale(linear: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return linear * np.float32(2.0**stops) if math.isfinite(stops) else linear
 
 
-def calibrate(linear: np.ndarray, exposure: float = 0.0, peak_nits: float | None = None) -> np.ndarray:
-    """Scale by 2^exposure, then (when given) so the brightest 0.01 % of luminance sits at ``peak_nits`` (which
-    makes the exposure irrelevant: the peak scales with it). A scale that takes values beyond 32-bit float is an
-    error, never a file of infinities or NaNs."""
-    out = np.clip(linear, 0.0, None)
+def calibrate(
+    linear: np.ndarray, exposure: float = 0.0, peak_nits: float | None = None, *, in_place: bool = False,
+) -> np.ndarray:
+    """Negative values to 0, then scale by 2^exposure, then (when given) so the brightest 0.01 % of luminance sits
+    at ``peak_nits`` (which makes the exposure irrelevant: the peak scales with it). A scale that takes values
+    beyond 32-bit float is an error, never a file of infinities or NaNs. ``in_place``: work on ``linear`` itself
+    (float32) instead of a copy."""
+    out = np.clip(linear, 0.0, None, out=linear) if in_place else np.clip(linear, 0.0, None, dtype=np.float32)
     try:
         factor = 2.0**exposure
     except OverflowError:
@@ -150,4 +153,6 @@ def calibrate(linear: np.ndarray, exposure: float = 0.0, peak_nits: float | None
         factor = peak_nits / peak if peak > 0 else 1.0
     if not math.isfinite(factor) or not np.isfinite(out.max(initial=0.0) * factor) or factor * 3.4e38 < 1e-30:
         raise BdxError(f"scaling by {factor:g} takes the result beyond 32-bit float (exposure {exposure:+g} EV)")
-    return (out * np.float32(factor)).astype(np.float32)
+    if factor != 1.0:
+        out *= np.float32(factor)
+    return out
