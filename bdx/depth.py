@@ -146,7 +146,7 @@ class DepthResult:
     image: Image
     in_bits: int
     convention: Convention
-    precision: str = "float32"  # of the network's convolutions (learned only)
+    precision: Literal["float32", "bfloat16"] = "float32"  # of the network's convolutions (learned only)
     content_bits: int = 0  # the fewest bits that reproduce every input code: above ``in_bits``, detail was rounded away
 
 
@@ -186,7 +186,7 @@ def upscale_depth(
     source = input_levels(image, in_bits, convention)
     torch_device = resolve_device(device)
     # only the learned method has convolutions; the others are exact in any precision
-    engine_precision = resolve_precision(precision, torch_device) if method == "learned" else "fp32"
+    used = resolve_precision(precision, torch_device) if method == "learned" else "float32"
     model = for_inference(
         build_dequantizer(method, source.bits, convention, weights, ensemble, source.container_bits, prior_backend), torch_device
     )
@@ -195,7 +195,7 @@ def upscale_depth(
     # every depth method's support fits its halo, so tiles meet at cut seams and no float copy of the image is kept
     settings = TiledRun(
         tile=tile or getattr(model, "preferred_tile", 1024), halo=halo, blend=0, multiple=multiple, cut=True,
-        precision=engine_precision,
+        precision=used,
     )
 
     level_of_code = _level_of_code_table(source)
@@ -220,7 +220,6 @@ def upscale_depth(
         out_dtype=np.uint16,
         progress=progress,
     )
-    used = "bfloat16" if engine_precision == "bf16" else "float32"
     return DepthResult(
         image.with_pixels(output, significant_bits=None), source.bits, source.convention, used, source.content_bits
     )

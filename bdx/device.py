@@ -7,8 +7,9 @@ from typing import Literal, get_args
 from bdx.errors import BdxError, SettingError, SettingUsageError
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-Precision = Literal["auto", "float32", "bfloat16"]
+Precision = Literal["auto", "float32", "bfloat16"]  # what a user chooses
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+EnginePrecision = Literal["auto", "float32", "bfloat16", "float16"]  # what the tiling engine runs (torch dtype names)
 
 
 def resolve_device(name: str = "auto"):
@@ -57,12 +58,11 @@ def native_bfloat16(device) -> bool:
     return False
 
 
-def resolve_precision(name: str, device) -> str:
-    """The tiling engine's precision (``fp32`` or ``bf16``, see :class:`bdx.tiling.TiledRun`) for a
-    user's ``auto``, ``float32`` or ``bfloat16``: ``auto`` takes bfloat16 where the device runs it
-    natively (:func:`native_bfloat16`), else float32."""
+def resolve_precision(name: str, device) -> Literal["float32", "bfloat16"]:
+    """The precision to run for a user's ``auto``, ``float32`` or ``bfloat16``: ``auto`` takes bfloat16 where
+    the device runs it natively (:func:`native_bfloat16`), else float32."""
     if name not in PRECISIONS:
         raise SettingUsageError(f"{{precision}} must be one of {', '.join(PRECISIONS)}, not {name!r}")
     if name == "bfloat16" or (name == "auto" and native_bfloat16(device)):
-        return "bf16"
-    return "fp32"
+        return "bfloat16"
+    return "float32"

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from bdx.device import EnginePrecision
 from bdx.errors import BdxError
 
 Prepare = Callable[[np.ndarray], np.ndarray]
@@ -158,7 +159,7 @@ class TiledRun:
     blend: int = 16
     multiple: int = 1
     batch_size: int | None = None
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16
+    precision: EnginePrecision = "auto"  # auto: float16 autocast on CUDA, float32 elsewhere
     residual: bool = False
     bytes_per_pixel: int = 2048
     min_tile: int = 32
@@ -281,10 +282,10 @@ def _tile_with_halo(image: np.ndarray, rows: TileLayout, cols: TileLayout, r: in
     return image[np.ix_(border_indices(y0, y1, height), border_indices(x0, x1, width))]
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def _autocast_dtype(precision: EnginePrecision, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else None
-    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[precision]
 
 
 @dataclass

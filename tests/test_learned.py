@@ -502,8 +502,8 @@ def test_precision_choices(runner, make_png, tmp_path):
     from bdx.device import native_bfloat16, resolve_precision
 
     cpu = torch.device("cpu")
-    assert resolve_precision("float32", cpu) == "fp32" and resolve_precision("bfloat16", cpu) == "bf16"
-    assert resolve_precision("auto", cpu) == ("bf16" if native_bfloat16(cpu) else "fp32")
+    assert resolve_precision("float32", cpu) == "float32" and resolve_precision("bfloat16", cpu) == "bfloat16"
+    assert resolve_precision("auto", cpu) == ("bfloat16" if native_bfloat16(cpu) else "float32")
     with pytest.raises(BdxError, match="^precision must be one of"):  # the library names its parameter, not a flag
         resolve_precision("fp16", cpu)
     source = make_png("x.png", np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (24, 2, 3)), sbit=4)

@@ -56,7 +56,7 @@ def whole_image(image: np.ndarray) -> np.ndarray:
 )
 def test_tiled_equals_whole_image(height, width, tile, blend, batch, cut):
     image = np.random.default_rng(height * 97 + width).random((height, width, 3)).astype(np.float32)
-    run = TiledRun(tile=tile, halo=HALO, blend=blend, multiple=2, batch_size=batch, precision="fp32", cut=cut)
+    run = TiledRun(tile=tile, halo=HALO, blend=blend, multiple=2, batch_size=batch, precision="float32", cut=cut)
     tiled = run_tiled(NET, image, settings=run)
     assert tiled.shape == (height, width, 3)
     np.testing.assert_allclose(tiled, whole_image(image), atol=1e-5)
@@ -89,7 +89,7 @@ ZERO_PADDED = ZeroPaddedNet().eval()
        with_boxes=st.booleans())
 def test_inside_border_equals_the_networks_own_whole_image_run(height, width, tile, batch, with_boxes):
     image = np.random.default_rng(height * 31 + width).random((height, width, 3)).astype(np.float32)
-    run = TiledRun(tile=tile, halo=4, blend=0, batch_size=batch, precision="fp32", cut=True, border="inside")
+    run = TiledRun(tile=tile, halo=4, blend=0, batch_size=batch, precision="float32", cut=True, border="inside")
     tiled = run_tiled(ZERO_PADDED, image, settings=run, global_features=(height, width) if with_boxes else None)
     with torch.no_grad():
         whole = ZERO_PADDED(torch.from_numpy(image).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
@@ -146,7 +146,7 @@ class ZeroResidual(torch.nn.Module):
         return self.body(x)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_identity_returns_every_16bit_code(precision):
     codes = np.arange(65536, dtype=np.uint16).reshape(256, 256, 1).repeat(3, axis=2)
     run = TiledRun(tile=96, halo=8, blend=8, precision=precision, residual=True)
@@ -226,7 +226,7 @@ def test_models_may_return_their_output_trimmed_by_part_of_the_halo(residual):
     """A model that drops 4 px of context on each side: the engine takes each tile from the centre of its output."""
     image = np.random.default_rng(3).random((37, 53, 3)).astype(np.float32)
     trimmed = lambda x: 2 * x[:, :, 4:-4, 4:-4]  # noqa: E731
-    run = TiledRun(tile=16, halo=HALO, blend=0, multiple=2, precision="fp32", cut=True, residual=residual)
+    run = TiledRun(tile=16, halo=HALO, blend=0, multiple=2, precision="float32", cut=True, residual=residual)
     np.testing.assert_allclose(run_tiled(trimmed, image, settings=run), (3 if residual else 2) * image, atol=1e-6)
     too_much = lambda x: x[:, :, HALO + 1 : -HALO - 1, HALO + 1 : -HALO - 1]  # noqa: E731
     with pytest.raises(ValueError, match="halo"):

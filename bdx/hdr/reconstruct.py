@@ -98,7 +98,7 @@ def _learned(codes: np.ndarray, settings: HdrSettings, weights, device, progress
         return match_input_scale(_published(net, codes, settings, device, progress), codes)
     model = _TileModel(net, settings.iterations)
     # the halo covers the network's receptive field and every tile shares one global context: seams can be cut
-    run = TiledRun(tile=settings.tile or 1024, halo=model.halo, blend=0, multiple=model.multiple, precision="fp32", cut=True)
+    run = TiledRun(tile=settings.tile or 1024, halo=model.halo, blend=0, multiple=model.multiple, precision="float32", cut=True)
     return run_tiled(
         model, codes, settings=run, device=device, context=net.global_features,
         context_size=net.config.context_size, progress=progress,
@@ -111,7 +111,7 @@ def _published(net: torch.nn.Module, codes: np.ndarray, settings: HdrSettings, d
     from bdx.tiling import TiledRun, run_tiled
 
     model, features = tile_model(net, codes, settings.iterations, device)
-    run = TiledRun(tile=settings.tile or 384, halo=model.halo, blend=0, precision="fp32", cut=True, border="inside")
+    run = TiledRun(tile=settings.tile or 384, halo=model.halo, blend=0, precision="float32", cut=True, border="inside")
     return run_tiled(model, codes, settings=run, device=device, global_features=features, progress=progress)
 
 

@@ -236,7 +236,7 @@ def enhance_lowlight(
     enhancer = CurveEnhancer(model, settings, exponent)
     # the halo covers the curve network and the parameter-map interpolation: seams can be cut, not blended; a
     # full-resolution network sees the image's edges as it does when run on a whole image
-    run = TiledRun(tile=settings.tile or 512, halo=enhancer.halo, blend=0, multiple=enhancer.multiple, precision="fp32",
+    run = TiledRun(tile=settings.tile or 512, halo=enhancer.halo, blend=0, multiple=enhancer.multiple, precision="float32",
                    cut=True, border="inside" if enhancer.full_resolution else "reflect")
     def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:  # block is the engine's scratch: scaled in place
         np.clip(block, 0.0, 1.0, out=block)
