@@ -51,7 +51,8 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
     if not 1 <= bits <= container:
         raise SettingError(f"{{in_bits}} {bits} does not fit a {container}-bit input")
     if bits >= 16:
-        raise BdxError(_truncate_hint(image, convention) or "input already holds 16 significant bits; nothing to dequantize")
+        hint = _truncate_hint(image, convention)
+        raise SettingError(hint) if hint else BdxError("input already holds 16 significant bits; nothing to dequantize")
     return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention, content_bits=content)
 
 
@@ -60,32 +61,39 @@ def _truncate_hint(image: Image, convention: Convention) -> str:
     empty for any other file."""
     if image.significant_bits:
         return ""
-    advice = truncate_advice(image, image.container_bits - 1, convention)
-    return f"read as bin centres the codes need all 16 bits, but {advice}" if advice else ""
+    levels = truncated_levels(image, image.container_bits - 1, convention)
+    if levels is None:
+        return ""
+    return f"read as bin centres the codes need all 16 bits, but they are {levels}-bit levels with zero-filled low bits: " \
+        "add {convention} truncate"
 
 
-def truncate_advice(image: Image, bits: int, convention: Convention) -> str:
-    """Advice for codes that need more than ``bits`` bits as bin centres but are ``bits``-bit levels (or fewer)
-    with zero-filled low bits; empty when ``convention`` is not ``centre`` or the codes do not read that way."""
+def truncated_levels(image: Image, bits: int, convention: Convention) -> int | None:
+    """The depth of codes that need more than ``bits`` bits as bin centres but are ``bits``-bit levels (or fewer)
+    with zero-filled low bits (what the ``truncate`` convention reads); None when ``convention`` is not ``centre``
+    or the codes do not read that way."""
     if convention != "centre":
-        return ""
+        return None
     levels = effective_bits(image.pixels, image.container_bits, "truncate")
-    if levels > bits:
-        return ""
-    return f"they are {levels}-bit levels with zero-filled low bits: add --convention truncate"
+    return levels if levels <= bits else None
 
 
-def depth_warning(image: Image, bits: int, content_bits: int, convention: Convention, *, told: bool) -> str:
-    """The warning for a depth ``bits`` (``told``: given as --in-bits, else read from the sBIT chunk) below the
-    ``content_bits`` the codes need, '' when they fit: the convention that reads them, or that their finer detail
-    is rounded away."""
+@dataclass(frozen=True)
+class DepthMismatch:
+    """An input read at ``bits`` whose codes need ``content_bits``: the convention that reads them is another
+    (``truncated_levels``: they are levels of that depth with zero-filled low bits), or their finer detail is
+    rounded away by the reading (``truncated_levels`` None)."""
+
+    bits: int
+    content_bits: int
+    truncated_levels: int | None
+
+
+def depth_mismatch(image: Image, bits: int, content_bits: int, convention: Convention) -> DepthMismatch | None:
+    """The :class:`DepthMismatch` of an input read at ``bits`` whose codes need ``content_bits``; None when they fit."""
     if content_bits <= bits:
-        return ""
-    treated = f"treated as {bits}-bit ({'--in-bits' if told else 'its sBIT chunk'})"
-    advice = truncate_advice(image, bits, convention)
-    if advice:  # the depth is right, the convention is not
-        return f"{treated}, its codes need {content_bits} bits as bin centres, but {advice}"
-    return f"{treated}, but its codes need {content_bits} bits: the finer detail was rounded away"
+        return None
+    return DepthMismatch(bits, content_bits, truncated_levels(image, bits, convention))
 
 
 def check_ensemble(method: str, ensemble: int) -> None:
@@ -141,13 +149,14 @@ def _level_of_code_table(source: DepthSource) -> np.ndarray:
 
 @dataclass
 class DepthResult:
-    """A dequantized 16-bit image and the input depth it was restored from."""
+    """A dequantized 16-bit image, the input depth it was restored from, and whether the input's codes need more
+    bits than that depth (``mismatch``; None when they fit)."""
 
     image: Image
     in_bits: int
     convention: Convention
     precision: Literal["float32", "bfloat16"] = "float32"  # of the network's convolutions (learned only)
-    content_bits: int = 0  # the fewest bits that reproduce every input code: above ``in_bits``, detail was rounded away
+    mismatch: DepthMismatch | None = None
 
 
 def upscale_depth(
@@ -221,7 +230,8 @@ def upscale_depth(
         progress=progress,
     )
     return DepthResult(
-        image.with_pixels(output, significant_bits=None), source.bits, source.convention, used, source.content_bits
+        image.with_pixels(output, significant_bits=None), source.bits, source.convention, used,
+        depth_mismatch(image, source.bits, source.content_bits, source.convention),
     )
 
 

@@ -86,7 +86,7 @@ def test_top_bit_content_in_16_bits_is_named_with_the_convention_that_reads_it()
     centres: the error says which convention reads them, and that convention then works."""
     levels = np.arange(4096, dtype=np.uint16).reshape(64, 64, 1)
     image = Image(levels << 4)
-    with pytest.raises(BdxError, match="12-bit levels with zero-filled low bits: add --convention truncate"):
+    with pytest.raises(BdxError, match="12-bit levels with zero-filled low bits: add convention truncate"):
         upscale_depth(image, method="midpoint", device="cpu")
     assert upscale_depth(image, method="midpoint", convention="truncate", device="cpu").in_bits == 12
 
@@ -278,3 +278,18 @@ def test_end_codes_may_move_inside_their_half_bin_below_7_bits():
     levels = np.rint(codes / 17.0)
     np.testing.assert_array_equal(requantize_u16(out, 4), levels)
     assert np.any(out[codes == 0] > 0)  # the gradient's darkest band rises inside level 0's half-bin
+
+
+def test_result_says_when_the_codes_need_more_bits_than_the_depth_read():
+    """A depth mismatch is data on the result (the CLI words it): truncated levels read as bin centres name the
+    depth they are; a depth below what plain codes need says so without one; codes that fit give None."""
+    from bdx.depth import DepthMismatch
+
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 64, (16, 16, 3), dtype=np.uint8)
+    shifted = Image(levels << 2, significant_bits=6)  # 6-bit levels with zero-filled low bits
+    assert upscale_depth(shifted, method="midpoint").mismatch == DepthMismatch(bits=6, content_bits=8, truncated_levels=6)
+    assert upscale_depth(shifted, method="midpoint", convention="truncate").mismatch is None
+    plain = Image(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    assert upscale_depth(plain, method="midpoint", in_bits=5).mismatch == DepthMismatch(bits=5, content_bits=8, truncated_levels=None)
+    assert upscale_depth(plain, method="midpoint").mismatch is None

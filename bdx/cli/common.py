@@ -16,9 +16,12 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from bdx.errors import BdxError, Interrupted, SettingError, UsageError
+
+if TYPE_CHECKING:
+    from bdx.depth import DepthMismatch
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDIO = "-"
@@ -354,6 +357,16 @@ def _json_default(value: Any) -> Any:
 def as_option(setting: str) -> str:
     """The command-line option of a library setting (``in_bits`` -> ``--in-bits``)."""
     return "--" + setting.replace("_", "-")
+
+
+def describe_depth_mismatch(mismatch: DepthMismatch, *, told: bool) -> str:
+    """The warning for an input whose codes need more bits than the depth read (``told``: given as --in-bits, else
+    from the sBIT chunk): the convention that reads them, or that their finer detail is rounded away."""
+    treated = f"treated as {mismatch.bits}-bit ({'--in-bits' if told else 'its sBIT chunk'})"
+    if mismatch.truncated_levels is not None:  # the depth is right, the convention is not
+        return (f"{treated}, its codes need {mismatch.content_bits} bits as bin centres, but they are "
+                f"{mismatch.truncated_levels}-bit levels with zero-filled low bits: add --convention truncate")
+    return f"{treated}, but its codes need {mismatch.content_bits} bits: the finer detail was rounded away"
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -10,7 +10,16 @@ import typer
 
 from bdx.cli import eval_app
 from bdx.cli import options as opt
-from bdx.cli.common import EXIT_FAILED, EXIT_OK, check_choice, command_errors, describe_exception, image_extensions, json_line
+from bdx.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    check_choice,
+    command_errors,
+    describe_depth_mismatch,
+    describe_exception,
+    image_extensions,
+    json_line,
+)
 from bdx.errors import BdxError, UsageError
 
 SUMMARY_COLUMNS = (
@@ -116,7 +125,7 @@ def eval_depth(
 ) -> None:
     """Compare dequantized images with references: PSNR/SSIM (sRGB and linear), ΔE, bin safety, banding."""
     from bdx.cli.upscale import _parse_bits
-    from bdx.depth import DEPTH_METHODS, depth_warning
+    from bdx.depth import DEPTH_METHODS, depth_mismatch
     from bdx.evaluation import depth_reference, evaluate_depth
     from bdx.io import read_image
     from bdx.quantization import CONVENTIONS
@@ -136,9 +145,9 @@ def eval_depth(
         source = read_image(input_path) if input_path is not None else None
         prepared = depth_reference(read_image(ref_path), source, bits=bits, convention=bin_convention)
         if prepared.source is not None and source is not None:  # bin metrics on misread levels would mislead: say so once per input
-            warning = depth_warning(source, prepared.source.bits, prepared.source.content_bits, bin_convention,
-                                    told=bits is not None)
-            if warning:
+            mismatch = depth_mismatch(source, prepared.source.bits, prepared.source.content_bits, bin_convention)
+            if mismatch is not None:
+                warning = describe_depth_mismatch(mismatch, told=bits is not None)
                 prepared.stats["warning"] = warning
                 sys.stderr.write(f"bdx: warning: {input_path}: {warning}\n")
         return prepared

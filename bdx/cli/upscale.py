@@ -8,7 +8,16 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, check_tile, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.cli.common import (
+    check_choice,
+    check_tile,
+    command_errors,
+    describe_depth_mismatch,
+    output_format,
+    plan_batch,
+    read_source,
+    write_target,
+)
 from bdx.errors import UsageError
 
 
@@ -47,7 +56,7 @@ def upscale_depth_command(
     quiet: opt.Quiet = False,
 ) -> None:
     """Dequantize images to 16 bits: smooth gradients, every value inside its input bin."""
-    from bdx.depth import DEPTH_METHODS, check_ensemble, depth_warning, upscale_depth
+    from bdx.depth import DEPTH_METHODS, check_ensemble, upscale_depth
     from bdx.device import PRECISIONS
     from bdx.io.write import FORMAT_EXTENSIONS
     from bdx.quantization import CONVENTIONS
@@ -88,9 +97,8 @@ def upscale_depth_command(
         write_target(target, result.image, chosen, bits=16, exr_half=False)
         record = {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits,
                   "width": image.width, "height": image.height}
-        warning = depth_warning(image, result.in_bits, result.content_bits, convention, told=bits is not None)
-        if warning:
-            record["warning"] = warning
+        if result.mismatch is not None:
+            record["warning"] = describe_depth_mismatch(result.mismatch, told=bits is not None)
         return record
 
     with command_errors():
