@@ -18,7 +18,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from bdx.errors import SettingError
+from bdx.errors import SettingError, SettingUsageError
 
 Convention = Literal["centre", "truncate"]
 CONVENTIONS: tuple[Convention, ...] = get_args(Convention)
@@ -61,7 +61,7 @@ def truth_container(bits: int, container_bits: int) -> int:
 def check_bits(bits: int, container_bits: int | None = None) -> None:
     """Reject a quantization depth outside 1..15, or not below the input's depth."""
     if not 1 <= bits <= 15:
-        raise SettingError(f"{{bits}} must be between 1 and 15, not {bits}")
+        raise SettingUsageError(f"{{bits}} must be between 1 and 15, not {bits}")
     if container_bits is not None and bits >= container_bits:
         raise SettingError(f"{{bits}} {bits} does not reduce a {container_bits}-bit input")
 

@@ -7,7 +7,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from bdx.dither import DitherMethod, floyd_steinberg, threshold_offsets
-from bdx.errors import BdxError, SettingError
+from bdx.errors import BdxError, SettingError, SettingUsageError
 from bdx.io import Image, to_float
 from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
 from bdx.quantization import Convention, check_bits, codes_from_levels, container_for, level_units, round_levels
@@ -15,6 +15,12 @@ from bdx.quantization import Convention, check_bits, codes_from_levels, containe
 QuantizeMethod = Literal["linear", "kmeans"]
 QUANTIZE_METHODS: tuple[QuantizeMethod, ...] = get_args(QuantizeMethod)
 MAX_PALETTE_BITS = 8
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a negative seed (NumPy's generators take none)."""
+    if seed < 0:
+        raise SettingUsageError(f"{{seed}} must be at least 0, not {seed}")
 
 
 def quantize_image(
@@ -32,6 +38,7 @@ def quantize_image(
     8-bit (bits <= 8) or 16-bit container under ``convention``; ``kmeans`` maps
     each pixel to a per-image palette of 2^bits colours.
     """
+    check_seed(seed)
     if image.is_float:
         raise BdxError("quantize needs an 8- or 16-bit input, not a float image")
     check_bits(bits, image.container_bits)

@@ -162,6 +162,29 @@ def test_train_checks_its_output_before_training(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".bdx-tmp")]
 
 
+@pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])
+@pytest.mark.parametrize("option,value,message", [
+    ("--steps", "-1", "--steps must be at least 1"), ("--batch-size", "0", "--batch-size must be at least 1"),
+    ("--validate-every", "0", "--validate-every must be at least 1"), ("--lr", "nan", "--lr must be a positive number"),
+    ("--lr", "-1", "--lr must be a positive number"), ("--seed", "-1", "--seed must be at least 0"),
+])
+def test_train_settings_that_cannot_run_are_usage_errors(tmp_path, task, option, value, message):
+    """Before any data is read or file written: one line, exit 2 (they were tracebacks, or 'after 0 steps')."""
+    output = tmp_path / "w.safetensors"
+    data = ["--pairs", tmp_path / "none.json"] if task == "lowlight" else ["--data", tmp_path]
+    done = bdx("train", task, *data, "-o", output, option, value, "--device", "cpu")
+    assert_one_error(done, 2, message)
+    assert not output.exists()
+
+
+def test_train_depth_crop_and_shares_out_of_range_are_usage_errors(tmp_path):
+    for option, value, message in (("--crop", "100000", "--crop must be between 16 and 2048"),
+                                   ("--upscale-fraction", "-1", "--upscale-fraction must be between 0 and 1"),
+                                   ("--validation-fraction", "1", "--validation-fraction must be at least 0 and below 1")):
+        done = bdx("train", "depth", "--data", tmp_path, "-o", tmp_path / "w.safetensors", option, value, "--device", "cpu")
+        assert_one_error(done, 2, message)
+
+
 def test_a_weights_file_asking_for_a_huge_network_is_refused_before_allocating(tmp_path):
     from safetensors.torch import save_file
 

@@ -143,6 +143,16 @@ def test_refuses_to_overwrite_input(runner, make_png):
     assert source.read_bytes() == before
 
 
+def test_refuses_to_overwrite_another_input_of_the_batch(runner, make_png, tmp_path):
+    """x.png's output name is x_q4.png, itself an input: --overwrite never replaces an input."""
+    make_png("x.png", np.full((8, 8, 3), 34, np.uint8))
+    other = make_png("x_q4.png", np.full((8, 8, 3), 200, np.uint8))
+    before = other.read_bytes()
+    result = run(runner, "quantize", "-b", "4", tmp_path / "x.png", other, "--overwrite")
+    assert result.exit_code == 1 and "another input" in result.stderr and "Traceback" not in result.stderr
+    assert other.read_bytes() == before
+
+
 def test_colliding_outputs_refused_before_work(runner, make_png, tmp_path):
     a = make_png("one/x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
     b = make_png("two/x.png", np.full((8, 8, 3), 51, np.uint8), sbit=4)
@@ -224,8 +234,14 @@ def test_quantize_bad_bits(runner, make_png, bits, sixteen, message):
     pixels = gradient16() if sixteen else (gradient16() >> 8).astype(np.uint8)
     source = make_png("x.png", pixels)
     result = run(runner, "quantize", "--bits", bits, source)
-    assert result.exit_code != 0 and message in result.stderr
+    assert result.exit_code == (1 if message == "does not reduce" else 2) and message in result.stderr
     assert len(error_lines(result)) == 1
+
+
+def test_quantize_negative_seed_is_a_usage_error(runner, make_png):
+    source = make_png("x.png", np.full((8, 8, 3), 40, np.uint8))
+    result = run(runner, "quantize", "--bits", "2", "--dither", "random", "--seed", "-1", source)
+    assert result.exit_code == 2 and error_lines(result) == ["bdx: error: --seed must be at least 0, not -1"]
 
 
 def test_quantize_16bit_to_10_and_kmeans_and_dither(runner, make_png, tmp_path):
@@ -369,3 +385,10 @@ def test_library_errors_name_parameters_and_the_cli_names_options(runner, make_p
     assert result.exit_code == 1 and "--in-bits 9 does not fit a 8-bit input" in result.stderr
     result = run(runner, "upscale-depth", source, "--method", "contour", "--ensemble", "2")
     assert result.exit_code == 2 and "--ensemble applies to --method learned only" in result.stderr
+
+
+def test_format_contradicting_the_output_extension_is_a_usage_error(runner, make_png, tmp_path):
+    source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
+    result = run(runner, "upscale-depth", source, "-o", tmp_path / "y.png", "--format", "exr")
+    assert result.exit_code == 2 and "contradicts" in result.stderr and not (tmp_path / "y.png").exists()
+    assert run(runner, "upscale-depth", source, "-o", tmp_path / "y.exr", "--format", "exr").exit_code == 0

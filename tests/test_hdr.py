@@ -301,8 +301,9 @@ def test_cli_merge_brackets(runner, tmp_path):
     assert read_image(tmp_path / "m.exr").pixels.shape == (30, 40, 3)
     result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "m.exr"), "--times", "1/4,1,4"])
     assert result.exit_code == 1  # exists, no --overwrite
-    result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "n.exr"), "--times", "a,b,c"])
-    assert result.exit_code == 2
+    for times in ("a,b,c", "nan,1,2", "inf,1,2", "0,1,2", "1,1,2", "1,2"):
+        result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "n.exr"), "--times", times])
+        assert result.exit_code == 2 and "--times" in result.output and not (tmp_path / "n.exr").exists()
 
 
 def test_eval_hdr(runner, tmp_path):
@@ -324,6 +325,14 @@ def test_eval_hdr(runner, tmp_path):
     assert 0 < summary["clipped_fraction"] < 1
     assert summary["scale_error_ev"] == pytest.approx(np.log2(1.2), abs=1e-4)  # 20 % too bright: 0.26 EV
     assert read_image(sheet).pixels.shape == (40, 90, 3)
+    prediction = (tmp_path / "pred" / "a.exr").read_bytes()
+    for target, status, message in ((tmp_path / "pred" / "a.exr", 2, ".png"), (sheet, 1, "exists"),
+                                    (tmp_path / "s.txt", 2, ".png"), (tmp_path / "nodir" / "s.png", 1, "does not exist")):
+        result = runner.invoke(app, ["eval", "hdr", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                                     "--sheet", str(target)])
+        assert result.exit_code == status and message in result.output and "Traceback" not in result.output
+    assert (tmp_path / "pred" / "a.exr").read_bytes() == prediction  # an input is never the sheet
+    assert not (tmp_path / "s.txt").exists() and not (tmp_path / "nodir").exists()
 
 
 def test_heldout_cases_draw_several_cameras(tmp_path):
@@ -415,3 +424,12 @@ def test_train_hdr_cli_camera_option(runner, tmp_path):
         assert json.loads(handle.metadata()["train_config"])["camera"] == [2.2, 0.3]
     bad = runner.invoke(app, [*common, "-o", str(tmp_path / "b.safetensors"), "--camera", "0.5", "0.3"])
     assert bad.exit_code == 2 and "--camera" in bad.stderr and not (tmp_path / "b.safetensors").exists()
+
+
+def test_cli_refuses_feedback_iterations_beyond_its_bound(runner, tmp_path, make_png):
+    """A million iterations once ran for minutes and took 15 GB on a 64x48 image: the option is bounded."""
+    source = make_png("x.png", np.full((8, 8, 3), 120, np.uint8))
+    for value in ("0", "17", "1000000"):
+        result = runner.invoke(app, ["ldr2hdr", str(source), "-o", str(tmp_path / "o.exr"), "--iterations", value])
+        assert result.exit_code == 2 and "--iterations must be between 1 and 16" in result.output
+        assert not (tmp_path / "o.exr").exists()

@@ -343,7 +343,8 @@ def test_cli_bad_weights_and_options(runner, tmp_path, make_png):
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "not a loadable checkpoint" in result.output
     assert not (tmp_path / "o.tiff").exists()
-    for option, value in (("--gamma", "0"), ("--neutral-shadows", "-1")):
+    for option, value in (("--gamma", "0"), ("--gamma", "nan"), ("--gamma", "1e9"), ("--neutral-shadows", "-1"),
+                          ("--neutral-shadows", "nan"), ("--denoise", "inf"), ("--target-mean", "1")):
         result = runner.invoke(app, ["enhance-lowlight", str(source), "-o", str(tmp_path / "o.tiff"), option, value])
         assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output
         assert not (tmp_path / "o.tiff").exists()

@@ -116,11 +116,22 @@ def check_choice(flag: str, value: str, choices: tuple[Choice, ...]) -> Choice:
     return cast(Choice, value)
 
 
+def check_range(flag: str, value: float, low: float, high: float, *, above_low: bool = False) -> None:
+    """A usage error unless ``value`` is a finite number from ``low`` (or above it, with ``above_low``) to ``high``."""
+    fits = math.isfinite(value) and (value > low if above_low else value >= low) and value <= high
+    if not fits:
+        bounds = f"above {low:g} and at most {high:g}" if above_low else f"between {low:g} and {high:g}"
+        raise UsageError(f"{flag} must be {bounds}, not {value}")
+
+
 def output_format(fmt: str | None, output: str | None, choices: tuple[str, ...]) -> str:
     """The ``--format`` to write: as given, else from the output's extension, else the first of ``choices``."""
     from bdx.io import format_from_path
 
-    chosen = fmt or (format_from_path(output) if output and output != "-" else None) or choices[0]
+    implied = format_from_path(output) if output and output != "-" else None
+    if fmt and implied and fmt != implied:
+        raise UsageError(f"--format {fmt} contradicts the output's extension ({output})")
+    chosen = fmt or implied or choices[0]
     check_choice("--format", chosen, choices)
     return chosen
 
@@ -403,6 +414,7 @@ def run_batch(
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing exclude each other")
     reporter = Reporter(len(sources), quiet=quiet, json_lines=json_lines, label=label)
+    inputs = frozenset(s.path.resolve() for s in sources if s.path is not None)
     try:
         for name, message in problems:
             reporter.finished({"input": name, "status": "error", "error": message})
@@ -413,7 +425,7 @@ def run_batch(
                 if target != STDIO and skip_existing and Path(target).exists():
                     record["status"] = "skipped"
                 else:
-                    check_target(source, target, overwrite=overwrite, create_folders=create_folders)
+                    check_target(source, target, overwrite=overwrite, create_folders=create_folders, inputs=inputs)
                     record.update(process(source, target, reporter))
                     record["status"] = "ok"
             except (KeyboardInterrupt, Interrupted):
@@ -426,13 +438,18 @@ def run_batch(
     return EXIT_FAILED if reporter.failed else EXIT_OK
 
 
-def check_target(source: Source, target: Path | str, *, overwrite: bool, create_folders: bool) -> None:
-    """Refuse to write over the input, or over an existing file without ``--overwrite``; make folders."""
+def check_target(
+    source: Source, target: Path | str, *, overwrite: bool, create_folders: bool, inputs: frozenset[Path] = frozenset(),
+) -> None:
+    """Refuse to write over the input or any other of ``inputs`` (whatever ``--overwrite`` says), or over an existing
+    file without ``--overwrite``; make folders."""
     if target == STDIO:
         return
     target = Path(target)
     if source.path is not None and target.exists() and target.resolve() == source.path.resolve():
         raise BdxError("output path is the input file; refusing to overwrite an input")
+    if target.exists() and target.resolve() in inputs:
+        raise BdxError(f"output {target} is another input of this run; refusing to overwrite an input")
     if target.is_dir():
         raise BdxError(f"output {target} is a directory")
     if target.exists() and not overwrite:

@@ -292,6 +292,13 @@ def eval_hdr(
         inputs = index_images(input_) if input_ is not None else None
         predictions = {p: index_images(p) for p in pred}
         single = ref.is_file()
+        if sheet is not None:  # before any scoring: a bad sheet path found at the end would waste the run
+            if sheet.suffix.lower() != ".png":
+                raise UsageError(f"--sheet must name a .png file, not {sheet}")
+            if sheet.exists():
+                raise BdxError(f"{sheet} exists (the sheet never replaces a file: remove it or choose another --sheet)")
+            if not sheet.parent.is_dir():
+                raise BdxError(f"output folder does not exist: {sheet.parent}")
 
     sheet_rows: list = []
 

@@ -9,11 +9,12 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, check_tile, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.cli.common import check_choice, check_range, check_tile, command_errors, output_format, plan_batch, read_source, write_target
 from bdx.errors import UsageError
 
 MAX_EXPOSURE_EV = 64  # 2^64 is far past any scene; beyond it float32 results overflow
 MAX_PEAK_NITS = 1e6
+MAX_ITERATIONS = 16  # feedback iterations; each widens the tiles' halo (the published FHDR runs 1 or 2, bdx's 4)
 
 
 @app.command(
@@ -56,8 +57,8 @@ def ldr2hdr_command(
             check_choice("--precision", precision, ("half", "float"))
             sample_type = precision
         check_choice("--sample-type", sample_type, ("half", "float"))
-        if iterations is not None and iterations < 1:
-            raise UsageError("--iterations must be at least 1")
+        if iterations is not None:
+            check_range("--iterations", iterations, 1, MAX_ITERATIONS)
         check_tile(tile)
         if not (math.isfinite(exposure) and abs(exposure) <= MAX_EXPOSURE_EV):
             raise UsageError(f"--exposure must be a number of stops from -{MAX_EXPOSURE_EV} to {MAX_EXPOSURE_EV}, not {exposure}")

@@ -8,8 +8,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, check_tile, command_errors, output_format, plan_batch, read_source, write_target
-from bdx.errors import UsageError
+from bdx.cli.common import check_choice, check_range, check_tile, command_errors, output_format, plan_batch, read_source, write_target
 
 
 @app.command(
@@ -52,14 +51,12 @@ def enhance_lowlight_command(
     with command_errors():
         front_end = check_choice("--dequantize", dequantize, DEQUANTIZE_CHOICES)
         check_tile(tile)
-        if denoise < 0:
-            raise UsageError("--denoise must be 0 or more")
-        if neutral_shadows < 0:
-            raise UsageError("--neutral-shadows must be 0 or more")
-        if gamma is not None and gamma <= 0:
-            raise UsageError("--gamma must be positive")
-        if target_mean is not None and not 0 < target_mean < 1:
-            raise UsageError("--target-mean must be between 0 and 1")
+        check_range("--denoise", denoise, 0, 10)
+        check_range("--neutral-shadows", neutral_shadows, 0, 10)
+        if gamma is not None:
+            check_range("--gamma", gamma, 0.1, 10)
+        if target_mean is not None:
+            check_range("--target-mean", target_mean, 0, 0.99, above_low=True)
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         settings = EnhanceSettings(
             dequantize=front_end, denoise=denoise, gamma=gamma, target_mean=target_mean, neutral_shadows=neutral_shadows,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,6 +38,8 @@ def merge_brackets_command(
         if fmt not in ("exr", "hdr"):
             raise UsageError("-o must end in .exr or .hdr")
         parsed = _parse_times(times) if times is not None else None
+        if parsed is not None and len(parsed) != len(frames):
+            raise UsageError(f"--times gives {len(parsed)} times for {len(frames)} frames")
         for frame in frames:
             check_target(Source(frame, Path(frame.name)), output, overwrite=overwrite, create_folders=True)
         images = [_read_frame(f) for f in frames]
@@ -72,4 +75,8 @@ def _parse_times(text: str) -> list[float]:
                 values.append(float(part))
         except (ValueError, ZeroDivisionError):
             raise UsageError(f"--times: cannot read {part!r} as a time") from None
+        if not (math.isfinite(values[-1]) and values[-1] > 0):
+            raise UsageError(f"--times: {part!r} is not a positive exposure time")
+    if len(set(values)) < len(values):
+        raise UsageError("--times: every frame needs its own exposure time (two are equal)")
     return values

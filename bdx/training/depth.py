@@ -39,7 +39,7 @@ from bdx.errors import BdxError, SettingError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.quantization import end_bins_pinned, max_level
 from bdx.training.data import find_files, split_by_name
-from bdx.training.loop import LoopSettings, TrainState, read_checkpoint, run_training
+from bdx.training.loop import LoopSettings, TrainState, check_run_settings, read_checkpoint, run_training
 from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 
 MIN_PHOTO_PIXELS = 1_000_000
@@ -327,6 +327,7 @@ def train_depth(
 
     ``init``: weights of the same architecture to start from (fine-tuning) instead of a fresh network.
     """
+    check_run_settings(config)
     if init is not None and resume is not None:
         raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
     train_refs, val_refs = split_references(load_references(data), config.validation_fraction)

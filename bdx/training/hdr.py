@@ -27,7 +27,7 @@ from bdx.hdr.tonemap import HEADROOM, camera_response, mu_law, random_camera
 from bdx.io import read_image
 from bdx.metrics import psnr_mu
 from bdx.training.data import find_files, is_validation
-from bdx.training.loop import LoopSettings, TrainState, run_training
+from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training
 
 HDR_SUFFIXES = {".exr", ".hdr"}
 SUPERVISED: tuple[str, ...] = ("all", "last")  # which feedback iterations the loss sees
@@ -226,6 +226,7 @@ def train_hdr(
 
     ``init``: weights to start from (fine-tuning); the network keeps their width, iterations and state scale.
     """
+    check_run_settings(config)
     if init is not None and resume is not None:
         raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
     start = None

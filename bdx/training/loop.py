@@ -25,6 +25,37 @@ from bdx.io import atomic_write_bytes
 Net = TypeVar("Net", bound=nn.Module)
 
 
+
+MAX_CROP = 2048  # pixels per side of a training crop
+
+
+def check_run_settings(config: object) -> None:
+    """Refuse a training config whose shared settings cannot run (whichever of them it has): ``steps``,
+    ``batch_size``, ``validate_every`` and ``checkpoint_every`` of at least 1, a finite positive ``lr``, a
+    ``seed`` of at least 0, a ``crop`` of 16 to :data:`MAX_CROP` pixels, shares (``*_fraction``,
+    ``*_probability``) from 0 to 1 and a ``validation_fraction`` below 1."""
+    from bdx.errors import SettingUsageError
+
+    def value(name: str):
+        return getattr(config, name, None)
+
+    for name in ("steps", "batch_size", "validate_every", "checkpoint_every"):
+        if value(name) is not None and value(name) < 1:
+            raise SettingUsageError(f"{{{name}}} must be at least 1, not {value(name)}")
+    if value("lr") is not None and not (math.isfinite(value("lr")) and value("lr") > 0):
+        raise SettingUsageError(f"{{lr}} must be a positive number, not {value('lr')}")
+    if value("seed") is not None and value("seed") < 0:
+        raise SettingUsageError(f"{{seed}} must be at least 0, not {value('seed')}")
+    if value("crop") is not None and not 16 <= value("crop") <= MAX_CROP:
+        raise SettingUsageError(f"{{crop}} must be between 16 and {MAX_CROP}, not {value('crop')}")
+    for name in vars(config):
+        if name.endswith(("_fraction", "_probability")) and value(name) is not None:
+            share = value(name)
+            top_ok = share < 1 if name == "validation_fraction" else share <= 1
+            if not (math.isfinite(share) and share >= 0 and top_ok):
+                bounds = "at least 0 and below 1" if name == "validation_fraction" else "between 0 and 1"
+                raise SettingUsageError(f"{{{name}}} must be {bounds}, not {share}")
+
 @dataclass
 class LoopSettings:
     """Schedule of one run."""

@@ -33,7 +33,7 @@ from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.lowlight.curves import apply_curves
 from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side, load_curve_model, save_curve_net
 from bdx.training.data import find_files, is_validation
-from bdx.training.loop import LoopSettings, TrainState, run_training
+from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training
 
 PairLoss = Literal["psnr", "mse"]
 PAIR_LOSSES: tuple[PairLoss, ...] = get_args(PairLoss)
@@ -238,6 +238,7 @@ def train_lowlight(
     ``pairs``: a pairs file for reference-supervised training (``data`` and ``exclude`` are then unused).
     ``init``: bdx curve weights to start from (their width and context size are kept).
     """
+    check_run_settings(config)
     if init is not None and resume is not None:
         raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
     if init is not None:
