@@ -294,3 +294,14 @@ def test_every_command_gives_each_bad_input_one_line_and_valid_json(tmp_path, co
     if command != ["info"]:  # only the good photo's output, whole, and no temporary file
         made = [p for p in out.rglob("*") if p.is_file()]
         assert [p.stem for p in made] == ["good"] and made[0].stat().st_size > 100
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_output_stream_is_one_line_not_an_internal_error(tmp_path):
+    source = tmp_path / "x.png"
+    write_image(source, Image(np.full((8, 8, 3), 40, np.uint8)))
+    for arguments in (("quantize", "-b", "4", source, "-o", "-"), ("info", "--json", source)):
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run([sys.executable, "-m", "bdx", *map(str, arguments)], stdout=full, stderr=subprocess.PIPE, text=True)
+        assert done.returncode == 1 and "No space left on device" in done.stderr and "internal error" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1

@@ -388,6 +388,8 @@ def describe_exception(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, MemoryError):
         return "out of memory"
+    if isinstance(exc, OSError) and exc.strerror:  # the environment (a full disk, a closed pipe), not a bug
+        return exc.strerror + (f" ({exc.filename})" if exc.filename else "")
     if os.environ.get("BDX_DEBUG"):
         traceback.print_exc()
     text = str(exc).splitlines()[0] if str(exc) else ""
