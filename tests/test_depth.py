@@ -111,17 +111,18 @@ def test_contour_beats_midpoint_on_real_photo_crops():
     assert psnr(contour, truth) > psnr(mid, truth) + 0.5
 
 
-def test_contour_threads_split_by_group_equal_the_sequential_planes():
+@pytest.mark.parametrize("check_levels", [True, False])
+def test_contour_threads_split_by_group_equal_the_sequential_planes(check_levels):
     """The threaded (plane x residue group) path writes the same distances as one plane at a time."""
     from bdx.dequant.classical import contour_fraction, contour_fractions
 
     rng = np.random.default_rng(5)
     smooth = np.cumsum(rng.integers(-1, 2, (2, 3, 97, 131)), axis=3) // 3  # plateaus and one-level steps
     levels = (smooth - smooth.min()).astype(np.int32)
-    threaded = contour_fractions(levels)
+    threaded = contour_fractions(levels, check_levels)
     for n in range(2):
         for c in range(3):
-            np.testing.assert_array_equal(threaded[n, c], contour_fraction(levels[n, c]))
+            np.testing.assert_array_equal(threaded[n, c], contour_fraction(levels[n, c], check_levels))
     assert 0.2 < float(np.mean((threaded > 0.01) & (threaded < 0.99) & (threaded != 0.5)))  # real interpolation happened
 
 
@@ -156,9 +157,10 @@ def test_opencv_numbers_seed_pixels_in_raster_order():
         np.testing.assert_array_equal(labels[seeds], np.arange(1, np.count_nonzero(seeds) + 1))
 
 
-def _reference_neighbour_distances(levels, radius):
+def _reference_neighbour_distances(levels, radius, check_levels):
     """Distances to the nearest pixel one level below / above, spelled out: for each residue group, the nearest seed of
-    the group (by OpenCV's distance transform) counts only if its level is exactly one off."""
+    the group (by OpenCV's distance transform) counts for the pixels one residue above / below the group, with
+    ``check_levels`` only if its level is exactly one off."""
     import cv2
 
     below = np.full(levels.shape, np.inf, np.float32)
@@ -167,18 +169,24 @@ def _reference_neighbour_distances(levels, radius):
         non_seeds = (levels % 4 != group).astype(np.uint8)
         if non_seeds.all():
             continue
-        distance, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-        seeds = non_seeds == 0
-        seed_level = np.zeros(labels.max() + 1, np.int64)
-        seed_level[labels[seeds]] = levels[seeds]
-        offset = levels - seed_level[labels]
-        below = np.where((offset == 1) & (distance <= radius), distance, below)
-        above = np.where((offset == -1) & (distance <= radius), distance, above)
+        if check_levels:
+            distance, labels = cv2.distanceTransformWithLabels(non_seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+            seeds = non_seeds == 0
+            seed_level = np.zeros(labels.max() + 1, np.int64)
+            seed_level[labels[seeds]] = levels[seeds]
+            offset = levels - seed_level[labels]
+            is_below, is_above = offset == 1, offset == -1
+        else:  # the plain transform (its float rounding differs from the labelled one's by about 1e-6)
+            distance = cv2.distanceTransform(non_seeds, cv2.DIST_L2, 5)
+            is_below, is_above = (levels - 1) % 4 == group, (levels + 1) % 4 == group
+        below = np.where(is_below & (distance <= radius), distance, below)
+        above = np.where(is_above & (distance <= radius), distance, above)
     return below, above
 
 
+@pytest.mark.parametrize("check_levels", [True, False])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_neighbour_level_distances_match_the_spelled_out_reference(seed):
+def test_neighbour_level_distances_match_the_spelled_out_reference(seed, check_levels):
     from bdx.dequant.classical import neighbour_level_distances
 
     rng = np.random.default_rng(seed)
@@ -186,8 +194,8 @@ def test_neighbour_level_distances_match_the_spelled_out_reference(seed):
     edges = np.where(rng.random((150, 220)) < 0.02, rng.integers(-9, 10, (150, 220)), 0)  # jumps that are not contours
     levels = (smooth + edges - (smooth + edges).min()).astype(np.int32)
     for radius in (128, 6):
-        below, above = neighbour_level_distances(levels, radius)
-        want_below, want_above = _reference_neighbour_distances(levels, radius)
+        below, above = neighbour_level_distances(levels, radius, check_levels)
+        want_below, want_above = _reference_neighbour_distances(levels, radius, check_levels)
         np.testing.assert_array_equal(below, want_below)
         np.testing.assert_array_equal(above, want_above)
         assert np.isfinite(below).mean() > 0.2

@@ -33,11 +33,12 @@ def test_nearest_seeds_are_the_exact_nearest_within_reach():
         assert float((found - exact).abs().max()) < 1e-4  # jump flooding with the extra pass finds the nearest here
 
 
+@pytest.mark.parametrize("check_levels", [True, False])
 @pytest.mark.parametrize("bits,noise", [(4, 0.0), (6, 0.002), (8, 0.0), (8, 0.003)])
-def test_tensor_fractions_are_close_to_opencvs(bits, noise):
+def test_tensor_fractions_are_close_to_opencvs(bits, noise, check_levels):
     levels = _levels(bits, noise)
-    reference = contour_fractions(levels)
-    flooded = jump_flood.contour_fractions(torch.from_numpy(levels)).numpy()
+    reference = contour_fractions(levels, check_levels)
+    flooded = jump_flood.contour_fractions(torch.from_numpy(levels), check_levels).numpy()
     difference = np.abs(flooded - reference)
     assert difference.mean() < 0.01 and (difference > 0.05).mean() < 0.05
     assert ((flooded >= 0) & (flooded <= 1)).all()

@@ -64,10 +64,13 @@ def _squared(rows: torch.Tensor, cols: torch.Tensor, ys: torch.Tensor, xs: torch
     return dy * dy + dx * dx
 
 
-def neighbour_level_distances(levels: torch.Tensor, radius: float = CONTOUR_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
+def neighbour_level_distances(
+    levels: torch.Tensor, radius: float = CONTOUR_RADIUS, check_levels: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Distance from each pixel of (P, H, W) integer ``levels`` to the nearest pixel one level below and one level
     above, infinite beyond ``radius``: as :func:`bdx.dequant.classical.neighbour_level_distances`, the nearest
-    pixel of the neighbouring level's residue class counts only when its level is the neighbouring one."""
+    pixel of the neighbouring level's residue class counts only when its level is the neighbouring one (with
+    ``check_levels``; without, whatever its level)."""
     levels = levels.long()
     residue = levels & (RESIDUE_CLASSES - 1)
     gather = lambda maps, index: torch.gather(maps, 0, index.unsqueeze(0)).squeeze(0)  # noqa: E731
@@ -86,15 +89,16 @@ def neighbour_level_distances(levels: torch.Tensor, radius: float = CONTOUR_RADI
         wanted = levels + difference
         wanted_group = wanted & (RESIDUE_CLASSES - 1)
         nearest, its_level = gather(distance, wanted_group), gather(seed_level, wanted_group)
-        out.append(torch.where((its_level == wanted) & (nearest <= radius), nearest, torch.inf))
+        counts = (its_level == wanted) & (nearest <= radius) if check_levels else nearest <= radius
+        out.append(torch.where(counts, nearest, torch.inf))
     return out[0], out[1]
 
 
-def contour_fractions(levels: torch.Tensor) -> torch.Tensor:
+def contour_fractions(levels: torch.Tensor, check_levels: bool = True) -> torch.Tensor:
     """Position of each pixel inside its bin (0 = bottom, 1 = top) for (N, C, H, W) integer levels: the tensor
     form of :func:`bdx.dequant.classical.contour_fractions`."""
     n, c, height, width = levels.shape
-    below, above = neighbour_level_distances(levels.reshape(n * c, height, width))
+    below, above = neighbour_level_distances(levels.reshape(n * c, height, width), check_levels=check_levels)
     has_below, has_above = below <= CONTOUR_RADIUS, above <= CONTOUR_RADIUS
     fraction = torch.full_like(below, 0.5)
     both = has_below & has_above

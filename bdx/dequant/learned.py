@@ -217,14 +217,15 @@ def _per_sample(step: float | list[float], count: int) -> list[float]:
 
 
 def contour_prior(levels: np.ndarray | torch.Tensor, step: float | list[float], backend: PriorBackend = "auto") -> torch.Tensor:
-    """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, in units of
+    """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, its contours found
+    without checking their levels (``check_levels=False``, see :mod:`bdx.dequant.classical`), in units of
     :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``. An array
     is read with OpenCV, a tensor by :func:`bdx.dequant.classical.level_fractions` on its own device."""
     count = levels.shape[0]
     if isinstance(levels, np.ndarray):
-        fraction = torch.from_numpy(contour_fractions(levels))
+        fraction = torch.from_numpy(contour_fractions(levels, check_levels=False))
     else:
-        fraction = level_fractions(levels, backend)
+        fraction = level_fractions(levels, backend, check_levels=False)
     steps = torch.tensor(_per_sample(step, count), dtype=torch.float32, device=fraction.device)
     scale = (steps / offset_reach(steps)).view(count, 1, 1, 1)
     return fraction.sub_(0.5).mul_(scale).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
