@@ -371,6 +371,22 @@ def test_eval_lowlight(runner, tmp_path, make_png):
     assert result.exit_code == 0 and "flat noise" in result.output
 
 
+def test_eval_keeps_same_named_methods_apart_and_pairs_a_reference_file_by_name(runner, tmp_path, make_png):
+    ref = make_png("ref/a.png", np.full((16, 16, 3), 120, np.uint8))
+    make_png("one/pred/a.png", np.full((16, 16, 3), 110, np.uint8))
+    make_png("two/pred/a.png", np.full((16, 16, 3), 100, np.uint8))
+    make_png("two/pred/b.png", np.full((16, 16, 3), 30, np.uint8))  # another scene: no reference for it
+    result = runner.invoke(app, ["eval", "lowlight", "--pred", str(tmp_path / "one" / "pred"), "--pred",
+                                 str(tmp_path / "two" / "pred"), "--ref", str(ref), "--json"])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    summary = lines[-1]["summary"]
+    assert set(summary) == {str(tmp_path / "one" / "pred"), str(tmp_path / "two" / "pred")}
+    assert summary[str(tmp_path / "two" / "pred")]["psnr"] == pytest.approx(20 * np.log10(255 / 20), abs=0.01)
+    unpaired = [r for r in lines[:-1] if r.get("pred", "").endswith("b.png")]
+    assert unpaired and unpaired[0]["status"] == "error" and "no reference" in unpaired[0]["error"]
+    assert result.exit_code == 1
+
+
 def test_cli_default_weights(runner, tmp_path):
     source = tmp_path / "dark.jpg"
     write_image(source, Image(_dark(30, 44)), fmt="jpeg")

@@ -55,6 +55,18 @@ def index_images(root: Path) -> dict[tuple[str, ...], Path]:
     return found
 
 
+def one_reference_for_all(ref: Path, predictions: dict[Path, dict[tuple[str, ...], Path]]) -> bool:
+    """Whether one reference file serves every prediction whatever its name: only when each ``--pred`` is one
+    image (else predictions pair with the reference by name, and the others have none)."""
+    return ref.is_file() and all(len(images) == 1 for images in predictions.values())
+
+
+def method_labels(folders) -> dict[Path, str]:
+    """Each ``--pred``'s row label: its folder's name, or the path as given where two names clash."""
+    names = [folder.name or str(folder) for folder in folders]
+    return {folder: name if names.count(name) == 1 else str(folder) for folder, name in zip(folders, names)}
+
+
 def score_pairs(
     predictions: dict[Path, dict[tuple[str, ...], Path]],
     refs: dict[tuple[str, ...], Path] | None,
@@ -72,7 +84,7 @@ def score_pairs(
     prepared)`` once per prediction. A failure is one error line and the rest
     carry on. Returns the records per method label and the number of failures.
     """
-    labels = {folder: folder.name or str(folder) for folder in predictions}
+    labels = method_labels(list(predictions))
     per_method: dict[str, list[dict]] = {label: [] for label in labels.values()}
     failed = 0
     pick = lambda index: None if index is None else index.get(next(iter(index)) if single else key)  # noqa: E731
@@ -138,7 +150,7 @@ def eval_depth(
         refs = index_images(ref)
         inputs = index_images(input_) if input_ is not None else None
         predictions = {p: index_images(p) for p in pred}
-        single = ref.is_file()
+        single = one_reference_for_all(ref, predictions)
 
     def prepare(ref_path: Path | None, input_path: Path | None):
         assert ref_path is not None  # references are required here
@@ -251,7 +263,7 @@ def eval_lowlight(
     with command_errors():
         refs = index_images(ref) if ref is not None else None
         predictions = {p: index_images(p) for p in pred}
-        single = ref is not None and ref.is_file()
+        single = ref is not None and one_reference_for_all(ref, predictions)
 
     per_method, failed = score_pairs(
         predictions, refs, None, single=single, json_lines=json_lines,
@@ -291,7 +303,7 @@ def eval_hdr(
         refs = index_images(ref)
         inputs = index_images(input_) if input_ is not None else None
         predictions = {p: index_images(p) for p in pred}
-        single = ref.is_file()
+        single = one_reference_for_all(ref, predictions)
         if sheet is not None:  # before any scoring: a bad sheet path found at the end would waste the run
             if sheet.suffix.lower() != ".png":
                 raise UsageError(f"--sheet must name a .png file, not {sheet}")
