@@ -30,6 +30,8 @@ def load_weights_file(path: str | Path, bdx_loader: Callable[[Path], Loaded], pu
     """A task's weights file: bdx's own safetensors through ``bdx_loader``, anything else through
     ``published_loader`` (a published PyTorch checkpoint); a one-line error for a missing file."""
     path = Path(path)
+    if path.is_dir():
+        raise BdxError(f"{path} is a folder; weights are one file (.safetensors, .pth, .pt or .ckpt)")
     if not path.is_file():
         raise BdxError(f"weights file not found: {path}")
     return bdx_loader(path) if is_safetensors(path) else published_loader(path)

@@ -178,6 +178,8 @@ def test_unrecognised_checkpoint_is_one_line_naming_what_is_run(runner, tmp_path
         assert result.exit_code != 0 and names in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1
         assert not target.exists()
+        result = runner.invoke(app, [command, str(image), "-o", str(target), "--weights", str(tmp_path)])
+        assert result.exit_code == 1 and "is a folder" in result.output and not target.exists()
 
 
 def test_cli_runs_published_checkpoints(runner, tmp_path):
