@@ -4,6 +4,7 @@ one stderr line naming the file or flag, a non-zero exit, valid JSON on stdout, 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,24 @@ def test_train_settings_that_cannot_run_are_usage_errors(tmp_path, task, option,
     done = bdx("train", task, *data, "-o", output, option, value, "--device", "cpu")
     assert_one_error(done, 2, message)
     assert not output.exists()
+
+
+def test_train_writes_weights_only_to_a_safetensors_name(tmp_path):
+    """A training image given as -o (even with --overwrite) is never replaced by weights."""
+    data = _references(tmp_path, ["ref0.png"])
+    image = data / "ref0.png"
+    before = image.read_bytes()
+    done = bdx("train", "depth", "--data", data, "-o", image, "--overwrite", "--steps", "1", "--crop", "32")
+    assert_one_error(done, 2, "-o must name a .safetensors file")
+    assert image.read_bytes() == before
+
+
+def test_slurm_shard_variables_that_are_not_numbers_are_a_usage_error(tmp_path):
+    source = tmp_path / "x.png"
+    write_image(source, Image(np.full((8, 8, 3), 40, np.uint8)))
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "2"}
+    done = subprocess.run([sys.executable, "-m", "bdx", "quantize", "-b", "4", str(source)], capture_output=True, text=True, env=env)
+    assert_one_error(done, 2, "SLURM_ARRAY_TASK_ID")
 
 
 def test_train_depth_crop_and_shares_out_of_range_are_usage_errors(tmp_path):

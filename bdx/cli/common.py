@@ -140,8 +140,11 @@ def shard_from_environment() -> str | None:
     """``I/N`` from a SLURM job array or a torchrun launch, if either is present."""
     env = os.environ
     if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return f"{int(env['SLURM_ARRAY_TASK_ID']) - first}/{env['SLURM_ARRAY_TASK_COUNT']}"
+        try:
+            first, task = int(env.get("SLURM_ARRAY_TASK_MIN", "0")), int(env["SLURM_ARRAY_TASK_ID"])
+        except ValueError:
+            raise UsageError("SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_MIN must be whole numbers to shard by them") from None
+        return f"{task - first}/{env['SLURM_ARRAY_TASK_COUNT']}"
     if "RANK" in env and "WORLD_SIZE" in env:
         return f"{env['RANK']}/{env['WORLD_SIZE']}"
     return None
@@ -473,6 +476,8 @@ def check_weights_target(output: Path, overwrite: bool) -> None:
     this prevents."""
     import tempfile
 
+    if output.suffix.lower() != ".safetensors":
+        raise UsageError(f"-o must name a .safetensors file, not {output}")
     if output.is_dir():
         raise BdxError(f"output {output} is a directory")
     if output.exists() and not overwrite:
