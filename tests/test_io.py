@@ -77,6 +77,37 @@ def test_exif_orientation_applied(orientation, expected_shape):
         assert bright[-8:].all()
 
 
+def _exif_blob(orientation: int) -> bytes:
+    """A little-endian TIFF-structured EXIF blob: Make "TestCam" and the orientation."""
+    make = b"TestCam\0"
+    entries = struct.pack("<HHII", 0x010F, 2, len(make), 8 + 2 + 2 * 12 + 4) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+    return b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", 2) + entries + struct.pack("<I", 0) + make
+
+
+@pytest.mark.parametrize("source_format", ["png", "jpeg"])
+@pytest.mark.parametrize("target_format", ["png", "jpeg"])
+def test_exif_is_carried_to_png_and_jpeg_with_the_orientation_set_upright(source_format, target_format):
+    from bdx.io.metadata import exif_orientation, parse_jpeg, parse_png
+
+    pixels = np.zeros((16, 32, 3), np.uint8)
+    pixels[:, :8] = 255
+    if source_format == "png":
+        data = encode_image(Image(pixels), "png", bits=8)
+        ihdr_end = len(PNG_SIGNATURE) + 25
+        data = data[:ihdr_end] + png_chunk(b"eXIf", _exif_blob(6)) + data[ihdr_end:]
+    else:
+        plain = encode_image(Image(pixels), "jpeg")
+        body = b"Exif\0\0" + _exif_blob(6)
+        data = plain[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + plain[2:]
+    image = decode_image(data, f"x.{source_format}")
+    assert image.pixels.shape[:2] == (32, 16)  # stored upright
+    out = encode_image(image.with_pixels(image.pixels), target_format, bits=8)
+    exif = (parse_png(out) if target_format == "png" else parse_jpeg(out)).exif
+    assert exif is not None and b"TestCam" in exif and exif_orientation(exif) == 1
+    again = decode_image(out, f"y.{target_format}")
+    assert again.pixels.shape[:2] == (32, 16) and again.orientation == 1  # not turned a second time
+
+
 def test_jpeg_icc_carried_through_png_and_tiff(tmp_path):
     jpeg = encode_image(Image(RNG.integers(0, 255, (8, 8, 3)).astype(np.uint8), icc_profile=minimal_icc()), "jpeg")
     image = decode_image(jpeg, "x.jpg")

@@ -24,6 +24,7 @@ class Image:
     significant_bits: int | None = None
     source_format: str = ""
     orientation: int = 1
+    exif: bytes | None = None  # the source's EXIF (TIFF-structured), written to PNG and JPEG outputs with orientation 1
     linear: bool = False
     half_float: bool = False  # a float file stored as 16-bit half (decoded to float32)
 

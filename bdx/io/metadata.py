@@ -45,6 +45,25 @@ def exif_orientation(tiff_blob: bytes) -> int:
     return 1
 
 
+def exif_upright(tiff_blob: bytes) -> bytes:
+    """A TIFF-structured EXIF blob with its orientation tag (when present) set to 1: for pixels already stored
+    upright. Anything unreadable is returned as it is."""
+    if len(tiff_blob) < 8 or tiff_blob[:2] not in (b"II", b"MM"):
+        return tiff_blob
+    end = "<" if tiff_blob[:2] == b"II" else ">"
+    try:
+        (ifd_offset,) = struct.unpack(end + "I", tiff_blob[4:8])
+        (count,) = struct.unpack(end + "H", tiff_blob[ifd_offset : ifd_offset + 2])
+        for i in range(count):
+            start = ifd_offset + 2 + 12 * i
+            tag, typ = struct.unpack(end + "HH", tiff_blob[start : start + 4])
+            if tag == 0x0112 and typ == 3:
+                return tiff_blob[: start + 8] + struct.pack(end + "H", 1) + tiff_blob[start + 10 :]
+    except struct.error:
+        return tiff_blob
+    return tiff_blob
+
+
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Rotate/flip an (H, W[, C]) array so that EXIF orientation ``orientation`` displays upright."""
     ops = {
@@ -74,6 +93,7 @@ class PngInfo:
     icc_profile: bytes | None = None
     significant_bits: int | None = None
     orientation: int = 1
+    exif: bytes | None = None
     chunk_types: list[str] = field(default_factory=list)
 
 
@@ -121,6 +141,7 @@ def parse_png(data: bytes) -> PngInfo:
                 info.significant_bits = max(channels)
         elif name == "eXIf":
             info.orientation = exif_orientation(body)
+            info.exif = body
         elif name == "IEND":
             seen_iend = True
             break
@@ -139,14 +160,19 @@ def png_chunk(ctype: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
 
 
-def png_add_chunks(png: bytes, *, icc_profile: bytes | None = None, significant_bits: tuple[int, ...] | None = None) -> bytes:
-    """Insert iCCP and sBIT chunks right after IHDR of an encoded PNG."""
+def png_add_chunks(
+    png: bytes, *, icc_profile: bytes | None = None, significant_bits: tuple[int, ...] | None = None,
+    exif: bytes | None = None,
+) -> bytes:
+    """Insert iCCP, sBIT and eXIf chunks right after IHDR of an encoded PNG."""
     ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
     extra = b""
     if icc_profile:
         extra += png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile, 9))
     if significant_bits:
         extra += png_chunk(b"sBIT", bytes(significant_bits))
+    if exif:
+        extra += png_chunk(b"eXIf", exif)
     return png[:ihdr_end] + extra + png[ihdr_end:]
 
 
@@ -165,6 +191,7 @@ class JpegInfo:
     components: int = 0
     icc_profile: bytes | None = None
     orientation: int = 1
+    exif: bytes | None = None
 
 
 def parse_jpeg(data: bytes) -> JpegInfo:
@@ -196,6 +223,7 @@ def parse_jpeg(data: bytes) -> JpegInfo:
             info.components = body[5]
         elif marker == 0xE1 and body.startswith(b"Exif\0\0"):
             info.orientation = exif_orientation(body[6:])
+            info.exif = body[6:]
         elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\0") and len(body) > 14:
             icc_parts[body[12]] = body[14:]
         pos += 2 + length
@@ -225,12 +253,26 @@ def jpeg_add_icc(jpeg: bytes, icc_profile: bytes | None) -> bytes:
     return jpeg[:pos] + segments + jpeg[pos:]
 
 
+def jpeg_add_exif(jpeg: bytes, exif: bytes | None) -> bytes:
+    """Insert a TIFF-structured EXIF blob as an APP1 segment right after SOI (and APP0 if present); a blob too
+    large for one segment is left out."""
+    if not exif or len(exif) + 8 > 0xFFFF:
+        return jpeg
+    body = b"Exif\0\0" + exif
+    segment = b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+    pos = 2
+    if jpeg[2:4] == b"\xff\xe0":
+        (length,) = struct.unpack(">H", jpeg[4:6])
+        pos = 4 + length
+    return jpeg[:pos] + segment + jpeg[pos:]
+
+
 # --------------------------------------------------------------------------- WebP
 
 
-def parse_webp(data: bytes) -> tuple[bytes | None, int]:
-    """ICC profile and EXIF orientation of a WebP file."""
-    icc, orientation = None, 1
+def parse_webp(data: bytes) -> tuple[bytes | None, int, bytes | None]:
+    """ICC profile, EXIF orientation and EXIF blob of a WebP file."""
+    icc, orientation, exif = None, 1, None
     pos = 12
     while pos + 8 <= len(data):
         ctype = data[pos : pos + 4]
@@ -239,6 +281,7 @@ def parse_webp(data: bytes) -> tuple[bytes | None, int]:
         if ctype == b"ICCP":
             icc = body
         elif ctype == b"EXIF":
-            orientation = exif_orientation(body[6:] if body.startswith(b"Exif\0\0") else body)
+            exif = body[6:] if body.startswith(b"Exif\0\0") else body
+            orientation = exif_orientation(exif)
         pos += 8 + size + (size & 1)
-    return icc, orientation
+    return icc, orientation, exif

@@ -157,6 +157,7 @@ def _decode_png(data: bytes) -> Image:
         icc_profile=info.icc_profile,
         significant_bits=sbit if sbit and sbit < container else None,
         orientation=info.orientation,
+        exif=info.exif,
     )
     return _oriented(image)
 
@@ -169,14 +170,14 @@ def _decode_jpeg(data: bytes) -> Image:
         raise BdxError(f"JPEG with {info.components} components is not supported")
     _check_size(info.width, info.height)
     pixels, _ = _from_opencv(_opencv_decode(data), "JPEG")
-    return _oriented(Image(pixels=pixels, icc_profile=info.icc_profile, orientation=info.orientation))
+    return _oriented(Image(pixels=pixels, icc_profile=info.icc_profile, orientation=info.orientation, exif=info.exif))
 
 
 def _decode_webp(data: bytes) -> Image:
-    icc, orientation = parse_webp(data)
+    icc, orientation, exif = parse_webp(data)
     pixels, alpha = _from_opencv(_opencv_decode(data), "WebP")
     _check_size(pixels.shape[1], pixels.shape[0])
-    return _oriented(Image(pixels=pixels, alpha=alpha, icc_profile=icc, orientation=orientation))
+    return _oriented(Image(pixels=pixels, alpha=alpha, icc_profile=icc, orientation=orientation, exif=exif))
 
 
 def _decode_bmp(data: bytes) -> Image:

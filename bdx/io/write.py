@@ -14,7 +14,7 @@ import numpy as np
 
 from bdx.errors import BdxError, SettingError
 from bdx.io.image import Image, convert_depth, to_float
-from bdx.io.metadata import PNG_SIGNATURE, jpeg_add_icc, png_add_chunks, png_chunk
+from bdx.io.metadata import PNG_SIGNATURE, exif_upright, jpeg_add_exif, jpeg_add_icc, png_add_chunks, png_chunk
 
 OUTPUT_FORMATS = ("tiff", "png", "exr", "jpeg", "hdr")
 _EXTENSION_FORMATS = {
@@ -141,7 +141,8 @@ def _encode_png(image: Image, bits: int, significant_bits: int | None) -> bytes:
     sbit = None
     if significant_bits and significant_bits < bits:
         sbit = (significant_bits,) * (1 if gray else 3) + ((bits,) if alpha is not None else ())
-    return png_add_chunks(data, icc_profile=image.icc_profile, significant_bits=sbit)
+    exif = exif_upright(image.exif) if image.exif else None
+    return png_add_chunks(data, icc_profile=image.icc_profile, significant_bits=sbit, exif=exif)
 
 
 def _encode_png_gray_alpha(gray: np.ndarray, alpha: np.ndarray) -> bytes:
@@ -184,7 +185,7 @@ def _encode_tiff(image: Image, bits: int) -> bytes:
 def _encode_jpeg(image: Image, quality: int) -> bytes:
     pixels = convert_depth(image.pixels, 8)
     data = _imencode(".jpg", _to_opencv(pixels, None), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return jpeg_add_icc(data, image.icc_profile)
+    return jpeg_add_exif(jpeg_add_icc(data, image.icc_profile), exif_upright(image.exif) if image.exif else None)
 
 
 def _encode_exr(image: Image, half: bool) -> bytes:
