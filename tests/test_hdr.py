@@ -292,8 +292,10 @@ def test_cli_merge_brackets(runner, tmp_path):
     rng = np.random.default_rng(1)
     scene = np.exp(rng.normal(-1.0, 1.0, (30, 40, 1))) * np.ones(3)
     paths = []
+    frames = tmp_path / "frames"
+    frames.mkdir()
     for i, t in enumerate((0.25, 1.0, 4.0)):
-        path = tmp_path / f"b{i}.png"
+        path = frames / f"b{i}.png"
         write_image(path, Image(np.clip(np.rint(camera_response(scene * t, 2.2, 0.0) * 255), 0, 255).astype(np.uint8)))
         paths.append(str(path))
     result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "m.exr"), "--times", "1/4,1,4"])
@@ -301,6 +303,13 @@ def test_cli_merge_brackets(runner, tmp_path):
     assert read_image(tmp_path / "m.exr").pixels.shape == (30, 40, 3)
     result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "m.exr"), "--times", "1/4,1,4"])
     assert result.exit_code == 1  # exists, no --overwrite
+    folder_merge = runner.invoke(app, ["merge-brackets", str(frames), "-o", str(tmp_path / "f.exr"), "--times", "1/4,1,4"])
+    glob_merge = runner.invoke(app, ["merge-brackets", str(frames / "b*.png"), "-o", str(tmp_path / "g.exr"), "--times", "1/4,1,4"])
+    assert folder_merge.exit_code == 0 and glob_merge.exit_code == 0, folder_merge.output + glob_merge.output
+    np.testing.assert_array_equal(read_image(tmp_path / "f.exr").pixels, read_image(tmp_path / "m.exr").pixels)
+    np.testing.assert_array_equal(read_image(tmp_path / "g.exr").pixels, read_image(tmp_path / "m.exr").pixels)
+    nothing = runner.invoke(app, ["merge-brackets", str(frames / "z*.png"), "-o", str(tmp_path / "z.exr")])
+    assert nothing.exit_code == 1 and "no files match" in nothing.output
     for times in ("a,b,c", "nan,1,2", "inf,1,2", "0,1,2", "1,1,2", "1,2"):
         result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "n.exr"), "--times", times])
         assert result.exit_code == 2 and "--times" in result.output and not (tmp_path / "n.exr").exists()

@@ -19,7 +19,11 @@ from bdx.errors import BdxError, UsageError
     epilog="Examples:  bdx merge-brackets a.jpg b.jpg c.jpg -o scene.exr   ·   bdx merge-brackets *.jpg -o s.exr --times 1/60,1/15,1/4",
 )
 def merge_brackets_command(
-    frames: Annotated[list[Path], typer.Argument(help="Aligned 8-bit exposures of one scene (any order).", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Aligned 8-bit exposures of one scene: files, folders or globs (a folder's or glob's files "
+                            "sorted by name).", show_default=False),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="EXR (or .hdr) file to write.")],
     times: Annotated[
         Optional[str], typer.Option(help="Exposure times in the frames' order, e.g. 1/60,1/15,1/4 (default: estimated).")
@@ -29,7 +33,7 @@ def merge_brackets_command(
     """Merge exposures into scene-linear HDR, estimating the camera response (and the exposure ratios when not given)."""
     import numpy as np
 
-    from bdx.cli.common import Source
+    from bdx.cli.common import Source, expand_inputs
     from bdx.hdr.merge import merge_brackets
     from bdx.io import Image, convert_depth, format_from_path, write_image
 
@@ -37,6 +41,13 @@ def merge_brackets_command(
         fmt = format_from_path(output)
         if fmt not in ("exr", "hdr"):
             raise UsageError("-o must end in .exr or .hdr")
+        found = expand_inputs(inputs)
+        if found.problems:
+            name, problem = found.problems[0]
+            raise BdxError(f"{name}: {problem}")
+        if any(source.path is None for source in found.sources):
+            raise UsageError("merge-brackets reads files, not standard input")
+        frames = [source.path for source in found.sources if source.path is not None]
         parsed = _parse_times(times) if times is not None else None
         if parsed is not None and len(parsed) != len(frames):
             raise UsageError(f"--times gives {len(parsed)} times for {len(frames)} frames")
