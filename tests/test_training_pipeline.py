@@ -77,3 +77,21 @@ def test_pinned_end_codes_are_not_scored():
     loss = lambda t, bits: batch_loss(net, Batch(centres, t, [bits] * 2)).item()  # noqa: E731
     assert loss(targets, 8) == loss(moved, 8)  # from 7 bits up the end codes keep their centre: not scored
     assert loss(targets, 4) != loss(moved, 4)  # below, they are
+
+
+def test_training_data_takes_files_folders_and_globs(tmp_path):
+    """--data may name files, folders (recursive) or glob patterns; a pattern that matches nothing is one line."""
+    import pytest
+
+    from bdx.errors import BdxError
+    from bdx.training.data import find_files
+
+    for name in ("a/x1.png", "a/x2.png", "a/y.png", "a/notes.txt", "b.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    suffixes = {".png"}
+    assert find_files([tmp_path / "a"], suffixes) == [tmp_path / "a" / n for n in ("x1.png", "x2.png", "y.png")]
+    assert find_files([tmp_path / "a" / "x*.png", tmp_path / "b.png"], suffixes) == [
+        tmp_path / "a" / "x1.png", tmp_path / "a" / "x2.png", tmp_path / "b.png"]
+    with pytest.raises(BdxError, match="no files match"):
+        find_files([tmp_path / "z*.png"], suffixes)

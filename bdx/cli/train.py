@@ -30,7 +30,7 @@ def _shipped_or(init: Path | None, task: str) -> Path | None:
     "   ·   torchrun --nproc-per-node 2 -m bdx train depth --data photos/ -o d.safetensors",
 )
 def train_depth_command(
-    data: Annotated[list[Path], typer.Option(help="Reference images or folders (16-bit, >=1 MP photos, EXR); repeatable.")],
+    data: Annotated[list[Path], typer.Option(help="Reference images, folders or quoted globs (16-bit, >=1 MP photos, EXR); repeatable.")],
     output: opt.WeightsOutput = Path("depth.safetensors"),
     steps: opt.Steps = 2000,
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 16,
@@ -118,7 +118,7 @@ def train_depth_command(
 )
 def train_lowlight_command(
     data: Annotated[
-        Optional[list[Path]], typer.Option(help="Image files or folders (any exposures; no references needed); repeatable.")
+        Optional[list[Path]], typer.Option(help="Image files, folders or quoted globs (any exposures; no references needed); repeatable.")
     ] = None,
     pairs: Annotated[
         Optional[Path], typer.Option(help='JSON list of {"input": dark frame, "reference": well-exposed frame} (paths relative '
@@ -195,7 +195,7 @@ def train_lowlight_command(
     epilog="Example:  bdx train hdr --data hdr/ --data merges/ -o hdr.safetensors --steps 3000",
 )
 def train_hdr_command(
-    data: Annotated[list[Path], typer.Option(help="Scene-linear references (.exr, .hdr) or folders; repeatable.")],
+    data: Annotated[list[Path], typer.Option(help="Scene-linear references (.exr, .hdr), folders or quoted globs; repeatable.")],
     output: opt.WeightsOutput = Path("hdr.safetensors"),
     steps: opt.Steps = 3000,
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 8,

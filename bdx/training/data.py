@@ -12,8 +12,11 @@ T = TypeVar("T")
 
 
 def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list[Path]:
-    """Files given directly, plus every file under the folders whose suffix is in ``suffixes``
-    (hidden files skipped), each folder's files in sorted order."""
+    """Files given directly, every file under the folders whose suffix is in ``suffixes`` (hidden files
+    skipped), and the files a glob pattern matches with such a suffix, each folder's or pattern's in sorted
+    order."""
+    import glob
+
     files: list[Path] = []
     for folder in folders:
         if folder.is_file():
@@ -23,6 +26,12 @@ def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list
                 p for p in sorted(folder.rglob("*"))
                 if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
             )
+        elif set("*?[") & set(str(folder)):
+            matches = sorted(Path(m) for m in glob.glob(str(folder), recursive=True))
+            matches = [m for m in matches if m.is_file() and m.suffix.lower() in suffixes]
+            if not matches:
+                raise BdxError(f"{folder}: no files match")
+            files.extend(matches)
         else:
             raise BdxError(f"{folder}: no such file or folder")
     return files
