@@ -383,6 +383,14 @@ def describe_depth_mismatch(mismatch: DepthMismatch, *, told: bool) -> str:
     return f"{treated}, but its codes need {mismatch.content_bits} bits: the finer detail was rounded away"
 
 
+def environment_error(exc: BaseException) -> str | None:
+    """The system's reason for an operating-system error (a full disk, a closed pipe): the environment, not a bug;
+    None for any other exception."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f" ({exc.filename})" if exc.filename else "")
+    return None
+
+
 def describe_exception(exc: BaseException) -> str:
     """One line for an exception, settings named as options; unexpected ones are labelled as internal errors."""
     if isinstance(exc, SettingError):
@@ -391,8 +399,9 @@ def describe_exception(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, MemoryError):
         return "out of memory"
-    if isinstance(exc, OSError) and exc.strerror:  # the environment (a full disk, a closed pipe), not a bug
-        return exc.strerror + (f" ({exc.filename})" if exc.filename else "")
+    reason = environment_error(exc)
+    if reason is not None:
+        return reason
     if os.environ.get("BDX_DEBUG"):
         traceback.print_exc()
     text = str(exc).splitlines()[0] if str(exc) else ""

@@ -51,8 +51,8 @@ def merge_brackets_command(
         parsed = _parse_times(times) if times is not None else None
         if parsed is not None and len(parsed) != len(frames):
             raise UsageError(f"--times gives {len(parsed)} times for {len(frames)} frames")
-        for frame in frames:
-            check_target(Source(frame, Path(frame.name)), output, overwrite=overwrite, create_folders=True)
+        check_target(Source(frames[0], Path(frames[0].name)), output, overwrite=overwrite, create_folders=True,
+                     inputs=frozenset(frame.resolve() for frame in frames))
         images = [_read_frame(f) for f in frames]
         pixels = []
         for path, image in zip(frames, images):

@@ -9,7 +9,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, check_weights_target, command_errors
+from bdx.cli.common import check_choice, check_range, check_weights_target, command_errors
 
 train_app = typer.Typer(help="Train a model from folders of images (degradations synthesized on the fly).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -162,8 +162,7 @@ def train_lowlight_command(
             raise UsageError("give --data (zero-reference training) or --pairs (against references), one of them")
         if frame_size < 16:
             raise UsageError(f"--frame-size must be at least 16, not {frame_size}")
-        if not 0.2 <= gamma <= 5.0:
-            raise UsageError(f"--gamma must be between 0.2 and 5, not {gamma}")
+        check_range("--gamma", gamma, 0.2, 5.0)
         init = _shipped_or(init, "lowlight")
         exclude: set[str] = set()
         if exclude_from is not None:

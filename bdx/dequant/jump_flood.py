@@ -81,15 +81,19 @@ def neighbour_level_distances(
         rows, cols = nearest_seeds(residue == group, int(radius))
         found = rows != NONE
         distances.append(torch.where(found, torch.sqrt(_squared(rows, cols, ys, xs).float()), torch.inf))
-        index = (rows.clamp(0, levels.shape[1] - 1) * levels.shape[2] + cols.clamp(0, levels.shape[2] - 1)).long()
-        seed_levels.append(torch.where(found, torch.gather(levels.flatten(1), 1, index.flatten(1)).view_as(levels), -1))
-    distance, seed_level = torch.stack(distances), torch.stack(seed_levels)
+        if check_levels:  # the level of each pixel's nearest seed, read only to check it
+            index = (rows.clamp(0, levels.shape[1] - 1) * levels.shape[2] + cols.clamp(0, levels.shape[2] - 1)).long()
+            seed_levels.append(torch.where(found, torch.gather(levels.flatten(1), 1, index.flatten(1)).view_as(levels), -1))
+    distance = torch.stack(distances)
+    seed_level = torch.stack(seed_levels) if check_levels else None
     out = []
     for difference in (-1, 1):
         wanted = levels + difference
         wanted_group = wanted & (RESIDUE_CLASSES - 1)
-        nearest, its_level = gather(distance, wanted_group), gather(seed_level, wanted_group)
-        counts = (its_level == wanted) & (nearest <= radius) if check_levels else nearest <= radius
+        nearest = gather(distance, wanted_group)
+        counts = nearest <= radius
+        if seed_level is not None:
+            counts &= gather(seed_level, wanted_group) == wanted
         out.append(torch.where(counts, nearest, torch.inf))
     return out[0], out[1]
 

@@ -20,36 +20,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # --------------------------------------------------------------------------- EXIF
 
 
-def exif_orientation(tiff_blob: bytes) -> int:
-    """Orientation tag (1-8) of a TIFF-structured EXIF blob; 1 when absent or unreadable."""
-    if len(tiff_blob) < 8:
-        return 1
-    order = tiff_blob[:2]
-    if order == b"II":
-        end = "<"
-    elif order == b"MM":
-        end = ">"
-    else:
-        return 1
-    try:
-        (ifd_offset,) = struct.unpack(end + "I", tiff_blob[4:8])
-        (count,) = struct.unpack(end + "H", tiff_blob[ifd_offset : ifd_offset + 2])
-        for i in range(count):
-            entry = tiff_blob[ifd_offset + 2 + 12 * i : ifd_offset + 14 + 12 * i]
-            tag, typ = struct.unpack(end + "HH", entry[:4])
-            if tag == 0x0112 and typ == 3:
-                (value,) = struct.unpack(end + "H", entry[8:10])
-                return int(value) if 1 <= value <= 8 else 1
-    except struct.error:
-        return 1
-    return 1
-
-
-def exif_upright(tiff_blob: bytes) -> bytes:
-    """A TIFF-structured EXIF blob with its orientation tag (when present) set to 1: for pixels already stored
-    upright. Anything unreadable is returned as it is."""
+def _orientation_entry(tiff_blob: bytes) -> tuple[str, int] | None:
+    """Byte order (``<`` or ``>``) and position of the orientation tag's value (a SHORT in IFD0) in a
+    TIFF-structured EXIF blob; None when absent or unreadable."""
     if len(tiff_blob) < 8 or tiff_blob[:2] not in (b"II", b"MM"):
-        return tiff_blob
+        return None
     end = "<" if tiff_blob[:2] == b"II" else ">"
     try:
         (ifd_offset,) = struct.unpack(end + "I", tiff_blob[4:8])
@@ -57,11 +32,31 @@ def exif_upright(tiff_blob: bytes) -> bytes:
         for i in range(count):
             start = ifd_offset + 2 + 12 * i
             tag, typ = struct.unpack(end + "HH", tiff_blob[start : start + 4])
-            if tag == 0x0112 and typ == 3:
-                return tiff_blob[: start + 8] + struct.pack(end + "H", 1) + tiff_blob[start + 10 :]
+            if tag == 0x0112 and typ == 3 and start + 10 <= len(tiff_blob):
+                return end, start + 8
     except struct.error:
+        return None
+    return None
+
+
+def exif_orientation(tiff_blob: bytes) -> int:
+    """Orientation tag (1-8) of a TIFF-structured EXIF blob; 1 when absent or unreadable."""
+    found = _orientation_entry(tiff_blob)
+    if found is None:
+        return 1
+    end, position = found
+    (value,) = struct.unpack(end + "H", tiff_blob[position : position + 2])
+    return int(value) if 1 <= value <= 8 else 1
+
+
+def exif_upright(tiff_blob: bytes) -> bytes:
+    """A TIFF-structured EXIF blob with its orientation tag (when present) set to 1: for pixels already stored
+    upright. Anything unreadable is returned as it is."""
+    found = _orientation_entry(tiff_blob)
+    if found is None:
         return tiff_blob
-    return tiff_blob
+    end, position = found
+    return tiff_blob[:position] + struct.pack(end + "H", 1) + tiff_blob[position + 2 :]
 
 
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:

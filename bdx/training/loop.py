@@ -23,9 +23,6 @@ from bdx.errors import BdxError
 from bdx.io import atomic_write_bytes
 
 Net = TypeVar("Net", bound=nn.Module)
-
-
-
 MAX_CROP = 2048  # pixels per side of a training crop
 
 
@@ -55,6 +52,7 @@ def check_run_settings(config: object) -> None:
             if not (math.isfinite(share) and share >= 0 and top_ok):
                 bounds = "at least 0 and below 1" if name == "validation_fraction" else "between 0 and 1"
                 raise SettingUsageError(f"{{{name}}} must be {bounds}, not {share}")
+
 
 @dataclass
 class LoopSettings:
