@@ -1,22 +1,20 @@
-"""Where bdx finds its shipped weights.
+"""Where bdx finds its shipped weights, and which one each task runs by default.
 
-The repository's top-level ``weights/`` folder is installed as the package data
-``bdx.weights`` (see ``pyproject.toml``), so a non-editable install finds the
-same files as a source checkout.
+The repository's top-level ``weights/`` folder is installed as the package data ``bdx.weights`` (see
+``pyproject.toml``), so a non-editable install finds the same files as a source checkout. Its ``manifest.json``
+holds one model card per file; the card marked ``default`` for a task is what that task runs without
+``weights``.
 """
 
 from __future__ import annotations
 
+import json
+from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from bdx.errors import SettingError
-
-DEFAULT_WEIGHTS = {
-    "depth": "depth-contour-gated-v5.safetensors",
-    "lowlight": "lowlight-curvenet-v3.safetensors",
-    "hdr": "hdr-feedback-v2.safetensors",
-}
 
 
 def weights_folder() -> Path:
@@ -30,15 +28,28 @@ def weights_folder() -> Path:
     return Path(__file__).resolve().parent.parent / "weights"
 
 
+@cache
+def model_cards() -> tuple[dict[str, Any], ...]:
+    """The manifest's model cards (none when the install carries no manifest)."""
+    path = weights_folder() / "manifest.json"
+    if not path.is_file():
+        return ()
+    return tuple(json.loads(path.read_text())["models"])
+
+
 def default_weights(task: str) -> Path:
     """The shipped weights file for ``task`` (``depth``, ``lowlight`` or ``hdr``); a one-line error if absent."""
-    name = DEFAULT_WEIGHTS[task]
-    path = weights_folder() / name
-    if not path.is_file():
-        raise SettingError(f"no default {task} weights ({name}) in this install; pass {{weights}} FILE")
+    names = [card["file"] for card in model_cards() if card["task"] == task and card.get("default")]
+    path = weights_folder() / names[0] if names else None
+    if path is None or not path.is_file():
+        raise SettingError(f"no default {task} weights in this install; pass {{weights}} FILE")
     return path
 
 
 def has_default_weights(task: str) -> bool:
     """Whether the shipped weights for ``task`` are present."""
-    return (weights_folder() / DEFAULT_WEIGHTS[task]).is_file()
+    try:
+        default_weights(task)
+    except SettingError:
+        return False
+    return True

@@ -2,21 +2,21 @@
 
 Published models ship as pickled state dicts. They are read with ``torch.load(..., weights_only=True)``, which
 refuses anything but tensors and plain containers, so a checkpoint can never execute code. Which architecture a
-file holds is decided from its keys and tensor shapes by the task's loader, never from the file's name.
+file holds is decided from its keys and tensor shapes (each published architecture's ``detect`` in
+:mod:`bdx.models`), never from the file's name.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 
-from bdx.errors import BdxError
+from bdx.errors import WeightsError
 
 Model = TypeVar("Model", bound=torch.nn.Module)
-Loaded = TypeVar("Loaded")
 
 
 def is_safetensors(path: Path) -> bool:
@@ -26,28 +26,17 @@ def is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
-def load_weights_file(path: str | Path, bdx_loader: Callable[[Path], Loaded], published_loader: Callable[[Path], Loaded]) -> Loaded:
-    """A task's weights file: bdx's own safetensors through ``bdx_loader``, anything else through
-    ``published_loader`` (a published PyTorch checkpoint); a one-line error for a missing file."""
-    path = Path(path)
-    if path.is_dir():
-        raise BdxError(f"{path} is a folder; weights are one file (.safetensors, .pth, .pt or .ckpt)")
-    if not path.is_file():
-        raise BdxError(f"weights file not found: {path}")
-    return bdx_loader(path) if is_safetensors(path) else published_loader(path)
-
-
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a PyTorch checkpoint, on the CPU, with a ``state_dict`` wrapper and a DataParallel
     ``module.`` prefix removed; a one-line error for a file that is not a state dict of tensors."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BdxError(f"{path.name}: not a loadable checkpoint ({str(exc).splitlines()[0][:80]})") from None
+        raise WeightsError(f"{path.name}: not a loadable checkpoint ({str(exc).splitlines()[0][:80]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BdxError(f"{path.name}: not a state dict of tensors")
+        raise WeightsError(f"{path.name}: not a state dict of tensors")
     state = dict(state)
     if all(str(key).startswith("module.") for key in state):
         state = {key[len("module.") :]: value for key, value in state.items()}
@@ -90,5 +79,5 @@ def load_matching(net: Model, state: dict[str, torch.Tensor], path: Path, kind: 
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        raise BdxError(f"{path.name}: weights do not match {kind} ({str(exc).splitlines()[0][:80]})") from None
+        raise WeightsError(f"{path.name}: weights do not match {kind} ({str(exc).splitlines()[0][:80]})") from None
     return net.eval()

@@ -8,19 +8,18 @@ from typing import TYPE_CHECKING, Callable, Literal, cast, get_args
 import numpy as np
 
 from bdx.color import linear_to_srgb
-from bdx.errors import BdxError, SettingError, SettingUsageError
+from bdx.errors import InputError, SettingError, SettingUsageError
 from bdx.io import Image, to_float
 from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from bdx.dequant.classical import PriorBackend
     from bdx.device import Precision
+    from bdx.models import LoadedModel
 
 DepthMethod = Literal["contour", "midpoint", "learned"]
 DEPTH_METHODS: tuple[DepthMethod, ...] = get_args(DepthMethod)
-DEFAULT_DEPTH_METHOD = "learned"
+DEFAULT_DEPTH_METHOD: DepthMethod = "learned"
 DisplayDequantizer = Literal["auto", "learned", "contour", "midpoint", "none"]
 DISPLAY_DEQUANTIZERS: tuple[DisplayDequantizer, ...] = get_args(DisplayDequantizer)
 
@@ -43,7 +42,7 @@ class DepthSource:
 def input_levels(image: Image, bits: int | None = None, convention: Convention = "centre") -> DepthSource:
     """Quantization levels of an 8/16-bit image; ``bits`` None means sBIT, else detection."""
     if image.is_float:
-        raise BdxError("upscale-depth needs an integer (8- or 16-bit) input, not a float image")
+        raise InputError("upscale-depth needs an integer (8- or 16-bit) input, not a float image")
     container = image.container_bits
     content = effective_bits(image.pixels, container, convention)
     if bits is None:
@@ -52,7 +51,7 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
         raise SettingError(f"{{in_bits}} {bits} does not fit a {container}-bit input")
     if bits >= 16:
         hint = _truncate_hint(image, convention)
-        raise SettingError(hint) if hint else BdxError("input already holds 16 significant bits; nothing to dequantize")
+        raise SettingError(hint) if hint else InputError("input already holds 16 significant bits; nothing to dequantize")
     return DepthSource(codes=image.pixels, container_bits=container, bits=bits, convention=convention, content_bits=content)
 
 
@@ -96,48 +95,79 @@ def depth_mismatch(image: Image, bits: int, content_bits: int, convention: Conve
     return DepthMismatch(bits, content_bits, truncated_levels(image, bits, convention))
 
 
-def check_ensemble(method: str, ensemble: int) -> None:
-    """Refuse an ensemble size the learned model does not offer, or any ensemble for another method."""
-    from bdx.dequant.learned import ENSEMBLE_SIZES
+@dataclass(frozen=True)
+class DepthSettings:
+    """Options of one dequantization (checked when made: a bad choice is a :class:`SettingUsageError`).
 
-    if ensemble not in ENSEMBLE_SIZES:
-        raise SettingUsageError(f"{{ensemble}} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {ensemble}")
-    if ensemble != 1 and method != "learned":
-        raise SettingUsageError("{ensemble} applies to {method} learned only")
+    ``method``: ``learned`` (the contour method refined by a network), ``contour`` (classical, content-adaptive)
+    or ``midpoint`` (the bin centre). ``in_bits``: the input's depth (None: its sBIT, else detected).
+    ``relax`` lets outputs leave their input bins (for methods that may). ``ensemble`` (learned only): average
+    over 1, 2, 4 or 8 flips and transposes of the input. ``precision`` (learned only): ``float32``, ``bfloat16``
+    (the network's convolutions) or ``auto`` (bfloat16 where the device runs it natively). ``prior_backend``:
+    how the contour fractions are computed (:func:`bdx.dequant.classical.level_fractions`). ``tile``: tile size
+    (None: the method's preferred size).
+
+    >>> DepthSettings(method="midpoint", in_bits=4).convention
+    'centre'
+    """
+
+    method: DepthMethod = DEFAULT_DEPTH_METHOD
+    in_bits: int | None = None
+    convention: Convention = "centre"
+    relax: bool = False
+    ensemble: int = 1
+    precision: Precision = "auto"
+    prior_backend: PriorBackend = "auto"
+    tile: int | None = None
+
+    def __post_init__(self) -> None:
+        from bdx.dequant.classical import PRIOR_BACKENDS
+        from bdx.dequant.learned import ENSEMBLE_SIZES
+        from bdx.device import PRECISIONS
+        from bdx.quantization import CONVENTIONS
+
+        check_setting("method", self.method, DEPTH_METHODS)
+        check_setting("convention", self.convention, CONVENTIONS)
+        check_setting("precision", self.precision, PRECISIONS)
+        check_setting("prior_backend", self.prior_backend, PRIOR_BACKENDS)
+        if self.ensemble not in ENSEMBLE_SIZES:
+            raise SettingUsageError(f"{{ensemble}} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {self.ensemble}")
+        if self.ensemble != 1 and self.method != "learned":
+            raise SettingUsageError("{ensemble} applies to {method} learned only")
+        if self.in_bits is not None and not 1 <= self.in_bits <= 15:
+            raise SettingUsageError(f"{{in_bits}} must be between 1 and 15, not {self.in_bits}")
 
 
-def build_dequantizer(
-    method: str, bits: int, convention: Convention = "centre", weights: str | nn.Module | None = None, ensemble: int = 1,
-    container_bits: int = 16, prior_backend: PriorBackend = "auto",
-):
-    """The torch module implementing ``method``: N-bit levels in, values in [0, 1] out.
+def check_setting(name: str, value: object, choices: tuple) -> None:
+    """A :class:`SettingUsageError` naming setting ``name`` when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise SettingUsageError(f"{{{name}}} must be one of {', '.join(map(str, choices))}, not {value!r}")
+
+
+def build_dequantizer(settings: DepthSettings, bits: int, container_bits: int = 16, model: LoadedModel | None = None):
+    """The torch module implementing ``settings.method`` for ``bits``-bit input: levels in, values in [0, 1] out.
 
     ``container_bits``: the input's container (with ``truncate``, N-bit levels zero-filled in 8 bits span other
-    values than in 16).
-
-    ``weights`` (learned only): a weights file, a network already loaded with
-    :func:`bdx.dequant.learned.load_weights` (batches load it once), or None for the shipped weights.
-    ``ensemble`` (learned only): average over 1, 2, 4 or 8 orientations of the input.
-    ``prior_backend`` (contour and learned): how the contour fractions are computed, ``auto`` (OpenCV on the CPU,
-    tensor operations on other devices), ``opencv`` or ``torch`` (:func:`bdx.dequant.classical.level_fractions`).
+    values than in 16). ``model`` (learned only): a dequantizer loaded with :func:`bdx.models.load_model` (batches
+    load it once), or None for the shipped weights.
     """
     from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer
 
-    check_ensemble(method, ensemble)
+    if settings.method == "learned":
+        from bdx.dequant.learned import DequantNet, LearnedDequantizer
+        from bdx.models import load_model
 
-    if method == "learned":
-        from torch import nn
-
-        from bdx.assets import default_weights
-        from bdx.dequant.learned import DequantNet, LearnedDequantizer, load_weights
-
-        net = cast(DequantNet, weights) if isinstance(weights, nn.Module) else load_weights(weights or default_weights("depth"))
-        return LearnedDequantizer(net, bits, convention, ensemble, container_bits, prior_backend)
-    if method == "midpoint":
-        return MidpointDequantizer(bits, convention, container_bits)
-    if method == "contour":
-        return ContourDequantizer(bits, convention, container_bits, prior_backend)
-    raise BdxError(f"unknown method {method!r} (choose from {', '.join(DEPTH_METHODS)})")
+        model = model or load_model(None, "depth")
+        if model.task != "depth":
+            raise SettingError(f"{{weights}} holds {model.architecture}, not a dequantizer")
+        return LearnedDequantizer(
+            cast(DequantNet, model.net), bits, settings.convention, settings.ensemble, container_bits, settings.prior_backend
+        )
+    if model is not None:
+        raise SettingUsageError("{weights} applies to {method} learned only")
+    if settings.method == "midpoint":
+        return MidpointDequantizer(bits, settings.convention, container_bits)
+    return ContourDequantizer(bits, settings.convention, container_bits, settings.prior_backend)
 
 
 def _level_of_code_table(source: DepthSource) -> np.ndarray:
@@ -161,56 +191,47 @@ class DepthResult:
 
 def upscale_depth(
     image: Image,
+    model: LoadedModel | None = None,
+    settings: DepthSettings = DepthSettings(),
     *,
-    method: str = DEFAULT_DEPTH_METHOD,
-    in_bits: int | None = None,
-    convention: Convention = "centre",
-    relax: bool = False,
     device: str = "auto",
-    tile: int | None = None,
-    weights: str | nn.Module | None = None,
-    ensemble: int = 1,
-    precision: Precision = "auto",
-    prior_backend: PriorBackend = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> DepthResult:
     """Dequantize an image to 16 bits per sample.
 
+    ``model``: the dequantizer for ``learned`` (:func:`bdx.models.load_model`; None: the shipped weights).
     By default every output code re-quantizes to its input level (the result
     stays inside each quantization bin), and from 7 bits up with the ``centre``
     convention the end codes (0 and the top level, whose bins are half-bins) keep their
     centre, the end of the range, where clipped shadows and highlights are
-    (:func:`bdx.quantization.end_bins_pinned`); ``relax`` lifts both for methods that
-    may leave the bin. ``ensemble`` > 1 (learned only) averages the model over
-    that many flips and transposes of the input (the contour prior is computed once: 8 orientations
-    are about 3 times slower on this project's CPU).
-    ``precision`` (learned only): ``float32``, ``bfloat16`` (the network's convolutions; on this
-    project's AVX512-BF16 CPU the whole call is about 1.2x faster, with the same held-out quality)
-    or ``auto`` (bfloat16 where the device runs it natively).
-    ``prior_backend``: see :func:`build_dequantizer` (``auto`` puts all of the work on the chosen device).
+    (:func:`bdx.quantization.end_bins_pinned`); ``settings.relax`` lifts both for methods that
+    may leave the bin. An ensemble averages the model over flips and transposes of the input (the contour
+    prior is computed once: 8 orientations are about 3 times slower on this project's CPU). bfloat16 makes the
+    whole call about 1.2x faster on this project's AVX512-BF16 CPU, with the same held-out quality.
+
+    >>> from bdx.io import Image
+    >>> import numpy as np
+    >>> ramp = Image(np.repeat(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], 4, axis=0))
+    >>> result = upscale_depth(ramp, settings=DepthSettings(method="midpoint", in_bits=4))
+    >>> result.image.pixels.dtype, result.in_bits
+    (dtype('uint16'), 4)
     """
     from bdx.device import for_inference, resolve_device, resolve_precision
     from bdx.tiling import TiledRun, run_tiled
 
-    source = input_levels(image, in_bits, convention)
+    source = input_levels(image, settings.in_bits, settings.convention)
     torch_device = resolve_device(device)
     # only the learned method has convolutions; the others are exact in any precision
-    used = resolve_precision(precision, torch_device) if method == "learned" else "float32"
-    model = for_inference(
-        build_dequantizer(method, source.bits, convention, weights, ensemble, source.container_bits, prior_backend), torch_device
-    )
-    halo = getattr(model, "halo", 0)
-    multiple = getattr(model, "multiple", 1)
+    used = resolve_precision(settings.precision, torch_device) if settings.method == "learned" else "float32"
+    module = build_dequantizer(settings, source.bits, source.container_bits, model)
+    dequantizer = for_inference(module, torch_device)
     # every depth method's support fits its halo, so tiles meet at cut seams and no float copy of the image is kept
-    settings = TiledRun(
-        tile=tile or getattr(model, "preferred_tile", 1024), halo=halo, blend=0, multiple=multiple, cut=True,
-        precision=used,
-    )
+    run = TiledRun.for_needs(module.tiling, settings.tile, blend=0, cut=True, precision=used)
 
     level_of_code = _level_of_code_table(source)
 
     def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:
-        if relax:
+        if settings.relax:
             return np.rint(np.clip(block, 0.0, 1.0) * 65535).astype(np.uint16)
         codes = source.codes[top : top + block.shape[0], left : left + block.shape[1]]
         return clamp_codes_to_bins(
@@ -219,9 +240,9 @@ def upscale_depth(
         )
 
     output = run_tiled(
-        model,
+        dequantizer,
         source.codes,
-        settings=settings,
+        settings=run,
         device=torch_device,
         out_channels=image.channels,
         prepare=lambda tile_codes: level_of_code[tile_codes],
@@ -251,7 +272,8 @@ def display_codes(image: Image, method: DisplayDequantizer, device: str, progres
         pixels = _to_16bit_table(image.container_bits)[image.pixels]
     else:
         chosen = _display_dequantizer() if method == "auto" else method
-        pixels = upscale_depth(image.with_pixels(image.pixels, alpha=None), method=chosen, device=device, progress=progress).image.pixels
+        settings = DepthSettings(method=cast(DepthMethod, chosen))
+        pixels = upscale_depth(image.with_pixels(image.pixels, alpha=None), None, settings, device=device, progress=progress).image.pixels
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.shape[2] == 1:

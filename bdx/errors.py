@@ -10,6 +10,14 @@ class BdxError(Exception):
     """An error caused by the input or the environment, reported as a single line."""
 
 
+class InputError(BdxError):
+    """An input image that cannot be processed as asked (unreadable, of the wrong kind or size)."""
+
+
+class WeightsError(BdxError):
+    """A weights file that cannot be used: missing, unreadable, of another task, or of no known architecture."""
+
+
 class UsageError(BdxError):
     """Bad command-line usage (exit status 2)."""
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bdx.color import linear_srgb_to_oklab, srgb_to_linear
-from bdx.depth import DepthSource, input_levels
+from bdx.depth import DepthMethod, DepthSource, input_levels
 from bdx.errors import BdxError
 from bdx.io import Image, convert_depth, to_float
 from bdx.metrics import (
@@ -61,9 +61,9 @@ def depth_reference(
     return prepared
 
 
-def evaluate_depth(prediction: Image, reference: DepthReference, *, method: str | None = None) -> dict:
+def evaluate_depth(prediction: Image, reference: DepthReference, *, method: DepthMethod | None = None) -> dict:
     """All ``eval depth`` metrics for one prediction: fidelity, bin safety, banding, idempotence drift."""
-    from bdx.depth import upscale_depth
+    from bdx.depth import DepthSettings, upscale_depth
 
     _display_codes(prediction, "prediction")
     if prediction.pixels.shape != reference.srgb.shape:
@@ -95,7 +95,7 @@ def evaluate_depth(prediction: Image, reference: DepthReference, *, method: str 
     if method is not None:
         requantized = requantize_u16(pred_codes, bits, convention)
         again = Image(codes_from_levels(requantized, bits, container_for(bits), convention))
-        rerun = upscale_depth(again, method=method, in_bits=bits, convention=convention, device="cpu")
+        rerun = upscale_depth(again, None, DepthSettings(method=method, in_bits=bits, convention=convention), device="cpu")
         drift = np.abs(rerun.image.pixels.astype(np.int32) - pred_codes.astype(np.int32))
         record["idempotence_drift_mean"] = float(drift.mean())
         record["idempotence_drift_max"] = int(drift.max())

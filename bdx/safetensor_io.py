@@ -1,9 +1,8 @@
-"""Reading and writing model weights as safetensors, the architecture named in the metadata.
+"""Reading and writing bdx's model weights as safetensors, the architecture named in the metadata.
 
-Every bdx model file carries ``architecture`` (a name such as
-``bdx-dequant-unet-v2``) and ``config`` (its dataclass as JSON), plus whatever
-the training run recorded (steps, files, validation figures). Nothing is ever
-unpickled.
+Every bdx model file carries ``architecture`` (a name such as ``bdx-dequant-unet-v2``) and ``config`` (its
+dataclass as JSON), plus whatever the training run recorded (steps, files, validation figures). Nothing is ever
+unpickled. :mod:`bdx.models` decides which network a file holds; this module only reads and writes.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import nn
 
-from bdx.errors import BdxError
+from bdx.errors import WeightsError
 
 Model = TypeVar("Model", bound=nn.Module)
 
 
-def save_model(net: Any, path: str | Path, architecture: str, extra: dict | None = None) -> None:
+def write_model(net: Any, path: str | Path, architecture: str, extra: dict | None = None) -> None:
     """Write ``net``'s state dict with its architecture, its ``config`` dataclass and ``extra`` in the metadata
     (atomically: a full disk or an interrupt never leaves a truncated file)."""
     from safetensors.torch import save
@@ -33,26 +32,26 @@ def save_model(net: Any, path: str | Path, architecture: str, extra: dict | None
     atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, metadata=metadata))
 
 
-def read_model(path: str | Path, architecture: str, what: str) -> tuple[dict, dict]:
-    """(config, state dict) of a file written by :func:`save_model` for ``architecture``; one-line errors otherwise."""
+def read_model(path: str | Path) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """(architecture name, state dict, the other metadata with JSON values decoded) of a file written by
+    :func:`write_model`; a one-line :class:`WeightsError` for a file that is not one."""
     from safetensors import safe_open
+
+    from bdx.models import metadata_json
 
     path = Path(path)
     if not path.is_file():
-        raise BdxError(f"weights file not found: {path}")
+        raise WeightsError(f"weights file not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             state = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:
-        raise BdxError(f"{path.name}: not a readable safetensors file ({str(exc).splitlines()[0][:80]})") from None
-    if metadata.get("architecture") != architecture:
-        raise BdxError(f"{path.name}: not {what} weights (architecture {metadata.get('architecture')!r})")
-    try:
-        config = json.loads(metadata["config"])
-    except (KeyError, ValueError) as exc:
-        raise BdxError(f"{path.name}: weights do not match the architecture (bad config: {exc})") from None
-    return config, state
+        raise WeightsError(f"{path.name}: not a readable safetensors file ({str(exc).splitlines()[0][:80]})") from None
+    name = metadata.get("architecture")
+    if name is None:
+        raise WeightsError(f"{path.name}: not bdx weights (no architecture in its metadata)")
+    return name, state, metadata_json({key: value for key, value in metadata.items() if key != "architecture"})
 
 
 def build_model(factory: Callable[[], Model], state: dict, path: str | Path) -> Model:
@@ -67,19 +66,15 @@ def build_model(factory: Callable[[], Model], state: dict, path: str | Path) -> 
         with torch.device("meta"):
             probe = factory()
     except (KeyError, TypeError, ValueError) as exc:
-        raise BdxError(f"{name}: weights do not match the architecture (config: {exc})") from None
+        raise WeightsError(f"{name}: weights do not match the architecture (config: {exc})") from None
     wanted = {key: tuple(value.shape) for key, value in probe.state_dict().items()}
     found = {key: tuple(value.shape) for key, value in state.items()}
     if wanted != found:
         different = sorted(set(wanted) ^ set(found)) or [k for k in wanted if wanted[k] != found[k]]
-        raise BdxError(f"{name}: weights do not match the architecture (its config and tensors differ at {different[0]})")
-    return load_state(factory(), state, path)
-
-
-def load_state(net: Model, state: dict, path: str | Path) -> Model:
-    """Load ``state`` into ``net`` (eval mode), a one-line error when they do not match."""
+        raise WeightsError(f"{name}: weights do not match the architecture (its config and tensors differ at {different[0]})")
+    net = factory()
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        raise BdxError(f"{Path(path).name}: weights do not match the architecture ({str(exc).splitlines()[0][:80]})") from None
+        raise WeightsError(f"{name}: weights do not match the architecture ({str(exc).splitlines()[0][:80]})") from None
     return net.eval()

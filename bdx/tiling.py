@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -33,6 +33,10 @@ import torch
 from bdx.device import EnginePrecision
 from bdx.errors import BdxError
 
+if TYPE_CHECKING:
+    from bdx.models import TileNeeds
+
+Border = Literal["reflect", "inside"]
 Prepare = Callable[[np.ndarray], np.ndarray]
 Finalize = Callable[[np.ndarray, int, int], np.ndarray]
 Progress = Callable[[int, int], None]
@@ -166,7 +170,13 @@ class TiledRun:
     cut: bool = False  # split overlaps at their middle instead of blending: for models whose receptive field fits the halo
     # "reflect": tiles are reflect-padded beyond the image; "inside": the model sees only the image (tiles are cropped
     # at its edges, so the network's own padding applies there, as in a whole-image run)
-    border: str = "reflect"
+    border: Border = "reflect"
+
+    @classmethod
+    def for_needs(cls, needs: TileNeeds, tile: int | None = None, **settings: Any) -> TiledRun:
+        """Settings for a model with tiling ``needs`` (a :class:`bdx.models.LoadedModel`'s ``tiling``): its halo,
+        its grid, and its preferred tile size unless ``tile`` is given; ``settings``: the other fields."""
+        return cls(tile=tile or needs.preferred_tile, halo=needs.halo, multiple=needs.multiple, **settings)
 
 
 def run_tiled(

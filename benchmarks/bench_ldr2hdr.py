@@ -42,7 +42,7 @@ def main() -> None:
     result = {}
     for label, settings in rows.items():
         start = time.perf_counter()
-        ldr_to_hdr(image, settings, device="cpu")
+        ldr_to_hdr(image, None, settings, device="cpu")
         seconds = time.perf_counter() - start
         result[label] = {"seconds": round(seconds, 2), "mpix_per_s": round(megapixels / seconds, 2)}
         print(f"{label:30s} {seconds:6.1f} s  {megapixels / seconds:.2f} MPix/s", flush=True)

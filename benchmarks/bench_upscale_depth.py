@@ -54,17 +54,20 @@ def measure(
     run, so that its start-up is not timed)."""
     import torch
 
-    from bdx.depth import upscale_depth
+    from bdx.depth import DepthSettings, upscale_depth
     from bdx.io import Image
+    from bdx.models import load_model
 
     height, width = SIZES[megapixels]
+    model = load_model(weights, "depth") if method == "learned" else None
+    settings = DepthSettings(method=method, tile=tile, ensemble=ensemble, precision=precision)
     image = Image(synthetic_scene(height, width, bits), significant_bits=bits)
     if device != "cpu":
         small = Image(synthetic_scene(256, 256, bits), significant_bits=bits)
-        upscale_depth(small, method=method, device=device, weights=weights, ensemble=ensemble, precision=precision)
+        upscale_depth(small, model, settings, device=device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    result = upscale_depth(image, method=method, device=device, tile=tile, weights=weights, ensemble=ensemble, precision=precision)
+    result = upscale_depth(image, model, settings, device=device)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {

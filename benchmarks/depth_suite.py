@@ -34,6 +34,7 @@ table.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -48,7 +49,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdx.color import linear_to_srgb, srgb_to_linear  # noqa: E402
-from bdx.depth import upscale_depth  # noqa: E402
+from bdx.depth import DepthSettings, upscale_depth  # noqa: E402
+from bdx.models import load_model  # noqa: E402
 from bdx.io import Image, read_image, to_float  # noqa: E402
 from bdx.metrics import banding_stress  # noqa: E402
 from bdx.training.data import is_validation  # noqa: E402
@@ -268,10 +270,17 @@ def db(before: float, after: float) -> float:
     return 10 * math.log10(max(before, 1e-20) / max(after, 1e-20))
 
 
+@functools.cache
+def _model(weights: str | None):
+    return load_model(weights, "depth")
+
+
 def run_method(case: Case, method: str, weights: str | None, ensemble: int, prior_backend: str = "auto") -> tuple[np.ndarray, float]:
     image = Image(case.codes, significant_bits=case.bits if case.bits < 8 * case.codes.dtype.itemsize else None)
     started = time.perf_counter()
-    result = upscale_depth(image, method=method, in_bits=case.bits, weights=weights, ensemble=ensemble, prior_backend=prior_backend)
+    model = _model(weights) if method == "learned" else None
+    settings = DepthSettings(method=method, in_bits=case.bits, ensemble=ensemble, prior_backend=prior_backend)
+    result = upscale_depth(image, model, settings)
     return result.image.pixels, time.perf_counter() - started
 
 

@@ -106,8 +106,8 @@ def predict(method: str, codes: np.ndarray, weights=None) -> np.ndarray:
     if method == "naive":
         return srgb_to_linear(codes.astype(np.float32) / 255)
     if method in PUBLISHED:
-        return ldr_to_hdr(Image(codes), HdrSettings(dequantize="none"), weights=weights, device="cpu").pixels
-    return ldr_to_hdr(Image(codes), HdrSettings(method=method), weights=weights, device="cpu").pixels
+        return ldr_to_hdr(Image(codes), weights, HdrSettings(dequantize="none"), device="cpu").image.pixels
+    return ldr_to_hdr(Image(codes), weights if method == "learned" else None, HdrSettings(method=method), device="cpu").image.pixels
 
 
 def summarize(records: list[dict], methods: list[str]) -> dict:
@@ -156,11 +156,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from bdx.hdr.models import load_hdr_model
+    from bdx.models import load_model
 
     weights = args.weights or default_weights("hdr")
-    nets = {"learned": load_hdr_model(weights)}
-    nets.update({label: load_hdr_model(args.peers / name) for label, name in PUBLISHED.items() if (args.peers / name).is_file()})
+    nets = {"learned": load_model(weights, "hdr")}
+    nets.update({label: load_model(args.peers / name, "hdr") for label, name in PUBLISHED.items() if (args.peers / name).is_file()})
     methods = ["naive", "classical", *nets]
     scenes = references(weights, args.merges, args.merge_count)
     records = []

@@ -16,10 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bdx.assets import default_weights
 from bdx.io import read_image, to_float
 from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
-from bdx.lowlight.models import load_curve_model
+from bdx.models import load_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "lowlight" / "DICM"
 SCENES = (("12.jpg", None), ("01.jpg", 0.45))  # a black background; a night sky round a lit tower
@@ -43,7 +42,7 @@ def main() -> None:
     parser.add_argument("--dicm", type=Path, default=SHARED)
     parser.add_argument("--out", type=Path, default=Path("docs/images/lowlight_before_after.png"))
     args = parser.parse_args()
-    before, after = load_curve_model(args.before), load_curve_model(default_weights("lowlight"))
+    before, after = load_model(args.before, "lowlight"), load_model(None, "lowlight")
     rows = []
     for name, target in SCENES:
         image = read_image(args.dicm / name)
@@ -51,7 +50,7 @@ def main() -> None:
         panels = [_panel(image.pixels, f"{name} input")]
         for label, model, neutral in (("before", before, 0.0), ("bdx default", after, 1.0)):
             settings = EnhanceSettings(target_mean=target, neutral_shadows=neutral)
-            panels.append(_panel(enhance_lowlight(image, model, settings, device="cpu").pixels, label + suffix))
+            panels.append(_panel(enhance_lowlight(image, model, settings, device="cpu").image.pixels, label + suffix))
         rows.append(np.hstack(panels))
     width = max(r.shape[1] for r in rows)
     sheet = np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])

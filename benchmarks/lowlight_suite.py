@@ -37,7 +37,7 @@ from bdx.color import srgb_to_oklab
 from bdx.evaluation import evaluate_lowlight
 from bdx.io import Image, read_image, to_float
 from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
-from bdx.lowlight.models import CurveModel, load_curve_model
+from bdx.models import LoadedModel, load_model
 from bdx.metrics import clipped_fraction, flat_region_chroma_noise, flat_region_noise, psnr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ PAIR_METRICS = ("psnr", "ssim", "delta_e_ok", "mean_brightness", "clipped", "dis
 MATCHING_GAMMAS = np.arange(0.4, 2.001, 0.05)
 DICM_METRICS = ("near_black_chroma", "near_black_lightness", "flat_noise_out", "flat_chroma_noise", "clipped")
 
-Method = tuple[CurveModel, EnhanceSettings]
+Method = tuple[LoadedModel, EnhanceSettings]
 
 
 def score_pairs(method: Method, sice: Path, pairs: list[dict]) -> list[dict]:
@@ -58,7 +58,7 @@ def score_pairs(method: Method, sice: Path, pairs: list[dict]) -> list[dict]:
     for pair in pairs:
         dark = read_image(sice / pair["input"])
         reference = read_image(sice / pair["reference"])
-        out = enhance_lowlight(dark, model, settings, device="cpu")
+        out = enhance_lowlight(dark, model, settings, device="cpu").image
         record = evaluate_lowlight(out, reference)
         record["distinct_in_dark_region"] = distinct_in_dark(dark, out)
         record["psnr_matched"] = brightness_matched_psnr(out, reference)
@@ -92,7 +92,7 @@ def score_dicm(method: Method, photos: list[Path]) -> list[dict]:
     records = []
     for path in photos:
         image = read_image(path)
-        out = to_float(enhance_lowlight(image, model, settings, device="cpu").pixels)
+        out = to_float(enhance_lowlight(image, model, settings, device="cpu").image.pixels)
         mask = near_black_mask(image.pixels)
         record = {"image": path.name, "near_black_share": float(mask.mean()),
                   "flat_noise_in": flat_region_noise(to_float(image.pixels)), "flat_noise_out": flat_region_noise(out),
@@ -152,7 +152,7 @@ def _timed(call, repeats: int = 3) -> dict:
     return {"seconds": float(np.median(seconds)), "runs": seconds}
 
 
-def speed(model: CurveModel) -> dict:
+def speed(model: LoadedModel) -> dict:
     """bdx's pipelines on a synthetic dark 12 MP image (noise and a gradient), 2 threads."""
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
@@ -173,9 +173,7 @@ def speed(model: CurveModel) -> dict:
 
 def methods(weights: Path | None, peers: Path) -> dict[str, Method]:
     """The rows: bdx's default, bdx's curves alone, and the published checkpoints found under ``peers``."""
-    from bdx.assets import default_weights
-
-    model = load_curve_model(weights or default_weights("lowlight"))
+    model = load_model(weights, "lowlight")
     published = EnhanceSettings(dequantize="none", denoise=0, neutral_shadows=0)
     rows = {"bdx (default)": (model, EnhanceSettings()), "bdx (curves only)": (model, published)}
     for name, label in (("zero-dce/Epoch99.pth", "Zero-DCE (official)"), ("zero-dce-pp/Epoch99.pth", "Zero-DCE++ (official)"),
@@ -183,7 +181,7 @@ def methods(weights: Path | None, peers: Path) -> dict[str, Method]:
                         ("sci/medium.pt", "SCI medium"), ("sci/difficult.pt", "SCI difficult")):
         checkpoint = peers / name
         if checkpoint.is_file():
-            rows[label] = (load_curve_model(checkpoint), published)
+            rows[label] = (load_model(checkpoint, "lowlight"), published)
     return rows
 
 

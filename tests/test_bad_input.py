@@ -207,8 +207,8 @@ def test_train_depth_crop_and_shares_out_of_range_are_usage_errors(tmp_path):
 def test_a_weights_file_asking_for_a_huge_network_is_refused_before_allocating(tmp_path):
     from safetensors.torch import save_file
 
-    from bdx.dequant.learned import load_weights
     from bdx.errors import BdxError
+    from bdx.models import load_model
 
     import torch
 
@@ -217,7 +217,7 @@ def test_a_weights_file_asking_for_a_huge_network_is_refused_before_allocating(t
     save_file({"stem.weight": torch.zeros(1)}, str(path),
               metadata={"architecture": "bdx-dequant-unet-v2", "config": json.dumps(config)})
     with pytest.raises(BdxError, match="huge.safetensors: weights do not match"):
-        load_weights(path)
+        load_model(path, "depth")
     done = bdx("upscale-depth", _photo(tmp_path), "-o", tmp_path / "o.tiff", "--method", "learned", "--weights", path)
     assert_one_error(done, 1, "huge.safetensors")
 

@@ -373,18 +373,29 @@ def test_flags_are_shown_without_a_value_in_help(runner):
 
 def test_library_errors_name_parameters_and_the_cli_names_options(runner, make_png):
     """The library speaks of its parameters (``in_bits``), the CLI of its options (``--in-bits``), one message."""
-    from bdx.depth import upscale_depth
+    from bdx.depth import DepthSettings, upscale_depth
     from bdx.errors import SettingError
     from bdx.io import Image
 
     codes = (np.arange(64) % 16 * 17).astype(np.uint8).reshape(8, 8, 1)
     with pytest.raises(SettingError, match="^in_bits 9 does not fit an? 8-bit input"):
-        upscale_depth(Image(codes), in_bits=9, device="cpu")
+        upscale_depth(Image(codes), None, DepthSettings(in_bits=9), device="cpu")
     source = make_png("x.png", codes)
     result = run(runner, "upscale-depth", source, "--in-bits", "9")
     assert result.exit_code == 1 and "--in-bits 9 does not fit a 8-bit input" in result.stderr
     result = run(runner, "upscale-depth", source, "--method", "contour", "--ensemble", "2")
     assert result.exit_code == 2 and "--ensemble applies to --method learned only" in result.stderr
+    result = run(runner, "upscale-depth", source, "--in-bits", "16")
+    assert result.exit_code == 2 and "--in-bits must be between 1 and 15, not 16" in result.stderr
+
+
+@pytest.mark.parametrize("command,method,suffix", [("upscale-depth", "contour", ".tiff"), ("ldr2hdr", "classical", ".exr")])
+def test_weights_for_a_method_without_a_model_is_a_usage_error(runner, make_png, tmp_path, command, method, suffix):
+    source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
+    target = tmp_path / f"out{suffix}"
+    result = run(runner, command, source, "-o", target, "--method", method, "--weights", tmp_path / "any.safetensors")
+    assert result.exit_code == 2 and "--weights applies to --method learned only" in result.stderr
+    assert not target.exists()
 
 
 def test_format_contradicting_the_output_extension_is_a_usage_error(runner, make_png, tmp_path):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bdx.depth import upscale_depth
-from bdx.errors import BdxError
+from bdx.depth import DepthSettings, upscale_depth
+from bdx.errors import BdxError, SettingUsageError
+from bdx.models import load_model
 from bdx.io import Image
 from bdx.metrics import psnr
 from bdx.quantization import levels_from_codes, requantize_u16
@@ -18,7 +19,7 @@ from conftest import SHARED_DATA, gradient16
 
 def _restore(reference16, bits, method, convention="centre", **kw):
     quantized = quantize_image(Image(reference16), bits, convention=convention)
-    result = upscale_depth(quantized, method=method, convention=convention, device="cpu", **kw)
+    result = upscale_depth(quantized, None, DepthSettings(method=method, convention=convention, **kw), device="cpu")
     return quantized, result
 
 
@@ -50,8 +51,8 @@ def test_midpoint_is_bin_centre():
 
 def test_tiled_contour_matches_single_tile():
     quantized = quantize_image(Image(gradient16(150, 210)), 5)
-    small = upscale_depth(quantized, tile=64, device="cpu").image.pixels
-    whole = upscale_depth(quantized, tile=1024, device="cpu").image.pixels
+    small = upscale_depth(quantized, None, DepthSettings(tile=64), device="cpu").image.pixels
+    whole = upscale_depth(quantized, None, DepthSettings(tile=1024), device="cpu").image.pixels
     # the halo covers the method's support; float rounding in a tile's convolutions may move a code by one step
     assert np.abs(small.astype(int) - whole.astype(int)).max() <= 1
     assert np.mean(small == whole) > 0.99
@@ -77,8 +78,10 @@ def test_in_bits_detection_and_errors():
         upscale_depth(Image(gradient16()), device="cpu")
     with pytest.raises(BdxError, match="float"):
         upscale_depth(Image(np.zeros((4, 4, 3), np.float32)), device="cpu")
-    with pytest.raises(BdxError, match="unknown method"):
-        upscale_depth(Image(codes), method="magic", device="cpu")
+    with pytest.raises(SettingUsageError, match="method must be one of contour, midpoint, learned"):
+        upscale_depth(Image(codes), None, DepthSettings(method="magic"), device="cpu")
+    with pytest.raises(SettingUsageError, match="weights applies to method learned only"):
+        upscale_depth(Image(codes), load_model(None, "depth"), DepthSettings(method="midpoint"), device="cpu")
 
 
 def test_top_bit_content_in_16_bits_is_named_with_the_convention_that_reads_it():
@@ -87,14 +90,14 @@ def test_top_bit_content_in_16_bits_is_named_with_the_convention_that_reads_it()
     levels = np.arange(4096, dtype=np.uint16).reshape(64, 64, 1)
     image = Image(levels << 4)
     with pytest.raises(BdxError, match="12-bit levels with zero-filled low bits: add convention truncate"):
-        upscale_depth(image, method="midpoint", device="cpu")
-    assert upscale_depth(image, method="midpoint", convention="truncate", device="cpu").in_bits == 12
+        upscale_depth(image, None, DepthSettings(method="midpoint"), device="cpu")
+    assert upscale_depth(image, None, DepthSettings(method="midpoint", convention="truncate"), device="cpu").in_bits == 12
 
 
 def test_relax_skips_the_bin_clamp():
     quantized = quantize_image(Image(gradient16()), 4)
     strict = upscale_depth(quantized, device="cpu").image.pixels
-    relaxed = upscale_depth(quantized, relax=True, device="cpu").image.pixels
+    relaxed = upscale_depth(quantized, None, DepthSettings(relax=True), device="cpu").image.pixels
     assert np.abs(strict.astype(int) - relaxed.astype(int)).max() <= 2  # contour stays in its bins anyway
 
 
@@ -106,8 +109,8 @@ def test_contour_beats_midpoint_on_real_photo_crops():
     photo = read_image(path).pixels[:384, :512]
     truth = photo / 255.0
     quantized = quantize_image(Image(photo), 4)
-    mid = upscale_depth(quantized, method="midpoint", device="cpu").image.pixels / 65535.0
-    contour = upscale_depth(quantized, method="contour", device="cpu").image.pixels / 65535.0
+    mid = upscale_depth(quantized, None, DepthSettings(method="midpoint"), device="cpu").image.pixels / 65535.0
+    contour = upscale_depth(quantized, None, DepthSettings(method="contour"), device="cpu").image.pixels / 65535.0
     assert psnr(contour, truth) > psnr(mid, truth) + 0.5
 
 
@@ -237,7 +240,7 @@ def _truncated_levels(bits: int, container: int, shape=(24, 40, 3), seed=0) -> t
 def test_truncate_keeps_every_sample_inside_its_truncation_bin(container, method):
     for bits in range(1, min(container, 15) + 1):
         levels, codes = _truncated_levels(bits, container, seed=bits)
-        out = upscale_depth(Image(codes), method=method, in_bits=bits, convention="truncate", device="cpu").image.pixels
+        out = upscale_depth(Image(codes), None, DepthSettings(method=method, in_bits=bits, convention="truncate"), device="cpu").image.pixels
         assert out.dtype == np.uint16
         # the 16-bit value truncates to the input level...
         np.testing.assert_array_equal(out.astype(np.int64) >> (16 - bits), levels, err_msg=f"{bits}-bit {method}")
@@ -252,7 +255,7 @@ def test_truncate_keeps_every_sample_inside_its_truncation_bin(container, method
 def test_truncate_bin_centre_is_the_middle_of_the_container_codes():
     # 4-bit levels in an 8-bit file: level 15 stands for codes 240..255, whose middle is 247.5
     codes = np.full((8, 8, 3), 240, np.uint8)
-    out = upscale_depth(Image(codes), method="midpoint", in_bits=4, convention="truncate", device="cpu").image.pixels
+    out = upscale_depth(Image(codes), None, DepthSettings(method="midpoint", in_bits=4, convention="truncate"), device="cpu").image.pixels
     assert abs(out[0, 0, 0] / 257 - 247.5) < 0.01
 
 
@@ -271,7 +274,7 @@ def _clipped_scene(bits: int) -> tuple[Image, np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("bits", [7, 8])
 def test_end_codes_keep_the_end_of_the_range_from_7_bits(method, bits):
     image, truth, codes = _clipped_scene(bits)
-    out = upscale_depth(image, method=method, in_bits=bits, device="cpu").image.pixels
+    out = upscale_depth(image, None, DepthSettings(method=method, in_bits=bits), device="cpu").image.pixels
     assert np.all(out[codes == 255] == 65535) and np.all(out[codes == 0] == 0)
     # never worse than the bin centre on those pixels: they are exactly it
     ends = (codes == 0) | (codes == 255)
@@ -282,7 +285,7 @@ def test_end_codes_keep_the_end_of_the_range_from_7_bits(method, bits):
 def test_end_codes_may_move_inside_their_half_bin_below_7_bits():
     ramp = np.repeat(np.linspace(0, 1, 256)[None, :, None], 3, axis=2).repeat(32, axis=0)
     codes = (np.rint(ramp * 15) * 17).astype(np.uint8)
-    out = upscale_depth(Image(codes, significant_bits=4), method="contour", device="cpu").image.pixels
+    out = upscale_depth(Image(codes, significant_bits=4), None, DepthSettings(method="contour"), device="cpu").image.pixels
     levels = np.rint(codes / 17.0)
     np.testing.assert_array_equal(requantize_u16(out, 4), levels)
     assert np.any(out[codes == 0] > 0)  # the gradient's darkest band rises inside level 0's half-bin
@@ -296,8 +299,8 @@ def test_result_says_when_the_codes_need_more_bits_than_the_depth_read():
     rng = np.random.default_rng(3)
     levels = rng.integers(0, 64, (16, 16, 3), dtype=np.uint8)
     shifted = Image(levels << 2, significant_bits=6)  # 6-bit levels with zero-filled low bits
-    assert upscale_depth(shifted, method="midpoint").mismatch == DepthMismatch(bits=6, content_bits=8, truncated_levels=6)
-    assert upscale_depth(shifted, method="midpoint", convention="truncate").mismatch is None
+    assert upscale_depth(shifted, None, DepthSettings(method="midpoint")).mismatch == DepthMismatch(bits=6, content_bits=8, truncated_levels=6)
+    assert upscale_depth(shifted, None, DepthSettings(method="midpoint", convention="truncate")).mismatch is None
     plain = Image(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
-    assert upscale_depth(plain, method="midpoint", in_bits=5).mismatch == DepthMismatch(bits=5, content_bits=8, truncated_levels=None)
-    assert upscale_depth(plain, method="midpoint").mismatch is None
+    assert upscale_depth(plain, None, DepthSettings(method="midpoint", in_bits=5)).mismatch == DepthMismatch(bits=5, content_bits=8, truncated_levels=None)
+    assert upscale_depth(plain, None, DepthSettings(method="midpoint")).mismatch is None

@@ -13,7 +13,8 @@ from bdx.cli import app
 from bdx.errors import BdxError
 from bdx.hdr.classical import expand_highlights
 from bdx.hdr.merge import merge_brackets
-from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet, load_hdr_net, save_hdr_net
+from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
+from bdx.models import load_model, save_model
 from bdx.hdr.reconstruct import HdrSettings, calibrate, ldr_to_hdr
 from bdx.hdr.tonemap import camera_response, inverse_mu_law, mu_law
 from bdx.io import Image, read_image, write_image
@@ -33,7 +34,7 @@ def _random_net(seed: int = 0, iterations: int = 3, state_scale: int = 1) -> Fee
 @pytest.fixture
 def hdr_weights(tmp_path) -> Path:
     path = tmp_path / "hdr.safetensors"
-    save_hdr_net(_random_net(), path)
+    save_model(_random_net(), path)
     return path
 
 
@@ -100,25 +101,26 @@ def test_iterations_are_configurable_and_all_returned():
 @pytest.mark.parametrize("state_scale", [1, 2])
 def test_tiled_equals_whole_image(tmp_path, state_scale):
     weights = tmp_path / "hdr.safetensors"
-    save_hdr_net(_random_net(state_scale=state_scale), weights)
+    save_model(_random_net(state_scale=state_scale), weights)
     image = Image(_ldr(90, 130))
     settings = HdrSettings(dequantize="midpoint")
-    whole = ldr_to_hdr(image, HdrSettings(**{**settings.__dict__, "tile": 4096}), weights=str(weights), device="cpu")
-    tiled = ldr_to_hdr(image, HdrSettings(**{**settings.__dict__, "tile": 32}), weights=str(weights), device="cpu")
+    model = load_model(weights, "hdr")
+    whole = ldr_to_hdr(image, model, HdrSettings(**{**settings.__dict__, "tile": 4096}), device="cpu").image
+    tiled = ldr_to_hdr(image, model, HdrSettings(**{**settings.__dict__, "tile": 32}), device="cpu").image
     np.testing.assert_allclose(tiled.pixels, whole.pixels, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (21, 34, 1)])
 def test_any_size_and_grey(hdr_weights, shape):
     pixels = _ldr(shape[0], shape[1])[..., : shape[2]]
-    out = ldr_to_hdr(Image(pixels), HdrSettings(dequantize="none"), weights=str(hdr_weights), device="cpu")
+    out = ldr_to_hdr(Image(pixels), load_model(hdr_weights, "hdr"), HdrSettings(dequantize="none"), device="cpu").image
     assert out.pixels.shape == shape and out.pixels.dtype == np.float32 and out.linear
     assert np.isfinite(out.pixels).all() and (out.pixels >= 0).all()
 
 
 def test_float_input_is_refused(hdr_weights):
     with pytest.raises(BdxError, match="already a float"):
-        ldr_to_hdr(Image(np.ones((4, 4, 3), np.float32)), weights=str(hdr_weights), device="cpu")
+        ldr_to_hdr(Image(np.ones((4, 4, 3), np.float32)), load_model(hdr_weights, "hdr"), device="cpu")
 
 
 def test_calibration_options():
@@ -141,11 +143,11 @@ def test_classical_baseline_keeps_unclipped_and_lifts_clipped():
 
 def test_learned_weight_errors(tmp_path):
     with pytest.raises(BdxError, match="not found"):
-        load_hdr_net(tmp_path / "none.safetensors")
+        load_model(tmp_path / "none.safetensors", "hdr").net
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(BdxError, match="not a readable"):
-        load_hdr_net(bad)
+        load_model(bad, "hdr").net
 
 
 def _reference_folder(tmp_path: Path) -> Path:
@@ -163,7 +165,7 @@ def test_training_step_and_resume(tmp_path):
     config = HdrTrainConfig(steps=2, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
                             validation_fraction=0.4)
     state = train_hdr([folder], output, config)
-    assert state.step == 2 and load_hdr_net(output).config.iterations == 2
+    assert state.step == 2 and load_model(output, "hdr").net.config.iterations == 2
     checkpoint = Path(str(output) + ".ckpt.pt")
     resumed = train_hdr([folder], output, HdrTrainConfig(**{**config.__dict__, "steps": 3}), resume=checkpoint)
     assert resumed.step == 3
@@ -177,7 +179,7 @@ def test_fine_tuning_starts_from_the_init_weights_and_keeps_their_shape(tmp_path
     train_hdr([folder], first, config)
     tuned = tmp_path / "tuned.safetensors"
     train_hdr([folder], tuned, HdrTrainConfig(**{**config.__dict__, "width": 32, "iterations": 4, "lr": 1e-9}), init=first)
-    start, end = load_hdr_net(first), load_hdr_net(tuned)
+    start, end = load_model(first, "hdr").net, load_model(tuned, "hdr").net
     assert (end.config.width, end.config.iterations) == (8, 2)  # the init's network, not the config's
     for (name, a), b in zip(start.state_dict().items(), end.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5), name  # one step at lr 1e-9 keeps the init's weights
@@ -219,7 +221,7 @@ def test_train_hdr_cli_reports_validation(runner, tmp_path):
                                  "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2", "--supervise", "last"])
     assert result.exit_code == 0, result.output
     assert output.exists() and "step 1/1" in result.stderr and "val PSNR-mu" in result.stderr
-    net = load_hdr_net(output)
+    net = load_model(output, "hdr").net
     assert net.config.width == 8 and net.config.state_scale == 2 and net.multiple == 8
     for option, value in (("--state-scale", "0"), ("--supervise", "first")):
         bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), option, value])

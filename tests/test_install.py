@@ -28,8 +28,9 @@ def test_non_editable_install_carries_the_weights(tmp_path):
         check=True, cwd=tmp_path, capture_output=True,
     )
     probe = (
-        "import json; from bdx.assets import weights_folder, DEFAULT_WEIGHTS; f = weights_folder(); "
-        "print(json.dumps({'folder': str(f), 'files': sorted(p.name for p in f.iterdir())}))"
+        "import json; from bdx.assets import weights_folder; from bdx.models import load_model; f = weights_folder(); "
+        "models = {t: load_model(None, t).architecture for t in ('depth', 'lowlight', 'hdr')}; "
+        "print(json.dumps({'folder': str(f), 'files': sorted(p.name for p in f.iterdir()), 'models': models}))"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     result = subprocess.run([sys.executable, "-c", probe], check=True, cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -37,9 +38,10 @@ def test_non_editable_install_carries_the_weights(tmp_path):
     assert Path(found["folder"]).resolve().is_relative_to(site.resolve())  # not the source checkout
     manifest = json.loads((ROOT / "weights" / "manifest.json").read_text())
     assert "manifest.json" in found["files"]
-    for entry in manifest["weights"]:
-        assert entry["file"] in found["files"]
-    # every source module is installed (the package list in pyproject.toml is explicit)
+    for card in manifest["models"]:
+        assert card["file"] in found["files"]
+    assert sorted(found["models"]) == ["depth", "hdr", "lowlight"]  # every task's default weights load from the install
+    # every source module is installed (setup.py finds the packages)
     source = {p.relative_to(ROOT / "bdx").as_posix() for p in (ROOT / "bdx").rglob("*.py")}
     installed = {p.relative_to(site / "bdx").as_posix() for p in (site / "bdx").rglob("*.py") if "weights" not in p.parts}
     assert source == installed, sorted(source ^ installed)

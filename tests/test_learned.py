@@ -17,9 +17,10 @@ from bdx.cli import app
 from bdx.dequant.classical import CONTOUR_SUPPORT, ContourDequantizer
 from bdx.dequant.learned import (
     ARCHITECTURE, DequantNet, DequantNetConfig, LearnedDequantizer, contour_prior, dequantize_levels, grow_from,
-    load_weights, offset_reach, save_weights,
+    offset_reach,
 )
-from bdx.depth import upscale_depth
+from bdx.depth import DepthSettings, upscale_depth
+from bdx.models import load_model, save_model
 from bdx.errors import BdxError
 from bdx.io import Image, read_image, write_image
 from bdx.quantization import levels_from_codes, max_level, requantize_u16
@@ -125,11 +126,11 @@ def test_training_step_resume_and_weights(tmp_path):
     checkpoint = Path(str(output) + ".ckpt.pt")
     saved = torch.load(checkpoint, weights_only=True)
     assert saved["step"] == 2
-    before = load_weights(output).state_dict()
+    before = load_model(output, "depth").net.state_dict()
     assert any(v.abs().sum() > 0 for k, v in before.items() if k.startswith("head"))  # the head has moved
     resumed = train_depth([data], output, DepthTrainConfig(steps=4, batch_size=2, crop=32, validate_every=2), resume=checkpoint)
     assert resumed.step == 4
-    after = load_weights(output).state_dict()
+    after = load_model(output, "depth").net.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
@@ -137,10 +138,10 @@ def test_training_step_resume_and_weights(tmp_path):
 def test_learned_method_through_the_engine_is_bin_safe(tmp_path, prior):
     net = _randomized(DequantNet(DequantNetConfig(prior=prior)), 0.5, 0)
     weights = tmp_path / "w.safetensors"
-    save_weights(net, weights)
+    save_model(net, weights)
     quantized = quantize_image(Image(gradient16(67, 93)), 5)
     for relax in (False, True):
-        out = upscale_depth(quantized, method="learned", weights=str(weights), relax=relax, device="cpu", tile=32)
+        out = upscale_depth(quantized, load_model(str(weights), "depth"), DepthSettings(method="learned", relax=relax, tile=32), device="cpu")
         np.testing.assert_array_equal(
             requantize_u16(out.image.pixels, 5), levels_from_codes(quantized.pixels, 5, 8)
         )
@@ -159,20 +160,18 @@ def test_receptive_field_fits_the_halo():
         ys, xs = torch.nonzero(x.grad.abs().sum((0, 1)), as_tuple=True)
         reach = max(reach, centre - ys.min().item(), ys.max().item() - centre, centre - xs.min().item(), xs.max().item() - centre)
     assert reach > 40  # the net really sees far
-    assert reach <= net.receptive_radius <= LearnedDequantizer(net, 4).halo
+    assert reach <= net.receptive_radius <= LearnedDequantizer(net, 4).tiling.halo
     refining = DequantNet(CONTOUR)
-    assert LearnedDequantizer(refining, 4).halo >= refining.receptive_radius + ContourDequantizer.halo
+    assert LearnedDequantizer(refining, 4).tiling.halo >= refining.receptive_radius + ContourDequantizer.tiling.halo
 
 
 @pytest.mark.parametrize("prior", ["none", "contour"])
 def test_learned_tiled_equals_whole_image(tmp_path, prior):
     net = _randomized(DequantNet(DequantNetConfig(prior=prior)), 0.05, 2)
     weights = tmp_path / "w.safetensors"
-    save_weights(net, weights)
+    save_model(net, weights)
     quantized = quantize_image(Image(gradient16(203, 317)), 4)
-    run = lambda tile: upscale_depth(  # noqa: E731
-        quantized, method="learned", weights=str(weights), relax=True, device="cpu", tile=tile, precision="float32"
-    )
+    run = lambda tile: upscale_depth(quantized, load_model(str(weights), "depth"), DepthSettings(method="learned", relax=True, tile=tile, precision="float32"), device="cpu")
     whole, tiled = run(4096), run(64)
     assert len(np.unique(whole.image.pixels[..., 0])) > 256
     difference = np.abs(whole.image.pixels.astype(int) - tiled.image.pixels.astype(int))
@@ -181,26 +180,26 @@ def test_learned_tiled_equals_whole_image(tmp_path, prior):
 
 def test_weight_loading_errors(tmp_path):
     with pytest.raises(BdxError, match="not found"):
-        load_weights(tmp_path / "missing.safetensors")
+        load_model(tmp_path / "missing.safetensors", "depth").net
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(os.urandom(256))
     with pytest.raises(BdxError, match="not a readable"):
-        load_weights(corrupt)
+        load_model(corrupt, "depth").net
     from safetensors.torch import save_file
 
     other = tmp_path / "other.safetensors"
     save_file({"x": torch.zeros(2)}, str(other), metadata={"architecture": "resnet"})
     with pytest.raises(BdxError, match="not bdx dequantizer"):
-        load_weights(other)
+        load_model(other, "depth").net
     refining = tmp_path / "refining.safetensors"
-    save_weights(DequantNet(CONTOUR), refining)
-    assert load_weights(refining).has_prior
+    save_model(DequantNet(CONTOUR), refining)
+    assert load_model(refining, "depth").net.has_prior
     wrong = tmp_path / "wrong.safetensors"
-    save_weights(DequantNet(DequantNetConfig(widths=(8, 16))), wrong)
-    state = {k: v for k, v in load_weights(wrong).state_dict().items() if not k.startswith("head")}
+    save_model(DequantNet(DequantNetConfig(widths=(8, 16))), wrong)
+    state = {k: v for k, v in load_model(wrong, "depth").net.state_dict().items() if not k.startswith("head")}
     save_file(state, str(wrong), metadata={"architecture": ARCHITECTURE, "config": '{"widths": [8, 16], "blocks": [1, 3], "channels": 3}'})
     with pytest.raises(BdxError, match="do not match"):
-        load_weights(wrong)
+        load_model(wrong, "depth").net
 
 
 def test_cli_learned_without_or_with_bad_weights(runner, make_png, tmp_path):
@@ -223,14 +222,14 @@ def test_cli_train_depth(runner, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     assert output.exists() and "val gain" in result.stderr
-    assert load_weights(output).has_prior  # contour is the default prior
+    assert load_model(output, "depth").net.has_prior  # contour is the default prior
     plain = tmp_path / "plain.safetensors"
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(plain), "--steps", "1", "--batch-size", "2", "--crop", "32",
               "--prior", "none", "--balance-folders", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.stderr
-    assert not load_weights(plain).has_prior
+    assert not load_model(plain, "depth").net.has_prior
     with safe_open(str(plain), "pt") as handle:
         assert json.loads(handle.metadata()["train_config"])["balance_folders"] is True
     result = runner.invoke(app, ["train", "depth", "--data", str(data), "--prior", "bogus"])
@@ -317,11 +316,11 @@ def test_training_from_initial_weights(runner, tmp_path):
     data = _reference_folder(tmp_path)
     start = tmp_path / "start.safetensors"
     net = _randomized(DequantNet(DequantNetConfig(prior="contour")), 0.05, 7)
-    save_weights(net, start)
+    save_model(net, start)
     output = tmp_path / "tuned.safetensors"
     config = DepthTrainConfig(steps=1, batch_size=2, crop=32, lr=1e-12, validate_every=1)
     train_depth([data], output, config, init=start)
-    tuned = load_weights(output).state_dict()
+    tuned = load_model(output, "depth").net.state_dict()
     assert all(torch.allclose(tuned[k], v, atol=1e-6) for k, v in net.state_dict().items())  # started from them
     with pytest.raises(BdxError, match="not both"):
         train_depth([data], output, config, init=start, resume=Path(str(output) + ".ckpt.pt"))
@@ -335,8 +334,8 @@ def test_training_from_initial_weights(runner, tmp_path):
               "--lr", "1e-12", "--init", "shipped", "--device", "cpu", "--overwrite"],  # the file exists: replaced
     )
     assert result.exit_code == 0, result.stderr
-    shipped = load_weights(default_weights("depth")).state_dict()
-    tuned = load_weights(output).state_dict()
+    shipped = load_model(default_weights("depth"), "depth").net.state_dict()
+    tuned = load_model(output, "depth").net.state_dict()
     assert all(torch.allclose(tuned[k], v, atol=1e-6) for k, v in shipped.items())
 
 
@@ -369,8 +368,8 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
               "--widths", "34", "96", "--blocks", "2", "5", "--init", "shipped", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.stderr
-    shipped_gate = load_weights(default_weights("depth")).config.gate  # the gate, like the size, comes from --init
-    assert load_weights(output).config == DequantNetConfig(widths=(34, 96), blocks=(2, 5), prior="contour", gate=shipped_gate)
+    shipped_gate = load_model(default_weights("depth"), "depth").net.config.gate  # the gate, like the size, comes from --init
+    assert load_model(output, "depth").net.config == DequantNetConfig(widths=(34, 96), blocks=(2, 5), prior="contour", gate=shipped_gate)
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(output), "--widths", "0", "64", "--device", "cpu"],
     )
@@ -390,15 +389,15 @@ def test_network_size_comes_from_the_checkpoint_or_start_weights_unless_given(tm
     tiny = dict(batch_size=2, crop=32, validate_every=100)
     train_depth([data], output, DepthTrainConfig(steps=1, widths=(8, 16), blocks=(1, 1), **tiny))
     resumed = train_depth([data], output, DepthTrainConfig(steps=2, **tiny), resume=Path(str(output) + ".ckpt.pt"))
-    assert resumed.step == 2 and load_weights(output).config.widths == (8, 16)
+    assert resumed.step == 2 and load_model(output, "depth").net.config.widths == (8, 16)
     with pytest.raises(BdxError, match="holds a different network"):
         train_depth([data], output, DepthTrainConfig(steps=3, widths=(8, 24), **tiny), resume=Path(str(output) + ".ckpt.pt"))
     grown = tmp_path / "grown.safetensors"
     train_depth([data], grown, DepthTrainConfig(steps=1, lr=1e-12, **tiny), init=output)
-    assert load_weights(grown).config == load_weights(output).config
+    assert load_model(grown, "depth").net.config == load_model(output, "depth").net.config
     fresh = tmp_path / "fresh.safetensors"
     train_depth([data], fresh, DepthTrainConfig(steps=1, **tiny))
-    made, shipped = load_weights(fresh).config, load_weights(default_weights("depth")).config
+    made, shipped = load_model(fresh, "depth").net.config, load_model(default_weights("depth"), "depth").net.config
     assert (made.widths, made.blocks, made.prior) == (shipped.widths, shipped.blocks, shipped.prior)  # the shipped size
 
 
@@ -407,15 +406,15 @@ def test_trimmed_forward_equals_the_network_on_the_whole_input():
     net = _randomized(DequantNet(DequantNetConfig(prior="contour")).eval(), 0.05, 5)
     model = LearnedDequantizer(net, 5)
     trim = model.output_trim
-    assert trim >= CONTOUR_SUPPORT and model.halo - trim >= net.receptive_radius  # the prior's support, the network's
-    size = 2 * model.halo + 40
+    assert trim >= CONTOUR_SUPPORT and model.tiling.halo - trim >= net.receptive_radius  # the prior's support, the network's
+    size = 2 * model.tiling.halo + 40
     levels = torch.from_numpy(np.cumsum(np.random.default_rng(0).integers(-1, 2, (1, 3, size, size)), axis=3) // 4 % 32)
     levels = levels.float()
     with torch.no_grad():
         whole = dequantize_levels(net, levels / max_level(5), 1 / max_level(5), contour_prior(levels.int().numpy(), 1 / max_level(5)))
         trimmed = model(levels)
     assert trimmed.shape[-1] == size - 2 * trim
-    inner = slice(model.halo, size - model.halo)  # where the tiling engine reads
+    inner = slice(model.tiling.halo, size - model.tiling.halo)  # where the tiling engine reads
     torch.testing.assert_close(trimmed[..., inner.start - trim : inner.stop - trim, inner.start - trim : inner.stop - trim],
                                whole[..., inner, inner], atol=1e-6, rtol=0)
 
@@ -463,11 +462,9 @@ def test_an_ensemble_orients_one_contour_prior_with_its_input():
 
 def test_an_ensemble_stays_in_the_bins_and_tiles_exactly(tmp_path):
     weights = tmp_path / "w.safetensors"
-    save_weights(_randomized(DequantNet(CONTOUR), 0.05, 7), weights)
+    save_model(_randomized(DequantNet(CONTOUR), 0.05, 7), weights)
     quantized = quantize_image(Image(gradient16(75, 131)), 4)
-    run = lambda **kw: upscale_depth(  # noqa: E731
-        quantized, method="learned", weights=str(weights), device="cpu", ensemble=8, precision="float32", **kw
-    )
+    run = lambda **kw: upscale_depth(quantized, load_model(str(weights), "depth"), DepthSettings(method="learned", ensemble=8, precision="float32", **kw), device="cpu")
     safe = run(tile=64)
     np.testing.assert_array_equal(requantize_u16(safe.image.pixels, 4), levels_from_codes(quantized.pixels, 4, 8))
     whole, tiled = run(relax=True, tile=4096), run(relax=True, tile=64)
@@ -488,7 +485,7 @@ def test_cli_ensemble_choices(runner, make_png, tmp_path):
 def test_bfloat16_stays_close_to_float32_in_the_bins_and_tiles(bits):
     """The shipped weights with bfloat16 convolutions: within 5 % of a step of float32, bin-safe, real 16-bit."""
     quantized = quantize_image(Image(gradient16(203, 317)), bits)
-    run = lambda precision, tile=None: upscale_depth(quantized, device="cpu", precision=precision, tile=tile)  # noqa: E731
+    run = lambda precision, tile=None: upscale_depth(quantized, None, DepthSettings(precision=precision, tile=tile), device="cpu")  # noqa: E731
     single, half, half_tiled = run("float32"), run("bfloat16"), run("bfloat16", tile=64)
     assert (single.precision, half.precision) == ("float32", "bfloat16")
     step = 65535 / max_level(bits)

@@ -16,9 +16,9 @@ from bdx.io import Image, read_image, write_image
 from bdx.lowlight.curves import apply_curves, sample_maps
 from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
 from bdx.checkpoints import flush_denormals
-from bdx.lowlight.models import CurveModel, CurveNet, CurveNetConfig, load_curve_model, save_curve_net
-from bdx.lowlight.published import DCENet, DCEPlusNet
-from bdx.lowlight.published import recognise as detect_architecture
+from bdx.lowlight.models import CurveEstimator, CurveNet, CurveNetConfig, curve_tiling
+from bdx.lowlight.published import ZERO_DCE, ZERO_DCE_PLUS, DCENet, DCEPlusNet
+from bdx.models import LoadedModel, load_model, save_model
 from bdx.training.lowlight import LowlightTrainConfig, train_lowlight
 
 from conftest import SHARED_DATA
@@ -36,10 +36,17 @@ def _random_curve_net(seed: int = 0) -> CurveNet:
     return net.eval()
 
 
+def _model(net: CurveEstimator, context_size: int | None = None, name: str = "test") -> LoadedModel:
+    """A network in memory as the model ``enhance_lowlight`` runs (``context_size``: set on it first)."""
+    if context_size is not None:
+        net.context_size = context_size
+    return LoadedModel("lowlight", name, net, curve_tiling(net))
+
+
 @pytest.fixture
 def curve_weights(tmp_path) -> Path:
     path = tmp_path / "ll.safetensors"
-    save_curve_net(_random_curve_net(), path)
+    save_model(_random_curve_net(), path)
     return path
 
 
@@ -94,19 +101,19 @@ def test_sampled_maps_equal_whole_image_upsampling():
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (37, 61, 1), (50, 24, 3)])
 def test_output_has_the_input_size(shape):
-    model = CurveModel("bdx", _random_curve_net(), context_size=16)
+    model = _model(_random_curve_net(), 16)
     image = Image(_dark(*shape))
-    out = enhance_lowlight(image, model, EnhanceSettings(dequantize="midpoint"), device="cpu")
+    out = enhance_lowlight(image, model, EnhanceSettings(dequantize="midpoint"), device="cpu").image
     assert out.pixels.shape == image.pixels.shape
     assert out.pixels.dtype == np.uint16
     assert out.pixels.astype(np.float64).mean() > image.pixels.astype(np.float64).mean() * 257  # brighter
 
 
 def test_alpha_icc_and_orientation_are_carried():
-    model = CurveModel("bdx", _random_curve_net(), context_size=16)
+    model = _model(_random_curve_net(), 16)
     alpha = np.full((9, 11, 1), 200, np.uint8)
     image = Image(_dark(9, 11), alpha=alpha, icc_profile=b"icc", orientation=1)
-    out = enhance_lowlight(image, model, EnhanceSettings(dequantize="midpoint"), device="cpu")
+    out = enhance_lowlight(image, model, EnhanceSettings(dequantize="midpoint"), device="cpu").image
     assert out.alpha is not None and np.array_equal(out.alpha, alpha)
     assert out.icc_profile == b"icc"
 
@@ -115,18 +122,18 @@ def test_alpha_icc_and_orientation_are_carried():
 def test_tiled_equals_whole_image(kind):
     torch.manual_seed(3)
     if kind == "context":
-        model = CurveModel("bdx", _random_curve_net(), context_size=32)
+        model = _model(_random_curve_net(), 32)
     else:
         net = DCENet(width=8).eval()
-        model = CurveModel("zero-dce", net)
+        model = _model(net)
     image = Image(_dark(70, 93))
     settings = EnhanceSettings(dequantize="midpoint", denoise=1.0)
-    whole = enhance_lowlight(image, model, EnhanceSettings(**{**settings.__dict__, "tile": 4096}), device="cpu")
-    tiled = enhance_lowlight(image, model, EnhanceSettings(**{**settings.__dict__, "tile": 24}), device="cpu")
+    whole = enhance_lowlight(image, model, EnhanceSettings(**{**settings.__dict__, "tile": 4096}), device="cpu").image
+    tiled = enhance_lowlight(image, model, EnhanceSettings(**{**settings.__dict__, "tile": 24}), device="cpu").image
     assert np.abs(whole.pixels.astype(int) - tiled.pixels.astype(int)).max() <= 1
 
 
-class _ConstantCurve(torch.nn.Module):
+class _ConstantCurve(CurveEstimator):
     maps = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,13 +143,13 @@ class _ConstantCurve(torch.nn.Module):
 @pytest.mark.parametrize("dequantize", ["contour", "auto"])
 def test_dark_region_gets_hundreds_of_values(dequantize):
     """A dark 8-bit gradient holding 20 codes comes out smooth (dequantized before it is stretched)."""
-    model = CurveModel("constant", _ConstantCurve(), context_size=32)
+    model = _model(_ConstantCurve(), 32)
     x = np.linspace(10, 29.4, 240)
     pixels = np.repeat(np.rint(x)[None, :, None], 40, axis=0).repeat(3, axis=2).astype(np.uint8)
     assert np.unique(pixels).size == 20
-    out = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize=dequantize, denoise=0), device="cpu")
+    out = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize=dequantize, denoise=0), device="cpu").image
     assert np.unique(out.pixels[..., 1]).size >= 200
-    flat = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize="none", denoise=0), device="cpu")
+    flat = enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize="none", denoise=0), device="cpu").image
     assert np.unique(flat.pixels[..., 1]).size <= 25  # without dequantization the bands stay (20 codes, give or take float ties)
 
 
@@ -154,38 +161,36 @@ def test_flush_denormals():
 
 
 def test_detect_official_architectures(tmp_path):
-    assert detect_architecture(DCENet().state_dict()) == "zero-dce"
-    assert detect_architecture(DCEPlusNet().state_dict()) == "zero-dce++"
-    with pytest.raises(BdxError, match="not a low-light checkpoint bdx recognises"):
-        detect_architecture({"conv.weight": torch.zeros(1)})
+    assert ZERO_DCE.detect(DCENet().state_dict()) and not ZERO_DCE.detect(DCEPlusNet().state_dict())
+    assert ZERO_DCE_PLUS.detect(DCEPlusNet().state_dict()) and not ZERO_DCE_PLUS.detect(DCENet().state_dict())
     # a DataParallel-style prefix and denormals in a saved checkpoint
     state = {f"module.{k}": v for k, v in DCEPlusNet().state_dict().items()}
     state["module.e_conv1.point_conv.weight"][0, 0, 0, 0] = torch.finfo(torch.float32).tiny / 16
     path = tmp_path / "Epoch99.pth"
     torch.save(state, path)
-    model = load_curve_model(path)
-    assert model.name == "zero-dce++" and model.context_scale == 12
+    model = load_model(path, "lowlight")
+    assert model.architecture == "zero-dce++" and model.net.context_scale == 12
     assert model.net.e_conv1.point_conv.weight[0, 0, 0, 0].item() == 0.0
 
 
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(BdxError, match="not found"):
-        load_curve_model(tmp_path / "missing.pth")
+        load_model(tmp_path / "missing.pth", "lowlight")
     garbage = tmp_path / "garbage.pth"
     # fixed bytes: random ones have a '{' at offset 8 one time in 256, which reads as a safetensors header
     garbage.write_bytes(np.random.default_rng(0).bytes(300))
     with pytest.raises(BdxError, match="not a loadable checkpoint"):
-        load_curve_model(garbage)
+        load_model(garbage, "lowlight")
     wrong = tmp_path / "wrong.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
     with pytest.raises(BdxError, match="not a low-light checkpoint bdx recognises"):
-        load_curve_model(wrong)
+        load_model(wrong, "lowlight")
     mismatched = tmp_path / "mismatched.pth"
     state = DCENet().state_dict()
     state["e_conv7.weight"] = torch.zeros(5, 64, 3, 3)
     torch.save(state, mismatched)
     with pytest.raises(BdxError, match="do not match"):
-        load_curve_model(mismatched)
+        load_model(mismatched, "lowlight")
 
     class Evil:
         def __reduce__(self):
@@ -194,7 +199,7 @@ def test_checkpoint_errors(tmp_path):
     evil = tmp_path / "evil.pth"
     torch.save({"x": Evil()}, evil)
     with pytest.raises(BdxError, match="not a loadable checkpoint"):
-        load_curve_model(evil)
+        load_model(evil, "lowlight")
 
 
 @pytest.mark.skipif(PEERS is None or not (PEERS / "zero-dce" / "Epoch99.pth").is_file(), reason="needs ../shared/peers")
@@ -202,11 +207,11 @@ def test_official_checkpoints_load_and_flush():
     state = torch.load(PEERS / "zero-dce" / "Epoch99.pth", map_location="cpu", weights_only=True)
     assert flush_denormals(dict((k, v.clone()) for k, v in state.items())) > 10_000
     for name, kind in (("zero-dce", "zero-dce"), ("zero-dce-pp", "zero-dce++")):
-        model = load_curve_model(PEERS / name / "Epoch99.pth")
-        assert model.name == kind
+        model = load_model(PEERS / name / "Epoch99.pth", "lowlight")
+        assert model.architecture == kind
         tiny = torch.finfo(torch.float32).tiny
         assert all(not ((p != 0) & (p.abs() < tiny)).any() for p in model.net.parameters())
-        out = enhance_lowlight(Image(_dark(30, 41)), model, EnhanceSettings(dequantize="none", denoise=0), device="cpu")
+        out = enhance_lowlight(Image(_dark(30, 41)), model, EnhanceSettings(dequantize="none", denoise=0), device="cpu").image
         assert out.pixels.shape == (30, 41, 3) and out.pixels.mean() > 40 * 257
 
 
@@ -225,13 +230,13 @@ def test_training_step_and_resume(tmp_path):
                                  validation_fraction=0.3)
     state = train_lowlight([folder], output, config)
     assert state.step == 2
-    first = load_curve_model(output)
-    assert first.name == "bdx-lowlight-v1" and first.context_size == 48
+    first = load_model(output, "lowlight")
+    assert first.architecture == "bdx-lowlight-v1" and first.net.context_size == 48
     checkpoint = Path(str(output) + ".ckpt.pt")
     assert torch.load(checkpoint, weights_only=True)["step"] == 2
     resumed = train_lowlight([folder], output, LowlightTrainConfig(**{**config.__dict__, "steps": 4}), resume=checkpoint)
     assert resumed.step == 4
-    second = load_curve_model(output)
+    second = load_model(output, "lowlight")
     assert any(not torch.equal(a, b) for a, b in zip(first.net.state_dict().values(), second.net.state_dict().values()))
 
 
@@ -267,17 +272,17 @@ def test_reference_training_lowers_the_error_to_the_references(tmp_path, pair_lo
 
     pairs = _pairs_file(tmp_path)
     init = tmp_path / "init.safetensors"
-    save_curve_net(CurveNet(CurveNetConfig(context_size=16)), init)
+    save_model(CurveNet(CurveNetConfig(context_size=16)), init)
     output = tmp_path / "ll.safetensors"
     config = LowlightTrainConfig(steps=40, batch_size=4, frame_size=40, lr=3e-3, validate_every=20, checkpoint_every=20,
                                  validation_fraction=0.0, pair_loss=pair_loss)
     train_lowlight([], output, config, pairs=pairs, init=init)
-    trained = load_curve_model(output)
-    assert trained.context_size == 16  # the context size of --init is kept
+    trained = load_model(output, "lowlight")
+    assert trained.net.context_size == 16  # the context size of --init is kept
     dark = torch.from_numpy(np.stack([d for _, d, _ in load_pairs(pairs, 40)])).permute(0, 3, 1, 2)
     reference = torch.from_numpy(np.stack([r for _, _, r in load_pairs(pairs, 40)])).permute(0, 3, 1, 2)
     with torch.no_grad():
-        before = reference_errors(load_curve_model(init).net, dark, reference, 16, 1.0)
+        before = reference_errors(load_model(init, "lowlight").net, dark, reference, 16, 1.0)
         after = reference_errors(trained.net, dark, reference, 16, 1.0)
     assert after.mean() < 0.5 * before.mean()
 
@@ -297,7 +302,7 @@ def test_train_lowlight_cli_pairs_errors(runner, tmp_path):
     result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), "--steps", "2",
                                  "--batch-size", "2", "--validate-every", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert load_curve_model(output).context_size == 256
+    assert load_model(output, "lowlight").net.context_size == 256
 
 
 def test_training_excludes_held_out_files(tmp_path):
@@ -351,11 +356,11 @@ def test_cli_bad_weights_and_options(runner, tmp_path, make_png):
 
 
 def test_target_mean_reaches_the_target():
-    model = CurveModel("constant", _ConstantCurve(), context_size=32)
+    model = _model(_ConstantCurve(), 32)
     image = Image(_dark(64, 80))
     for target in (0.3, 0.6):
         settings = EnhanceSettings(dequantize="midpoint", denoise=0, target_mean=target)
-        out = enhance_lowlight(image, model, settings, device="cpu")
+        out = enhance_lowlight(image, model, settings, device="cpu").image
         assert abs(out.pixels.mean() / 65535 - target) < 0.01
 
 
@@ -403,9 +408,9 @@ def test_denoise_smooths_lifted_flat_noise_and_keeps_edges(subsample):
     pixels = np.full((96, 128, 3), 20.0)
     pixels[:, 64:] = 45.0
     pixels = np.clip(np.rint(pixels + rng.normal(0, 1.5, pixels.shape)), 0, 255).astype(np.uint8)
-    model = CurveModel("constant", _ConstantCurve(), context_size=32)
+    model = _model(_ConstantCurve(), 32)
     plain, smooth = (
-        enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize="none", denoise=strength, denoise_subsample=subsample), device="cpu")
+        enhance_lowlight(Image(pixels), model, EnhanceSettings(dequantize="none", denoise=strength, denoise_subsample=subsample), device="cpu").image
         .pixels.astype(np.float64)
         for strength in (0.0, 1.0)
     )
@@ -438,12 +443,12 @@ def test_neutral_shadows_keep_black_neutral_and_dim_colours_coloured():
     pixels[:, :64] = (4.0, 4.0, 1.0)
     pixels[:, 64:] = (40.0, 6.0, 6.0)
     pixels = np.clip(np.rint(pixels + rng.normal(0, 1.0, pixels.shape)), 0, 255).astype(np.uint8)
-    model = CurveModel("constant", _ConstantCurve(), context_size=32)
+    model = _model(_ConstantCurve(), 32)
     black, red = (slice(8, -8), slice(8, 56)), (slice(8, -8), slice(72, -8))
     chroma = {
         strength: _oklab_chroma(enhance_lowlight(
             Image(pixels), model, EnhanceSettings(dequantize="none", denoise=0, neutral_shadows=strength), device="cpu"
-        ).pixels)
+        ).image.pixels)
         for strength in (0.0, 1.0)
     }
     assert chroma[0.0][black].mean() > 0.03  # the cast is there without the step

@@ -14,16 +14,13 @@ from bdx.cli import app
 from bdx.color import srgb_to_linear
 from bdx.depth import display_codes
 from bdx.errors import BdxError
-from bdx.hdr import published as hdr_published
-from bdx.hdr.models import load_hdr_model
 from bdx.hdr.published import ExpandNet, FHDRNet, resize_bilinear
 from bdx.hdr.reconstruct import HdrSettings, _published, ldr_to_hdr, match_input_scale
 from bdx.io import Image, read_image, write_image
-from bdx.lowlight import published as lowlight_published
 from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
-from bdx.lowlight.models import CurveModel, load_curve_model
-from bdx.lowlight.published import DCENet, DCEPlusNet, SCIIllumination, divide_by_illumination
+from bdx.lowlight.published import DCENet, DCEPlusNet, SCIIllumination
 from bdx.metrics import psnr, psnr_mu
+from bdx.models import describe, load_model, recognise
 
 from conftest import SHARED_DATA
 
@@ -67,31 +64,30 @@ def _bright(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 def test_low_light_checkpoints_are_recognised_from_keys_and_shapes():
-    recognise = lowlight_published.recognise
-    assert recognise(DCENet().state_dict()) == "zero-dce"
-    assert recognise(DCENet(width=16, pool=True).state_dict()) == "zero-dce-improved"
-    assert recognise(DCEPlusNet().state_dict()) == "zero-dce++"
-    assert recognise(_sci_checkpoint()) == "sci"
+    assert recognise(DCENet().state_dict(), "lowlight").name == "zero-dce"
+    assert recognise(DCENet(width=16, pool=True).state_dict(), "lowlight").name == "zero-dce-improved"
+    assert recognise(DCEPlusNet().state_dict(), "lowlight").name == "zero-dce++"
+    assert recognise(_sci_checkpoint(), "lowlight").name == "sci"
     with pytest.raises(BdxError, match="Zero-DCE, Zero-DCE-improved, Zero-DCE\\+\\+, SCI"):
-        recognise({"conv.weight": torch.zeros(1)})
+        recognise({"conv.weight": torch.zeros(1)}, "lowlight")
 
 
 def test_hdr_checkpoints_are_recognised_from_keys():
-    assert hdr_published.recognise(FHDRNet().state_dict()) == "fhdr"
-    assert hdr_published.recognise(ExpandNet().state_dict()) == "expandnet"
+    assert recognise(FHDRNet().state_dict(), "hdr").name == "fhdr"
+    assert recognise(ExpandNet().state_dict(), "hdr").name == "expandnet"
     with pytest.raises(BdxError, match="FHDR, ExpandNet"):
-        hdr_published.recognise(DCENet().state_dict())
+        recognise(DCENet().state_dict(), "hdr")
 
 
 def test_sci_checkpoint_loads_and_divides_by_its_illumination(tmp_path):
     path = tmp_path / "medium.pt"
     torch.save(_sci_checkpoint(), path)
-    model = load_curve_model(path)
-    assert model.name == "sci" and not model.net.training
+    model = load_model(path, "lowlight")
+    assert model.architecture == "sci" and not model.net.training
     x = torch.rand(1, 3, 16, 20) * 0.3
     with torch.no_grad():
         illumination = model.net(x)
-        out = model.render(x, illumination)
+        out = model.net.render(x, illumination)
     assert float(illumination.min()) >= 1e-4 and float(illumination.max()) <= 1
     torch.testing.assert_close(out, (x / illumination).clamp(0, 1))
     assert float(out.mean()) > float(x.mean())  # illumination is at least the input: the result is brighter
@@ -100,8 +96,8 @@ def test_sci_checkpoint_loads_and_divides_by_its_illumination(tmp_path):
 def test_zero_dce_improved_has_its_max_pool_and_gamma(tmp_path):
     path = tmp_path / "pre-train.pth"
     torch.save(_randomised(DCENet(width=16, pool=True)).state_dict(), path)
-    model = load_curve_model(path)
-    assert model.name == "zero-dce-improved" and model.net.pool and model.gamma == pytest.approx(1 / 1.15)
+    model = load_model(path, "lowlight")
+    assert model.architecture == "zero-dce-improved" and model.net.pool and model.net.gamma == pytest.approx(1 / 1.15)
     plain = DCENet(width=16)
     plain.load_state_dict(model.net.state_dict())
     x = torch.rand(1, 3, 12, 12)
@@ -123,7 +119,7 @@ def test_fhdr_state_starts_afresh_for_every_image():
 def test_fhdr_iterations_come_from_known_files_else_one(tmp_path):
     path = tmp_path / "mine.ckpt"
     torch.save(_randomised(FHDRNet(), scale=0.05).state_dict(), path)
-    net = load_hdr_model(path)
+    net = load_model(path, "hdr").net
     assert isinstance(net, FHDRNet) and net.iterations == 1
 
 
@@ -134,7 +130,8 @@ def test_published_hdr_is_tiled_exactly_and_brought_to_the_input_scale(tmp_path,
     whole = _published(net, codes, HdrSettings(iterations=2, tile=512), torch.device("cpu"), None)
     tiled = _published(net, codes, HdrSettings(iterations=2, tile=16), torch.device("cpu"), None)
     np.testing.assert_allclose(tiled, whole, rtol=1e-4, atol=1e-6)
-    out = ldr_to_hdr(Image(_bright(50, 70)), HdrSettings(dequantize="none", iterations=2), weights=net, device="cpu").pixels
+    out = ldr_to_hdr(Image(_bright(50, 70)), describe(net, recognise(net.state_dict(), "hdr")),
+                     HdrSettings(dequantize="none", iterations=2), device="cpu").image.pixels
     assert out.shape == (50, 70, 3) and np.isfinite(out).all()
 
 
@@ -142,12 +139,11 @@ def test_published_hdr_is_tiled_exactly_and_brought_to_the_input_scale(tmp_path,
 def test_published_networks_take_any_image_size(size):
     image = Image(np.full(size + (3,), 90, np.uint8))
     for net in (FHDRNet().eval(), ExpandNet().eval()):
-        out = ldr_to_hdr(image, HdrSettings(), weights=net, device="cpu").pixels
+        out = ldr_to_hdr(image, describe(net, recognise(net.state_dict(), "hdr")), HdrSettings(), device="cpu").image.pixels
         assert out.shape == size + (3,) and np.isfinite(out).all()
-    for model in (CurveModel("zero-dce", DCENet(width=8).eval()),
-                  CurveModel("sci", SCIIllumination().eval(), render=divide_by_illumination),
-                  CurveModel("zero-dce++", DCEPlusNet(width=8).eval(), context_scale=12)):
-        assert enhance_lowlight(image, model, EnhanceSettings(), device="cpu").pixels.shape == size + (3,)
+    for net in (DCENet(width=8).eval(), SCIIllumination().eval(), DCEPlusNet(width=8).eval()):
+        model = describe(net, recognise(_sci_checkpoint() if isinstance(net, SCIIllumination) else net.state_dict(), "lowlight"))
+        assert enhance_lowlight(image, model, EnhanceSettings(), device="cpu").image.pixels.shape == size + (3,)
 
 
 def test_match_input_scale_brings_unclipped_pixels_to_the_linearized_input():
@@ -218,10 +214,10 @@ def _peer(*parts: str) -> Path:
 def test_low_light_parity_with_the_authors_outputs(checkpoint, reference, gamma, truncate, same_codes):
     """bdx's 16-bit output (its own steps off) against the authors' 8-bit output: at least 45 dB, and the same
     8-bit codes once quantized as their scripts quantize (round, or truncate for SCI)."""
-    model = load_curve_model(_peer(*checkpoint.split("/")))
+    model = load_model(_peer(*checkpoint.split("/")), "lowlight")
     folder = _peer(checkpoint.split("/")[0], "reference", reference).parent
     settings = EnhanceSettings(dequantize="none", denoise=0, neutral_shadows=0, gamma=gamma, tile=64)
-    out = enhance_lowlight(read_image(folder / "input.png"), model, settings, device="cpu").pixels / 65535
+    out = enhance_lowlight(read_image(folder / "input.png"), model, settings, device="cpu").image.pixels / 65535
     expected = read_image(folder / reference).pixels / 255
     assert psnr(out, expected) >= 45
     codes = np.floor(out * 255 + (1e-9 if truncate else 0.5)) / 255
@@ -237,7 +233,7 @@ def test_low_light_parity_with_the_authors_outputs(checkpoint, reference, gamma,
 def test_hdr_parity_with_the_authors_outputs(checkpoint, reference, minmax):
     """The network's relative output (before bdx's scale step; min-max normalised where the authors' file is)
     matches the authors' to float precision, tiled or not; the iteration count of the published FHDR files is known."""
-    net = load_hdr_model(_peer(*checkpoint.split("/")))
+    net = load_model(_peer(*checkpoint.split("/")), "hdr").net
     folder = _peer(checkpoint.split("/")[0], "reference", reference).parent
     codes = display_codes(read_image(folder / "input.png"), "none", "cpu")
     expected = read_image(folder / reference).pixels[..., :3].astype(np.float64)

@@ -1,4 +1,4 @@
-"""Every file in weights/ is listed in weights/manifest.json with its provenance and sha256."""
+"""Every file in weights/ has a model card in weights/manifest.json: provenance, sha256 and figures."""
 
 from __future__ import annotations
 
@@ -7,30 +7,37 @@ import json
 from pathlib import Path
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-REQUIRED = {"file", "architecture", "parameters", "training_data", "command", "steps", "sha256", "eval"}
+REQUIRED = {"file", "task", "architecture", "parameters", "data", "command", "steps", "wall_time_min", "sha256", "figures"}
+
+
+def _cards() -> list[dict]:
+    return json.loads((WEIGHTS / "manifest.json").read_text())["models"]
 
 
 def test_manifest_lists_every_weight_file_with_matching_sha256():
-    manifest = json.loads((WEIGHTS / "manifest.json").read_text())
-    entries = {entry["file"]: entry for entry in manifest["weights"]}
+    cards = {card["file"]: card for card in _cards()}
     files = sorted(p.name for p in WEIGHTS.iterdir() if p.is_file() and p.name not in {"manifest.json", "README.md", "__init__.py"})
-    assert sorted(entries) == files
-    for name, entry in entries.items():
-        assert REQUIRED <= set(entry), f"{name}: missing {sorted(REQUIRED - set(entry))}"
-        assert hashlib.sha256((WEIGHTS / name).read_bytes()).hexdigest() == entry["sha256"]
+    assert sorted(cards) == files
+    for name, card in cards.items():
+        assert REQUIRED <= set(card), f"{name}: missing {sorted(REQUIRED - set(card))}"
+        assert hashlib.sha256((WEIGHTS / name).read_bytes()).hexdigest() == card["sha256"]
+        assert "benchmark" in card["figures"], f"{name}: figures without the command that measures them"
 
 
-def test_shipped_weights_load_and_match_their_entries():
-    from bdx.assets import DEFAULT_WEIGHTS, weights_folder
-    from bdx.dequant.learned import load_weights
-    from bdx.hdr.models import load_hdr_net
-    from bdx.lowlight.models import load_curve_model
+def test_manifest_is_a_compact_model_card_per_file_without_development_paths():
+    text = (WEIGHTS / "manifest.json").read_text()
+    assert len(text) < 8000
+    assert "../shared" not in text and "/tmp/" not in text
 
-    loaders = {"depth": load_weights, "lowlight": lambda p: load_curve_model(p).net, "hdr": load_hdr_net}
-    manifest = {e["file"]: e for e in json.loads((WEIGHTS / "manifest.json").read_text())["weights"]}
-    for task, name in DEFAULT_WEIGHTS.items():
-        path = weights_folder() / name
-        if name not in manifest:
-            continue
-        net = loaders[task](path)
-        assert sum(p.numel() for p in net.parameters()) == manifest[name]["parameters"]
+
+def test_every_task_has_one_default_and_every_card_loads_as_it_says():
+    from bdx.assets import default_weights
+    from bdx.models import TASKS, load_model, parameter_count
+
+    for task in TASKS:
+        assert sum(1 for card in _cards() if card["task"] == task and card.get("default")) == 1
+        assert default_weights(task).name in {card["file"] for card in _cards()}
+    for card in _cards():
+        model = load_model(WEIGHTS / card["file"], card["task"])
+        assert model.architecture == card["architecture"]
+        assert parameter_count(model.net) == card["parameters"]

@@ -1,12 +1,11 @@
-"""Add (or replace) a weights/manifest.json entry for a trained weights file.
+"""Add (or replace) the model card of a trained weights file in weights/manifest.json.
 
-Reads what the training run recorded in the file's metadata (architecture,
-configuration, steps, how many training and validation files, last validation figures),
-counts parameters, hashes the file, and merges the figures of an evaluation
-JSON given with ``--eval``.
+Loads the file through bdx's registry (its task and architecture must be known), counts parameters, hashes the
+file, and takes the rest from the options: the data in words, the training command, wall time and the held-out
+figures (a JSON object that names its benchmark command). ``--default`` makes it what its task runs by default.
 
-    python tools/manifest_entry.py weights/depth-contour-gated-v5.safetensors \\
-        --command "bdx train depth ..." --training-data "..." --wall-time-min 95 --eval "$(cat figures.json)"
+    python tools/manifest_entry.py weights/depth-contour-gated-v6.safetensors --task depth --default \\
+        --data "..." --command "bdx train depth ..." --wall-time-min 95 --figures "$(cat figures.json)"
 """
 
 from __future__ import annotations
@@ -16,46 +15,40 @@ import hashlib
 import json
 from pathlib import Path
 
-from safetensors import safe_open
+from bdx.models import TASKS, load_model, parameter_count
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", type=Path)
-    parser.add_argument("--command", required=True, help="the exact training command (all runs, in order)")
-    parser.add_argument("--training-data", required=True)
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--data", required=True, help="the training data, in words (no local paths)")
+    parser.add_argument("--command", required=True, help="the training command (all runs, in order)")
     parser.add_argument("--wall-time-min", type=float, required=True)
-    parser.add_argument("--eval", default="{}", help="JSON object of evaluation figures reached")
-    parser.add_argument("--notes", default="")
+    parser.add_argument("--figures", required=True, help='JSON object of held-out figures, with a "benchmark" command')
+    parser.add_argument("--note", default="")
+    parser.add_argument("--default", action="store_true", help="make this file its task's default")
     parser.add_argument("--manifest", type=Path, default=Path("weights/manifest.json"))
     args = parser.parse_args()
-    with safe_open(str(args.weights), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        parameters = sum(handle.get_tensor(k).numel() for k in handle.keys())
-    meta = {k: json.loads(v) if k != "architecture" else v for k, v in metadata.items()}
-    entry = {
-        "file": args.weights.name,
-        "architecture": meta.get("architecture"),
-        "config": meta.get("config"),
-        "parameters": parameters,
-        "training_data": args.training_data,
-        # the file names themselves stay in the weights' own metadata (the benchmarks read the split there)
-        "split": {"train_files": len(meta["train_files"]), "validation_files": len(meta.get("validation_files") or []),
-                  "listed_in": "the file's safetensors metadata (train_files, validation_files)"} if meta.get("train_files") else None,
-        "command": args.command,
-        "steps": meta.get("steps"),
-        "wall_time_min": args.wall_time_min,
-        "train_config": meta.get("train_config"),
-        "last_validation": meta.get("history"),
-        "sha256": hashlib.sha256(args.weights.read_bytes()).hexdigest(),
-        "eval": json.loads(args.eval),
-        "notes": args.notes,
+    model = load_model(args.weights, args.task)
+    figures = json.loads(args.figures)
+    if "benchmark" not in figures:
+        parser.error('--figures needs a "benchmark" entry: the command that measured them')
+    card = {
+        "file": args.weights.name, "task": args.task, "default": args.default, "architecture": model.architecture,
+        "parameters": parameter_count(model.net), "sha256": hashlib.sha256(args.weights.read_bytes()).hexdigest(),
+        "data": args.data, "command": args.command, "steps": model.metadata.get("steps"),
+        "wall_time_min": args.wall_time_min, "figures": figures,
     }
-    entry = {key: value for key, value in entry.items() if value is not None}
+    if args.note:
+        card["note"] = args.note
     manifest = json.loads(args.manifest.read_text())
-    manifest["weights"] = [e for e in manifest["weights"] if e["file"] != entry["file"]] + [entry]
-    args.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"{entry['file']}: {parameters} parameters, sha256 {entry['sha256'][:16]}...")
+    cards = [c for c in manifest["models"] if c["file"] != card["file"]]
+    if args.default:
+        cards = [{**c, "default": False} if c["task"] == args.task else c for c in cards]
+    manifest["models"] = cards + [card]
+    args.manifest.write_text(json.dumps(manifest, indent=1) + "\n")
+    print(f"{card['file']}: {card['parameters']} parameters, sha256 {card['sha256'][:16]}...")
 
 
 if __name__ == "__main__":

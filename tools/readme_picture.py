@@ -15,13 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bdx.assets import default_weights
 from bdx.color import linear_to_srgb, srgb_to_linear
 from bdx.depth import upscale_depth
 from bdx.hdr.reconstruct import ldr_to_hdr
 from bdx.io import Image, read_image, to_float
 from bdx.lowlight.enhance import enhance_lowlight
-from bdx.lowlight.models import load_curve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -58,7 +56,7 @@ def depth_row() -> list[np.ndarray]:
 
 def lowlight_row() -> list[np.ndarray]:
     source = read_image(SHARED / "lowlight" / "DICM" / "12.jpg")
-    after = enhance_lowlight(source, load_curve_model(default_weights("lowlight")))
+    after = enhance_lowlight(source).image
     return [labelled(fit(to_float(source.pixels)), "dark photo"), labelled(fit(to_float(after.pixels)), "bdx enhance-lowlight")]
 
 
@@ -66,7 +64,7 @@ def hdr_row() -> list[np.ndarray]:
     source = read_image(SHARED / "photos" / "lomiri-wallpapers-16.04__sunset_by_Aitzol_Berasategi.jpg")
     small = Image(np.rint(fit(to_float(source.pixels), HEIGHT) * 255).astype(np.uint8))
     naive = srgb_to_linear(to_float(small.pixels))
-    hdr = ldr_to_hdr(small).pixels
+    hdr = ldr_to_hdr(small).image.pixels
     tiles = []
     for stops in (0, -2, -4):
         scale = np.float32(2.0**stops)

@@ -144,8 +144,7 @@ def eval_depth(
 
     with command_errors():
         bin_convention = check_choice("--convention", convention, CONVENTIONS)
-        if method is not None:
-            check_choice("--method", method, DEPTH_METHODS)
+        rerun = check_choice("--method", method, DEPTH_METHODS) if method is not None else None
         bits = None if in_bits == "auto" else _parse_bits(in_bits)
         refs = index_images(ref)
         inputs = index_images(input_) if input_ is not None else None
@@ -166,7 +165,7 @@ def eval_depth(
 
     per_method, failed = score_pairs(
         predictions, refs, inputs, single=single, prepare=prepare, json_lines=json_lines,
-        score=lambda path, reference: evaluate_depth(read_image(path), reference, method=method),
+        score=lambda path, reference: evaluate_depth(read_image(path), reference, method=rerun),
     )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
     if inputs is not None:

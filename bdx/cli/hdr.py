@@ -11,6 +11,7 @@ from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import check_choice, check_range, check_tile, command_errors, output_format, plan_batch, read_source, write_target
 from bdx.errors import UsageError
+from bdx.models import load_model
 
 MAX_EXPOSURE_EV = 64  # 2^64 is far past any scene; beyond it float32 results overflow
 MAX_PEAK_NITS = 1e6
@@ -67,22 +68,23 @@ def ldr2hdr_command(
         chosen = output_format(fmt, output, ("exr", "hdr"))
         settings = HdrSettings(method=hdr_method, dequantize=front_end, iterations=iterations, exposure=exposure,
                                peak_nits=peak_nits, tile=tile)
-        net = None
-        if method == "learned":
-            from bdx.assets import default_weights
-            from bdx.hdr.models import load_hdr_model
-
-            net = load_hdr_model(weights or default_weights("hdr"))  # once for the batch, failing before it starts
+        if weights is not None and hdr_method != "learned":
+            raise UsageError("--weights applies to --method learned only")
+        # loaded once for the batch, failing before it starts
+        model = load_model(weights, "hdr") if hdr_method == "learned" else None
         batch = plan_batch(inputs, output, shard, extension="." + chosen, file_suffix="_hdr", dir_suffix="_hdr")
 
     def process(source, target, reporter):
         from bdx.hdr.reconstruct import ldr_to_hdr
 
         image = read_source(source)
-        result = ldr_to_hdr(image, settings, weights=net, device=device, progress=reporter.tiles)
-        write_target(target, result, chosen, exr_half=sample_type == "half")
-        return {"method": method, "width": result.width, "height": result.height,
-                "peak": float(result.pixels.max()), "mean": float(result.pixels.mean())}
+        result = ldr_to_hdr(image, model, settings, device=device, progress=reporter.tiles)
+        write_target(target, result.image, chosen, exr_half=sample_type == "half")
+        record = {"method": method, "width": image.width, "height": image.height, "peak": result.peak,
+                  "mean": float(result.image.pixels.mean())}
+        if model is not None:
+            record["model"] = model.architecture
+        return record
 
     with command_errors():
         status = batch.run(

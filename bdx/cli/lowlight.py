@@ -9,6 +9,7 @@ import typer
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import check_choice, check_range, check_tile, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.models import load_model
 
 
 @app.command(
@@ -62,7 +63,7 @@ def enhance_lowlight_command(
             dequantize=front_end, denoise=denoise, gamma=gamma, target_mean=target_mean, neutral_shadows=neutral_shadows,
             tile=tile,
         )
-        model = _load_model(weights)
+        model = load_model(weights, "lowlight")  # once for the batch, failing before it starts
         batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_bright", dir_suffix="_bright")
 
     def process(source, target, reporter):
@@ -71,10 +72,10 @@ def enhance_lowlight_command(
         image = read_source(source)
         result = enhance_lowlight(image, model, settings, device=device, progress=reporter.tiles)
         if chosen == "exr":
-            write_target(target, to_exr_pixels(result), chosen, exr_half=True)
+            write_target(target, to_exr_pixels(result.image), chosen, exr_half=True)
         else:
-            write_target(target, result, chosen, bits=16)
-        return {"model": model.name, "width": result.width, "height": result.height}
+            write_target(target, result.image, chosen, bits=16)
+        return {"model": model.architecture, "gamma": round(result.gamma, 4), "width": image.width, "height": image.height}
 
     with command_errors():
         status = batch.run(
@@ -83,9 +84,3 @@ def enhance_lowlight_command(
         )
     raise typer.Exit(status)
 
-
-def _load_model(weights: str | None):
-    from bdx.assets import default_weights
-    from bdx.lowlight.models import load_curve_model
-
-    return load_curve_model(weights if weights is not None else default_weights("lowlight"))

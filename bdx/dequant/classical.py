@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bdx.models import TileNeeds
 from bdx.quantization import Convention, bin_centres, max_level, step_size
 
 CONTOUR_RADIUS = 128  # contours farther than this are ignored (and set the tiling halo)
@@ -52,6 +53,7 @@ class MidpointDequantizer(nn.Module):
     """Bin centre of every level."""
 
     table: torch.Tensor
+    tiling = TileNeeds()  # each pixel on its own
 
     def __init__(self, bits: int, convention: Convention = "centre", container_bits: int = 16) -> None:
         super().__init__()
@@ -69,8 +71,8 @@ class ContourDequantizer(nn.Module):
     """Contour-distance interpolation inside each bin (:func:`level_fractions`: OpenCV on the CPU, tensor
     operations on other devices, or as ``backend`` says)."""
 
-    halo = CONTOUR_RADIUS + PLATEAU_WINDOW
-    preferred_tile = 2048  # the 137 px halo costs 60 % extra work on 1024 px tiles, 29 % on 2048 px tiles
+    # the 137 px halo costs 60 % extra work on 1024 px tiles, 29 % on 2048 px tiles
+    tiling = TileNeeds(halo=CONTOUR_RADIUS + PLATEAU_WINDOW, preferred_tile=2048)
 
     def __init__(self, bits: int, convention: Convention = "centre", container_bits: int = 16, backend: PriorBackend = "auto") -> None:
         super().__init__()

@@ -21,7 +21,6 @@ of cancelling the prior.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, PriorBackend, contour_fractions, level_fractions
+from bdx.models import Architecture, TileNeeds
 from bdx.quantization import Convention, step_size
-from bdx.safetensor_io import build_model, read_model, save_model
 from bdx.tiling import round_up
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
@@ -322,17 +321,12 @@ class LearnedDequantizer(nn.Module):
         self.orientations = _orientations(ensemble)
         self.step = step_size(bits, convention, container_bits)
         self.centres = MidpointDequantizer(bits, convention, container_bits)
-        self.multiple = DequantNet.multiple
-        # the network reads `context` pixels around what it predicts, and the contour prior its own support around
+        # the network reads its context around what it predicts, and the contour prior its own support around
         # those: the prior is computed on the whole input, the network runs on the input less that support, and
         # the output comes back trimmed by it (the tiling engine takes each tile from the centre)
-        context = round_up(net.receptive_radius, self.multiple)
-        self.output_trim = round_up(CONTOUR_SUPPORT, self.multiple) if net.has_prior else 0
-        self.halo = context + self.output_trim
-        # measured on 2 CPU threads: without a prior the halo adds about 37 % work at 1024 px and larger tiles were no
-        # faster; with the prior, 1536 px tiles peak at 1.65 GiB at 100 MP and run as fast as 1792 px (1.9 GiB),
-        # while 1280 px tiles are 10 % slower
-        self.preferred_tile = 1536 if net.has_prior else 1024
+        self.tiling = dequant_tiling(net)
+        context = round_up(net.receptive_radius, DequantNet.multiple)
+        self.output_trim = self.tiling.halo - context
         # a pixel with no other level around it keeps the bin centre (nothing tells where inside the bin its truth
         # lies); "around" reaches as far as the prior's support allows (128 px and more), else the network's context
         support = self.output_trim if net.has_prior else context
@@ -401,17 +395,24 @@ def uniform_surroundings(levels: torch.Tensor, reach_blocks: int) -> torch.Tenso
     return spread(high) == -spread(-low)
 
 
-def save_weights(net: DequantNet, path: str | Path, extra: dict | None = None) -> None:
-    """Write the network as safetensors, its architecture and ``extra`` in the metadata."""
-    save_model(net, path, ARCHITECTURE, extra)
+def _from_config(config: dict) -> DequantNet:
+    return DequantNet(DequantNetConfig(
+        widths=tuple(config["widths"]), blocks=tuple(config["blocks"]), channels=int(config["channels"]),
+        prior=str(config.get("prior", "none")), gate=bool(config.get("gate", False)),
+    ))
 
 
-def load_weights(path: str | Path) -> DequantNet:
-    """Load a network saved by :func:`save_weights`; anything else is a one-line error."""
-    config, state = read_model(path, ARCHITECTURE, "bdx dequantizer")
-    return build_model(lambda: DequantNet(
-        DequantNetConfig(
-            widths=tuple(config["widths"]), blocks=tuple(config["blocks"]), channels=int(config["channels"]),
-            prior=str(config.get("prior", "none")), gate=bool(config.get("gate", False)),
-        )
-    ), state, path)
+def dequant_tiling(net: DequantNet) -> TileNeeds:
+    """The tiling needs of :class:`LearnedDequantizer` around ``net``: the network's context plus, with a prior,
+    the prior's support (the network runs on its tile less that support)."""
+    context = round_up(net.receptive_radius, DequantNet.multiple)
+    trim = round_up(CONTOUR_SUPPORT, DequantNet.multiple) if net.has_prior else 0
+    # measured on 2 CPU threads: without a prior the halo adds about 37 % work at 1024 px and larger tiles were no
+    # faster; with the prior, 1536 px tiles peak at 1.65 GiB at 100 MP and run as fast as 1792 px (1.9 GiB),
+    # while 1280 px tiles are 10 % slower
+    return TileNeeds(halo=context + trim, multiple=DequantNet.multiple, preferred_tile=1536 if net.has_prior else 1024)
+
+
+DEQUANT_UNET = Architecture(
+    ARCHITECTURE, "depth", DequantNet, dequant_tiling, from_config=_from_config, bfloat16=True,
+)

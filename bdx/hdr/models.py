@@ -14,14 +14,14 @@ modulates every tile alike, so tiles agree on exposure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from bdx.color import srgb_to_linear_tensor
-from bdx.safetensor_io import build_model, read_model, save_model
+from bdx.models import Architecture, TileNeeds
+from bdx.tiling import round_up
 
 ARCHITECTURE = "bdx-hdr-feedback-v1"
 
@@ -148,21 +148,11 @@ def _bias(conv: nn.Conv2d) -> torch.Tensor:
     return conv.bias
 
 
-def save_hdr_net(net: FeedbackHDRNet, path: str | Path, extra: dict | None = None) -> None:
-    """Write the network as safetensors with its architecture in the metadata."""
-    save_model(net, path, ARCHITECTURE, extra)
+def hdr_tiling(net: FeedbackHDRNet) -> TileNeeds:
+    """The network's receptive field on its grid (every tile shares one global context, so seams can be cut)."""
+    return TileNeeds(halo=round_up(net.receptive_radius, net.multiple), multiple=net.multiple, preferred_tile=1024)
 
 
-def load_hdr_net(path: str | Path) -> FeedbackHDRNet:
-    """Load weights written by :func:`save_hdr_net`; anything else is a one-line error."""
-    config, state = read_model(path, ARCHITECTURE, "bdx HDR")
-    return build_model(lambda: FeedbackHDRNet(FeedbackConfig(**config)), state, path)
-
-
-def load_hdr_model(path: str | Path) -> nn.Module:
-    """Any supported HDR weights file: bdx's safetensors (:class:`FeedbackHDRNet`), or a published FHDR or
-    ExpandNet checkpoint (:mod:`bdx.hdr.published`)."""
-    from bdx.checkpoints import load_weights_file
-    from bdx.hdr.published import load_published
-
-    return load_weights_file(path, load_hdr_net, load_published)
+HDR_FEEDBACK = Architecture(
+    ARCHITECTURE, "hdr", FeedbackHDRNet, hdr_tiling, from_config=lambda config: FeedbackHDRNet(FeedbackConfig(**config)),
+)

@@ -28,10 +28,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.checkpoints import describe_keys, load_matching, read_state_dict, sha256
-from bdx.errors import BdxError
+from bdx.checkpoints import load_matching, sha256
+from bdx.models import Architecture, TileNeeds
 
-PUBLISHED = ("FHDR", "ExpandNet")
 # the published FHDR checkpoints (mukulkhanna/FHDR's release) and the feedback iterations each was trained with
 FHDR_ITERATIONS = {
     "bccc03b8d04c3c950998302bfff37c6a8f2f11038ed1cb128a5b5932980504f8": 1,  # FHDR-iter-1.ckpt
@@ -162,25 +161,12 @@ class ExpandNet(nn.Module):
         return torch.sigmoid(self.end_net(torch.cat([local, mid, glob], 1)))
 
 
-def recognise(state: dict[str, torch.Tensor]) -> str:
-    """``fhdr`` or ``expandnet`` from a state dict's keys; a one-line error naming what bdx runs otherwise."""
-    keys = set(state)
-    if {"feb1.weight", "feedback_block.compress_in.weight", "feedback_block.DRDB1.compress.weight", "hrb2.weight"} <= keys:
-        return "fhdr"
-    if {"local_net.0.0.weight", "mid_net.3.weight", "glob_net.6.weight", "end_net.1.weight"} <= keys:
-        return "expandnet"
-    raise BdxError(
-        f"not an HDR checkpoint bdx recognises ({', '.join(PUBLISHED)}, or bdx's own safetensors); keys: {describe_keys(state)}"
-    )
+_FHDR_KEYS = {"feb1.weight", "feedback_block.compress_in.weight", "feedback_block.DRDB1.compress.weight", "hrb2.weight"}
+_EXPANDNET_KEYS = {"local_net.0.0.weight", "mid_net.3.weight", "glob_net.6.weight", "end_net.1.weight"}
 
 
-def load_published(path: Path) -> nn.Module:
-    """A published LDR-to-HDR checkpoint (a PyTorch state dict) as :class:`FHDRNet` or :class:`ExpandNet`."""
-    state = read_state_dict(path)
-    kind = recognise(state)
-    if kind == "fhdr":
-        return load_matching(FHDRNet(FHDR_ITERATIONS.get(sha256(path), 1)), state, path, "FHDR")
-    return load_matching(ExpandNet(), state, path, "ExpandNet")
+def _fhdr(state: dict[str, torch.Tensor], path: Path) -> FHDRNet:
+    return load_matching(FHDRNet(FHDR_ITERATIONS.get(sha256(path), 1)), state, path, "FHDR")
 
 
 class FHDRTiles(nn.Module):
@@ -189,7 +175,7 @@ class FHDRTiles(nn.Module):
     def __init__(self, net: FHDRNet, iterations: int | None) -> None:
         super().__init__()
         self.net, self.iterations = net, iterations or net.iterations
-        self.halo = net.receptive_radius(self.iterations)
+        self.tiling: TileNeeds = TileNeeds(halo=net.receptive_radius(self.iterations), preferred_tile=384)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x, self.iterations)
@@ -199,7 +185,7 @@ class ExpandNetTiles(nn.Module):
     """Tile model for :class:`ExpandNet`: stretches each tile by the image's range and zero-pads the sides that
     lie on the image's edges, as its authors' ``predict`` pads the whole image."""
 
-    halo = ExpandNet.receptive_radius
+    tiling = TileNeeds(halo=ExpandNet.receptive_radius, preferred_tile=384)
 
     def __init__(self, net: ExpandNet, low: float, high: float, height: int, width: int) -> None:
         super().__init__()
@@ -250,3 +236,14 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     rows = image[top].astype(np.float32) * (1 - row_weight)[:, None, None]
     rows += image[bottom].astype(np.float32) * row_weight[:, None, None]
     return rows[:, left] * (1 - col_weight)[None, :, None] + rows[:, right] * col_weight[None, :, None]
+
+
+FHDR = Architecture(
+    "fhdr", "hdr", FHDRNet, lambda net: FHDRTiles(net, None).tiling,
+    detect=lambda state: _FHDR_KEYS <= set(state), from_state=_fhdr, title="FHDR",
+)
+EXPANDNET = Architecture(
+    "expandnet", "hdr", ExpandNet, lambda net: ExpandNetTiles.tiling,
+    detect=lambda state: _EXPANDNET_KEYS <= set(state), title="ExpandNet",
+    from_state=lambda state, path: load_matching(ExpandNet(), state, path, "ExpandNet"),
+)

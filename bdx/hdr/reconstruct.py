@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, get_args
+from typing import TYPE_CHECKING, Callable, Literal, get_args
 
 import numpy as np
 import torch
 
 from bdx.color import luminance
-from bdx.depth import DisplayDequantizer, display_codes
-from bdx.errors import BdxError
+from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, check_setting, display_codes
+from bdx.errors import BdxError, InputError, SettingError, SettingUsageError
 from bdx.io import Image, to_float
-from bdx.tiling import round_up
+
+if TYPE_CHECKING:
+    from bdx.models import LoadedModel
 
 HdrMethod = Literal["learned", "classical"]
 HDR_METHODS: tuple[HdrMethod, ...] = get_args(HdrMethod)
@@ -29,7 +31,13 @@ HDR_METHODS: tuple[HdrMethod, ...] = get_args(HdrMethod)
 
 @dataclass(frozen=True)
 class HdrSettings:
-    """Options of one reconstruction."""
+    """Options of one reconstruction (checked when made).
+
+    ``method``: ``learned`` (a network) or ``classical`` (highlight expansion). ``dequantize``: the front end
+    for inputs below 16 bits. ``iterations``: feedback passes (None: the network's own). ``exposure`` (EV) and
+    ``peak_nits`` calibrate the output (see the module's docstring). ``tile``: tile size (None: the network's
+    preferred size).
+    """
 
     method: HdrMethod = "learned"
     dequantize: DisplayDequantizer = "auto"
@@ -38,14 +46,16 @@ class HdrSettings:
     peak_nits: float | None = None
     tile: int | None = None
 
+    def __post_init__(self) -> None:
+        check_setting("method", self.method, HDR_METHODS)
+        check_setting("dequantize", self.dequantize, DISPLAY_DEQUANTIZERS)
+
 
 class _TileModel(torch.nn.Module):
     def __init__(self, net, iterations: int | None) -> None:
         super().__init__()
         self.net = net
         self.iterations = iterations
-        self.multiple = net.multiple
-        self.halo = round_up(net.receptive_radius, net.multiple)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         from bdx.hdr.tonemap import inverse_mu_law
@@ -53,54 +63,66 @@ class _TileModel(torch.nn.Module):
         return inverse_mu_law(self.net(x, context, iterations=self.iterations).float().clamp(0, 1))
 
 
+@dataclass(frozen=True)
+class HdrResult:
+    """Scene-linear HDR and its brightest value (``peak``, 1.0 being the input's white): how far above the input's
+    range the highlights were reconstructed."""
+
+    image: Image
+    peak: float
+
+
 def ldr_to_hdr(
     image: Image,
+    model: LoadedModel | None = None,
     settings: HdrSettings = HdrSettings(),
     *,
-    weights: str | torch.nn.Module | None = None,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
-) -> Image:
+) -> HdrResult:
     """Reconstruct scene-linear HDR (float32 RGB, alpha and ICC carried) from an 8/16-bit image.
 
-    ``weights`` is a weights file (bdx's, or a published FHDR or ExpandNet checkpoint), a network already loaded
-    with :func:`bdx.hdr.models.load_hdr_model` (batches load it once), or None for the shipped weights.
+    ``model`` (method ``learned``): bdx's network or a published FHDR or ExpandNet checkpoint, loaded with
+    :func:`bdx.models.load_model` (batches load it once); None for the shipped weights.
     """
     from bdx.device import resolve_device
 
     if image.is_float:
-        raise BdxError("input is already a float (HDR) image; ldr2hdr needs an 8- or 16-bit LDR image")
+        raise InputError("input is already a float (HDR) image; ldr2hdr needs an 8- or 16-bit LDR image")
+    if model is not None and settings.method != "learned":
+        raise SettingUsageError("{weights} applies to {method} learned only")
     torch_device = resolve_device(device)
     codes = display_codes(image, settings.dequantize, str(torch_device))
     if settings.method == "classical":
         from bdx.hdr.classical import expand_highlights
 
         linear = expand_highlights(to_float(codes))
-    elif settings.method == "learned":
-        linear = _learned(codes, settings, weights, torch_device, progress)
     else:
-        raise BdxError(f"unknown method {settings.method!r} (choose from {', '.join(HDR_METHODS)})")
+        linear = _learned(codes, settings, model, torch_device, progress)
     linear = calibrate(linear, settings.exposure, settings.peak_nits, in_place=linear.dtype == np.float32)
     if image.channels == 1:
         linear = linear.mean(axis=2, keepdims=True)
-    return image.with_pixels(linear.astype(np.float32, copy=False), significant_bits=None, linear=True)
+    linear = linear.astype(np.float32, copy=False)
+    peak = float(linear.max()) if linear.size else 0.0
+    return HdrResult(image.with_pixels(linear, significant_bits=None, linear=True), peak)
 
 
-def _learned(codes: np.ndarray, settings: HdrSettings, weights, device, progress) -> np.ndarray:
-    from bdx.assets import default_weights
+def _learned(codes: np.ndarray, settings: HdrSettings, model: LoadedModel | None, device, progress) -> np.ndarray:
     from bdx.device import for_inference
-    from bdx.hdr.models import FeedbackHDRNet, load_hdr_model
+    from bdx.hdr.models import FeedbackHDRNet
+    from bdx.models import load_model
     from bdx.tiling import TiledRun, run_tiled
 
-    net = weights if isinstance(weights, torch.nn.Module) else load_hdr_model(weights or default_weights("hdr"))
-    net = for_inference(net, device)
+    model = model or load_model(None, "hdr")
+    if model.task != "hdr":
+        raise SettingError(f"{{weights}} holds {model.architecture}, not an HDR network")
+    net = for_inference(model.net, device)
     if not isinstance(net, FeedbackHDRNet):
         return match_input_scale(_published(net, codes, settings, device, progress), codes)
-    model = _TileModel(net, settings.iterations)
     # the halo covers the network's receptive field and every tile shares one global context: seams can be cut
-    run = TiledRun(tile=settings.tile or 1024, halo=model.halo, blend=0, multiple=model.multiple, precision="float32", cut=True)
+    run = TiledRun.for_needs(model.tiling, settings.tile, blend=0, precision="float32", cut=True)
     return run_tiled(
-        model, codes, settings=run, device=device, context=net.global_features,
+        _TileModel(net, settings.iterations), codes, settings=run, device=device, context=net.global_features,
         context_size=net.config.context_size, progress=progress,
     )
 
@@ -111,7 +133,7 @@ def _published(net: torch.nn.Module, codes: np.ndarray, settings: HdrSettings, d
     from bdx.tiling import TiledRun, run_tiled
 
     model, features = tile_model(net, codes, settings.iterations, device)
-    run = TiledRun(tile=settings.tile or 384, halo=model.halo, blend=0, precision="float32", cut=True, border="inside")
+    run = TiledRun.for_needs(model.tiling, settings.tile, blend=0, precision="float32", cut=True, border="inside")
     return run_tiled(model, codes, settings=run, device=device, global_features=features, progress=progress)
 
 

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from bdx.color import srgb_to_linear
-from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
-from bdx.errors import BdxError
+from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, check_setting, display_codes
+from bdx.errors import InputError, SettingError
 from bdx.io import Image, to_float
 from bdx.lowlight.curves import sample_maps
-from bdx.lowlight.models import CurveModel, fit_long_side
+from bdx.lowlight.models import CurveEstimator, fit_long_side
+from bdx.models import TileNeeds
+
+if TYPE_CHECKING:
+    from bdx.models import LoadedModel
 
 DEQUANTIZE_CHOICES = DISPLAY_DEQUANTIZERS  # re-exported for the CLI
 
@@ -50,6 +54,9 @@ class EnhanceSettings:
     target_mean: float | None = None
     neutral_shadows: float = 1.0
     tile: int | None = None
+
+    def __post_init__(self) -> None:
+        check_setting("dequantize", self.dequantize, DISPLAY_DEQUANTIZERS)
 
 
 def _planes_with_opencv(x: torch.Tensor, function, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -170,20 +177,19 @@ def neutral_shadows_reach(radius: int = CHROMA_RADIUS) -> int:
 class CurveEnhancer(torch.nn.Module):
     """Tile model: curves in, enhanced (and denoised) tile out."""
 
-    def __init__(self, model: CurveModel, settings: EnhanceSettings, exponent: float) -> None:
+    def __init__(self, net: CurveEstimator, needs: TileNeeds, settings: EnhanceSettings, exponent: float) -> None:
         super().__init__()
-        self.net = model.net
-        self.render = model.render
-        self.full_resolution = model.context_shape(2, 2) is None
+        self.net = net
+        self.full_resolution = net.context_shape(2, 2) is None
         self.settings = settings
         self.exponent = exponent
-        net_radius = getattr(model.net, "receptive_radius", 0) if self.full_resolution else 0
-        self.multiple = settings.denoise_subsample if settings.denoise > 0 else 1
+        multiple = math.lcm(needs.multiple, settings.denoise_subsample if settings.denoise > 0 else 1)
         reach = guided_denoise_reach(settings.denoise_radius, settings.denoise_subsample) if settings.denoise > 0 else 0
         if settings.neutral_shadows > 0:
-            self.multiple = math.lcm(self.multiple, 2)
+            multiple = math.lcm(multiple, 2)
             reach = max(reach, neutral_shadows_reach())
-        self.halo = net_radius + reach + 1
+        # the network's needs plus the filters': the filters run on what the network gives
+        self.tiling = TileNeeds(halo=needs.halo + reach + 1, multiple=multiple, preferred_tile=needs.preferred_tile)
 
     def forward(self, x: torch.Tensor, params: torch.Tensor | None = None, boxes: torch.Tensor | None = None) -> torch.Tensor:
         x = x.contiguous()  # the engine's tiles are channels-last views; mixed layouts take a slow path, 5x slower
@@ -192,7 +198,7 @@ class CurveEnhancer(torch.nn.Module):
         else:
             assert params is not None and boxes is not None  # the engine passes the image's maps and the tile's box
             params = sample_maps(params, boxes, x.shape[2], x.shape[3])
-        out = self.render(x, params)
+        out = self.net.render(x, params)
         if self.settings.denoise > 0:
             sub = self.settings.denoise_subsample
             tone_in, tone_out = x.mean(1, keepdim=True), out.mean(1, keepdim=True)
@@ -208,36 +214,54 @@ class CurveEnhancer(torch.nn.Module):
         return out
 
 
+@dataclass(frozen=True)
+class EnhanceResult:
+    """The enhanced image (16-bit sRGB codes) and the gamma applied after the curves (the model's own, the one
+    asked for, or the one that met the target mean)."""
+
+    image: Image
+    gamma: float
+
+
 def enhance_lowlight(
     image: Image,
-    model: CurveModel,
+    model: LoadedModel | None = None,
     settings: EnhanceSettings = EnhanceSettings(),
     *,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
-) -> Image:
-    """Brighten a dark image; returns 16-bit sRGB codes of the input's size, alpha and ICC carried."""
+) -> EnhanceResult:
+    """Brighten a dark image to 16-bit sRGB codes of the input's size, alpha and ICC carried.
+
+    ``model``: bdx's curve network or a published low-light network, loaded with :func:`bdx.models.load_model`
+    (batches load it once); None for the shipped weights.
+    """
     from bdx.device import for_inference, resolve_device
+    from bdx.models import load_model
     from bdx.tiling import TiledRun, run_tiled
 
     if image.channels == 4 or (image.pixels.ndim == 3 and image.pixels.shape[2] not in (1, 3)):
-        raise BdxError(f"expected a grayscale or RGB image, got {image.pixels.shape[2]} channels")
+        raise InputError(f"expected a grayscale or RGB image, got {image.pixels.shape[2]} channels")
+    model = model or load_model(None, "lowlight")
+    if model.task != "lowlight":
+        raise SettingError(f"{{weights}} holds {model.architecture}, not a low-light network")
     torch_device = resolve_device(device)
     codes = display_codes(image, settings.dequantize, str(torch_device))
     height, width = codes.shape[:2]
-    net = for_inference(model.net, torch_device)
-    context_shape = model.context_shape(height, width)
+    net = cast(CurveEstimator, for_inference(model.net, torch_device))
+    context_shape = net.context_shape(height, width)
     small = None  # the downscaled copy: curves are estimated on it, the mean-brightness target is solved on it
     if context_shape or settings.target_mean is not None:
         small = _downscaled(codes, context_shape or fit_long_side(height, width, 256), torch_device)
     with torch.inference_mode(), _flush_denormals():
         params = net(small) if context_shape else None
-    exponent = _exponent(settings, model, small, params)
-    enhancer = CurveEnhancer(model, settings, exponent)
+    exponent = _exponent(settings, net, small, params)
+    enhancer = CurveEnhancer(net, model.tiling, settings, exponent)
     # the halo covers the curve network and the parameter-map interpolation: seams can be cut, not blended; a
     # full-resolution network sees the image's edges as it does when run on a whole image
-    run = TiledRun(tile=settings.tile or 512, halo=enhancer.halo, blend=0, multiple=enhancer.multiple, precision="float32",
-                   cut=True, border="inside" if enhancer.full_resolution else "reflect")
+    run = TiledRun.for_needs(enhancer.tiling, settings.tile, blend=0, precision="float32", cut=True,
+                             border="inside" if enhancer.full_resolution else "reflect")
+
     def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:  # block is the engine's scratch: scaled in place
         np.clip(block, 0.0, 1.0, out=block)
         block *= np.float32(65535)
@@ -250,7 +274,7 @@ def enhance_lowlight(
         )
     if image.channels == 1:
         pixels = np.rint(pixels.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint16)
-    return image.with_pixels(pixels, significant_bits=None, linear=False)
+    return EnhanceResult(image.with_pixels(pixels, significant_bits=None, linear=False), 1.0 / exponent)
 
 
 def _downscaled(codes: np.ndarray, shape: tuple[int, int], device) -> torch.Tensor:
@@ -262,14 +286,14 @@ def _downscaled(codes: np.ndarray, shape: tuple[int, int], device) -> torch.Tens
     return torch.from_numpy(to_float(small.reshape(height, width, -1))).permute(2, 0, 1)[None].to(device)
 
 
-def _exponent(settings: EnhanceSettings, model: CurveModel, small: torch.Tensor | None, params) -> float:
+def _exponent(settings: EnhanceSettings, net: CurveEstimator, small: torch.Tensor | None, params) -> float:
     """1/gamma, or the exponent that brings the mean brightness to ``target_mean``, decided once per image."""
     if settings.target_mean is None:
-        return 1.0 / (settings.gamma if settings.gamma is not None else model.gamma)
+        return 1.0 / (settings.gamma if settings.gamma is not None else net.gamma)
     assert small is not None  # made whenever a target mean is asked for
     with torch.inference_mode(), _flush_denormals():
-        curves = params if params is not None else model.net(small)
-        enhanced = model.render(small, curves).clamp(0, 1).double()
+        curves = params if params is not None else net(small)
+        enhanced = net.render(small, curves).clamp(0, 1).double()
     low, high = math.log(0.05), math.log(20.0)  # bisection on log(exponent): the mean falls as the exponent grows
     for _ in range(40):
         middle = 0.5 * (low + high)

@@ -1,6 +1,6 @@
-"""bdx's curve-estimation network for low-light enhancement, the loaded-model record, and loading weights.
+"""bdx's curve-estimation network for low-light enhancement, and what every low-light network declares.
 
-``net(x)`` maps sRGB values in [0, 1] (N, 3, H, W) to maps that :attr:`CurveModel.render` turns into the
+``net(x)`` maps sRGB values in [0, 1] (N, 3, H, W) to maps that :meth:`CurveEstimator.render` turns into the
 enhanced image: for curve networks, curve parameters in (-1, 1) of shape (N, 3 * maps, H, W), applied by
 :func:`bdx.lowlight.curves.apply_curves`. bdx's own network (``bdx-lowlight-v1``: 16 channels, an overlapping
 max-pool that doubles the receptive field) runs on a copy of fixed size (256 px on its long side), so its curves
@@ -11,15 +11,13 @@ load through :mod:`bdx.lowlight.published`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from bdx.lowlight.curves import apply_curves
-from bdx.safetensor_io import build_model, read_model, save_model
+from bdx.models import Architecture, TileNeeds
 
 ARCHITECTURE = "bdx-lowlight-v1"
 
@@ -33,7 +31,40 @@ class CurveNetConfig:
     gamma: float = 1.0  # post-step applied after the curves unless the user sets one
 
 
-class CurveNet(nn.Module):
+class CurveEstimator(nn.Module):
+    """A low-light network: ``net(x)`` gives maps that :meth:`render` turns into the enhanced image, and how it
+    is run.
+
+    ``context_size``: the long side of the downscaled copy the maps are estimated on (None: at full resolution,
+    tiled, with ``receptive_radius`` pixels of context); ``context_scale`` instead divides the input size
+    (Zero-DCE++'s factor 12); ``gamma``: the post-step applied unless the user sets one.
+    """
+
+    context_size: int | None = None
+    context_scale: int | None = None
+    gamma: float = 1.0
+    receptive_radius: int = 0
+
+    def render(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """The enhanced image from the input and the network's maps: the curves of :func:`apply_curves`."""
+        return apply_curves(x, maps)
+
+    def context_shape(self, height: int, width: int) -> tuple[int, int] | None:
+        """(h, w) of the copy the maps are estimated on, or None for full resolution."""
+        if self.context_scale:
+            return max(1, round(height / self.context_scale)), max(1, round(width / self.context_scale))
+        if self.context_size:
+            return fit_long_side(height, width, self.context_size)
+        return None
+
+
+def curve_tiling(net: CurveEstimator) -> TileNeeds:
+    """A low-light network's tiling needs: its receptive field when it runs at full resolution (the curves of a
+    downscaled copy are sampled per tile and need no context)."""
+    return TileNeeds(halo=net.receptive_radius if net.context_shape(2, 2) is None else 0, preferred_tile=512)
+
+
+class CurveNet(CurveEstimator):
     """bdx's curve estimator: plain 3x3 convolutions with an overlapping max-pool between two scales.
 
     Conv, conv, then a 3x3 stride-2 max-pool (overlapping windows), three convs at
@@ -48,6 +79,7 @@ class CurveNet(nn.Module):
     def __init__(self, config: CurveNetConfig = CurveNetConfig()) -> None:
         super().__init__()
         self.config = config
+        self.context_size, self.gamma = config.context_size, config.gamma
         w = config.width
         self.conv1 = nn.Conv2d(3, w, 3, padding=1)
         self.conv2 = nn.Conv2d(w, w, 3, padding=1)
@@ -69,53 +101,12 @@ class CurveNet(nn.Module):
         return torch.tanh(self.head(torch.cat([x1, x6], 1)))
 
 
-@dataclass
-class CurveModel:
-    """A loaded low-light network and how to run it.
-
-    ``context_size`` is the long side of the downscaled copy the curves are
-    estimated on (``None``: at full resolution, tiled); ``context_scale`` instead
-    divides the input size (Zero-DCE++'s factor 12).
-    """
-
-    name: str
-    net: nn.Module
-    context_size: int | None = None
-    context_scale: int | None = None
-    gamma: float = 1.0
-    render: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = apply_curves  # (input, the net's maps) -> output
-
-    def context_shape(self, height: int, width: int) -> tuple[int, int] | None:
-        """(h, w) of the copy the curves are estimated on, or None for full resolution."""
-        if self.context_scale:
-            return max(1, round(height / self.context_scale)), max(1, round(width / self.context_scale))
-        if self.context_size:
-            return fit_long_side(height, width, self.context_size)
-        return None
-
-
 def fit_long_side(height: int, width: int, size: int) -> tuple[int, int]:
     """(h, w) scaled down (never up) so the long side is ``size``."""
     scale = min(1.0, size / max(height, width))
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def save_curve_net(net: CurveNet, path: str | Path, extra: dict | None = None) -> None:
-    """Write bdx's curve estimator as safetensors with its architecture in the metadata."""
-    save_model(net, path, ARCHITECTURE, extra)
-
-
-def load_curve_net(path: Path) -> CurveModel:
-    """bdx's curve estimator from safetensors written by :func:`save_curve_net`."""
-    config, state = read_model(path, ARCHITECTURE, "bdx low-light")
-    net = build_model(lambda: CurveNet(CurveNetConfig(**config)), state, path)
-    return CurveModel(ARCHITECTURE, net, context_size=net.config.context_size, gamma=net.config.gamma)
-
-
-def load_curve_model(path: str | Path) -> CurveModel:
-    """Any supported low-light weights file: bdx safetensors, or a published checkpoint
-    (:mod:`bdx.lowlight.published`)."""
-    from bdx.checkpoints import load_weights_file
-    from bdx.lowlight.published import load_published
-
-    return load_weights_file(path, load_curve_net, load_published)
+CURVE_NET = Architecture(
+    ARCHITECTURE, "lowlight", CurveNet, curve_tiling, from_config=lambda config: CurveNet(CurveNetConfig(**config)),
+)

@@ -21,22 +21,22 @@ border), as their authors' code runs them on a whole image.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.checkpoints import describe_keys, flush_denormals, load_matching, read_state_dict
-from bdx.errors import BdxError
+from bdx.checkpoints import flush_denormals, load_matching
 from bdx.lowlight.curves import ITERATIONS
-from bdx.lowlight.models import CurveModel
+from bdx.lowlight.models import CurveEstimator, curve_tiling
+from bdx.models import Architecture
 
-PUBLISHED = ("Zero-DCE", "Zero-DCE-improved", "Zero-DCE++", "SCI")
 IMPROVED_WIDTH = 16  # Zero-DCE-improved's width (the official Zero-DCE has 32)
 IMPROVED_GAMMA = 1 / 1.15  # its test script raises the result to the power 1.15
 
 
-class _DCETopology(nn.Module):
+class _DCETopology(CurveEstimator):
     """DCE-Net's seven layers with skip concatenations (3+4, 2+5, 1+6), whatever the layers are; ``pool``: a 3x3
     stride-1 max-pool before the fourth layer (Zero-DCE-improved)."""
 
@@ -70,6 +70,7 @@ class DCENet(_DCETopology):
         super().__init__()
         self.pool = pool
         self.receptive_radius = 7 + int(pool)
+        self.gamma = IMPROVED_GAMMA if pool else 1.0
         self.e_conv1 = nn.Conv2d(3, width, 3, padding=1)
         self.e_conv2 = nn.Conv2d(width, width, 3, padding=1)
         self.e_conv3 = nn.Conv2d(width, width, 3, padding=1)
@@ -92,7 +93,10 @@ class SeparableConv(nn.Module):
 
 
 class DCEPlusNet(_DCETopology):
-    """Zero-DCE++'s curve estimator (10,561 parameters at 32 channels): one 3-channel curve map."""
+    """Zero-DCE++'s curve estimator (10,561 parameters at 32 channels): one 3-channel curve map, estimated on a
+    copy downscaled 12 times."""
+
+    context_scale = 12
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -105,7 +109,7 @@ class DCEPlusNet(_DCETopology):
         self.e_conv7 = SeparableConv(2 * width, 3)
 
 
-class SCIIllumination(nn.Module):
+class SCIIllumination(CurveEstimator):
     """SCI's illumination estimator: ``illumination = clamp(sigmoid(f(x)) + x, 1e-4, 1)``.
 
     ``f``: a 3x3 convolution with ReLU, then ``layers`` times one shared residual block (3x3 convolution, batch
@@ -123,6 +127,10 @@ class SCIIllumination(nn.Module):
         self.conv = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
         self.out_conv = nn.Sequential(nn.Conv2d(channels, 3, 3, padding=1))
 
+    def render(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """SCI's output: the input divided by its estimated illumination (``maps``)."""
+        return divide_by_illumination(x, maps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = F.relu(self.in_conv(x))
         for _ in range(self.layers):
@@ -135,22 +143,36 @@ def divide_by_illumination(x: torch.Tensor, illumination: torch.Tensor) -> torch
     return (x / illumination).clamp(0, 1)
 
 
-def recognise(state: dict[str, torch.Tensor]) -> str:
-    """Which published low-light network a state dict holds (see the module's docstring); a one-line error naming
-    the recognised ones otherwise."""
-    keys = set(state)
-    plain = {f"e_conv{i}.{p}" for i in range(1, 8) for p in ("weight", "bias")}
-    separable = {f"e_conv{i}.{c}.{p}" for i in range(1, 8) for c in ("depth_conv", "point_conv") for p in ("weight", "bias")}
-    if keys == plain:
-        return "zero-dce-improved" if state["e_conv1.bias"].shape[0] == IMPROVED_WIDTH else "zero-dce"
-    if keys == separable:
-        return "zero-dce++"
-    if {"enhance.in_conv.0.weight", "enhance.conv.0.weight", "enhance.conv.1.running_var", "enhance.out_conv.0.weight"} <= keys:
-        return "sci"
-    raise BdxError(
-        f"not a low-light checkpoint bdx recognises ({', '.join(PUBLISHED)}, or bdx's own safetensors); "
-        f"keys: {describe_keys(state)}"
-    )
+_PLAIN_KEYS = {f"e_conv{i}.{p}" for i in range(1, 8) for p in ("weight", "bias")}
+_SEPARABLE_KEYS = {f"e_conv{i}.{c}.{p}" for i in range(1, 8) for c in ("depth_conv", "point_conv") for p in ("weight", "bias")}
+_SCI_KEYS = {"enhance.in_conv.0.weight", "enhance.conv.0.weight", "enhance.conv.1.running_var", "enhance.out_conv.0.weight"}
+
+
+def _is_zero_dce(state: dict[str, torch.Tensor]) -> bool:
+    return set(state) == _PLAIN_KEYS and state["e_conv1.bias"].shape[0] != IMPROVED_WIDTH
+
+
+def _is_zero_dce_improved(state: dict[str, torch.Tensor]) -> bool:
+    return set(state) == _PLAIN_KEYS and state["e_conv1.bias"].shape[0] == IMPROVED_WIDTH
+
+
+def _dce(pool: bool, name: str) -> Callable[[dict[str, torch.Tensor], Path], DCENet]:
+    def load(state: dict[str, torch.Tensor], path: Path) -> DCENet:
+        flush_denormals(state)
+        return load_matching(DCENet(int(state["e_conv1.bias"].shape[0]), pool=pool), state, path, name)
+
+    return load
+
+
+def _dce_plus(state: dict[str, torch.Tensor], path: Path) -> DCEPlusNet:
+    flush_denormals(state)
+    return load_matching(DCEPlusNet(int(state["e_conv1.point_conv.bias"].shape[0])), state, path, "zero-dce++")
+
+
+def _sci(state: dict[str, torch.Tensor], path: Path) -> SCIIllumination:
+    flush_denormals(state)
+    kept, channels, layers = _sci_state(state)
+    return load_matching(SCIIllumination(channels, layers), kept, path, "sci")
 
 
 def _sci_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int, int]:
@@ -161,17 +183,17 @@ def _sci_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     return kept, int(kept["in_conv.0.weight"].shape[0]), layers
 
 
-def load_published(path: Path) -> CurveModel:
-    """A published low-light checkpoint (a PyTorch state dict) as a :class:`CurveModel`."""
-    state = read_state_dict(path)
-    kind = recognise(state)
-    flush_denormals(state)
-    if kind == "sci":
-        kept, channels, layers = _sci_state(state)
-        return CurveModel(kind, load_matching(SCIIllumination(channels, layers), kept, path, kind), render=divide_by_illumination)
-    if kind == "zero-dce++":
-        width = int(state["e_conv1.point_conv.bias"].shape[0])
-        return CurveModel(kind, load_matching(DCEPlusNet(width), state, path, kind), context_scale=12)
-    width = int(state["e_conv1.bias"].shape[0])
-    net = load_matching(DCENet(width, pool=kind == "zero-dce-improved"), state, path, kind)
-    return CurveModel(kind, net, gamma=IMPROVED_GAMMA if kind == "zero-dce-improved" else 1.0)
+ZERO_DCE = Architecture(
+    "zero-dce", "lowlight", DCENet, curve_tiling, detect=_is_zero_dce, from_state=_dce(False, "zero-dce"), title="Zero-DCE",
+)
+ZERO_DCE_IMPROVED = Architecture(
+    "zero-dce-improved", "lowlight", DCENet, curve_tiling, detect=_is_zero_dce_improved,
+    from_state=_dce(True, "zero-dce-improved"), title="Zero-DCE-improved",
+)
+ZERO_DCE_PLUS = Architecture(
+    "zero-dce++", "lowlight", DCEPlusNet, curve_tiling, detect=lambda state: set(state) == _SEPARABLE_KEYS, from_state=_dce_plus,
+    title="Zero-DCE++",
+)
+SCI = Architecture(
+    "sci", "lowlight", SCIIllumination, curve_tiling, detect=lambda state: _SCI_KEYS <= set(state), from_state=_sci, title="SCI",
+)

@@ -19,24 +19,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import cv2
 import numpy as np
 import torch
 
-from bdx.dequant.learned import (
-    DequantNet,
-    DequantNetConfig,
-    contour_prior,
-    dequantize_levels,
-    grow_from,
-    load_weights,
-    offset_reach,
-    save_weights,
-)
+from bdx.dequant.learned import DequantNet, DequantNetConfig, contour_prior, dequantize_levels, grow_from, offset_reach
 from bdx.errors import BdxError, SettingError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
+from bdx.models import load_model, save_model
 from bdx.quantization import end_bins_pinned, max_level
 from bdx.training.data import find_files, split_by_name
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, read_checkpoint, run_training
@@ -331,7 +323,7 @@ def train_depth(
     if init is not None and resume is not None:
         raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
     train_refs, val_refs = split_references(load_references(data), config.validation_fraction)
-    start = load_weights(init) if init is not None else None
+    start = cast(DequantNet, load_model(init, "depth").net) if init is not None else None
     config = _with_network_size(config, start, resume)
     assert config.widths is not None and config.blocks is not None and config.gate is not None  # filled in above
     net = DequantNet(DequantNetConfig(
@@ -358,7 +350,7 @@ def train_depth(
         resume=resume, device=device, report=report, config=asdict(config),
     )
     if state.rank == 0 and state.net is not None:
-        save_weights(
+        save_model(
             state.net,
             output,
             extra={"train_config": asdict(config), "steps": state.step, "train_files": [r.name for r in train_refs],

@@ -22,10 +22,11 @@ import torch
 
 from bdx.color import luminance
 from bdx.errors import BdxError, SettingError
-from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet, load_hdr_net, save_hdr_net
+from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, camera_response, mu_law, random_camera
 from bdx.io import read_image
 from bdx.metrics import psnr_mu
+from bdx.models import load_model, save_model
 from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training
 
@@ -231,7 +232,10 @@ def train_hdr(
         raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
     start = None
     if init is not None:
-        start = load_hdr_net(init)
+        loaded = load_model(init, "hdr").net
+        if not isinstance(loaded, FeedbackHDRNet):
+            raise SettingError(f"{init.name}: not bdx HDR weights; {{init}} needs a bdx HDR file")
+        start = loaded
         config = replace(config, width=start.config.width, iterations=start.config.iterations,
                          state_scale=start.config.state_scale, init=init.name)
     if config.supervise not in SUPERVISED:
@@ -267,7 +271,7 @@ def train_hdr(
         resume=resume, device=device, report=report, config=asdict(config),
     )
     if state.rank == 0 and state.net is not None:
-        save_hdr_net(state.net, output, extra={
+        save_model(state.net, output, extra={
             "train_config": asdict(config), "steps": state.step, "train_files": [s.name for s in train],
             "validation_files": [s.name for s in val], "history": state.history[-1:],
         })

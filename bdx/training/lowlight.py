@@ -31,7 +31,8 @@ from torch.nn import functional as F
 from bdx.errors import BdxError, SettingError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.lowlight.curves import apply_curves
-from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side, load_curve_model, save_curve_net
+from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side
+from bdx.models import load_model, save_model
 from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training
 
@@ -242,13 +243,14 @@ def train_lowlight(
     if init is not None and resume is not None:
         raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
     if init is not None:
-        start = load_curve_model(init)
-        if not isinstance(start.net, CurveNet):
-            raise SettingError(f"{init.name}: not bdx curve weights ({start.name}); {{init}} needs a bdx low-light file")
-        config = replace(config, width=start.net.config.width, context_size=start.net.config.context_size, init=init.name)
+        loaded = load_model(init, "lowlight")
+        if not isinstance(loaded.net, CurveNet):
+            raise SettingError(f"{init.name}: not bdx curve weights ({loaded.architecture}); {{init}} needs a bdx low-light file")
+        start = loaded.net
+        config = replace(config, width=start.config.width, context_size=start.config.context_size, init=init.name)
     net = CurveNet(CurveNetConfig(width=config.width, context_size=config.context_size, gamma=config.gamma))
     if init is not None:
-        net.load_state_dict(start.net.state_dict())
+        net.load_state_dict(start.state_dict())
     if pairs is not None:
         config = replace(config, pairs=pairs.name)
         loss_fn, validate, extra = _pairs_objective(net, pairs, config)
@@ -263,8 +265,8 @@ def train_lowlight(
         resume=resume, device=device, report=report, config=asdict(config),
     )
     if state.rank == 0 and state.net is not None:
-        save_curve_net(state.net, output, extra={"train_config": asdict(config), "steps": state.step, **extra,
-                                                 "history": state.history[-1:]})
+        save_model(state.net, output, extra={"train_config": asdict(config), "steps": state.step, **extra,
+                                             "history": state.history[-1:]})
     return state
 
 

@@ -1,0 +1,204 @@
+"""Every network bdx runs, in one table: any weights file loads as a :class:`LoadedModel`.
+
+The pattern is a loader, a registry and a descriptor. :func:`load_model` reads a weights file: bdx's own
+safetensors name their architecture in their metadata, published PyTorch checkpoints are recognised from their
+keys by each architecture's ``detect``. The registry (:func:`architectures`) holds one :class:`Architecture` per
+network, defined next to the network itself. What comes back describes the network for the code that runs it:
+its task, its name, its tiling needs and what precision it supports.
+
+Adding a model is one module (the network and its ``Architecture``) plus one line in :func:`architectures`.
+
+>>> from bdx.models import load_model
+>>> model = load_model(None, "depth")  # the shipped dequantizer
+>>> model.architecture, model.tiling.multiple
+('bdx-dequant-unet-v2', 8)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, get_args
+
+from bdx.errors import WeightsError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+Task = Literal["depth", "lowlight", "hdr"]
+TASKS: tuple[Task, ...] = get_args(Task)
+TASK_NAMES: dict[Task, str] = {"depth": "dequantizer", "lowlight": "low-light", "hdr": "HDR"}
+
+
+@dataclass(frozen=True)
+class TileNeeds:
+    """What a network asks of the tiling engine: ``halo`` pixels of context on each side of a tile (its receptive
+    field, so tiles join exactly), tile sizes and origins on a grid of ``multiple``, and the tile size it runs
+    fastest at."""
+
+    halo: int = 0
+    multiple: int = 1
+    preferred_tile: int = 1024
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One network bdx can run.
+
+    bdx's own architectures give ``from_config``: the network built from the configuration stored in its
+    safetensors file. Published ones give ``detect`` (does a checkpoint's state dict hold this network?) and
+    ``from_state`` (the network with that state loaded), and their ``title`` as their authors write it.
+    ``tiling`` tells the tiling engine what a built network needs; ``bfloat16``: whether its convolutions may run
+    in bfloat16 with the same quality.
+    """
+
+    name: str
+    task: Task
+    network: type
+    tiling: Callable[[Any], TileNeeds]
+    from_config: Callable[[dict], Any] | None = None
+    detect: Callable[[dict[str, Any]], bool] | None = None
+    from_state: Callable[[dict[str, Any], Path], Any] | None = None
+    bfloat16: bool = False
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network ready to run, and what the code running it needs to know.
+
+    ``net`` is the ``torch.nn.Module``; ``metadata`` holds what a bdx weights file recorded of its training
+    (empty for published checkpoints); ``path`` is the file it came from (None when built in memory).
+    """
+
+    task: Task
+    architecture: str
+    net: nn.Module
+    tiling: TileNeeds
+    bfloat16: bool = False
+    path: Path | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@cache
+def architectures() -> tuple[Architecture, ...]:
+    """The registry: every architecture bdx can load (imported on first use: the networks need torch)."""
+    from bdx.dequant.learned import DEQUANT_UNET
+    from bdx.hdr.models import HDR_FEEDBACK
+    from bdx.hdr.published import EXPANDNET, FHDR
+    from bdx.lowlight.models import CURVE_NET
+    from bdx.lowlight.published import SCI, ZERO_DCE, ZERO_DCE_IMPROVED, ZERO_DCE_PLUS
+
+    return (
+        DEQUANT_UNET,
+        CURVE_NET, ZERO_DCE, ZERO_DCE_IMPROVED, ZERO_DCE_PLUS, SCI,
+        HDR_FEEDBACK, FHDR, EXPANDNET,
+    )
+
+
+def architecture_of(net: Any) -> Architecture:
+    """The registered bdx architecture (one bdx saves) whose network ``net`` is."""
+    for entry in architectures():
+        if entry.from_config is not None and type(net) is entry.network:
+            return entry
+    raise WeightsError(f"{type(net).__name__} is not a network bdx saves")
+
+
+def describe(
+    net: Any, entry: Architecture | None = None, path: Path | None = None, metadata: Mapping[str, Any] | None = None
+) -> LoadedModel:
+    """The :class:`LoadedModel` of a network already in memory (``entry``: its architecture, found from its
+    type when None)."""
+    entry = entry or architecture_of(net)
+    return LoadedModel(entry.task, entry.name, net, entry.tiling(net), entry.bfloat16, path, dict(metadata or {}))
+
+
+def load_model(path: str | Path | None, task: Task) -> LoadedModel:
+    """Load the weights file ``path`` for ``task`` (None: the shipped weights).
+
+    bdx's safetensors are built from the architecture and configuration in their metadata, published checkpoints
+    (``.pth``, ``.pt``, ``.ckpt``, read with ``weights_only``) from the architecture their keys reveal. A file
+    that is missing, unreadable, of another task or of no known architecture is a one-line :class:`WeightsError`.
+    """
+    from bdx.assets import default_weights
+    from bdx.checkpoints import is_safetensors
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}")
+    path = Path(path) if path is not None else default_weights(task)
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder; weights are one file (.safetensors, .pth, .pt or .ckpt)")
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    own = path.suffix.lower() == ".safetensors" or is_safetensors(path)
+    return _load_bdx(path, task) if own else _load_published(path, task)
+
+
+def _load_bdx(path: Path, task: Task) -> LoadedModel:
+    from bdx.safetensor_io import build_model, read_model
+
+    name, state, metadata = read_model(path)
+    entry = next((entry for entry in architectures() if entry.name == name), None)
+    if entry is None or entry.task != task or entry.from_config is None:
+        raise WeightsError(f"{path.name}: not bdx {TASK_NAMES[task]} weights (architecture {name!r})")
+    config = metadata.pop("config", None)
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path.name}: weights do not match the architecture (no config object in its metadata)")
+    build = entry.from_config
+    net = build_model(lambda: build(config), state, path)
+    return describe(net, entry, path, metadata)
+
+
+def _load_published(path: Path, task: Task) -> LoadedModel:
+    from bdx.checkpoints import read_state_dict
+
+    state = read_state_dict(path)
+    try:
+        entry = recognise(state, task)
+    except WeightsError as exc:
+        raise WeightsError(f"{path.name}: {exc}") from None
+    assert entry.from_state is not None  # published entries give it with detect
+    return describe(entry.from_state(state, path), entry, path)
+
+
+def recognise(state: dict[str, Any], task: Task) -> Architecture:
+    """The published ``task`` architecture whose ``detect`` takes the checkpoint ``state``; a
+    :class:`WeightsError` naming the ones bdx runs otherwise."""
+    from bdx.checkpoints import describe_keys
+
+    candidates = [entry for entry in architectures() if entry.task == task and entry.detect is not None]
+    for entry in candidates:
+        assert entry.detect is not None
+        if entry.detect(state):
+            return entry
+    known = ", ".join(entry.title or entry.name for entry in candidates)
+    raise WeightsError(
+        f"not a {TASK_NAMES[task]} checkpoint bdx recognises ({known}, or bdx's own safetensors); keys: {describe_keys(state)}"
+    )
+
+
+def save_model(net: Any, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
+    """Write one of bdx's own networks as safetensors: its architecture's name, its configuration and ``extra``
+    (what the training run records) in the metadata; atomically."""
+    from bdx.safetensor_io import write_model
+
+    write_model(net, path, architecture_of(net).name, dict(extra or {}))
+
+
+def metadata_json(metadata: Mapping[str, str]) -> dict[str, Any]:
+    """A safetensors metadata mapping with its JSON values decoded (values that are not JSON kept as text)."""
+    decoded: dict[str, Any] = {}
+    for key, value in metadata.items():
+        try:
+            decoded[key] = json.loads(value)
+        except ValueError:
+            decoded[key] = value
+    return decoded
+
+
+def parameter_count(net: torch.nn.Module) -> int:
+    """The number of parameters of ``net``."""
+    return sum(parameter.numel() for parameter in net.parameters())
