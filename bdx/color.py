@@ -36,9 +36,7 @@ _OKLAB_FROM_LMS_ = np.array(
 def srgb_to_linear(values: np.ndarray) -> np.ndarray:
     """sRGB-encoded values in [0, 1] to linear light (IEC 61966-2-1)."""
     values = np.asarray(values, dtype=np.float32)
-    return np.where(values <= 0.04045, values / 12.92, ((np.maximum(values, 0.04045) + 0.055) / 1.055) ** 2.4).astype(
-        np.float32
-    )
+    return np.where(values <= 0.04045, values / 12.92, ((np.maximum(values, 0.04045) + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
 def srgb_to_linear_tensor(values: torch.Tensor) -> torch.Tensor:
@@ -52,9 +50,7 @@ def srgb_to_linear_tensor(values: torch.Tensor) -> torch.Tensor:
 def linear_to_srgb(values: np.ndarray) -> np.ndarray:
     """Linear light to sRGB encoding (values above 1 are extended with the same curve)."""
     values = np.asarray(values, dtype=np.float32)
-    return np.where(
-        values <= 0.0031308, values * 12.92, 1.055 * np.maximum(values, 0.0031308) ** (1 / 2.4) - 0.055
-    ).astype(np.float32)
+    return np.where(values <= 0.0031308, values * 12.92, 1.055 * np.maximum(values, 0.0031308) ** (1 / 2.4) - 0.055).astype(np.float32)
 
 
 def luminance(linear_rgb: np.ndarray) -> np.ndarray:

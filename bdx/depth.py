@@ -63,8 +63,10 @@ def _truncate_hint(image: Image, convention: Convention) -> str:
     levels = truncated_levels(image, image.container_bits - 1, convention)
     if levels is None:
         return ""
-    return f"read as bin centres the codes need all 16 bits, but they are {levels}-bit levels with zero-filled low bits: " \
+    return (
+        f"read as bin centres the codes need all 16 bits, but they are {levels}-bit levels with zero-filled low bits: "
         "add {convention} truncate"
+    )
 
 
 def truncated_levels(image: Image, bits: int, convention: Convention) -> int | None:
@@ -235,7 +237,12 @@ def upscale_depth(
             return np.rint(np.clip(block, 0.0, 1.0) * 65535).astype(np.uint16)
         codes = source.codes[top : top + block.shape[0], left : left + block.shape[1]]
         return clamp_codes_to_bins(
-            block, codes, source.bits, source.container_bits, source.convention, overwrite=True,
+            block,
+            codes,
+            source.bits,
+            source.container_bits,
+            source.convention,
+            overwrite=True,
             pin_ends=end_bins_pinned(source.bits, source.convention),
         )
 
@@ -251,7 +258,10 @@ def upscale_depth(
         progress=progress,
     )
     return DepthResult(
-        image.with_pixels(output, significant_bits=None), source.bits, source.convention, used,
+        image.with_pixels(output, significant_bits=None),
+        source.bits,
+        source.convention,
+        used,
         depth_mismatch(image, source.bits, source.content_bits, source.convention),
     )
 

@@ -69,8 +69,7 @@ def evaluate_depth(prediction: Image, reference: DepthReference, *, method: Dept
     if prediction.pixels.shape != reference.srgb.shape:
         height, width, channels = reference.srgb.shape
         raise BdxError(
-            f"prediction is {prediction.width}x{prediction.height}x{prediction.channels}, "
-            f"the reference is {width}x{height}x{channels}"
+            f"prediction is {prediction.width}x{prediction.height}x{prediction.channels}, the reference is {width}x{height}x{channels}"
         )
     pred_codes = convert_depth(prediction.pixels, 16)
     pred = to_float(pred_codes)
@@ -111,8 +110,7 @@ def _display_codes(image: Image, what: str) -> None:
 def _same_shape(image: Image, other: Image, what: str) -> None:
     if image.pixels.shape != other.pixels.shape:
         raise BdxError(
-            f"input is {image.width}x{image.height}x{image.channels} but the {what} is "
-            f"{other.width}x{other.height}x{other.channels}"
+            f"input is {image.width}x{image.height}x{image.channels} but the {what} is {other.width}x{other.height}x{other.channels}"
         )
 
 
@@ -144,9 +142,7 @@ def evaluate_lowlight(prediction: Image, reference: Image | None = None) -> dict
         record["psnr"] = psnr(pred, ref)
         record["ssim"] = ssim(pred, ref)
         if pred.shape[-1] == 3:
-            record["delta_e_ok"] = oklab_distance(
-                linear_srgb_to_oklab(srgb_to_linear(pred)), linear_srgb_to_oklab(srgb_to_linear(ref))
-            )
+            record["delta_e_ok"] = oklab_distance(linear_srgb_to_oklab(srgb_to_linear(pred)), linear_srgb_to_oklab(srgb_to_linear(ref)))
     return record
 
 

@@ -94,8 +94,14 @@ def architectures() -> tuple[Architecture, ...]:
 
     return (
         DEQUANT_UNET,
-        CURVE_NET, ZERO_DCE, ZERO_DCE_IMPROVED, ZERO_DCE_PLUS, SCI,
-        HDR_FEEDBACK, FHDR, EXPANDNET,
+        CURVE_NET,
+        ZERO_DCE,
+        ZERO_DCE_IMPROVED,
+        ZERO_DCE_PLUS,
+        SCI,
+        HDR_FEEDBACK,
+        FHDR,
+        EXPANDNET,
     )
 
 

@@ -121,7 +121,11 @@ def round_levels(units: np.ndarray, bits: int, convention: Convention = "centre"
 
 @lru_cache(maxsize=64)
 def bin_bounds_u16(
-    bits: int, convention: Convention = "centre", container_bits: int = 16, *, pin_ends: bool = False,
+    bits: int,
+    convention: Convention = "centre",
+    container_bits: int = 16,
+    *,
+    pin_ends: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each N-bit level, the lowest and highest 16-bit code inside its bin, as the input's container sees it.
 
@@ -184,7 +188,10 @@ def clamp_to_bins(values: np.ndarray, levels: np.ndarray, bits: int, convention:
 
 @lru_cache(maxsize=64)
 def code_bounds_u16(
-    bits: int, container_bits: int, convention: Convention = "centre", pin_ends: bool = False,
+    bits: int,
+    container_bits: int,
+    convention: Convention = "centre",
+    pin_ends: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each container code holding N-bit content, the 16-bit bin of its level (lowest, highest code)."""
     low, high = bin_bounds_u16(bits, convention, container_bits, pin_ends=pin_ends)  # pinned under centre only
@@ -193,8 +200,14 @@ def code_bounds_u16(
 
 
 def clamp_codes_to_bins(
-    values: np.ndarray, codes: np.ndarray, bits: int, container_bits: int, convention: Convention = "centre",
-    *, overwrite: bool = False, pin_ends: bool = False,
+    values: np.ndarray,
+    codes: np.ndarray,
+    bits: int,
+    container_bits: int,
+    convention: Convention = "centre",
+    *,
+    overwrite: bool = False,
+    pin_ends: bool = False,
 ) -> np.ndarray:
     """Like :func:`clamp_to_bins`, with the bins given by the input's container codes.
 

@@ -65,6 +65,7 @@ class TileLayout:
 
     def owned(self, index: int) -> tuple[int, int]:
         """The image positions [start, stop) that tile ``index`` alone writes when seams are cut."""
+
         def seam(i: int) -> int:  # the middle of the overlap between tiles i - 1 and i
             return (self.starts[i - 1] + self.tile + self.starts[i]) // 2
 

@@ -378,8 +378,10 @@ def describe_depth_mismatch(mismatch: DepthMismatch, *, told: bool) -> str:
     from the sBIT chunk): the convention that reads them, or that their finer detail is rounded away."""
     treated = f"treated as {mismatch.bits}-bit ({'--in-bits' if told else 'its sBIT chunk'})"
     if mismatch.truncated_levels is not None:  # the depth is right, the convention is not
-        return (f"{treated}, its codes need {mismatch.content_bits} bits as bin centres, but they are "
-                f"{mismatch.truncated_levels}-bit levels with zero-filled low bits: add --convention truncate")
+        return (
+            f"{treated}, its codes need {mismatch.content_bits} bits as bin centres, but they are "
+            f"{mismatch.truncated_levels}-bit levels with zero-filled low bits: add --convention truncate"
+        )
     return f"{treated}, but its codes need {mismatch.content_bits} bits: the finer detail was rounded away"
 
 
@@ -453,7 +455,12 @@ def run_batch(
 
 
 def check_target(
-    source: Source, target: Path | str, *, overwrite: bool, create_folders: bool, inputs: frozenset[Path] = frozenset(),
+    source: Source,
+    target: Path | str,
+    *,
+    overwrite: bool,
+    create_folders: bool,
+    inputs: frozenset[Path] = frozenset(),
 ) -> None:
     """Refuse to write over the input or any other of ``inputs`` (whatever ``--overwrite`` says), or over an existing
     file without ``--overwrite``; make folders."""

@@ -164,7 +164,12 @@ def eval_depth(
         return prepared
 
     per_method, failed = score_pairs(
-        predictions, refs, inputs, single=single, prepare=prepare, json_lines=json_lines,
+        predictions,
+        refs,
+        inputs,
+        single=single,
+        prepare=prepare,
+        json_lines=json_lines,
         score=lambda path, reference: evaluate_depth(read_image(path), reference, method=rerun),
     )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
@@ -194,11 +199,7 @@ def baseline_records(per_method: dict[str, list[dict]]) -> dict:
     if not records:
         return {}
     picked = [
-        {
-            key.replace("input_", "pred_"): value
-            for key, value in record.items()
-            if key.startswith("input_") and key != "input_distinct"
-        }
+        {key.replace("input_", "pred_"): value for key, value in record.items() if key.startswith("input_") and key != "input_distinct"}
         | {"pred_distinct": record["input_distinct"]}
         for record in records
     ]
@@ -250,9 +251,7 @@ LOWLIGHT_COLUMNS = (
 )
 def eval_lowlight(
     pred: Annotated[list[Path], typer.Option(help="Enhanced results (file or folder); repeat to compare methods.")],
-    ref: Annotated[
-        Optional[Path], typer.Option(help="Well-exposed references with the same names (enables PSNR, SSIM, ΔE).")
-    ] = None,
+    ref: Annotated[Optional[Path], typer.Option(help="Well-exposed references with the same names (enables PSNR, SSIM, ΔE).")] = None,
     json_lines: opt.Json = False,
 ) -> None:
     """Score enhanced low-light images: full-reference figures when --ref is given, no-reference figures always."""
@@ -265,7 +264,11 @@ def eval_lowlight(
         single = ref is not None and one_reference_for_all(ref, predictions)
 
     per_method, failed = score_pairs(
-        predictions, refs, None, single=single, json_lines=json_lines,
+        predictions,
+        refs,
+        None,
+        single=single,
+        json_lines=json_lines,
         prepare=lambda ref_path, _input: read_image(ref_path) if ref_path is not None else None,
         score=lambda path, reference: evaluate_lowlight(read_image(path), reference),
     )
@@ -328,7 +331,13 @@ def eval_hdr(
         return read_image(ref_path), read_image(input_path) if input_path else None
 
     per_method, failed = score_pairs(
-        predictions, refs, inputs, single=single, json_lines=json_lines, score=score, prepare=prepare,
+        predictions,
+        refs,
+        inputs,
+        single=single,
+        json_lines=json_lines,
+        score=score,
+        prepare=prepare,
     )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
     if sheet is not None and sheet_rows:

@@ -27,11 +27,14 @@ def ldr2hdr_command(
     inputs: opt.Inputs,
     output: opt.Output = None,
     method: Annotated[str, typer.Option(help="learned (feedback network) or classical (linearize + expand highlights).")] = "learned",
-    weights: Annotated[Optional[str], typer.Option(
-        help="Weights file for --method learned: bdx's (default: shipped), or a published FHDR or ExpandNet checkpoint.")] = None,
+    weights: Annotated[
+        Optional[str],
+        typer.Option(help="Weights file for --method learned: bdx's (default: shipped), or a published FHDR or ExpandNet checkpoint."),
+    ] = None,
     dequantize: opt.Dequantize = "auto",
-    iterations: Annotated[Optional[int], typer.Option(
-        help="Feedback iterations (default: as trained; FHDR files other than the two published ones: 1).")] = None,
+    iterations: Annotated[
+        Optional[int], typer.Option(help="Feedback iterations (default: as trained; FHDR files other than the two published ones: 1).")
+    ] = None,
     exposure: Annotated[float, typer.Option(help="Scale the result by 2^EV.")] = 0.0,
     peak_nits: Annotated[
         Optional[float], typer.Option(help="Scale so the brightest 0.01 % of pixels are this many cd/m² (1.0 = 1 cd/m²).")
@@ -66,8 +69,9 @@ def ldr2hdr_command(
         if peak_nits is not None and not (math.isfinite(peak_nits) and 0 < peak_nits <= MAX_PEAK_NITS):
             raise UsageError(f"--peak-nits must be above 0 and at most {MAX_PEAK_NITS:g}, not {peak_nits}")
         chosen = output_format(fmt, output, ("exr", "hdr"))
-        settings = HdrSettings(method=hdr_method, dequantize=front_end, iterations=iterations, exposure=exposure,
-                               peak_nits=peak_nits, tile=tile)
+        settings = HdrSettings(
+            method=hdr_method, dequantize=front_end, iterations=iterations, exposure=exposure, peak_nits=peak_nits, tile=tile
+        )
         if weights is not None and hdr_method != "learned":
             raise UsageError("--weights applies to --method learned only")
         # loaded once for the batch, failing before it starts
@@ -80,14 +84,17 @@ def ldr2hdr_command(
         image = read_source(source)
         result = ldr_to_hdr(image, model, settings, device=device, progress=reporter.tiles)
         write_target(target, result.image, chosen, exr_half=sample_type == "half")
-        record = {"method": method, "width": image.width, "height": image.height, "peak": result.peak,
-                  "mean": float(result.image.pixels.mean())}
+        record = {
+            "method": method,
+            "width": image.width,
+            "height": image.height,
+            "peak": result.peak,
+            "mean": float(result.image.pixels.mean()),
+        }
         if model is not None:
             record["model"] = model.architecture
         return record
 
     with command_errors():
-        status = batch.run(
-            process, label="ldr2hdr", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
-        )
+        status = batch.run(process, label="ldr2hdr", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines)
     raise typer.Exit(status)

@@ -22,8 +22,9 @@ def enhance_lowlight_command(
     output: opt.Output = None,
     weights: Annotated[
         Optional[str],
-        typer.Option(help="bdx safetensors (default: shipped weights), or a published Zero-DCE, Zero-DCE-improved, "
-                          "Zero-DCE++ or SCI checkpoint."),
+        typer.Option(
+            help="bdx safetensors (default: shipped weights), or a published Zero-DCE, Zero-DCE-improved, Zero-DCE++ or SCI checkpoint."
+        ),
     ] = None,
     dequantize: opt.Dequantize = "auto",
     denoise: Annotated[float, typer.Option(help="Denoising strength in dark, lifted areas (0: off).")] = 1.0,
@@ -33,9 +34,7 @@ def enhance_lowlight_command(
     gamma: Annotated[
         Optional[float], typer.Option(help="Gamma applied after the curves (>1 brightens; default: the model's own, 1.0 for bdx's).")
     ] = None,
-    target_mean: Annotated[
-        Optional[float], typer.Option(help="Choose the gamma that brings mean brightness to this value (0-1).")
-    ] = None,
+    target_mean: Annotated[Optional[float], typer.Option(help="Choose the gamma that brings mean brightness to this value (0-1).")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="tiff, png or exr (default: from -o, else tiff).")] = None,
     device: opt.Device = "auto",
     tile: opt.Tile = None,
@@ -60,7 +59,11 @@ def enhance_lowlight_command(
             check_range("--target-mean", target_mean, 0, 0.99, above_low=True)
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         settings = EnhanceSettings(
-            dequantize=front_end, denoise=denoise, gamma=gamma, target_mean=target_mean, neutral_shadows=neutral_shadows,
+            dequantize=front_end,
+            denoise=denoise,
+            gamma=gamma,
+            target_mean=target_mean,
+            neutral_shadows=neutral_shadows,
             tile=tile,
         )
         model = load_model(weights, "lowlight")  # once for the batch, failing before it starts
@@ -79,8 +82,11 @@ def enhance_lowlight_command(
 
     with command_errors():
         status = batch.run(
-            process, label="enhance-lowlight", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet,
+            process,
+            label="enhance-lowlight",
+            overwrite=overwrite,
+            skip_existing=skip_existing,
+            quiet=quiet,
             json_lines=json_lines,
         )
     raise typer.Exit(status)
-

@@ -21,8 +21,10 @@ from bdx.errors import BdxError, UsageError
 def merge_brackets_command(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Aligned 8-bit exposures of one scene: files, folders or globs (a folder's or glob's files "
-                            "sorted by name).", show_default=False),
+        typer.Argument(
+            help="Aligned 8-bit exposures of one scene: files, folders or globs (a folder's or glob's files sorted by name).",
+            show_default=False,
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="EXR (or .hdr) file to write.")],
     times: Annotated[
@@ -51,8 +53,13 @@ def merge_brackets_command(
         parsed = _parse_times(times) if times is not None else None
         if parsed is not None and len(parsed) != len(frames):
             raise UsageError(f"--times gives {len(parsed)} times for {len(frames)} frames")
-        check_target(Source(frames[0], Path(frames[0].name)), output, overwrite=overwrite, create_folders=True,
-                     inputs=frozenset(frame.resolve() for frame in frames))
+        check_target(
+            Source(frames[0], Path(frames[0].name)),
+            output,
+            overwrite=overwrite,
+            create_folders=True,
+            inputs=frozenset(frame.resolve() for frame in frames),
+        )
         images = [_read_frame(f) for f in frames]
         pixels = []
         for path, image in zip(frames, images):

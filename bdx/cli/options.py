@@ -25,18 +25,14 @@ Overwrite = Annotated[bool, typer.Option(metavar=FLAG, help="Replace outputs tha
 SkipExisting = Annotated[bool, typer.Option(metavar=FLAG, help="Leave existing outputs alone (makes batches resumable).")]
 Shard = Annotated[
     Optional[str],
-    typer.Option(
-        help="Process every N-th input starting at I, as I/N (default: from SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE)."
-    ),
+    typer.Option(help="Process every N-th input starting at I, as I/N (default: from SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE)."),
 ]
 Convention = Annotated[
     str,
     typer.Option(help="How N-bit levels sit in the container: centre (bin centres) or truncate (top bits, zero-filled)."),
 ]
 Tile = Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo excluded (default: chosen per model).")]
-Dequantize = Annotated[
-    str, typer.Option(help="Dequantizer run first: auto (the shipped learned one), learned, contour, midpoint or none.")
-]
+Dequantize = Annotated[str, typer.Option(help="Dequantizer run first: auto (the shipped learned one), learned, contour, midpoint or none.")]
 WeightsOutput = Annotated[Path, typer.Option("--output", "-o", help="Weights file to write (safetensors).")]
 Steps = Annotated[int, typer.Option(help="Optimizer steps in all.")]
 LearningRate = Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")]

@@ -50,7 +50,5 @@ def quantize(
         return {"bits": bits, "method": method, "dither": dither, "width": image.width, "height": image.height}
 
     with command_errors():
-        status = batch.run(
-            process, label="quantize", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
-        )
+        status = batch.run(process, label="quantize", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines)
     raise typer.Exit(status)

@@ -46,8 +46,8 @@ def train_depth_command(
         float, typer.Option(help="Share of crops cut from a reference enlarged 2-4x (smooth content, like a rendered frame).")
     ] = 0.0,
     balance_folders: Annotated[
-        bool, typer.Option(
-            metavar=opt.FLAG, help="Draw the same share of crops from every --data folder (default: in proportion to pixels).")
+        bool,
+        typer.Option(metavar=opt.FLAG, help="Draw the same share of crops from every --data folder (default: in proportion to pixels)."),
     ] = False,
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
@@ -55,26 +55,31 @@ def train_depth_command(
         float, typer.Option(help="Share of files held out for validation (chosen by a hash of the file name).")
     ] = 0.15,
     widths: Annotated[
-        Optional[tuple[int, int]], typer.Option(
+        Optional[tuple[int, int]],
+        typer.Option(
             help="Channels at 1/4 and 1/8 resolution; by default those of --resume or --init, else 32 96 (the shipped network's)."
-        )
+        ),
     ] = None,
     blocks: Annotated[
-        Optional[tuple[int, int]], typer.Option(
-            help="Residual blocks at 1/4 and 1/8 resolution; by default those of --resume or --init, else 2 4."
-        )
+        Optional[tuple[int, int]],
+        typer.Option(help="Residual blocks at 1/4 and 1/8 resolution; by default those of --resume or --init, else 2 4."),
     ] = None,
     init: Annotated[
-        Optional[Path], typer.Option(
+        Optional[Path],
+        typer.Option(
             help="Weights to start from (fine-tune): a file, or 'shipped' for bdx's own; the same network, or a "
             "narrower or shallower one (grown to --widths / --blocks with its output unchanged)."
-        )
+        ),
     ] = None,
     gate: Annotated[
-        Optional[bool], typer.Option(
-            "--gate/--no-gate", metavar=opt.FLAG, help="Scale the offsets by a predicted confidence (falls back to the bin centre where "
-            "the content cannot tell); by default as --resume or --init, else on.", show_default=False,
-        )
+        Optional[bool],
+        typer.Option(
+            "--gate/--no-gate",
+            metavar=opt.FLAG,
+            help="Scale the offsets by a predicted confidence (falls back to the bin centre where "
+            "the content cannot tell); by default as --resume or --init, else on.",
+            show_default=False,
+        ),
     ] = None,
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
@@ -93,18 +98,33 @@ def train_depth_command(
         if (widths and min(widths) < 1) or (blocks and min(blocks) < 0):
             raise UsageError("--widths must be at least 1 and --blocks at least 0")
         config = DepthTrainConfig(
-            steps=steps, batch_size=batch_size, crop=max(8, crop // 8 * 8), lr=lr, validate_every=validate_every,
-            checkpoint_every=checkpoint_every, seed=seed,
-            validation_fraction=validation_fraction, prior=prior,
-            synthetic_fraction=synthetic_fraction, upscale_fraction=upscale_fraction, widths=widths, blocks=blocks,
-            balance_folders=balance_folders, gate=gate,
+            steps=steps,
+            batch_size=batch_size,
+            crop=max(8, crop // 8 * 8),
+            lr=lr,
+            validate_every=validate_every,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            validation_fraction=validation_fraction,
+            prior=prior,
+            synthetic_fraction=synthetic_fraction,
+            upscale_fraction=upscale_fraction,
+            widths=widths,
+            blocks=blocks,
+            balance_folders=balance_folders,
+            gate=gate,
         )
         torch_device = str(resolve_device(device))
 
-        report = _step_reporter(steps, quiet, "gain_db_4bit", lambda r: (
-            f"val gain over bin centre: 4-bit {r['gain_db_4bit']:+.2f} dB, 6-bit {r['gain_db_6bit']:+.2f} dB, "
-            f"8-bit {r['gain_db_8bit']:+.2f} dB"
-        ))
+        report = _step_reporter(
+            steps,
+            quiet,
+            "gain_db_4bit",
+            lambda r: (
+                f"val gain over bin centre: 4-bit {r['gain_db_4bit']:+.2f} dB, 6-bit {r['gain_db_6bit']:+.2f} dB, "
+                f"8-bit {r['gain_db_8bit']:+.2f} dB"
+            ),
+        )
         init = _shipped_or(init, "depth")
         check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
         state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, report=report)
@@ -121,8 +141,11 @@ def train_lowlight_command(
         Optional[list[Path]], typer.Option(help="Image files, folders or quoted globs (any exposures; no references needed); repeatable.")
     ] = None,
     pairs: Annotated[
-        Optional[Path], typer.Option(help='JSON list of {"input": dark frame, "reference": well-exposed frame} (paths relative '
-                                          "to the file): train against the references instead of the zero-reference losses.")
+        Optional[Path],
+        typer.Option(
+            help='JSON list of {"input": dark frame, "reference": well-exposed frame} (paths relative '
+            "to the file): train against the references instead of the zero-reference losses."
+        ),
     ] = None,
     init: Annotated[
         Optional[Path], typer.Option(help="bdx low-light weights to start from (fine-tune), or 'shipped' for bdx's own.")
@@ -130,8 +153,7 @@ def train_lowlight_command(
     gamma: Annotated[float, typer.Option(help="Gamma post-step saved with the weights (with --pairs, trained through).")] = 1.0,
     frame_size: Annotated[int, typer.Option(help="With --pairs: long side the frames are resized to.")] = 256,
     pair_loss: Annotated[
-        str, typer.Option(help="With --pairs: psnr (mean over images of the log squared error, as a mean PSNR weighs "
-                               "them) or mse.")
+        str, typer.Option(help="With --pairs: psnr (mean over images of the log squared error, as a mean PSNR weighs them) or mse.")
     ] = "psnr",
     output: opt.WeightsOutput = Path("lowlight.safetensors"),
     steps: opt.Steps = 3000,
@@ -171,19 +193,40 @@ def train_lowlight_command(
             except OSError as exc:
                 raise BdxError(f"cannot read {exclude_from}: {exc.strerror}") from None
         config = LowlightTrainConfig(
-            steps=steps, batch_size=batch_size, lr=lr, validate_every=validate_every, checkpoint_every=checkpoint_every,
-            seed=seed, exposure=exposure_level, weight_tv=smoothness_weight, gamma=gamma, frame_size=frame_size,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            validate_every=validate_every,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            exposure=exposure_level,
+            weight_tv=smoothness_weight,
+            gamma=gamma,
+            frame_size=frame_size,
             pair_loss=loss,
         )
         torch_device = str(resolve_device(device))
 
-        report = _step_reporter(steps, quiet, "val_loss", lambda r: (
-            f"val PSNR against the references {r['val_psnr']:.2f} dB" if "val_psnr" in r else
-            f"val loss {r['val_loss']:.4f}  val mean brightness {r['val_mean_in']:.3f} -> {r['val_mean_out']:.3f}"
-        ))
+        report = _step_reporter(
+            steps,
+            quiet,
+            "val_loss",
+            lambda r: (
+                f"val PSNR against the references {r['val_psnr']:.2f} dB"
+                if "val_psnr" in r
+                else f"val loss {r['val_loss']:.4f}  val mean brightness {r['val_mean_in']:.3f} -> {r['val_mean_out']:.3f}"
+            ),
+        )
         check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
         state = train_lowlight(
-            data or [], output, config, exclude=exclude, pairs=pairs, init=init, resume=resume, device=torch_device,
+            data or [],
+            output,
+            config,
+            exclude=exclude,
+            pairs=pairs,
+            init=init,
+            resume=resume,
+            device=torch_device,
             report=report,
         )
     typer.echo(f"wrote {output} after {state.step} steps")
@@ -206,12 +249,12 @@ def train_hdr_command(
     supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
     camera: Annotated[
         Optional[tuple[float, float]],
-        typer.Option(help="Train (and validate) for one known camera curve, GAMMA SHOULDER (e.g. 2.2 0.3), instead of random "
-                          "curves (gamma 1.8-2.6, shoulder 0-0.6, half of them filmic with a white point 2-16)."),
+        typer.Option(
+            help="Train (and validate) for one known camera curve, GAMMA SHOULDER (e.g. 2.2 0.3), instead of random "
+            "curves (gamma 1.8-2.6, shoulder 0-0.6, half of them filmic with a white point 2-16)."
+        ),
     ] = None,
-    init: Annotated[
-        Optional[Path], typer.Option(help="HDR weights to start from (fine-tune), or 'shipped' for bdx's own.")
-    ] = None,
+    init: Annotated[Optional[Path], typer.Option(help="HDR weights to start from (fine-tune), or 'shipped' for bdx's own.")] = None,
     validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
     validate_every: opt.ValidateEvery = 250,
     checkpoint_every: opt.CheckpointEvery = 250,
@@ -234,17 +277,31 @@ def train_hdr_command(
             raise UsageError("--camera takes GAMMA (1 to 4) and SHOULDER (0 to 1)")
         multiple = 4 * state_scale
         config = HdrTrainConfig(
-            steps=steps, batch_size=batch_size, crop=max(4 * multiple, crop // multiple * multiple), lr=lr,
-            iterations=iterations, width=width, state_scale=state_scale, supervise=supervise, camera=camera,
-            validation_fraction=validation_fraction, validate_every=validate_every, checkpoint_every=checkpoint_every,
+            steps=steps,
+            batch_size=batch_size,
+            crop=max(4 * multiple, crop // multiple * multiple),
+            lr=lr,
+            iterations=iterations,
+            width=width,
+            state_scale=state_scale,
+            supervise=supervise,
+            camera=camera,
+            validation_fraction=validation_fraction,
+            validate_every=validate_every,
+            checkpoint_every=checkpoint_every,
             seed=seed,
         )
         torch_device = str(resolve_device(device))
 
-        report = _step_reporter(steps, quiet, "val_psnr_mu", lambda r: (
-            f"val PSNR-mu {r['val_psnr_mu']:.2f} dB "
-            f"(iteration 1: {r['val_psnr_mu_1iter']:.2f}, classical: {r['val_psnr_mu_classical']:.2f})"
-        ))
+        report = _step_reporter(
+            steps,
+            quiet,
+            "val_psnr_mu",
+            lambda r: (
+                f"val PSNR-mu {r['val_psnr_mu']:.2f} dB "
+                f"(iteration 1: {r['val_psnr_mu_1iter']:.2f}, classical: {r['val_psnr_mu_classical']:.2f})"
+            ),
+        )
         init = _shipped_or(init, "hdr")
         check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
         state = train_hdr(data, output, config, init=init, resume=resume, device=torch_device, report=report)

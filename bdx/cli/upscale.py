@@ -31,16 +31,21 @@ def upscale_depth_command(
     inputs: opt.Inputs,
     output: opt.Output = None,
     method: Annotated[
-        str, typer.Option(help="learned (contour refined by the shipped network, or --weights), contour (classical, "
-                               "content-adaptive) or midpoint (bin centre).")
+        str,
+        typer.Option(
+            help="learned (contour refined by the shipped network, or --weights), contour (classical, "
+            "content-adaptive) or midpoint (bin centre)."
+        ),
     ] = "learned",
     weights: Annotated[
         Optional[str], typer.Option(help="Weights file for --method learned (safetensors; default: shipped weights).")
     ] = None,
     ensemble: Annotated[
         int,
-        typer.Option(help="--method learned: average the model over 1, 2, 4 or 8 flips and transposes of the input "
-                          "(8: 0.2-0.3 dB better on held-out images, about 3 times slower)."),
+        typer.Option(
+            help="--method learned: average the model over 1, 2, 4 or 8 flips and transposes of the input "
+            "(8: 0.2-0.3 dB better on held-out images, about 3 times slower)."
+        ),
     ] = 1,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
     out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
@@ -86,8 +91,14 @@ def upscale_depth_command(
         image = read_source(source)
         result = upscale_depth(image, model, settings, device=device, progress=reporter.tiles)
         write_target(target, result.image, chosen, bits=16, exr_half=False)
-        record = {"method": method, "ensemble": ensemble, "precision": result.precision, "in_bits": result.in_bits,
-                  "width": image.width, "height": image.height}
+        record = {
+            "method": method,
+            "ensemble": ensemble,
+            "precision": result.precision,
+            "in_bits": result.in_bits,
+            "width": image.width,
+            "height": image.height,
+        }
         if result.mismatch is not None:
             record["warning"] = describe_depth_mismatch(result.mismatch, told=settings.in_bits is not None)
         return record

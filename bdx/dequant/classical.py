@@ -200,8 +200,14 @@ def _no_distances(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _group_distances(
-    levels: np.ndarray, residue: np.ndarray, group: int, radius: float, below: np.ndarray, above: np.ndarray,
-    lock: threading.Lock | None = None, check_levels: bool = True,
+    levels: np.ndarray,
+    residue: np.ndarray,
+    group: int,
+    radius: float,
+    below: np.ndarray,
+    above: np.ndarray,
+    lock: threading.Lock | None = None,
+    check_levels: bool = True,
 ) -> None:
     """Fill ``below`` / ``above`` for the pixels whose level is one above / below a level of residue ``group``
     (without ``check_levels``: whose residue is one above / below ``group``).

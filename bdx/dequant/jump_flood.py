@@ -65,7 +65,9 @@ def _squared(rows: torch.Tensor, cols: torch.Tensor, ys: torch.Tensor, xs: torch
 
 
 def neighbour_level_distances(
-    levels: torch.Tensor, radius: float = CONTOUR_RADIUS, check_levels: bool = True,
+    levels: torch.Tensor,
+    radius: float = CONTOUR_RADIUS,
+    check_levels: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Distance from each pixel of (P, H, W) integer ``levels`` to the nearest pixel one level below and one level
     above, infinite beyond ``radius``: as :func:`bdx.dequant.classical.neighbour_level_distances`, the nearest

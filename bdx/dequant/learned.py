@@ -176,10 +176,10 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     through the pixel shuffles.
     """
     old_config, new_config = smaller.config, net.config
-    if (old_config.gate and not new_config.gate) or (old_config.channels, old_config.prior) != (
-        new_config.channels, new_config.prior
-    ) or any(
-        new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks)
+    if (
+        (old_config.gate and not new_config.gate)
+        or (old_config.channels, old_config.prior) != (new_config.channels, new_config.prior)
+        or any(new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks))
     ):
         raise ValueError(f"cannot grow {old_config} into {new_config}")
     old_state = smaller.state_dict()
@@ -231,8 +231,12 @@ def contour_prior(levels: np.ndarray | torch.Tensor, step: float | list[float], 
 
 
 def dequantize_levels(
-    net: nn.Module, centres: torch.Tensor, step: float | list[float], prior: torch.Tensor | None = None,
-    *, overwrite: bool = False,
+    net: nn.Module,
+    centres: torch.Tensor,
+    step: float | list[float],
+    prior: torch.Tensor | None = None,
+    *,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """Values in [0, 1] from bin centres (N, C, H, W): centre plus a bounded offset, added in float32.
 
@@ -269,8 +273,10 @@ def dequantize_levels(
         out = inputs if in_place else torch.empty((n, channels, 4 * h, 4 * w), dtype=torch.float32, device=inputs.device)
         as_blocks = lambda t: t.view(n, channels, h, 4, w, 4)  # noqa: E731
         torch.addcmul(
-            as_blocks(inputs.float()), reach.view(n, 1, 1, 1, 1, 1),
-            blocks.view(n, channels, 4, 4, h, w).permute(0, 1, 4, 2, 5, 3), out=as_blocks(out),
+            as_blocks(inputs.float()),
+            reach.view(n, 1, 1, 1, 1, 1),
+            blocks.view(n, channels, 4, 4, h, w).permute(0, 1, 4, 2, 5, 3),
+            out=as_blocks(out),
         )
         return out[:, : centres.shape[1], :height, :width]
     offset = net(inputs, step_values) if prior is None else net(inputs, step_values, prior)
@@ -311,7 +317,12 @@ class LearnedDequantizer(nn.Module):
     """
 
     def __init__(
-        self, net: DequantNet, bits: int, convention: Convention = "centre", ensemble: int = 1, container_bits: int = 16,
+        self,
+        net: DequantNet,
+        bits: int,
+        convention: Convention = "centre",
+        ensemble: int = 1,
+        container_bits: int = 16,
         backend: PriorBackend = "auto",
     ) -> None:
         super().__init__()
@@ -360,8 +371,11 @@ class LearnedDequantizer(nn.Module):
         if len(self.orientations) == 1:
             return self._dequantize(levels, prior)
         outs = (
-            _orient(self._dequantize(_orient(levels, *orientation), None if prior is None else _orient(prior, *orientation)),
-                    *orientation, undo=True)
+            _orient(
+                self._dequantize(_orient(levels, *orientation), None if prior is None else _orient(prior, *orientation)),
+                *orientation,
+                undo=True,
+            )
             for orientation in self.orientations
         )
         total = next(outs)
@@ -396,10 +410,15 @@ def uniform_surroundings(levels: torch.Tensor, reach_blocks: int) -> torch.Tenso
 
 
 def _from_config(config: dict) -> DequantNet:
-    return DequantNet(DequantNetConfig(
-        widths=tuple(config["widths"]), blocks=tuple(config["blocks"]), channels=int(config["channels"]),
-        prior=str(config.get("prior", "none")), gate=bool(config.get("gate", False)),
-    ))
+    return DequantNet(
+        DequantNetConfig(
+            widths=tuple(config["widths"]),
+            blocks=tuple(config["blocks"]),
+            channels=int(config["channels"]),
+            prior=str(config.get("prior", "none")),
+            gate=bool(config.get("gate", False)),
+        )
+    )
 
 
 def dequant_tiling(net: DequantNet) -> TileNeeds:
@@ -414,5 +433,10 @@ def dequant_tiling(net: DequantNet) -> TileNeeds:
 
 
 DEQUANT_UNET = Architecture(
-    ARCHITECTURE, "depth", DequantNet, dequant_tiling, from_config=_from_config, bfloat16=True,
+    ARCHITECTURE,
+    "depth",
+    DequantNet,
+    dequant_tiling,
+    from_config=_from_config,
+    bfloat16=True,
 )

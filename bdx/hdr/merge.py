@@ -38,7 +38,11 @@ class Merge:
 
 
 def merge_brackets(
-    frames: list[np.ndarray], times: list[float] | None = None, *, rounds: int = 2, smoothness: float = 10.0,
+    frames: list[np.ndarray],
+    times: list[float] | None = None,
+    *,
+    rounds: int = 2,
+    smoothness: float = 10.0,
     samples: int = 70,
 ) -> Merge:
     """Merge aligned 8-bit RGB frames (H, W, 3) of one scene, at least two.

@@ -63,9 +63,12 @@ class GlobalBranch(nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
-            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1),
+            nn.LeakyReLU(0.1),
         )
         self.to_film = nn.Linear(64, 2 * width)
         nn.init.zeros_(self.to_film.weight)
@@ -118,8 +121,13 @@ class FeedbackHDRNet(nn.Module):
         return self.global_branch(small)
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, *, context_images: list[torch.Tensor] | None = None,
-        iterations: int | None = None, all_iterations: bool = False,
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        context_images: list[torch.Tensor] | None = None,
+        iterations: int | None = None,
+        all_iterations: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
         from bdx.hdr.tonemap import mu_law
 
@@ -154,5 +162,9 @@ def hdr_tiling(net: FeedbackHDRNet) -> TileNeeds:
 
 
 HDR_FEEDBACK = Architecture(
-    ARCHITECTURE, "hdr", FeedbackHDRNet, hdr_tiling, from_config=lambda config: FeedbackHDRNet(FeedbackConfig(**config)),
+    ARCHITECTURE,
+    "hdr",
+    FeedbackHDRNet,
+    hdr_tiling,
+    from_config=lambda config: FeedbackHDRNet(FeedbackConfig(**config)),
 )

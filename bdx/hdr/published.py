@@ -142,11 +142,14 @@ class ExpandNet(nn.Module):
         super().__init__()
         self.local_net = nn.Sequential(_selu_conv(3, 64, 3, padding=1), _selu_conv(64, 128, 3, padding=1))
         self.mid_net = nn.Sequential(
-            _selu_conv(3, 64, 3, padding=2, dilation=2), _selu_conv(64, 64, 3, padding=2, dilation=2),
-            _selu_conv(64, 64, 3, padding=2, dilation=2), nn.Conv2d(64, 64, 3, padding=2, dilation=2),
+            _selu_conv(3, 64, 3, padding=2, dilation=2),
+            _selu_conv(64, 64, 3, padding=2, dilation=2),
+            _selu_conv(64, 64, 3, padding=2, dilation=2),
+            nn.Conv2d(64, 64, 3, padding=2, dilation=2),
         )
         self.glob_net = nn.Sequential(
-            _selu_conv(3, 64, 3, stride=2, padding=1), *[_selu_conv(64, 64, 3, stride=2, padding=1) for _ in range(5)],
+            _selu_conv(3, 64, 3, stride=2, padding=1),
+            *[_selu_conv(64, 64, 3, stride=2, padding=1) for _ in range(5)],
             nn.Conv2d(64, 64, 4),
         )
         self.end_net = nn.Sequential(_selu_conv(256, 64, 1), nn.Conv2d(64, 3, 1))
@@ -199,10 +202,15 @@ class ExpandNetTiles(nn.Module):
     def forward(self, x: torch.Tensor, features: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         outs = []
         for tile, (y0, x0, y1, x1) in zip(self.stretch(x), boxes.tolist()):
-            edges = [EXPANDNET_PAD * int(edge) for edge in (
-                round(x0 * self.width) <= 0, round(x1 * self.width) >= self.width,
-                round(y0 * self.height) <= 0, round(y1 * self.height) >= self.height,
-            )]
+            edges = [
+                EXPANDNET_PAD * int(edge)
+                for edge in (
+                    round(x0 * self.width) <= 0,
+                    round(x1 * self.width) >= self.width,
+                    round(y0 * self.height) <= 0,
+                    round(y1 * self.height) >= self.height,
+                )
+            ]
             out = self.net(F.pad(tile[None], edges), features)
             outs.append(out[:, :, edges[2] : out.shape[2] - edges[3], edges[0] : out.shape[3] - edges[1]])
         return torch.cat(outs)
@@ -226,6 +234,7 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W, C) ``image`` resized to (height, width, C) float32 as ``F.interpolate(mode="bilinear",
     align_corners=False)`` without antialiasing: each output sample blends the two nearest rows and columns, so
     only those rows are read (a 100 MP image is never converted to float whole)."""
+
     def taps(size: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         source = np.maximum((np.arange(size, dtype=np.float64) + 0.5) * (length / size) - 0.5, 0)
         first = np.minimum(np.floor(source).astype(np.int64), length - 1)
@@ -239,11 +248,20 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 FHDR = Architecture(
-    "fhdr", "hdr", FHDRNet, lambda net: FHDRTiles(net, None).tiling,
-    detect=lambda state: _FHDR_KEYS <= set(state), from_state=_fhdr, title="FHDR",
+    "fhdr",
+    "hdr",
+    FHDRNet,
+    lambda net: FHDRTiles(net, None).tiling,
+    detect=lambda state: _FHDR_KEYS <= set(state),
+    from_state=_fhdr,
+    title="FHDR",
 )
 EXPANDNET = Architecture(
-    "expandnet", "hdr", ExpandNet, lambda net: ExpandNetTiles.tiling,
-    detect=lambda state: _EXPANDNET_KEYS <= set(state), title="ExpandNet",
+    "expandnet",
+    "hdr",
+    ExpandNet,
+    lambda net: ExpandNetTiles.tiling,
+    detect=lambda state: _EXPANDNET_KEYS <= set(state),
+    title="ExpandNet",
     from_state=lambda state, path: load_matching(ExpandNet(), state, path, "ExpandNet"),
 )

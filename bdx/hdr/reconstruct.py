@@ -122,8 +122,13 @@ def _learned(codes: np.ndarray, settings: HdrSettings, model: LoadedModel | None
     # the halo covers the network's receptive field and every tile shares one global context: seams can be cut
     run = TiledRun.for_needs(model.tiling, settings.tile, blend=0, precision="float32", cut=True)
     return run_tiled(
-        _TileModel(net, settings.iterations), codes, settings=run, device=device, context=net.global_features,
-        context_size=net.config.context_size, progress=progress,
+        _TileModel(net, settings.iterations),
+        codes,
+        settings=run,
+        device=device,
+        context=net.global_features,
+        context_size=net.config.context_size,
+        progress=progress,
     )
 
 
@@ -159,7 +164,11 @@ def match_input_scale(linear: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 
 def calibrate(
-    linear: np.ndarray, exposure: float = 0.0, peak_nits: float | None = None, *, in_place: bool = False,
+    linear: np.ndarray,
+    exposure: float = 0.0,
+    peak_nits: float | None = None,
+    *,
+    in_place: bool = False,
 ) -> np.ndarray:
     """Negative values to 0, then scale by 2^exposure, then (when given) so the brightest 0.01 % of luminance sits
     at ``peak_nits`` (which makes the exposure irrelevant: the peak scales with it). A scale that takes values

@@ -156,7 +156,10 @@ def png_chunk(ctype: bytes, body: bytes) -> bytes:
 
 
 def png_add_chunks(
-    png: bytes, *, icc_profile: bytes | None = None, significant_bits: tuple[int, ...] | None = None,
+    png: bytes,
+    *,
+    icc_profile: bytes | None = None,
+    significant_bits: tuple[int, ...] | None = None,
     exif: bytes | None = None,
 ) -> bytes:
     """Insert iCCP, sBIT and eXIf chunks right after IHDR of an encoded PNG."""

@@ -16,12 +16,8 @@ from bdx.io.image import Image
 from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, parse_jpeg, parse_png, parse_webp
 from bdx.io.native import captured_native_output
 
-RAW_EXTENSIONS = frozenset(
-    {".nef", ".cr2", ".cr3", ".arw", ".dng", ".rw2", ".orf", ".raf", ".pef", ".srw", ".nrw", ".raw"}
-)
-IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".hdr", ".pic"} | RAW_EXTENSIONS
-)
+RAW_EXTENSIONS = frozenset({".nef", ".cr2", ".cr3", ".arw", ".dng", ".rw2", ".orf", ".raf", ".pef", ".srw", ".nrw", ".raw"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".hdr", ".pic"} | RAW_EXTENSIONS)
 DEFAULT_MAX_PIXELS = 1 << 30
 
 

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 DEQUANTIZE_CHOICES = DISPLAY_DEQUANTIZERS  # re-exported for the CLI
 
 
-
 @dataclass(frozen=True)
 class EnhanceSettings:
     """Options of one enhancement run.
@@ -259,8 +258,9 @@ def enhance_lowlight(
     enhancer = CurveEnhancer(net, model.tiling, settings, exponent)
     # the halo covers the curve network and the parameter-map interpolation: seams can be cut, not blended; a
     # full-resolution network sees the image's edges as it does when run on a whole image
-    run = TiledRun.for_needs(enhancer.tiling, settings.tile, blend=0, precision="float32", cut=True,
-                             border="inside" if enhancer.full_resolution else "reflect")
+    run = TiledRun.for_needs(
+        enhancer.tiling, settings.tile, blend=0, precision="float32", cut=True, border="inside" if enhancer.full_resolution else "reflect"
+    )
 
     def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:  # block is the engine's scratch: scaled in place
         np.clip(block, 0.0, 1.0, out=block)
@@ -269,8 +269,14 @@ def enhance_lowlight(
 
     with _flush_denormals():
         pixels = run_tiled(
-            enhancer, codes, settings=run, device=torch_device, finalize=finalize, out_dtype=np.uint16,
-            global_features=params, progress=progress,
+            enhancer,
+            codes,
+            settings=run,
+            device=torch_device,
+            finalize=finalize,
+            out_dtype=np.uint16,
+            global_features=params,
+            progress=progress,
         )
     if image.channels == 1:
         pixels = np.rint(pixels.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint16)

@@ -108,5 +108,9 @@ def fit_long_side(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 CURVE_NET = Architecture(
-    ARCHITECTURE, "lowlight", CurveNet, curve_tiling, from_config=lambda config: CurveNet(CurveNetConfig(**config)),
+    ARCHITECTURE,
+    "lowlight",
+    CurveNet,
+    curve_tiling,
+    from_config=lambda config: CurveNet(CurveNetConfig(**config)),
 )

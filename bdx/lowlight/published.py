@@ -178,22 +178,47 @@ def _sci(state: dict[str, torch.Tensor], path: Path) -> SCIIllumination:
 def _sci_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int, int]:
     """The test-time tensors of an SCI checkpoint (its ``blocks.N`` keys alias ``conv``), its width and layers."""
     layers = len({key.split(".")[2] for key in state if key.startswith("enhance.blocks.")}) or 1
-    kept = {key[len("enhance.") :]: value for key, value in state.items()
-            if key.startswith("enhance.") and not key.startswith("enhance.blocks.")}
+    kept = {
+        key[len("enhance.") :]: value
+        for key, value in state.items()
+        if key.startswith("enhance.") and not key.startswith("enhance.blocks.")
+    }
     return kept, int(kept["in_conv.0.weight"].shape[0]), layers
 
 
 ZERO_DCE = Architecture(
-    "zero-dce", "lowlight", DCENet, curve_tiling, detect=_is_zero_dce, from_state=_dce(False, "zero-dce"), title="Zero-DCE",
+    "zero-dce",
+    "lowlight",
+    DCENet,
+    curve_tiling,
+    detect=_is_zero_dce,
+    from_state=_dce(False, "zero-dce"),
+    title="Zero-DCE",
 )
 ZERO_DCE_IMPROVED = Architecture(
-    "zero-dce-improved", "lowlight", DCENet, curve_tiling, detect=_is_zero_dce_improved,
-    from_state=_dce(True, "zero-dce-improved"), title="Zero-DCE-improved",
+    "zero-dce-improved",
+    "lowlight",
+    DCENet,
+    curve_tiling,
+    detect=_is_zero_dce_improved,
+    from_state=_dce(True, "zero-dce-improved"),
+    title="Zero-DCE-improved",
 )
 ZERO_DCE_PLUS = Architecture(
-    "zero-dce++", "lowlight", DCEPlusNet, curve_tiling, detect=lambda state: set(state) == _SEPARABLE_KEYS, from_state=_dce_plus,
+    "zero-dce++",
+    "lowlight",
+    DCEPlusNet,
+    curve_tiling,
+    detect=lambda state: set(state) == _SEPARABLE_KEYS,
+    from_state=_dce_plus,
     title="Zero-DCE++",
 )
 SCI = Architecture(
-    "sci", "lowlight", SCIIllumination, curve_tiling, detect=lambda state: _SCI_KEYS <= set(state), from_state=_sci, title="SCI",
+    "sci",
+    "lowlight",
+    SCIIllumination,
+    curve_tiling,
+    detect=lambda state: _SCI_KEYS <= set(state),
+    from_state=_sci,
+    title="SCI",
 )

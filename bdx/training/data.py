@@ -23,8 +23,7 @@ def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list
             files.append(folder)
         elif folder.is_dir():
             files.extend(
-                p for p in sorted(folder.rglob("*"))
-                if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+                p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
             )
         elif set("*?[") & set(str(folder)):
             matches = sorted(Path(m) for m in glob.glob(str(folder), recursive=True))
@@ -44,7 +43,11 @@ def is_validation(name: str, fraction: float) -> bool:
 
 
 def split_by_name(
-    items: list[T], name_of: Callable[[T], str], fraction: float, *, validate_from: int = 2,
+    items: list[T],
+    name_of: Callable[[T], str],
+    fraction: float,
+    *,
+    validate_from: int = 2,
 ) -> tuple[list[T], list[T]]:
     """Training and validation items by :func:`is_validation` of their names. Whatever the names hash to, a
     lone file trains (without validation), and from ``validate_from`` files on both sides get at least one."""

@@ -185,8 +185,10 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
 def pipeline_settings(config: DepthTrainConfig) -> PipelineSettings:
     """The truth pipeline's settings of a training config."""
     return PipelineSettings(
-        noise_probability=config.truth_noise_probability, sharpen_probability=config.sharpen_probability,
-        clip_probability=config.clip_probability, tone_probability=config.tone_probability,
+        noise_probability=config.truth_noise_probability,
+        sharpen_probability=config.sharpen_probability,
+        clip_probability=config.clip_probability,
+        tone_probability=config.tone_probability,
     )
 
 
@@ -270,8 +272,13 @@ def validation_gain(net: DequantNet, references: list[Reference], config: DepthT
             gains, prior_gains = [], []
             for ref in references:
                 fixed = DepthTrainConfig(
-                    batch_size=4, crop=128, min_bits=bits, max_bits=bits, eight_bit_fraction=0.0,
-                    prior=config.prior, prior_context=config.prior_context,
+                    batch_size=4,
+                    crop=128,
+                    min_bits=bits,
+                    max_bits=bits,
+                    eight_bit_fraction=0.0,
+                    prior=config.prior,
+                    prior_context=config.prior_context,
                 )
                 batch = sample_batch([ref], fixed, rng)
                 out = dequantize_levels(net, batch.centres, 1.0 / max_level(bits), batch.prior)
@@ -301,8 +308,12 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
     elif start is not None:
         widths, blocks, gate = start.config.widths, start.config.blocks, start.config.gate
     chosen_gate = config.gate if config.gate is not None else (True if gate is None and start is None else bool(gate))
-    return replace(config, widths=tuple(config.widths or widths or DEFAULT_WIDTHS),
-                   blocks=tuple(config.blocks or blocks or DEFAULT_BLOCKS), gate=chosen_gate)
+    return replace(
+        config,
+        widths=tuple(config.widths or widths or DEFAULT_WIDTHS),
+        blocks=tuple(config.blocks or blocks or DEFAULT_BLOCKS),
+        gate=chosen_gate,
+    )
 
 
 def train_depth(
@@ -326,10 +337,14 @@ def train_depth(
     start = cast(DequantNet, load_model(init, "depth").net) if init is not None else None
     config = _with_network_size(config, start, resume)
     assert config.widths is not None and config.blocks is not None and config.gate is not None  # filled in above
-    net = DequantNet(DequantNetConfig(
-        widths=(config.widths[0], config.widths[1]), blocks=(config.blocks[0], config.blocks[1]), prior=config.prior,
-        gate=config.gate,
-    ))
+    net = DequantNet(
+        DequantNetConfig(
+            widths=(config.widths[0], config.widths[1]),
+            blocks=(config.blocks[0], config.blocks[1]),
+            prior=config.prior,
+            gate=config.gate,
+        )
+    )
     if start is not None and init is not None:
         try:
             grow_from(net, start)  # the same network, or a narrower / shallower one
@@ -341,19 +356,33 @@ def train_depth(
         return batch_loss(model, sample_batch(train_refs, config, rng).to(next(net.parameters()).device))
 
     settings = LoopSettings(
-        steps=config.steps, lr=config.lr, validate_every=config.validate_every,
-        checkpoint_every=config.checkpoint_every, seed=config.seed,
+        steps=config.steps,
+        lr=config.lr,
+        validate_every=config.validate_every,
+        checkpoint_every=config.checkpoint_every,
+        seed=config.seed,
     )
     state = run_training(
-        net, loss_fn, settings, Path(str(output) + ".ckpt.pt"),
+        net,
+        loss_fn,
+        settings,
+        Path(str(output) + ".ckpt.pt"),
         validate=(lambda n: validation_gain(n, val_refs, config)) if val_refs else None,
-        resume=resume, device=device, report=report, config=asdict(config),
+        resume=resume,
+        device=device,
+        report=report,
+        config=asdict(config),
     )
     if state.rank == 0 and state.net is not None:
         save_model(
             state.net,
             output,
-            extra={"train_config": asdict(config), "steps": state.step, "train_files": [r.name for r in train_refs],
-                   "validation_files": [r.name for r in val_refs], "history": state.history[-1:]},
+            extra={
+                "train_config": asdict(config),
+                "steps": state.step,
+                "train_files": [r.name for r in train_refs],
+                "validation_files": [r.name for r in val_refs],
+                "history": state.history[-1:],
+            },
         )
     return state

@@ -162,9 +162,7 @@ class HeldoutCase:
     ldr: np.ndarray  # (H, W, 3) the 8-bit rendering through a random camera curve, in [0, 1]
 
 
-def heldout_cases(
-    scenes: list[Scene], seed: int, cameras: int = 1, camera: tuple[float, ...] | None = None
-) -> list[HeldoutCase]:
+def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1, camera: tuple[float, ...] | None = None) -> list[HeldoutCase]:
     """Each scene at the 90th and 98th percentile exposures, cropped to a multiple of 4, through ``cameras``
     fixed-seed camera curves each (more curves average out how well each one happens to be guessed), or
     through the one ``camera`` (gamma, shoulder) when given."""
@@ -236,8 +234,9 @@ def train_hdr(
         if not isinstance(loaded, FeedbackHDRNet):
             raise SettingError(f"{init.name}: not bdx HDR weights; {{init}} needs a bdx HDR file")
         start = loaded
-        config = replace(config, width=start.config.width, iterations=start.config.iterations,
-                         state_scale=start.config.state_scale, init=init.name)
+        config = replace(
+            config, width=start.config.width, iterations=start.config.iterations, state_scale=start.config.state_scale, init=init.name
+        )
     if config.supervise not in SUPERVISED:
         raise BdxError(f"supervise must be one of {', '.join(SUPERVISED)}, not {config.supervise!r}")
     scenes = find_scenes(data)
@@ -246,8 +245,9 @@ def train_hdr(
     if not train:
         train, val = val, []
     net = FeedbackHDRNet(
-        start.config if start is not None else
-        FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale)
+        start.config
+        if start is not None
+        else FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale)
     )
     if start is not None:
         net.load_state_dict(start.state_dict())
@@ -262,18 +262,33 @@ def train_hdr(
         return hdr_loss([o.float() for o in supervised], target.to(device_), config.gradient_weight)
 
     settings = LoopSettings(
-        steps=config.steps, lr=config.lr, validate_every=config.validate_every,
-        checkpoint_every=config.checkpoint_every, seed=config.seed,
+        steps=config.steps,
+        lr=config.lr,
+        validate_every=config.validate_every,
+        checkpoint_every=config.checkpoint_every,
+        seed=config.seed,
     )
     state = run_training(
-        net, loss_fn, settings, Path(str(output) + ".ckpt.pt"),
+        net,
+        loss_fn,
+        settings,
+        Path(str(output) + ".ckpt.pt"),
         validate=(lambda n: validation_scores(n, val, context_size, config.camera)) if val else None,
-        resume=resume, device=device, report=report, config=asdict(config),
+        resume=resume,
+        device=device,
+        report=report,
+        config=asdict(config),
     )
     if state.rank == 0 and state.net is not None:
-        save_model(state.net, output, extra={
-            "train_config": asdict(config), "steps": state.step, "train_files": [s.name for s in train],
-            "validation_files": [s.name for s in val], "history": state.history[-1:],
-        })
+        save_model(
+            state.net,
+            output,
+            extra={
+                "train_config": asdict(config),
+                "steps": state.step,
+                "train_files": [s.name for s in train],
+                "validation_files": [s.name for s in val],
+                "history": state.history[-1:],
+            },
+        )
     return state
-

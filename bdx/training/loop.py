@@ -163,8 +163,13 @@ def run_training(
         if rank == 0 and (state.step % settings.checkpoint_every == 0 or last):
             buffer = io.BytesIO()
             torch.save(
-                {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
-                 "history": state.history, "config": config or {}},
+                {
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": state.step,
+                    "history": state.history,
+                    "config": config or {},
+                },
                 buffer,
             )
             atomic_write_bytes(checkpoint, buffer.getvalue())

@@ -108,8 +108,10 @@ def zero_reference_loss(net, images: torch.Tensor, config: LowlightTrainConfig) 
         "exposure": exposure_loss(enhanced, config.exposure),
     }
     total = (
-        config.weight_tv * terms["tv"] + config.weight_spatial * terms["spatial"]
-        + config.weight_colour * terms["colour"] + config.weight_exposure * terms["exposure"]
+        config.weight_tv * terms["tv"]
+        + config.weight_spatial * terms["spatial"]
+        + config.weight_colour * terms["colour"]
+        + config.weight_exposure * terms["exposure"]
     )
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
@@ -130,7 +132,12 @@ PSNR_LOSS_FLOOR = 1e-5  # squared error below which the psnr loss stops rewardin
 
 
 def reference_loss(
-    net, dark: torch.Tensor, reference: torch.Tensor, context_size: int, gamma: float, pair_loss: PairLoss = "psnr",
+    net,
+    dark: torch.Tensor,
+    reference: torch.Tensor,
+    context_size: int,
+    gamma: float,
+    pair_loss: PairLoss = "psnr",
 ) -> torch.Tensor:
     """The training loss against references: ``psnr`` (mean log10 squared error per image, scaled so its
     gradients match the plain error's order of magnitude) or ``mse``."""
@@ -148,7 +155,7 @@ def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.nd
     except (OSError, ValueError) as exc:
         raise BdxError(f"cannot read pairs from {pairs_file}: {exc}") from None
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and {"input", "reference"} <= set(e) for e in entries):
-        raise BdxError(f"{pairs_file}: expected a JSON list of {{\"input\": ..., \"reference\": ...}} entries")
+        raise BdxError(f'{pairs_file}: expected a JSON list of {{"input": ..., "reference": ...}} entries')
     pairs = []
     for entry in entries:
         frames = []
@@ -161,28 +168,29 @@ def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.nd
             raise BdxError(f"{pairs_file}: {entry['input']} and {entry['reference']} differ in size")
         height, width = fit_long_side(frames[0].shape[0], frames[0].shape[1], size)
         dark, reference = (
-            np.ascontiguousarray(cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA), dtype=np.float32)
-            for f in frames
+            np.ascontiguousarray(cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA), dtype=np.float32) for f in frames
         )
         pairs.append((Path(entry["reference"]).name, dark, reference))
     return pairs
 
 
 def sample_pairs(
-    pairs: list[tuple[np.ndarray, np.ndarray]], batch_size: int, rng: np.random.Generator,
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    batch_size: int,
+    rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of whole pairs (one size), each flipped left-right at random, the same way in both frames."""
     chosen = [pairs[i] for i in rng.integers(len(pairs), size=batch_size)]
     flips = rng.random(batch_size) < 0.5
-    stack = lambda frames: torch.from_numpy(np.stack([  # noqa: E731
-        np.ascontiguousarray(f[:, ::-1] if flip else f) for f, flip in zip(frames, flips)
-    ])).permute(0, 3, 1, 2).contiguous()
+
+    def stack(frames: list[np.ndarray]) -> torch.Tensor:
+        flipped = [np.ascontiguousarray(f[:, ::-1] if flip else f) for f, flip in zip(frames, flips)]
+        return torch.from_numpy(np.stack(flipped)).permute(0, 3, 1, 2).contiguous()
+
     return stack([d for d, _ in chosen]), stack([r for _, r in chosen])
 
 
-def load_training_images(
-    folders: list[Path], size: int, exclude: Collection[str] = frozenset()
-) -> list[tuple[str, np.ndarray]]:
+def load_training_images(folders: list[Path], size: int, exclude: Collection[str] = frozenset()) -> list[tuple[str, np.ndarray]]:
     """Every image under ``folders`` (names in ``exclude`` skipped), resized to ``size`` on the long side."""
     files = find_files(folders, IMAGE_EXTENSIONS - RAW_EXTENSIONS)
     images = []
@@ -196,8 +204,9 @@ def load_training_images(
         if pixels.shape[2] == 1:
             pixels = np.repeat(pixels, 3, axis=2)
         scale = size / max(pixels.shape[:2])
-        small = cv2.resize(pixels, (max(8, round(pixels.shape[1] * scale)), max(8, round(pixels.shape[0] * scale))),
-                           interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            pixels, (max(8, round(pixels.shape[1] * scale)), max(8, round(pixels.shape[0] * scale))), interpolation=cv2.INTER_AREA
+        )
         images.append((path.name, np.ascontiguousarray(small[..., :3], dtype=np.float32)))
     if not images:
         raise BdxError("no usable training images found")
@@ -257,16 +266,25 @@ def train_lowlight(
     else:
         loss_fn, validate, extra = _zero_reference_objective(net, data, config, exclude)
     settings = LoopSettings(
-        steps=config.steps, lr=config.lr, validate_every=config.validate_every,
-        checkpoint_every=config.checkpoint_every, seed=config.seed,
+        steps=config.steps,
+        lr=config.lr,
+        validate_every=config.validate_every,
+        checkpoint_every=config.checkpoint_every,
+        seed=config.seed,
     )
     state = run_training(
-        net, loss_fn, settings, Path(str(output) + ".ckpt.pt"), validate=validate,
-        resume=resume, device=device, report=report, config=asdict(config),
+        net,
+        loss_fn,
+        settings,
+        Path(str(output) + ".ckpt.pt"),
+        validate=validate,
+        resume=resume,
+        device=device,
+        report=report,
+        config=asdict(config),
     )
     if state.rank == 0 and state.net is not None:
-        save_model(state.net, output, extra={"train_config": asdict(config), "steps": state.step, **extra,
-                                             "history": state.history[-1:]})
+        save_model(state.net, output, extra={"train_config": asdict(config), "steps": state.step, **extra, "history": state.history[-1:]})
     return state
 
 
@@ -291,8 +309,12 @@ def _zero_reference_objective(net: CurveNet, data: list[Path], config: LowlightT
         images = sample_images(val, min(16, 2 * len(val)), crop, rng).to(next(net.parameters()).device)
         total, terms = zero_reference_loss(model, images, config)
         enhanced = apply_curves(images, model(images))
-        return {"val_loss": float(total), **{f"val_{k}": v for k, v in terms.items()},
-                "val_mean_in": float(images.mean()), "val_mean_out": float(enhanced.mean())}
+        return {
+            "val_loss": float(total),
+            **{f"val_{k}": v for k, v in terms.items()},
+            "val_mean_in": float(images.mean()),
+            "val_mean_out": float(enhanced.mean()),
+        }
 
     return loss_fn, validate if val else None, {"excluded_files": len(exclude)}
 
@@ -310,8 +332,7 @@ def _pairs_objective(net: CurveNet, pairs_file: Path, config: LowlightTrainConfi
     def loss_fn(model, rng):
         dark, reference = sample_pairs(train, config.batch_size, rng)
         target = next(net.parameters()).device
-        return reference_loss(model, dark.to(target), reference.to(target), config.context_size, config.gamma,
-                              config.pair_loss)
+        return reference_loss(model, dark.to(target), reference.to(target), config.context_size, config.gamma, config.pair_loss)
 
     def validate(model) -> dict:
         target = next(net.parameters()).device
