@@ -1,17 +1,22 @@
-"""Colour math: sRGB transfer function, luminance, Oklab.
+"""Colour math: sRGB transfer function, luminance, Oklab, and the mu-law domain of HDR values.
 
 Functions take float arrays with channels last and work on NumPy arrays of any
-leading shape; :func:`srgb_to_linear_tensor` is the tensor form of the sRGB decoding.
+leading shape; :func:`srgb_to_linear_tensor` is the tensor form of the sRGB decoding, and the mu-law
+functions take either.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+Values = TypeVar("Values", np.ndarray, "torch.Tensor")
+MU = 5000.0  # the mu-law's compression, as in HDR reconstruction papers
 
 REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
@@ -51,6 +56,25 @@ def linear_to_srgb(values: np.ndarray) -> np.ndarray:
     """Linear light to sRGB encoding (values above 1 are extended with the same curve)."""
     values = np.asarray(values, dtype=np.float32)
     return np.where(values <= 0.0031308, values * 12.92, 1.055 * np.maximum(values, 0.0031308) ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def mu_law(linear: Values, headroom: float) -> Values:
+    """Linear values from 0 to ``headroom`` to the mu-law domain, 0 to 1 (mu = 5000; negatives count as 0), for
+    a NumPy array or a tensor.
+
+    >>> float(mu_law(np.array(32.0), headroom=32.0))
+    1.0
+    """
+    if isinstance(linear, np.ndarray):
+        return np.log1p(MU * (np.maximum(linear, 0) / headroom)) / math.log1p(MU)
+    return (MU * (linear.clamp_min(0) / headroom)).log1p() / math.log1p(MU)
+
+
+def inverse_mu_law(compressed: Values, headroom: float) -> Values:
+    """Inverse of :func:`mu_law`."""
+    if isinstance(compressed, np.ndarray):
+        return np.expm1(compressed * math.log1p(MU)) / MU * headroom
+    return (compressed * math.log1p(MU)).expm1() / MU * headroom
 
 
 def luminance(linear_rgb: np.ndarray) -> np.ndarray:

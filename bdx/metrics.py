@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bdx.color import linear_srgb_to_oklab, luminance, srgb_to_linear
+from bdx.color import linear_srgb_to_oklab, luminance, mu_law, srgb_to_linear
 from bdx.quantization import Convention, bin_centres, requantize_u16, step_size
 
 BANDING_GAMMAS = (0.6, 1.6)
@@ -157,11 +157,8 @@ def colour_cast(srgb: np.ndarray) -> float:
     return float(np.hypot(lab[..., 1].mean(), lab[..., 2].mean()) * 100)
 
 
-HDR_MU = 5000.0
-
-
 def _mu_law_normalised(linear: np.ndarray, peak: float) -> np.ndarray:
-    return np.log1p(HDR_MU * np.clip(np.asarray(linear, dtype=np.float64) / peak, 0, 1)) / np.log1p(HDR_MU)
+    return mu_law(np.clip(np.asarray(linear, dtype=np.float64) / peak, 0, 1), headroom=1.0)
 
 
 def hdr_peak(reference: np.ndarray) -> float:

@@ -16,7 +16,8 @@ from bdx.hdr.merge import merge_brackets
 from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
 from bdx.models import load_model, save_model
 from bdx.hdr.reconstruct import HdrSettings, calibrate, ldr_to_hdr
-from bdx.hdr.tonemap import camera_response, inverse_mu_law, mu_law
+from bdx.color import inverse_mu_law, mu_law
+from bdx.hdr.tonemap import HEADROOM, camera_response
 from bdx.io import Image, read_image, write_image
 from bdx.metrics import psnr_mu
 from bdx.training.hdr import HdrTrainConfig, train_hdr
@@ -48,14 +49,14 @@ def _ldr(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def test_mu_law_round_trip():
     values = torch.tensor([0.0, 0.01, 1.0, 7.5, 32.0])
-    torch.testing.assert_close(inverse_mu_law(mu_law(values)), values, rtol=1e-5, atol=1e-6)
-    assert mu_law(torch.tensor(32.0)).item() == pytest.approx(1.0)
+    torch.testing.assert_close(inverse_mu_law(mu_law(values, HEADROOM), HEADROOM), values, rtol=1e-5, atol=1e-6)
+    assert mu_law(torch.tensor(32.0), HEADROOM).item() == pytest.approx(1.0)
 
 
 def test_untrained_network_is_the_linearized_input():
     net = FeedbackHDRNet().eval()  # zero-initialised reconstruction head
     x = torch.rand(1, 3, 32, 48)
-    out = inverse_mu_law(net(x))
+    out = inverse_mu_law(net(x), HEADROOM)
     from bdx.color import srgb_to_linear, srgb_to_linear_tensor
 
     torch.testing.assert_close(out, srgb_to_linear_tensor(x), rtol=1e-4, atol=1e-5)

@@ -53,14 +53,15 @@ def ldr2hdr_command(
     """Reconstruct scene-linear HDR from 8-bit (or 16-bit) photos: undo the curve and quantization, recover highlights."""
     from bdx.depth import DISPLAY_DEQUANTIZERS
     from bdx.hdr.reconstruct import HDR_METHODS, HdrSettings
+    from bdx.io.write import EXR_SAMPLE_TYPES
 
     with command_errors():
         hdr_method = check_choice("--method", method, HDR_METHODS)
         front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
         if precision is not None:  # the option's former name (elsewhere --precision is the arithmetic's)
-            check_choice("--precision", precision, ("half", "float"))
+            check_choice("--precision", precision, EXR_SAMPLE_TYPES)
             sample_type = precision
-        check_choice("--sample-type", sample_type, ("half", "float"))
+        check_choice("--sample-type", sample_type, EXR_SAMPLE_TYPES)
         if iterations is not None:
             check_range("--iterations", iterations, 1, MAX_ITERATIONS)
         check_tile(tile)

@@ -94,7 +94,7 @@ def train_depth_command(
     from bdx.training.depth import DepthTrainConfig, train_depth
 
     with command_errors():
-        check_choice("--prior", prior, PRIORS)
+        chosen_prior = check_choice("--prior", prior, PRIORS)
         if (widths and min(widths) < 1) or (blocks and min(blocks) < 0):
             raise UsageError("--widths must be at least 1 and --blocks at least 0")
         config = DepthTrainConfig(
@@ -106,7 +106,7 @@ def train_depth_command(
             checkpoint_every=checkpoint_every,
             seed=seed,
             validation_fraction=validation_fraction,
-            prior=prior,
+            prior=chosen_prior,
             synthetic_fraction=synthetic_fraction,
             upscale_fraction=upscale_fraction,
             widths=widths,
@@ -272,7 +272,7 @@ def train_hdr_command(
     with command_errors():
         if iterations < 1 or width < 4 or state_scale < 1:
             raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
-        check_choice("--supervise", supervise, SUPERVISED)
+        chosen_supervise = check_choice("--supervise", supervise, SUPERVISED)
         if camera is not None and not (1.0 <= camera[0] <= 4.0 and 0.0 <= camera[1] <= 1.0):
             raise UsageError("--camera takes GAMMA (1 to 4) and SHOULDER (0 to 1)")
         multiple = 4 * state_scale
@@ -284,7 +284,7 @@ def train_hdr_command(
             iterations=iterations,
             width=width,
             state_scale=state_scale,
-            supervise=supervise,
+            supervise=chosen_supervise,
             camera=camera,
             validation_fraction=validation_fraction,
             validate_every=validate_every,

@@ -21,7 +21,7 @@ of cancelling the prior.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ from bdx.quantization import Convention, step_size
 from bdx.tiling import round_up
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
-PRIORS: tuple[str, ...] = ("none", "contour")
+Prior = Literal["none", "contour"]
+PRIORS: tuple[Prior, ...] = get_args(Prior)
 PRIOR_LIMIT = 0.999  # prior offsets are clamped inside (-1, 1) so their atanh stays finite
 ENSEMBLE_SIZES: tuple[int, ...] = (1, 2, 4, 8)  # identity; + left-right flip; + up-down flips; + transposes
 
@@ -46,7 +47,7 @@ class DequantNetConfig:
     widths: tuple[int, int] = (16, 64)
     blocks: tuple[int, int] = (1, 3)
     channels: int = 3
-    prior: str = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre
+    prior: Prior = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre
     gate: bool = False  # scale the offsets by a predicted confidence (0: the bin centre)
 
 
@@ -415,7 +416,7 @@ def _from_config(config: dict) -> DequantNet:
             widths=tuple(config["widths"]),
             blocks=tuple(config["blocks"]),
             channels=int(config["channels"]),
-            prior=str(config.get("prior", "none")),
+            prior=config.get("prior", "none"),
             gate=bool(config.get("gate", False)),
         )
     )

@@ -129,14 +129,15 @@ class FeedbackHDRNet(nn.Module):
         iterations: int | None = None,
         all_iterations: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
-        from bdx.hdr.tonemap import mu_law
+        from bdx.color import mu_law
+        from bdx.hdr.tonemap import HEADROOM
 
         if context_images is not None:  # one downscaled copy per sample
             context = torch.cat([self.global_features(image) for image in context_images])
         if context is None:
             context = self.global_features(F.interpolate(x, scale_factor=0.25, mode="area") if min(x.shape[2:]) >= 32 else x)
         linear = srgb_to_linear_tensor(x)  # the starting point the network refines
-        skip = mu_law(linear)
+        skip = mu_law(linear, HEADROOM)
         inputs = torch.cat([F.pixel_unshuffle(x, 4), F.pixel_unshuffle(skip, 4)], dim=1)
         scale, shift = context.view(context.shape[0], -1, 1, 1).chunk(2, dim=1)  # one context for every tile
         features = self.extract(inputs) * (1 + scale) + shift

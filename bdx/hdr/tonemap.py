@@ -1,30 +1,16 @@
 """The compressed domains HDR networks work in, and camera response curves.
 
-``mu_law`` maps linear radiance (clip point of the input = 1.0) into [0, 1]
-with mu = 5000 over ``HEADROOM`` (32x, five stops above the clip point). Camera
+The networks' mu-law domain (:func:`bdx.color.mu_law`) maps linear radiance (clip point of the input = 1.0)
+into [0, 1] over ``HEADROOM`` (32x, five stops above the clip point). Camera
 responses are a two-parameter family (a gamma and a sigmoid-like shoulder) that
 covers sRGB-like and S-shaped film curves; training draws random members.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
 
-MU = 5000.0
 HEADROOM = 32.0
-
-
-def mu_law(linear: torch.Tensor, headroom: float = HEADROOM) -> torch.Tensor:
-    """Linear values (0 .. headroom) to the mu-law domain (0 .. 1)."""
-    return torch.log1p(MU * (linear.clamp_min(0) / headroom)) / math.log1p(MU)
-
-
-def inverse_mu_law(compressed: torch.Tensor, headroom: float = HEADROOM) -> torch.Tensor:
-    """Inverse of :func:`mu_law`."""
-    return torch.expm1(compressed * math.log1p(MU)) / MU * headroom
 
 
 def camera_response(linear: np.ndarray, gamma: float, shoulder: float, white: float = 1.0) -> np.ndarray:

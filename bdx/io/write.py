@@ -8,6 +8,7 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -16,7 +17,10 @@ from bdx.errors import BdxError, SettingError
 from bdx.io.image import Image, convert_depth, to_float
 from bdx.io.metadata import PNG_SIGNATURE, exif_upright, jpeg_add_exif, jpeg_add_icc, png_add_chunks, png_chunk
 
-OUTPUT_FORMATS = ("tiff", "png", "exr", "jpeg", "hdr")
+OutputFormat = Literal["tiff", "png", "exr", "jpeg", "hdr"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
+ExrSampleType = Literal["half", "float"]
+EXR_SAMPLE_TYPES: tuple[ExrSampleType, ...] = get_args(ExrSampleType)
 _EXTENSION_FORMATS = {
     ".tif": "tiff",
     ".tiff": "tiff",

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from bdx.dequant.learned import DequantNet, DequantNetConfig, contour_prior, dequantize_levels, grow_from, offset_reach
+from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, offset_reach
 from bdx.errors import BdxError, SettingError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.models import load_model, save_model
@@ -63,7 +63,7 @@ class DepthTrainConfig:
     seed: int = 0
     widths: tuple[int, int] | None = None  # None: the checkpoint's (--resume), the start weights' (--init), else DEFAULT_WIDTHS
     blocks: tuple[int, int] | None = None  # None: likewise, else DEFAULT_BLOCKS
-    prior: str = "contour"
+    prior: Prior = "contour"
     gate: bool | None = None  # offsets scaled by a predicted confidence; None: like --resume / --init, else True
     prior_context: int = 32  # pixels of context around each crop when computing the prior
     synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields

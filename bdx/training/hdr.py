@@ -14,16 +14,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import cv2
 import numpy as np
 import torch
 
-from bdx.color import luminance
+from bdx.color import inverse_mu_law, luminance, mu_law
 from bdx.errors import BdxError, SettingError
 from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
-from bdx.hdr.tonemap import HEADROOM, camera_response, mu_law, random_camera
+from bdx.hdr.tonemap import HEADROOM, camera_response, random_camera
 from bdx.io import read_image
 from bdx.metrics import psnr_mu
 from bdx.models import load_model, save_model
@@ -31,7 +31,8 @@ from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training
 
 HDR_SUFFIXES = {".exr", ".hdr"}
-SUPERVISED: tuple[str, ...] = ("all", "last")  # which feedback iterations the loss sees
+Supervise = Literal["all", "last"]  # which feedback iterations the loss sees
+SUPERVISED: tuple[Supervise, ...] = get_args(Supervise)
 
 
 @dataclass
@@ -45,7 +46,7 @@ class HdrTrainConfig:
     width: int = 32
     iterations: int = 4
     state_scale: int = 1
-    supervise: str = "all"  # "all": every iteration's estimate is in the loss (as FHDR); "last": only the final one
+    supervise: Supervise = "all"  # "all": every iteration's estimate is in the loss (as FHDR); "last": only the final one
     camera: tuple[float, ...] | None = None  # (gamma, shoulder[, white]) of one fixed camera; None: a random one per sample
     init: str | None = None  # name of the weights the run started from
     jpeg_probability: float = 0.3
@@ -143,7 +144,7 @@ def context_tensors(contexts: list[np.ndarray], device) -> list[torch.Tensor]:
 
 def hdr_loss(outputs: list[torch.Tensor], target: torch.Tensor, gradient_weight: float) -> torch.Tensor:
     """Mean over iterations of L1 in the mu-law domain plus ``gradient_weight`` x L1 of mu-law gradients."""
-    reference = mu_law(target)
+    reference = mu_law(target, HEADROOM)
     total = reference.new_zeros(())
     for out in outputs:
         total = total + (out - reference).abs().mean()
@@ -183,7 +184,6 @@ def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1, camera: tupl
 def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) -> list[np.ndarray]:
     """Scene-linear (H, W, 3) predictions after every feedback iteration, for a whole (untiled) image
     (padded to the network's multiple the way the tiler pads borders)."""
-    from bdx.hdr.tonemap import inverse_mu_law
     from bdx.tiling import pad_image
 
     device = next(net.parameters()).device
@@ -192,7 +192,7 @@ def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) 
     with torch.inference_mode():
         context = net.global_features(torch.from_numpy(context_image(ldr, context_size)).permute(2, 0, 1)[None].to(device))
         outputs = net(x.to(device), context, all_iterations=True)
-    return [inverse_mu_law(out.clamp(0, 1))[0, :, :height, :width].permute(1, 2, 0).cpu().numpy() for out in outputs]
+    return [inverse_mu_law(out.clamp(0, 1), HEADROOM)[0, :, :height, :width].permute(1, 2, 0).cpu().numpy() for out in outputs]
 
 
 def validation_scores(

@@ -5,7 +5,7 @@ example a curve model trained with the zero-reference losses only), and bdx's de
 casts and halos show most. Writes an 8-bit PNG for the docs.
 
     git show 02bdda9:weights/lowlight-curvenet-v1.safetensors > /tmp/zero_reference.safetensors
-    python benchmarks/lowlight_sheet.py --before /tmp/zero_reference.safetensors --out docs/images/lowlight_before_after.png
+    python tools/lowlight_sheet.py --before /tmp/zero_reference.safetensors --out docs/images/lowlight_before_after.png
 """
 
 from __future__ import annotations
