@@ -119,7 +119,7 @@ def find_references(folders: list[Path]) -> list[Path]:
 
 
 def load_references(data: list[Path]) -> list[Reference]:
-    """Every usable reference in the ``--data`` folders, each tagged with its folder's index, in the order of
+    """Every usable reference in the ``data`` folders, each tagged with its folder's index, in the order of
     their resolved paths: the validation crops are drawn in this order, so ``../data`` and ``/abs/data``
     give the same figures."""
     sources = {path: source for source, folder in enumerate(data) for path in find_references([folder])}
