@@ -324,3 +324,14 @@ def test_a_full_output_stream_is_one_line_not_an_internal_error(tmp_path):
             done = subprocess.run([sys.executable, "-m", "bdx", *map(str, arguments)], stdout=full, stderr=subprocess.PIPE, text=True)
         assert done.returncode == 1 and "No space left on device" in done.stderr and "internal error" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,names", [
+    (("nosuch",), ("No such command", "bdx -h")),
+    (("upscale-depth",), ("Missing argument", "bdx upscale-depth -h")),
+    (("upscale-depth", "a.png", "--tile", "abc"), ("--tile", "valid integer")),
+    (("upscale-depth", "a.png", "--no-such-option"), ("No such option: --no-such-option",)),
+    (("eval", "depth"), ("Missing option '--pred'", "bdx eval depth -h")),
+])
+def test_command_line_parse_errors_are_one_line(args, names):
+    assert_one_error(bdx(*args), 2, *names)

@@ -59,7 +59,16 @@ def main() -> None:
     warnings.simplefilter("ignore")
     logging.getLogger().addHandler(logging.NullHandler())
     try:
-        app(prog_name="bdx")
+        status = app(prog_name="bdx", standalone_mode=False)
+    except _USAGE_ERROR as exc:  # the command line itself: one line and status 2, as for bdx's own usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(exc.exit_code)  # the help was shown
+        where = exc.ctx.command_path if exc.ctx is not None else "bdx"
+        sys.stderr.write(f"bdx: error: {exc.format_message().rstrip('.')} (see {where} -h)\n")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("bdx: interrupted\n")
+        sys.exit(130)
     except (KeyboardInterrupt, Interrupted) as exc:
         sys.stderr.write("\nbdx: interrupted\n" if sys.stderr.isatty() else "bdx: interrupted\n")
         sys.exit(getattr(exc, "status", 130))
@@ -75,3 +84,8 @@ def main() -> None:
         message = str(exc).splitlines()[0][:200] if str(exc) else ""
         sys.stderr.write(f"bdx: internal error: {type(exc).__name__}: {message} (BDX_DEBUG=1 shows the traceback)\n")
         sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+# Typer's command-line parsing errors (its vendored click's UsageError, the base of typer.BadParameter)
+_USAGE_ERROR = next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "UsageError")
