@@ -7,6 +7,7 @@ functions, so ``bdx --help`` and ``bdx --version`` answer without loading torch.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -61,11 +62,12 @@ def main() -> None:
     try:
         status = app(prog_name="bdx", standalone_mode=False)
     except _USAGE_ERROR as exc:  # the command line itself: one line and status 2, as for bdx's own usage errors
+        usage: Any = exc
         if type(exc).__name__ == "NoArgsIsHelpError":
-            sys.exit(exc.exit_code)  # the help was shown
-        where = exc.ctx.command_path if exc.ctx is not None else "bdx"
-        sys.stderr.write(f"bdx: error: {exc.format_message().rstrip('.')} (see {where} -h)\n")
-        sys.exit(exc.exit_code)
+            sys.exit(usage.exit_code)  # the help was shown
+        where = usage.ctx.command_path if usage.ctx is not None else "bdx"
+        sys.stderr.write(f"bdx: error: {usage.format_message().rstrip('.')} (see {where} -h)\n")
+        sys.exit(usage.exit_code)
     except typer.Abort:
         sys.stderr.write("bdx: interrupted\n")
         sys.exit(130)
@@ -88,4 +90,4 @@ def main() -> None:
 
 
 # Typer's command-line parsing errors (its vendored click's UsageError, the base of typer.BadParameter)
-_USAGE_ERROR = next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "UsageError")
+_USAGE_ERROR: type[Exception] = next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "UsageError")
