@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
@@ -302,3 +303,69 @@ def test_camera_raw_decodes_to_16bit(tmp_path):
     assert srgb.pixels[..., 1].mean() > linear.pixels[..., 1].mean()  # sRGB encoding lifts mid-tones
     red = srgb.pixels[..., 0].astype(float)
     assert red[:, -8:].mean() > red[:, :8].mean()  # the red ramp runs left to right
+
+
+def _camera_exif(end: str) -> bytes:
+    """A TIFF-structured EXIF blob in byte order ``end`` as cameras write it: Make, Model and orientation 6 in
+    IFD0, an Exif IFD (exposure 1/125 s, f/2.8, ISO 400, an Interop pointer) and a GPS IFD (latitude ref N)."""
+    def entry(tag: int, kind: int, count: int, value: bytes) -> bytes:
+        return struct.pack(end + "HHI", tag, kind, count) + value.ljust(4, b"\0")
+
+    def long(value: int) -> bytes:
+        return struct.pack(end + "I", value)
+
+    make, model = b"TestCam\0", b"Model X1\0"
+    ifd0_size = 2 + 5 * 12 + 4
+    text = 8 + ifd0_size
+    exif_at = text + len(make) + len(model) + 1  # one pad byte: even
+    exif_size = 2 + 4 * 12 + 4
+    values = exif_at + exif_size
+    gps_at = values + 16
+    ifd0 = struct.pack(end + "H", 5) + b"".join([
+        entry(271, 2, len(make), long(text)), entry(272, 2, len(model), long(text + len(make))),
+        entry(274, 3, 1, struct.pack(end + "H", 6)), entry(34665, 4, 1, long(exif_at)), entry(34853, 4, 1, long(gps_at)),
+    ]) + long(0)
+    exif_ifd = struct.pack(end + "H", 4) + b"".join([
+        entry(33434, 5, 1, long(values)), entry(33437, 5, 1, long(values + 8)),
+        entry(34855, 3, 1, struct.pack(end + "H", 400)), entry(40965, 4, 1, long(0)),
+    ]) + long(0)
+    rationals = struct.pack(end + "IIII", 1, 125, 28, 10)
+    gps_ifd = struct.pack(end + "H", 1) + entry(1, 2, 2, b"N\0") + long(0)
+    header = (b"II*\0" if end == "<" else b"MM\0*") + long(8)
+    return header + ifd0 + make + model + b"\0" + exif_ifd + rationals + gps_ifd
+
+
+@pytest.mark.parametrize("end", ["<", ">"])
+def test_exif_is_carried_to_tiff(end):
+    """Make and Model as IFD0 tags, the Exif and GPS IFDs as sub-IFDs (the Interop pointer dropped), in the
+    EXIF's own byte order; the pixels and the ICC profile as without EXIF."""
+    import tifffile
+
+    pixels = np.random.default_rng(0).integers(0, 65536, (20, 30, 3), dtype=np.uint16)
+    data = encode_image(Image(pixels, icc_profile=b"icc-profile", exif=_camera_exif(end)), "tiff")
+    with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        tags = tiff.pages[0].tags
+        assert tiff.byteorder == end and np.array_equal(tiff.asarray(), pixels)
+        assert (tags["Make"].value, tags["Model"].value, tags["InterColorProfile"].value) == ("TestCam", "Model X1", b"icc-profile")
+        exif = tags["ExifTag"].value
+        assert exif["ExposureTime"] == (1, 125) and exif["FNumber"] == (28, 10) and exif["ISOSpeedRatings"] == 400
+        assert "InteroperabilityTag" not in exif and tags["GPSTag"].value["GPSLatitudeRef"] == "N"
+        assert "Orientation" not in tags or tags["Orientation"].value == 1  # the pixels are stored upright
+        codes = [tag.code for tag in tiff.pages[0].tags.values()]
+        assert codes == sorted(codes)
+    # a TIFF input carries the same to the next TIFF, PNG or JPEG
+    again = decode_image(data, "x.tiff")
+    assert again.pixels.shape == (20, 30, 3) and again.exif is not None
+    with tifffile.TiffFile(io.BytesIO(encode_image(again, "tiff"))) as tiff:
+        assert tiff.pages[0].tags["ExifTag"].value == exif and tiff.pages[0].tags["Model"].value == "Model X1"
+    from bdx.io.metadata import parse_jpeg
+
+    carried = parse_jpeg(encode_image(again, "jpeg")).exif
+    assert carried is not None and b"TestCam" in carried
+
+
+def test_unreadable_exif_is_left_out_of_a_tiff():
+    pixels = np.zeros((4, 4, 3), np.uint16)
+    for broken in (b"II*\0\xff\xff\xff\xff", b"MM\0*\0\0\0\x08\0\x05", b"nonsense"):
+        data = encode_image(Image(pixels, exif=broken), "tiff")
+        assert np.array_equal(decode_image(data, "x.tiff").pixels, pixels)

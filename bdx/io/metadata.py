@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -57,6 +58,144 @@ def exif_upright(tiff_blob: bytes) -> bytes:
         return tiff_blob
     end, position = found
     return tiff_blob[:position] + struct.pack(end + "H", 1) + tiff_blob[position + 2 :]
+
+
+_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+EXIF_IFD, GPS_IFD = 34665, 34853  # IFD0 tags pointing to the Exif and GPS sub-IFDs
+_INTEROP_IFD = 40965  # a pointer inside the Exif IFD; not carried (it would point nowhere)
+_IFD0_TEXT = (271, 272, 306, 315, 33432)  # Make, Model, DateTime, Artist, Copyright
+
+
+@dataclass(frozen=True)
+class _Entry:
+    tag: int
+    kind: int
+    count: int
+    value: bytes  # the value's bytes, inline or not
+
+
+def _read_ifd(blob: bytes, end: str, offset: int) -> list[_Entry]:
+    """The entries of the IFD at ``offset`` of a TIFF-structured blob (values fetched from wherever they lie)."""
+    (count,) = struct.unpack(end + "H", blob[offset : offset + 2])
+    entries = []
+    for i in range(count):
+        start = offset + 2 + 12 * i
+        tag, kind, number = struct.unpack(end + "HHI", blob[start : start + 8])
+        size = _TYPE_SIZES.get(kind, 0) * number
+        if size == 0:
+            continue
+        if size <= 4:
+            value = blob[start + 8 : start + 8 + size]
+        else:
+            (where,) = struct.unpack(end + "I", blob[start + 8 : start + 12])
+            value = blob[where : where + size]
+        if len(value) == size:
+            entries.append(_Entry(tag, kind, number, value))
+    return entries
+
+
+def _write_ifd(entries: list[_Entry], end: str, base: int) -> bytes:
+    """An IFD of ``entries`` to be placed at file offset ``base`` (even), values longer than 4 bytes after it."""
+    entries = sorted(entries, key=lambda entry: entry.tag)
+    table = struct.pack(end + "H", len(entries))
+    data = b""
+    data_start = base + 2 + 12 * len(entries) + 4
+    for entry in entries:
+        if len(entry.value) <= 4:
+            field_value = entry.value.ljust(4, b"\0")
+        else:
+            field_value = struct.pack(end + "I", data_start + len(data))
+            data += entry.value + b"\0" * (len(entry.value) % 2)  # values start on a word boundary
+        table += struct.pack(end + "HHI", entry.tag, entry.kind, entry.count) + field_value
+    return table + struct.pack(end + "I", 0) + data
+
+
+@dataclass(frozen=True)
+class TiffExif:
+    """What a TIFF output carries of an EXIF blob: its byte order, IFD0 text tags (written as ordinary tags)
+    and its Exif and GPS sub-IFDs (appended by :func:`tiff_add_exif`)."""
+
+    byteorder: Literal["<", ">"]
+    text_tags: tuple[tuple[int, str], ...]
+    sub_ifds: dict[int, list[_Entry]]
+
+
+def tiff_exif(exif: bytes) -> TiffExif | None:
+    """The parts of a TIFF-structured EXIF blob a TIFF output carries; None when it is unreadable."""
+    if len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
+        return None
+    end: Literal["<", ">"] = "<" if exif[:2] == b"II" else ">"
+    try:
+        (first,) = struct.unpack(end + "I", exif[4:8])
+        ifd0 = _read_ifd(exif, end, first)
+        text = tuple(
+            (entry.tag, entry.value.split(b"\0")[0].decode("latin-1"))
+            for entry in ifd0
+            if entry.tag in _IFD0_TEXT and entry.kind == 2 and entry.value.split(b"\0")[0]
+        )
+        subs = {}
+        for entry in ifd0:
+            if entry.tag in (EXIF_IFD, GPS_IFD) and entry.kind in (4, 13) and entry.count == 1:
+                (where,) = struct.unpack(end + "I", entry.value)
+                subs[entry.tag] = [e for e in _read_ifd(exif, end, where) if e.tag != _INTEROP_IFD]
+    except (struct.error, IndexError):
+        return None
+    return TiffExif(end, text, {tag: entries for tag, entries in subs.items() if entries})
+
+
+def exif_from_tiff(data: bytes) -> bytes | None:
+    """A TIFF file's camera metadata (IFD0's Make, Model, DateTime, Artist, Copyright and its Exif and GPS
+    sub-IFDs) as a TIFF-structured EXIF blob for other outputs; None when it holds none or is unreadable."""
+    if data[2:4] not in (b"*\0", b"\0*"):  # classic TIFF only (BigTIFF: none carried)
+        return None
+    found = tiff_exif(data)
+    if found is None or not (found.text_tags or found.sub_ifds):
+        return None
+    end = found.byteorder
+    text = [_Entry(tag, 2, len(value) + 1, value.encode("latin-1") + b"\0") for tag, value in found.text_tags]
+
+    def ifd0(pointers: dict[int, int]) -> bytes:
+        return _write_ifd(text + [_Entry(tag, 4, 1, struct.pack(end + "I", at)) for tag, at in pointers.items()], end, 8)
+
+    at = 8 + len(ifd0(dict.fromkeys(found.sub_ifds, 0)))  # the sub-IFDs follow IFD0, whose size the pointers keep
+    pointers, blocks = {}, []
+    for tag, entries in found.sub_ifds.items():
+        pad = at % 2
+        pointers[tag] = at = at + pad
+        block = _write_ifd(entries, end, at)
+        blocks.append(b"\0" * pad + block)
+        at += len(block)
+    header = (b"II*\0" if end == "<" else b"MM\0*") + struct.pack(end + "I", 8)
+    return header + ifd0(pointers) + b"".join(blocks)
+
+
+PLACEHOLDERS = {EXIF_IFD: 65000, GPS_IFD: 65001}  # private tags a TIFF writer takes, renamed once the file is written
+
+
+def tiff_add_exif(tiff: bytes, exif: TiffExif) -> bytes:
+    """A classic TIFF (in ``exif.byteorder``) whose IFD0 holds a :data:`PLACEHOLDERS` tag for each of the
+    blob's sub-IFDs, with those sub-IFDs appended and the placeholders turned into pointers to them (IFD0's
+    entries sorted again, as TIFF requires)."""
+    end = exif.byteorder
+    (first,) = struct.unpack(end + "I", tiff[4:8])
+    (count,) = struct.unpack(end + "H", tiff[first : first + 2])
+    out = bytearray(tiff)
+    placeholder_of = {placeholder: tag for tag, placeholder in PLACEHOLDERS.items() if tag in exif.sub_ifds}
+    entries = []
+    for i in range(count):
+        start = first + 2 + 12 * i
+        entry = bytes(out[start : start + 12])
+        (tag,) = struct.unpack(end + "H", entry[:2])
+        if tag in placeholder_of:
+            if len(out) % 2:
+                out += b"\0"
+            base = len(out)
+            out += _write_ifd(exif.sub_ifds[placeholder_of[tag]], end, base)
+            entry = struct.pack(end + "HHII", placeholder_of[tag], 4, 1, base)
+        entries.append(entry)
+    entries.sort(key=lambda entry: struct.unpack(end + "H", entry[:2])[0])
+    out[first + 2 : first + 2 + 12 * count] = b"".join(entries)
+    return bytes(out)
 
 
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:

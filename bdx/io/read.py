@@ -13,7 +13,7 @@ import numpy as np
 
 from bdx.errors import BdxError
 from bdx.io.image import Image
-from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, parse_jpeg, parse_png, parse_webp
+from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, exif_from_tiff, parse_jpeg, parse_png, parse_webp
 from bdx.io.native import captured_native_output
 
 RAW_EXTENSIONS = frozenset({".nef", ".cr2", ".cr3", ".arw", ".dng", ".rw2", ".orf", ".raf", ".pef", ".srw", ".nrw", ".raw"})
@@ -239,6 +239,7 @@ def _decode_tiff(data: bytes) -> Image:
         icc_profile=bytes(icc) if icc else None,
         orientation=orientation if 1 <= orientation <= 8 else 1,
         half_float=half,
+        exif=exif_from_tiff(data),
     )
     return _oriented(image)
 

@@ -15,7 +15,17 @@ import numpy as np
 
 from bdx.errors import BdxError, SettingError
 from bdx.io.image import Image, convert_depth, to_float
-from bdx.io.metadata import PNG_SIGNATURE, exif_upright, jpeg_add_exif, jpeg_add_icc, png_add_chunks, png_chunk
+from bdx.io.metadata import (
+    PLACEHOLDERS,
+    PNG_SIGNATURE,
+    exif_upright,
+    jpeg_add_exif,
+    jpeg_add_icc,
+    png_add_chunks,
+    png_chunk,
+    tiff_add_exif,
+    tiff_exif,
+)
 
 OutputFormat = Literal["tiff", "png", "exr", "jpeg", "hdr"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
@@ -172,6 +182,11 @@ def _encode_tiff(image: Image, bits: int) -> bytes:
     photometric = "minisblack" if image.pixels.shape[2] == 1 else "rgb"
     if pixels.shape[2] == 1:
         pixels = pixels[..., 0]
+    exif = tiff_exif(image.exif) if image.exif else None
+    extratags: list[tuple[int, str, int, object, bool]] = []
+    if exif is not None:  # text tags as they are; the sub-IFD pointers as placeholders, set once the file is written
+        extratags = [(tag, "s", 0, text, True) for tag, text in exif.text_tags]
+        extratags += [(PLACEHOLDERS[tag], "I", 1, 0, True) for tag in exif.sub_ifds]
     buffer = io.BytesIO()
     tifffile.imwrite(
         buffer,
@@ -182,8 +197,11 @@ def _encode_tiff(image: Image, bits: int) -> bytes:
         predictor=bits != 32,
         iccprofile=image.icc_profile,
         metadata=None,
+        byteorder=exif.byteorder if exif is not None else None,
+        extratags=extratags,
     )
-    return buffer.getvalue()
+    data = buffer.getvalue()
+    return tiff_add_exif(data, exif) if exif is not None and exif.sub_ifds else data
 
 
 def _encode_jpeg(image: Image, quality: int) -> bytes:
