@@ -1,6 +1,6 @@
 """The optimisation loop every ``bdx train`` command shares.
 
-AdamW with cosine decay, bf16 autocast on CUDA, DistributedDataParallel when
+AdamW with cosine decay, bfloat16 autocast on CUDA, DistributedDataParallel when
 launched by ``torchrun`` (gloo on CPU, NCCL on CUDA), periodic validation on
 rank 0, checkpoints that load with ``torch.load(weights_only=True)``, and resume.
 """
