@@ -28,10 +28,10 @@ import torch
 from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, offset_reach
 from bdx.errors import BdxError, SettingError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
-from bdx.models import load_model, save_model
+from bdx.models import load_model
 from bdx.quantization import end_bins_pinned, max_level
 from bdx.training.data import find_files, split_by_name
-from bdx.training.loop import LoopSettings, TrainState, check_run_settings, read_checkpoint, run_training
+from bdx.training.loop import LoopSettings, TrainState, check_run_settings, read_checkpoint, run_training, save_trained
 from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 
 MIN_PHOTO_PIXELS = 1_000_000
@@ -373,16 +373,5 @@ def train_depth(
         report=report,
         config=asdict(config),
     )
-    if state.rank == 0 and state.net is not None:
-        save_model(
-            state.net,
-            output,
-            extra={
-                "train_config": asdict(config),
-                "steps": state.step,
-                "train_files": [r.name for r in train_refs],
-                "validation_files": [r.name for r in val_refs],
-                "history": state.history[-1:],
-            },
-        )
+    save_trained(state, output, config, train_files=[r.name for r in train_refs], validation_files=[r.name for r in val_refs])
     return state

@@ -26,9 +26,9 @@ from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, camera_response, random_camera
 from bdx.io import read_image
 from bdx.metrics import psnr_mu
-from bdx.models import load_model, save_model
+from bdx.models import load_model
 from bdx.training.data import find_files, is_validation
-from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training
+from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training, save_trained
 
 HDR_SUFFIXES = {".exr", ".hdr"}
 Supervise = Literal["all", "last"]  # which feedback iterations the loss sees
@@ -279,16 +279,5 @@ def train_hdr(
         report=report,
         config=asdict(config),
     )
-    if state.rank == 0 and state.net is not None:
-        save_model(
-            state.net,
-            output,
-            extra={
-                "train_config": asdict(config),
-                "steps": state.step,
-                "train_files": [s.name for s in train],
-                "validation_files": [s.name for s in val],
-                "history": state.history[-1:],
-            },
-        )
+    save_trained(state, output, config, train_files=[s.name for s in train], validation_files=[s.name for s in val])
     return state

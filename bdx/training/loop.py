@@ -11,9 +11,9 @@ import io
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -177,3 +177,13 @@ def run_training(
             report(state.step, record)
     state.net = net
     return state
+
+
+def save_trained(state: TrainState, output: Path, config: Any, **extra: Any) -> None:
+    """Write the trained network (on rank 0 only) with what the run records in its metadata: the run's settings
+    (``config``, a dataclass), its steps, its last validation and ``extra``."""
+    from bdx.models import save_model
+
+    if state.rank == 0 and state.net is not None:
+        record = {"train_config": asdict(config), "steps": state.step, **extra, "history": state.history[-1:]}
+        save_model(state.net, output, extra=record)

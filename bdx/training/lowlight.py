@@ -32,9 +32,9 @@ from bdx.errors import BdxError, SettingError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.lowlight.curves import apply_curves
 from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side
-from bdx.models import load_model, save_model
+from bdx.models import load_model
 from bdx.training.data import find_files, is_validation
-from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training
+from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training, save_trained
 
 PairLoss = Literal["psnr", "mse"]
 PAIR_LOSSES: tuple[PairLoss, ...] = get_args(PairLoss)
@@ -283,8 +283,7 @@ def train_lowlight(
         report=report,
         config=asdict(config),
     )
-    if state.rank == 0 and state.net is not None:
-        save_model(state.net, output, extra={"train_config": asdict(config), "steps": state.step, **extra, "history": state.history[-1:]})
+    save_trained(state, output, config, **extra)
     return state
 
 
