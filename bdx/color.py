@@ -1,14 +1,13 @@
 """Colour math: sRGB transfer function, luminance, Oklab, and the mu-law domain of HDR values.
 
 Functions take float arrays with channels last and work on NumPy arrays of any
-leading shape; :func:`srgb_to_linear_tensor` is the tensor form of the sRGB decoding, and the mu-law
-functions take either.
+leading shape; the sRGB decoding and the mu-law functions also take tensors (on any device, differentiable).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 
@@ -38,18 +37,18 @@ _OKLAB_FROM_LMS_ = np.array(
 )
 
 
-def srgb_to_linear(values: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] to linear light (IEC 61966-2-1)."""
-    values = np.asarray(values, dtype=np.float32)
-    return np.where(values <= 0.04045, values / 12.92, ((np.maximum(values, 0.04045) + 0.055) / 1.055) ** 2.4).astype(np.float32)
+def srgb_to_linear(values: Values) -> Values:
+    """sRGB-encoded values in [0, 1] to linear light (IEC 61966-2-1), for a NumPy array (float32 out) or a
+    tensor.
 
-
-def srgb_to_linear_tensor(values: torch.Tensor) -> torch.Tensor:
-    """:func:`srgb_to_linear` for tensors (on any device, differentiable); values are clipped to [0, 1] first."""
-    import torch
-
-    values = values.clamp(0, 1)
-    return torch.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+    >>> float(srgb_to_linear(np.array(0.5)))
+    0.21404114365577698
+    """
+    if not isinstance(values, np.ndarray) and hasattr(values, "clamp_min"):
+        return ((values.clamp_min(0.04045) + 0.055) / 1.055).pow(2.4).where(values > 0.04045, values / 12.92)
+    array = np.asarray(values, dtype=np.float32)
+    linear = np.where(array <= 0.04045, array / 12.92, ((np.maximum(array, 0.04045) + 0.055) / 1.055) ** 2.4)
+    return cast(Values, linear.astype(np.float32))
 
 
 def linear_to_srgb(values: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ class DepthSource:
 def input_levels(image: Image, bits: int | None = None, convention: Convention = "centre") -> DepthSource:
     """Quantization levels of an 8/16-bit image; ``bits`` None means sBIT, else detection."""
     if image.is_float:
-        raise InputError("upscale-depth needs an integer (8- or 16-bit) input, not a float image")
+        raise InputError("dequantization needs an integer (8- or 16-bit) input, not a float image")
     container = image.container_bits
     content = effective_bits(image.pixels, container, convention)
     if bits is None:
@@ -157,16 +157,15 @@ def build_dequantizer(settings: DepthSettings, bits: int, container_bits: int = 
 
     if settings.method == "learned":
         from bdx.dequant.learned import DequantNet, LearnedDequantizer
-        from bdx.models import load_model
+        from bdx.models import check_task, load_model
 
         model = model or load_model(None, "depth")
-        if model.task != "depth":
-            raise SettingError(f"{{weights}} holds {model.architecture}, not a dequantizer")
+        check_task(model, "depth")
         return LearnedDequantizer(
             cast(DequantNet, model.net), bits, settings.convention, settings.ensemble, container_bits, settings.prior_backend
         )
     if model is not None:
-        raise SettingUsageError("{weights} applies to {method} learned only")
+        raise SettingUsageError("a model applies to {method} learned only")
     if settings.method == "midpoint":
         return MidpointDequantizer(bits, settings.convention, container_bits)
     return ContourDequantizer(bits, settings.convention, container_bits, settings.prior_backend)
@@ -223,8 +222,12 @@ def upscale_depth(
 
     source = input_levels(image, settings.in_bits, settings.convention)
     torch_device = resolve_device(device)
-    # only the learned method has convolutions; the others are exact in any precision
-    used = resolve_precision(settings.precision, torch_device) if settings.method == "learned" else "float32"
+    if settings.method == "learned":
+        from bdx.models import load_model
+
+        model = model or load_model(None, "depth")
+    # only a model that declares bfloat16 support runs in it; the classical methods are exact in any precision
+    used = resolve_precision(settings.precision, torch_device) if model is not None and model.bfloat16 else "float32"
     module = build_dequantizer(settings, source.bits, source.container_bits, model)
     dequantizer = for_inference(module, torch_device)
     # every depth method's support fits its halo, so tiles meet at cut seams and no float copy of the image is kept

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from bdx.errors import BdxError, SettingError, SettingUsageError
+from bdx.errors import SettingError, SettingUsageError
 
-DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 Precision = Literal["auto", "float32", "bfloat16"]  # what a user chooses
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 EnginePrecision = Literal["auto", "float32", "bfloat16", "float16"]  # what the tiling engine runs (torch dtype names)
@@ -34,7 +33,7 @@ def resolve_device(name: str = "auto"):
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")
-    raise BdxError(f"unknown device {name!r} (choose auto, cpu, cuda or mps)")
+    raise SettingUsageError(f"{{device}} must be auto, cpu, cuda, cuda:N or mps, not {name!r}")
 
 
 def for_inference(module, device):

@@ -186,6 +186,12 @@ def recognise(state: dict[str, Any], task: Task) -> Architecture:
     )
 
 
+def check_task(model: LoadedModel, task: Task) -> None:
+    """A :class:`WeightsError` unless ``model`` is a network for ``task``."""
+    if model.task != task:
+        raise WeightsError(f"{model.architecture} is a {TASK_NAMES[model.task]} network, not a {TASK_NAMES[task]} one")
+
+
 def save_model(net: Any, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
     """Write one of bdx's own networks as safetensors: its architecture's name, its configuration and ``extra``
     (what the training run records) in the metadata; atomically."""

@@ -7,7 +7,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from bdx.dither import DitherMethod, floyd_steinberg, threshold_offsets
-from bdx.errors import BdxError, SettingError, SettingUsageError
+from bdx.errors import BdxError, InputError, SettingError, SettingUsageError
 from bdx.io import Image, to_float
 from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
 from bdx.quantization import Convention, check_bits, codes_from_levels, container_for, level_units, round_levels
@@ -40,7 +40,7 @@ def quantize_image(
     """
     check_seed(seed)
     if image.is_float:
-        raise BdxError("quantize needs an 8- or 16-bit input, not a float image")
+        raise InputError("bit-depth reduction needs an 8- or 16-bit input, not a float image")
     check_bits(bits, image.container_bits)
     if method == "linear":
         pixels = _quantize_linear(image.pixels, image.container_bits, bits, dither, convention, seed)

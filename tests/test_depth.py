@@ -80,7 +80,7 @@ def test_in_bits_detection_and_errors():
         upscale_depth(Image(np.zeros((4, 4, 3), np.float32)), device="cpu")
     with pytest.raises(SettingUsageError, match="method must be one of contour, midpoint, learned"):
         upscale_depth(Image(codes), None, DepthSettings(method="magic"), device="cpu")
-    with pytest.raises(SettingUsageError, match="weights applies to method learned only"):
+    with pytest.raises(SettingUsageError, match="a model applies to method learned only"):
         upscale_depth(Image(codes), load_model(None, "depth"), DepthSettings(method="midpoint"), device="cpu")
 
 

@@ -57,10 +57,10 @@ def test_untrained_network_is_the_linearized_input():
     net = FeedbackHDRNet().eval()  # zero-initialised reconstruction head
     x = torch.rand(1, 3, 32, 48)
     out = inverse_mu_law(net(x), HEADROOM)
-    from bdx.color import srgb_to_linear, srgb_to_linear_tensor
+    from bdx.color import srgb_to_linear
 
-    torch.testing.assert_close(out, srgb_to_linear_tensor(x), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(srgb_to_linear_tensor(x), torch.from_numpy(srgb_to_linear(x.numpy())), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(out, srgb_to_linear(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(srgb_to_linear(x), torch.from_numpy(srgb_to_linear(x.numpy())), rtol=1e-6, atol=1e-7)
 
 
 def test_state_is_reset_between_images_of_different_sizes():

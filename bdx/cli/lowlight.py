@@ -45,11 +45,12 @@ def enhance_lowlight_command(
     quiet: opt.Quiet = False,
 ) -> None:
     """Brighten dark images (JPEG, PNG, TIFF, camera RAW) to smooth 16-bit results: same size, no crop."""
+    from bdx.depth import DISPLAY_DEQUANTIZERS
     from bdx.io.write import FORMAT_EXTENSIONS
-    from bdx.lowlight.enhance import DEQUANTIZE_CHOICES, EnhanceSettings
+    from bdx.lowlight.enhance import EnhanceSettings
 
     with command_errors():
-        front_end = check_choice("--dequantize", dequantize, DEQUANTIZE_CHOICES)
+        front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
         check_tile(tile)
         check_range("--denoise", denoise, 0, 10)
         check_range("--neutral-shadows", neutral_shadows, 0, 10)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from bdx.color import luminance, srgb_to_linear
-from bdx.errors import BdxError
+from bdx.errors import BdxError, InputError
 
 WELL_EXPOSED = (0.08, 0.92)
 
@@ -59,7 +59,7 @@ def merge_brackets(
     if len(shapes) != 1:
         raise BdxError(f"frames differ in size: {sorted(shapes)}")
     if frames[0].dtype != np.uint8 or frames[0].ndim != 3 or frames[0].shape[2] != 3:
-        raise BdxError("merge-brackets needs 8-bit RGB frames")
+        raise InputError("merging brackets needs 8-bit RGB frames")
     order = sorted(range(len(frames)), key=lambda i: float(frames[i].mean()))
     stack = [np.ascontiguousarray(frames[i][..., ::-1]) for i in order]  # OpenCV wants BGR
     response = np.repeat(srgb_to_linear(np.arange(256, dtype=np.float32) / 255)[:, None], 3, axis=1)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.color import srgb_to_linear_tensor
+from bdx.color import srgb_to_linear
 from bdx.models import Architecture, TileNeeds
 from bdx.tiling import round_up
 
@@ -110,12 +110,17 @@ class FeedbackHDRNet(nn.Module):
 
     @property
     def receptive_radius(self) -> int:
-        """Pixels of context on each side that can influence an output pixel (an upper bound)."""
+        """Pixels of context on each side that can influence an output pixel (an upper bound), at the network's
+        own iteration count."""
+        return self.reach(self.config.iterations)
+
+    def reach(self, iterations: int) -> int:
+        """:attr:`receptive_radius` after ``iterations`` passes of the feedback block."""
         config = self.config
         if config.state_scale == 1:
-            return 4 * (3 + config.iterations * config.layers) + 3
+            return 4 * (3 + iterations * config.layers) + 3
         coarse = 4 * config.state_scale
-        return 4 * 3 + coarse * (config.iterations * config.layers) + 2 * (coarse - 1) + 3
+        return 4 * 3 + coarse * (iterations * config.layers) + 2 * (coarse - 1) + 3
 
     def global_features(self, small: torch.Tensor) -> torch.Tensor:
         return self.global_branch(small)
@@ -136,7 +141,7 @@ class FeedbackHDRNet(nn.Module):
             context = torch.cat([self.global_features(image) for image in context_images])
         if context is None:
             context = self.global_features(F.interpolate(x, scale_factor=0.25, mode="area") if min(x.shape[2:]) >= 32 else x)
-        linear = srgb_to_linear_tensor(x)  # the starting point the network refines
+        linear = srgb_to_linear(x)  # the starting point the network refines
         skip = mu_law(linear, HEADROOM)
         inputs = torch.cat([F.pixel_unshuffle(x, 4), F.pixel_unshuffle(skip, 4)], dim=1)
         scale, shift = context.view(context.shape[0], -1, 1, 1).chunk(2, dim=1)  # one context for every tile
@@ -157,9 +162,11 @@ def _bias(conv: nn.Conv2d) -> torch.Tensor:
     return conv.bias
 
 
-def hdr_tiling(net: FeedbackHDRNet) -> TileNeeds:
-    """The network's receptive field on its grid (every tile shares one global context, so seams can be cut)."""
-    return TileNeeds(halo=round_up(net.receptive_radius, net.multiple), multiple=net.multiple, preferred_tile=1024)
+def hdr_tiling(net: FeedbackHDRNet, iterations: int | None = None) -> TileNeeds:
+    """The network's receptive field after ``iterations`` passes (None: its own count) on its grid (every tile
+    shares one global context, so seams can be cut)."""
+    halo = round_up(net.reach(iterations or net.config.iterations), net.multiple)
+    return TileNeeds(halo=halo, multiple=net.multiple, preferred_tile=1024)
 
 
 HDR_FEEDBACK = Architecture(

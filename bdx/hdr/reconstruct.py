@@ -19,7 +19,7 @@ import torch
 
 from bdx.color import luminance
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, check_setting, display_codes
-from bdx.errors import BdxError, InputError, SettingError, SettingUsageError
+from bdx.errors import BdxError, InputError, SettingUsageError
 from bdx.io import Image, to_float
 
 if TYPE_CHECKING:
@@ -89,9 +89,9 @@ def ldr_to_hdr(
     from bdx.device import resolve_device
 
     if image.is_float:
-        raise InputError("input is already a float (HDR) image; ldr2hdr needs an 8- or 16-bit LDR image")
+        raise InputError("input is already a float (HDR) image; HDR reconstruction needs an 8- or 16-bit LDR image")
     if model is not None and settings.method != "learned":
-        raise SettingUsageError("{weights} applies to {method} learned only")
+        raise SettingUsageError("a model applies to {method} learned only")
     torch_device = resolve_device(device)
     codes = display_codes(image, settings.dequantize, str(torch_device))
     if settings.method == "classical":
@@ -110,18 +110,19 @@ def ldr_to_hdr(
 
 def _learned(codes: np.ndarray, settings: HdrSettings, model: LoadedModel | None, device, progress) -> np.ndarray:
     from bdx.device import for_inference
-    from bdx.hdr.models import FeedbackHDRNet
-    from bdx.models import load_model
+    from bdx.hdr.models import FeedbackHDRNet, hdr_tiling
+    from bdx.models import check_task, load_model
     from bdx.tiling import TiledRun, run_tiled
 
     model = model or load_model(None, "hdr")
-    if model.task != "hdr":
-        raise SettingError(f"{{weights}} holds {model.architecture}, not an HDR network")
+    check_task(model, "hdr")
     net = for_inference(model.net, device)
     if not isinstance(net, FeedbackHDRNet):
         return match_input_scale(_published(net, codes, settings, device, progress), codes)
-    # the halo covers the network's receptive field and every tile shares one global context: seams can be cut
-    run = TiledRun.for_needs(model.tiling, settings.tile, blend=0, precision="float32", cut=True)
+    # the halo covers the network's receptive field (more iterations see farther) and every tile shares one global
+    # context: seams can be cut
+    needs = hdr_tiling(net, settings.iterations) if settings.iterations else model.tiling
+    run = TiledRun.for_needs(needs, settings.tile, blend=0, precision="float32", cut=True)
     return run_tiled(
         _TileModel(net, settings.iterations),
         codes,

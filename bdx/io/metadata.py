@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from bdx.errors import BdxError
+from bdx.errors import InputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -235,15 +235,15 @@ def _iter_png_chunks(data: bytes):
     pos = len(PNG_SIGNATURE)
     while pos < len(data):
         if pos + 8 > len(data):
-            raise BdxError("truncated PNG (chunk header cut off)")
+            raise InputError("truncated PNG (chunk header cut off)")
         length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
         end = pos + 12 + length
         if end > len(data):
-            raise BdxError(f"truncated PNG (chunk {ctype.decode('latin-1')!r} cut off)")
+            raise InputError(f"truncated PNG (chunk {ctype.decode('latin-1')!r} cut off)")
         body = data[pos + 8 : pos + 8 + length]
         (crc,) = struct.unpack(">I", data[pos + 8 + length : end])
         if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
-            raise BdxError(f"corrupt PNG (bad CRC in chunk {ctype.decode('latin-1')!r})")
+            raise InputError(f"corrupt PNG (bad CRC in chunk {ctype.decode('latin-1')!r})")
         yield ctype, body
         pos = end
 
@@ -251,14 +251,14 @@ def _iter_png_chunks(data: bytes):
 def parse_png(data: bytes) -> PngInfo:
     """Validate a PNG's chunk structure and read its header, ICC profile, sBIT and EXIF orientation."""
     if not data.startswith(PNG_SIGNATURE):
-        raise BdxError("not a PNG file")
+        raise InputError("not a PNG file")
     info: PngInfo | None = None
     seen_iend = False
     for ctype, body in _iter_png_chunks(data):
         name = ctype.decode("latin-1")
         if info is None:
             if name != "IHDR" or len(body) != 13:
-                raise BdxError("corrupt PNG (first chunk is not IHDR)")
+                raise InputError("corrupt PNG (first chunk is not IHDR)")
             w, h, depth, color_type = struct.unpack(">IIBB", body[:10])
             info = PngInfo(width=w, height=h, bit_depth=depth, color_type=color_type)
             continue
@@ -280,11 +280,11 @@ def parse_png(data: bytes) -> PngInfo:
             seen_iend = True
             break
     if info is None:
-        raise BdxError("truncated PNG (no IHDR chunk)")
+        raise InputError("truncated PNG (no IHDR chunk)")
     if not seen_iend:
-        raise BdxError("truncated PNG (no IEND chunk)")
+        raise InputError("truncated PNG (no IEND chunk)")
     if info.width == 0 or info.height == 0:
-        raise BdxError("PNG has zero width or height")
+        raise InputError("PNG has zero width or height")
     return info
 
 
@@ -334,14 +334,14 @@ class JpegInfo:
 def parse_jpeg(data: bytes) -> JpegInfo:
     """Read a JPEG's frame header, ICC profile and EXIF orientation; reject truncated files."""
     if not data.startswith(b"\xff\xd8"):
-        raise BdxError("not a JPEG file")
+        raise InputError("not a JPEG file")
     info = JpegInfo()
     icc_parts: dict[int, bytes] = {}
     pos = 2
     sos = -1
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            raise BdxError("corrupt JPEG (bad marker)")
+            raise InputError("corrupt JPEG (bad marker)")
         marker = data[pos + 1]
         if marker == 0xFF:
             pos += 1
@@ -365,9 +365,9 @@ def parse_jpeg(data: bytes) -> JpegInfo:
             icc_parts[body[12]] = body[14:]
         pos += 2 + length
     if sos < 0 or info.components == 0:
-        raise BdxError("truncated JPEG (no image data)")
+        raise InputError("truncated JPEG (no image data)")
     if data.rfind(b"\xff\xd9") < sos:
-        raise BdxError("truncated JPEG (no end-of-image marker)")
+        raise InputError("truncated JPEG (no end-of-image marker)")
     if icc_parts:
         info.icc_profile = b"".join(icc_parts[k] for k in sorted(icc_parts))
     return info

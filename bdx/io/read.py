@@ -11,7 +11,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from bdx.errors import BdxError
+from bdx.errors import BdxError, InputError
 from bdx.io.image import Image
 from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, exif_from_tiff, parse_jpeg, parse_png, parse_webp
 from bdx.io.native import captured_native_output
@@ -47,14 +47,14 @@ def sniff_format(data: bytes, name: str = "") -> str:
         return "exr"
     if data.startswith(b"#?RADIANCE") or data.startswith(b"#?RGBE"):
         return "hdr"
-    raise BdxError("not a supported image (unrecognised file signature)")
+    raise InputError("not a supported image (unrecognised file signature)")
 
 
 def _check_size(width: int, height: int) -> None:
     if width <= 0 or height <= 0:
-        raise BdxError("image has zero width or height")
+        raise InputError("image has zero width or height")
     if width * height > max_pixels():
-        raise BdxError(
+        raise InputError(
             f"image is {width}x{height} = {width * height / 1e6:.0f} MP, above the limit of "
             f"{max_pixels() / 1e6:.0f} MP (set BDX_MAX_PIXELS to raise it)"
         )
@@ -68,20 +68,20 @@ def read_image(path: str | os.PathLike, *, raw_linear: bool = False) -> Image:
     """
     path = Path(path)
     if not path.exists():
-        raise BdxError("no such file")
+        raise InputError("no such file")
     if path.is_dir():
-        raise BdxError("is a directory")
+        raise InputError("is a directory")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise BdxError(f"cannot read: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read: {exc.strerror or exc}") from None
     return decode_image(data, name=path.name, raw_linear=raw_linear)
 
 
 def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False) -> Image:
     """Decode an encoded image held in memory (see :func:`read_image`)."""
     if not data:
-        raise BdxError("file is empty")
+        raise InputError("file is empty")
     fmt = sniff_format(data, name)
     decoder = _DECODERS[fmt]
     if fmt == "raw":  # LibRaw prints its own warnings: caught (OpenCV's and OpenEXR's decoders catch theirs)
@@ -93,7 +93,7 @@ def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False
     if image.is_float and fmt in ("exr", "hdr", "tiff"):
         bad = ~np.isfinite(image.pixels)
         if bad.any():
-            raise BdxError(f"{fmt.upper()} holds {int(bad.sum())} NaN/Inf samples")
+            raise InputError(f"{fmt.upper()} holds {int(bad.sum())} NaN/Inf samples")
     return image
 
 
@@ -103,7 +103,7 @@ def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False
 def _from_opencv(array: np.ndarray | None, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     """OpenCV's BGR(A)/gray array to (RGB or gray pixels, alpha)."""
     if array is None:
-        raise BdxError(f"cannot decode {what} (corrupt or truncated data)")
+        raise InputError(f"cannot decode {what} (corrupt or truncated data)")
     if array.ndim == 2:
         return array[..., None], None
     if array.shape[2] == 4:
@@ -124,7 +124,7 @@ def _opencv_decode(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray
             array = None
     if "Corrupt JPEG data" in native.text or "Premature end of JPEG" in native.text:
         detail = "premature end of data segment" if "premature end" in native.text.lower() else "bad data"
-        raise BdxError(f"corrupt or truncated JPEG ({detail})")
+        raise InputError(f"corrupt or truncated JPEG ({detail})")
     return array
 
 
@@ -161,9 +161,9 @@ def _decode_png(data: bytes) -> Image:
 def _decode_jpeg(data: bytes) -> Image:
     info = parse_jpeg(data)
     if info.components == 4:
-        raise BdxError("CMYK JPEG is not supported; convert it to RGB first")
+        raise InputError("CMYK JPEG is not supported; convert it to RGB first")
     if info.components not in (1, 3):
-        raise BdxError(f"JPEG with {info.components} components is not supported")
+        raise InputError(f"JPEG with {info.components} components is not supported")
     _check_size(info.width, info.height)
     pixels, _ = _from_opencv(_opencv_decode(data), "JPEG")
     return _oriented(Image(pixels=pixels, icc_profile=info.icc_profile, orientation=info.orientation, exif=info.exif))
@@ -196,9 +196,9 @@ def _decode_tiff(data: bytes) -> Image:
             page = tif.pages.first
             photometric = int(page.photometric)
             if photometric == 5:
-                raise BdxError("CMYK TIFF is not supported; convert it to RGB first")
+                raise InputError("CMYK TIFF is not supported; convert it to RGB first")
             if photometric not in (0, 1, 2, 3, 6):
-                raise BdxError(f"TIFF photometric interpretation {photometric} is not supported")
+                raise InputError(f"TIFF photometric interpretation {photometric} is not supported")
             _check_size(int(page.imagewidth), int(page.imagelength))
             array = page.asarray()
             tags = page.tags
@@ -210,13 +210,13 @@ def _decode_tiff(data: bytes) -> Image:
     except BdxError:
         raise
     except Exception as exc:  # tifffile raises many exception types for damaged files
-        raise BdxError(f"cannot decode TIFF ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise InputError(f"cannot decode TIFF ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     if axes.startswith("S") and array.ndim == 3:
         array = np.moveaxis(array, 0, -1)
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3:
-        raise BdxError(f"TIFF with axes {axes!r} is not supported")
+        raise InputError(f"TIFF with axes {axes!r} is not supported")
     if array.dtype == bool:
         array = array.astype(np.uint8) * np.uint8(255)
     if colormap is not None:
@@ -226,12 +226,12 @@ def _decode_tiff(data: bytes) -> Image:
     if array.dtype.kind == "f":
         array = array.astype(np.float32)
     elif array.dtype not in (np.uint8, np.uint16):
-        raise BdxError(f"TIFF sample type {array.dtype} is not supported (8/16-bit or float only)")
+        raise InputError(f"TIFF sample type {array.dtype} is not supported (8/16-bit or float only)")
     if photometric == 0:
         array = np.iinfo(array.dtype).max - array if array.dtype.kind == "u" else 1.0 - array
     color = 1 if photometric in (0, 1) else 3
     if array.shape[2] < color:
-        raise BdxError("TIFF has fewer samples than its colour model needs")
+        raise InputError("TIFF has fewer samples than its colour model needs")
     alpha = array[..., color].copy() if extrasamples and array.shape[2] > color else None
     image = Image(
         pixels=np.ascontiguousarray(array[..., :color]),
@@ -257,7 +257,7 @@ def _decode_exr(data: bytes) -> Image:
                 header = exr.header()
         except Exception as exc:
             detail = (str(exc).splitlines() or [""])[0].replace(handle.name, "").replace('""', "").strip(" :")
-            raise BdxError(f"cannot decode EXR ({detail[:120] or 'corrupt or truncated data'})") from None
+            raise InputError(f"cannot decode EXR ({detail[:120] or 'corrupt or truncated data'})") from None
     (x0, y0), (x1, y1) = header["dataWindow"]
     _check_size(int(x1 - x0 + 1), int(y1 - y0 + 1))
     layer = _pick_exr_layer(channels)
@@ -266,7 +266,7 @@ def _decode_exr(data: bytes) -> Image:
     elif "Y" in layer:
         pixels = layer["Y"][..., None]
     else:
-        raise BdxError(f"EXR has no R,G,B or Y channels (has {', '.join(sorted(channels))})")
+        raise InputError(f"EXR has no R,G,B or Y channels (has {', '.join(sorted(channels))})")
     alpha = layer.get("A")
     return Image(
         pixels=pixels.astype(np.float32),
@@ -300,7 +300,7 @@ def _decode_raw(data: bytes, linear: bool) -> Image:
     except BdxError:
         raise
     except Exception as exc:
-        raise BdxError(f"cannot decode camera RAW ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise InputError(f"cannot decode camera RAW ({type(exc).__name__}: {str(exc)[:120]})") from None
     return Image(pixels=np.ascontiguousarray(rgb), linear=linear)
 
 

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from bdx.color import srgb_to_linear
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, check_setting, display_codes
-from bdx.errors import InputError, SettingError
+from bdx.errors import InputError
 from bdx.io import Image, to_float
 from bdx.lowlight.curves import sample_maps
 from bdx.lowlight.models import CurveEstimator, fit_long_side
@@ -27,8 +27,6 @@ from bdx.models import TileNeeds
 
 if TYPE_CHECKING:
     from bdx.models import LoadedModel
-
-DEQUANTIZE_CHOICES = DISPLAY_DEQUANTIZERS  # re-exported for the CLI
 
 
 @dataclass(frozen=True)
@@ -236,14 +234,13 @@ def enhance_lowlight(
     (batches load it once); None for the shipped weights.
     """
     from bdx.device import for_inference, resolve_device
-    from bdx.models import load_model
+    from bdx.models import check_task, load_model
     from bdx.tiling import TiledRun, run_tiled
 
     if image.channels == 4 or (image.pixels.ndim == 3 and image.pixels.shape[2] not in (1, 3)):
         raise InputError(f"expected a grayscale or RGB image, got {image.pixels.shape[2]} channels")
     model = model or load_model(None, "lowlight")
-    if model.task != "lowlight":
-        raise SettingError(f"{{weights}} holds {model.architecture}, not a low-light network")
+    check_task(model, "lowlight")
     torch_device = resolve_device(device)
     codes = display_codes(image, settings.dequantize, str(torch_device))
     height, width = codes.shape[:2]
