@@ -223,9 +223,10 @@ def upscale_depth(
     source = input_levels(image, settings.in_bits, settings.convention)
     torch_device = resolve_device(device)
     if settings.method == "learned":
-        from bdx.models import load_model
+        from bdx.models import check_device, load_model
 
         model = model or load_model(None, "depth")
+        check_device(model, torch_device)
     # only a model that declares bfloat16 support runs in it; the classical methods are exact in any precision
     used = resolve_precision(settings.precision, torch_device) if model is not None and model.bfloat16 else "float32"
     module = build_dequantizer(settings, source.bits, source.container_bits, model)

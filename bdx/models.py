@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, get_args
 
-from bdx.errors import WeightsError
+from bdx.errors import SettingError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 Task = Literal["depth", "lowlight", "hdr"]
 TASKS: tuple[Task, ...] = get_args(Task)
 TASK_NAMES: dict[Task, str] = {"depth": "dequantizer", "lowlight": "low-light", "hdr": "HDR"}
+ALL_DEVICES = ("cpu", "cuda", "mps")  # torch device types
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Architecture:
     safetensors file. Published ones give ``detect`` (does a checkpoint's state dict hold this network?) and
     ``from_state`` (the network with that state loaded), and their ``title`` as their authors write it.
     ``tiling`` tells the tiling engine what a built network needs; ``bfloat16``: whether its convolutions may run
-    in bfloat16 with the same quality.
+    in bfloat16 with the same quality; ``devices``: the torch device types it runs on.
     """
 
     name: str
@@ -64,13 +65,15 @@ class Architecture:
     from_state: Callable[[dict[str, Any], Path], Any] | None = None
     bfloat16: bool = False
     title: str = ""
+    devices: tuple[str, ...] = ALL_DEVICES
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     """A network ready to run, and what the code running it needs to know.
 
-    ``net`` is the ``torch.nn.Module``; ``metadata`` holds what a bdx weights file recorded of its training
+    ``net`` is the ``torch.nn.Module``; ``tiling``, ``bfloat16`` and ``devices`` are its architecture's (see
+    :class:`Architecture`); ``metadata`` holds what a bdx weights file recorded of its training
     (empty for published checkpoints); ``path`` is the file it came from (None when built in memory).
     """
 
@@ -79,6 +82,7 @@ class LoadedModel:
     net: nn.Module
     tiling: TileNeeds
     bfloat16: bool = False
+    devices: tuple[str, ...] = ALL_DEVICES
     path: Path | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
@@ -119,7 +123,7 @@ def describe(
     """The :class:`LoadedModel` of a network already in memory (``entry``: its architecture, found from its
     type when None)."""
     entry = entry or architecture_of(net)
-    return LoadedModel(entry.task, entry.name, net, entry.tiling(net), entry.bfloat16, path, dict(metadata or {}))
+    return LoadedModel(entry.task, entry.name, net, entry.tiling(net), entry.bfloat16, entry.devices, path, dict(metadata or {}))
 
 
 def load_model(path: str | Path | None, task: Task) -> LoadedModel:
@@ -184,6 +188,12 @@ def recognise(state: dict[str, Any], task: Task) -> Architecture:
     raise WeightsError(
         f"not a {TASK_NAMES[task]} checkpoint bdx recognises ({known}, or bdx's own safetensors); keys: {describe_keys(state)}"
     )
+
+
+def check_device(model: LoadedModel, device: Any) -> None:
+    """A :class:`SettingError` unless ``model`` runs on ``device`` (a ``torch.device``)."""
+    if device.type not in model.devices:
+        raise SettingError(f"{{device}} {device.type}: {model.architecture} runs on {', '.join(model.devices)}")
 
 
 def check_task(model: LoadedModel, task: Task) -> None:

@@ -109,6 +109,7 @@ def test_save_or_checkpoint_loads_back_the_same_network(tmp_path, name):
         model = load_model(path, entry.task)
     assert (model.task, model.architecture, type(model.net)) == (entry.task, name, entry.network)
     assert model.tiling == entry.tiling(model.net) and model.path == path and not model.net.training
+    assert (model.bfloat16, model.devices) == (entry.bfloat16, entry.devices)
     original, loaded = net.state_dict(), model.net.state_dict()
     assert original.keys() == loaded.keys() and all(torch.equal(original[k], loaded[k]) for k in original)
     other = next(task for task in ("depth", "lowlight", "hdr") if task != entry.task)
@@ -138,6 +139,17 @@ def test_tiled_equals_whole_image(name):
     whole, tiled = _run(entry, net, image, 4096), _run(entry, net, image, 24)
     scale = max(1.0, float(np.abs(whole).max()))
     assert np.abs(whole - tiled).max() <= 2e-5 * scale + 1 / 65535  # float rounding, at most one 16-bit code
+
+
+def test_a_model_refuses_a_device_its_architecture_does_not_run_on():
+    from dataclasses import replace
+
+    from bdx.errors import SettingError
+
+    entry = replace(ARCHITECTURES["zero-dce"], devices=("cuda",))
+    model = describe(EXAMPLES["zero-dce"].make(), entry)
+    with pytest.raises(SettingError, match="device cpu: zero-dce runs on cuda"):
+        enhance_lowlight(Image(_image(8, 8)), model, EnhanceSettings(dequantize="none"), device="cpu")
 
 
 def test_more_feedback_iterations_than_trained_still_tile_exactly():

@@ -111,11 +111,12 @@ def ldr_to_hdr(
 def _learned(codes: np.ndarray, settings: HdrSettings, model: LoadedModel | None, device, progress) -> np.ndarray:
     from bdx.device import for_inference
     from bdx.hdr.models import FeedbackHDRNet, hdr_tiling
-    from bdx.models import check_task, load_model
+    from bdx.models import check_device, check_task, load_model
     from bdx.tiling import TiledRun, run_tiled
 
     model = model or load_model(None, "hdr")
     check_task(model, "hdr")
+    check_device(model, device)
     net = for_inference(model.net, device)
     if not isinstance(net, FeedbackHDRNet):
         return match_input_scale(_published(net, codes, settings, device, progress), codes)

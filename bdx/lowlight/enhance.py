@@ -234,7 +234,7 @@ def enhance_lowlight(
     (batches load it once); None for the shipped weights.
     """
     from bdx.device import for_inference, resolve_device
-    from bdx.models import check_task, load_model
+    from bdx.models import check_device, check_task, load_model
     from bdx.tiling import TiledRun, run_tiled
 
     if image.channels == 4 or (image.pixels.ndim == 3 and image.pixels.shape[2] not in (1, 3)):
@@ -242,6 +242,7 @@ def enhance_lowlight(
     model = model or load_model(None, "lowlight")
     check_task(model, "lowlight")
     torch_device = resolve_device(device)
+    check_device(model, torch_device)
     codes = display_codes(image, settings.dequantize, str(torch_device))
     height, width = codes.shape[:2]
     net = cast(CurveEstimator, for_inference(model.net, torch_device))
