@@ -147,6 +147,32 @@ def load_model(path: str | Path | None, task: Task) -> LoadedModel:
     return _load_bdx(path, task) if own else _load_published(path, task)
 
 
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".pth", ".pt", ".ckpt"})
+
+
+def identify(path: str | Path) -> LoadedModel:
+    """Load a weights file of any task: bdx's own safetensors name theirs, a published checkpoint is tried
+    against every task's architectures; a :class:`WeightsError` when none takes it."""
+    from bdx.checkpoints import is_safetensors
+    from bdx.safetensor_io import read_model
+
+    path = Path(path)
+    if path.is_file() and (path.suffix.lower() == ".safetensors" or is_safetensors(path)):
+        name = read_model(path)[0]
+        entry = next((entry for entry in architectures() if entry.name == name), None)
+        if entry is None:
+            raise WeightsError(f"{path.name}: not bdx weights bdx knows (architecture {name!r})")
+        return load_model(path, entry.task)
+    for task in TASKS:
+        try:
+            return load_model(path, task)
+        except WeightsError as exc:
+            if "recognises" not in str(exc):
+                raise
+    names = ", ".join(entry.title or entry.name for entry in architectures() if entry.detect is not None)
+    raise WeightsError(f"{path.name}: not a checkpoint bdx recognises ({names}, or bdx's own safetensors)")
+
+
 def _load_bdx(path: Path, task: Task) -> LoadedModel:
     from bdx.safetensor_io import build_model, read_model
 

@@ -9,6 +9,7 @@ Adding an architecture to :func:`bdx.models.architectures` without an entry in `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -205,3 +206,27 @@ def test_a_random_dequantizer_stays_inside_every_bin(name):
         settings = DepthSettings(in_bits=bits, relax=True)  # no clamp after the model: the model alone keeps the bins
         out = upscale_depth(image, describe(net, entry), settings, device="cpu")
         np.testing.assert_array_equal(requantize_u16(out.image.pixels, bits), levels)
+
+
+def test_info_describes_weights_files_of_any_task(runner, tmp_path):
+    import json
+
+    from bdx.cli import app
+
+    own = tmp_path / "mine.safetensors"
+    save_model(EXAMPLES["bdx-lowlight-v1"].make(), own, extra={"steps": 7})
+    published = tmp_path / "Epoch99.pth"
+    torch.save(EXAMPLES["fhdr"].make().state_dict(), published)
+    result = runner.invoke(app, ["info", "--json", str(own), str(published)])
+    assert result.exit_code == 0, result.output
+    records = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert records["mine.safetensors"] == {**records["mine.safetensors"], "task": "lowlight", "architecture": "bdx-lowlight-v1",
+                                          "steps": 7, "halo": 0, "status": "ok"}
+    fhdr = records["Epoch99.pth"]
+    assert (fhdr["task"], fhdr["architecture"], fhdr["halo"]) == ("hdr", "fhdr", ARCHITECTURES["fhdr"].tiling(FHDRNet()).halo)
+    assert fhdr["parameters"] == sum(p.numel() for p in FHDRNet().parameters())
+    other = tmp_path / "resnet.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, other)
+    result = runner.invoke(app, ["info", str(other)])
+    assert result.exit_code == 1 and "resnet.pth: not a checkpoint bdx recognises (Zero-DCE" in result.stderr
+    assert "resnet.pth: resnet.pth" not in result.stderr

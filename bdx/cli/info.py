@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -25,9 +26,13 @@ _ORIENTATIONS = {
 
 
 def describe(source: Source) -> dict:
-    """Size, channels, container, effective bit depth, colour profile and orientation of one file."""
+    """Size, channels, container, effective bit depth, colour profile and orientation of one image file; task,
+    architecture, parameters and tiling of a weights file."""
+    from bdx.models import WEIGHT_SUFFIXES
     from bdx.quantization import detect_bits
 
+    if source.path is not None and source.path.suffix.lower() in WEIGHT_SUFFIXES:
+        return describe_weights(source.path)
     image = read_source(source)
     record: dict = {
         "format": image.source_format,
@@ -47,6 +52,28 @@ def describe(source: Source) -> dict:
         record.update(effective_bits=bits, bit_depth_source="code values", convention=convention)
     record["icc_profile"] = _icc_description(image.icc_profile)
     record["orientation"] = _ORIENTATIONS.get(image.orientation, "normal")
+    return record
+
+
+def describe_weights(path: Path) -> dict:
+    """What a weights file holds, through bdx's model registry."""
+    from bdx.errors import WeightsError
+    from bdx.models import identify, parameter_count
+
+    try:
+        model = identify(path)
+    except WeightsError as exc:  # the batch names the file already
+        raise WeightsError(str(exc).removeprefix(f"{path.name}: ")) from None
+    record: dict = {
+        "format": "weights",
+        "task": model.task,
+        "architecture": model.architecture,
+        "parameters": parameter_count(model.net),
+        "halo": model.tiling.halo,
+        "bfloat16": model.bfloat16,
+    }
+    if "steps" in model.metadata:
+        record["steps"] = model.metadata["steps"]
     return record
 
 
@@ -73,9 +100,10 @@ def _icc_description(profile: bytes | None) -> str | None:
     return f"ICC profile ({len(profile)} bytes)"
 
 
-@app.command(epilog="Examples:  bdx info photo.png   ·   bdx info --json shots/ | jq .effective_bits")
+@app.command(epilog="Examples:  bdx info photo.png   ·   bdx info --json shots/ | jq .effective_bits   ·   bdx info Epoch99.pth")
 def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
-    """Print size, channels, container and effective bit depth, colour profile and orientation."""
+    """Print size, channels, container and effective bit depth, colour profile and orientation; for a weights
+    file, its task, architecture, parameters and tiling halo."""
     found = expand_inputs(inputs)
     rows: list[dict] = []
 
@@ -92,6 +120,22 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
         quiet=True,
         json_lines=json_lines,
     )
+    weights = [row for row in rows if row["format"] == "weights"]
+    rows = [row for row in rows if row["format"] != "weights"]
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    if not json_lines and weights:
+        listing = Table("file", "task", "architecture", "parameters", "halo", "bfloat16", "steps")
+        for row in weights:
+            listing.add_row(
+                row["input"],
+                row["task"],
+                row["architecture"],
+                f"{row['parameters']:,}",
+                str(row["halo"]),
+                "yes" if row["bfloat16"] else "no",
+                str(row.get("steps", "-")),
+            )
+        console.print(listing)
     if not json_lines and rows:
         table = Table("file", "format", "size", "ch", "alpha", "container", "effective bits", "profile", "orientation")
         for row in rows:
@@ -107,5 +151,5 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
                 row["icc_profile"] or "-",
                 row["orientation"],
             )
-        Console(width=None if sys.stdout.isatty() else 200).print(table)
+        console.print(table)
     raise typer.Exit(status)
