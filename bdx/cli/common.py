@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDIO = "-"
 MIN_TILE = 64
-_GLOB_CHARS = set("*?[")
 
 Choice = TypeVar("Choice", bound=str)
 
@@ -81,7 +80,7 @@ def expand_inputs(arguments: list[str]) -> Inputs:
             found.sources.extend(Source(p, p.relative_to(path), root=path) for p in files)
         elif path.exists():
             found.sources.append(Source(path, Path(path.name)))
-        elif _GLOB_CHARS & set(argument):
+        elif glob.has_magic(argument):
             base = _glob_base(argument)
             matches = sorted(Path(m) for m in glob.glob(argument, recursive=True) if Path(m).is_file())
             if not matches:
@@ -95,7 +94,7 @@ def expand_inputs(arguments: list[str]) -> Inputs:
 def _glob_base(pattern: str) -> Path:
     parts = []
     for part in Path(pattern).parts:
-        if _GLOB_CHARS & set(part):
+        if glob.has_magic(part):
             break
         parts.append(part)
     return Path(*parts) if parts else Path(".")

@@ -25,7 +25,7 @@ def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list
             files.extend(
                 p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
             )
-        elif set("*?[") & set(str(folder)):
+        elif glob.has_magic(str(folder)):
             matches = sorted(Path(m) for m in glob.glob(str(folder), recursive=True))
             matches = [m for m in matches if m.is_file() and m.suffix.lower() in suffixes]
             if not matches:
