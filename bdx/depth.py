@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable, Literal, cast, get_args
 import numpy as np
 
 from bdx.color import linear_to_srgb
-from bdx.errors import InputError, SettingError, SettingUsageError
+from bdx.errors import InputError, SettingError, SettingUsageError, check_setting
 from bdx.io import Image, to_float
 from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
 
@@ -138,12 +138,6 @@ class DepthSettings:
             raise SettingUsageError("{ensemble} applies to {method} learned only")
         if self.in_bits is not None and not 1 <= self.in_bits <= 15:
             raise SettingUsageError(f"{{in_bits}} must be between 1 and 15, not {self.in_bits}")
-
-
-def check_setting(name: str, value: object, choices: tuple) -> None:
-    """A :class:`SettingUsageError` naming setting ``name`` when ``value`` is not one of ``choices``."""
-    if value not in choices:
-        raise SettingUsageError(f"{{{name}}} must be one of {', '.join(map(str, choices))}, not {value!r}")
 
 
 def build_dequantizer(settings: DepthSettings, bits: int, container_bits: int = 16, model: LoadedModel | None = None):

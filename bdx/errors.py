@@ -45,6 +45,18 @@ class SettingUsageError(SettingError, UsageError):
     """A :class:`SettingError` that is bad usage in itself (an option value no input could make right)."""
 
 
+def check_setting(name: str, value: object, choices: tuple) -> None:
+    """A :class:`SettingUsageError` naming setting ``name`` when ``value`` is not one of ``choices``.
+
+    >>> check_setting("method", "magic", ("learned", "contour"))
+    Traceback (most recent call last):
+    ...
+    bdx.errors.SettingUsageError: method must be one of learned, contour, not 'magic'
+    """
+    if value not in choices:
+        raise SettingUsageError(f"{{{name}}} must be one of {', '.join(map(str, choices))}, not {value!r}")
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived: unwinds like KeyboardInterrupt (temporary files are removed on the way out),
     past the CLI framework, to exit with 128 + the signal's number."""

@@ -16,7 +16,6 @@ Adding a model is one module (the network and its ``Architecture``) plus one lin
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -134,11 +133,25 @@ def load_model(path: str | Path | None, task: Task) -> LoadedModel:
     that is missing, unreadable, of another task or of no known architecture is a one-line :class:`WeightsError`.
     """
     from bdx.assets import default_weights
-    from bdx.checkpoints import is_safetensors
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}")
-    path = Path(path) if path is not None else default_weights(task)
+    return _load(Path(path) if path is not None else default_weights(task), task)
+
+
+def identify(path: str | Path) -> LoadedModel:
+    """Load a weights file of any task: bdx's own safetensors name their architecture, a published checkpoint is
+    recognised among every task's; a :class:`WeightsError` when none takes it."""
+    return _load(Path(path), None)
+
+
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".pth", ".pt", ".ckpt"})
+
+
+def _load(path: Path, task: Task | None) -> LoadedModel:
+    """The weights file at ``path`` for ``task`` (None: whichever task its architecture has)."""
+    from bdx.checkpoints import is_safetensors
+
     if path.is_dir():
         raise WeightsError(f"{path} is a folder; weights are one file (.safetensors, .pth, .pt or .ckpt)")
     if not path.is_file():
@@ -147,48 +160,24 @@ def load_model(path: str | Path | None, task: Task) -> LoadedModel:
     return _load_bdx(path, task) if own else _load_published(path, task)
 
 
-WEIGHT_SUFFIXES = frozenset({".safetensors", ".pth", ".pt", ".ckpt"})
-
-
-def identify(path: str | Path) -> LoadedModel:
-    """Load a weights file of any task: bdx's own safetensors name theirs, a published checkpoint is tried
-    against every task's architectures; a :class:`WeightsError` when none takes it."""
-    from bdx.checkpoints import is_safetensors
-    from bdx.safetensor_io import read_model
-
-    path = Path(path)
-    if path.is_file() and (path.suffix.lower() == ".safetensors" or is_safetensors(path)):
-        name = read_model(path)[0]
-        entry = next((entry for entry in architectures() if entry.name == name), None)
-        if entry is None:
-            raise WeightsError(f"{path.name}: not bdx weights bdx knows (architecture {name!r})")
-        return load_model(path, entry.task)
-    for task in TASKS:
-        try:
-            return load_model(path, task)
-        except WeightsError as exc:
-            if "recognises" not in str(exc):
-                raise
-    names = ", ".join(entry.title or entry.name for entry in architectures() if entry.detect is not None)
-    raise WeightsError(f"{path.name}: not a checkpoint bdx recognises ({names}, or bdx's own safetensors)")
-
-
-def _load_bdx(path: Path, task: Task) -> LoadedModel:
+def _load_bdx(path: Path, task: Task | None) -> LoadedModel:
     from bdx.safetensor_io import build_model, read_model
 
     name, state, metadata = read_model(path)
-    entry = next((entry for entry in architectures() if entry.name == name), None)
-    if entry is None or entry.task != task or entry.from_config is None:
-        raise WeightsError(f"{path.name}: not bdx {TASK_NAMES[task]} weights (architecture {name!r})")
+    entry = next((entry for entry in architectures() if entry.name == name and entry.from_config is not None), None)
+    if entry is None or entry.task != (task or entry.task):
+        kind = f"bdx {TASK_NAMES[task]}" if task is not None else "bdx"
+        raise WeightsError(f"{path.name}: not {kind} weights (architecture {name!r})")
     config = metadata.pop("config", None)
     if not isinstance(config, dict):
         raise WeightsError(f"{path.name}: weights do not match the architecture (no config object in its metadata)")
     build = entry.from_config
+    assert build is not None  # chosen above
     net = build_model(lambda: build(config), state, path)
     return describe(net, entry, path, metadata)
 
 
-def _load_published(path: Path, task: Task) -> LoadedModel:
+def _load_published(path: Path, task: Task | None) -> LoadedModel:
     from bdx.checkpoints import read_state_dict
 
     state = read_state_dict(path)
@@ -200,20 +189,19 @@ def _load_published(path: Path, task: Task) -> LoadedModel:
     return describe(entry.from_state(state, path), entry, path)
 
 
-def recognise(state: dict[str, Any], task: Task) -> Architecture:
-    """The published ``task`` architecture whose ``detect`` takes the checkpoint ``state``; a
-    :class:`WeightsError` naming the ones bdx runs otherwise."""
+def recognise(state: dict[str, Any], task: Task | None) -> Architecture:
+    """The published architecture (of ``task``; None: of any task) whose ``detect`` takes the checkpoint
+    ``state``; a :class:`WeightsError` naming the ones bdx runs otherwise."""
     from bdx.checkpoints import describe_keys
 
-    candidates = [entry for entry in architectures() if entry.task == task and entry.detect is not None]
+    candidates = [entry for entry in architectures() if entry.task == (task or entry.task) and entry.detect is not None]
     for entry in candidates:
         assert entry.detect is not None
         if entry.detect(state):
             return entry
     known = ", ".join(entry.title or entry.name for entry in candidates)
-    raise WeightsError(
-        f"not a {TASK_NAMES[task]} checkpoint bdx recognises ({known}, or bdx's own safetensors); keys: {describe_keys(state)}"
-    )
+    kind = f"{TASK_NAMES[task]} checkpoint" if task is not None else "checkpoint"
+    raise WeightsError(f"not a {kind} bdx recognises ({known}, or bdx's own safetensors); keys: {describe_keys(state)}")
 
 
 def check_device(model: LoadedModel, device: Any) -> None:
@@ -234,17 +222,6 @@ def save_model(net: Any, path: str | Path, extra: Mapping[str, Any] | None = Non
     from bdx.safetensor_io import write_model
 
     write_model(net, path, architecture_of(net).name, dict(extra or {}))
-
-
-def metadata_json(metadata: Mapping[str, str]) -> dict[str, Any]:
-    """A safetensors metadata mapping with its JSON values decoded (values that are not JSON kept as text)."""
-    decoded: dict[str, Any] = {}
-    for key, value in metadata.items():
-        try:
-            decoded[key] = json.loads(value)
-        except ValueError:
-            decoded[key] = value
-    return decoded
 
 
 def parameter_count(net: torch.nn.Module) -> int:

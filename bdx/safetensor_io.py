@@ -37,8 +37,6 @@ def read_model(path: str | Path) -> tuple[str, dict[str, torch.Tensor], dict[str
     :func:`write_model`; a one-line :class:`WeightsError` for a file that is not one."""
     from safetensors import safe_open
 
-    from bdx.models import metadata_json
-
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -52,6 +50,17 @@ def read_model(path: str | Path) -> tuple[str, dict[str, torch.Tensor], dict[str
     if name is None:
         raise WeightsError(f"{path.name}: not bdx weights (no architecture in its metadata)")
     return name, state, metadata_json({key: value for key, value in metadata.items() if key != "architecture"})
+
+
+def metadata_json(metadata: dict[str, str]) -> dict[str, Any]:
+    """A safetensors metadata mapping with its JSON values decoded (values that are not JSON kept as text)."""
+    decoded: dict[str, Any] = {}
+    for key, value in metadata.items():
+        try:
+            decoded[key] = json.loads(value)
+        except ValueError:
+            decoded[key] = value
+    return decoded
 
 
 def build_model(factory: Callable[[], Model], state: dict, path: str | Path) -> Model:

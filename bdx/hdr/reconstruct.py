@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from bdx.color import luminance
-from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, check_setting, display_codes
-from bdx.errors import BdxError, InputError, SettingUsageError
+from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
+from bdx.errors import BdxError, InputError, SettingUsageError, check_setting
 from bdx.io import Image, to_float
 
 if TYPE_CHECKING:

@@ -21,12 +21,19 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # --------------------------------------------------------------------------- EXIF
 
 
+def _byte_order(tiff_blob: bytes) -> Literal["<", ">"] | None:
+    """The struct byte order of a TIFF-structured blob (``II``: little-endian, ``MM``: big), None if neither."""
+    if len(tiff_blob) < 8 or tiff_blob[:2] not in (b"II", b"MM"):
+        return None
+    return "<" if tiff_blob[:2] == b"II" else ">"
+
+
 def _orientation_entry(tiff_blob: bytes) -> tuple[str, int] | None:
     """Byte order (``<`` or ``>``) and position of the orientation tag's value (a SHORT in IFD0) in a
     TIFF-structured EXIF blob; None when absent or unreadable."""
-    if len(tiff_blob) < 8 or tiff_blob[:2] not in (b"II", b"MM"):
+    end = _byte_order(tiff_blob)
+    if end is None:
         return None
-    end = "<" if tiff_blob[:2] == b"II" else ">"
     try:
         (ifd_offset,) = struct.unpack(end + "I", tiff_blob[4:8])
         (count,) = struct.unpack(end + "H", tiff_blob[ifd_offset : ifd_offset + 2])
@@ -122,9 +129,9 @@ class TiffExif:
 
 def tiff_exif(exif: bytes) -> TiffExif | None:
     """The parts of a TIFF-structured EXIF blob a TIFF output carries; None when it is unreadable."""
-    if len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
+    end = _byte_order(exif)
+    if end is None:
         return None
-    end: Literal["<", ">"] = "<" if exif[:2] == b"II" else ">"
     try:
         (first,) = struct.unpack(end + "I", exif[4:8])
         ifd0 = _read_ifd(exif, end, first)

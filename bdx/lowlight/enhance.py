@@ -18,8 +18,8 @@ import torch
 from torch.nn import functional as F
 
 from bdx.color import srgb_to_linear
-from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, check_setting, display_codes
-from bdx.errors import InputError
+from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
+from bdx.errors import InputError, check_setting
 from bdx.io import Image, to_float
 from bdx.lowlight.curves import sample_maps
 from bdx.lowlight.models import CurveEstimator, fit_long_side
