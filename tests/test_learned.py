@@ -226,7 +226,7 @@ def test_cli_train_depth(runner, tmp_path):
     plain = tmp_path / "plain.safetensors"
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(plain), "--steps", "1", "--batch-size", "2", "--crop", "32",
-              "--prior", "none", "--balance-folders", "--device", "cpu"],
+              "--prior", "none", "--balance-folders", "--device", "cpu", "--workers", "1"],
     )
     assert result.exit_code == 0, result.stderr
     assert not load_model(plain, "depth").net.has_prior

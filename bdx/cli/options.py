@@ -40,3 +40,6 @@ ValidateEvery = Annotated[int, typer.Option(help="Steps between validation runs.
 CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints (<output>.ckpt.pt).")]
 Resume = Annotated[Optional[Path], typer.Option(help="Checkpoint to continue from.")]
 Seed = Annotated[int, typer.Option(help="Random seed.")]
+Workers = Annotated[
+    int, typer.Option(min=0, help="Processes that synthesize training batches ahead of the optimizer (0: batches are made between steps).")
+]

@@ -84,6 +84,7 @@ def train_depth_command(
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
+    workers: opt.Workers = 0,
     quiet: opt.Quiet = False,
     overwrite: opt.Overwrite = False,
 ) -> None:
@@ -127,7 +128,7 @@ def train_depth_command(
         )
         init = _shipped_or(init, "depth")
         check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
-        state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, report=report)
+        state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, workers=workers, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
 
@@ -169,6 +170,7 @@ def train_lowlight_command(
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
+    workers: opt.Workers = 0,
     quiet: opt.Quiet = False,
     overwrite: opt.Overwrite = False,
 ) -> None:
@@ -227,6 +229,7 @@ def train_lowlight_command(
             init=init,
             resume=resume,
             device=torch_device,
+            workers=workers,
             report=report,
         )
     typer.echo(f"wrote {output} after {state.step} steps")
@@ -261,6 +264,7 @@ def train_hdr_command(
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
+    workers: opt.Workers = 0,
     quiet: opt.Quiet = False,
     overwrite: opt.Overwrite = False,
 ) -> None:
@@ -304,7 +308,7 @@ def train_hdr_command(
         )
         init = _shipped_or(init, "hdr")
         check_weights_target(output, overwrite or resume is not None)  # after usage checks; --resume continues it
-        state = train_hdr(data, output, config, init=init, resume=resume, device=torch_device, report=report)
+        state = train_hdr(data, output, config, init=init, resume=resume, device=torch_device, workers=workers, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
 

@@ -324,11 +324,13 @@ def train_depth(
     resume: Path | None = None,
     init: Path | None = None,
     device: str = "cpu",
+    workers: int = 0,
     report: Callable[[int, dict], None] | None = None,
 ) -> TrainState:
     """Train (or resume) the dequantizer; checkpoints to ``<output>.ckpt.pt``, weights to ``output``.
 
     ``init``: weights of the same architecture to start from (fine-tuning) instead of a fresh network.
+    ``workers``: processes that synthesize batches ahead of the optimizer (0: this one, between steps).
     """
     check_run_settings(config)
     if init is not None and resume is not None:
@@ -352,8 +354,11 @@ def train_depth(
             raise BdxError(f"{init.name}: its network ({start.config}) does not fit in the one to train ({net.config})") from None
         config = replace(config, init=init.name)  # recorded in the checkpoint and the weights' metadata
 
-    def loss_fn(model, rng):
-        return batch_loss(model, sample_batch(train_refs, config, rng).to(next(net.parameters()).device))
+    def sample(rng: np.random.Generator) -> Batch:
+        return sample_batch(train_refs, config, rng)
+
+    def loss_fn(model, batch: Batch) -> torch.Tensor:
+        return batch_loss(model, batch.to(next(net.parameters()).device))
 
     settings = LoopSettings(
         steps=config.steps,
@@ -364,12 +369,14 @@ def train_depth(
     )
     state = run_training(
         net,
+        sample,
         loss_fn,
         settings,
         Path(str(output) + ".ckpt.pt"),
         validate=(lambda n: validation_gain(n, val_refs, config)) if val_refs else None,
         resume=resume,
         device=device,
+        workers=workers,
         report=report,
         config=asdict(config),
     )

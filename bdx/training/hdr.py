@@ -219,11 +219,13 @@ def train_hdr(
     init: Path | None = None,
     resume: Path | None = None,
     device: str = "cpu",
+    workers: int = 0,
     report: Callable[[int, dict], None] | None = None,
 ) -> TrainState:
     """Train (or resume) the HDR network; checkpoints to ``<output>.ckpt.pt``, weights to ``output``.
 
     ``init``: weights to start from (fine-tuning); the network keeps their width, iterations and state scale.
+    ``workers``: processes that synthesize batches ahead of the optimizer (0: this one, between steps).
     """
     check_run_settings(config)
     if init is not None and resume is not None:
@@ -253,8 +255,11 @@ def train_hdr(
         net.load_state_dict(start.state_dict())
     context_size = net.config.context_size
 
-    def loss_fn(model, rng):
-        x, target, contexts = sample_batch(train, config, rng, context_size)
+    def sample(rng: np.random.Generator):
+        return sample_batch(train, config, rng, context_size)
+
+    def loss_fn(model, batch) -> torch.Tensor:
+        x, target, contexts = batch
         device_ = next(net.parameters()).device
         # context images go through forward, so DDP also synchronises the global branch's gradients
         outputs = model(x.to(device_), context_images=context_tensors(contexts, device_), all_iterations=True)
@@ -270,12 +275,14 @@ def train_hdr(
     )
     state = run_training(
         net,
+        sample,
         loss_fn,
         settings,
         Path(str(output) + ".ckpt.pt"),
         validate=(lambda n: validation_scores(n, val, context_size, config.camera)) if val else None,
         resume=resume,
         device=device,
+        workers=workers,
         report=report,
         config=asdict(config),
     )

@@ -13,16 +13,18 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generator, Generic, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from bdx.errors import BdxError
 from bdx.io import atomic_write_bytes
 
 Net = TypeVar("Net", bound=nn.Module)
+Batch = TypeVar("Batch")
 MAX_CROP = 2048  # pixels per side of a training crop
 
 
@@ -77,6 +79,51 @@ class TrainState(Generic[Net]):
     skipped: int = 0  # steps whose loss was not finite (no update made)
 
 
+class _Sampled(IterableDataset):
+    """Endless batches of ``sample``, each worker process drawing from its own generator."""
+
+    def __init__(self, sample: Callable[[np.random.Generator], Any], seed: int) -> None:
+        self.sample = sample
+        self.seed = seed
+
+    def __iter__(self):
+        worker = get_worker_info()
+        rng = np.random.default_rng([self.seed, worker.id if worker is not None else 0])
+        while True:
+            yield self.sample(rng)
+
+
+def batch_stream(
+    sample: Callable[[np.random.Generator], Batch], seed: int, workers: int = 0, pin: bool = False
+) -> Generator[Batch, None, None]:
+    """Endless batches drawn by ``sample``: in this process from one generator seeded with ``seed`` (``workers``
+    0), else by that many worker processes (forked, so the training data in memory is shared, not copied), each
+    from its own generator, two batches ahead each; ``pin``: in page-locked memory for a faster copy to a GPU.
+    Close it to stop the workers.
+
+    >>> stream = batch_stream(lambda rng: float(rng.random()), seed=0)
+    >>> next(stream) == float(np.random.default_rng(0).random())
+    True
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be at least 0, not {workers}")
+    if workers == 0:
+        return _drawn(sample, np.random.default_rng(seed))
+    loader = DataLoader(
+        _Sampled(sample, seed), batch_size=None, num_workers=workers, pin_memory=pin, multiprocessing_context="fork", prefetch_factor=2
+    )
+    return _drawn_by(loader)
+
+
+def _drawn(sample: Callable[[np.random.Generator], Batch], rng: np.random.Generator) -> Generator[Batch, None, None]:
+    while True:
+        yield sample(rng)
+
+
+def _drawn_by(loader: DataLoader) -> Generator[Any, None, None]:
+    yield from loader
+
+
 def read_checkpoint(path: Path) -> dict:
     """A checkpoint written by :func:`run_training` (plain data only: ``weights_only=True``); a one-line error otherwise."""
     try:
@@ -103,20 +150,23 @@ def distributed_rank(device: torch.device) -> int:
 
 def run_training(
     net: Net,
-    loss_fn: Callable[[Net, np.random.Generator], torch.Tensor],
+    sample: Callable[[np.random.Generator], Batch],
+    loss_fn: Callable[[Net, Batch], torch.Tensor],
     settings: LoopSettings,
     checkpoint: Path,
     *,
     validate: Callable[[Net], dict] | None = None,
     resume: Path | None = None,
     device: str = "cpu",
+    workers: int = 0,
     report: Callable[[int, dict], None] | None = None,
     config: dict | None = None,
 ) -> TrainState[Net]:
-    """Optimise ``net`` for ``settings.steps`` steps of ``loss_fn(model, rng)``.
+    """Optimise ``net`` for ``settings.steps`` steps of ``loss_fn(model, sample(rng))``.
 
-    ``loss_fn`` draws its own batch from ``rng`` (seeded per rank and resumed
-    step, so a resumed run does not replay the batches it has seen).
+    ``sample`` draws one batch from ``rng`` (seeded per rank and resumed step, so a resumed run does not replay
+    the batches it has seen); with ``workers`` it runs in that many processes ahead of the optimizer
+    (:func:`batch_stream`).
     """
     torch_device = torch.device(device)
     rank = distributed_rank(torch_device)
@@ -134,47 +184,50 @@ def run_training(
     model: nn.Module = net
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         model = nn.parallel.DistributedDataParallel(net)
-    rng = np.random.default_rng(settings.seed + 1000 * rank + state.step)
+    batches = batch_stream(sample, settings.seed + 1000 * rank + state.step, workers, pin=torch_device.type == "cuda")
     amp = torch_device.type == "cuda"
     started = time.perf_counter()
     net.train()
-    while state.step < settings.steps:
-        progress = min(state.step, settings.steps) / settings.steps
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * progress))
-        with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = loss_fn(model, rng)  # type: ignore[arg-type]  # the wrapper runs the same network
-        optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
-            loss.backward()
-            optimizer.step()
-        else:  # a non-finite loss would poison the weights: skip the update, keep the step count
-            state.skipped += 1
-        state.step += 1
-        record = {"step": state.step, "loss": float(loss.item()), "seconds": time.perf_counter() - started}
-        last = state.step == settings.steps
-        record["milestone"] = state.step % settings.validate_every == 0 or last  # validation (if any) and a report line
-        if rank == 0 and validate is not None and record["milestone"]:
-            net.eval()
-            with torch.no_grad():
-                record.update(validate(net))
-            net.train()
-            state.history.append(record)
-        if rank == 0 and (state.step % settings.checkpoint_every == 0 or last):
-            buffer = io.BytesIO()
-            torch.save(
-                {
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": state.step,
-                    "history": state.history,
-                    "config": config or {},
-                },
-                buffer,
-            )
-            atomic_write_bytes(checkpoint, buffer.getvalue())
-        if rank == 0 and report is not None:
-            report(state.step, record)
+    try:
+        while state.step < settings.steps:
+            progress = min(state.step, settings.steps) / settings.steps
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * progress))
+            with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(model, next(batches))  # type: ignore[arg-type]  # the wrapper runs the same network
+            optimizer.zero_grad(set_to_none=True)
+            if torch.isfinite(loss):
+                loss.backward()
+                optimizer.step()
+            else:  # a non-finite loss would poison the weights: skip the update, keep the step count
+                state.skipped += 1
+            state.step += 1
+            record = {"step": state.step, "loss": float(loss.item()), "seconds": time.perf_counter() - started}
+            last = state.step == settings.steps
+            record["milestone"] = state.step % settings.validate_every == 0 or last  # validation (if any) and a report line
+            if rank == 0 and validate is not None and record["milestone"]:
+                net.eval()
+                with torch.no_grad():
+                    record.update(validate(net))
+                net.train()
+                state.history.append(record)
+            if rank == 0 and (state.step % settings.checkpoint_every == 0 or last):
+                buffer = io.BytesIO()
+                torch.save(
+                    {
+                        "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": state.step,
+                        "history": state.history,
+                        "config": config or {},
+                    },
+                    buffer,
+                )
+                atomic_write_bytes(checkpoint, buffer.getvalue())
+            if rank == 0 and report is not None:
+                report(state.step, record)
+    finally:
+        batches.close()  # stops the worker processes, if any
     state.net = net
     return state
 

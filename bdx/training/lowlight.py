@@ -241,12 +241,14 @@ def train_lowlight(
     init: Path | None = None,
     resume: Path | None = None,
     device: str = "cpu",
+    workers: int = 0,
     report: Callable[[int, dict], None] | None = None,
 ) -> TrainState:
     """Train (or resume) bdx's curve estimator; checkpoints to ``<output>.ckpt.pt``, weights to ``output``.
 
     ``pairs``: a pairs file for reference-supervised training (``data`` and ``exclude`` are then unused).
     ``init``: bdx curve weights to start from (their width and context size are kept).
+    ``workers``: processes that synthesize batches ahead of the optimizer (0: this one, between steps).
     """
     check_run_settings(config)
     if init is not None and resume is not None:
@@ -262,9 +264,9 @@ def train_lowlight(
         net.load_state_dict(start.state_dict())
     if pairs is not None:
         config = replace(config, pairs=pairs.name)
-        loss_fn, validate, extra = _pairs_objective(net, pairs, config)
+        sample, loss_fn, validate, extra = _pairs_objective(net, pairs, config)
     else:
-        loss_fn, validate, extra = _zero_reference_objective(net, data, config, exclude)
+        sample, loss_fn, validate, extra = _zero_reference_objective(net, data, config, exclude)
     settings = LoopSettings(
         steps=config.steps,
         lr=config.lr,
@@ -274,12 +276,14 @@ def train_lowlight(
     )
     state = run_training(
         net,
+        sample,
         loss_fn,
         settings,
         Path(str(output) + ".ckpt.pt"),
         validate=validate,
         resume=resume,
         device=device,
+        workers=workers,
         report=report,
         config=asdict(config),
     )
@@ -287,7 +291,7 @@ def train_lowlight(
     return state
 
 
-Objective = tuple[Callable, Callable | None, dict]  # loss function, validation (None: no validation data), metadata
+Objective = tuple[Callable, Callable, Callable | None, dict]  # batch sampler, loss, validation (None: no validation data), metadata
 
 
 def _zero_reference_objective(net: CurveNet, data: list[Path], config: LowlightTrainConfig, exclude: Collection[str]) -> Objective:
@@ -299,8 +303,11 @@ def _zero_reference_objective(net: CurveNet, data: list[Path], config: LowlightT
         train, val = val, []
     crop = config.crop
 
-    def loss_fn(model, rng):
-        images = sample_images(train, config.batch_size, crop, rng).to(next(net.parameters()).device)
+    def sample(rng: np.random.Generator) -> torch.Tensor:
+        return sample_images(train, config.batch_size, crop, rng)
+
+    def loss_fn(model, batch: torch.Tensor) -> torch.Tensor:
+        images = batch.to(next(net.parameters()).device)
         return zero_reference_loss(model, images, config)[0]
 
     def validate(model) -> dict:
@@ -315,7 +322,7 @@ def _zero_reference_objective(net: CurveNet, data: list[Path], config: LowlightT
             "val_mean_out": float(enhanced.mean()),
         }
 
-    return loss_fn, validate if val else None, {"excluded_files": len(exclude)}
+    return sample, loss_fn, validate if val else None, {"excluded_files": len(exclude)}
 
 
 def _pairs_objective(net: CurveNet, pairs_file: Path, config: LowlightTrainConfig) -> Objective:
@@ -328,8 +335,11 @@ def _pairs_objective(net: CurveNet, pairs_file: Path, config: LowlightTrainConfi
     if not train:
         train, val = val, []
 
-    def loss_fn(model, rng):
-        dark, reference = sample_pairs(train, config.batch_size, rng)
+    def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return sample_pairs(train, config.batch_size, rng)
+
+    def loss_fn(model, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        dark, reference = batch
         target = next(net.parameters()).device
         return reference_loss(model, dark.to(target), reference.to(target), config.context_size, config.gamma, config.pair_loss)
 
@@ -342,4 +352,4 @@ def _pairs_objective(net: CurveNet, pairs_file: Path, config: LowlightTrainConfi
         ]
         return {"val_loss": float(np.mean(errors)), "val_psnr": float(np.mean([-10 * np.log10(e) for e in errors]))}
 
-    return loss_fn, validate if val else None, {"pairs": len(loaded)}
+    return sample, loss_fn, validate if val else None, {"pairs": len(loaded)}
