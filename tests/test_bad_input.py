@@ -168,7 +168,7 @@ def test_train_checks_its_output_before_training(tmp_path):
     ("--steps", "-1", "--steps must be at least 1"), ("--batch-size", "0", "--batch-size must be at least 1"),
     ("--validate-every", "0", "--validate-every must be at least 1"), ("--lr", "nan", "--lr must be a positive number"),
     ("--lr", "-1", "--lr must be a positive number"), ("--seed", "-1", "--seed must be at least 0"),
-    ("--workers", "-1", "--workers"),
+    ("--workers", "-1", "--workers"), ("--minutes", "0", "--minutes must be a positive number"),
 ])
 def test_train_settings_that_cannot_run_are_usage_errors(tmp_path, task, option, value, message):
     """Before any data is read or file written: one line, exit 2 (they were tracebacks, or 'after 0 steps')."""

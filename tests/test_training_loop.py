@@ -42,3 +42,16 @@ def test_training_with_workers_updates_the_network(tmp_path):
     state = run_training(net, _draw, lambda model, x: model(x.float()).square().mean(), settings, tmp_path / "c.pt", workers=1)
     assert state.step == 3 and not torch.equal(before, net.weight)
     assert (tmp_path / "c.pt").exists()
+
+
+def test_a_time_budget_ends_the_run_and_completes_its_schedule(tmp_path):
+    net = nn.Linear(4, 1)
+    settings = LoopSettings(steps=10**9, lr=0.1, validate_every=10**9, checkpoint_every=10**9, minutes=0.5 / 60)
+    records = []
+    state = run_training(
+        net, _draw, lambda model, x: model(x.float()).square().mean(), settings, tmp_path / "c.pt",
+        report=lambda step, record: records.append(record),
+    )
+    assert 0 < state.step < 10**9 and len(records) == state.step
+    assert records[-1]["seconds"] >= 0.5 and records[-1]["milestone"]  # the last step is a milestone, as at the step count
+    assert (tmp_path / "c.pt").exists()  # and its checkpoint is written

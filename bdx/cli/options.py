@@ -35,6 +35,13 @@ Tile = Annotated[Optional[int], typer.Option(help="Tile size in pixels, halo exc
 Dequantize = Annotated[str, typer.Option(help="Dequantizer run first: auto (the shipped learned one), learned, contour, midpoint or none.")]
 WeightsOutput = Annotated[Path, typer.Option("--output", "-o", help="Weights file to write (safetensors).")]
 Steps = Annotated[int, typer.Option(help="Optimizer steps in all.")]
+Minutes = Annotated[
+    Optional[float],
+    typer.Option(
+        help="Time budget: the run ends by then (its learning-rate schedule follows time or steps, whichever runs out first).",
+        show_default=False,
+    ),
+]
 LearningRate = Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")]
 ValidateEvery = Annotated[int, typer.Option(help="Steps between validation runs.")]
 CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints (<output>.ckpt.pt).")]

@@ -33,6 +33,7 @@ def train_depth_command(
     data: Annotated[list[Path], typer.Option(help="Reference images, folders or quoted globs (16-bit, >=1 MP photos, EXR); repeatable.")],
     output: opt.WeightsOutput = Path("depth.safetensors"),
     steps: opt.Steps = 2000,
+    minutes: opt.Minutes = None,
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 16,
     crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 8).")] = 128,
     lr: opt.LearningRate = 2e-3,
@@ -100,6 +101,7 @@ def train_depth_command(
             raise UsageError("--widths must be at least 1 and --blocks at least 0")
         config = DepthTrainConfig(
             steps=steps,
+            minutes=minutes,
             batch_size=batch_size,
             crop=max(8, crop // 8 * 8),
             lr=lr,
@@ -158,6 +160,7 @@ def train_lowlight_command(
     ] = "psnr",
     output: opt.WeightsOutput = Path("lowlight.safetensors"),
     steps: opt.Steps = 3000,
+    minutes: opt.Minutes = None,
     batch_size: Annotated[int, typer.Option(help="Images per step (per process).")] = 8,
     lr: opt.LearningRate = 1e-3,
     exclude_from: Annotated[
@@ -196,6 +199,7 @@ def train_lowlight_command(
                 raise BdxError(f"cannot read {exclude_from}: {exc.strerror}") from None
         config = LowlightTrainConfig(
             steps=steps,
+            minutes=minutes,
             batch_size=batch_size,
             lr=lr,
             validate_every=validate_every,
@@ -243,6 +247,7 @@ def train_hdr_command(
     data: Annotated[list[Path], typer.Option(help="Scene-linear references (.exr, .hdr), folders or quoted globs; repeatable.")],
     output: opt.WeightsOutput = Path("hdr.safetensors"),
     steps: opt.Steps = 3000,
+    minutes: opt.Minutes = None,
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 8,
     crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to the network's multiple: 4 x --state-scale).")] = 128,
     lr: opt.LearningRate = 1e-3,
@@ -282,6 +287,7 @@ def train_hdr_command(
         multiple = 4 * state_scale
         config = HdrTrainConfig(
             steps=steps,
+            minutes=minutes,
             batch_size=batch_size,
             crop=max(4 * multiple, crop // multiple * multiple),
             lr=lr,

@@ -44,6 +44,7 @@ class DepthTrainConfig:
     """Settings of one training run (all recorded in the checkpoint and the weights' metadata)."""
 
     steps: int = 2000
+    minutes: float | None = None  # a time budget: the run ends (and its schedule completes) by then, whatever the steps
     batch_size: int = 16
     crop: int = 128
     lr: float = 2e-3
@@ -366,6 +367,7 @@ def train_depth(
         validate_every=config.validate_every,
         checkpoint_every=config.checkpoint_every,
         seed=config.seed,
+        minutes=config.minutes,
     )
     state = run_training(
         net,

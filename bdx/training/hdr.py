@@ -40,6 +40,7 @@ class HdrTrainConfig:
     """Settings of one run (recorded in the checkpoint and the weights' metadata)."""
 
     steps: int = 3000
+    minutes: float | None = None  # a time budget: the run ends (and its schedule completes) by then, whatever the steps
     batch_size: int = 8
     crop: int = 128
     lr: float = 1e-3
@@ -272,6 +273,7 @@ def train_hdr(
         validate_every=config.validate_every,
         checkpoint_every=config.checkpoint_every,
         seed=config.seed,
+        minutes=config.minutes,
     )
     state = run_training(
         net,

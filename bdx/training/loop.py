@@ -43,6 +43,8 @@ def check_run_settings(config: object) -> None:
             raise SettingUsageError(f"{{{name}}} must be at least 1, not {value(name)}")
     if value("lr") is not None and not (math.isfinite(value("lr")) and value("lr") > 0):
         raise SettingUsageError(f"{{lr}} must be a positive number, not {value('lr')}")
+    if value("minutes") is not None and not (math.isfinite(value("minutes")) and value("minutes") > 0):
+        raise SettingUsageError(f"{{minutes}} must be a positive number, not {value('minutes')}")
     if value("seed") is not None and value("seed") < 0:
         raise SettingUsageError(f"{{seed}} must be at least 0, not {value('seed')}")
     if value("crop") is not None and not 16 <= value("crop") <= MAX_CROP:
@@ -66,6 +68,7 @@ class LoopSettings:
     checkpoint_every: int
     seed: int = 0
     weight_decay: float = 1e-4
+    minutes: float | None = None  # time budget: the cosine schedule follows the larger of the step and time fractions
 
 
 @dataclass
@@ -188,9 +191,11 @@ def run_training(
     amp = torch_device.type == "cuda"
     started = time.perf_counter()
     net.train()
+    budget = settings.minutes * 60 if settings.minutes is not None else math.inf
     try:
         while state.step < settings.steps:
-            progress = min(state.step, settings.steps) / settings.steps
+            elapsed = _shared_elapsed(started, torch_device, model is not net) if settings.minutes is not None else 0.0
+            progress = min(1.0, max(state.step / settings.steps, elapsed / budget))
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * progress))
             with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=amp):
@@ -203,7 +208,7 @@ def run_training(
                 state.skipped += 1
             state.step += 1
             record = {"step": state.step, "loss": float(loss.item()), "seconds": time.perf_counter() - started}
-            last = state.step == settings.steps
+            last = state.step == settings.steps or elapsed >= budget
             record["milestone"] = state.step % settings.validate_every == 0 or last  # validation (if any) and a report line
             if rank == 0 and validate is not None and record["milestone"]:
                 net.eval()
@@ -226,10 +231,25 @@ def run_training(
                 atomic_write_bytes(checkpoint, buffer.getvalue())
             if rank == 0 and report is not None:
                 report(state.step, record)
+            if last:
+                break
     finally:
         batches.close()  # stops the worker processes, if any
     state.net = net
     return state
+
+
+def _shared_elapsed(started: float, device: torch.device, distributed: bool) -> float:
+    """Seconds since ``started``; in a distributed run the largest over the processes, so that all of them follow
+    the same time-budgeted learning rate and stop at the same step."""
+    elapsed = time.perf_counter() - started
+    if not distributed:
+        return elapsed
+    import torch.distributed as dist
+
+    shared = torch.tensor([elapsed], dtype=torch.float64, device=device)
+    dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+    return float(shared.item())
 
 
 def save_trained(state: TrainState, output: Path, config: Any, **extra: Any) -> None:

@@ -45,6 +45,7 @@ class LowlightTrainConfig:
     """Settings of one run (recorded in the checkpoint and the weights' metadata)."""
 
     steps: int = 3000
+    minutes: float | None = None  # a time budget: the run ends (and its schedule completes) by then, whatever the steps
     batch_size: int = 8
     lr: float = 1e-3
     width: int = 16
@@ -273,6 +274,7 @@ def train_lowlight(
         validate_every=config.validate_every,
         checkpoint_every=config.checkpoint_every,
         seed=config.seed,
+        minutes=config.minutes,
     )
     state = run_training(
         net,
