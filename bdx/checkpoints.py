@@ -26,13 +26,24 @@ def is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
+def _load_failure(exc: Exception) -> str:
+    """Why ``torch.load`` refused a file, in a few words."""
+    text = str(exc)
+    if "GLOBAL" in text:  # torch's weights_only loader met a class or function: a pickled model or training state
+        return "it holds Python objects besides tensors, which bdx does not unpickle"
+    if text.startswith("Weights only load failed"):
+        return "unreadable data"
+    message = (text.splitlines() or [""])[0]
+    return message if len(message) <= 80 else message[:80].rsplit(" ", 1)[0] + " ..."
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a PyTorch checkpoint, on the CPU, with a ``state_dict`` wrapper and a DataParallel
     ``module.`` prefix removed; a one-line error for a file that is not a state dict of tensors."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"{path.name}: not a loadable checkpoint ({str(exc).splitlines()[0][:80]})") from None
+        raise WeightsError(f"{path.name}: not a loadable checkpoint ({_load_failure(exc)})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

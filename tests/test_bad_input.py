@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -118,6 +119,17 @@ def test_merge_brackets_errors_name_the_frame(tmp_path):
     empty.write_bytes(b"")
     done = bdx("merge-brackets", good, empty, "-o", tmp_path / "m.exr")
     assert_one_error(done, 1, "empty.png", "empty")
+    assert not (tmp_path / "m.exr").exists()
+
+
+def test_merge_brackets_of_frames_too_small_for_a_response_is_one_line(tmp_path):
+    """OpenCV's response fit needs a grid of sample points: 1x1 frames were an internal error."""
+    frames = []
+    for name, value in (("dark.png", 40), ("bright.png", 200)):
+        frames.append(tmp_path / name)
+        cv2.imwrite(str(frames[-1]), np.full((1, 1, 3), value, np.uint8))
+    done = bdx("merge-brackets", *frames, "-o", tmp_path / "m.exr")
+    assert_one_error(done, 1, "too small")
     assert not (tmp_path / "m.exr").exists()
 
 
@@ -336,3 +348,11 @@ def test_a_full_output_stream_is_one_line_not_an_internal_error(tmp_path):
 ])
 def test_command_line_parse_errors_are_one_line(args, names):
     assert_one_error(bdx(*args), 2, *names)
+
+
+def test_a_file_name_holding_a_newline_still_gets_one_line(tmp_path):
+    """The error named the file as it is, so a name with a newline split the message over two lines."""
+    (tmp_path / "bad\nname.png").write_bytes(b"")
+    done = bdx("info", "--json", tmp_path / "bad\nname.png")
+    assert_one_error(done, 1, "bad\\nname.png", "file is empty")
+    assert [r["input"] for r in json_lines(done)] == [str(tmp_path / "bad\nname.png")]

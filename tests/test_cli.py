@@ -75,6 +75,30 @@ def test_eval_names_both_sizes_when_prediction_and_reference_differ(runner, make
     assert error_lines(result) == [f"bdx: error: {prediction}: prediction is 12x10x3, the reference is 20x16x3"]
 
 
+@pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])
+def test_eval_names_the_reference_or_input_that_cannot_be_read(runner, make_png, tmp_path, task):
+    """A good prediction beside an empty reference (or input) file: the line names the unreadable file, not only the
+    prediction (it said `pred/a.png: file is empty`)."""
+    pixels = np.full((8, 8, 3), 100, np.uint8)
+    if task == "hdr":
+        (tmp_path / "pred").mkdir()
+        write_image(tmp_path / "pred" / "a.exr", Image(pixels.astype(np.float32) / 255), exr_half=False)
+    else:
+        make_png("pred/a.png", pixels)
+    make_png("input/a.png", pixels)
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "ref" / "a.png").write_bytes(b"")
+    result = run(runner, "eval", task, "--pred", tmp_path / "pred", "--ref", tmp_path / "ref")
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"bdx: error: {tmp_path / 'pred' / 'a'}{'.exr' if task == 'hdr' else '.png'}: "
+                                   f"reference {tmp_path / 'ref' / 'a.png'}: file is empty"]
+    if task != "lowlight":  # with a good reference and an empty input
+        make_png("ref/a.png", pixels)
+        (tmp_path / "input" / "a.png").write_bytes(b"")
+        result = run(runner, "eval", task, "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--input", tmp_path / "input")
+        assert result.exit_code == 1 and f"input {tmp_path / 'input' / 'a.png'}: file is empty" in result.stderr
+
+
 def test_a_depth_below_the_content_warns_that_detail_is_rounded_away(runner, make_png, tmp_path):
     five_bit = np.rint(np.arange(32).repeat(4)[None, :, None] * (255 / 31)).astype(np.uint8).repeat(8, 0).repeat(3, 2)
     source = make_png("five.png", five_bit)
@@ -122,6 +146,16 @@ def test_single_file_output_name_and_format(runner, make_png, tmp_path):
     assert read_image(tmp_path / "y.png").container_bits == 16
     assert run(runner, "upscale-depth", source, "-o", tmp_path / "z.exr").exit_code == 0
     assert read_image(tmp_path / "z.exr").is_float
+
+
+def test_a_file_output_for_a_folder_input_says_so(runner, make_png, tmp_path):
+    """A folder holding one image with -o naming a file said 'there are 1 inputs'."""
+    make_png("one/x.png", np.full((8, 8, 3), 34, np.uint8))
+    result = run(runner, "quantize", "--bits", "4", tmp_path / "one", "-o", tmp_path / "y.png")
+    assert result.exit_code == 2
+    assert error_lines(result) == [f"bdx: error: -o {tmp_path / 'y.png'} names one file, but the input is a folder (give a folder)"]
+    make_png("one/z.png", np.full((8, 8, 3), 34, np.uint8))
+    assert "there are 2 inputs" in run(runner, "quantize", "--bits", "4", tmp_path / "one", "-o", tmp_path / "y.png").stderr
 
 
 def test_existing_outputs_overwrite_and_skip(runner, make_png, tmp_path):
@@ -279,6 +313,20 @@ def test_info_reports_effective_depth(runner, make_png):
     assert record["sample_type"] == "uint8" and record["container_bits"] == 8
 
 
+def test_info_of_a_folder_lists_its_weights_files_too(runner, make_png, tmp_path):
+    """`bdx info weights/` said 'directory holds no images' though `bdx info weights/x.safetensors` works."""
+    import shutil
+
+    make_png("models/x.png", np.full((4, 4, 3), 40, np.uint8))
+    shipped = sorted((REPO / "weights").glob("lowlight-*.safetensors"))[0]
+    shutil.copy(shipped, tmp_path / "models" / shipped.name)
+    result = run(runner, "info", "--json", tmp_path / "models")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(r["format"] for r in records) == ["png", "weights"]
+    assert run(runner, "quantize", "--bits", "4", tmp_path / "models", "-o", tmp_path / "q").exit_code == 0  # images only
+
+
 @pytest.mark.parametrize("half", [True, False])
 def test_info_tells_half_from_float_exr(runner, tmp_path, half):
     path = write_image(tmp_path / "x.exr", Image(np.ones((4, 4, 3), np.float32), linear=True), exr_half=half)
@@ -403,3 +451,24 @@ def test_format_contradicting_the_output_extension_is_a_usage_error(runner, make
     result = run(runner, "upscale-depth", source, "-o", tmp_path / "y.png", "--format", "exr")
     assert result.exit_code == 2 and "contradicts" in result.stderr and not (tmp_path / "y.png").exists()
     assert run(runner, "upscale-depth", source, "-o", tmp_path / "y.exr", "--format", "exr").exit_code == 0
+
+
+@pytest.mark.parametrize("command,name", [(["quantize", "--bits", "4"], "q.tiff"), (["quantize", "--bits", "4"], "q.exr"),
+                                          (["ldr2hdr"], "h.png"), (["upscale-depth"], "u.jpg")])
+def test_an_output_extension_the_command_does_not_write_is_a_usage_error(runner, make_png, tmp_path, command, name):
+    """`quantize -o q.tiff` wrote PNG bytes under a .tiff name; ldr2hdr -o h.png blamed a --format never given."""
+    source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8))
+    result = run(runner, *command, source, "-o", tmp_path / name)
+    assert result.exit_code == 2 and not (tmp_path / name).exists()
+    assert error_lines(result)[0].startswith(f"bdx: error: -o {tmp_path / name} names a ") and "--format" not in result.stderr
+    assert run(runner, "quantize", "--bits", "4", source, "-o", tmp_path / "q.PNG").exit_code == 0
+
+
+def test_merge_brackets_names_only_options_it_has(runner, make_png, tmp_path):
+    """An existing output: merge-brackets has --overwrite but no --skip-existing, which its message offered."""
+    frames = [make_png(f"b{i}.png", np.full((8, 8, 3), 40 * (i + 1), np.uint8)) for i in range(2)]
+    (tmp_path / "m.exr").write_bytes(b"keep")
+    result = run(runner, "merge-brackets", *frames, "-o", tmp_path / "m.exr")
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"bdx: error: {tmp_path / 'm.exr'} exists (use --overwrite to replace it)"]
+    assert (tmp_path / "m.exr").read_bytes() == b"keep"

@@ -204,6 +204,29 @@ def test_cmyk_tiff_and_jpeg_are_refused():
         decode_image(bytes(jpeg), "x.jpg")
 
 
+def test_volumetric_tiff_is_refused_not_read_as_a_strip_of_channels():
+    """A 4-slice 10x12 volume was read as a 4x10 grey image (its rows taken as channels), without a word."""
+    import io
+
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((4, 10, 12), np.uint8), photometric="minisblack", volumetric=True, tile=(4, 16, 16))
+    with pytest.raises(BdxError, match="ZYX"):
+        decode_image(buffer.getvalue(), "volume.tif")
+
+
+def test_headers_cut_short_get_a_plain_reason():
+    """A TIFF whose first page is past its end said `IndexError: 0`; an EXR holding its magic number only said
+    `Unable to open '' for read`."""
+    tiff = encode_image(Image(np.zeros((4, 4, 3), np.uint8)), "tiff", bits=8)
+    with pytest.raises(BdxError, match=r"^cannot decode TIFF \(no image: corrupt or truncated header\)$"):
+        decode_image(tiff[:8], "cut.tif")
+    exr = encode_image(Image(np.zeros((4, 4, 3), np.float32)), "exr")
+    with pytest.raises(BdxError, match=r"^cannot decode EXR \(corrupt or truncated header\)$"):
+        decode_image(exr[:4], "cut.exr")
+
+
 def test_huge_image_refused_before_decoding():
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     data = PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b"")

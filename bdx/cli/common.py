@@ -57,10 +57,11 @@ def image_extensions() -> frozenset[str]:
     return IMAGE_EXTENSIONS
 
 
-def expand_inputs(arguments: list[str]) -> Inputs:
-    """Files, directories (recursive), globs and ``-`` (stdin), in a stable sorted order."""
+def expand_inputs(arguments: list[str], extensions: frozenset[str] | None = None) -> Inputs:
+    """Files, directories (recursive), globs and ``-`` (stdin), in a stable sorted order; a directory gives its files
+    with one of ``extensions`` (default: the image extensions)."""
     found = Inputs()
-    extensions = image_extensions()
+    extensions = extensions or image_extensions()
     for argument in arguments:
         if argument == STDIO:
             found.sources.append(Source(None, Path("stdin")))
@@ -130,6 +131,8 @@ def output_format(fmt: str | None, output: str | None, choices: tuple[str, ...])
     implied = format_from_path(output) if output and output != "-" else None
     if fmt and implied and fmt != implied:
         raise UsageError(f"--format {fmt} contradicts the output's extension ({output})")
+    if fmt is None and implied is not None and implied not in choices:  # never a PNG's bytes in a file named .tiff
+        raise UsageError(f"-o {output} names a {implied} file; this command writes {', '.join(choices)}")
     chosen = fmt or implied or choices[0]
     check_choice("--format", chosen, choices)
     return chosen
@@ -236,6 +239,8 @@ def _file_output_problem(output: str, count: int) -> str:
     if format_from_path(output) is None:
         written = ", ".join(FORMAT_EXTENSIONS.values())
         return f"-o {output}: bdx does not write {Path(output).suffix} files (it writes {written})"
+    if count == 1:  # one image found in a folder argument, whose tree -o mirrors
+        return f"-o {output} names one file, but the input is a folder (give a folder)"
     return f"-o {output} names one file, but there are {count} inputs (give a folder)"
 
 
@@ -310,7 +315,7 @@ class Reporter:
             self.failed += 1
             self.error(f"{record['input']}: {record['error']}")
         elif record.get("warning"):
-            self._stderr_line(f"bdx: warning: {record['input']}: {record['warning']}")
+            self._stderr_line(one_line(f"bdx: warning: {record['input']}: {record['warning']}"))
         if self.json_lines:
             sys.stdout.write(json_line(record) + "\n")
             sys.stdout.flush()
@@ -322,7 +327,7 @@ class Reporter:
                 self._progress.advance(self._file_task)
 
     def error(self, message: str) -> None:
-        self._stderr_line(f"bdx: error: {message}")
+        self._stderr_line(f"bdx: error: {one_line(message)}")
 
     def _stderr_line(self, line: str) -> None:
         if self._progress is not None:
@@ -335,6 +340,11 @@ class Reporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped: a file name holding a newline still gives one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def json_line(record: Any) -> str:
@@ -460,9 +470,10 @@ def check_target(
     overwrite: bool,
     create_folders: bool,
     inputs: frozenset[Path] = frozenset(),
+    can_skip: bool = True,
 ) -> None:
     """Refuse to write over the input or any other of ``inputs`` (whatever ``--overwrite`` says), or over an existing
-    file without ``--overwrite``; make folders."""
+    file without ``--overwrite`` (or ``--skip-existing``, where the command has it: ``can_skip``); make folders."""
     if target == STDIO:
         return
     target = Path(target)
@@ -473,7 +484,7 @@ def check_target(
     if target.is_dir():
         raise BdxError(f"output {target} is a directory")
     if target.exists() and not overwrite:
-        raise BdxError(f"{target} exists (use --overwrite to replace it, or --skip-existing)")
+        raise BdxError(f"{target} exists (use --overwrite to replace it{', or --skip-existing' if can_skip else ''})")
     if not target.parent.is_dir():
         if target.parent.exists():
             raise BdxError(f"{target.parent} is not a folder")
@@ -569,8 +580,8 @@ def command_errors() -> Iterator[None]:
     try:
         yield
     except UsageError as exc:
-        sys.stderr.write(f"bdx: error: {describe_exception(exc)}\n")
+        sys.stderr.write(f"bdx: error: {one_line(describe_exception(exc))}\n")
         raise typer.Exit(EXIT_USAGE) from None
     except BdxError as exc:
-        sys.stderr.write(f"bdx: error: {describe_exception(exc)}\n")
+        sys.stderr.write(f"bdx: error: {one_line(describe_exception(exc))}\n")
         raise typer.Exit(EXIT_FAILED) from None

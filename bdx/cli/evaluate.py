@@ -19,6 +19,7 @@ from bdx.cli.common import (
     describe_exception,
     image_extensions,
     json_line,
+    one_line,
 )
 from bdx.errors import BdxError, UsageError
 
@@ -59,6 +60,16 @@ def one_reference_for_all(ref: Path, predictions: dict[Path, dict[tuple[str, ...
     """Whether one reference file serves every prediction whatever its name: only when each ``--pred`` is one
     image (else predictions pair with the reference by name, and the others have none)."""
     return ref.is_file() and all(len(images) == 1 for images in predictions.values())
+
+
+def read_paired(path: Path, role: str):
+    """A reference or input image, its errors naming it: a failed pair is reported under the prediction's name."""
+    from bdx.io import read_image
+
+    try:
+        return read_image(path)
+    except BdxError as exc:
+        raise BdxError(f"{role} {path}: {exc}") from None
 
 
 def method_labels(folders) -> dict[Path, str]:
@@ -114,7 +125,7 @@ def score_pairs(
             except Exception as exc:  # one line per failed pair, then carry on
                 failed += 1
                 record.update(status="error", error=describe_exception(exc))
-                sys.stderr.write(f"bdx: error: {images[key]}: {record['error']}\n")
+                sys.stderr.write(one_line(f"bdx: error: {images[key]}: {record['error']}") + "\n")
             if json_lines:
                 sys.stdout.write(json_line(record) + "\n")
     return per_method, failed
@@ -153,8 +164,8 @@ def eval_depth(
 
     def prepare(ref_path: Path | None, input_path: Path | None):
         assert ref_path is not None  # references are required here
-        source = read_image(input_path) if input_path is not None else None
-        prepared = depth_reference(read_image(ref_path), source, bits=bits, convention=bin_convention)
+        source = read_paired(input_path, "input") if input_path is not None else None
+        prepared = depth_reference(read_paired(ref_path, "reference"), source, bits=bits, convention=bin_convention)
         if prepared.source is not None and source is not None:  # bin metrics on misread levels would mislead: say so once per input
             mismatch = depth_mismatch(source, prepared.source.bits, prepared.source.content_bits, bin_convention)
             if mismatch is not None:
@@ -269,7 +280,7 @@ def eval_lowlight(
         None,
         single=single,
         json_lines=json_lines,
-        prepare=lambda ref_path, _input: read_image(ref_path) if ref_path is not None else None,
+        prepare=lambda ref_path, _input: read_paired(ref_path, "reference") if ref_path is not None else None,
         score=lambda path, reference: evaluate_lowlight(read_image(path), reference),
     )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
@@ -328,7 +339,7 @@ def eval_hdr(
 
     def prepare(ref_path: Path | None, input_path: Path | None):
         assert ref_path is not None  # references are required here
-        return read_image(ref_path), read_image(input_path) if input_path else None
+        return read_paired(ref_path, "reference"), read_paired(input_path, "input") if input_path else None
 
     per_method, failed = score_pairs(
         predictions,

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import Source, expand_inputs, read_source, run_batch
+from bdx.cli.common import Source, expand_inputs, image_extensions, read_source, run_batch
 
 _ORIENTATIONS = {
     1: "normal",
@@ -104,7 +104,9 @@ def _icc_description(profile: bytes | None) -> str | None:
 def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
     """Print size, channels, container and effective bit depth, colour profile and orientation; for a weights
     file, its task, architecture, parameters and tiling halo."""
-    found = expand_inputs(inputs)
+    from bdx.models import WEIGHT_SUFFIXES
+
+    found = expand_inputs(inputs, image_extensions() | WEIGHT_SUFFIXES)  # a folder's weights files too
     rows: list[dict] = []
 
     def process(source, target, reporter):

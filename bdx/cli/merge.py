@@ -59,6 +59,7 @@ def merge_brackets_command(
             overwrite=overwrite,
             create_folders=True,
             inputs=frozenset(frame.resolve() for frame in frames),
+            can_skip=False,
         )
         images = [_read_frame(f) for f in frames]
         pixels = []

@@ -8,7 +8,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, command_errors, plan_batch, read_source, write_target
+from bdx.cli.common import check_choice, command_errors, output_format, plan_batch, read_source, write_target
 
 
 @app.command(
@@ -40,6 +40,7 @@ def quantize(
         check_choice("--method", method, QUANTIZE_METHODS)
         check_choice("--dither", dither, DITHER_METHODS)
         check_choice("--convention", convention, CONVENTIONS)
+        output_format(None, output, ("png",))
         batch = plan_batch(inputs, output, shard, extension=".png", file_suffix=f"_q{bits}", dir_suffix=f"_q{bits}")
 
     def process(source, target, reporter):

@@ -16,6 +16,7 @@ The result is scaled so the median luminance is 0.18 (relative, not absolute).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -35,6 +36,16 @@ class Merge:
     response: np.ndarray
     times: list[float]
     order: list[int]
+
+
+def _grid_samples(samples: int, rows: int, cols: int) -> int:
+    """``samples`` raised where OpenCV's regular sample grid (``sqrt(samples * cols / rows)`` columns, ``samples /
+    columns`` rows) would have no row or column on a very wide or tall frame; an InputError where no grid fits."""
+    samples = max(samples, math.ceil(max(rows / cols, cols / rows)))
+    columns = int(math.sqrt(samples * cols / rows))
+    if not (0 < columns <= cols and 0 < samples // columns <= rows):
+        raise InputError(f"frames of {cols}x{rows} pixels are too small to estimate the camera response")
+    return samples
 
 
 def merge_brackets(
@@ -70,7 +81,7 @@ def merge_brackets(
         times = [float(times[i]) for i in order]
     else:
         times = _ratios(stack, response)
-    calibrate = cv2.createCalibrateDebevec(samples=samples, lambda_=smoothness, random=False)
+    calibrate = cv2.createCalibrateDebevec(samples=_grid_samples(samples, *stack[0].shape[:2]), lambda_=smoothness, random=False)
     for _ in range(1 if known else rounds):
         estimated = calibrate.process(stack, np.array(times, dtype=np.float32))
         response = np.maximum(estimated.reshape(256, 3), 1e-8)

@@ -193,12 +193,16 @@ def _decode_tiff(data: bytes) -> Image:
 
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            if not len(tif.pages):
+                raise InputError("cannot decode TIFF (no image: corrupt or truncated header)")
             page = tif.pages.first
             photometric = int(page.photometric)
             if photometric == 5:
                 raise InputError("CMYK TIFF is not supported; convert it to RGB first")
             if photometric not in (0, 1, 2, 3, 6):
                 raise InputError(f"TIFF photometric interpretation {photometric} is not supported")
+            if page.axes not in ("YX", "YXS", "SYX"):  # ZYX: a volume (its slices would be read as rows of channels)
+                raise InputError(f"TIFF with axes {page.axes} (depth {page.imagedepth}) is not supported; one 2D image per page")
             _check_size(int(page.imagewidth), int(page.imagelength))
             array = page.asarray()
             tags = page.tags
@@ -257,6 +261,8 @@ def _decode_exr(data: bytes) -> Image:
                 header = exr.header()
         except Exception as exc:
             detail = (str(exc).splitlines() or [""])[0].replace(handle.name, "").replace('""', "").strip(" :")
+            if detail.startswith("Unable to open"):  # OpenEXR's words for a header it cannot parse, not a file it cannot open
+                detail = "corrupt or truncated header"
             raise InputError(f"cannot decode EXR ({detail[:120] or 'corrupt or truncated data'})") from None
     (x0, y0), (x1, y1) = header["dataWindow"]
     _check_size(int(x1 - x0 + 1), int(y1 - y0 + 1))
