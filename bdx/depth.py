@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Callable, Literal, cast, get_args
 import numpy as np
 
 from bdx.color import linear_to_srgb
+from bdx.dequant.self_check import MIN_BITS as SELF_CHECK_MIN_BITS
 from bdx.errors import InputError, SettingError, SettingUsageError, check_setting
 from bdx.io import Image, to_float
-from bdx.quantization import Convention, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
+from bdx.quantization import Convention, bin_centres, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
 
 if TYPE_CHECKING:
     from bdx.dequant.classical import PriorBackend
@@ -107,7 +108,8 @@ class DepthSettings:
     over 1, 2, 4 or 8 flips and transposes of the input. ``precision`` (learned only): ``float32``, ``bfloat16``
     (the network's convolutions) or ``auto`` (bfloat16 where the device runs it natively). ``prior_backend``:
     how the contour fractions are computed (:func:`bdx.dequant.classical.level_fractions`). ``tile``: tile size
-    (None: the method's preferred size).
+    (None: the method's preferred size). ``self_check`` (learned, inputs of 8 bits and more): keep the network's
+    offsets only where a test of the network on the image itself finds they help (:mod:`bdx.dequant.self_check`).
 
     >>> DepthSettings(method="midpoint", in_bits=4).convention
     'centre'
@@ -121,6 +123,7 @@ class DepthSettings:
     precision: Precision = "auto"
     prior_backend: PriorBackend = "auto"
     tile: int | None = None
+    self_check: bool = True
 
     def __post_init__(self) -> None:
         from bdx.dequant.classical import PRIOR_BACKENDS
@@ -182,6 +185,7 @@ class DepthResult:
     convention: Convention
     precision: Literal["float32", "bfloat16"] = "float32"  # of the network's convolutions (learned only)
     mismatch: DepthMismatch | None = None
+    kept: float | None = None  # share of the network's offsets the self-check kept (None: no check ran)
 
 
 def upscale_depth(
@@ -229,8 +233,19 @@ def upscale_depth(
     run = TiledRun.for_needs(module.tiling, settings.tile, blend=0, cut=True, precision=used)
 
     level_of_code = _level_of_code_table(source)
+    alpha = None
+    if settings.method == "learned" and settings.self_check and source.bits >= SELF_CHECK_MIN_BITS:
+        alpha = _self_check(source, module, torch_device, run)
+        centre_of_code = bin_centres(level_of_code, source.bits, source.convention, source.container_bits)
 
     def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:
+        if alpha is not None:  # centre + alpha * (network - centre), in the engine's scratch block
+            from bdx.dequant.self_check import alpha_region
+
+            centres = centre_of_code[source.codes[top : top + block.shape[0], left : left + block.shape[1]]]
+            block -= centres
+            block *= alpha_region(alpha, top, left, block.shape[0], block.shape[1])[..., None]
+            block += centres
         if settings.relax:
             return np.rint(np.clip(block, 0.0, 1.0) * 65535).astype(np.uint16)
         codes = source.codes[top : top + block.shape[0], left : left + block.shape[1]]
@@ -261,7 +276,43 @@ def upscale_depth(
         source.convention,
         used,
         depth_mismatch(image, source.bits, source.content_bits, source.convention),
+        None if alpha is None else float(alpha.mean()),
     )
+
+
+def _self_check(source: DepthSource, dequantizer, device, run) -> np.ndarray:
+    """Per-block alpha of :mod:`bdx.dequant.self_check`: the input decimated, quantized one bit coarser and
+    restored by ``dequantizer``'s network in a tiled run of the same settings, against the input's own values."""
+    from bdx.dequant.learned import LearnedDequantizer
+    from bdx.dequant.self_check import DECIMATION, BlockErrors
+    from bdx.device import for_inference
+    from bdx.quantization import max_level
+    from bdx.tiling import TiledRun, run_tiled
+
+    codes = source.codes[::DECIMATION, ::DECIMATION]
+    bits = source.bits - 1
+    value_of_code = bin_centres(_level_of_code_table(source), source.bits, source.convention, source.container_bits)
+    coarse_of_code = np.rint(value_of_code * max_level(bits)).astype(np.float32)  # the check's input levels
+    check = LearnedDequantizer(dequantizer.net, bits, "centre", backend=dequantizer.backend)
+    errors = BlockErrors(codes.shape[0], codes.shape[1])
+
+    def score(block: np.ndarray, top: int, left: int) -> np.ndarray:
+        tile_codes = codes[top : top + block.shape[0], left : left + block.shape[1]]
+        errors.add(block, coarse_of_code[tile_codes] / np.float32(max_level(bits)), value_of_code[tile_codes], top, left)
+        return np.zeros(block.shape[:2] + (1,), np.uint8)  # the scores are all the check keeps
+
+    settings = TiledRun.for_needs(check.tiling, run.tile, blend=0, cut=True, precision=run.precision)
+    run_tiled(
+        for_inference(check, device),
+        codes,
+        settings=settings,
+        device=device,
+        out_channels=1,
+        prepare=lambda tile_codes: coarse_of_code[tile_codes],
+        finalize=score,
+        out_dtype=np.uint8,
+    )
+    return errors.alpha()
 
 
 def display_codes(image: Image, method: DisplayDequantizer, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:

@@ -9,6 +9,7 @@ between the two is measured in the same run. Prints a table and writes JSON.
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --weights other.safetensors
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --ensembles 1 8 --bits 8
     python benchmarks/bench_upscale_depth.py --sizes 12 100 --methods learned --precisions auto float32 --bits 8
+    python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned contour midpoint --bits 8 --self-checks on off
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def synthetic_scene(height: int, width: int, bits: int):
 
 def measure(
     megapixels: int, method: str, bits: int, tile: int | None = None, weights: str | None = None, ensemble: int = 1,
-    precision: str = "auto", device: str = "cpu",
+    precision: str = "auto", device: str = "cpu", self_check: bool = True,
 ) -> dict:
     """One run in this process: generate, dequantize, report time and peak RSS (on a GPU after a small warm-up
     run, so that its start-up is not timed)."""
@@ -60,7 +61,7 @@ def measure(
 
     height, width = SIZES[megapixels]
     model = load_model(weights, "depth") if method == "learned" else None
-    settings = DepthSettings(method=method, tile=tile, ensemble=ensemble, precision=precision)
+    settings = DepthSettings(method=method, tile=tile, ensemble=ensemble, precision=precision, self_check=self_check)
     image = Image(synthetic_scene(height, width, bits), significant_bits=bits)
     if device != "cpu":
         small = Image(synthetic_scene(256, 256, bits), significant_bits=bits)
@@ -77,6 +78,7 @@ def measure(
         "tile": tile or "default",
         "weights": weights or "default",
         "ensemble": ensemble,
+        "self_check": result.kept is not None,
         "precision": result.precision,
         "seconds": seconds,
         "mpix_per_s": height * width / 1e6 / seconds,
@@ -104,6 +106,8 @@ def main() -> None:
     parser.add_argument("--ensembles", type=int, nargs="+", default=[1], help="ensemble sizes to run the learned method with")
     parser.add_argument("--precisions", nargs="+", default=["auto"], help="precisions to run the learned method with")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (all of the work runs there)")
+    parser.add_argument("--self-checks", nargs="+", default=["on"], choices=["on", "off"],
+                        help="run the learned method with its self-check on, off, or both")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # measure()'s arguments as JSON
     args = parser.parse_args()
     if args.child:
@@ -114,17 +118,19 @@ def main() -> None:
     for megapixels in args.sizes:
         for method in args.methods:
             common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=args.weights, device=args.device)
-            variants = [(1, args.precisions[0])]
+            checks = [c == "on" for c in args.self_checks]
+            variants = [(1, args.precisions[0], checks[0])]
             if method == "learned":
-                variants += [(1, p) for p in args.precisions[1:]] + [(e, args.precisions[0]) for e in args.ensembles if e != 1]
-            for ensemble, precision in variants:
-                rows.append(run_child(**common, ensemble=ensemble, precision=precision))
+                variants += [(1, p, checks[0]) for p in args.precisions[1:]] + [(e, args.precisions[0], checks[0]) for e in args.ensembles if e != 1]
+                variants += [(1, args.precisions[0], c) for c in checks[1:]]
+            for ensemble, precision, check in variants:
+                rows.append(run_child(**common, ensemble=ensemble, precision=precision, self_check=check))
             if megapixels == 12:  # one whole-image tile
                 rows.append(run_child(**common, tile=max(SIZES[12]), precision=args.precisions[0]))
-    print(f"{'MP':>6} {'method':>9} {'ens':>4} {'precision':>9} {'tile':>8} {'s':>8} {'MPix/s':>8} {'peak RSS MiB':>13}")
+    print(f"{'MP':>6} {'method':>9} {'ens':>4} {'check':>5} {'precision':>9} {'tile':>8} {'s':>8} {'MPix/s':>8} {'peak RSS MiB':>13}")
     for row in rows:
         print(
-            f"{row['megapixels']:6.1f} {row['method']:>9} {row['ensemble']:>4} {row['precision']:>9} {str(row['tile']):>8} "
+            f"{row['megapixels']:6.1f} {row['method']:>9} {row['ensemble']:>4} {str(row['self_check']):>5} {row['precision']:>9} {str(row['tile']):>8} "
             f"{row['seconds']:8.2f} {row['mpix_per_s']:8.2f} {row['peak_rss_mib']:13.0f}"
         )
     ratios = {}

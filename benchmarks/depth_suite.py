@@ -28,6 +28,7 @@ and, for smooth images, the banding stress after a gamma 0.6 edit. Writes JSON a
 table.
 
     python benchmarks/depth_suite.py                                # shipped default, contour, midpoint
+    python benchmarks/depth_suite.py --methods midpoint contour learned learned-unchecked   # and without the self-check
     python benchmarks/depth_suite.py --weights new.safetensors --label new --methods midpoint learned
 """
 
@@ -275,11 +276,16 @@ def _model(weights: str | None):
     return load_model(weights, "depth")
 
 
+UNCHECKED = "learned-unchecked"  # the learned method without its self-check (bdx.dequant.self_check)
+
+
 def run_method(case: Case, method: str, weights: str | None, ensemble: int, prior_backend: str = "auto") -> tuple[np.ndarray, float]:
     image = Image(case.codes, significant_bits=case.bits if case.bits < 8 * case.codes.dtype.itemsize else None)
     started = time.perf_counter()
+    check = method != UNCHECKED
+    method = "learned" if method == UNCHECKED else method
     model = _model(weights) if method == "learned" else None
-    settings = DepthSettings(method=method, in_bits=case.bits, ensemble=ensemble, prior_backend=prior_backend)
+    settings = DepthSettings(method=method, in_bits=case.bits, ensemble=ensemble, prior_backend=prior_backend, self_check=check)
     result = upscale_depth(image, model, settings)
     return result.image.pixels, time.perf_counter() - started
 
@@ -365,7 +371,8 @@ def markdown(summary: dict, labels: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=["midpoint", "contour", "learned"])
+    parser.add_argument("--methods", nargs="+", default=["midpoint", "contour", "learned"],
+                        help=f"midpoint, contour, learned, {UNCHECKED} (learned without its self-check)")
     parser.add_argument("--weights", action="append", default=[], help="learned weights (repeat for several); default shipped")
     parser.add_argument("--label", action="append", default=[], help="a name per --weights")
     parser.add_argument("--ensemble", type=int, default=1)
@@ -395,7 +402,7 @@ def main() -> None:
     for index, case in enumerate(cases):
         outputs = {}
         for label, method, weights in runs:
-            outputs[label], spent = run_method(case, method, weights, args.ensemble if method == "learned" else 1,
+            outputs[label], spent = run_method(case, method, weights, args.ensemble if "learned" in method else 1,
                                                  args.prior_backend)
             seconds[label] += spent
         records.append(measure(case, outputs))

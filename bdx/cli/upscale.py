@@ -47,6 +47,13 @@ def upscale_depth_command(
             "(8: 0.2-0.3 dB better on held-out images, about 3 times slower)."
         ),
     ] = 1,
+    self_check: Annotated[
+        bool,
+        typer.Option(
+            help="--method learned, 8 bits and more: test the network on the image itself (decimated, one bit coarser) "
+            "and keep its offsets only where they help there (about 1.3 times the time)."
+        ),
+    ] = True,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
     out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
     fmt: Annotated[Optional[str], typer.Option("--format", help="tiff, png or exr (default: from -o, else tiff).")] = None,
@@ -76,6 +83,7 @@ def upscale_depth_command(
             ensemble=ensemble,
             precision=check_choice("--precision", precision, PRECISIONS),
             tile=tile,
+            self_check=self_check,
         )
         check_tile(tile)
         if out_bits != 16:
@@ -96,6 +104,7 @@ def upscale_depth_command(
             "ensemble": ensemble,
             "precision": result.precision,
             "in_bits": result.in_bits,
+            "self_check_kept": result.kept,
             "width": image.width,
             "height": image.height,
         }
