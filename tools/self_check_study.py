@@ -9,7 +9,8 @@ over blocks of 32 or 64 px, constant per block or interpolated between block cen
 image / images below -0.05 dB per category and writes JSON.
 
     python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_merged      # training-side merges
-    python tools/self_check_study.py --side tune --out /tmp/self_check_tune.json        # about 4 minutes
+    python tools/self_check_study.py --side tune --out /tmp/self_check_tune.json        # 1 to 4 minutes
+    python tools/self_check_study.py --side tune --decimation 2 --out /tmp/self_check_tune_2.json
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from bdx.depth import DepthSettings, upscale_depth  # noqa: E402
 from bdx.io import Image  # noqa: E402
 from bdx.training.data import is_validation  # noqa: E402
 
-DECIMATION = 2
-RULES = [(block, ramp, smooth) for block in (32, 64) for ramp in (0.25, 0.5, 1.0) for smooth in (False, True)]
+DECIMATION = 4  # as bdx.dequant.self_check (--decimation 2 for the other design measured)
+RULES = [(block, ramp, smooth) for block in (32, 64, 128) for ramp in (0.25, 0.5, 1.0) for smooth in (False, True)]
 
 
 def training_side(merges: Path) -> None:
@@ -98,7 +99,10 @@ def main() -> None:
     parser.add_argument("--side", choices=["tune", "suite"], default="tune")
     parser.add_argument("--merges", type=Path, help="SICE merges (default: /tmp/sice_merged for tune, /tmp/sice_heldout for suite)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/self_check_study.json"))
+    parser.add_argument("--decimation", type=int, default=DECIMATION, choices=[2, 4])
     args = parser.parse_args()
+    global DECIMATION
+    DECIMATION = args.decimation
     merges = args.merges or Path("/tmp/sice_merged" if args.side == "tune" else "/tmp/sice_heldout")
     if args.side == "tune":
         training_side(merges)
@@ -106,7 +110,7 @@ def main() -> None:
     table: dict[str, dict[str, list[float]]] = {}
     for record in records:
         for rule in [None, *RULES]:
-            use = rule is not None and record["bits"] >= 4
+            use = rule is not None and record["bits"] >= 4  # the 4- and 6-bit rows show why the product checks from 8 bits
             gain = gain_db(record, alpha_map(record, *rule) if use else 1.0)
             table.setdefault(str(rule or "no check"), {}).setdefault(record["category"], []).append(gain)
     summary = {}

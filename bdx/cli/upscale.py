@@ -50,8 +50,8 @@ def upscale_depth_command(
     self_check: Annotated[
         bool,
         typer.Option(
-            help="--method learned, 8 bits and more: test the network on the image itself (decimated, one bit coarser) "
-            "and keep its offsets only where they help there (about 1.3 times the time)."
+            help="--method learned, 8 bits and more: test the network on the image itself (decimated 4x4, one bit coarser) "
+            "and keep its offsets only where they help there (about 1.2 times the time)."
         ),
     ] = True,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
