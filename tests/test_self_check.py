@@ -105,6 +105,15 @@ def test_tiled_self_check_equals_the_whole_image():
     assert tiled.kept == pytest.approx(whole.kept)
 
 
+@pytest.mark.parametrize("shape", [(40, 56, 1), (1, 9, 3), (3, 3, 3)])
+def test_grey_and_tiny_images_are_checked_too(shape):
+    codes = np.repeat(_photo(40, 56)[: shape[0], : shape[1], :1], shape[2], axis=2)
+    result = upscale_depth(Image(np.ascontiguousarray(codes)))
+    assert result.kept is not None and 0 <= result.kept <= 1
+    assert result.image.pixels.shape[:2] == codes.shape[:2]
+    np.testing.assert_array_equal(requantize_u16(result.image.pixels, 8).reshape(codes.shape), codes)
+
+
 def test_no_check_below_eight_bits_or_for_other_methods():
     levels = _photo() // 4
     image = Image((levels * 4 + 2).astype(np.uint8), significant_bits=6)
