@@ -233,10 +233,10 @@ def upscale_depth(
     run = TiledRun.for_needs(module.tiling, settings.tile, blend=0, cut=True, precision=used)
 
     level_of_code = _level_of_code_table(source)
+    centre_of_code = bin_centres(level_of_code, source.bits, source.convention, source.container_bits)
     alpha = None
     if settings.method == "learned" and settings.self_check and source.bits >= SELF_CHECK_MIN_BITS:
-        alpha = _self_check(source, module, torch_device, run)
-        centre_of_code = bin_centres(level_of_code, source.bits, source.convention, source.container_bits)
+        alpha = _self_check(source, centre_of_code, module, torch_device, run)
 
     def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:
         if alpha is not None:  # centre + alpha * (network - centre), in the engine's scratch block
@@ -280,9 +280,10 @@ def upscale_depth(
     )
 
 
-def _self_check(source: DepthSource, dequantizer, device, run) -> np.ndarray:
+def _self_check(source: DepthSource, value_of_code: np.ndarray, dequantizer, device, run) -> np.ndarray:
     """Per-block alpha of :mod:`bdx.dequant.self_check`: the input decimated, quantized one bit coarser and
-    restored by ``dequantizer``'s network in a tiled run of the same settings, against the input's own values."""
+    restored by ``dequantizer``'s network in a tiled run of the same settings, against the input's own values
+    (``value_of_code``: the bin centre of every container code)."""
     from bdx.dequant.learned import LearnedDequantizer
     from bdx.dequant.self_check import DECIMATION, BlockErrors
     from bdx.device import for_inference
@@ -291,7 +292,6 @@ def _self_check(source: DepthSource, dequantizer, device, run) -> np.ndarray:
 
     codes = source.codes[::DECIMATION, ::DECIMATION]
     bits = source.bits - 1
-    value_of_code = bin_centres(_level_of_code_table(source), source.bits, source.convention, source.container_bits)
     coarse_of_code = np.rint(value_of_code * max_level(bits)).astype(np.float32)  # the check's input levels
     check = LearnedDequantizer(dequantizer.net, bits, "centre", backend=dequantizer.backend)
     errors = BlockErrors(codes.shape[0], codes.shape[1])
