@@ -239,16 +239,16 @@ def upscale_depth(
         alpha = _self_check(source, centre_of_code, module, torch_device, run)
 
     def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:
+        codes = source.codes[top : top + block.shape[0], left : left + block.shape[1]]
         if alpha is not None:  # centre + alpha * (network - centre), in the engine's scratch block
             from bdx.dequant.self_check import alpha_region
 
-            centres = centre_of_code[source.codes[top : top + block.shape[0], left : left + block.shape[1]]]
+            centres = centre_of_code[codes]
             block -= centres
             block *= alpha_region(alpha, top, left, block.shape[0], block.shape[1])[..., None]
             block += centres
         if settings.relax:
             return np.rint(np.clip(block, 0.0, 1.0) * 65535).astype(np.uint16)
-        codes = source.codes[top : top + block.shape[0], left : left + block.shape[1]]
         return clamp_codes_to_bins(
             block,
             codes,
@@ -293,12 +293,13 @@ def _self_check(source: DepthSource, value_of_code: np.ndarray, dequantizer, dev
     codes = source.codes[::DECIMATION, ::DECIMATION]
     bits = source.bits - 1
     coarse_of_code = np.rint(value_of_code * max_level(bits)).astype(np.float32)  # the check's input levels
+    coarse_centre_of_code = coarse_of_code / np.float32(max_level(bits))  # and their bin centres
     check = LearnedDequantizer(dequantizer.net, bits, "centre", backend=dequantizer.backend)
     errors = BlockErrors(codes.shape[0], codes.shape[1])
 
     def score(block: np.ndarray, top: int, left: int) -> np.ndarray:
         tile_codes = codes[top : top + block.shape[0], left : left + block.shape[1]]
-        errors.add(block, coarse_of_code[tile_codes] / np.float32(max_level(bits)), value_of_code[tile_codes], top, left)
+        errors.add(block, coarse_centre_of_code[tile_codes], value_of_code[tile_codes], top, left)
         return np.zeros(block.shape[:2] + (1,), np.uint8)  # the scores are all the check keeps
 
     settings = TiledRun.for_needs(check.tiling, run.tile, blend=0, cut=True, precision=run.precision)
