@@ -302,7 +302,31 @@ def test_train_lowlight_cli_pairs_errors(runner, tmp_path):
     result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), "--steps", "2",
                                  "--batch-size", "2", "--validate-every", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert load_model(output, "lowlight").net.context_size == 256
+    trained = load_model(output, "lowlight").net
+    assert trained.context_size == 256 and trained.config.global_context  # new networks get the image-wide branch
+    result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), "--steps", "1", "--overwrite",
+                                 "--batch-size", "2", "--context-size", "24", "--no-global-context", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    trained = load_model(output, "lowlight").net
+    assert trained.context_size == 24 and not trained.config.global_context
+    result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), "--context-size", "4"])
+    assert result.exit_code == 2 and "--context-size must be at least 8" in result.output
+
+
+def test_global_context_starts_as_the_plain_network_and_then_sees_the_whole_image():
+    torch.manual_seed(0)
+    plain = CurveNet(CurveNetConfig(context_size=16))
+    wide = CurveNet(CurveNetConfig(context_size=16, global_context=True))
+    wide.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.rand(1, 3, 16, 16) * 0.2
+    with torch.no_grad():
+        assert torch.equal(plain(x), wide(x))  # the branch's last layer starts at zero
+        torch.nn.init.normal_(wide.context[2].weight)
+        brighter_corner = x.clone()
+        brighter_corner[..., :2, :2] = 1.0
+        # a change in one corner reaches the far corner only through the image-wide branch
+        assert torch.equal(plain(x)[..., -1, -1], plain(brighter_corner)[..., -1, -1])
+        assert not torch.equal(wide(x)[..., -1, -1], wide(brighter_corner)[..., -1, -1])
 
 
 def test_training_excludes_held_out_files(tmp_path):

@@ -155,6 +155,12 @@ def train_lowlight_command(
     ] = None,
     gamma: Annotated[float, typer.Option(help="Gamma post-step saved with the weights (with --pairs, trained through).")] = 1.0,
     frame_size: Annotated[int, typer.Option(help="With --pairs: long side the frames are resized to.")] = 256,
+    context_size: Annotated[
+        int, typer.Option(help="Long side of the copy the curves are estimated on (the shipped weights: 16); --init keeps its own.")
+    ] = 256,
+    global_context: Annotated[
+        bool, typer.Option(help="Give the network its image-wide branch (scene brightness); --init keeps its own.")
+    ] = True,
     pair_loss: Annotated[
         str, typer.Option(help="With --pairs: psnr (mean over images of the log squared error, as a mean PSNR weighs them) or mse.")
     ] = "psnr",
@@ -189,6 +195,8 @@ def train_lowlight_command(
             raise UsageError("give --data (zero-reference training) or --pairs (against references), one of them")
         if frame_size < 16:
             raise UsageError(f"--frame-size must be at least 16, not {frame_size}")
+        if context_size < 8:
+            raise UsageError(f"--context-size must be at least 8, not {context_size}")
         check_range("--gamma", gamma, 0.2, 5.0)
         init = _shipped_or(init, "lowlight")
         exclude: set[str] = set()
@@ -209,6 +217,8 @@ def train_lowlight_command(
             weight_tv=smoothness_weight,
             gamma=gamma,
             frame_size=frame_size,
+            context_size=context_size,
+            global_context=global_context,
             pair_loss=loss,
         )
         torch_device = str(resolve_device(device))

@@ -29,6 +29,7 @@ class CurveNetConfig:
     width: int = 16
     context_size: int = 256
     gamma: float = 1.0  # post-step applied after the curves unless the user sets one
+    global_context: bool = False  # the image-wide branch (see CurveNet)
 
 
 class CurveEstimator(nn.Module):
@@ -69,7 +70,10 @@ class CurveNet(CurveEstimator):
 
     Conv, conv, then a 3x3 stride-2 max-pool (overlapping windows), three convs at
     half resolution, bilinear upsampling, and skip concatenations as in DCE-Net;
-    one 3-channel map reused for every iteration. Plain convolutions rather than
+    one 3-channel map reused for every iteration. With ``global_context`` the mean and
+    maximum of the half-resolution features over the whole copy pass through two linear
+    layers and shift the last half-resolution conv's activations: how bright the scene is
+    as a whole (its exposure) informs every pixel's curve. Plain convolutions rather than
     depthwise-separable ones: at 256 px the cost is negligible, and they train
     several times faster on a CPU.
     """
@@ -88,6 +92,12 @@ class CurveNet(CurveEstimator):
         self.conv5 = nn.Conv2d(2 * w, w, 3, padding=1)
         self.conv6 = nn.Conv2d(2 * w, w, 3, padding=1)
         self.head = nn.Conv2d(2 * w, 3, 3, padding=1)
+        self.context: nn.Sequential | None = None
+        if config.global_context:
+            last = nn.Linear(w, w)
+            nn.init.zeros_(last.weight)  # the branch starts as the network without it
+            nn.init.zeros_(last.bias)
+            self.context = nn.Sequential(nn.Linear(2 * w, w), nn.ReLU(), last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = F.relu(self.conv1(x))
@@ -95,7 +105,10 @@ class CurveNet(CurveEstimator):
         low = F.max_pool2d(x2, 3, stride=2, padding=1)
         x3 = F.relu(self.conv3(low))
         x4 = F.relu(self.conv4(x3))
-        x5 = F.relu(self.conv5(torch.cat([x3, x4], 1)))
+        x5 = self.conv5(torch.cat([x3, x4], 1))
+        if self.context is not None:
+            x5 = x5 + self.context(torch.cat([x4.mean((2, 3)), x4.amax((2, 3))], 1))[:, :, None, None]
+        x5 = F.relu(x5)
         x5 = F.interpolate(x5, size=x2.shape[-2:], mode="bilinear", align_corners=False)
         x6 = F.relu(self.conv6(torch.cat([x2, x5], 1)))
         return torch.tanh(self.head(torch.cat([x1, x6], 1)))

@@ -50,6 +50,7 @@ class LowlightTrainConfig:
     lr: float = 1e-3
     width: int = 16
     context_size: int = 256
+    global_context: bool = True  # the network's image-wide branch (CurveNetConfig.global_context)
     crop: int = 128
     exposure: float = 0.6
     weight_tv: float = 1600.0
@@ -248,7 +249,7 @@ def train_lowlight(
     """Train (or resume) bdx's curve estimator; checkpoints to ``<output>.ckpt.pt``, weights to ``output``.
 
     ``pairs``: a pairs file for reference-supervised training (``data`` and ``exclude`` are then unused).
-    ``init``: bdx curve weights to start from (their width and context size are kept).
+    ``init``: bdx curve weights to start from (their width, context size and global branch are kept).
     ``workers``: processes that synthesize batches ahead of the optimizer (0: this one, between steps).
     """
     check_run_settings(config)
@@ -259,8 +260,16 @@ def train_lowlight(
         if not isinstance(loaded.net, CurveNet):
             raise SettingError(f"{init.name}: not bdx curve weights ({loaded.architecture}); {{init}} needs a bdx low-light file")
         start = loaded.net
-        config = replace(config, width=start.config.width, context_size=start.config.context_size, init=init.name)
-    net = CurveNet(CurveNetConfig(width=config.width, context_size=config.context_size, gamma=config.gamma))
+        config = replace(
+            config,
+            width=start.config.width,
+            context_size=start.config.context_size,
+            global_context=start.config.global_context,
+            init=init.name,
+        )
+    net = CurveNet(
+        CurveNetConfig(width=config.width, context_size=config.context_size, gamma=config.gamma, global_context=config.global_context)
+    )
     if init is not None:
         net.load_state_dict(start.state_dict())
     if pairs is not None:
