@@ -1,0 +1,87 @@
+"""Cross-validation of low-light curve-network designs on the training pairs (never the test pairs).
+
+The training pairs of ``tools/sice_split.py`` are split into folds by a hash of the reference frame's name
+(a stack's frames stay in one fold); each design is trained from scratch on all folds but one and scored on
+that one: mean and worst per-image PSNR of the curves alone at the frames' loaded size (256 px), the network
+run at its context size as at inference. This is how the image-wide branch of lowlight-curvenet-v4 was chosen:
+
+    python tools/lowlight_cv.py --pairs <train_pairs.json> --designs plain global global-ctx32 --steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bdx.lowlight.models import CurveNet, CurveNetConfig
+from bdx.training.lowlight import load_pairs, reference_errors, reference_loss, sample_pairs
+
+DESIGNS = {
+    "plain": CurveNetConfig(context_size=16),
+    "global": CurveNetConfig(context_size=16, global_context=True),
+    "global-ctx32": CurveNetConfig(context_size=32, global_context=True),
+    "global-w24": CurveNetConfig(width=24, context_size=16, global_context=True),
+}
+
+
+def fold_of(name: str, folds: int) -> int:
+    return zlib.crc32(name.encode()) % folds
+
+
+def psnrs(net: CurveNet, pairs: list) -> list[float]:
+    """Per-pair PSNR of the curves alone."""
+    as_batch = lambda frame: torch.from_numpy(frame).permute(2, 0, 1)[None]  # noqa: E731
+    with torch.no_grad():
+        errors = [float(reference_errors(net, as_batch(d), as_batch(r), net.config.context_size, 1.0)[0]) for _, d, r in pairs]
+    return [-10 * float(np.log10(e)) for e in errors]
+
+
+def train(config: CurveNetConfig, pairs: list, steps: int, lr: float, seed: int) -> CurveNet:
+    """The recipe of ``bdx train lowlight --pairs`` (batch 8, psnr loss), with a one-cycle schedule."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = CurveNet(config)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.05)
+    for _ in range(steps):
+        dark, reference = sample_pairs(pairs, 8, rng)
+        loss = reference_loss(net, dark, reference, config.context_size, 1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return net.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=Path, required=True, help="train_pairs.json of tools/sice_split.py")
+    parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS), default=["plain", "global"])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--out", type=Path, help="JSON report")
+    args = parser.parse_args()
+    loaded = load_pairs(args.pairs, 256)
+    report = {}
+    for design in args.designs:
+        rows = []
+        for k in range(args.folds):
+            train_side = [(d, r) for name, d, r in loaded if fold_of(name, args.folds) != k]
+            held = [(name, d, r) for name, d, r in loaded if fold_of(name, args.folds) == k]
+            scores = psnrs(train(DESIGNS[design], train_side, args.steps, args.lr, seed=10 + k), held)
+            rows.append({"fold": k, "pairs": len(held), "psnr_mean": float(np.mean(scores)), "psnr_worst": float(np.min(scores))})
+            print(f"{design:14s} fold {k}: {rows[-1]['psnr_mean']:.2f} dB (worst {rows[-1]['psnr_worst']:.2f})", flush=True)
+        report[design] = {"folds": rows, "psnr_mean": float(np.mean([r["psnr_mean"] for r in rows]))}
+        print(f"{design:14s} mean over folds: {report[design]['psnr_mean']:.2f} dB", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
