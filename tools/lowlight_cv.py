@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bdx.lowlight.models import CurveNet, CurveNetConfig
-from bdx.training.lowlight import load_pairs, reference_errors, reference_loss, sample_pairs
+from bdx.training.lowlight import load_pairs, pair_errors, reference_loss, sample_pairs
 
 DESIGNS = {
     "plain": CurveNetConfig(context_size=16),
@@ -30,15 +30,13 @@ DESIGNS = {
 
 
 def fold_of(name: str, folds: int) -> int:
+    """The fold of a pair, by a hash of its reference frame's name."""
     return zlib.crc32(name.encode()) % folds
 
 
 def psnrs(net: CurveNet, pairs: list) -> list[float]:
     """Per-pair PSNR of the curves alone."""
-    as_batch = lambda frame: torch.from_numpy(frame).permute(2, 0, 1)[None]  # noqa: E731
-    with torch.no_grad():
-        errors = [float(reference_errors(net, as_batch(d), as_batch(r), net.config.context_size, 1.0)[0]) for _, d, r in pairs]
-    return [-10 * float(np.log10(e)) for e in errors]
+    return [-10 * float(np.log10(e)) for e in pair_errors(net, pairs, net.config.context_size, 1.0)]
 
 
 def train(config: CurveNetConfig, pairs: list, steps: int, lr: float, seed: int) -> CurveNet:
@@ -73,7 +71,7 @@ def main() -> None:
         rows = []
         for k in range(args.folds):
             train_side = [(d, r) for name, d, r in loaded if fold_of(name, args.folds) != k]
-            held = [(name, d, r) for name, d, r in loaded if fold_of(name, args.folds) == k]
+            held = [(d, r) for name, d, r in loaded if fold_of(name, args.folds) == k]
             scores = psnrs(train(DESIGNS[design], train_side, args.steps, args.lr, seed=10 + k), held)
             rows.append({"fold": k, "pairs": len(held), "psnr_mean": float(np.mean(scores)), "psnr_worst": float(np.min(scores))})
             print(f"{design:14s} fold {k}: {rows[-1]['psnr_mean']:.2f} dB (worst {rows[-1]['psnr_worst']:.2f})", flush=True)

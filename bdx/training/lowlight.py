@@ -130,6 +130,15 @@ def reference_errors(net, dark: torch.Tensor, reference: torch.Tensor, context_s
     return (enhanced - reference).pow(2).mean(dim=(1, 2, 3))
 
 
+def pair_errors(net, pairs: list[tuple[np.ndarray, np.ndarray]], context_size: int, gamma: float) -> list[float]:
+    """:func:`reference_errors` of each (dark, reference) pair of (H, W, 3) frames, one at a time (their sizes may
+    differ), on the network's device."""
+    device = next(net.parameters()).device
+    as_batch = lambda frame: torch.from_numpy(frame).permute(2, 0, 1)[None].to(device)  # noqa: E731
+    with torch.no_grad():
+        return [float(reference_errors(net, as_batch(dark), as_batch(reference), context_size, gamma)[0]) for dark, reference in pairs]
+
+
 PSNR_LOSS_FLOOR = 1e-5  # squared error below which the psnr loss stops rewarding (50 dB)
 
 
@@ -355,12 +364,7 @@ def _pairs_objective(net: CurveNet, pairs_file: Path, config: LowlightTrainConfi
         return reference_loss(model, dark.to(target), reference.to(target), config.context_size, config.gamma, config.pair_loss)
 
     def validate(model) -> dict:
-        target = next(net.parameters()).device
-        as_batch = lambda frame: torch.from_numpy(frame).permute(2, 0, 1)[None].to(target)  # noqa: E731
-        errors = [
-            float(reference_errors(model, as_batch(dark), as_batch(reference), config.context_size, config.gamma)[0])
-            for dark, reference in val
-        ]
+        errors = pair_errors(model, val, config.context_size, config.gamma)
         return {"val_loss": float(np.mean(errors)), "val_psnr": float(np.mean([-10 * np.log10(e) for e in errors]))}
 
     return sample, loss_fn, validate if val else None, {"pairs": len(loaded)}
