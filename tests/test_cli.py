@@ -305,6 +305,17 @@ def test_glob_input(runner, photos, tmp_path):
     assert sorted(p.relative_to(tmp_path / "g").as_posix() for p in (tmp_path / "g").rglob("*.png")) == ["a.png", "sub/b.png", "sub/c.png"]
 
 
+def test_glob_takes_only_images_and_a_file_found_twice_is_processed_once(runner, photos, tmp_path):
+    """A glob that also matched notes.txt failed the batch on it; a.png named twice (by the folder and by name)
+    was refused as two inputs writing one output."""
+    (photos / "notes.txt").write_text("not an image")
+    result = run(runner, "quantize", "--bits", "4", str(photos / "*"), str(photos / "a.png"), "-o", tmp_path / "g", "--json")
+    assert result.exit_code == 0, result.output
+    assert [Path(json.loads(line)["input"]).name for line in result.stdout.splitlines()] == ["a.png"]
+    nothing = run(runner, "quantize", "--bits", "4", str(photos / "*.txt"), "-o", tmp_path / "h")
+    assert nothing.exit_code == 1 and "none of them an image" in nothing.stderr and "Traceback" not in nothing.stderr
+
+
 def test_info_reports_effective_depth(runner, make_png):
     source = make_png("x.png", (np.arange(64) % 16 * 17).astype(np.uint8).reshape(8, 8))
     result = run(runner, "info", "--json", source)

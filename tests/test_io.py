@@ -204,6 +204,25 @@ def test_cmyk_tiff_and_jpeg_are_refused():
         decode_image(bytes(jpeg), "x.jpg")
 
 
+def test_multi_page_tiff_is_refused_but_a_preview_page_is_not():
+    """A two-page TIFF was read as its first page without a word: the second image was silently lost."""
+    import io
+
+    import tifffile
+
+    two = io.BytesIO()
+    with tifffile.TiffWriter(two) as tif:
+        tif.write(np.zeros((8, 8, 3), np.uint16), photometric="rgb")
+        tif.write(np.full((8, 8, 3), 9, np.uint16), photometric="rgb")
+    with pytest.raises(BdxError, match="holds 2 images"):
+        decode_image(two.getvalue(), "x.tif")
+    with_preview = io.BytesIO()
+    with tifffile.TiffWriter(with_preview) as tif:
+        tif.write(np.full((8, 8, 3), 7, np.uint16), photometric="rgb")
+        tif.write(np.zeros((4, 4, 3), np.uint16), photometric="rgb", subfiletype=1)  # a reduced-resolution preview
+    assert (decode_image(with_preview.getvalue(), "x.tif").pixels == 7).all()
+
+
 def test_volumetric_tiff_is_refused_not_read_as_a_strip_of_channels():
     """A 4-slice 10x12 volume was read as a 4x10 grey image (its rows taken as channels), without a word."""
     import io

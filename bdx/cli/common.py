@@ -58,38 +58,56 @@ def image_extensions() -> frozenset[str]:
 
 
 def expand_inputs(arguments: list[str], extensions: frozenset[str] | None = None) -> Inputs:
-    """Files, directories (recursive), globs and ``-`` (stdin), in a stable sorted order; a directory gives its files
-    with one of ``extensions`` (default: the image extensions)."""
+    """Files, directories (recursive), globs and ``-`` (stdin), in a stable sorted order; a directory or a glob gives
+    its files with one of ``extensions`` (default: the image extensions). A file found twice (named twice, or by a
+    glob and a folder) is kept once, where it was first found."""
     found = Inputs()
     extensions = extensions or image_extensions()
     for argument in arguments:
-        if argument == STDIO:
-            found.sources.append(Source(None, Path("stdin")))
-            continue
-        if not argument.strip():  # Path("") is the current directory: never expand it
-            found.problems.append((repr(argument), "empty input path (an unset shell variable?)"))
-            continue
-        path = Path(argument)
-        if path.is_dir():
-            files = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in extensions and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            if not files:
-                found.problems.append((argument, "directory holds no images"))
-            found.sources.extend(Source(p, p.relative_to(path), root=path) for p in files)
-        elif path.exists():
-            found.sources.append(Source(path, Path(path.name)))
-        elif glob.has_magic(argument):
-            base = _glob_base(argument)
-            matches = sorted(Path(m) for m in glob.glob(argument, recursive=True) if Path(m).is_file())
-            if not matches:
-                found.problems.append((argument, "no files match"))
-            found.sources.extend(Source(m, _relative_or_name(m, base)) for m in matches)
-        else:
-            found.problems.append((argument, "no such file"))
+        _expand_one(argument, extensions, found)
+    seen: set[Path] = set()
+    unique = []
+    for source in found.sources:
+        key = source.path.resolve() if source.path is not None else None
+        if key is None or key not in seen:
+            unique.append(source)
+        if key is not None:
+            seen.add(key)
+    found.sources = unique
     return found
+
+
+def _expand_one(argument: str, extensions: frozenset[str], found: Inputs) -> None:
+    """Add what one input argument names to ``found``."""
+    if argument == STDIO:
+        found.sources.append(Source(None, Path("stdin")))
+        return
+    if not argument.strip():  # Path("") is the current directory: never expand it
+        found.problems.append((repr(argument), "empty input path (an unset shell variable?)"))
+        return
+    path = Path(argument)
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in extensions and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+        if not files:
+            found.problems.append((argument, "directory holds no images"))
+        found.sources.extend(Source(p, p.relative_to(path), root=path) for p in files)
+    elif path.exists():
+        found.sources.append(Source(path, Path(path.name)))
+    elif glob.has_magic(argument):
+        base = _glob_base(argument)
+        matches = sorted(Path(m) for m in glob.glob(argument, recursive=True) if Path(m).is_file())
+        images = [m for m in matches if m.suffix.lower() in extensions]
+        if not matches:
+            found.problems.append((argument, "no files match"))
+        elif not images:
+            found.problems.append((argument, f"matches {len(matches)} file(s), none of them an image"))
+        found.sources.extend(Source(m, _relative_or_name(m, base)) for m in images)
+    else:
+        found.problems.append((argument, "no such file"))
 
 
 def _glob_base(pattern: str) -> Path:

@@ -196,6 +196,9 @@ def _decode_tiff(data: bytes) -> Image:
             if not len(tif.pages):
                 raise InputError("cannot decode TIFF (no image: corrupt or truncated header)")
             page = tif.pages.first
+            images = 1 + sum(1 for other in tif.pages[1:] if not int(getattr(other, "subfiletype", 0)) & 1)
+            if images > 1:  # reduced-resolution pages (previews, pyramids) are not counted
+                raise InputError(f"TIFF holds {images} images (pages); bdx reads one image per file: split it first (e.g. tiffsplit)")
             photometric = int(page.photometric)
             if photometric == 5:
                 raise InputError("CMYK TIFF is not supported; convert it to RGB first")
