@@ -299,6 +299,19 @@ def test_shard_and_environment(runner, photos, tmp_path, monkeypatch):
     assert run(runner, "quantize", "--bits", "4", photos, "--shard", "3/2").exit_code == 2
 
 
+def test_a_shard_with_no_inputs_says_so_and_environment_errors_name_the_environment(runner, make_png, tmp_path, monkeypatch):
+    """Under RANK=1 WORLD_SIZE=8 one input gave no output, no JSON and no word; a bad SLURM task id was
+    reported as a bad --shard, an option never given."""
+    source = make_png("x.png", np.full((8, 8, 3), 40, np.uint8))
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    result = run(runner, "quantize", "--bits", "4", source, "-o", tmp_path / "y.png")
+    assert result.exit_code == 0 and "shard 1/8 holds none of the 1 input" in result.stderr
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    result = run(runner, "quantize", "--bits", "4", source, "-o", tmp_path / "z.png")
+    assert result.exit_code == 2 and "environment's shard" in result.stderr and "--shard" not in result.stderr
+
+
 def test_glob_input(runner, photos, tmp_path):
     result = run(runner, "quantize", "--bits", "4", str(photos / "**" / "*.png"), "-o", tmp_path / "g", "--json")
     assert result.exit_code == 0

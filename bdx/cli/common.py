@@ -172,15 +172,19 @@ def shard_from_environment() -> str | None:
 
 def apply_shard(sources: list[Source], shard: str | None) -> list[Source]:
     """Every N-th source starting at I for ``shard`` = ``I/N`` (None: the environment's, else all)."""
-    shard = shard or shard_from_environment()
+    flag = "--shard"
+    if not shard:
+        shard, flag = shard_from_environment(), "the environment's shard (SLURM_ARRAY_TASK_* or RANK/WORLD_SIZE)"
     if not shard:
         return sources
     try:
         index, count = (int(x) for x in shard.split("/"))
     except ValueError:
-        raise UsageError(f"--shard must look like I/N, not {shard!r}") from None
+        raise UsageError(f"{flag} must look like I/N, not {shard!r}") from None
     if count < 1 or not 0 <= index < count:
-        raise UsageError(f"--shard {shard}: need 0 <= I < N")
+        raise UsageError(f"{flag} {shard}: need 0 <= I < N")
+    if sources and not sources[index::count]:
+        print(f"bdx: shard {shard} holds none of the {len(sources)} input(s); nothing to do", file=sys.stderr)
     return sources[index::count]
 
 
