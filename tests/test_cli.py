@@ -496,3 +496,12 @@ def test_merge_brackets_names_only_options_it_has(runner, make_png, tmp_path):
     assert result.exit_code == 1
     assert error_lines(result) == [f"bdx: error: {tmp_path / 'm.exr'} exists (use --overwrite to replace it)"]
     assert (tmp_path / "m.exr").read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("command", ["upscale-depth", "enhance-lowlight", "ldr2hdr"])
+def test_an_unknown_device_is_a_usage_error_before_any_work(runner, make_png, tmp_path, command):
+    """--device foo was one error per file (exit 1) after the output folder had been made."""
+    sources = [make_png(f"{name}.png", np.full((8, 8, 3), 40, np.uint8)) for name in "ab"]
+    result = run(runner, command, *sources, "-o", tmp_path / "out", "--device", "foo")
+    assert result.exit_code == 2 and error_lines(result) == ["bdx: error: --device must be auto, cpu, cuda, cuda:N or mps, not 'foo'"]
+    assert not (tmp_path / "out").exists()

@@ -391,6 +391,13 @@ def check_tile(tile: int | None) -> None:
         raise UsageError(f"--tile must be at least {MIN_TILE} pixels, not {tile}")
 
 
+def check_device(device: str) -> None:
+    """A usage error for a ``--device`` torch cannot use, before any file is read or folder made."""
+    from bdx.device import resolve_device
+
+    resolve_device(device)
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()

@@ -9,7 +9,17 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, check_range, check_tile, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.cli.common import (
+    check_choice,
+    check_device,
+    check_range,
+    check_tile,
+    command_errors,
+    output_format,
+    plan_batch,
+    read_source,
+    write_target,
+)
 from bdx.errors import UsageError
 from bdx.models import load_model
 
@@ -65,6 +75,7 @@ def ldr2hdr_command(
         if iterations is not None:
             check_range("--iterations", iterations, 1, MAX_ITERATIONS)
         check_tile(tile)
+        check_device(device)
         if not (math.isfinite(exposure) and abs(exposure) <= MAX_EXPOSURE_EV):
             raise UsageError(f"--exposure must be a number of stops from -{MAX_EXPOSURE_EV} to {MAX_EXPOSURE_EV}, not {exposure}")
         if peak_nits is not None and not (math.isfinite(peak_nits) and 0 < peak_nits <= MAX_PEAK_NITS):

@@ -8,7 +8,17 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, check_range, check_tile, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.cli.common import (
+    check_choice,
+    check_device,
+    check_range,
+    check_tile,
+    command_errors,
+    output_format,
+    plan_batch,
+    read_source,
+    write_target,
+)
 from bdx.models import load_model
 
 
@@ -52,6 +62,7 @@ def enhance_lowlight_command(
     with command_errors():
         front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
         check_tile(tile)
+        check_device(device)
         check_range("--denoise", denoise, 0, 10)
         check_range("--neutral-shadows", neutral_shadows, 0, 10)
         if gamma is not None:

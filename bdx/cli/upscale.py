@@ -10,6 +10,7 @@ from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import (
     check_choice,
+    check_device,
     check_tile,
     command_errors,
     describe_depth_mismatch,
@@ -86,6 +87,7 @@ def upscale_depth_command(
             self_check=self_check,
         )
         check_tile(tile)
+        check_device(device)
         if out_bits != 16:
             raise UsageError("--out-bits supports 16")
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
