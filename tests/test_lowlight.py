@@ -299,6 +299,10 @@ def test_train_lowlight_cli_pairs_errors(runner, tmp_path):
     broken.write_text('[{"input": "a.png"}]')
     result = runner.invoke(app, ["train", "lowlight", "--pairs", str(broken), "-o", str(output), "--steps", "1"])
     assert result.exit_code == 1 and "expected a JSON list" in result.output and not output.exists()
+    missing = tmp_path / "missing.json"  # a pair whose frame is gone: the error names the pairs file and the frame
+    missing.write_text('[{"input": "gone.png", "reference": "gone_ref.png"}]')
+    result = runner.invoke(app, ["train", "lowlight", "--pairs", str(missing), "-o", str(output), "--steps", "1"])
+    assert result.exit_code == 1 and f"{missing}: gone.png: " in result.output and not output.exists()
     result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), "--steps", "2",
                                  "--batch-size", "2", "--validate-every", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output

@@ -171,7 +171,10 @@ def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.nd
     for entry in entries:
         frames = []
         for key in ("input", "reference"):
-            pixels = to_float(read_image(pairs_file.parent / entry[key]).pixels)
+            try:
+                pixels = to_float(read_image(pairs_file.parent / entry[key]).pixels)
+            except BdxError as exc:
+                raise BdxError(f"{pairs_file}: {entry[key]}: {exc}") from None
             if pixels.shape[2] == 1:
                 pixels = np.repeat(pixels, 3, axis=2)
             frames.append(pixels[..., :3])
