@@ -381,6 +381,9 @@ def test_cli_bad_weights_and_options(runner, tmp_path, make_png):
         result = runner.invoke(app, ["enhance-lowlight", str(source), "-o", str(tmp_path / "o.tiff"), option, value])
         assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output
         assert not (tmp_path / "o.tiff").exists()
+    # both brightness options: --gamma was silently ignored
+    result = runner.invoke(app, ["enhance-lowlight", str(source), "-o", str(tmp_path / "o.tiff"), "--gamma", "2", "--target-mean", "0.5"])
+    assert result.exit_code == 2 and "give one" in result.output and not (tmp_path / "o.tiff").exists()
 
 
 def test_target_mean_reaches_the_target():

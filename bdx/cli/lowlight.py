@@ -19,6 +19,7 @@ from bdx.cli.common import (
     read_source,
     write_target,
 )
+from bdx.errors import UsageError
 from bdx.models import load_model
 
 
@@ -69,6 +70,8 @@ def enhance_lowlight_command(
             check_range("--gamma", gamma, 0.1, 10)
         if target_mean is not None:
             check_range("--target-mean", target_mean, 0, 0.99, above_low=True)
+            if gamma is not None:
+                raise UsageError("--gamma and --target-mean both set the brightness: give one")
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         settings = EnhanceSettings(
             dequantize=front_end,
