@@ -34,6 +34,8 @@ def _load_failure(exc: Exception) -> str:
     if text.startswith("Weights only load failed"):
         return "unreadable data"
     message = (text.splitlines() or [""])[0]
+    if not message:  # an empty or cut-short file: torch gives an empty message
+        return f"{type(exc).__name__}: empty or truncated file"
     return message if len(message) <= 80 else message[:80].rsplit(" ", 1)[0] + " ..."
 
 

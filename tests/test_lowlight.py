@@ -181,6 +181,10 @@ def test_checkpoint_errors(tmp_path):
     garbage.write_bytes(np.random.default_rng(0).bytes(300))
     with pytest.raises(BdxError, match=r"not a loadable checkpoint \(unreadable data\)"):
         load_model(garbage, "lowlight")
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(BdxError, match=r"not a loadable checkpoint \(EOFError: empty or truncated file\)$"):
+        load_model(empty, "lowlight")
     wrong = tmp_path / "wrong.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
     with pytest.raises(BdxError, match="not a low-light checkpoint bdx recognises"):
