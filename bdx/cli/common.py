@@ -68,11 +68,12 @@ def expand_inputs(arguments: list[str], extensions: frozenset[str] | None = None
     seen: set[Path] = set()
     unique = []
     for source in found.sources:
-        key = source.path.resolve() if source.path is not None else None
-        if key is None or key not in seen:
-            unique.append(source)
-        if key is not None:
+        if source.path is not None:
+            key = source.path.resolve()
+            if key in seen:
+                continue
             seen.add(key)
+        unique.append(source)
     found.sources = unique
     return found
 
@@ -183,9 +184,10 @@ def apply_shard(sources: list[Source], shard: str | None) -> list[Source]:
         raise UsageError(f"{flag} must look like I/N, not {shard!r}") from None
     if count < 1 or not 0 <= index < count:
         raise UsageError(f"{flag} {shard}: need 0 <= I < N")
-    if sources and not sources[index::count]:
+    mine = sources[index::count]
+    if sources and not mine:
         print(f"bdx: shard {shard} holds none of the {len(sources)} input(s); nothing to do", file=sys.stderr)
-    return sources[index::count]
+    return mine
 
 
 def plan_outputs(
