@@ -337,6 +337,53 @@ def test_global_context_starts_as_the_plain_network_and_then_sees_the_whole_imag
         assert not torch.equal(wide(x)[..., -1, -1], wide(brighter_corner)[..., -1, -1])
 
 
+def _members_and_ensemble(count: int) -> tuple[list[CurveNet], CurveNet]:
+    """``count`` random networks (image-wide branch on and not zero) and the ensemble holding them."""
+    torch.manual_seed(1)
+    members = [CurveNet(CurveNetConfig(context_size=16, global_context=True)) for _ in range(count)]
+    for net in members:
+        assert net.context is not None
+        torch.nn.init.normal_(net.context[2].weight, std=0.3)
+    ensemble = CurveNet(CurveNetConfig(context_size=16, global_context=True, members=count))
+    ensemble.load_state_dict({key: torch.cat([net.state_dict()[key] for net in members]) for key in ensemble.state_dict()})
+    return members, ensemble
+
+
+def test_an_ensemble_gives_the_mean_of_its_members_maps():
+    members, ensemble = _members_and_ensemble(3)
+    x = torch.rand(2, 3, 16, 12) * 0.3
+    with torch.no_grad():
+        each = torch.stack([net(x) for net in members], 1)
+        assert torch.allclose(ensemble(x, each_member=True), each, atol=1e-6)
+        assert torch.allclose(ensemble(x), each.mean(1), atol=1e-6)
+        assert not torch.allclose(each[:, 0], each[:, 1], atol=1e-3)  # the members differ
+
+
+def test_ensemble_members_learn_on_their_own_losses():
+    from bdx.training.lowlight import reference_loss
+
+    members, ensemble = _members_and_ensemble(2)
+    dark, reference = torch.rand(3, 3, 24, 32) * 0.2, torch.rand(3, 3, 24, 32)
+    joint = reference_loss(ensemble, dark, reference, 16, 1.0, each_member=True)
+    alone = [reference_loss(net, dark, reference, 16, 1.0) for net in members]
+    assert torch.allclose(joint, torch.stack(alone).mean(), atol=1e-6)
+    joint.backward()
+    alone[0].backward()  # the first member's gradient comes from its own loss only (halved by the mean)
+    assert torch.allclose(ensemble.conv2.weight.grad[:16], members[0].conv2.weight.grad / 2, atol=1e-6)
+
+
+def test_train_lowlight_cli_members(runner, tmp_path):
+    pairs = _pairs_file(tmp_path, count=2)
+    output = tmp_path / "ll.safetensors"
+    result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), "--steps", "1", "--batch-size", "2",
+                                 "--context-size", "16", "--members", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    trained = load_model(output, "lowlight").net
+    assert trained.config.members == 2 and trained(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)
+    result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(tmp_path / "x.safetensors"), "--members", "0"])
+    assert result.exit_code == 2 and "--members must be between 1 and 16" in result.output
+
+
 def test_training_excludes_held_out_files(tmp_path):
     folder = _training_folder(tmp_path)
     with pytest.raises(BdxError, match="no usable training images"):

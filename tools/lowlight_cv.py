@@ -3,7 +3,7 @@
 The training pairs of ``tools/sice_split.py`` are split into folds by a hash of the reference frame's name
 (a stack's frames stay in one fold); each design is trained from scratch on all folds but one and scored on
 that one: mean and worst per-image PSNR of the curves alone at the frames' loaded size (256 px), the network
-run at its context size as at inference. This is how the image-wide branch of lowlight-curvenet-v4 was chosen:
+run at its context size as at inference. This is how the image-wide branch and the three members of lowlight-curvenet-v5 were chosen:
 
     python tools/lowlight_cv.py --pairs <train_pairs.json> --designs plain global global-ctx32 --steps 3000
 

@@ -161,6 +161,13 @@ def train_lowlight_command(
     global_context: Annotated[
         bool, typer.Option(help="Give the network its image-wide branch (scene brightness); --init keeps its own.")
     ] = True,
+    members: Annotated[
+        int,
+        typer.Option(
+            help="Networks trained side by side, each on its own loss, whose curve maps are averaged at inference "
+            "(the shipped weights: 3); --init keeps its own."
+        ),
+    ] = 1,
     pair_loss: Annotated[
         str, typer.Option(help="With --pairs: psnr (mean over images of the log squared error, as a mean PSNR weighs them) or mse.")
     ] = "psnr",
@@ -198,6 +205,7 @@ def train_lowlight_command(
         if context_size < 8:
             raise UsageError(f"--context-size must be at least 8, not {context_size}")
         check_range("--gamma", gamma, 0.2, 5.0)
+        check_range("--members", members, 1, 16)
         init = _shipped_or(init, "lowlight")
         exclude: set[str] = set()
         if exclude_from is not None:
@@ -219,6 +227,7 @@ def train_lowlight_command(
             frame_size=frame_size,
             context_size=context_size,
             global_context=global_context,
+            members=members,
             pair_loss=loss,
         )
         torch_device = str(resolve_device(device))

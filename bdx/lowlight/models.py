@@ -11,6 +11,7 @@ load through :mod:`bdx.lowlight.published`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -30,6 +31,7 @@ class CurveNetConfig:
     context_size: int = 256
     gamma: float = 1.0  # post-step applied after the curves unless the user sets one
     global_context: bool = False  # the image-wide branch (see CurveNet)
+    members: int = 1  # independently trained networks whose maps are averaged (see CurveNet)
 
 
 class CurveEstimator(nn.Module):
@@ -76,6 +78,15 @@ class CurveNet(CurveEstimator):
     as a whole (its exposure) informs every pixel's curve. Plain convolutions rather than
     depthwise-separable ones: at 256 px the cost is negligible, and they train
     several times faster on a CPU.
+
+    With ``members`` m > 1 the module holds m such networks side by side (grouped
+    convolutions, members stacked along the channels) and returns the mean of their maps:
+    an ensemble whose members are trained on their own losses (``each_member``).
+
+    >>> net = CurveNet(CurveNetConfig(context_size=16, members=3))
+    >>> x = torch.rand(2, 3, 16, 12)
+    >>> net(x, each_member=True).shape, net(x).shape
+    (torch.Size([2, 3, 3, 16, 12]), torch.Size([2, 3, 16, 12]))
     """
 
     maps = 1
@@ -84,34 +95,53 @@ class CurveNet(CurveEstimator):
         super().__init__()
         self.config = config
         self.context_size, self.gamma = config.context_size, config.gamma
-        w = config.width
-        self.conv1 = nn.Conv2d(3, w, 3, padding=1)
-        self.conv2 = nn.Conv2d(w, w, 3, padding=1)
-        self.conv3 = nn.Conv2d(w, w, 3, padding=1)
-        self.conv4 = nn.Conv2d(w, w, 3, padding=1)
-        self.conv5 = nn.Conv2d(2 * w, w, 3, padding=1)
-        self.conv6 = nn.Conv2d(2 * w, w, 3, padding=1)
-        self.head = nn.Conv2d(2 * w, 3, 3, padding=1)
+        w, m = config.width, config.members
+        if m < 1:
+            raise ValueError(f"members must be at least 1, not {m}")
+        self.conv1 = nn.Conv2d(3, w * m, 3, padding=1)
+        self.conv2 = nn.Conv2d(w * m, w * m, 3, padding=1, groups=m)
+        self.conv3 = nn.Conv2d(w * m, w * m, 3, padding=1, groups=m)
+        self.conv4 = nn.Conv2d(w * m, w * m, 3, padding=1, groups=m)
+        self.conv5 = nn.Conv2d(2 * w * m, w * m, 3, padding=1, groups=m)
+        self.conv6 = nn.Conv2d(2 * w * m, w * m, 3, padding=1, groups=m)
+        self.head = nn.Conv2d(2 * w * m, 3 * m, 3, padding=1, groups=m)
         self.context: nn.Sequential | None = None
         if config.global_context:
-            last = nn.Linear(w, w)
+            # linear layers whose weights (m w, 2 w) and (m w, w) run as grouped 1x1 convolutions
+            last = nn.Linear(w, w * m)
             nn.init.zeros_(last.weight)  # the branch starts as the network without it
             nn.init.zeros_(last.bias)
-            self.context = nn.Sequential(nn.Linear(2 * w, w), nn.ReLU(), last)
+            self.context = nn.Sequential(nn.Linear(2 * w, w * m), nn.ReLU(), last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def member_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's maps, (N, members, 3, H, W)."""
+        m = self.config.members
         x1 = F.relu(self.conv1(x))
         x2 = F.relu(self.conv2(x1))
         low = F.max_pool2d(x2, 3, stride=2, padding=1)
         x3 = F.relu(self.conv3(low))
         x4 = F.relu(self.conv4(x3))
-        x5 = self.conv5(torch.cat([x3, x4], 1))
+        x5 = self.conv5(_by_member(x3, x4, m))
         if self.context is not None:
-            x5 = x5 + self.context(torch.cat([x4.mean((2, 3)), x4.amax((2, 3))], 1))[:, :, None, None]
+            first, last = cast(nn.Linear, self.context[0]), cast(nn.Linear, self.context[2])
+            summary = _by_member(x4.mean((2, 3)), x4.amax((2, 3)), m)[:, :, None]
+            hidden = F.relu(F.conv1d(summary, first.weight[:, :, None], first.bias, groups=m))
+            x5 = x5 + F.conv1d(hidden, last.weight[:, :, None], last.bias, groups=m)[:, :, :, None]
         x5 = F.relu(x5)
         x5 = F.interpolate(x5, size=x2.shape[-2:], mode="bilinear", align_corners=False)
-        x6 = F.relu(self.conv6(torch.cat([x2, x5], 1)))
-        return torch.tanh(self.head(torch.cat([x1, x6], 1)))
+        x6 = F.relu(self.conv6(_by_member(x2, x5, m)))
+        maps = torch.tanh(self.head(_by_member(x1, x6, m)))
+        return maps.unflatten(1, (m, 3))
+
+    def forward(self, x: torch.Tensor, each_member: bool = False) -> torch.Tensor:
+        """The members' mean maps (N, 3, H, W), or with ``each_member`` every member's (N, members, 3, H, W)."""
+        maps = self.member_maps(x)
+        return maps if each_member else maps.mean(1)
+
+
+def _by_member(a: torch.Tensor, b: torch.Tensor, members: int) -> torch.Tensor:
+    """``a`` and ``b`` (members stacked along dim 1) concatenated member by member, for grouped convolutions."""
+    return torch.cat([a.unflatten(1, (members, -1)), b.unflatten(1, (members, -1))], 2).flatten(1, 2)
 
 
 def fit_long_side(height: int, width: int, size: int) -> tuple[int, int]:

@@ -51,6 +51,7 @@ class LowlightTrainConfig:
     width: int = 16
     context_size: int = 256
     global_context: bool = True  # the network's image-wide branch (CurveNetConfig.global_context)
+    members: int = 1  # networks trained side by side, each on its own loss, whose maps are averaged
     crop: int = 128
     exposure: float = 0.6
     weight_tv: float = 1600.0
@@ -99,9 +100,21 @@ def smoothness_loss(params: torch.Tensor) -> torch.Tensor:
     return 2 * (dx + dy)
 
 
-def zero_reference_loss(net, images: torch.Tensor, config: LowlightTrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """The weighted sum of the four losses, and each term for reporting."""
-    params = net(images)
+def member_maps(net, x: torch.Tensor, each_member: bool) -> tuple[torch.Tensor, int]:
+    """The curve maps of ``x``, and how many rows each image has: one (the members' mean), or with ``each_member``
+    one per member of a :class:`CurveNet` ensemble (images' rows adjacent), so each member learns on its own loss."""
+    if not each_member:
+        return net(x), 1
+    maps = net(x, each_member=True)
+    return maps.flatten(0, 1), maps.shape[1]
+
+
+def zero_reference_loss(
+    net, images: torch.Tensor, config: LowlightTrainConfig, each_member: bool = False
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted sum of the four losses, and each term for reporting (``each_member``: see :func:`member_maps`)."""
+    params, rows = member_maps(net, images, each_member)
+    images = images.repeat_interleave(rows, 0)
     enhanced = apply_curves(images, params)
     terms = {
         "tv": smoothness_loss(params),
@@ -118,12 +131,16 @@ def zero_reference_loss(net, images: torch.Tensor, config: LowlightTrainConfig) 
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
-def reference_errors(net, dark: torch.Tensor, reference: torch.Tensor, context_size: int, gamma: float) -> torch.Tensor:
+def reference_errors(
+    net, dark: torch.Tensor, reference: torch.Tensor, context_size: int, gamma: float, each_member: bool = False
+) -> torch.Tensor:
     """Per-image mean squared error (N,) between the enhanced ``dark`` batch and ``reference``, the curves
     estimated on a copy whose long side is ``context_size`` and applied at full size, then the ``gamma``
-    post-step (as at inference)."""
+    post-step (as at inference); with ``each_member``, one error per image and member (see :func:`member_maps`)."""
     small = F.interpolate(dark, size=fit_long_side(dark.shape[-2], dark.shape[-1], context_size), mode="area")
-    params = F.interpolate(net(small), size=dark.shape[-2:], mode="bilinear", align_corners=False)
+    maps, rows = member_maps(net, small, each_member)
+    dark, reference = dark.repeat_interleave(rows, 0), reference.repeat_interleave(rows, 0)
+    params = F.interpolate(maps, size=dark.shape[-2:], mode="bilinear", align_corners=False)
     enhanced = apply_curves(dark, params).clamp(1e-6, 1.0)
     if gamma != 1.0:
         enhanced = enhanced.pow(1.0 / gamma)
@@ -149,10 +166,11 @@ def reference_loss(
     context_size: int,
     gamma: float,
     pair_loss: PairLoss = "psnr",
+    each_member: bool = False,
 ) -> torch.Tensor:
     """The training loss against references: ``psnr`` (mean log10 squared error per image, scaled so its
-    gradients match the plain error's order of magnitude) or ``mse``."""
-    errors = reference_errors(net, dark, reference, context_size, gamma)
+    gradients match the plain error's order of magnitude) or ``mse`` (``each_member``: see :func:`member_maps`)."""
+    errors = reference_errors(net, dark, reference, context_size, gamma, each_member)
     if pair_loss == "mse":
         return errors.mean()
     return 0.01 * torch.log10(errors + PSNR_LOSS_FLOOR).mean()
@@ -277,10 +295,17 @@ def train_lowlight(
             width=start.config.width,
             context_size=start.config.context_size,
             global_context=start.config.global_context,
+            members=start.config.members,
             init=init.name,
         )
     net = CurveNet(
-        CurveNetConfig(width=config.width, context_size=config.context_size, gamma=config.gamma, global_context=config.global_context)
+        CurveNetConfig(
+            width=config.width,
+            context_size=config.context_size,
+            gamma=config.gamma,
+            global_context=config.global_context,
+            members=config.members,
+        )
     )
     if init is not None:
         net.load_state_dict(start.state_dict())
@@ -331,7 +356,7 @@ def _zero_reference_objective(net: CurveNet, data: list[Path], config: LowlightT
 
     def loss_fn(model, batch: torch.Tensor) -> torch.Tensor:
         images = batch.to(next(net.parameters()).device)
-        return zero_reference_loss(model, images, config)[0]
+        return zero_reference_loss(model, images, config, each_member=True)[0]
 
     def validate(model) -> dict:
         rng = np.random.default_rng(4321)
@@ -364,7 +389,9 @@ def _pairs_objective(net: CurveNet, pairs_file: Path, config: LowlightTrainConfi
     def loss_fn(model, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         dark, reference = batch
         target = next(net.parameters()).device
-        return reference_loss(model, dark.to(target), reference.to(target), config.context_size, config.gamma, config.pair_loss)
+        return reference_loss(
+            model, dark.to(target), reference.to(target), config.context_size, config.gamma, config.pair_loss, each_member=True
+        )
 
     def validate(model) -> dict:
         errors = pair_errors(model, val, config.context_size, config.gamma)
