@@ -291,6 +291,29 @@ def test_cli_ldr2hdr_file_directory_and_exr(runner, tmp_path, hdr_weights):
     assert result.exit_code == 1 and "not found" in result.output and "Traceback" not in result.output
 
 
+def test_cli_ldr2hdr_conflicting_options_and_half_float_overflow(runner, tmp_path):
+    source = tmp_path / "p.png"
+    write_image(source, Image(_ldr(24, 36, seed=3)))
+    cases = [
+        (["--peak-nits", "400", "--exposure", "1"], "--exposure and --peak-nits both set the output's scale"),
+        (["--method", "classical", "--iterations", "2"], "--iterations applies to the learned method only"),
+        (["--sample-type", "float"], "--sample-type applies to EXR output, not hdr"),
+        (["--peak-nits", "100000"], "--peak-nits 100000 is beyond the largest half float (65504): add --sample-type float"),
+    ]
+    for arguments, message in cases:
+        target = tmp_path / ("out.hdr" if "applies to EXR" in message else "out.exr")
+        result = runner.invoke(app, ["ldr2hdr", str(source), "-o", str(target), "--method", "classical", *arguments])
+        assert result.exit_code == 2 and message in result.output and not target.exists(), (arguments, result.output)
+    # an exposure that takes values past the half range: that file fails with one line, nothing is written
+    result = runner.invoke(app, ["ldr2hdr", str(source), "-o", str(tmp_path / "bright.exr"), "--method", "classical",
+                                 "--exposure", "20"])
+    assert result.exit_code == 1 and "beyond the largest half float (65504): give --sample-type float" in result.output
+    assert not (tmp_path / "bright.exr").exists() and "Traceback" not in result.output
+    result = runner.invoke(app, ["ldr2hdr", str(source), "-o", str(tmp_path / "bright.exr"), "--method", "classical",
+                                 "--exposure", "20", "--sample-type", "float"])
+    assert result.exit_code == 0 and read_image(tmp_path / "bright.exr").pixels.max() > 65504
+
+
 def test_cli_merge_brackets(runner, tmp_path):
     rng = np.random.default_rng(1)
     scene = np.exp(rng.normal(-1.0, 1.0, (30, 40, 1))) * np.ones(3)

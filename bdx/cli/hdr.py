@@ -50,7 +50,7 @@ def ldr2hdr_command(
         Optional[float], typer.Option(help="Scale so the brightest 0.01 % of pixels are this many cd/m² (1.0 = 1 cd/m²).")
     ] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="exr or hdr (default: from -o, else exr).")] = None,
-    sample_type: Annotated[str, typer.Option(help="EXR sample type: half or float.")] = "half",
+    sample_type: Annotated[Optional[str], typer.Option(help="EXR sample type: half (the default) or float.")] = None,
     precision: Annotated[Optional[str], typer.Option(hidden=True, help="Former name of --sample-type.")] = None,
     device: opt.Device = "auto",
     tile: opt.Tile = None,
@@ -63,7 +63,7 @@ def ldr2hdr_command(
     """Reconstruct scene-linear HDR from 8-bit (or 16-bit) photos: undo the curve and quantization, recover highlights."""
     from bdx.depth import DISPLAY_DEQUANTIZERS
     from bdx.hdr.reconstruct import HDR_METHODS, HdrSettings
-    from bdx.io.write import EXR_SAMPLE_TYPES
+    from bdx.io.write import EXR_SAMPLE_TYPES, HALF_MAX
 
     with command_errors():
         hdr_method = check_choice("--method", method, HDR_METHODS)
@@ -71,7 +71,8 @@ def ldr2hdr_command(
         if precision is not None:  # the option's former name (elsewhere --precision is the arithmetic's)
             check_choice("--precision", precision, EXR_SAMPLE_TYPES)
             sample_type = precision
-        check_choice("--sample-type", sample_type, EXR_SAMPLE_TYPES)
+        if sample_type is not None:
+            check_choice("--sample-type", sample_type, EXR_SAMPLE_TYPES)
         if iterations is not None:
             check_range("--iterations", iterations, 1, MAX_ITERATIONS)
         check_tile(tile)
@@ -81,6 +82,11 @@ def ldr2hdr_command(
         if peak_nits is not None and not (math.isfinite(peak_nits) and 0 < peak_nits <= MAX_PEAK_NITS):
             raise UsageError(f"--peak-nits must be above 0 and at most {MAX_PEAK_NITS:g}, not {peak_nits}")
         chosen = output_format(fmt, output, ("exr", "hdr"))
+        if sample_type is not None and chosen != "exr":
+            raise UsageError(f"--sample-type applies to EXR output, not {chosen}")
+        half = sample_type != "float"
+        if half and peak_nits is not None and peak_nits > HALF_MAX:
+            raise UsageError(f"--peak-nits {peak_nits:g} is beyond the largest half float ({HALF_MAX:g}): add --sample-type float")
         settings = HdrSettings(
             method=hdr_method, dequantize=front_end, iterations=iterations, exposure=exposure, peak_nits=peak_nits, tile=tile
         )
@@ -95,7 +101,7 @@ def ldr2hdr_command(
 
         image = read_source(source)
         result = ldr_to_hdr(image, model, settings, device=device, progress=reporter.tiles)
-        write_target(target, result.image, chosen, exr_half=sample_type == "half")
+        write_target(target, result.image, chosen, exr_half=half)
         record = {
             "method": method,
             "width": image.width,

@@ -49,6 +49,10 @@ class HdrSettings:
     def __post_init__(self) -> None:
         check_setting("method", self.method, HDR_METHODS)
         check_setting("dequantize", self.dequantize, DISPLAY_DEQUANTIZERS)
+        if self.peak_nits is not None and self.exposure != 0:
+            raise SettingUsageError("{exposure} and {peak_nits} both set the output's scale; give one of them")
+        if self.iterations is not None and self.method != "learned":
+            raise SettingUsageError("{iterations} applies to the learned method only")
 
 
 class _TileModel(torch.nn.Module):

@@ -30,6 +30,7 @@ from bdx.io.metadata import (
 OutputFormat = Literal["tiff", "png", "exr", "jpeg", "hdr"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 ExrSampleType = Literal["half", "float"]
+HALF_MAX = 65504.0  # the largest finite half-float
 EXR_SAMPLE_TYPES: tuple[ExrSampleType, ...] = get_args(ExrSampleType)
 _EXTENSION_FORMATS = {
     ".tif": "tiff",
@@ -215,8 +216,10 @@ def _encode_exr(image: Image, half: bool) -> bytes:
 
     dtype = np.float16 if half else np.float32
     pixels = to_float(image.pixels)
-    if half:  # beyond 65504 a half is infinite
-        pixels = np.clip(pixels, -65504.0, 65504.0)
+    if half:  # beyond 65504 a half is infinite: refuse rather than write a clipped file
+        reach = float(np.abs(pixels).max(initial=0.0))
+        if reach > HALF_MAX:
+            raise SettingError(f"values reach {reach:.6g}, beyond the largest half float ({HALF_MAX:g}): give {{sample_type}} float")
     names = "RGB" if pixels.shape[2] == 3 else "Y"
     channels = {name: np.ascontiguousarray(pixels[..., i].astype(dtype)) for i, name in enumerate(names)}
     if image.alpha is not None:
