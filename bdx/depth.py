@@ -11,7 +11,7 @@ from bdx.color import linear_to_srgb
 from bdx.dequant.self_check import MIN_BITS as SELF_CHECK_MIN_BITS
 from bdx.errors import InputError, SettingError, SettingUsageError, check_setting
 from bdx.io import Image, to_float
-from bdx.quantization import Convention, bin_centres, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
+from bdx.quantization import Convention, bin_centres, check_depth, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
 
 if TYPE_CHECKING:
     from bdx.dequant.classical import PriorBackend
@@ -139,8 +139,8 @@ class DepthSettings:
             raise SettingUsageError(f"{{ensemble}} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {self.ensemble}")
         if self.ensemble != 1 and self.method != "learned":
             raise SettingUsageError("{ensemble} applies to {method} learned only")
-        if self.in_bits is not None and not 1 <= self.in_bits <= 15:
-            raise SettingUsageError(f"{{in_bits}} must be between 1 and 15, not {self.in_bits}")
+        if self.in_bits is not None:
+            check_depth("in_bits", self.in_bits)
 
 
 def build_dequantizer(settings: DepthSettings, bits: int, container_bits: int = 16, model: LoadedModel | None = None):

@@ -8,7 +8,7 @@ import numpy as np
 
 from bdx.color import linear_srgb_to_oklab, srgb_to_linear
 from bdx.depth import DepthMethod, DepthSource, input_levels
-from bdx.errors import BdxError
+from bdx.errors import BdxError, InputError
 from bdx.io import Image, convert_depth, to_float
 from bdx.metrics import (
     banding_stress,
@@ -151,6 +151,9 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
     stops, and (given the LDR input) the error in its clipped regions (the scale error then skips them)."""
     from bdx.metrics import clipped_region_error, psnr_log, psnr_mu, scale_error_ev, ssim_mu
 
+    for image, role in ((prediction, "prediction"), (reference, "reference")):
+        if not image.is_float:  # display codes are not radiance: read as linear they would score nonsense
+            raise InputError(f"the {role} holds {image.container_bits}-bit display codes; HDR metrics need scene-linear EXR or HDR files")
     pred = _rgb_float(prediction)
     ref = _rgb_float(reference)
     if pred.shape != ref.shape:

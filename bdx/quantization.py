@@ -58,10 +58,15 @@ def truth_container(bits: int, container_bits: int) -> int:
     return container_bits if bits < container_bits else 16
 
 
+def check_depth(setting: str, bits: int) -> None:
+    """Reject a depth outside 1..15 given as ``setting`` (the low-bit depths bdx reduces to and restores from)."""
+    if not 1 <= bits <= 15:
+        raise SettingUsageError(f"{{{setting}}} must be between 1 and 15, not {bits}")
+
+
 def check_bits(bits: int, container_bits: int | None = None) -> None:
     """Reject a quantization depth outside 1..15, or not below the input's depth."""
-    if not 1 <= bits <= 15:
-        raise SettingUsageError(f"{{bits}} must be between 1 and 15, not {bits}")
+    check_depth("bits", bits)
     if container_bits is not None and bits >= container_bits:
         raise SettingError(f"{{bits}} {bits} does not reduce a {container_bits}-bit input")
 

@@ -108,6 +108,8 @@ def test_an_output_extension_bdx_does_not_write_is_refused_not_made_a_folder(tmp
     done = bdx("upscale-depth", _photo(tmp_path), "-o", tmp_path / "x.webp")
     assert_one_error(done, 2, "x.webp", ".tiff")
     assert not (tmp_path / "x.webp").exists()
+    hdr = bdx("ldr2hdr", _photo(tmp_path), "-o", tmp_path / "x.webp")  # the list is the command's own formats
+    assert_one_error(hdr, 2, "x.webp", "(it writes .exr, .hdr)")
     two = bdx("upscale-depth", _photo(tmp_path, "a.png"), _photo(tmp_path, "b.png"), "-o", tmp_path / "one.tiff")
     assert_one_error(two, 2, "one.tiff", "2 inputs")
     assert not (tmp_path / "one.tiff").exists()
@@ -212,8 +214,10 @@ def test_slurm_shard_variables_that_are_not_numbers_are_a_usage_error(tmp_path):
 def test_train_depth_crop_and_shares_out_of_range_are_usage_errors(tmp_path):
     for option, value, message in (("--crop", "100000", "--crop must be between 16 and 2048"),
                                    ("--upscale-fraction", "-1", "--upscale-fraction must be between 0 and 1"),
-                                   ("--validation-fraction", "1", "--validation-fraction must be at least 0 and below 1")):
-        done = bdx("train", "depth", "--data", tmp_path, "-o", tmp_path / "w.safetensors", option, value, "--device", "cpu")
+                                   ("--validation-fraction", "1", "--validation-fraction must be at least 0 and below 1"),
+                                   ("--eight-bit-fraction", "1.5", "--eight-bit-fraction must be between 0 and 1"),
+                                   ("--bits", "9 3", "--bits takes two depths from 1 to 15, the smaller first, not 9 3")):
+        done = bdx("train", "depth", "--data", tmp_path, "-o", tmp_path / "w.safetensors", option, *value.split(), "--device", "cpu")
         assert_one_error(done, 2, message)
 
 

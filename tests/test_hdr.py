@@ -314,6 +314,25 @@ def test_cli_ldr2hdr_conflicting_options_and_half_float_overflow(runner, tmp_pat
     assert result.exit_code == 0 and read_image(tmp_path / "bright.exr").pixels.max() > 65504
 
 
+def test_eval_hdr_refuses_display_images_as_radiance(runner, tmp_path):
+    radiance = tmp_path / "a.exr"
+    write_image(radiance, Image(np.ones((8, 8, 3), np.float32), linear=True), exr_half=False)
+    display = tmp_path / "a.png"
+    write_image(display, Image(_ldr(8, 8, seed=0)))
+    for pred, ref, role in ((radiance, display, "reference"), (display, radiance, "prediction")):
+        result = runner.invoke(app, ["eval", "hdr", "--pred", str(pred), "--ref", str(ref)])
+        assert result.exit_code == 1 and f"the {role} holds " in result.output and "-bit display codes" in result.output
+
+
+def test_eval_depth_in_bits_is_checked_before_any_work(runner, tmp_path):
+    image = tmp_path / "a.png"
+    write_image(image, Image(_ldr(8, 8, seed=0)))
+    result = runner.invoke(app, ["eval", "depth", "--pred", str(image), "--ref", str(image), "--in-bits", "99", "--input", str(image)])
+    assert result.exit_code == 2 and "--in-bits must be between 1 and 15, not 99" in result.output
+    result = runner.invoke(app, ["eval", "depth", "--pred", str(image), "--ref", str(image), "--in-bits", "6"])
+    assert result.exit_code == 2 and "--in-bits describes the quantized inputs: give them with --input" in result.output
+
+
 def test_cli_merge_brackets(runner, tmp_path):
     rng = np.random.default_rng(1)
     scene = np.exp(rng.normal(-1.0, 1.0, (30, 40, 1))) * np.ones(3)
@@ -339,6 +358,14 @@ def test_cli_merge_brackets(runner, tmp_path):
     for times in ("a,b,c", "nan,1,2", "inf,1,2", "0,1,2", "1,1,2", "1,2"):
         result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "n.exr"), "--times", times])
         assert result.exit_code == 2 and "--times" in result.output and not (tmp_path / "n.exr").exists()
+    result = runner.invoke(app, ["merge-brackets", paths[0], "-o", str(tmp_path / "one.exr")])
+    assert result.exit_code == 2 and "at least two exposures" in result.output and not (tmp_path / "one.exr").exists()
+    deep = []
+    for i, path in enumerate(paths):  # 16-bit frames: merged at 8 bits, and the user is told
+        deep.append(str(tmp_path / f"d{i}.png"))
+        write_image(deep[-1], Image(read_image(path).pixels.astype(np.uint16) * 257))
+    result = runner.invoke(app, ["merge-brackets", *deep, "-o", str(tmp_path / "d.exr"), "--times", "1/4,1,4"])
+    assert result.exit_code == 0 and "d0.png: 16-bit frame merged at 8 bits" in result.stderr
 
 
 def test_eval_hdr(runner, tmp_path):

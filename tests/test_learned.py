@@ -226,12 +226,15 @@ def test_cli_train_depth(runner, tmp_path):
     plain = tmp_path / "plain.safetensors"
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(plain), "--steps", "1", "--batch-size", "2", "--crop", "32",
-              "--prior", "none", "--balance-folders", "--device", "cpu", "--workers", "1"],
+              "--prior", "none", "--balance-folders", "--eight-bit-fraction", "0.9", "--bits", "4", "6", "--device", "cpu",
+              "--workers", "1"],
     )
     assert result.exit_code == 0, result.stderr
     assert not load_model(plain, "depth").net.has_prior
     with safe_open(str(plain), "pt") as handle:
-        assert json.loads(handle.metadata()["train_config"])["balance_folders"] is True
+        recorded = json.loads(handle.metadata()["train_config"])
+    assert recorded["balance_folders"] is True
+    assert (recorded["eight_bit_fraction"], recorded["min_bits"], recorded["max_bits"]) == (0.9, 4, 6)
     result = runner.invoke(app, ["train", "depth", "--data", str(data), "--prior", "bogus"])
     assert result.exit_code == 2 and "--prior" in result.stderr
 

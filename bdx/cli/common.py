@@ -143,15 +143,33 @@ def check_range(flag: str, value: float, low: float, high: float, *, above_low: 
         raise UsageError(f"{flag} must be {bounds}, not {value}")
 
 
+def parse_in_bits(text: str) -> int | None:
+    """``--in-bits``: None for ``auto``, else a depth from 1 to 15."""
+    from bdx.quantization import check_depth
+
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"--in-bits must be auto or a number, not {text!r}") from None
+    check_depth("in_bits", value)
+    return value
+
+
 def output_format(fmt: str | None, output: str | None, choices: tuple[str, ...]) -> str:
     """The ``--format`` to write: as given, else from the output's extension, else the first of ``choices``."""
     from bdx.io import format_from_path
+    from bdx.io.write import FORMAT_EXTENSIONS
 
     implied = format_from_path(output) if output and output != "-" else None
     if fmt and implied and fmt != implied:
         raise UsageError(f"--format {fmt} contradicts the output's extension ({output})")
     if fmt is None and implied is not None and implied not in choices:  # never a PNG's bytes in a file named .tiff
         raise UsageError(f"-o {output} names a {implied} file; this command writes {', '.join(choices)}")
+    if output and implied is None and _names_a_file(output):  # -o x.webp: a file of a format bdx does not write
+        written = ", ".join(FORMAT_EXTENSIONS[choice] for choice in choices)
+        raise UsageError(f"-o {output}: this command does not write {Path(output).suffix} files (it writes {written})")
     chosen = fmt or implied or choices[0]
     check_choice("--format", chosen, choices)
     return chosen

@@ -20,6 +20,7 @@ from bdx.cli.common import (
     image_extensions,
     json_line,
     one_line,
+    parse_in_bits,
 )
 from bdx.errors import BdxError, UsageError
 
@@ -147,7 +148,6 @@ def eval_depth(
     json_lines: opt.Json = False,
 ) -> None:
     """Compare dequantized images with references: PSNR/SSIM (sRGB and linear), ΔE, bin safety, banding."""
-    from bdx.cli.upscale import _parse_bits
     from bdx.depth import DEPTH_METHODS, depth_mismatch
     from bdx.evaluation import depth_reference, evaluate_depth
     from bdx.io import read_image
@@ -156,7 +156,9 @@ def eval_depth(
     with command_errors():
         bin_convention = check_choice("--convention", convention, CONVENTIONS)
         rerun = check_choice("--method", method, DEPTH_METHODS) if method is not None else None
-        bits = None if in_bits == "auto" else _parse_bits(in_bits)
+        bits = parse_in_bits(in_bits)
+        if bits is not None and input_ is None:
+            raise UsageError("--in-bits describes the quantized inputs: give them with --input")
         refs = index_images(ref)
         inputs = index_images(input_) if input_ is not None else None
         predictions = {p: index_images(p) for p in pred}

@@ -50,6 +50,8 @@ def merge_brackets_command(
         if any(source.path is None for source in found.sources):
             raise UsageError("merge-brackets reads files, not standard input")
         frames = [source.path for source in found.sources if source.path is not None]
+        if len(frames) < 2:
+            raise UsageError(f"merge-brackets needs at least two exposures of the scene; the input holds {len(frames)}")
         parsed = _parse_times(times) if times is not None else None
         if parsed is not None and len(parsed) != len(frames):
             raise UsageError(f"--times gives {len(parsed)} times for {len(frames)} frames")
@@ -67,6 +69,8 @@ def merge_brackets_command(
             if image.is_float:
                 raise BdxError(f"{path.name}: already a float image")
             rgb = image.pixels if image.channels == 3 else np.repeat(image.pixels[..., :1], 3, axis=2)
+            if image.container_bits > 8:
+                typer.echo(f"bdx: warning: {path.name}: {image.container_bits}-bit frame merged at 8 bits", err=True)
             pixels.append(convert_depth(rgb, 8))
         merged = merge_brackets(pixels, parsed)
         write_image(output, Image(merged.linear, linear=True, icc_profile=images[0].icc_profile), fmt=fmt, exr_half=False)

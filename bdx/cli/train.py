@@ -50,6 +50,10 @@ def train_depth_command(
         bool,
         typer.Option(metavar=opt.FLAG, help="Draw the same share of crops from every --data folder (default: in proportion to pixels)."),
     ] = False,
+    eight_bit_fraction: Annotated[
+        float, typer.Option(help="Share of crops quantized to 8 bits (the rest: a depth drawn from --bits).")
+    ] = 0.35,
+    bits: Annotated[tuple[int, int], typer.Option(help="Smallest and largest depth of the other crops.")] = (3, 10),
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
     validation_fraction: Annotated[
@@ -99,6 +103,8 @@ def train_depth_command(
         chosen_prior = check_choice("--prior", prior, PRIORS)
         if (widths and min(widths) < 1) or (blocks and min(blocks) < 0):
             raise UsageError("--widths must be at least 1 and --blocks at least 0")
+        if not 1 <= bits[0] <= bits[1] <= 15:
+            raise UsageError(f"--bits takes two depths from 1 to 15, the smaller first, not {bits[0]} {bits[1]}")
         config = DepthTrainConfig(
             steps=steps,
             minutes=minutes,
@@ -116,6 +122,9 @@ def train_depth_command(
             blocks=blocks,
             balance_folders=balance_folders,
             gate=gate,
+            eight_bit_fraction=eight_bit_fraction,
+            min_bits=bits[0],
+            max_bits=bits[1],
         )
         torch_device = str(resolve_device(device))
 

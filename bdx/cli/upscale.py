@@ -15,6 +15,7 @@ from bdx.cli.common import (
     command_errors,
     describe_depth_mismatch,
     output_format,
+    parse_in_bits,
     plan_batch,
     read_source,
     write_target,
@@ -78,7 +79,7 @@ def upscale_depth_command(
     with command_errors():
         settings = DepthSettings(
             method=check_choice("--method", method, DEPTH_METHODS),
-            in_bits=None if in_bits == "auto" else _parse_bits(in_bits),
+            in_bits=parse_in_bits(in_bits),
             convention=check_choice("--convention", convention, CONVENTIONS),
             relax=relax,
             ensemble=ensemble,
@@ -119,11 +120,3 @@ def upscale_depth_command(
             process, label="upscale-depth", overwrite=overwrite, skip_existing=skip_existing, quiet=quiet, json_lines=json_lines
         )
     raise typer.Exit(status)
-
-
-def _parse_bits(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"--in-bits must be auto or a number, not {text!r}") from None
-    return value
