@@ -158,6 +158,32 @@ def test_a_file_output_for_a_folder_input_says_so(runner, make_png, tmp_path):
     assert "there are 2 inputs" in run(runner, "quantize", "--bits", "4", tmp_path / "one", "-o", tmp_path / "y.png").stderr
 
 
+def test_an_output_folder_inside_the_input_folder_is_not_read_back(runner, make_png, tmp_path):
+    make_png("d/a.png", np.full((8, 8, 3), 34, np.uint8))
+    folder, out = tmp_path / "d", tmp_path / "d" / "out"
+    assert run(runner, "upscale-depth", folder, "-o", out, "--method", "midpoint").exit_code == 0
+    again = run(runner, "upscale-depth", folder, "-o", out, "--method", "midpoint", "--skip-existing")
+    assert again.exit_code == 0 and sorted(p.name for p in out.rglob("*")) == ["a.tiff"]  # no out/out/a.tiff
+    assert run(runner, "quantize", "--bits", "4", out, "-o", out / "q").exit_code == 0  # asked for by name: read
+    assert (out / "q" / "a.png").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_an_image_is_never_written_to_a_terminal(make_png):
+    import pty
+
+    source = make_png("a.png", np.full((8, 8, 3), 34, np.uint8))
+    leader, follower = pty.openpty()
+    try:
+        with open(source, "rb") as stdin:
+            done = subprocess.run([sys.executable, "-m", "bdx", "upscale-depth", "-", "--method", "midpoint"], stdin=stdin,
+                                  stdout=follower, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 2 and "the image would go to the terminal" in done.stderr
+
+
 def test_existing_outputs_overwrite_and_skip(runner, make_png, tmp_path):
     source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
     target = tmp_path / "x.tiff"

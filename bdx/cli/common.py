@@ -579,6 +579,8 @@ class Batch:
         """Process every source (see :func:`run_batch`) and return the exit status."""
         if json_lines and STDIO in self.plan.targets:
             raise UsageError("--json cannot share stdout with an image written to -o -")
+        if STDIO in self.plan.targets and sys.stdout.isatty():
+            raise UsageError("the image would go to the terminal: redirect stdout (> out.tiff) or give -o FILE")
         return run_batch(
             self.sources,
             self.plan.targets,
@@ -596,8 +598,21 @@ class Batch:
 def plan_batch(inputs: list[str], output: str | None, shard: str | None, **naming) -> Batch:
     """Expand inputs, apply the shard and plan output names (``naming``: see :func:`plan_outputs`)."""
     found = expand_inputs(inputs)
-    sources = apply_shard(found.sources, shard)
+    sources = apply_shard(_outside_output(found.sources, output), shard)
     return Batch(sources, plan_outputs(sources, output, **naming), found.problems)
+
+
+def _outside_output(sources: list[Source], output: str | None) -> list[Source]:
+    """``sources`` less the files a folder argument found inside the output folder (``-o d/out`` for input ``d``):
+    a second run must not read the first run's results as inputs."""
+    if output is None or output == STDIO:
+        return sources
+    folder = Path(output).resolve()
+
+    def inside(path: Path) -> bool:
+        return path == folder or folder in path.parents
+
+    return [s for s in sources if s.root is None or s.path is None or inside(s.root.resolve()) or not inside(s.path.resolve())]
 
 
 def read_source(source: Source):
