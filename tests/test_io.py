@@ -316,8 +316,18 @@ def test_unwritable_output_folder(tmp_path):
 def test_garbage_raw_file_gets_one_line_error(tmp_path):
     path = tmp_path / "shot.dng"
     path.write_bytes(b"II*\0" + b"\0" * 100)
-    with pytest.raises(BdxError, match="RAW"):
+    with pytest.raises(BdxError, match="RAW") as caught:
         read_image(path)
+    assert "b'" not in str(caught.value)  # LibRaw's reason is text, not a bytes literal
+
+
+def test_a_png_or_jpeg_named_as_raw_is_read_as_what_it_is(tmp_path):
+    pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    for fmt, name in (("png", "shot.dng"), ("jpeg", "shot.nef")):
+        path = tmp_path / name
+        path.write_bytes(encode_image(Image(pixels), fmt, bits=8))
+        image = read_image(path)
+        assert image.pixels.shape == (4, 4, 3) and image.container_bits == 8
 
 
 @pytest.mark.skipif(not (__import__("conftest").SHARED_DATA / "hdr16-crops").is_dir(), reason="shared data absent")

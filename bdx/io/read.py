@@ -30,15 +30,12 @@ def max_pixels() -> int:
 
 
 def sniff_format(data: bytes, name: str = "") -> str:
-    """Container format from the leading bytes (extension only for camera RAW)."""
-    if Path(name).suffix.lower() in RAW_EXTENSIONS:
-        return "raw"
+    """Container format from the leading bytes; the extension decides only between TIFF and camera RAW (most RAW
+    formats are TIFF inside), so a PNG or JPEG named ``.dng`` is read as what it is."""
     if data.startswith(PNG_SIGNATURE):
         return "png"
     if data.startswith(b"\xff\xd8\xff"):
         return "jpeg"
-    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
-        return "tiff"
     if data.startswith(b"BM"):
         return "bmp"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -47,6 +44,10 @@ def sniff_format(data: bytes, name: str = "") -> str:
         return "exr"
     if data.startswith(b"#?RADIANCE") or data.startswith(b"#?RGBE"):
         return "hdr"
+    if Path(name).suffix.lower() in RAW_EXTENSIONS:
+        return "raw"
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "tiff"
     raise InputError("not a supported image (unrecognised file signature)")
 
 
@@ -309,7 +310,9 @@ def _decode_raw(data: bytes, linear: bool) -> Image:
     except BdxError:
         raise
     except Exception as exc:
-        raise InputError(f"cannot decode camera RAW ({type(exc).__name__}: {str(exc)[:120]})") from None
+        reason = exc.args[0] if exc.args else ""
+        reason = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)  # LibRaw's are bytes
+        raise InputError(f"cannot decode camera RAW ({type(exc).__name__}: {reason[:120]})") from None
     return Image(pixels=np.ascontiguousarray(rgb), linear=linear)
 
 
