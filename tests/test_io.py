@@ -321,6 +321,20 @@ def test_garbage_raw_file_gets_one_line_error(tmp_path):
     assert "b'" not in str(caught.value)  # LibRaw's reason is text, not a bytes literal
 
 
+def test_a_jpeg_declaring_far_more_pixels_than_its_bytes_can_hold_is_refused_before_decoding(tmp_path):
+    flat = encode_image(Image(np.full((512, 512, 3), 128, np.uint8)), "jpeg")  # the least data a real image needs
+    assert read_image(_written(tmp_path / "flat.jpg", flat)).pixels.shape == (512, 512, 3)
+    bomb = bytearray(encode_image(Image(np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)), "jpeg"))
+    struct.pack_into(">HH", bomb, bomb.find(b"\xff\xc0") + 5, 30000, 30000)  # a 900 MP frame header, 5 KB of data
+    with pytest.raises(BdxError, match="truncated JPEG \\(30000x30000 declared"):
+        read_image(_written(tmp_path / "bomb.jpg", bytes(bomb)))
+
+
+def _written(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
 def test_a_png_or_jpeg_named_as_raw_is_read_as_what_it_is(tmp_path):
     pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
     for fmt, name in (("png", "shot.dng"), ("jpeg", "shot.nef")):

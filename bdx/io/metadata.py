@@ -336,6 +336,7 @@ class JpegInfo:
     icc_profile: bytes | None = None
     orientation: int = 1
     exif: bytes | None = None
+    arithmetic: bool = False
 
 
 def parse_jpeg(data: bytes) -> JpegInfo:
@@ -365,6 +366,7 @@ def parse_jpeg(data: bytes) -> JpegInfo:
             info.precision = body[0]
             info.height, info.width = struct.unpack(">HH", body[1:5])
             info.components = body[5]
+            info.arithmetic = marker >= 0xC9  # SOF9-SOF15: arithmetic coding, which can spend under a bit per block
         elif marker == 0xE1 and body.startswith(b"Exif\0\0"):
             info.orientation = exif_orientation(body[6:])
             info.exif = body[6:]
@@ -375,6 +377,9 @@ def parse_jpeg(data: bytes) -> JpegInfo:
         raise InputError("truncated JPEG (no image data)")
     if data.rfind(b"\xff\xd9") < sos:
         raise InputError("truncated JPEG (no end-of-image marker)")
+    blocks = -(-info.width // 8) * -(-info.height // 8)
+    if not info.arithmetic and (len(data) - sos) * 8 < blocks:  # Huffman codes at least one bit per 8x8 block
+        raise InputError(f"truncated JPEG ({info.width}x{info.height} declared in {len(data) - sos} bytes of image data)")
     if icc_parts:
         info.icc_profile = b"".join(icc_parts[k] for k in sorted(icc_parts))
     return info
