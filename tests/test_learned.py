@@ -390,9 +390,10 @@ def test_network_size_comes_from_the_checkpoint_or_start_weights_unless_given(tm
     data = _reference_folder(tmp_path)
     output = tmp_path / "small.safetensors"
     tiny = dict(batch_size=2, crop=32, validate_every=100)
-    train_depth([data], output, DepthTrainConfig(steps=1, widths=(8, 16), blocks=(1, 1), **tiny))
+    train_depth([data], output, DepthTrainConfig(steps=1, widths=(8, 16), blocks=(1, 1), prior="none", **tiny))
     resumed = train_depth([data], output, DepthTrainConfig(steps=2, **tiny), resume=Path(str(output) + ".ckpt.pt"))
     assert resumed.step == 2 and load_model(output, "depth").net.config.widths == (8, 16)
+    assert not load_model(output, "depth").net.has_prior  # the prior, too, comes from the checkpoint
     with pytest.raises(BdxError, match="holds a different network"):
         train_depth([data], output, DepthTrainConfig(steps=3, widths=(8, 24), **tiny), resume=Path(str(output) + ".ckpt.pt"))
     grown = tmp_path / "grown.safetensors"

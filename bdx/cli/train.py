@@ -38,8 +38,13 @@ def train_depth_command(
     crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to a multiple of 8).")] = 128,
     lr: opt.LearningRate = 2e-3,
     prior: Annotated[
-        str, typer.Option(help="contour: refine the contour method's offsets (the shipped model); none: start from the bin centre.")
-    ] = "contour",
+        Optional[str],
+        typer.Option(
+            help="contour: refine the contour method's offsets (the shipped model); none: start from the bin centre. "
+            "By default as --resume or --init, else contour.",
+            show_default=False,
+        ),
+    ] = None,
     synthetic_fraction: Annotated[
         float, typer.Option(help="Share of crops replaced by noise-free smooth synthetic fields (skies, backdrops).")
     ] = 0.0,
@@ -100,7 +105,7 @@ def train_depth_command(
     from bdx.training.depth import DepthTrainConfig, train_depth
 
     with command_errors():
-        chosen_prior = check_choice("--prior", prior, PRIORS)
+        chosen_prior = check_choice("--prior", prior, PRIORS) if prior is not None else None
         if (widths and min(widths) < 1) or (blocks and min(blocks) < 0):
             raise UsageError("--widths must be at least 1 and --blocks at least 0")
         if not 1 <= bits[0] <= bits[1] <= 15:

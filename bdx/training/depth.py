@@ -64,7 +64,7 @@ class DepthTrainConfig:
     seed: int = 0
     widths: tuple[int, int] | None = None  # None: the checkpoint's (--resume), the start weights' (--init), else DEFAULT_WIDTHS
     blocks: tuple[int, int] | None = None  # None: likewise, else DEFAULT_BLOCKS
-    prior: Prior = "contour"
+    prior: Prior | None = None  # None: like --resume / --init, else "contour"
     gate: bool | None = None  # offsets scaled by a predicted confidence; None: like --resume / --init, else True
     prior_context: int = 32  # pixels of context around each crop when computing the prior
     synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields
@@ -147,7 +147,8 @@ def split_references(references: list[Reference], fraction: float) -> tuple[list
 def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.random.Generator) -> Batch:
     """One synthesized batch of ``config.crop``-pixel crops."""
     weights = sampling_weights(references, config.balance_folders)
-    margin = config.prior_context if config.prior != "none" else 0
+    with_prior = config.prior != "none"  # None (not chosen yet) is the default, contour
+    margin = config.prior_context if with_prior else 0
     size = config.crop + 2 * margin
     settings = pipeline_settings(config)
     rendered = replace(settings, noise_probability=0.0, sharpen_probability=0.0, clip_probability=0.0)  # smooth, unclipped
@@ -177,7 +178,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     to_tensor = lambda a: torch.from_numpy(np.stack(a).astype(np.float32)).permute(0, 3, 1, 2)  # noqa: E731
     inner = (slice(None), slice(None), slice(margin, margin + config.crop), slice(margin, margin + config.crop))
     batch = Batch(to_tensor(centres)[inner], to_tensor(crops)[inner], bits_list)
-    if config.prior == "contour":
+    if with_prior:
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
         batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), [1.0 / max_level(b) for b in bits_list])[inner]
     return batch
@@ -300,20 +301,21 @@ def _gain_db(mse_before: float, mse_after: float) -> float:
 
 
 def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resume: Path | None) -> DepthTrainConfig:
-    """``config`` with its widths, blocks and gate filled in where unset: from the checkpoint to resume,
-    else from the weights to start from, else the defaults (a fresh network is gated)."""
-    widths, blocks, gate = None, None, None
+    """``config`` with its widths, blocks, gate and prior filled in where unset: from the checkpoint to resume,
+    else from the weights to start from, else the defaults (a fresh network is gated and has the contour prior)."""
+    widths, blocks, gate, prior = None, None, None, None
     if resume is not None:
         saved = read_checkpoint(resume).get("config") or {}
-        widths, blocks, gate = saved.get("widths"), saved.get("blocks"), saved.get("gate")
+        widths, blocks, gate, prior = saved.get("widths"), saved.get("blocks"), saved.get("gate"), saved.get("prior")
     elif start is not None:
-        widths, blocks, gate = start.config.widths, start.config.blocks, start.config.gate
+        widths, blocks, gate, prior = start.config.widths, start.config.blocks, start.config.gate, start.config.prior
     chosen_gate = config.gate if config.gate is not None else (True if gate is None and start is None else bool(gate))
     return replace(
         config,
         widths=tuple(config.widths or widths or DEFAULT_WIDTHS),
         blocks=tuple(config.blocks or blocks or DEFAULT_BLOCKS),
         gate=chosen_gate,
+        prior=config.prior or prior or "contour",
     )
 
 
@@ -340,6 +342,7 @@ def train_depth(
     start = cast(DequantNet, load_model(init, "depth").net) if init is not None else None
     config = _with_network_size(config, start, resume)
     assert config.widths is not None and config.blocks is not None and config.gate is not None  # filled in above
+    assert config.prior is not None
     net = DequantNet(
         DequantNetConfig(
             widths=(config.widths[0], config.widths[1]),
