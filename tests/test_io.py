@@ -435,3 +435,26 @@ def test_unreadable_exif_is_left_out_of_a_tiff():
     for broken in (b"II*\0\xff\xff\xff\xff", b"MM\0*\0\0\0\x08\0\x05", b"nonsense"):
         data = encode_image(Image(pixels, exif=broken), "tiff")
         assert np.array_equal(decode_image(data, "x.tiff").pixels, pixels)
+
+
+def _grey_png(rows: list[bytes], width: int, depth: int, key: int) -> bytes:
+    """A grey PNG (colour type 0) whose tRNS chunk makes the value ``key`` transparent."""
+    header = struct.pack(">IIBBBBB", width, len(rows), depth, 0, 0, 0, 0)
+    pixels = zlib.compress(b"".join(b"\0" + row for row in rows))
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"tRNS", struct.pack(">H", key))
+            + png_chunk(b"IDAT", pixels) + png_chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("depth", [2, 8, 16])
+def test_a_grey_png_transparent_value_becomes_alpha(tmp_path, depth):
+    values = [0, 1, 2, 3] if depth == 2 else [0, 50, 100, 150]
+    if depth == 2:
+        rows = [bytes([values[0] << 6 | values[1] << 4 | values[2] << 2 | values[3]])] * 2
+    else:
+        rows = [np.array(values, ">u2" if depth == 16 else np.uint8).tobytes()] * 2
+    image = decode_image(_grey_png(rows, 4, depth, values[1]))
+    opaque = 65535 if depth == 16 else 255
+    assert image.alpha is not None
+    np.testing.assert_array_equal(image.alpha.reshape(2, 4), [[opaque, 0, opaque, opaque]] * 2)
+    written = read_image(write_image(tmp_path / "out.png", image))  # and it is carried to the output
+    assert written.alpha is not None and int(written.alpha.reshape(-1)[1]) == 0

@@ -236,6 +236,7 @@ class PngInfo:
     orientation: int = 1
     exif: bytes | None = None
     chunk_types: list[str] = field(default_factory=list)
+    grey_key: int | None = None  # a grey image's transparent value (tRNS), at its bit depth
 
 
 def _iter_png_chunks(data: bytes):
@@ -283,6 +284,8 @@ def parse_png(data: bytes) -> PngInfo:
         elif name == "eXIf":
             info.orientation = exif_orientation(body)
             info.exif = body
+        elif name == "tRNS" and info.color_type == 0 and len(body) >= 2:
+            (info.grey_key,) = struct.unpack(">H", body[:2])
         elif name == "IEND":
             seen_iend = True
             break

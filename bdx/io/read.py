@@ -146,6 +146,8 @@ def _decode_png(data: bytes) -> Image:
     pixels, alpha = _from_opencv(_opencv_decode(data), "PNG")
     if info.color_type in (0, 4) and pixels.shape[2] == 3:
         pixels = pixels[..., :1].copy()
+    if info.grey_key is not None and alpha is None:  # OpenCV applies a colour image's tRNS key, not a grey one's
+        alpha = _grey_key_alpha(pixels[..., 0], info.grey_key, info.bit_depth)
     sbit = info.significant_bits
     container = 16 if pixels.dtype == np.uint16 else 8
     image = Image(
@@ -157,6 +159,15 @@ def _decode_png(data: bytes) -> Image:
         exif=info.exif,
     )
     return _oriented(image)
+
+
+def _grey_key_alpha(grey: np.ndarray, key: int, bit_depth: int) -> np.ndarray:
+    """Alpha of a grey PNG whose tRNS chunk names one transparent value (at ``bit_depth``; 1-, 2- and 4-bit
+    samples arrive scaled to 8 bits)."""
+    if bit_depth < 8:
+        key = key * 255 // ((1 << bit_depth) - 1)
+    opaque = np.iinfo(grey.dtype).max
+    return np.where(grey == key, 0, opaque).astype(grey.dtype)
 
 
 def _decode_jpeg(data: bytes) -> Image:
