@@ -200,6 +200,24 @@ def test_filmic_cameras_compress_highlights_up_to_their_white_point():
     assert 0.3 < np.mean([w == 1.0 for w in whites]) < 0.7 and all(w == 1.0 or 2.0 <= w <= 16.0 for w in whites)
 
 
+def test_the_clipped_term_weighs_highlights_whatever_their_share_of_the_crop():
+    from bdx.training.hdr import clipped_mask, hdr_loss
+
+    target = torch.full((1, 3, 16, 16), 0.5)
+    ldr = torch.full((1, 3, 16, 16), 0.5)
+    ldr[..., :2, :2] = 1.0  # 4 of 256 pixels clipped
+    clipped = clipped_mask(ldr)
+    assert clipped.shape == (1, 1, 16, 16) and int(clipped.sum()) == 4
+    reference = mu_law(target, HEADROOM)
+    wrong_highlight = reference.clone()
+    wrong_highlight[..., :2, :2] += 0.5
+    plain = hdr_loss([wrong_highlight], target, 0.0)
+    weighted = hdr_loss([wrong_highlight], target, 0.0, clipped, 1.0)
+    assert float(plain) == pytest.approx(0.5 * 4 / 256, rel=1e-4)  # the plain L1 barely sees them
+    assert float(weighted - plain) == pytest.approx(0.5, rel=1e-4)  # the clipped term: their mean error
+    assert float(hdr_loss([reference], target, 0.0, clipped, 1.0)) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_resuming_from_a_file_that_is_not_a_checkpoint_is_one_line(runner, tmp_path):
     folder = _reference_folder(tmp_path)
     for name, content in (("junk.pt", b"not a checkpoint"), ("empty.pt", b"")):
@@ -219,12 +237,15 @@ def test_train_hdr_cli_reports_validation(runner, tmp_path):
     output = tmp_path / "h.safetensors"
     result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(output), "--steps", "1",
                                  "--batch-size", "2", "--crop", "30", "--iterations", "2", "--width", "8", "--validate-every", "1",
-                                 "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2", "--supervise", "last"])
+                                 "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2", "--supervise", "last",
+                                 "--clipped-weight", "2"])
     assert result.exit_code == 0, result.output
     assert output.exists() and "step 1/1" in result.stderr and "val PSNR-mu" in result.stderr
-    net = load_model(output, "hdr").net
+    trained = load_model(output, "hdr")
+    net = trained.net
     assert net.config.width == 8 and net.config.state_scale == 2 and net.multiple == 8
-    for option, value in (("--state-scale", "0"), ("--supervise", "first")):
+    assert trained.metadata["train_config"]["clipped_weight"] == 2.0
+    for option, value in (("--state-scale", "0"), ("--supervise", "first"), ("--clipped-weight", "-1")):
         bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), option, value])
         assert bad.exit_code == 2 and option in bad.output
 
@@ -257,6 +278,24 @@ def test_merge_brackets_recovers_the_scene():
         assert spread < 0.35  # one scale factor explains the merge (relative HDR)
     with pytest.raises(BdxError, match="at least two"):
         merge_brackets(frames[:1])
+
+
+def test_sixteen_bit_brackets_merge_at_their_precision_and_clipped_pixels_stay_bright():
+    x = np.linspace(0.02, 0.6, 400, dtype=np.float64)  # a smooth ramp: 8-bit frames step it, 16-bit ones do not
+    scene = np.repeat(np.repeat(x[None, :, None], 40, axis=0), 3, axis=2)
+    scene[:4, :4] = 50.0  # a light clipped in every frame
+    times = [0.5, 1.0, 2.0]
+    curves = [camera_response(scene * t, 2.2, 0.0) for t in times]
+    eight = [np.rint(c * 255).astype(np.uint8) for c in curves]
+    sixteen = [np.rint(c * 65535).astype(np.uint16) for c in curves]
+    errors, levels = {}, {}
+    for name, frames in (("8", eight), ("16", sixteen)):
+        merged = merge_brackets(frames, times).linear
+        errors[name] = float(np.std(np.log(merged[8:, :, 1] / scene[8:, :, 1])))
+        levels[name] = len(np.unique(merged[20, :, 1]))
+        assert merged[:4, :4].min() >= 0.9 * merged[8:].max()  # never black: at least the brightest it can certify
+    assert errors["16"] < 0.6 * errors["8"]
+    assert levels["16"] == 400 > levels["8"]  # every step of the 400-pixel ramp kept
 
 
 def test_cli_ldr2hdr_file_directory_and_exr(runner, tmp_path, hdr_weights):
@@ -341,7 +380,7 @@ def test_cli_merge_brackets(runner, tmp_path):
     frames.mkdir()
     for i, t in enumerate((0.25, 1.0, 4.0)):
         path = frames / f"b{i}.png"
-        write_image(path, Image(np.clip(np.rint(camera_response(scene * t, 2.2, 0.0) * 255), 0, 255).astype(np.uint8)))
+        write_image(path, Image(np.clip(np.rint(camera_response(scene * t, 2.2, 0.0) * 255), 0, 255).astype(np.uint8)), bits=8)
         paths.append(str(path))
     result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "m.exr"), "--times", "1/4,1,4"])
     assert result.exit_code == 0, result.output
@@ -361,11 +400,14 @@ def test_cli_merge_brackets(runner, tmp_path):
     result = runner.invoke(app, ["merge-brackets", paths[0], "-o", str(tmp_path / "one.exr")])
     assert result.exit_code == 2 and "at least two exposures" in result.output and not (tmp_path / "one.exr").exists()
     deep = []
-    for i, path in enumerate(paths):  # 16-bit frames: merged at 8 bits, and the user is told
+    for i, path in enumerate(paths):  # 16-bit frames holding the same codes merge to the same result
         deep.append(str(tmp_path / f"d{i}.png"))
-        write_image(deep[-1], Image(read_image(path).pixels.astype(np.uint16) * 257))
+        eight_bit = read_image(path).pixels
+        assert eight_bit.dtype == np.uint8
+        write_image(deep[-1], Image(eight_bit.astype(np.uint16) * 257), bits=16)
     result = runner.invoke(app, ["merge-brackets", *deep, "-o", str(tmp_path / "d.exr"), "--times", "1/4,1,4"])
-    assert result.exit_code == 0 and "d0.png: 16-bit frame merged at 8 bits" in result.stderr
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(read_image(tmp_path / "d.exr").pixels, read_image(tmp_path / "m.exr").pixels, rtol=1e-4)
 
 
 def test_eval_hdr(runner, tmp_path):

@@ -22,7 +22,7 @@ def merge_brackets_command(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Aligned 8-bit exposures of one scene: files, folders or globs (a folder's or glob's files sorted by name).",
+            help="Aligned 8- or 16-bit exposures of one scene: files, folders or globs (a folder's or glob's files sorted by name).",
             show_default=False,
         ),
     ],
@@ -37,7 +37,7 @@ def merge_brackets_command(
 
     from bdx.cli.common import Source, expand_inputs
     from bdx.hdr.merge import merge_brackets
-    from bdx.io import Image, convert_depth, format_from_path, write_image
+    from bdx.io import Image, format_from_path, write_image
 
     with command_errors():
         fmt = format_from_path(output)
@@ -69,9 +69,7 @@ def merge_brackets_command(
             if image.is_float:
                 raise BdxError(f"{path.name}: already a float image")
             rgb = image.pixels if image.channels == 3 else np.repeat(image.pixels[..., :1], 3, axis=2)
-            if image.container_bits > 8:
-                typer.echo(f"bdx: warning: {path.name}: {image.container_bits}-bit frame merged at 8 bits", err=True)
-            pixels.append(convert_depth(rgb, 8))
+            pixels.append(rgb)
         merged = merge_brackets(pixels, parsed)
         write_image(output, Image(merged.linear, linear=True, icc_profile=images[0].icc_profile), fmt=fmt, exr_half=False)
     typer.echo(f"wrote {output}  (relative exposures {', '.join(f'{t:.3g}' for t in merged.times)})")

@@ -288,6 +288,9 @@ def train_hdr_command(
     width: Annotated[int, typer.Option(help="Feature width of the network (channels at 1/4 resolution).")] = 32,
     state_scale: Annotated[int, typer.Option(help="The feedback state runs at 1/(4 x this) resolution.")] = 1,
     supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
+    clipped_weight: Annotated[
+        float, typer.Option(help="Weight of an extra loss term over the input's clipped pixels alone (0: none).")
+    ] = 0.0,
     camera: Annotated[
         Optional[tuple[float, float]],
         typer.Option(
@@ -315,6 +318,7 @@ def train_hdr_command(
         if iterations < 1 or width < 4 or state_scale < 1:
             raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
         chosen_supervise = check_choice("--supervise", supervise, SUPERVISED)
+        check_range("--clipped-weight", clipped_weight, 0.0, 100.0)
         if camera is not None and not (1.0 <= camera[0] <= 4.0 and 0.0 <= camera[1] <= 1.0):
             raise UsageError("--camera takes GAMMA (1 to 4) and SHOULDER (0 to 1)")
         multiple = 4 * state_scale
@@ -328,6 +332,7 @@ def train_hdr_command(
             width=width,
             state_scale=state_scale,
             supervise=chosen_supervise,
+            clipped_weight=clipped_weight,
             camera=camera,
             validation_fraction=validation_fraction,
             validate_every=validate_every,

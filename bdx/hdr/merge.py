@@ -56,23 +56,26 @@ def merge_brackets(
     smoothness: float = 10.0,
     samples: int = 70,
 ) -> Merge:
-    """Merge aligned 8-bit RGB frames (H, W, 3) of one scene, at least two.
+    """Merge aligned 8- or 16-bit RGB frames (H, W, 3) of one scene, at least two.
 
     With ``times`` (exposure times, same order as ``frames``) only the response
     is estimated; without, times and response are estimated together. That joint
     problem has a power-law ambiguity (a response g^k with times^k fits equally
     well), which the sRGB starting point fixes only approximately: prefer real
-    exposure times when the files carry them.
+    exposure times when the files carry them. The response (per 8-bit code) is
+    estimated on 8-bit copies; 16-bit frames are merged at their full precision,
+    the response interpolated between codes.
     """
     if len(frames) < 2:
         raise BdxError("need at least two exposures to merge")
     shapes = {f.shape for f in frames}
     if len(shapes) != 1:
         raise BdxError(f"frames differ in size: {sorted(shapes)}")
-    if frames[0].dtype != np.uint8 or frames[0].ndim != 3 or frames[0].shape[2] != 3:
-        raise InputError("merging brackets needs 8-bit RGB frames")
-    order = sorted(range(len(frames)), key=lambda i: float(frames[i].mean()))
-    stack = [np.ascontiguousarray(frames[i][..., ::-1]) for i in order]  # OpenCV wants BGR
+    if {f.dtype for f in frames} - {np.dtype(np.uint8), np.dtype(np.uint16)} or frames[0].ndim != 3 or frames[0].shape[2] != 3:
+        raise InputError("merging brackets needs 8- or 16-bit RGB frames")
+    order = sorted(range(len(frames)), key=lambda i: float(_codes(frames[i]).mean()))
+    codes = [_codes(frames[i]) for i in order]  # on the 8-bit scale, fractional for 16-bit frames
+    stack = [np.ascontiguousarray(np.rint(c[..., ::-1]).astype(np.uint8)) for c in codes]  # OpenCV wants BGR
     response = np.repeat(srgb_to_linear(np.arange(256, dtype=np.float32) / 255)[:, None], 3, axis=1)
     known = times is not None
     if times is not None:
@@ -87,11 +90,43 @@ def merge_brackets(
         response = np.maximum(estimated.reshape(256, 3), 1e-8)
         if not known:
             times = _ratios(stack, response)
-    merged = cv2.createMergeDebevec().process(stack, np.array(times, dtype=np.float32), response.reshape(256, 1, 3))
-    linear = np.nan_to_num(merged[..., ::-1].astype(np.float32), nan=0.0, posinf=0.0)
-    linear = np.clip(linear, 0, None)
+    rgb_response = response[:, ::-1]
+    linear = np.clip(np.nan_to_num(merge_debevec(codes, times, rgb_response), nan=0.0, posinf=0.0), 0, None)
     scale = 0.18 / max(float(np.median(luminance(linear))), 1e-12)
-    return Merge(linear * np.float32(scale), response[:, ::-1] / response.max(), times, order)
+    return Merge(linear * np.float32(scale), rgb_response / response.max(), times, order)
+
+
+def _codes(frame: np.ndarray) -> np.ndarray:
+    """A frame's samples on the 8-bit code scale (0-255), as float32."""
+    return frame.astype(np.float32) * np.float32(255 / np.iinfo(frame.dtype).max)
+
+
+def merge_debevec(codes: list[np.ndarray], times: list[float], response: np.ndarray) -> np.ndarray:
+    """Debevec and Malik's weighted mean of log radiance, as OpenCV's ``MergeDebevec`` (hat weights, zero at both
+    ends of the range, averaged over each pixel's channels), for samples anywhere on the 8-bit code scale:
+    ``codes`` (H, W, 3) float, ``response`` (256, 3) linear value per code (RGB), interpolated between codes.
+
+    A pixel at an end of the range in every frame has no weight: it takes the value of the frame that tells the
+    most about it (clipped bright: the shortest exposure's, at least that bright; black: the longest's).
+    """
+    grid = np.arange(256, dtype=np.float32)
+    log_response = np.log(response.astype(np.float32))
+    total = np.zeros(codes[0].shape, np.float32)
+    weight_sum = np.zeros(codes[0].shape[:2] + (1,), np.float32)
+    logs = []
+    for frame, time in zip(codes, times):
+        weight = np.minimum(frame, 255 - frame).mean(axis=2, keepdims=True)
+        log_value = np.stack([np.interp(frame[..., c], grid, log_response[:, c]) for c in range(3)], axis=2)
+        log_value -= np.float32(math.log(time))
+        logs.append(log_value)
+        total += weight * log_value
+        weight_sum += weight
+    shortest, longest = int(np.argmin(times)), int(np.argmax(times))
+    bright = codes[shortest].mean(axis=2, keepdims=True) >= 127.5
+    fallback = np.where(bright, logs[shortest], logs[longest])
+    unweighted = weight_sum <= 0
+    merged = np.where(unweighted, fallback, total / np.where(unweighted, 1.0, weight_sum))
+    return np.exp(merged).astype(np.float32)
 
 
 def _ratios(stack: list[np.ndarray], response: np.ndarray) -> list[float]:

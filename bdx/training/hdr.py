@@ -52,6 +52,7 @@ class HdrTrainConfig:
     init: str | None = None  # name of the weights the run started from
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
+    clipped_weight: float = 0.0  # weight of an extra L1 term over the input's clipped pixels alone (see hdr_loss)
     augment: bool = True
     validation_fraction: float = 0.25
     validate_every: int = 250
@@ -143,15 +144,32 @@ def context_tensors(contexts: list[np.ndarray], device) -> list[torch.Tensor]:
     return [torch.from_numpy(c).permute(2, 0, 1)[None].to(device) for c in contexts]
 
 
-def hdr_loss(outputs: list[torch.Tensor], target: torch.Tensor, gradient_weight: float) -> torch.Tensor:
-    """Mean over iterations of L1 in the mu-law domain plus ``gradient_weight`` x L1 of mu-law gradients."""
+def hdr_loss(
+    outputs: list[torch.Tensor],
+    target: torch.Tensor,
+    gradient_weight: float,
+    clipped: torch.Tensor | None = None,
+    clipped_weight: float = 0.0,
+) -> torch.Tensor:
+    """Mean over iterations of L1 in the mu-law domain plus ``gradient_weight`` x L1 of mu-law gradients; with
+    ``clipped`` (N, 1, H, W: the input's clipped pixels) plus ``clipped_weight`` x the L1 over those pixels alone,
+    so highlights weigh in the loss whatever share of the crop they cover."""
     reference = mu_law(target, HEADROOM)
     total = reference.new_zeros(())
+    weights = clipped.float() if clipped is not None and clipped_weight > 0 else None
     for out in outputs:
-        total = total + (out - reference).abs().mean()
+        error = (out - reference).abs()
+        total = total + error.mean()
         for dim in (2, 3):
             total = total + gradient_weight * (out.diff(dim=dim) - reference.diff(dim=dim)).abs().mean()
+        if weights is not None:
+            total = total + clipped_weight * (error * weights).sum() / (weights.sum() * error.shape[1]).clamp_min(1.0)
     return total / len(outputs)
+
+
+def clipped_mask(ldr: torch.Tensor) -> torch.Tensor:
+    """Pixels of an LDR batch (N, 3, H, W) in [0, 1] with any channel at the top 8-bit code, (N, 1, H, W)."""
+    return ldr.amax(1, keepdim=True) >= 254.5 / 255
 
 
 @dataclass
@@ -265,7 +283,8 @@ def train_hdr(
         # context images go through forward, so DDP also synchronises the global branch's gradients
         outputs = model(x.to(device_), context_images=context_tensors(contexts, device_), all_iterations=True)
         supervised = outputs if config.supervise == "all" else outputs[-1:]
-        return hdr_loss([o.float() for o in supervised], target.to(device_), config.gradient_weight)
+        clipped = clipped_mask(x.to(device_)) if config.clipped_weight > 0 else None
+        return hdr_loss([o.float() for o in supervised], target.to(device_), config.gradient_weight, clipped, config.clipped_weight)
 
     settings = LoopSettings(
         steps=config.steps,
