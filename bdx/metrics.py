@@ -161,6 +161,28 @@ def _mu_law_normalised(linear: np.ndarray, peak: float) -> np.ndarray:
     return mu_law(np.clip(np.asarray(linear, dtype=np.float64) / peak, 0, 1), headroom=1.0)
 
 
+RINGING = 0.1  # a channel below -RINGING x the median luminance is resampling ringing, not radiance
+RINGING_REACH = 2  # pixels round it whose value is not trusted either
+
+
+def trusted_pixels(linear: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of a scene-linear reference (negative values not yet clipped) farther than
+    :data:`RINGING_REACH` from resampling ringing, a channel below -:data:`RINGING` x the median luminance.
+
+    Panoramas resampled with a ringing filter go negative round the sun and lamps; clipped to zero, their
+    brightest spots read black, which is no truth to score or train on.
+
+    >>> scene = np.ones((9, 9, 3), np.float32); scene[4, 4] = -5.0
+    >>> trusted = trusted_pixels(scene)
+    >>> bool(trusted[4, 2]), bool(trusted[4, 1]), int(trusted.sum())
+    (False, True, 56)
+    """
+    median = max(float(np.median(luminance(np.clip(linear, 0, None)))), 1e-6)
+    ringing = (linear < -RINGING * median).any(axis=-1).astype(np.uint8)
+    size = 2 * RINGING_REACH + 1
+    return cv2.dilate(ringing, np.ones((size, size), np.uint8)) == 0
+
+
 def hdr_peak(reference: np.ndarray) -> float:
     """The normaliser for PSNR-mu: the reference's 99th percentile (never below a tiny positive value)."""
     return max(float(np.percentile(reference, 99)), 1e-6)

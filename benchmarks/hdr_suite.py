@@ -11,7 +11,9 @@ filmic) plus a log-with-contrast curve.
 Rows: the naive inverse sRGB curve, ``ldr2hdr --method classical``, the default learned model, and the
 published FHDR (2 iterations) and ExpandNet checkpoints found under ``--peers``, run as published
 (``--dequantize none``).
-Each prediction's scale is fitted as the median luminance ratio to the reference over
+Pixels within two of resampling ringing in a reference (a channel below -0.1 x the median luminance:
+some photographed panoramas ring round the sun and lamps, and their clipped truth is black there) are
+left out of every figure. Each prediction's scale is fitted as the median luminance ratio to the reference over
 well-exposed pixels (input channels all within 0.1 to 0.9), then: PSNR-mu, PSNR of log2 values,
 and over the clipped pixels (any channel at 255) the PSNR-mu (normalised by the reference's
 brightest pixel) and the bias in stops (mean log2 luminance ratio; negative: too dark). Summaries per curve: mean, the worst image's gain over the
@@ -39,7 +41,16 @@ from bdx.assets import default_weights  # noqa: E402
 from bdx.color import linear_to_srgb, luminance, srgb_to_linear  # noqa: E402
 from bdx.hdr.reconstruct import HdrSettings, ldr_to_hdr  # noqa: E402
 from bdx.io import Image, read_image  # noqa: E402
-from bdx.metrics import clipped_region_bias_stops, clipped_region_psnr_mu, psnr_log, psnr_mu, scale_ratio_ev  # noqa: E402
+from bdx.metrics import (  # noqa: E402
+    RINGING,
+    RINGING_REACH,
+    clipped_region_bias_stops,
+    clipped_region_psnr_mu,
+    psnr_log,
+    psnr_mu,
+    scale_ratio_ev,
+    trusted_pixels,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MAX_PIXELS = 600_000  # larger references are downscaled (area) to keep the suite to minutes
@@ -53,8 +64,8 @@ def curve_srgb_clip(x: np.ndarray) -> np.ndarray:
 CURVES = {"srgb clip": curve_srgb_clip, "aces": curve_aces, "hable": curve_hable, "log": curve_log}
 
 
-def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str, np.ndarray]]:
-    """(name, scene-linear RGB with median luminance 1) of every held-out reference."""
+def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, scene-linear RGB with median luminance 1, trusted pixels) of every held-out reference."""
     import cv2
     from safetensors import safe_open
 
@@ -69,12 +80,17 @@ def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str,
         raise SystemExit(f"the weights trained on {', '.join(seen[:5])}")
     out = []
     for path in paths + merged:
-        linear = np.clip(np.nan_to_num(read_image(path).pixels.astype(np.float32)), 0, None)[..., :3]
+        raw = np.nan_to_num(read_image(path).pixels.astype(np.float32))[..., :3]
+        trusted = trusted_pixels(raw).astype(np.float32)
+        linear = np.clip(raw, 0, None)
         scale = min(1.0, (MAX_PIXELS / (linear.shape[0] * linear.shape[1])) ** 0.5)
         if scale < 1:
-            linear = cv2.resize(linear, (round(linear.shape[1] * scale), round(linear.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-        linear = linear[: linear.shape[0] // 4 * 4, : linear.shape[1] // 4 * 4]
-        out.append((f"{path.parent.name}/{path.stem}", linear / max(float(np.median(luminance(linear))), 1e-6)))
+            size = (round(linear.shape[1] * scale), round(linear.shape[0] * scale))
+            linear = cv2.resize(linear, size, interpolation=cv2.INTER_AREA)
+            trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
+        crop = (slice(0, linear.shape[0] // 4 * 4), slice(0, linear.shape[1] // 4 * 4))
+        linear, trusted = linear[crop], trusted[crop] >= 1.0
+        out.append((f"{path.parent.name}/{path.stem}", linear / max(float(np.median(luminance(linear))), 1e-6), trusted))
     return out
 
 
@@ -84,12 +100,12 @@ def fitted(prediction: np.ndarray, reference: np.ndarray, well_exposed: np.ndarr
     return prediction * np.float32(2.0**stops if np.isfinite(stops) else 1.0)
 
 
-def measure(prediction: np.ndarray, reference: np.ndarray, ldr: np.ndarray) -> dict:
-    """The suite's figures for one prediction (see the module's docstring)."""
-    well_exposed = ((ldr >= 0.1) & (ldr <= 0.9)).all(axis=-1)
-    clipped = ldr.max(axis=-1) >= 254.5 / 255
+def measure(prediction: np.ndarray, reference: np.ndarray, ldr: np.ndarray, trusted: np.ndarray) -> dict:
+    """The suite's figures for one prediction over the ``trusted`` pixels (see the module's docstring)."""
+    well_exposed = ((ldr >= 0.1) & (ldr <= 0.9)).all(axis=-1) & trusted
+    clipped = (ldr.max(axis=-1) >= 254.5 / 255) & trusted
     scaled = fitted(prediction, reference, well_exposed)
-    record = {"psnr_mu": psnr_mu(scaled, reference), "psnr_log2": psnr_log(scaled, reference),
+    record = {"psnr_mu": psnr_mu(scaled[trusted], reference[trusted]), "psnr_log2": psnr_log(scaled[trusted], reference[trusted]),
               "clipped_share": float(clipped.mean()), "clipped_psnr_mu": None, "clipped_bias_stops": None}
     if clipped.sum() >= 16:
         record["clipped_psnr_mu"] = clipped_region_psnr_mu(scaled, reference, clipped)
@@ -164,18 +180,20 @@ def main() -> None:
     methods = ["naive", "classical", *nets]
     scenes = references(weights, args.merges, args.merge_count)
     records = []
-    for name, linear in scenes:
+    for name, linear, trusted in scenes:
         exposed = linear * np.float32(2**STOPS_OVER)
         reference = exposed * np.float32(0.18)  # the scene in units of the sRGB clip's exposure
         for curve, function in CURVES.items():
             codes = np.clip(np.rint(function(exposed) * 255), 0, 255).astype(np.uint8)
             ldr = codes.astype(np.float32) / 255
             record = {"name": name, "curve": curve,
-                      "methods": {m: measure(predict(m, codes, nets.get(m)), reference, ldr) for m in methods}}
+                      "trusted_share": float(trusted.mean()),
+                      "methods": {m: measure(predict(m, codes, nets.get(m)), reference, ldr, trusted) for m in methods}}
             records.append(record)
             print(f"{name:28s} {curve:10s} " + "  ".join(
                 f"{m} {record['methods'][m]['psnr_mu']:.2f}" for m in methods), flush=True)
-    report = {"weights": weights.name, "references": [n for n, _ in scenes], "stops_over": STOPS_OVER,
+    report = {"weights": weights.name, "references": [n for n, _, _ in scenes], "stops_over": STOPS_OVER,
+              "ringing": {"below_median_times": -RINGING, "reach_px": RINGING_REACH},
               "summary": {"all curves": summarize(records, methods),
                           **{c: summarize([r for r in records if r["curve"] == c], methods) for c in CURVES}},
               "images": records}

@@ -200,6 +200,28 @@ def test_filmic_cameras_compress_highlights_up_to_their_white_point():
     assert 0.3 < np.mean([w == 1.0 for w in whites]) < 0.7 and all(w == 1.0 or 2.0 <= w <= 16.0 for w in whites)
 
 
+def test_untrusted_truth_is_left_out_of_the_loss_and_of_training_crops(tmp_path):
+    from bdx.training.hdr import find_scenes, hdr_loss, sample_batch
+
+    target = torch.full((1, 3, 8, 8), 0.5)
+    out = mu_law(target, HEADROOM).clone()
+    out[..., :2, :2] = 0.0  # wrong only where the truth is not trusted
+    untrusted = target.clone()
+    untrusted[..., :2, :2] = float("nan")
+    assert float(hdr_loss([out], target, 0.5)) > 0
+    assert float(hdr_loss([out], untrusted, 0.5, untrusted.isnan().any(1, keepdim=True), 1.0)) == pytest.approx(0.0, abs=1e-7)
+    scene = np.ones((64, 64, 3), np.float32)
+    scene[30, 30] = -50.0  # resampling ringing round a bright spot
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    write_image(folder / "ringing.exr", Image(scene, linear=True), exr_half=False)
+    (loaded,) = find_scenes([folder])
+    assert loaded.trusted is not None and not loaded.trusted[30, 28] and loaded.trusted[30, 27]
+    config = HdrTrainConfig(batch_size=2, crop=64, augment=False, jpeg_probability=0.0)
+    _, targets, _ = sample_batch([loaded], config, np.random.default_rng(0), 32)
+    assert int(targets.isnan().any(1).sum()) == 2 * 25 and np.isfinite(targets[0, :, 0, 0]).all()
+
+
 def test_the_clipped_term_weighs_highlights_whatever_their_share_of_the_crop():
     from bdx.training.hdr import clipped_mask, hdr_loss
 

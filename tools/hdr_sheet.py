@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "hdr_clipped_sun.jpg")
     args = parser.parse_args()
     weights = default_weights("hdr")
-    linear = dict(references(weights, Path("/nonexistent"), 0))[SCENE]
+    linear = {name: image for name, image, _ in references(weights, Path("/nonexistent"), 0)}[SCENE]
     exposed = linear * np.float32(2**STOPS_OVER)
     truth = (exposed * np.float32(0.18))[CROP]
     codes = np.clip(np.rint(CURVES["hable"](exposed) * 255), 0, 255).astype(np.uint8)[CROP]

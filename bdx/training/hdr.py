@@ -25,7 +25,7 @@ from bdx.errors import BdxError, SettingError
 from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, camera_response, random_camera
 from bdx.io import read_image
-from bdx.metrics import psnr_mu
+from bdx.metrics import psnr_mu, trusted_pixels
 from bdx.models import load_model
 from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training, save_trained
@@ -64,18 +64,23 @@ class HdrTrainConfig:
 class Scene:
     name: str
     linear: np.ndarray  # (H, W, 3) float32, scene-linear, non-negative
+    trusted: np.ndarray | None = None  # (H, W) bool: pixels clear of resampling ringing (None: all)
 
 
 def find_scenes(folders: list[Path]) -> list[Scene]:
-    """Every EXR / Radiance file under the folders, negative values clamped to 0."""
+    """Every EXR / Radiance file under the folders, negative values clamped to 0, and its trusted pixels
+    (:func:`bdx.metrics.trusted_pixels`): the loss leaves the others out."""
     files = find_files(folders, HDR_SUFFIXES)
     scenes = []
     for path in files:
         image = read_image(path)
-        pixels = np.clip(np.nan_to_num(image.pixels.astype(np.float32)), 0, None)
-        if pixels.shape[2] == 1:
-            pixels = np.repeat(pixels, 3, axis=2)
-        scenes.append(Scene(f"{path.parent.name}/{path.name}", np.ascontiguousarray(pixels[..., :3])))
+        raw = np.nan_to_num(image.pixels.astype(np.float32))
+        if raw.shape[2] == 1:
+            raw = np.repeat(raw, 3, axis=2)
+        raw = raw[..., :3]
+        trusted = trusted_pixels(raw)
+        pixels = np.ascontiguousarray(np.clip(raw, 0, None))
+        scenes.append(Scene(f"{path.parent.name}/{path.name}", pixels, None if trusted.all() else trusted))
     if not scenes:
         raise BdxError("no HDR references (.exr, .hdr) found")
     return scenes
@@ -110,12 +115,15 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
     """(LDR crops, linear targets, per-sample context images) for one step."""
     inputs, targets, contexts = [], [], []
     for _ in range(config.batch_size):
-        scene = scenes[rng.integers(len(scenes))].linear
+        chosen = scenes[rng.integers(len(scenes))]
+        scene = chosen.linear
+        trusted = np.ones(scene.shape[:2], np.float32) if chosen.trusted is None else chosen.trusted.astype(np.float32)
         if config.augment:  # more scenes out of few: random scale and white balance
             scale = rng.uniform(0.35, 1.0)
             if scale < 0.95 and min(scene.shape[:2]) * scale >= config.crop:
                 size = (round(scene.shape[1] * scale), round(scene.shape[0] * scale))
                 scene = cv2.resize(scene, size, interpolation=cv2.INTER_AREA)
+                trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
             scene = scene * rng.uniform(0.8, 1.25, 3).astype(np.float32)
         exposure = expose(scene, rng.uniform(85, 99.5))
         camera = config.camera or random_camera(rng)
@@ -125,14 +133,17 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
         y = rng.integers(0, scene.shape[0] - side + 1)
         x = rng.integers(0, scene.shape[1] - side + 1)
         target: np.ndarray = exposed[y : y + side, x : x + side]
+        mask = trusted[y : y + side, x : x + side]
         ldr = render_ldr(target, camera, quality)
         if side < config.crop:
             ldr = cv2.resize(ldr, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
             target = cv2.resize(target, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
         if rng.random() < 0.5:
-            ldr, target = ldr[:, ::-1], target[:, ::-1]
+            ldr, target, mask = ldr[:, ::-1], target[:, ::-1], mask[:, ::-1]
         inputs.append(np.ascontiguousarray(ldr))
-        targets.append(np.ascontiguousarray(np.minimum(target, HEADROOM)))
+        # untrusted truth is NaN: hdr_loss leaves it out
+        targets.append(np.ascontiguousarray(np.where(mask[..., None] >= 1.0, np.minimum(target, HEADROOM), np.float32(np.nan))))
         small = context_image(exposed, context_size)
         contexts.append(render_ldr(small, camera, None))
     to_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
@@ -153,17 +164,22 @@ def hdr_loss(
 ) -> torch.Tensor:
     """Mean over iterations of L1 in the mu-law domain plus ``gradient_weight`` x L1 of mu-law gradients; with
     ``clipped`` (N, 1, H, W: the input's clipped pixels) plus ``clipped_weight`` x the L1 over those pixels alone,
-    so highlights weigh in the loss whatever share of the crop they cover."""
-    reference = mu_law(target, HEADROOM)
+    so highlights weigh in the loss whatever share of the crop they cover. Target pixels that are NaN (untrusted
+    truth) are left out of every term."""
+    trusted = torch.isfinite(target).all(1, keepdim=True).float()  # NaN marks truth not to learn from
+    reference = mu_law(torch.nan_to_num(target), HEADROOM)
     total = reference.new_zeros(())
-    weights = clipped.float() if clipped is not None and clipped_weight > 0 else None
+    weights = clipped.float() * trusted if clipped is not None and clipped_weight > 0 else None
+    channels = reference.shape[1]
     for out in outputs:
         error = (out - reference).abs()
-        total = total + error.mean()
+        total = total + (error * trusted).sum() / (trusted.sum() * channels).clamp_min(1.0)
         for dim in (2, 3):
-            total = total + gradient_weight * (out.diff(dim=dim) - reference.diff(dim=dim)).abs().mean()
+            both = trusted.narrow(dim, 1, trusted.shape[dim] - 1) * trusted.narrow(dim, 0, trusted.shape[dim] - 1)
+            step_error = (out.diff(dim=dim) - reference.diff(dim=dim)).abs() * both
+            total = total + gradient_weight * step_error.sum() / (both.sum() * channels).clamp_min(1.0)
         if weights is not None:
-            total = total + clipped_weight * (error * weights).sum() / (weights.sum() * error.shape[1]).clamp_min(1.0)
+            total = total + clipped_weight * (error * weights).sum() / (weights.sum() * channels).clamp_min(1.0)
     return total / len(outputs)
 
 
@@ -194,6 +210,8 @@ def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1, camera: tupl
             h, w = exposed.shape[0] // 4 * 4, exposed.shape[1] // 4 * 4
             exposed = exposed[:h, :w]
             target = np.minimum(exposed, HEADROOM)  # one reference for every camera's rendering
+            if scene.trusted is not None:  # untrusted truth is NaN: left out of the scores
+                target = np.where(scene.trusted[:h, :w, None], target, np.float32(np.nan))
             for _ in range(1 if camera else cameras):  # one fixed curve renders every exposure once
                 curve = camera or random_camera(rng)
                 cases.append(HeldoutCase(scene.name, percentile, target, render_ldr(exposed, curve, None)))
@@ -224,9 +242,11 @@ def validation_scores(
     scores: dict[str, list[float]] = {"val_psnr_mu": [], "val_psnr_mu_1iter": [], "val_psnr_mu_classical": []}
     for case in heldout_cases(scenes, seed=99, camera=camera):
         outputs = predict_iterations(net, case.ldr, context_size)
-        scores["val_psnr_mu"].append(psnr_mu(outputs[-1], case.target))
-        scores["val_psnr_mu_1iter"].append(psnr_mu(outputs[0], case.target))
-        scores["val_psnr_mu_classical"].append(psnr_mu(expand_highlights(case.ldr), case.target))
+        trusted = np.isfinite(case.target).all(axis=-1)
+        target = case.target[trusted]
+        scores["val_psnr_mu"].append(psnr_mu(outputs[-1][trusted], target))
+        scores["val_psnr_mu_1iter"].append(psnr_mu(outputs[0][trusted], target))
+        scores["val_psnr_mu_classical"].append(psnr_mu(expand_highlights(case.ldr)[trusted], target))
     return {k: float(np.mean(v)) for k, v in scores.items() if v}
 
 
