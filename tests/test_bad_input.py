@@ -213,6 +213,7 @@ def test_slurm_shard_variables_that_are_not_numbers_are_a_usage_error(tmp_path):
 
 def test_train_depth_crop_and_shares_out_of_range_are_usage_errors(tmp_path):
     for option, value, message in (("--crop", "100000", "--crop must be between 16 and 2048"),
+                                   ("--crop", "0", "--crop must be between 16 and 2048, not 0"),
                                    ("--upscale-fraction", "-1", "--upscale-fraction must be between 0 and 1"),
                                    ("--validation-fraction", "1", "--validation-fraction must be at least 0 and below 1"),
                                    ("--eight-bit-fraction", "1.5", "--eight-bit-fraction must be between 0 and 1"),

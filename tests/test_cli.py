@@ -166,6 +166,10 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_back(runner, make_
     assert again.exit_code == 0 and sorted(p.name for p in out.rglob("*")) == ["a.tiff"]  # no out/out/a.tiff
     assert run(runner, "quantize", "--bits", "4", out, "-o", out / "q").exit_code == 0  # asked for by name: read
     assert (out / "q" / "a.png").exists()
+    pattern = str(tmp_path / "d" / "**" / "*.png")  # a recursive glob is searched the same way
+    for _ in range(2):
+        assert run(runner, "quantize", "--bits", "4", pattern, "-o", tmp_path / "d" / "g", "--skip-existing").exit_code == 0
+    assert sorted(p.relative_to(tmp_path / "d" / "g").as_posix() for p in (tmp_path / "d" / "g").rglob("*.png")) == ["a.png", "out/q/a.png"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
@@ -182,6 +186,12 @@ def test_an_image_is_never_written_to_a_terminal(make_png):
         os.close(follower)
         os.close(leader)
     assert done.returncode == 2 and "the image would go to the terminal" in done.stderr
+
+
+def test_info_prints_file_names_literally(runner, make_png, tmp_path):
+    make_png("x[/red]y [edited].png", np.full((8, 8, 3), 34, np.uint8))
+    result = run(runner, "info", tmp_path)
+    assert result.exit_code == 0 and "x[/red]y [edited].png" in result.stdout
 
 
 def test_existing_outputs_overwrite_and_skip(runner, make_png, tmp_path):

@@ -37,6 +37,7 @@ class Source:
     path: Path | None
     relative: Path
     root: Path | None = None  # the directory argument it was found under
+    searched: Path | None = None  # the folder a directory or glob argument searched (root, or a glob's fixed part)
 
     @property
     def display(self) -> str:
@@ -95,7 +96,7 @@ def _expand_one(argument: str, extensions: frozenset[str], found: Inputs) -> Non
         )
         if not files:
             found.problems.append((argument, "directory holds no images"))
-        found.sources.extend(Source(p, p.relative_to(path), root=path) for p in files)
+        found.sources.extend(Source(p, p.relative_to(path), root=path, searched=path) for p in files)
     elif path.exists():
         found.sources.append(Source(path, Path(path.name)))
     elif glob.has_magic(argument):
@@ -106,7 +107,7 @@ def _expand_one(argument: str, extensions: frozenset[str], found: Inputs) -> Non
             found.problems.append((argument, "no files match"))
         elif not images:
             found.problems.append((argument, f"matches {len(matches)} file(s), none of them an image"))
-        found.sources.extend(Source(m, _relative_or_name(m, base)) for m in images)
+        found.sources.extend(Source(m, _relative_or_name(m, base), searched=base) for m in images)
     else:
         found.problems.append((argument, "no such file"))
 
@@ -603,8 +604,8 @@ def plan_batch(inputs: list[str], output: str | None, shard: str | None, **namin
 
 
 def _outside_output(sources: list[Source], output: str | None) -> list[Source]:
-    """``sources`` less the files a folder argument found inside the output folder (``-o d/out`` for input ``d``):
-    a second run must not read the first run's results as inputs."""
+    """``sources`` less the files a folder or glob argument found inside the output folder (``-o d/out`` for
+    input ``d`` or ``'d/**/*.png'``): a second run must not read the first run's results as inputs."""
     if output is None or output == STDIO:
         return sources
     folder = Path(output).resolve()
@@ -612,7 +613,7 @@ def _outside_output(sources: list[Source], output: str | None) -> list[Source]:
     def inside(path: Path) -> bool:
         return path == folder or folder in path.parents
 
-    return [s for s in sources if s.root is None or s.path is None or inside(s.root.resolve()) or not inside(s.path.resolve())]
+    return [s for s in sources if s.searched is None or s.path is None or inside(s.searched.resolve()) or not inside(s.path.resolve())]
 
 
 def read_source(source: Source):

@@ -230,6 +230,7 @@ def finish(summary: dict, failed: int, json_lines: bool, columns=SUMMARY_COLUMNS
 
 def print_summary(summary: dict, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)") -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title)
@@ -238,7 +239,7 @@ def print_summary(summary: dict, columns=SUMMARY_COLUMNS, title: str = "bdx eval
     for _, heading, _ in columns:
         table.add_column(heading, justify="right")
     for label, row in summary.items():
-        cells = [label, str(row.get("images", ""))]
+        cells = [escape(label), str(row.get("images", ""))]  # labels are folder names: text, never markup
         for key, _, form in columns:
             cells.append(form.format(row[key]) if key in row else "-")
         table.add_row(*cells)

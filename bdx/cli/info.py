@@ -125,11 +125,13 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
     weights = [row for row in rows if row["format"] == "weights"]
     rows = [row for row in rows if row["format"] != "weights"]
     console = Console(width=None if sys.stdout.isatty() else 200)
+    from rich.markup import escape  # file names are text, never markup
+
     if not json_lines and weights:
         listing = Table("file", "task", "architecture", "parameters", "halo", "bfloat16", "steps")
         for row in weights:
             listing.add_row(
-                row["input"],
+                escape(row["input"]),
                 row["task"],
                 row["architecture"],
                 f"{row['parameters']:,}",
@@ -143,14 +145,14 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
         for row in rows:
             bits = "float" if row["effective_bits"] is None else f"{row['effective_bits']} ({row['bit_depth_source']})"
             table.add_row(
-                row["input"],
+                escape(row["input"]),
                 row["format"],
                 f"{row['width']}x{row['height']}",
                 str(row["channels"]),
                 "yes" if row["alpha"] else "no",
                 {"half": "half float", "float": "float"}.get(row["sample_type"], f"{row['container_bits']}-bit"),
                 bits,
-                row["icc_profile"] or "-",
+                escape(row["icc_profile"] or "-"),
                 row["orientation"],
             )
         console.print(table)

@@ -114,7 +114,7 @@ def train_depth_command(
             steps=steps,
             minutes=minutes,
             batch_size=batch_size,
-            crop=max(8, crop // 8 * 8),
+            crop=crop // 8 * 8 if crop >= 16 else crop,  # rounded down to the network's grid; a bad value is reported as given
             lr=lr,
             validate_every=validate_every,
             checkpoint_every=checkpoint_every,
