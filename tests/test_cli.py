@@ -332,6 +332,11 @@ def test_shard_and_environment(runner, photos, tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
     result = run(runner, "quantize", "--bits", "4", photos, "-o", tmp_path / "t", "--json")
     assert [Path(json.loads(line)["input"]).name for line in result.stdout.splitlines()] == ["a.png"]
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "14")  # --array=10-14:2: the third task of three
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", "2")
+    result = run(runner, "quantize", "--bits", "4", photos, "-o", tmp_path / "u", "--json")
+    assert result.exit_code == 0 and [Path(json.loads(line)["input"]).name for line in result.stdout.splitlines()] == ["c.png"]
     assert run(runner, "quantize", "--bits", "4", photos, "--shard", "3/2").exit_code == 2
 
 

@@ -373,6 +373,9 @@ def test_cli_ldr2hdr_conflicting_options_and_half_float_overflow(runner, tmp_pat
     result = runner.invoke(app, ["ldr2hdr", str(source), "-o", str(tmp_path / "bright.exr"), "--method", "classical",
                                  "--exposure", "20", "--sample-type", "float"])
     assert result.exit_code == 0 and read_image(tmp_path / "bright.exr").pixels.max() > 65504
+    result = runner.invoke(app, ["ldr2hdr", str(source), "-o", str(tmp_path / "dark.exr"), "--method", "classical",
+                                 "--exposure", "-30"])  # values under the smallest half float: not an all-black file
+    assert result.exit_code == 1 and "below the smallest half float" in result.output and not (tmp_path / "dark.exr").exists()
 
 
 def test_eval_hdr_refuses_display_images_as_radiance(runner, tmp_path):

@@ -177,14 +177,18 @@ def output_format(fmt: str | None, output: str | None, choices: tuple[str, ...])
 
 
 def shard_from_environment() -> str | None:
-    """``I/N`` from a SLURM job array or a torchrun launch, if either is present."""
+    """``I/N`` from a SLURM job array (``--array=MIN-MAX[:STEP]``: I = (ID - MIN) / STEP) or a torchrun launch, if
+    either is present."""
     env = os.environ
     if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
         try:
             first, task = int(env.get("SLURM_ARRAY_TASK_MIN", "0")), int(env["SLURM_ARRAY_TASK_ID"])
+            step = int(env.get("SLURM_ARRAY_TASK_STEP", "1"))
         except ValueError:
-            raise UsageError("SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_MIN must be whole numbers to shard by them") from None
-        return f"{task - first}/{env['SLURM_ARRAY_TASK_COUNT']}"
+            raise UsageError(
+                "SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and SLURM_ARRAY_TASK_STEP must be whole numbers to shard by them"
+            ) from None
+        return f"{(task - first) // max(step, 1)}/{env['SLURM_ARRAY_TASK_COUNT']}"
     if "RANK" in env and "WORLD_SIZE" in env:
         return f"{env['RANK']}/{env['WORLD_SIZE']}"
     return None

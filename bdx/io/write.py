@@ -31,6 +31,7 @@ OutputFormat = Literal["tiff", "png", "exr", "jpeg", "hdr"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 ExrSampleType = Literal["half", "float"]
 HALF_MAX = 65504.0  # the largest finite half-float
+HALF_MIN = 2.0**-24  # the smallest positive (subnormal) half-float
 EXR_SAMPLE_TYPES: tuple[ExrSampleType, ...] = get_args(ExrSampleType)
 _EXTENSION_FORMATS = {
     ".tif": "tiff",
@@ -220,6 +221,12 @@ def _encode_exr(image: Image, half: bool) -> bytes:
         reach = float(np.abs(pixels).max(initial=0.0))
         if reach > HALF_MAX:
             raise SettingError(f"values reach {reach:.6g}, beyond the largest half float ({HALF_MAX:g}): give {{sample_type}} float")
+        positive = pixels > 0
+        lost = int(np.count_nonzero(positive & (pixels < HALF_MIN / 2)))  # these round to zero as halves
+        if lost > 0.01 * max(int(np.count_nonzero(positive)), 1):
+            raise SettingError(
+                f"{lost} values fall below the smallest half float ({HALF_MIN:.3g}) and would be written as 0: give {{sample_type}} float"
+            )
     names = "RGB" if pixels.shape[2] == 3 else "Y"
     channels = {name: np.ascontiguousarray(pixels[..., i].astype(dtype)) for i, name in enumerate(names)}
     if image.alpha is not None:
