@@ -7,7 +7,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from bdx.dither import DitherMethod, floyd_steinberg, threshold_offsets
-from bdx.errors import BdxError, InputError, SettingError, SettingUsageError
+from bdx.errors import BdxError, InputError, SettingUsageError
 from bdx.io import Image, to_float
 from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
 from bdx.quantization import Convention, check_bits, codes_from_levels, container_for, level_units, round_levels
@@ -45,11 +45,16 @@ def quantize_image(
     if method == "linear":
         pixels = _quantize_linear(image.pixels, image.container_bits, bits, dither, convention, seed)
         return image.with_pixels(pixels, significant_bits=bits)
+    check_method_bits(method, bits)
     if method == "kmeans":
-        if bits > MAX_PALETTE_BITS:
-            raise SettingError(f"{{method}} kmeans supports up to {MAX_PALETTE_BITS} bits (256 colours)")
         return image.with_pixels(_quantize_palette(image.pixels, bits, dither, seed), significant_bits=None)
     raise BdxError(f"unknown quantization method {method!r}")
+
+
+def check_method_bits(method: str, bits: int) -> None:
+    """Refuse a depth the ``method`` cannot give whatever the input (k-means palettes hold at most 256 colours)."""
+    if method == "kmeans" and bits > MAX_PALETTE_BITS:
+        raise SettingUsageError(f"{{method}} kmeans supports up to {MAX_PALETTE_BITS} bits (256 colours), not {{bits}} {bits}")
 
 
 def _quantize_linear(codes, container_bits, bits, dither, convention, seed) -> np.ndarray:

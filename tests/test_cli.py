@@ -323,6 +323,8 @@ def test_quantize_16bit_to_10_and_kmeans_and_dither(runner, make_png, tmp_path):
         target = tmp_path / f"{extra[-1]}.png"
         assert run(runner, "quantize", "--bits", "3", source, "-o", target, *extra).exit_code == 0
     assert run(runner, "quantize", "--bits", "3", source, "--dither", "bogus").exit_code == 2
+    palette = run(runner, "quantize", "--bits", "10", "--method", "kmeans", source, source, "-o", tmp_path / "k")
+    assert palette.exit_code == 2 and error_lines(palette) == ["bdx: error: --method kmeans supports up to 8 bits (256 colours), not --bits 10"]
 
 
 def test_shard_and_environment(runner, photos, tmp_path, monkeypatch):

@@ -32,12 +32,13 @@ def quantize(
     """Reduce images to N bits per sample (PNG; 8-bit container up to 8 bits, 16-bit above, sBIT set)."""
     from bdx.dither import DITHER_METHODS
     from bdx.quantization import CONVENTIONS, check_bits, container_for
-    from bdx.reduce import QUANTIZE_METHODS, check_seed, quantize_image
+    from bdx.reduce import QUANTIZE_METHODS, check_method_bits, check_seed, quantize_image
 
     with command_errors():
         check_bits(bits)
         check_seed(seed)
         check_choice("--method", method, QUANTIZE_METHODS)
+        check_method_bits(method, bits)
         check_choice("--dither", dither, DITHER_METHODS)
         check_choice("--convention", convention, CONVENTIONS)
         output_format(None, output, ("png",))
