@@ -154,8 +154,10 @@ def _load(path: Path, task: Task | None) -> LoadedModel:
 
     if path.is_dir():
         raise WeightsError(f"{path} is a folder; weights are one file (.safetensors, .pth, .pt or .ckpt)")
-    if not path.is_file():
+    if not path.exists():
         raise WeightsError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise WeightsError(f"{path} is not a regular file; weights are one file (.safetensors, .pth, .pt or .ckpt)")
     own = path.suffix.lower() == ".safetensors" or is_safetensors(path)
     return _load_bdx(path, task) if own else _load_published(path, task)
 

@@ -350,6 +350,8 @@ def test_cli_ldr2hdr_file_directory_and_exr(runner, tmp_path, hdr_weights):
     result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(tmp_path / "x.exr"), "--weights",
                                  str(tmp_path / "missing.safetensors")])
     assert result.exit_code == 1 and "not found" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(tmp_path / "x.exr"), "--weights", "/dev/null"])
+    assert result.exit_code == 1 and "/dev/null is not a regular file" in result.output
 
 
 def test_cli_ldr2hdr_conflicting_options_and_half_float_overflow(runner, tmp_path):
@@ -419,7 +421,7 @@ def test_cli_merge_brackets(runner, tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "g.exr").pixels, read_image(tmp_path / "m.exr").pixels)
     nothing = runner.invoke(app, ["merge-brackets", str(frames / "z*.png"), "-o", str(tmp_path / "z.exr")])
     assert nothing.exit_code == 1 and "no files match" in nothing.output
-    for times in ("a,b,c", "nan,1,2", "inf,1,2", "0,1,2", "1,1,2", "1,2"):
+    for times in ("a,b,c", "nan,1,2", "inf,1,2", "0,1,2", "1,1,2", "1,2", "1,1e-300,2"):
         result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "n.exr"), "--times", times])
         assert result.exit_code == 2 and "--times" in result.output and not (tmp_path / "n.exr").exists()
     result = runner.invoke(app, ["merge-brackets", paths[0], "-o", str(tmp_path / "one.exr")])

@@ -13,6 +13,8 @@ from bdx.cli import options as opt
 from bdx.cli.common import check_target, command_errors
 from bdx.errors import BdxError, UsageError
 
+MAX_TIME_RATIO = 2.0**30  # 30 stops between the shortest and longest frame: beyond it a merge leaves float32
+
 
 @app.command(
     "merge-brackets",
@@ -100,4 +102,6 @@ def _parse_times(text: str) -> list[float]:
             raise UsageError(f"--times: {part!r} is not a positive exposure time")
     if len(set(values)) < len(values):
         raise UsageError("--times: every frame needs its own exposure time (two are equal)")
+    if max(values) / min(values) > MAX_TIME_RATIO:
+        raise UsageError(f"--times: the longest exposure is {max(values) / min(values):.3g} times the shortest; at most {MAX_TIME_RATIO:g}")
     return values
