@@ -11,6 +11,7 @@ from bdx.depth import DepthMethod, DepthSource, input_levels
 from bdx.errors import BdxError, InputError
 from bdx.io import Image, convert_depth, to_float
 from bdx.metrics import (
+    CLIPPED,
     banding_stress,
     bin_adherence,
     clipped_fraction,
@@ -163,7 +164,7 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
     if source is not None:
         _same_shape(source, prediction, "prediction")
         ldr = to_float(source.pixels)
-        clipped = ldr.reshape(ldr.shape[0], ldr.shape[1], -1).max(axis=-1) >= 254.5 / 255
+        clipped = ldr.reshape(ldr.shape[0], ldr.shape[1], -1).max(axis=-1) >= CLIPPED
         record["clipped_fraction"] = float(clipped.mean())
         error = clipped_region_error(pred, ref, clipped)
         record["clipped_error"] = None if error != error else error  # JSON has no NaN: null when nothing clipped

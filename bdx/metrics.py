@@ -105,7 +105,10 @@ def mean_brightness(srgb: np.ndarray) -> float:
     return float(np.mean(srgb))
 
 
-def clipped_fraction(srgb: np.ndarray, threshold: float = 254.5 / 255) -> float:
+CLIPPED = 254.5 / 255  # a display value at or above it sits at the top 8-bit code: clipped
+
+
+def clipped_fraction(srgb: np.ndarray, threshold: float = CLIPPED) -> float:
     """Fraction of pixels with at least one channel at the top of the range (blown highlights)."""
     return float(np.mean(np.any(srgb.reshape(srgb.shape[0], srgb.shape[1], -1) >= threshold, axis=-1)))
 

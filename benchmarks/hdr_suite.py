@@ -42,6 +42,7 @@ from bdx.color import linear_to_srgb, luminance, srgb_to_linear  # noqa: E402
 from bdx.hdr.reconstruct import HdrSettings, ldr_to_hdr  # noqa: E402
 from bdx.io import Image, read_image  # noqa: E402
 from bdx.metrics import (  # noqa: E402
+    CLIPPED,
     RINGING,
     RINGING_REACH,
     clipped_region_bias_stops,
@@ -103,7 +104,7 @@ def fitted(prediction: np.ndarray, reference: np.ndarray, well_exposed: np.ndarr
 def measure(prediction: np.ndarray, reference: np.ndarray, ldr: np.ndarray, trusted: np.ndarray) -> dict:
     """The suite's figures for one prediction over the ``trusted`` pixels (see the module's docstring)."""
     well_exposed = ((ldr >= 0.1) & (ldr <= 0.9)).all(axis=-1) & trusted
-    clipped = (ldr.max(axis=-1) >= 254.5 / 255) & trusted
+    clipped = (ldr.max(axis=-1) >= CLIPPED) & trusted
     scaled = fitted(prediction, reference, well_exposed)
     record = {"psnr_mu": psnr_mu(scaled[trusted], reference[trusted]), "psnr_log2": psnr_log(scaled[trusted], reference[trusted]),
               "clipped_share": float(clipped.mean()), "clipped_psnr_mu": None, "clipped_bias_stops": None}

@@ -104,6 +104,8 @@ def _icc_description(profile: bytes | None) -> str | None:
 def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
     """Print size, channels, container and effective bit depth, colour profile and orientation; for a weights
     file, its task, architecture, parameters and tiling halo."""
+    from rich.markup import escape  # file names are text, never markup
+
     from bdx.models import WEIGHT_SUFFIXES
 
     found = expand_inputs(inputs, image_extensions() | WEIGHT_SUFFIXES)  # a folder's weights files too
@@ -125,8 +127,6 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
     weights = [row for row in rows if row["format"] == "weights"]
     rows = [row for row in rows if row["format"] != "weights"]
     console = Console(width=None if sys.stdout.isatty() else 200)
-    from rich.markup import escape  # file names are text, never markup
-
     if not json_lines and weights:
         listing = Table("file", "task", "architecture", "parameters", "halo", "bfloat16", "steps")
         for row in weights:

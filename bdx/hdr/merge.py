@@ -113,17 +113,18 @@ def merge_debevec(codes: list[np.ndarray], times: list[float], response: np.ndar
     log_response = np.log(response.astype(np.float32))
     total = np.zeros(codes[0].shape, np.float32)
     weight_sum = np.zeros(codes[0].shape[:2] + (1,), np.float32)
-    logs = []
-    for frame, time in zip(codes, times):
+    shortest, longest = int(np.argmin(times)), int(np.argmax(times))
+    ends = {}  # the log radiance of the shortest and longest exposures, for pixels no frame weighs
+    for index, (frame, time) in enumerate(zip(codes, times)):
         weight = np.minimum(frame, 255 - frame).mean(axis=2, keepdims=True)
         log_value = np.stack([np.interp(frame[..., c], grid, log_response[:, c]) for c in range(3)], axis=2)
         log_value -= np.float32(math.log(time))
-        logs.append(log_value)
+        if index in (shortest, longest):
+            ends[index] = log_value
         total += weight * log_value
         weight_sum += weight
-    shortest, longest = int(np.argmin(times)), int(np.argmax(times))
     bright = codes[shortest].mean(axis=2, keepdims=True) >= 127.5
-    fallback = np.where(bright, logs[shortest], logs[longest])
+    fallback = np.where(bright, ends[shortest], ends[longest])
     unweighted = weight_sum <= 0
     merged = np.where(unweighted, fallback, total / np.where(unweighted, 1.0, weight_sum))
     return np.exp(merged).astype(np.float32)

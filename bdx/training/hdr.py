@@ -25,7 +25,7 @@ from bdx.errors import BdxError, SettingError
 from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, camera_response, random_camera
 from bdx.io import read_image
-from bdx.metrics import psnr_mu, trusted_pixels
+from bdx.metrics import CLIPPED, psnr_mu, trusted_pixels
 from bdx.models import load_model
 from bdx.training.data import find_files, is_validation
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training, save_trained
@@ -117,13 +117,14 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
     for _ in range(config.batch_size):
         chosen = scenes[rng.integers(len(scenes))]
         scene = chosen.linear
-        trusted = np.ones(scene.shape[:2], np.float32) if chosen.trusted is None else chosen.trusted.astype(np.float32)
+        trusted = None if chosen.trusted is None else chosen.trusted.astype(np.float32)
         if config.augment:  # more scenes out of few: random scale and white balance
             scale = rng.uniform(0.35, 1.0)
             if scale < 0.95 and min(scene.shape[:2]) * scale >= config.crop:
                 size = (round(scene.shape[1] * scale), round(scene.shape[0] * scale))
                 scene = cv2.resize(scene, size, interpolation=cv2.INTER_AREA)
-                trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
+                if trusted is not None:
+                    trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
             scene = scene * rng.uniform(0.8, 1.25, 3).astype(np.float32)
         exposure = expose(scene, rng.uniform(85, 99.5))
         camera = config.camera or random_camera(rng)
@@ -133,7 +134,7 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
         y = rng.integers(0, scene.shape[0] - side + 1)
         x = rng.integers(0, scene.shape[1] - side + 1)
         target: np.ndarray = exposed[y : y + side, x : x + side]
-        mask = trusted[y : y + side, x : x + side]
+        mask = np.ones((side, side), np.float32) if trusted is None else trusted[y : y + side, x : x + side]
         ldr = render_ldr(target, camera, quality)
         if side < config.crop:
             ldr = cv2.resize(ldr, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
@@ -185,7 +186,7 @@ def hdr_loss(
 
 def clipped_mask(ldr: torch.Tensor) -> torch.Tensor:
     """Pixels of an LDR batch (N, 3, H, W) in [0, 1] with any channel at the top 8-bit code, (N, 1, H, W)."""
-    return ldr.amax(1, keepdim=True) >= 254.5 / 255
+    return ldr.amax(1, keepdim=True) >= CLIPPED
 
 
 @dataclass
