@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import torch
 
-from bdx.errors import WeightsError
+from bdx.errors import TrainingCheckpointError, WeightsError
 
 Model = TypeVar("Model", bound=torch.nn.Module)
 
@@ -46,6 +46,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"{path.name}: not a loadable checkpoint ({_load_failure(exc)})") from None
+    if isinstance(state, dict) and {"model", "optimizer", "step"} <= set(state) and isinstance(state["model"], dict):
+        step = int(state["step"])
+        parameters = sum(v.numel() for v in state["model"].values() if isinstance(v, torch.Tensor))
+        raise TrainingCheckpointError(
+            f"{path.name}: a bdx training checkpoint (step {step}), not weights: resume the training from it, or use "
+            "the weights file its run wrote",
+            step,
+            parameters,
+        )
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

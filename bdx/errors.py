@@ -18,6 +18,15 @@ class WeightsError(BdxError):
     """A weights file that cannot be used: missing, unreadable, of another task, or of no known architecture."""
 
 
+class TrainingCheckpointError(WeightsError):
+    """A bdx training checkpoint (network, optimizer state and step) given where weights are expected."""
+
+    def __init__(self, message: str, step: int, parameters: int) -> None:
+        super().__init__(message)
+        self.step = step
+        self.parameters = parameters
+
+
 class UsageError(BdxError):
     """Bad command-line usage (exit status 2)."""
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from bdx.dither import DitherMethod, floyd_steinberg, threshold_offsets
 from bdx.errors import BdxError, InputError, SettingUsageError
-from bdx.io import Image, to_float
+from bdx.io import Image, convert_depth, to_float
 from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
 from bdx.quantization import Convention, check_bits, codes_from_levels, container_for, level_units, round_levels
 
@@ -34,21 +34,35 @@ def quantize_image(
 ) -> Image:
     """Reduce an 8- or 16-bit image to ``bits`` bits per sample (colour only; alpha is kept).
 
-    ``linear`` rounds each sample to one of 2^bits levels and stores it in an
-    8-bit (bits <= 8) or 16-bit container under ``convention``; ``kmeans`` maps
-    each pixel to a per-image palette of 2^bits colours.
+    ``linear`` rounds each sample to one of 2^bits levels and stores it under ``convention`` in the container
+    of :func:`output_container`; ``kmeans`` maps each pixel to a per-image palette of 2^bits colours.
     """
     check_seed(seed)
     if image.is_float:
         raise InputError("bit-depth reduction needs an 8- or 16-bit input, not a float image")
     check_bits(bits, image.container_bits)
+    container = output_container(image, bits, method)
     if method == "linear":
-        pixels = _quantize_linear(image.pixels, image.container_bits, bits, dither, convention, seed)
+        pixels = _quantize_linear(image.pixels, image.container_bits, bits, dither, convention, seed, container)
         return image.with_pixels(pixels, significant_bits=bits)
     check_method_bits(method, bits)
     if method == "kmeans":
-        return image.with_pixels(_quantize_palette(image.pixels, bits, dither, seed), significant_bits=None)
+        palette_codes = _quantize_palette(image.pixels, bits, dither, seed)
+        return image.with_pixels(convert_depth(palette_codes, container), significant_bits=None)
     raise BdxError(f"unknown quantization method {method!r}")
+
+
+def output_container(image: Image, bits: int, method: QuantizeMethod = "linear") -> int:
+    """Container depth of :func:`quantize_image`'s output: 8 bits for up to 8-bit levels and for palettes, else
+    16; and 16 whenever the image has a 16-bit alpha channel, which is kept at full precision.
+
+    >>> import numpy as np
+    >>> rgba16 = Image(np.zeros((2, 2, 3), np.uint16), alpha=np.zeros((2, 2), np.uint16))
+    >>> output_container(rgba16, 2), output_container(rgba16.with_pixels(rgba16.pixels, alpha=None), 2)
+    (16, 8)
+    """
+    colour = container_for(bits) if method == "linear" else 8
+    return 16 if image.alpha is not None and image.alpha.dtype == np.uint16 else colour
 
 
 def check_method_bits(method: str, bits: int) -> None:
@@ -57,7 +71,7 @@ def check_method_bits(method: str, bits: int) -> None:
         raise SettingUsageError(f"{{method}} kmeans supports up to {MAX_PALETTE_BITS} bits (256 colours), not {{bits}} {bits}")
 
 
-def _quantize_linear(codes, container_bits, bits, dither, convention, seed) -> np.ndarray:
+def _quantize_linear(codes, container_bits, bits, dither, convention, seed, out_container) -> np.ndarray:
     units = level_units(codes, container_bits, bits, convention)
     if dither == "floyd-steinberg":
 
@@ -71,7 +85,7 @@ def _quantize_linear(codes, container_bits, bits, dither, convention, seed) -> n
         if offsets is not None:
             units = units + offsets + (np.float32(0.5) if convention == "truncate" else np.float32(0))
         levels = round_levels(units, bits, convention)
-    return codes_from_levels(levels, bits, container_for(bits), convention)
+    return codes_from_levels(levels, bits, out_container, convention)
 
 
 def _quantize_palette(codes, bits, dither, seed) -> np.ndarray:

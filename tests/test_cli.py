@@ -327,6 +327,19 @@ def test_quantize_16bit_to_10_and_kmeans_and_dither(runner, make_png, tmp_path):
     assert palette.exit_code == 2 and error_lines(palette) == ["bdx: error: --method kmeans supports up to 8 bits (256 colours), not --bits 10"]
 
 
+@pytest.mark.parametrize("method", ["linear", "kmeans"])
+def test_quantize_keeps_a_16bit_alpha_at_16_bits(runner, tmp_path, method):
+    rng = np.random.default_rng(3)
+    alpha = rng.integers(0, 65536, (24, 32), dtype=np.uint16)
+    source = tmp_path / "rgba16.tif"
+    write_image(source, Image(rng.integers(0, 65536, (24, 32, 3), dtype=np.uint16), alpha=alpha))
+    result = run(runner, "quantize", "--bits", "2", "--method", method, source, "-o", tmp_path / "q.png")
+    assert result.exit_code == 0, result.stderr
+    out = read_image(tmp_path / "q.png")
+    assert out.container_bits == 16 and out.alpha is not None and np.array_equal(out.alpha, alpha)
+    assert len(np.unique(out.pixels)) <= 4 if method == "linear" else len(np.unique(out.pixels.reshape(-1, 3), axis=0)) <= 4
+
+
 def test_shard_and_environment(runner, photos, tmp_path, monkeypatch):
     result = run(runner, "quantize", "--bits", "4", photos, "-o", tmp_path / "s", "--shard", "1/2", "--json")
     assert [Path(json.loads(line)["input"]).name for line in result.stdout.splitlines()] == ["b.png"]
@@ -392,6 +405,30 @@ def test_info_of_a_folder_lists_its_weights_files_too(runner, make_png, tmp_path
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(r["format"] for r in records) == ["png", "weights"]
     assert run(runner, "quantize", "--bits", "4", tmp_path / "models", "-o", tmp_path / "q").exit_code == 0  # images only
+
+
+def test_a_training_checkpoint_is_described_by_info_and_refused_as_weights_with_its_step(runner, make_png, tmp_path):
+    import torch
+
+    from bdx.dequant.learned import DequantNet, DequantNetConfig
+
+    net = DequantNet(DequantNetConfig(widths=(4, 8), blocks=(0, 0)))
+    optimizer = torch.optim.AdamW(net.parameters())
+    (tmp_path / "models").mkdir()
+    checkpoint = tmp_path / "models" / "run.safetensors.ckpt.pt"
+    torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": 250, "history": [], "config": {}}, checkpoint)
+    result = run(runner, "info", "--json", tmp_path / "models")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["architecture"] == "training checkpoint" and record["steps"] == 250
+    assert record["parameters"] == sum(p.numel() for p in net.parameters())
+    image = make_png("a.png", np.full((16, 16, 3), 40, np.uint8))
+    refused = run(runner, "upscale-depth", "--weights", checkpoint, image, "-o", tmp_path / "out.png")
+    assert refused.exit_code != 0 and error_lines(refused) == [
+        "bdx: error: run.safetensors.ckpt.pt: a bdx training checkpoint (step 250), not weights: resume the training "
+        "from it, or use the weights file its run wrote"
+    ]
+    assert not (tmp_path / "out.png").exists()
 
 
 @pytest.mark.parametrize("half", [True, False])

@@ -368,15 +368,15 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
     output = tmp_path / "wide.safetensors"
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(output), "--steps", "1", "--batch-size", "2", "--crop", "32",
-              "--widths", "34", "96", "--blocks", "2", "5", "--init", "shipped", "--device", "cpu"],
+              "--widths", "34,96", "--blocks", "2,5", "--init", "shipped", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.stderr
     shipped_gate = load_model(default_weights("depth"), "depth").net.config.gate  # the gate, like the size, comes from --init
     assert load_model(output, "depth").net.config == DequantNetConfig(widths=(34, 96), blocks=(2, 5), prior="contour", gate=shipped_gate)
     result = runner.invoke(
-        app, ["train", "depth", "--data", str(data), "-o", str(output), "--widths", "0", "64", "--device", "cpu"],
+        app, ["train", "depth", "--data", str(data), "-o", str(output), "--widths", "0,64", "--device", "cpu"],
     )
-    assert result.exit_code == 2 and "--widths must be at least 1" in result.stderr
+    assert result.exit_code == 2 and "--widths needs two levels or more, each at least 1" in result.stderr
     junk = tmp_path / "junk.ckpt.pt"
     junk.write_bytes(b"not a checkpoint")
     result = runner.invoke(

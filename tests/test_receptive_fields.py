@@ -36,8 +36,9 @@ def _reach(run: Callable[[torch.Tensor], torch.Tensor], size: int, at: tuple[int
     return int(torch.maximum((ys - at[0]).abs(), (xs - at[1]).abs()).max())
 
 
-def _dequant(prior: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
-    net = _randomised(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 2), prior=prior, gate=True)), 0.2)
+def _dequant(prior: str, levels: int = 2) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
+    widths, blocks = (8, 16, 8, 8)[:levels], (1, 2, 1, 1)[:levels]
+    net = _randomised(DequantNet(DequantNetConfig(widths=widths, blocks=blocks, prior=prior, gate=True)), 0.2)
     step = torch.tensor([1 / 63])
     if prior == "none":
         return lambda x: net(x, step), net.receptive_radius
@@ -64,6 +65,8 @@ def _fhdr(iterations: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]
 NETWORKS: dict[str, Callable[[], tuple[Callable[[torch.Tensor], torch.Tensor], int]]] = {
     "bdx dequantizer": lambda: _dequant("none"),
     "bdx dequantizer with prior": lambda: _dequant("contour"),
+    "bdx dequantizer, 3 levels": lambda: _dequant("none", 3),
+    "bdx dequantizer, 4 levels": lambda: _dequant("none", 4),
     "bdx HDR feedback": _feedback_hdr,
     "Zero-DCE": lambda: ((net := _randomised(DCENet(width=8))), net.receptive_radius),
     "Zero-DCE-improved": lambda: ((net := _randomised(DCENet(width=8, pool=True))), net.receptive_radius),
@@ -78,6 +81,6 @@ NETWORKS: dict[str, Callable[[], tuple[Callable[[torch.Tensor], torch.Tensor], i
 def test_declared_receptive_radius_bounds_the_reach_of_one_pixel(name):
     run, radius = NETWORKS[name]()
     size = 2 * radius + 40
-    size += -size % 8  # the dequantizer and bdx's HDR network take multiples of 8 and 4
+    size += -size % 32  # the dequantizers take multiples of 8 to 32, bdx's HDR network of 4
     for at in ((size // 2, size // 2), (size // 2 + 3, size // 2 - 5)):  # two places on the networks' block grids
         assert _reach(run, size, at) <= radius, name

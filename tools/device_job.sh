@@ -1,36 +1,46 @@
 #!/usr/bin/env bash
 # One GPU session's work on the dequantizer, prepared to run once on a lent device machine (never in CI):
-#   1. the GPU throughput of the shipped default at 12 and 100 MP, with and without its self-check;
-#   2. a wider, deeper dequantizer grown from the shipped one (its output unchanged at step 0), trained for a
-#      fixed time with batches made by worker processes on the machine's CPU cores.
+#   1. three pure-torch dequantizers (no contour prior: a U-Net whose coarser levels give the long reach) trained
+#      side by side from scratch for a fixed time, batches made by worker processes on the machine's CPU cores:
+#      fast (16,48,128 channels), medium (24,64,128) and large (32,64,128,192, four levels);
+#   2. the GPU throughput of the fast one at 12 and 100 MP, with and without its self-check.
 # Prepare here:  python tools/device_pack.py   (data and wheels into .device/, ignored by git)
 # Run there:     run(command="bash tools/device_job.sh", carry=[".device"], timeout_s=600)
-# Then here:     python benchmarks/depth_suite.py --weights <files_at>/depth-grown.safetensors --label grown
+# Then here:     python benchmarks/depth_suite.py --weights <files_at>/depth-fast.safetensors --label fast
 #                --methods midpoint learned          (held-out figures, on this machine)
-# Knobs (environment): MINUTES (training budget, 5), DEVICE (cuda), WORKERS (12), BENCH (1: run step 1).
+# Knobs (environment): MINUTES (training budget, 6), DEVICE (cuda), WORKERS (4 per run), BENCH (1: run step 2).
 set -uo pipefail
 OUT=${OUT:-/tmp/device_out}
 mkdir -p "$OUT"
-MINUTES=${MINUTES:-5}
+MINUTES=${MINUTES:-6}
 DEVICE=${DEVICE:-cuda}
-WORKERS=${WORKERS:-12}
-export PYTHONUNBUFFERED=1
+WORKERS=${WORKERS:-4}
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 if ! python3 -c "import OpenEXR" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .device/wheels/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "import torch; print(torch.__version__)") > "$OUT/machine.txt" 2>&1
+(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "import torch; print(torch.__version__)"; nproc) > "$OUT/machine.txt" 2>&1
 
-if [ "${BENCH:-1}" = 1 ]; then
-    python3 benchmarks/bench_upscale_depth.py --device "$DEVICE" --sizes 12 100 --methods learned --bits 8 \
-        --self-checks on off --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.log"
+train() {  # name widths blocks lr
+    python3 -m bdx train depth --data .device/data/hdr --data .device/data/photos --data .device/data/sice_merges \
+        --balance-folders --upscale-fraction 0.2 --prior none --gate --widths "$2" --blocks "$3" \
+        --steps 1000000 --minutes "$MINUTES" --lr "$4" --batch-size 16 --crop 256 --validation-fraction 0.3 \
+        --validate-every 3000 --checkpoint-every 3000 --device "$DEVICE" --workers "$WORKERS" \
+        -o "$OUT/depth-$1.safetensors" --overwrite > "$OUT/train-$1.log" 2>&1
+}
+train fast 16,48,128 1,1,3 2e-3 &
+train medium 24,64,128 1,2,3 2e-3 &
+train large 32,64,128,192 2,2,3,2 1e-3 &
+wait
+for name in fast medium large; do echo "== $name"; cat "$OUT/train-$name.log"; done > "$OUT/train_logs.txt"
+rm -f "$OUT"/train-*.log "$OUT"/*.ckpt.pt  # 8 files at most come back; the weights and the logs are what matter
+tail -n 4 "$OUT/train_logs.txt"
+grep -h "step\|Error\|error" "$OUT/train_logs.txt" | tail -n 12
+
+if [ "${BENCH:-1}" = 1 ] && [ -f "$OUT/depth-fast.safetensors" ]; then
+    timeout 120 python3 benchmarks/bench_upscale_depth.py --device "$DEVICE" --sizes 12 100 --methods learned --bits 8 \
+        --self-checks on off --weights "$OUT/depth-fast.safetensors" --out "$OUT/gpu_bench.json" 2>&1 | tail -n 12
 fi
-
-python3 -m bdx train depth --data .device/data/hdr --data .device/data/photos --data .device/data/sice_merges \
-    --balance-folders --upscale-fraction 0.2 --init shipped --widths 48 128 --blocks 2 6 \
-    --steps 1000000 --minutes "$MINUTES" --lr 1e-4 --batch-size 48 --crop 128 --validation-fraction 0.3 \
-    --validate-every 2000 --checkpoint-every 2000 --device "$DEVICE" --workers "$WORKERS" \
-    -o "$OUT/depth-grown.safetensors" --overwrite 2>&1 | tee "$OUT/train.log"
-rm -f "$OUT/depth-grown.safetensors.ckpt.pt"  # 16 MiB at most come back per file; the weights are what matters
 ls -la "$OUT"

@@ -57,11 +57,21 @@ def describe(source: Source) -> dict:
 
 def describe_weights(path: Path) -> dict:
     """What a weights file holds, through bdx's model registry."""
-    from bdx.errors import WeightsError
+    from bdx.errors import TrainingCheckpointError, WeightsError
     from bdx.models import identify, parameter_count
 
     try:
         model = identify(path)
+    except TrainingCheckpointError as exc:
+        return {
+            "format": "weights",
+            "task": None,
+            "architecture": "training checkpoint",
+            "parameters": exc.parameters,
+            "halo": None,
+            "bfloat16": None,
+            "steps": exc.step,
+        }
     except WeightsError as exc:  # the batch names the file already
         raise WeightsError(str(exc).removeprefix(f"{path.name}: ")) from None
     record: dict = {
@@ -132,11 +142,11 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
         for row in weights:
             listing.add_row(
                 escape(row["input"]),
-                row["task"],
+                row["task"] or "-",
                 row["architecture"],
                 f"{row['parameters']:,}",
-                str(row["halo"]),
-                "yes" if row["bfloat16"] else "no",
+                "-" if row["halo"] is None else str(row["halo"]),
+                {True: "yes", False: "no", None: "-"}[row["bfloat16"]],
                 str(row.get("steps", "-")),
             )
         console.print(listing)

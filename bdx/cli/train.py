@@ -24,6 +24,21 @@ def _shipped_or(init: Path | None, task: str) -> Path | None:
     return init
 
 
+def _levels(flag: str, value: str | None, least: int) -> tuple[int, ...] | None:
+    """One whole number per network level from a comma-separated option (two levels at least), or None."""
+    from bdx.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        numbers = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated whole numbers (one per level), not {value!r}") from None
+    if len(numbers) < 2 or min(numbers) < least:
+        raise UsageError(f"{flag} needs two levels or more, each at least {least}: {value!r}")
+    return numbers
+
+
 @train_app.command(
     "depth",
     epilog="Example:  bdx train depth --data refs16/ --data photos/ -o depth.safetensors --steps 20000"
@@ -65,14 +80,19 @@ def train_depth_command(
         float, typer.Option(help="Share of files held out for validation (chosen by a hash of the file name).")
     ] = 0.15,
     widths: Annotated[
-        Optional[tuple[int, int]],
+        Optional[str],
         typer.Option(
-            help="Channels at 1/4 and 1/8 resolution; by default those of --resume or --init, else 32 96 (the shipped network's)."
+            metavar="W1,W2[,W3...]",
+            help="Channels per level (1/4, 1/8, then each level half the resolution of the one above), comma-separated; "
+            "by default those of --resume or --init, else 32,96 (the shipped network's).",
         ),
     ] = None,
     blocks: Annotated[
-        Optional[tuple[int, int]],
-        typer.Option(help="Residual blocks at 1/4 and 1/8 resolution; by default those of --resume or --init, else 2 4."),
+        Optional[str],
+        typer.Option(
+            metavar="B1,B2[,B3...]",
+            help="Residual blocks per level, one per --widths entry; by default those of --resume or --init, else 2,4.",
+        ),
     ] = None,
     init: Annotated[
         Optional[Path],
@@ -106,8 +126,9 @@ def train_depth_command(
 
     with command_errors():
         chosen_prior = check_choice("--prior", prior, PRIORS) if prior is not None else None
-        if (widths and min(widths) < 1) or (blocks and min(blocks) < 0):
-            raise UsageError("--widths must be at least 1 and --blocks at least 0")
+        level_widths, level_blocks = _levels("--widths", widths, 1), _levels("--blocks", blocks, 0)
+        if level_widths and level_blocks and len(level_widths) != len(level_blocks):
+            raise UsageError(f"--widths and --blocks need one value per level: {len(level_widths)} and {len(level_blocks)} given")
         if not 1 <= bits[0] <= bits[1] <= 15:
             raise UsageError(f"--bits takes two depths from 1 to 15, the smaller first, not {bits[0]} {bits[1]}")
         config = DepthTrainConfig(
@@ -123,8 +144,8 @@ def train_depth_command(
             prior=chosen_prior,
             synthetic_fraction=synthetic_fraction,
             upscale_fraction=upscale_fraction,
-            widths=widths,
-            blocks=blocks,
+            widths=level_widths,
+            blocks=level_blocks,
             balance_folders=balance_folders,
             gate=gate,
             eight_bit_fraction=eight_bit_fraction,

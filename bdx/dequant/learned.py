@@ -21,7 +21,7 @@ of cancelling the prior.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import torch
@@ -42,10 +42,11 @@ ENSEMBLE_SIZES: tuple[int, ...] = (1, 2, 4, 8)  # identity; + left-right flip; +
 
 @dataclass(frozen=True)
 class DequantNetConfig:
-    """Widths and residual-block counts of the 1/4- and 1/8-resolution levels, and the offset prior."""
+    """Widths and residual-block counts of the levels (1/4, 1/8, then each a further half of the resolution),
+    and the offset prior. Two levels at least."""
 
-    widths: tuple[int, int] = (16, 64)
-    blocks: tuple[int, int] = (1, 3)
+    widths: tuple[int, ...] = (16, 64)
+    blocks: tuple[int, ...] = (1, 3)
     channels: int = 3
     prior: Prior = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre
     gate: bool = False  # scale the offsets by a predicted confidence (0: the bin centre)
@@ -72,8 +73,21 @@ class _Residual(nn.Module):
         return x + self.second(_act(self.first(x)))
 
 
+class _Level(nn.Module):
+    """A U-Net level below 1/8 resolution: half the resolution of the level above (``above`` channels), ``width``
+    channels, ``blocks`` residual blocks; its output is added back to the level above and merged there."""
+
+    def __init__(self, above: int, width: int, blocks: int) -> None:
+        super().__init__()
+        self.down = _conv(4 * above, width)
+        self.blocks = nn.Sequential(*[_Residual(width) for _ in range(blocks)])
+        self.up = _conv(width, 4 * above, 1)
+        self.merge = _conv(above, above)
+
+
 class DequantNet(nn.Module):
-    """A two-level U-Net that works at 1/4 and 1/8 resolution; input size must be a multiple of 8.
+    """A U-Net that works at 1/4, 1/8 and (with more than two levels) lower resolutions; input size must be a
+    multiple of :attr:`multiple` (8 for two levels, doubling with each further level).
 
     The full-resolution input is pixel-unshuffled 4x4 (so each 1/4-resolution
     feature sees its 16 pixels exactly) and the head pixel-shuffles 16 offsets per
@@ -85,21 +99,24 @@ class DequantNet(nn.Module):
     a step, in (-1, 1).
     """
 
-    multiple = 8
-
     def __init__(self, config: DequantNetConfig = DequantNetConfig()) -> None:
         super().__init__()
         self.config = config
-        w1, w2 = config.widths
+        if len(config.widths) < 2 or len(config.blocks) != len(config.widths):
+            raise ValueError(f"need one width and one block count per level, two levels at least: {config}")
+        w1, w2 = config.widths[:2]
         c = config.channels
         if config.prior not in PRIORS:
             raise ValueError(f"unknown prior {config.prior!r}")
+        self.multiple = 2 ** (len(config.widths) + 1)
         self.stem = _conv(18 * c + 1 + (16 * c if self.has_prior else 0), w1)
         self.quarter = nn.Sequential(*[_Residual(w1) for _ in range(config.blocks[0])])
         self.down = _conv(4 * w1, w2)
         self.eighth = nn.Sequential(*[_Residual(w2) for _ in range(config.blocks[1])])
         self.up = _conv(w2, 4 * w1, 1)
         self.merge = _conv(w1, w1)
+        above = config.widths[1:-1]
+        self.deeper = nn.ModuleList(_Level(a, w, b) for a, w, b in zip(above, config.widths[2:], config.blocks[2:]))
         self.head = _conv(w1, 16 * c * (2 if config.gate else 1))
         bias = self.head.bias
         assert bias is not None
@@ -116,9 +133,14 @@ class DequantNet(nn.Module):
     @property
     def receptive_radius(self) -> int:
         """Pixels of context on each side that can influence an output pixel (an upper bound)."""
-        quarter_convs = 4 + 2 * self.config.blocks[0]  # contrast pool, stem, residual blocks, merge, head
-        eighth_convs = 1 + 2 * self.config.blocks[1]  # down, residual blocks
-        return 4 * quarter_convs + 8 * eighth_convs + 7  # plus the position inside an 8x8 block
+        blocks = self.config.blocks
+        quarter_convs = 4 + 2 * blocks[0]  # contrast pool, stem, residual blocks, merge, head
+        radius = 4 * quarter_convs
+        for level, count in enumerate(blocks[1:], start=1):
+            radius += 4 * 2**level * (1 + 2 * count)  # down, residual blocks
+            if level >= 2:
+                radius += 4 * 2 ** (level - 1)  # the merge of this level's output into the one above
+        return radius + self.multiple - 1  # plus the position inside a block of the coarsest level
 
     def forward(self, centres: torch.Tensor, step: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         """Offsets for (N, C, H, W) bin centres quantized with ``step`` (one value per sample, shape (N,)).
@@ -152,7 +174,7 @@ class DequantNet(nn.Module):
             stem = stem + F.conv2d(prior_pixels, weight[:, 18 * c + 1 :], None, padding=1)
         del pixels, detail
         quarter = self.quarter(_act(stem))
-        eighth = self.eighth(_act(self.down(F.pixel_unshuffle(quarter, 2))))
+        eighth = self._deeper(self.eighth(_act(self.down(F.pixel_unshuffle(quarter, 2)))), 0)
         quarter = _act(self.merge(quarter + F.pixel_shuffle(self.up(eighth), 2)))
         head = self.head(quarter)
         gate = None
@@ -167,6 +189,14 @@ class DequantNet(nn.Module):
         # tanh's backward reads its output: scaled in place only when no gradient is kept
         return offsets * torch.sigmoid(gate) if torch.is_grad_enabled() else offsets.mul_(torch.sigmoid_(gate))
 
+    def _deeper(self, features: torch.Tensor, index: int) -> torch.Tensor:
+        """``features`` of the level above deeper level ``index``, with what that level and those below it add."""
+        if index == len(self.deeper):
+            return features
+        level = cast(_Level, self.deeper[index])
+        below = self._deeper(level.blocks(_act(level.down(F.pixel_unshuffle(features, 2)))), index + 1)
+        return _act(level.merge(features + F.pixel_shuffle(level.up(below), 2)))
+
 
 def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     """Load ``smaller``'s weights into the wider (or deeper) ``net`` so that its output is unchanged.
@@ -180,6 +210,7 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     if (
         (old_config.gate and not new_config.gate)
         or (old_config.channels, old_config.prior) != (new_config.channels, new_config.prior)
+        or len(old_config.widths) != len(new_config.widths)
         or any(new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks))
     ):
         raise ValueError(f"cannot grow {old_config} into {new_config}")
@@ -257,7 +288,7 @@ def dequantize_levels(
         prior = prior.expand(-1, channels, -1, -1)
     step_values = torch.tensor(steps, dtype=torch.float32, device=x.device)
     height, width = x.shape[2], x.shape[3]
-    multiple = DequantNet.multiple
+    multiple = inner.multiple
     pad_h, pad_w = -height % multiple, -width % multiple
     inputs = x
     if pad_h or pad_w:
@@ -337,7 +368,7 @@ class LearnedDequantizer(nn.Module):
         # those: the prior is computed on the whole input, the network runs on the input less that support, and
         # the output comes back trimmed by it (the tiling engine takes each tile from the centre)
         self.tiling = dequant_tiling(net)
-        context = round_up(net.receptive_radius, DequantNet.multiple)
+        context = round_up(net.receptive_radius, net.multiple)
         self.output_trim = self.tiling.halo - context
         # a pixel with no other level around it keeps the bin centre (nothing tells where inside the bin its truth
         # lies); "around" reaches as far as the prior's support allows (128 px and more), else the network's context
@@ -425,12 +456,12 @@ def _from_config(config: dict) -> DequantNet:
 def dequant_tiling(net: DequantNet) -> TileNeeds:
     """The tiling needs of :class:`LearnedDequantizer` around ``net``: the network's context plus, with a prior,
     the prior's support (the network runs on its tile less that support)."""
-    context = round_up(net.receptive_radius, DequantNet.multiple)
-    trim = round_up(CONTOUR_SUPPORT, DequantNet.multiple) if net.has_prior else 0
+    context = round_up(net.receptive_radius, net.multiple)
+    trim = round_up(CONTOUR_SUPPORT, net.multiple) if net.has_prior else 0
     # measured on 2 CPU threads: without a prior the halo adds about 37 % work at 1024 px and larger tiles were no
     # faster; with the prior, 1536 px tiles peak at 1.65 GiB at 100 MP and run as fast as 1792 px (1.9 GiB),
     # while 1280 px tiles are 10 % slower
-    return TileNeeds(halo=context + trim, multiple=DequantNet.multiple, preferred_tile=1536 if net.has_prior else 1024)
+    return TileNeeds(halo=context + trim, multiple=net.multiple, preferred_tile=1536 if net.has_prior else 1024)
 
 
 DEQUANT_UNET = Architecture(

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, offset_reach
-from bdx.errors import BdxError, SettingError
+from bdx.errors import BdxError, SettingError, SettingUsageError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.models import load_model
 from bdx.quantization import end_bins_pinned, max_level
@@ -62,8 +62,8 @@ class DepthTrainConfig:
     validate_every: int = 200
     checkpoint_every: int = 200
     seed: int = 0
-    widths: tuple[int, int] | None = None  # None: the checkpoint's (--resume), the start weights' (--init), else DEFAULT_WIDTHS
-    blocks: tuple[int, int] | None = None  # None: likewise, else DEFAULT_BLOCKS
+    widths: tuple[int, ...] | None = None  # per level; None: the checkpoint's (--resume), the start weights' (--init), else DEFAULT_WIDTHS
+    blocks: tuple[int, ...] | None = None  # None: likewise, else DEFAULT_BLOCKS
     prior: Prior | None = None  # None: like --resume / --init, else "contour"
     gate: bool | None = None  # offsets scaled by a predicted confidence; None: like --resume / --init, else True
     prior_context: int = 32  # pixels of context around each crop when computing the prior
@@ -152,6 +152,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     size = config.crop + 2 * margin
     settings = pipeline_settings(config)
     rendered = replace(settings, noise_probability=0.0, sharpen_probability=0.0, clip_probability=0.0)  # smooth, unclipped
+    multiple = grid_of(config)
     crops, centres, bits_list = [], [], []
     for _ in range(config.batch_size):
         linear, synthetic = False, rng.random() < config.synthetic_fraction
@@ -162,7 +163,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
             ref, linear = reference.pixels, reference.linear
             if rng.random() < config.upscale_fraction:
                 ref = enlarged_region(ref, size, rng)
-        crop = min(size, ref.shape[0], ref.shape[1]) // DequantNet.multiple * DequantNet.multiple
+        crop = min(size, ref.shape[0], ref.shape[1]) // multiple * multiple
         y = rng.integers(0, ref.shape[0] - crop + 1)
         x = rng.integers(0, ref.shape[1] - crop + 1)
         patch = ref[y : y + crop, x : x + crop]
@@ -182,6 +183,12 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
         batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), [1.0 / max_level(b) for b in bits_list])[inner]
     return batch
+
+
+def grid_of(config: DepthTrainConfig) -> int:
+    """The size grid of the network a config trains (:attr:`DequantNet.multiple`): crops are cut on it."""
+    levels = len(config.widths or DEFAULT_WIDTHS)
+    return 2 ** (levels + 1)
 
 
 def pipeline_settings(config: DepthTrainConfig) -> PipelineSettings:
@@ -310,10 +317,14 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
     elif start is not None:
         widths, blocks, gate, prior = start.config.widths, start.config.blocks, start.config.gate, start.config.prior
     chosen_gate = config.gate if config.gate is not None else (True if gate is None and start is None else bool(gate))
+    chosen_widths = tuple(config.widths or widths or DEFAULT_WIDTHS)
+    chosen_blocks = tuple(config.blocks or blocks or DEFAULT_BLOCKS)
+    if len(chosen_widths) != len(chosen_blocks):
+        raise SettingUsageError(f"{{widths}} and {{blocks}} need one value per network level, not {chosen_widths} and {chosen_blocks}")
     return replace(
         config,
-        widths=tuple(config.widths or widths or DEFAULT_WIDTHS),
-        blocks=tuple(config.blocks or blocks or DEFAULT_BLOCKS),
+        widths=chosen_widths,
+        blocks=chosen_blocks,
         gate=chosen_gate,
         prior=config.prior or prior or "contour",
     )
@@ -345,8 +356,8 @@ def train_depth(
     assert config.prior is not None
     net = DequantNet(
         DequantNetConfig(
-            widths=(config.widths[0], config.widths[1]),
-            blocks=(config.blocks[0], config.blocks[1]),
+            widths=tuple(config.widths),
+            blocks=tuple(config.blocks),
             prior=config.prior,
             gate=config.gate,
         )
