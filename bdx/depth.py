@@ -9,6 +9,7 @@ import numpy as np
 
 from bdx.color import linear_to_srgb
 from bdx.dequant.self_check import MIN_BITS as SELF_CHECK_MIN_BITS
+from bdx.dequant.self_check import ImageAlpha
 from bdx.errors import InputError, SettingError, SettingUsageError, check_setting
 from bdx.io import Image, to_float
 from bdx.quantization import Convention, bin_centres, check_depth, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
@@ -240,13 +241,6 @@ def upscale_depth(
 
     def finalize(block: np.ndarray, top: int, left: int) -> np.ndarray:
         codes = source.codes[top : top + block.shape[0], left : left + block.shape[1]]
-        if alpha is not None:  # centre + alpha * (network - centre), in the engine's scratch block
-            from bdx.dequant.self_check import alpha_region
-
-            centres = centre_of_code[codes]
-            block -= centres
-            block *= alpha_region(alpha, top, left, block.shape[0], block.shape[1])[..., None]
-            block += centres
         if settings.relax:
             return np.rint(np.clip(block, 0.0, 1.0) * 65535).astype(np.uint16)
         return clamp_codes_to_bins(
@@ -268,6 +262,7 @@ def upscale_depth(
         prepare=lambda tile_codes: level_of_code[tile_codes],
         finalize=finalize,
         out_dtype=np.uint16,
+        global_features=None if alpha is None else ImageAlpha(alpha, image.height, image.width),  # the blend per tile
         progress=progress,
     )
     return DepthResult(

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, PriorBackend, contour_fractions, level_fractions
+from bdx.dequant.self_check import ImageAlpha
 from bdx.models import Architecture, TileNeeds
 from bdx.quantization import Convention, step_size
 from bdx.tiling import round_up
@@ -64,10 +65,15 @@ def _conv(inputs: int, outputs: int, kernel: int = 3) -> nn.Conv2d:
 
 
 class _Residual(nn.Module):
+    """``x + conv(act(conv(x)))``; the second convolution starts at zero, so a fresh block is the identity and a
+    deep stack without normalization trains without its activations growing from block to block."""
+
     def __init__(self, width: int) -> None:
         super().__init__()
         self.first = _conv(width, width)
         self.second = _conv(width, width)
+        nn.init.zeros_(self.second.weight)
+        nn.init.zeros_(cast(torch.Tensor, self.second.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.second(_act(self.first(x)))
@@ -83,6 +89,8 @@ class _Level(nn.Module):
         self.blocks = nn.Sequential(*[_Residual(width) for _ in range(blocks)])
         self.up = _conv(width, 4 * above, 1)
         self.merge = _conv(above, above)
+        nn.init.zeros_(self.up.weight)  # a fresh level adds nothing to the one above, and learns from there
+        nn.init.zeros_(cast(torch.Tensor, self.up.bias))
 
 
 class DequantNet(nn.Module):
@@ -375,19 +383,31 @@ class LearnedDequantizer(nn.Module):
         support = self.output_trim if net.has_prior else context
         self.flat_blocks = (support + 1) // FLAT_BLOCK - 1  # blocks each side: its farthest pixel is within support
 
-    def forward(self, levels: torch.Tensor) -> torch.Tensor:
+    def forward(self, levels: torch.Tensor, checked: ImageAlpha | None = None, boxes: torch.Tensor | None = None) -> torch.Tensor:
         """Values in [0, 1] for (N, C, H, W) levels, less ``output_trim`` pixels on each side where the input
         is larger than twice that (the prior's context: the network reads only what it needs). Pixels whose
-        surroundings hold one level only (:func:`uniform_surroundings`) keep the bin centre."""
+        surroundings hold one level only (:func:`uniform_surroundings`) keep the bin centre.
+
+        ``checked`` (the self-check's alpha of the whole image, with each tile's ``boxes`` as the tiling engine
+        gives them): the output becomes ``centre + alpha * (output - centre)``.
+        """
         out = self._refine(levels)
         trim = (levels.shape[2] - out.shape[2]) // 2
         blocks = uniform_surroundings(levels, self.flat_blocks)
-        if not blocks.any():  # the usual case in photos: nothing to do at full resolution
-            return out
-        flat = blocks.repeat_interleave(FLAT_BLOCK, 2).repeat_interleave(FLAT_BLOCK, 3)[:, :, : levels.shape[2], : levels.shape[3]]
         if trim:
-            levels, flat = levels[:, :, trim:-trim, trim:-trim], flat[:, :, trim:-trim, trim:-trim]
-        return torch.where(flat, self.centres(levels), out)
+            levels = levels[:, :, trim:-trim, trim:-trim]
+        if blocks.any():  # rare in photos: whole flat regions
+            flat = blocks.repeat_interleave(FLAT_BLOCK, 2).repeat_interleave(FLAT_BLOCK, 3)
+            flat = flat[:, :, trim : trim + out.shape[2], trim : trim + out.shape[3]]
+            out = torch.where(flat, self.centres(levels), out)
+        if checked is not None:
+            if boxes is None:
+                raise ValueError("a checked run needs each tile's box")
+            centres = self.centres(levels)
+            for i in range(out.shape[0]):  # the same arithmetic as the numpy blend it replaces, in place
+                alpha = checked.region(boxes[i], out.shape[2], out.shape[3], trim).to(out.device)
+                out[i].sub_(centres[i]).mul_(alpha).add_(centres[i])
+        return out
 
     def _refine(self, levels: torch.Tensor) -> torch.Tensor:
         prior = None

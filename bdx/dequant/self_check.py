@@ -17,7 +17,10 @@ this keeps the mean 8->16 gain within 0.02 dB and lifts the worst image from -0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 
 MIN_BITS = 8  # inputs of fewer bits are not checked
 DECIMATION = 4  # the check runs on every DECIMATION-th pixel along each axis
@@ -58,26 +61,44 @@ def _cell_starts(start: int, length: int, cell: int) -> np.ndarray:
     return np.concatenate([[0], np.arange(first or cell, length, cell)]).astype(np.intp)
 
 
-def alpha_region(alpha: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+def alpha_region(alpha: np.ndarray, top: int, left: int, height: int, width: int) -> torch.Tensor:
     """The per-block ``alpha`` (one value per :data:`BLOCK` pixels) interpolated bilinearly at the full-resolution
     pixels of a (height, width) region whose top-left pixel is (top, left); constant beyond the outer block
-    centres.
+    centres (float32; computed in float64).
 
-    >>> alpha_region(np.array([[0.0, 1.0]], np.float32), 0, 0, 1, 256)[0, [0, 64, 128, 191, 255]].astype(float).round(3).tolist()
+    >>> alpha_region(np.array([[0.0, 1.0]], np.float32), 0, 0, 1, 256)[0, [0, 64, 128, 191, 255]].double().round(decimals=3).tolist()
     [0.0, 0.004, 0.504, 0.996, 1.0]
     """
     rows = _interpolation(top, height, alpha.shape[0])
     cols = _interpolation(left, width, alpha.shape[1])
-    return (rows @ alpha @ cols.T).astype(np.float32)
+    return (rows @ torch.from_numpy(alpha).double() @ cols.T).float()
 
 
-def _interpolation(start: int, length: int, cells: int) -> np.ndarray:
+@dataclass(frozen=True)
+class ImageAlpha:
+    """The self-check's alpha of a whole (height, width) image, handed to the dequantizer of its tiles (the tiling
+    engine's ``global_features``), which blends each tile's output with the bin centres by it."""
+
+    alpha: np.ndarray  # (rows, cols) float32, one value per BLOCK pixels
+    height: int
+    width: int
+
+    def region(self, box: torch.Tensor, rows: int, cols: int, trim: int = 0) -> torch.Tensor:
+        """:func:`alpha_region` of a tile's output: ``box`` is the tile's input extent in normalised image
+        coordinates (y0, x0, y1, x1), its output is (rows, cols) pixels less ``trim`` on each side of it."""
+        top = round(float(box[0]) * self.height) + trim
+        left = round(float(box[1]) * self.width) + trim
+        return alpha_region(self.alpha, top, left, rows, cols)
+
+
+def _interpolation(start: int, length: int, cells: int) -> torch.Tensor:
     """(length, cells) weights of linear interpolation between block centres at pixels start..start+length-1."""
-    position = np.clip((start + np.arange(length) + 0.5) / BLOCK - 0.5, 0, cells - 1)
-    low = np.floor(position).astype(np.intp)
-    high = np.minimum(low + 1, cells - 1)
+    position = ((start + torch.arange(length, dtype=torch.float64) + 0.5) / BLOCK - 0.5).clamp(0, cells - 1)
+    low = position.floor().long()
+    high = (low + 1).clamp(max=cells - 1)
     fraction = position - low
-    weights = np.zeros((length, cells), np.float64)
-    weights[np.arange(length), low] += 1 - fraction
-    weights[np.arange(length), high] += fraction
+    weights = torch.zeros((length, cells), dtype=torch.float64)
+    index = torch.arange(length)
+    weights.index_put_((index, low), 1 - fraction, accumulate=True)
+    weights.index_put_((index, high), fraction, accumulate=True)
     return weights
