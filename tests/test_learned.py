@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 from safetensors import safe_open
 
 from bdx.assets import default_weights
@@ -559,3 +560,12 @@ def test_pixels_with_one_level_all_around_keep_the_bin_centre_whatever_the_weigh
     assert (out[..., ~far] - centres[..., ~far]).abs().max() > 0.05 / 63  # near the contour the network works
     assert (model.flat_blocks + 1) * 8 - 1 <= model.output_trim  # the rule's support fits the halo: exact tiling
     assert model.flat_blocks * 8 >= 128  # and reaches as far as the contour prior
+
+
+@pytest.mark.parametrize("shape,reach", [((1, 3, 17, 23), 5), ((2, 1, 5, 40), 21), ((1, 1, 3, 3), 21), ((1, 2, 9, 9), 0)])
+def test_window_max_is_a_maximum_pool_cut_at_the_ends(shape, reach):
+    from bdx.dequant.learned import window_max
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(reach))
+    for dim, kernel, padding in ((2, (2 * reach + 1, 1), (reach, 0)), (3, (1, 2 * reach + 1), (0, reach))):
+        torch.testing.assert_close(window_max(x, reach, dim), F.max_pool2d(x, kernel, stride=1, padding=padding), rtol=0, atol=0)
