@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from bdx.dequant.learned import DequantNet, DequantNetConfig
@@ -77,6 +78,24 @@ def test_pinned_end_codes_are_not_scored():
     loss = lambda t, bits: batch_loss(net, Batch(centres, t, [bits] * 2)).item()  # noqa: E731
     assert loss(targets, 8) == loss(moved, 8)  # from 7 bits up the end codes keep their centre: not scored
     assert loss(targets, 4) != loss(moved, 4)  # below, they are
+
+
+def test_targets_beyond_the_reach_count_as_the_limit_inside_it():
+    """A truth several steps away (JPEG) or at a bin's edge (clipping) is scored as TARGET_LIMIT of the reach, a
+    finite optimum for the offsets' tanh: training cannot gain by driving its input without bound."""
+    from bdx.dequant.learned import offset_reach
+    from bdx.training.depth import TARGET_LIMIT
+
+    net = DequantNet(DequantNetConfig(widths=(4, 8), blocks=(0, 0)))  # untrained: the bin centre
+    step = 1 / 15
+    centres = torch.full((1, 3, 16, 16), 7 * step)
+    limit = float(offset_reach(torch.tensor(step))) * TARGET_LIMIT
+    loss = lambda target: batch_loss(net, Batch(centres, torch.full_like(centres, target), [4])).item()  # noqa: E731
+    at_limit = loss(7 * step + limit)
+    assert at_limit == pytest.approx((limit / step) ** 2, rel=1e-4)
+    assert loss(7 * step + step / 2) == pytest.approx(at_limit, rel=1e-6)  # the bin's edge
+    assert loss(9 * step) == pytest.approx(at_limit, rel=1e-6)  # two steps away
+    assert loss(7 * step + limit / 2) < at_limit
 
 
 def test_training_data_takes_files_folders_and_globs(tmp_path):

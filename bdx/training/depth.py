@@ -35,6 +35,7 @@ from bdx.training.loop import LoopSettings, TrainState, check_run_settings, read
 from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 
 MIN_PHOTO_PIXELS = 1_000_000
+TARGET_LIMIT = 0.95  # training targets lie within this share of the offsets' reach (tanh's input stays below 1.9)
 DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-gated-v5)
 DEFAULT_BLOCKS = (2, 4)
 
@@ -259,13 +260,16 @@ def batch_loss(net, batch: Batch) -> torch.Tensor:
     """Mean squared error in units of each sample's quantization step (every depth counts alike), less the
     end codes of the depths whose ends inference keeps at the bin centre (:func:`end_bins_pinned`).
 
-    The targets are first brought inside the input's bins: the output cannot leave them, and a JPEG crop's
-    truth, often several steps away, would otherwise dominate the gradient with errors no offset can reach.
+    The targets are first brought inside :data:`TARGET_LIMIT` of the offsets' reach: the output cannot leave the
+    bins, a JPEG crop's truth, often several steps away, would otherwise dominate the gradient with errors no
+    offset can reach, and a target at the reach itself would ask the offsets' tanh for an infinite input (the
+    activations of a deep network grew without bound chasing clipped and JPEG pixels).
     """
     steps = [1.0 / max_level(b) for b in batch.bits]
     out = dequantize_levels(net, batch.centres, steps, batch.prior)
     scale = torch.tensor(steps, dtype=torch.float32, device=out.device).view(-1, 1, 1, 1)
-    targets = torch.minimum(torch.maximum(batch.targets, batch.centres - scale / 2), batch.centres + scale / 2)
+    limit = offset_reach(scale) * TARGET_LIMIT
+    targets = torch.minimum(torch.maximum(batch.targets, batch.centres - limit), batch.centres + limit)
     pinned = torch.tensor([end_bins_pinned(b, "centre") for b in batch.bits], device=out.device).view(-1, 1, 1, 1)
     inner = (~pinned | ((batch.centres > 0) & (batch.centres < 1))).float()
     return (((out - targets) / scale).pow(2) * inner).sum() / inner.sum().clamp(min=1.0)
