@@ -430,6 +430,19 @@ def test_exif_is_carried_to_tiff(end):
     assert carried is not None and b"TestCam" in carried
 
 
+def test_exif_text_that_is_not_ascii_is_carried_to_tiff_as_its_bytes():
+    """Cameras and editors write UTF-8 or Latin-1 in ASCII-typed tags (a copyright sign): TIFF output keeps the
+    bytes instead of failing."""
+    notice = "\u00a9 2024 Studio \u00e9t\u00e9".encode()
+    entry = struct.pack(">HHII", 33432, 2, len(notice) + 1, 26)
+    exif = b"MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 1) + entry + struct.pack(">I", 0) + notice + b"\0"
+    data = encode_image(Image(np.zeros((4, 6, 3), np.uint16), exif=exif), "tiff")
+    assert notice + b"\0" in data
+    again = decode_image(data, "x.tiff")
+    assert again.exif is not None and notice in again.exif
+    assert notice in encode_image(again, "tiff")  # and on to the next TIFF
+
+
 def test_unreadable_exif_is_left_out_of_a_tiff():
     pixels = np.zeros((4, 4, 3), np.uint16)
     for broken in (b"II*\0\xff\xff\xff\xff", b"MM\0*\0\0\0\x08\0\x05", b"nonsense"):

@@ -123,7 +123,7 @@ class TiffExif:
     and its Exif and GPS sub-IFDs (appended by :func:`tiff_add_exif`)."""
 
     byteorder: Literal["<", ">"]
-    text_tags: tuple[tuple[int, str], ...]
+    text_tags: tuple[tuple[int, bytes], ...]  # raw bytes: cameras write UTF-8 or Latin-1 in ASCII-typed tags
     sub_ifds: dict[int, list[_Entry]]
 
 
@@ -136,7 +136,7 @@ def tiff_exif(exif: bytes) -> TiffExif | None:
         (first,) = struct.unpack(end + "I", exif[4:8])
         ifd0 = _read_ifd(exif, end, first)
         text = tuple(
-            (entry.tag, entry.value.split(b"\0")[0].decode("latin-1"))
+            (entry.tag, entry.value.split(b"\0")[0])
             for entry in ifd0
             if entry.tag in _IFD0_TEXT and entry.kind == 2 and entry.value.split(b"\0")[0]
         )
@@ -159,7 +159,7 @@ def exif_from_tiff(data: bytes) -> bytes | None:
     if found is None or not (found.text_tags or found.sub_ifds):
         return None
     end = found.byteorder
-    text = [_Entry(tag, 2, len(value) + 1, value.encode("latin-1") + b"\0") for tag, value in found.text_tags]
+    text = [_Entry(tag, 2, len(value) + 1, value + b"\0") for tag, value in found.text_tags]
 
     def ifd0(pointers: dict[int, int]) -> bytes:
         return _write_ifd(text + [_Entry(tag, 4, 1, struct.pack(end + "I", at)) for tag, at in pointers.items()], end, 8)
