@@ -381,10 +381,27 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
     junk = tmp_path / "junk.ckpt.pt"
     junk.write_bytes(b"not a checkpoint")
     result = runner.invoke(
-        app, ["train", "depth", "--data", str(data), "-o", str(output), "--resume", str(junk), "--device", "cpu"],
+        app, ["train", "depth", "--data", str(data), "-o", str(tmp_path / "other.safetensors"), "--resume", str(junk), "--device", "cpu"],
     )
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"bdx: error: {junk}: not a bdx training checkpoint")
+
+
+def test_a_new_run_does_not_replace_an_earlier_runs_checkpoint(runner, tmp_path):
+    data = _reference_folder(tmp_path)
+    output = tmp_path / "run.safetensors"
+    checkpoint = Path(str(output) + ".ckpt.pt")
+    common = ["train", "depth", "--data", str(data), "-o", str(output), "--batch-size", "2", "--crop", "32", "--device", "cpu"]
+    assert runner.invoke(app, [*common, "--steps", "2"]).exit_code == 0
+    output.unlink()  # an interrupted run leaves its checkpoint only
+    before = checkpoint.read_bytes()
+    result = runner.invoke(app, [*common, "--steps", "1"])
+    assert result.exit_code == 1 and result.stderr == (
+        f"bdx: error: {checkpoint} holds an earlier run (continue it with --resume {checkpoint}, or use --overwrite to start over)\n"
+    )
+    assert checkpoint.read_bytes() == before and not output.exists()
+    assert runner.invoke(app, [*common, "--steps", "3", "--resume", str(checkpoint)]).exit_code == 0  # its own checkpoint
+    assert runner.invoke(app, [*common, "--steps", "1", "--overwrite"]).exit_code == 0
 
 
 def test_network_size_comes_from_the_checkpoint_or_start_weights_unless_given(tmp_path):

@@ -550,18 +550,23 @@ def check_target(
             raise BdxError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
 
 
-def check_weights_target(output: Path, overwrite: bool) -> None:
+def check_weights_target(output: Path, overwrite: bool, resume: Path | None = None) -> None:
     """Before any training: the weights file may be written (its folder exists and takes files) and is not an
     existing file unless ``overwrite`` (or a resumed run's own); training for an hour to fail at the end is what
-    this prevents."""
+    this prevents. The run's checkpoint (``<output>.ckpt.pt``) is not replaced either, unless ``overwrite`` or it
+    is the checkpoint the run resumes."""
     import tempfile
 
     if output.suffix.lower() != ".safetensors":
         raise UsageError(f"-o must name a .safetensors file, not {output}")
     if output.is_dir():
         raise BdxError(f"output {output} is a directory")
-    if output.exists() and not overwrite:
+    if output.exists() and not (overwrite or resume is not None):
         raise BdxError(f"{output} exists (use --overwrite to replace it)")
+    checkpoint = Path(str(output) + ".ckpt.pt")
+    resumes_it = resume is not None and checkpoint.exists() and resume.resolve() == checkpoint.resolve()
+    if checkpoint.exists() and not (overwrite or resumes_it):
+        raise BdxError(f"{checkpoint} holds an earlier run (continue it with --resume {checkpoint}, or use --overwrite to start over)")
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():
         raise BdxError(f"output folder does not exist: {folder}")
