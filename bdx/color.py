@@ -57,6 +57,16 @@ def linear_to_srgb(values: np.ndarray) -> np.ndarray:
     return np.where(values <= 0.0031308, values * 12.92, 1.055 * np.maximum(values, 0.0031308) ** (1 / 2.4) - 0.055).astype(np.float32)
 
 
+def srgb_codes(linear: np.ndarray) -> np.ndarray:
+    """Linear light clipped to [0, 1], sRGB-encoded as 16-bit codes: how a display-referred consumer (an
+    enhancement, a display metric) reads a float or linear image.
+
+    >>> srgb_codes(np.array([0.0, 0.214, 1.0, 7.0])).tolist()
+    [0, 32765, 65535, 65535]
+    """
+    return np.rint(linear_to_srgb(np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0)) * 65535).astype(np.uint16)
+
+
 def mu_law(linear: Values, headroom: float) -> Values:
     """Linear values from 0 to ``headroom`` to the mu-law domain, 0 to 1 (mu = 5000; negatives count as 0), for
     a NumPy array or a tensor.

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, Literal, cast, get_args
 
 import numpy as np
 
-from bdx.color import linear_to_srgb
+from bdx.color import srgb_codes
 from bdx.dequant.self_check import MIN_BITS as SELF_CHECK_MIN_BITS
 from bdx.dequant.self_check import ImageAlpha
 from bdx.errors import InputError, SettingError, SettingUsageError, check_setting
@@ -317,8 +317,7 @@ def display_codes(image: Image, method: DisplayDequantizer, device: str, progres
     8-bit input with ``none`` stays 8-bit (the same values, half the memory traffic). Float and linear
     inputs are sRGB-encoded (clipped to [0, 1]); grey is replicated to RGB."""
     if image.is_float or image.linear:
-        linear = np.clip(to_float(image.pixels), 0.0, 1.0)
-        pixels = np.rint(linear_to_srgb(linear) * 65535).astype(np.uint16)
+        pixels = srgb_codes(to_float(image.pixels))
     elif image.container_bits == 16 and not image.significant_bits:
         pixels = image.pixels
     elif method == "none" and image.container_bits == 8:

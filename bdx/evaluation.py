@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bdx.color import linear_srgb_to_oklab, srgb_to_linear
+from bdx.color import linear_srgb_to_oklab, srgb_codes, srgb_to_linear
 from bdx.depth import DepthMethod, DepthSource, input_levels
 from bdx.errors import BdxError, InputError
 from bdx.io import Image, convert_depth, to_float
@@ -115,31 +115,39 @@ def _same_shape(image: Image, other: Image, what: str) -> None:
         )
 
 
+def _display(image: Image) -> np.ndarray:
+    """(H, W, C) display code values of an image: float and linear images sRGB-encoded (:func:`srgb_codes`), as
+    ``enhance-lowlight`` writes its EXR output."""
+    codes = srgb_codes(to_float(image.pixels)) if image.is_float or image.linear else image.pixels
+    return codes if codes.ndim == 3 else codes[..., None]
+
+
 def evaluate_lowlight(prediction: Image, reference: Image | None = None) -> dict:
     """``eval lowlight`` metrics for one enhanced image.
 
     No-reference figures always: mean brightness, noise in flat regions (8-bit
     code units), clipped-highlight fraction, colour cast, distinct code values and
     banding stress. With a reference (for example the well-exposed frame of the
-    same SICE stack): PSNR, SSIM and Oklab ΔE as well.
+    same SICE stack): PSNR, SSIM and Oklab ΔE as well. Float and linear images (an EXR
+    output) are read as the display would show them (sRGB-encoded, clipped at 1).
     """
-    pred = to_float(prediction.pixels)
-    if pred.ndim == 2:
-        pred = pred[..., None]
+    codes = _display(prediction)
+    pred = to_float(codes)
     record: dict = {
         "mean_brightness": mean_brightness(pred),
         "flat_noise": flat_region_noise(pred),
         "clipped": clipped_fraction(pred),
         "colour_cast": colour_cast(pred),
-        "distinct": distinct_values(prediction.pixels if prediction.pixels.ndim == 3 else prediction.pixels[..., None]),
+        "distinct": distinct_values(codes),
     }
     record.update({f"pred_{k}": v for k, v in banding_stress(pred).items()})
     if reference is not None:
-        ref = to_float(reference.pixels)
-        if ref.ndim == 2:
-            ref = ref[..., None]
+        ref = to_float(_display(reference))
         if ref.shape != pred.shape:
-            raise BdxError(f"prediction is {prediction.width}x{prediction.height}, the reference is {reference.width}x{reference.height}")
+            raise BdxError(
+                f"prediction is {prediction.width}x{prediction.height}x{prediction.channels}, "
+                f"the reference is {reference.width}x{reference.height}x{reference.channels}"
+            )
         record["psnr"] = psnr(pred, ref)
         record["ssim"] = ssim(pred, ref)
         if pred.shape[-1] == 3:

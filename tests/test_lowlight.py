@@ -458,6 +458,24 @@ def test_eval_lowlight(runner, tmp_path, make_png):
     assert result.exit_code == 0 and "flat noise" in result.output
 
 
+def test_eval_lowlight_reads_an_exr_prediction_as_the_display_shows_it(runner, tmp_path, make_png):
+    """enhance-lowlight --format exr writes linear light: scored as display values it read 0.26 for a 0.47 image."""
+    from bdx.color import srgb_to_linear
+    from bdx.io import Image, write_image
+
+    codes = np.random.default_rng(0).integers(20, 235, (16, 16, 3), dtype=np.uint8)
+    ref = make_png("ref/a.png", codes)
+    (tmp_path / "exr").mkdir()
+    write_image(tmp_path / "exr" / "a.exr", Image(srgb_to_linear(codes / 255.0).astype(np.float32), linear=True))
+    result = runner.invoke(app, ["eval", "lowlight", "--pred", str(tmp_path / "exr"), "--ref", str(ref.parent), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])["summary"]["exr"]
+    assert summary["mean_brightness"] == pytest.approx(codes.mean() / 255, abs=1e-3) and summary["psnr"] > 45
+    make_png("grey/a.png", codes[..., 0])
+    result = runner.invoke(app, ["eval", "lowlight", "--pred", str(tmp_path / "grey"), "--ref", str(ref.parent), "--json"])
+    assert "prediction is 16x16x1, the reference is 16x16x3" in result.stdout
+
+
 def test_eval_keeps_same_named_methods_apart_and_pairs_a_reference_file_by_name(runner, tmp_path, make_png):
     ref = make_png("ref/a.png", np.full((16, 16, 3), 120, np.uint8))
     make_png("one/pred/a.png", np.full((16, 16, 3), 110, np.uint8))

@@ -51,6 +51,7 @@ class DequantNetConfig:
     channels: int = 3
     prior: Prior = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre
     gate: bool = False  # scale the offsets by a predicted confidence (0: the bin centre)
+    norm: bool = False  # residual branches read their input normalised per pixel (channel_norm)
 
 
 GATE_START = 4.0  # gate logit of a network grown from an ungated one: sigmoid(4) = 0.98, nearly its old output
@@ -64,29 +65,39 @@ def _conv(inputs: int, outputs: int, kernel: int = 3) -> nn.Conv2d:
     return nn.Conv2d(inputs, outputs, kernel, padding=kernel // 2)
 
 
-class _Residual(nn.Module):
-    """``x + conv(act(conv(x)))``; the second convolution starts at zero, so a fresh block is the identity and a
-    deep stack without normalization trains without its activations growing from block to block."""
+def channel_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``x`` (N, C, H, W) normalised over its channels at every pixel (zero mean, unit variance): statistics of
+    one pixel only, so a tiled run stays exact."""
+    mean = x.mean(1, keepdim=True)
+    centred = x - mean
+    return centred * torch.rsqrt(centred.square().mean(1, keepdim=True) + eps)
 
-    def __init__(self, width: int) -> None:
+
+class _Residual(nn.Module):
+    """``x + conv(act(conv(x)))``, with ``normalized`` the branch's input normalised per pixel
+    (:func:`channel_norm`): the branch then cannot amplify the growth of the stream it adds to. The second
+    convolution starts at zero, so a fresh block is the identity."""
+
+    def __init__(self, width: int, normalized: bool = False) -> None:
         super().__init__()
+        self.normalized = normalized
         self.first = _conv(width, width)
         self.second = _conv(width, width)
         nn.init.zeros_(self.second.weight)
         nn.init.zeros_(cast(torch.Tensor, self.second.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.second(_act(self.first(x)))
+        return x + self.second(_act(self.first(channel_norm(x) if self.normalized else x)))
 
 
 class _Level(nn.Module):
     """A U-Net level below 1/8 resolution: half the resolution of the level above (``above`` channels), ``width``
     channels, ``blocks`` residual blocks; its output is added back to the level above and merged there."""
 
-    def __init__(self, above: int, width: int, blocks: int) -> None:
+    def __init__(self, above: int, width: int, blocks: int, normalized: bool = False) -> None:
         super().__init__()
         self.down = _conv(4 * above, width)
-        self.blocks = nn.Sequential(*[_Residual(width) for _ in range(blocks)])
+        self.blocks = nn.Sequential(*[_Residual(width, normalized) for _ in range(blocks)])
         self.up = _conv(width, 4 * above, 1)
         self.merge = _conv(above, above)
         nn.init.zeros_(self.up.weight)  # a fresh level adds nothing to the one above, and learns from there
@@ -118,13 +129,13 @@ class DequantNet(nn.Module):
             raise ValueError(f"unknown prior {config.prior!r}")
         self.multiple = 2 ** (len(config.widths) + 1)
         self.stem = _conv(18 * c + 1 + (16 * c if self.has_prior else 0), w1)
-        self.quarter = nn.Sequential(*[_Residual(w1) for _ in range(config.blocks[0])])
+        self.quarter = nn.Sequential(*[_Residual(w1, config.norm) for _ in range(config.blocks[0])])
         self.down = _conv(4 * w1, w2)
-        self.eighth = nn.Sequential(*[_Residual(w2) for _ in range(config.blocks[1])])
+        self.eighth = nn.Sequential(*[_Residual(w2, config.norm) for _ in range(config.blocks[1])])
         self.up = _conv(w2, 4 * w1, 1)
         self.merge = _conv(w1, w1)
         above = config.widths[1:-1]
-        self.deeper = nn.ModuleList(_Level(a, w, b) for a, w, b in zip(above, config.widths[2:], config.blocks[2:]))
+        self.deeper = nn.ModuleList(_Level(a, w, b, config.norm) for a, w, b in zip(above, config.widths[2:], config.blocks[2:]))
         self.head = _conv(w1, 16 * c * (2 if config.gate else 1))
         bias = self.head.bias
         assert bias is not None
@@ -217,7 +228,7 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     old_config, new_config = smaller.config, net.config
     if (
         (old_config.gate and not new_config.gate)
-        or (old_config.channels, old_config.prior) != (new_config.channels, new_config.prior)
+        or (old_config.channels, old_config.prior, old_config.norm) != (new_config.channels, new_config.prior, new_config.norm)
         or len(old_config.widths) != len(new_config.widths)
         or any(new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks))
     ):
@@ -488,6 +499,7 @@ def _from_config(config: dict) -> DequantNet:
             channels=int(config["channels"]),
             prior=config.get("prior", "none"),
             gate=bool(config.get("gate", False)),
+            norm=bool(config.get("norm", False)),
         )
     )
 
