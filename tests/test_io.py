@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -304,6 +305,17 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
         write_image(target, Image(np.zeros((4, 4, 3), np.uint8)), bits=8)
     assert target.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_a_long_legal_output_name_is_written():
+    """The temporary file beside the target has a shortened name: with the whole name in it, a 246-character
+    target (legal: 255 is the usual limit) failed with 'File name too long'."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / ("b" * 250 + ".png")
+        write_image(target, Image(np.zeros((4, 4, 3), np.uint8)), bits=8)
+        assert read_image(target).pixels.shape == (4, 4, 3) and len(list(Path(folder).iterdir())) == 1
 
 
 def test_unwritable_output_folder(tmp_path):

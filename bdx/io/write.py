@@ -95,7 +95,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     if not folder.is_dir():
         raise BdxError(f"output folder does not exist: {folder}")
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".bdx-tmp", dir=folder)
+        # the name shortened: a temporary name longer than the longest name a folder takes would fail a legal target
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".bdx-tmp", dir=folder)
     except OSError as exc:
         raise BdxError(f"cannot write to {folder}: {exc.strerror or exc}") from None
     try:
