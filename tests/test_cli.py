@@ -578,6 +578,24 @@ def test_merge_brackets_names_only_options_it_has(runner, make_png, tmp_path):
     assert (tmp_path / "m.exr").read_bytes() == b"keep"
 
 
+def test_merge_brackets_of_a_folder_skips_merges_in_it_and_refuses_frames_that_differ(runner, make_png, tmp_path):
+    """Run twice on a folder, merge-brackets read its own first output as a frame; grey and colour frames merged."""
+    rng = np.random.default_rng(0)
+    scene = rng.random((16, 24, 3))
+    for i, gain in enumerate((0.5, 1.0, 2.0)):
+        make_png(f"shots/f{i}.png", np.clip(scene * gain * 255, 0, 255).astype(np.uint8))
+    assert run(runner, "merge-brackets", tmp_path / "shots", "-o", tmp_path / "shots" / "scene.exr").exit_code == 0
+    again = run(runner, "merge-brackets", tmp_path / "shots", "-o", tmp_path / "shots" / "scene2.exr")
+    assert again.exit_code == 0, again.stderr
+    make_png("mixed/a.png", np.full((16, 24, 3), 60, np.uint8))
+    make_png("mixed/b.png", np.full((16, 24), 120, np.uint8))
+    mixed = run(runner, "merge-brackets", tmp_path / "mixed", "-o", tmp_path / "m.exr")
+    assert mixed.exit_code == 1 and error_lines(mixed) == [
+        "bdx: error: b.png is 24x16x1 but a.png is 24x16x3: the frames of one scene share size and colour"
+    ]
+    assert not (tmp_path / "m.exr").exists()
+
+
 @pytest.mark.parametrize("command", ["upscale-depth", "enhance-lowlight", "ldr2hdr"])
 def test_an_unknown_device_is_a_usage_error_before_any_work(runner, make_png, tmp_path, command):
     """--device foo was one error per file (exit 1) after the output folder had been made."""

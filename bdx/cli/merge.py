@@ -37,7 +37,7 @@ def merge_brackets_command(
     """Merge exposures into scene-linear HDR, estimating the camera response (and the exposure ratios when not given)."""
     import numpy as np
 
-    from bdx.cli.common import Source, expand_inputs
+    from bdx.cli.common import Source, expand_inputs, image_extensions
     from bdx.hdr.merge import merge_brackets
     from bdx.io import Image, format_from_path, write_image
 
@@ -45,7 +45,8 @@ def merge_brackets_command(
         fmt = format_from_path(output)
         if fmt not in ("exr", "hdr"):
             raise UsageError("-o must end in .exr or .hdr")
-        found = expand_inputs(inputs)
+        # a folder's float images are merges (an earlier run's output among them), not exposures
+        found = expand_inputs(inputs, image_extensions() - {".exr", ".hdr", ".pic"})
         if found.problems:
             name, problem = found.problems[0]
             raise BdxError(f"{name}: {problem}")
@@ -70,6 +71,12 @@ def merge_brackets_command(
         for path, image in zip(frames, images):
             if image.is_float:
                 raise BdxError(f"{path.name}: already a float image")
+            first = images[0]
+            if (image.width, image.height, image.channels) != (first.width, first.height, first.channels):
+                raise BdxError(
+                    f"{path.name} is {image.width}x{image.height}x{image.channels} but {frames[0].name} is "
+                    f"{first.width}x{first.height}x{first.channels}: the frames of one scene share size and colour"
+                )
             rgb = image.pixels if image.channels == 3 else np.repeat(image.pixels[..., :1], 3, axis=2)
             pixels.append(rgb)
         merged = merge_brackets(pixels, parsed)
