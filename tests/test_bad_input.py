@@ -152,6 +152,18 @@ def test_train_depth_with_one_usable_file_trains_whatever_its_name(tmp_path, nam
     assert state.step == 1 and (tmp_path / "d.safetensors").is_file()
 
 
+@pytest.mark.parametrize("task,good,bad", [("lowlight", "a.png", "bad.png"), ("hdr", "a.exr", "bad.exr")])
+def test_train_names_an_unreadable_training_file(tmp_path, task, good, bad):
+    data = tmp_path / "data"
+    data.mkdir()
+    pixels = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    write_image(data / good, Image(pixels, linear=True) if good.endswith(".exr") else Image((pixels * 255).astype(np.uint8)))
+    (data / bad).write_bytes(b"")
+    done = bdx("train", task, "--data", data, "--steps", "1", "--batch-size", "1", "--device", "cpu", "-o", tmp_path / "w.safetensors")
+    assert_one_error(done, 1, str(data / bad))
+    assert not (tmp_path / "w.safetensors").exists()
+
+
 def test_train_checks_its_output_before_training(tmp_path):
     data = _references(tmp_path, ["ref0.png"])
     existing = tmp_path / "w.safetensors"

@@ -11,6 +11,17 @@ from bdx.errors import BdxError
 T = TypeVar("T")
 
 
+def read_training_image(path: Path):
+    """:func:`bdx.io.read_image` for training data: an unreadable file's error names it (one bad file among
+    thousands must be findable)."""
+    from bdx.io import read_image
+
+    try:
+        return read_image(path)
+    except BdxError as exc:
+        raise BdxError(f"{path}: {exc}") from None
+
+
 def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list[Path]:
     """Files given directly, every file under the folders whose suffix is in ``suffixes`` (hidden files
     skipped), and the files a glob pattern matches with such a suffix, each folder's or pattern's in sorted

@@ -24,10 +24,9 @@ from bdx.color import inverse_mu_law, luminance, mu_law
 from bdx.errors import BdxError, SettingError
 from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, camera_response, random_camera
-from bdx.io import read_image
 from bdx.metrics import CLIPPED, psnr_mu, trusted_pixels
 from bdx.models import load_model
-from bdx.training.data import find_files, is_validation
+from bdx.training.data import find_files, is_validation, read_training_image
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training, save_trained
 
 HDR_SUFFIXES = {".exr", ".hdr"}
@@ -73,7 +72,7 @@ def find_scenes(folders: list[Path]) -> list[Scene]:
     files = find_files(folders, HDR_SUFFIXES)
     scenes = []
     for path in files:
-        image = read_image(path)
+        image = read_training_image(path)
         raw = np.nan_to_num(image.pixels.astype(np.float32))
         if raw.shape[2] == 1:
             raw = np.repeat(raw, 3, axis=2)
