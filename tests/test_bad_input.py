@@ -205,6 +205,17 @@ def test_train_settings_that_cannot_run_are_usage_errors(tmp_path, task, option,
     assert not output.exists()
 
 
+@pytest.mark.parametrize("option,value,message", [
+    ("--exposure-level", "nan", "--exposure-level must be above 0 and at most 1, not nan"),
+    ("--exposure-level", "0", "--exposure-level must be above 0"), ("--smoothness-weight", "-5", "--smoothness-weight must be between 0"),
+])
+def test_train_lowlight_loss_settings_out_of_range_are_usage_errors(tmp_path, option, value, message):
+    output = tmp_path / "w.safetensors"
+    done = bdx("train", "lowlight", "--data", tmp_path, "-o", output, option, value, "--device", "cpu")
+    assert_one_error(done, 2, message)
+    assert not output.exists()
+
+
 def test_train_writes_weights_only_to_a_safetensors_name(tmp_path):
     """A training image given as -o (even with --overwrite) is never replaced by weights."""
     data = _references(tmp_path, ["ref0.png"])

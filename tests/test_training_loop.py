@@ -55,3 +55,16 @@ def test_a_time_budget_ends_the_run_and_completes_its_schedule(tmp_path):
     assert 0 < state.step < 10**9 and len(records) == state.step
     assert records[-1]["seconds"] >= 0.5 and records[-1]["milestone"]  # the last step is a milestone, as at the step count
     assert (tmp_path / "c.pt").exists()  # and its checkpoint is written
+
+
+def test_a_run_whose_loss_is_never_finite_fails_instead_of_writing_untrained_weights(tmp_path):
+    """`train lowlight --exposure-level nan` skipped every update and ended with 'wrote ... after 2 steps'."""
+    from bdx.errors import BdxError
+
+    net = nn.Linear(4, 1)
+    settings = LoopSettings(steps=3, lr=1e-2, validate_every=10, checkpoint_every=10)
+    with pytest.raises(BdxError, match="not finite in any of the 3 steps"):
+        run_training(net, _draw, lambda model, x: model(x.float()).sum() * float("nan"), settings, tmp_path / "c.pt")
+    calls = iter([float("nan"), 1.0, 1.0])  # one bad step among good ones is skipped, the run goes on
+    state = run_training(net, _draw, lambda model, x: model(x.float()).square().mean() * next(calls), settings, tmp_path / "d.pt")
+    assert state.step == 3 and state.skipped == 1

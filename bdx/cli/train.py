@@ -241,6 +241,8 @@ def train_lowlight_command(
             raise UsageError(f"--context-size must be at least 8, not {context_size}")
         check_range("--gamma", gamma, 0.2, 5.0)
         check_range("--members", members, 1, 16)
+        check_range("--exposure-level", exposure_level, 0.0, 1.0, above_low=True)
+        check_range("--smoothness-weight", smoothness_weight, 0.0, 1e6)
         init = _shipped_or(init, "lowlight")
         exclude: set[str] = set()
         if exclude_from is not None:

@@ -187,6 +187,7 @@ def run_training(
     model: nn.Module = net
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         model = nn.parallel.DistributedDataParallel(net)
+    first_step = state.step
     batches = batch_stream(sample, settings.seed + 1000 * rank + state.step, workers, pin=torch_device.type == "cuda")
     amp = torch_device.type == "cuda"
     started = time.perf_counter()
@@ -235,6 +236,8 @@ def run_training(
                 break
     finally:
         batches.close()  # stops the worker processes, if any
+    if state.skipped and state.skipped == state.step - first_step:
+        raise BdxError(f"the loss was not finite in any of the {state.skipped} steps: nothing was learned (check the settings)")
     state.net = net
     return state
 
