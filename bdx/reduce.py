@@ -7,7 +7,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from bdx.dither import DitherMethod, floyd_steinberg, threshold_offsets
-from bdx.errors import BdxError, InputError, SettingUsageError
+from bdx.errors import BdxError, InputError, SettingError, SettingUsageError
 from bdx.io import Image, convert_depth, to_float
 from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
 from bdx.quantization import Convention, check_bits, codes_from_levels, container_for, level_units, round_levels
@@ -41,6 +41,8 @@ def quantize_image(
     if image.is_float:
         raise InputError("bit-depth reduction needs an 8- or 16-bit input, not a float image")
     check_bits(bits, image.container_bits)
+    if image.significant_bits and bits >= image.significant_bits:  # the file declares fewer bits than it stores
+        raise SettingError(f"{{bits}} {bits} does not reduce an input of {image.significant_bits} significant bits (sBIT)")
     container = output_container(image, bits, method)
     if method == "linear":
         pixels = _quantize_linear(image.pixels, image.container_bits, bits, dither, convention, seed, container)

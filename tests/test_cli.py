@@ -327,6 +327,16 @@ def test_quantize_16bit_to_10_and_kmeans_and_dither(runner, make_png, tmp_path):
     assert palette.exit_code == 2 and error_lines(palette) == ["bdx: error: --method kmeans supports up to 8 bits (256 colours), not --bits 10"]
 
 
+def test_quantize_does_not_raise_the_declared_depth_of_an_sbit_input(runner, make_png, tmp_path):
+    """4-bit content (sBIT 4) quantized to 6 bits was written as sBIT 6, and upscale-depth then trusted 6."""
+    source = make_png("x.png", gradient16())
+    assert run(runner, "quantize", "--bits", "4", source, "-o", tmp_path / "q4.png").exit_code == 0
+    result = run(runner, "quantize", "--bits", "6", tmp_path / "q4.png", "-o", tmp_path / "q6.png")
+    assert result.exit_code == 1 and not (tmp_path / "q6.png").exists()
+    assert error_lines(result) == [f"bdx: error: {tmp_path / 'q4.png'}: --bits 6 does not reduce an input of 4 significant bits (sBIT)"]
+    assert run(runner, "quantize", "--bits", "3", tmp_path / "q4.png", "-o", tmp_path / "q3.png").exit_code == 0
+
+
 @pytest.mark.parametrize("method", ["linear", "kmeans"])
 def test_quantize_keeps_a_16bit_alpha_at_16_bits(runner, tmp_path, method):
     rng = np.random.default_rng(3)
