@@ -307,6 +307,22 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 
+@pytest.mark.parametrize("extra", ["depth.Z", "Z"])
+def test_a_multilayer_exr_is_read_from_its_colour_layer(tmp_path, extra):
+    """A render's EXR with a depth layer sorting before its colour layer was refused ('no R,G,B or Y channels')."""
+    import OpenEXR
+
+    rng = np.random.default_rng(0)
+    rgb = rng.random((6, 8, 3)).astype(np.float32)
+    channels = {f"diffuse.{c}": np.ascontiguousarray(rgb[..., i]) for i, c in enumerate("RGB")}
+    channels[extra] = rng.random((6, 8)).astype(np.float32) * 100
+    path = tmp_path / "layers.exr"
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, channels).write(str(path))
+    image = read_image(path)
+    assert image.is_float and image.channels == 3
+    np.testing.assert_array_equal(image.pixels, rgb)
+
+
 def test_a_long_legal_output_name_is_written():
     """The temporary file beside the target has a shortened name: with the whole name in it, a 246-character
     target (legal: 255 is the usual limit) failed with 'File name too long'."""

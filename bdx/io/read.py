@@ -298,11 +298,15 @@ def _decode_exr(data: bytes) -> Image:
 
 
 def _pick_exr_layer(channels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    plain = {k: v for k, v in channels.items() if "." not in k}
-    if plain:
-        return plain
-    first = sorted(k.rsplit(".", 1)[0] for k in channels)[0]
-    return {k.rsplit(".", 1)[1]: v for k, v in channels.items() if k.rsplit(".", 1)[0] == first}
+    """The channels of one layer, by their short names: the unnamed layer, else the first named one (in name
+    order) with colour (R, G, B) or luminance (Y), else the first."""
+    layers: dict[str, dict[str, np.ndarray]] = {}
+    for name, values in channels.items():
+        layer, _, short = name.rpartition(".")
+        layers.setdefault(layer, {})[short] = values
+    order = sorted(layers, key=lambda layer: (layer != "", layer))
+    with_colour = [layer for layer in order if {"R", "G", "B"} <= set(layers[layer]) or "Y" in layers[layer]]
+    return layers[(with_colour or order)[0]]
 
 
 def _decode_raw(data: bytes, linear: bool) -> Image:
