@@ -14,6 +14,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from bdx.io import Image
+
 Values = TypeVar("Values", np.ndarray, "torch.Tensor")
 MU = 5000.0  # the mu-law's compression, as in HDR reconstruction papers
 
@@ -65,6 +67,13 @@ def srgb_codes(linear: np.ndarray) -> np.ndarray:
     [0, 32765, 65535, 65535]
     """
     return np.rint(linear_to_srgb(np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0)) * 65535).astype(np.uint16)
+
+
+def scene_linear(image: Image) -> Image:
+    """An image of sRGB display codes as scene-linear float32 (EXR's convention), alpha and metadata kept."""
+    from bdx.io import to_float
+
+    return image.with_pixels(srgb_to_linear(to_float(image.pixels)).astype(np.float32), linear=True)
 
 
 def mu_law(linear: Values, headroom: float) -> Values:

@@ -105,7 +105,10 @@ def evaluate_depth(prediction: Image, reference: DepthReference, *, method: Dept
 def _display_codes(image: Image, what: str) -> None:
     """Depth metrics compare display code values: a float (scene-linear) image has no bins and no common scale."""
     if image.is_float:
-        raise BdxError(f"the {what} is a float image; depth metrics compare 8- or 16-bit images (HDR metrics compare HDR)")
+        raise BdxError(
+            f"the {what} is a float image; depth metrics compare the 8- or 16-bit codes of bins (write it as TIFF or PNG; "
+            "HDR metrics compare HDR)"
+        )
 
 
 def _same_shape(image: Image, other: Image, what: str) -> None:

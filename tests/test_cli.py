@@ -145,7 +145,11 @@ def test_single_file_output_name_and_format(runner, make_png, tmp_path):
     assert run(runner, "upscale-depth", source, "-o", tmp_path / "y.png").exit_code == 0
     assert read_image(tmp_path / "y.png").container_bits == 16
     assert run(runner, "upscale-depth", source, "-o", tmp_path / "z.exr").exit_code == 0
-    assert read_image(tmp_path / "z.exr").is_float
+    exr = read_image(tmp_path / "z.exr")
+    assert exr.is_float  # and scene-linear, EXR's convention (as enhance-lowlight writes it): the PNG's codes decoded
+    from bdx.color import srgb_codes
+
+    np.testing.assert_allclose(srgb_codes(exr.pixels).astype(int), read_image(tmp_path / "y.png").pixels, atol=1)
 
 
 def test_a_file_output_for_a_folder_input_says_so(runner, make_png, tmp_path):

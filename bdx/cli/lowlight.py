@@ -85,12 +85,13 @@ def enhance_lowlight_command(
         batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_bright", dir_suffix="_bright")
 
     def process(source, target, reporter):
-        from bdx.lowlight.enhance import enhance_lowlight, to_exr_pixels
+        from bdx.color import scene_linear
+        from bdx.lowlight.enhance import enhance_lowlight
 
         image = read_source(source)
         result = enhance_lowlight(image, model, settings, device=device, progress=reporter.tiles)
         if chosen == "exr":
-            write_target(target, to_exr_pixels(result.image), chosen, exr_half=True)
+            write_target(target, scene_linear(result.image), chosen, exr_half=True)
         else:
             write_target(target, result.image, chosen, bits=16)
         return {"model": model.architecture, "gamma": round(result.gamma, 4), "width": image.width, "height": image.height}

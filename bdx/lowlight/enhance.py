@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from bdx.color import srgb_to_linear
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
 from bdx.errors import InputError, check_setting
 from bdx.io import Image, to_float
@@ -318,8 +317,3 @@ class _flush_denormals:
     def __exit__(self, *exc):
         torch.set_flush_denormal(False)
         return False
-
-
-def to_exr_pixels(image: Image) -> Image:
-    """16-bit sRGB codes to scene-linear float32 (EXR's convention)."""
-    return image.with_pixels(srgb_to_linear(to_float(image.pixels)).astype(np.float32), linear=True)
