@@ -169,7 +169,10 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
     pred = _rgb_float(prediction)
     ref = _rgb_float(reference)
     if pred.shape != ref.shape:
-        raise BdxError(f"prediction is {prediction.width}x{prediction.height}, the reference is {reference.width}x{reference.height}")
+        raise BdxError(
+            f"prediction is {prediction.width}x{prediction.height}x{prediction.channels}, "
+            f"the reference is {reference.width}x{reference.height}x{reference.channels}"
+        )
     record: dict = {"psnr_mu": psnr_mu(pred, ref), "psnr_log": psnr_log(pred, ref), "ssim_mu": ssim_mu(pred, ref)}
     clipped = None
     if source is not None:

@@ -52,6 +52,7 @@ class DequantNetConfig:
     prior: Prior = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre
     gate: bool = False  # scale the offsets by a predicted confidence (0: the bin centre)
     norm: bool = False  # residual branches read their input normalised per pixel (channel_norm)
+    gate_limit: float = 0.0  # gate logits clamped to +-gate_limit (0: unbounded)
 
 
 GATE_START = 4.0  # gate logit of a network grown from an ungated one: sigmoid(4) = 0.98, nearly its old output
@@ -199,6 +200,8 @@ class DequantNet(nn.Module):
         gate = None
         if self.config.gate:
             head, gate = head[:, : 16 * c], head[:, 16 * c :]
+            if self.config.gate_limit:  # a bounded logit: closing the gate fully is no reason to grow without bound
+                gate = gate.clamp(-self.config.gate_limit, self.config.gate_limit)
         if prior is not None:
             # the stem's weight gradient needs the prior: it is overwritten only when no gradient is kept
             head = head.add_(prior_pixels.atanh() if torch.is_grad_enabled() else prior_pixels.atanh_())
@@ -500,6 +503,7 @@ def _from_config(config: dict) -> DequantNet:
             prior=config.get("prior", "none"),
             gate=bool(config.get("gate", False)),
             norm=bool(config.get("norm", False)),
+            gate_limit=float(config.get("gate_limit", 0.0)),
         )
     )
 
