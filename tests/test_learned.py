@@ -387,6 +387,23 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
     assert result.stderr.startswith(f"bdx: error: {junk}: not a bdx training checkpoint")
 
 
+def test_training_a_three_level_network_without_prior_normalised_and_with_a_bounded_gate(runner, tmp_path):
+    data = _reference_folder(tmp_path)
+    output = tmp_path / "deep.safetensors"
+    common = ["train", "depth", "--data", str(data), "-o", str(output), "--batch-size", "2", "--crop", "32", "--device", "cpu"]
+    result = runner.invoke(app, [*common, "--steps", "1", "--widths", "8,8,16", "--blocks", "1,0,1", "--prior", "none",
+                                 "--norm", "--gate-limit", "8"])
+    assert result.exit_code == 0, result.stderr
+    expected = DequantNetConfig(widths=(8, 8, 16), blocks=(1, 0, 1), prior="none", gate=True, norm=True, gate_limit=8.0)
+    assert load_model(output, "depth").net.config == expected
+    resumed = runner.invoke(app, [*common, "--steps", "2", "--resume", str(output) + ".ckpt.pt"])  # the size and flags
+    assert resumed.exit_code == 0, resumed.stderr
+    assert load_model(output, "depth").net.config == expected
+    assert load_model(output, "depth").net.multiple == 16
+    bad = runner.invoke(app, [*common, "--steps", "1", "--gate-limit", "-1", "--overwrite"])
+    assert bad.exit_code == 2 and "--gate-limit must be between 0 and 50" in bad.stderr
+
+
 def test_a_new_run_does_not_replace_an_earlier_runs_checkpoint(runner, tmp_path):
     data = _reference_folder(tmp_path)
     output = tmp_path / "run.safetensors"

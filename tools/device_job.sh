@@ -25,14 +25,14 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 
 train() {  # name widths blocks lr
     python3 -m bdx train depth --data .device/data/hdr --data .device/data/photos --data .device/data/sice_merges \
-        --balance-folders --upscale-fraction 0.2 --prior none --gate --widths "$2" --blocks "$3" \
+        --balance-folders --upscale-fraction 0.2 --prior none --gate --norm --gate-limit 8 --widths "$2" --blocks "$3" \
         --steps 1000000 --minutes "$MINUTES" --lr "$4" --batch-size 16 --crop 256 --validation-fraction 0.3 \
         --validate-every 3000 --checkpoint-every 3000 --device "$DEVICE" --workers "$WORKERS" \
         -o "$OUT/depth-$1.safetensors" --overwrite > "$OUT/train-$1.log" 2>&1
 }
-train fast 16,48,128 1,1,3 2e-3 &
-train medium 24,64,128 1,2,3 2e-3 &
-train large 32,64,128,192 2,2,3,2 1e-3 &
+train fast 16,48,128 1,1,3 5e-4 &
+train medium 24,64,128 1,2,3 5e-4 &
+train large 32,64,128,192 2,2,3,2 5e-4 &
 wait
 for name in fast medium large; do echo "== $name"; cat "$OUT/train-$name.log"; done > "$OUT/train_logs.txt"
 rm -f "$OUT"/train-*.log "$OUT"/*.ckpt.pt  # 8 files at most come back; the weights and the logs are what matter

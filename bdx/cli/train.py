@@ -111,6 +111,20 @@ def train_depth_command(
             show_default=False,
         ),
     ] = None,
+    norm: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--norm/--no-norm",
+            metavar=opt.FLAG,
+            help="Residual branches read their input normalised per pixel (trains deep networks from scratch without "
+            "their activations growing); by default as --resume or --init, else off.",
+            show_default=False,
+        ),
+    ] = None,
+    gate_limit: Annotated[
+        Optional[float],
+        typer.Option(help="Clamp the gate's logits to +-this (0: unbounded); by default as --resume or --init, else 0."),
+    ] = None,
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
@@ -129,6 +143,8 @@ def train_depth_command(
         level_widths, level_blocks = _levels("--widths", widths, 1), _levels("--blocks", blocks, 0)
         if level_widths and level_blocks and len(level_widths) != len(level_blocks):
             raise UsageError(f"--widths and --blocks need one value per level: {len(level_widths)} and {len(level_blocks)} given")
+        if gate_limit is not None:
+            check_range("--gate-limit", gate_limit, 0.0, 50.0)
         if not 1 <= bits[0] <= bits[1] <= 15:
             raise UsageError(f"--bits takes two depths from 1 to 15, the smaller first, not {bits[0]} {bits[1]}")
         config = DepthTrainConfig(
@@ -148,6 +164,8 @@ def train_depth_command(
             blocks=level_blocks,
             balance_folders=balance_folders,
             gate=gate,
+            norm=norm,
+            gate_limit=gate_limit,
             eight_bit_fraction=eight_bit_fraction,
             min_bits=bits[0],
             max_bits=bits[1],

@@ -200,14 +200,14 @@ class DequantNet(nn.Module):
         gate = None
         if self.config.gate:
             head, gate = head[:, : 16 * c], head[:, 16 * c :]
-            if self.config.gate_limit:  # a bounded logit: closing the gate fully is no reason to grow without bound
-                gate = gate.clamp(-self.config.gate_limit, self.config.gate_limit)
         if prior is not None:
             # the stem's weight gradient needs the prior: it is overwritten only when no gradient is kept
             head = head.add_(prior_pixels.atanh() if torch.is_grad_enabled() else prior_pixels.atanh_())
         offsets = head.tanh_()
         if gate is None:
             return offsets
+        if self.config.gate_limit:  # a bounded logit: closing the gate fully is no reason to grow without bound
+            gate = gate.clamp(-self.config.gate_limit, self.config.gate_limit)  # (after tanh_, which shares its storage)
         # tanh's backward reads its output: scaled in place only when no gradient is kept
         return offsets * torch.sigmoid(gate) if torch.is_grad_enabled() else offsets.mul_(torch.sigmoid_(gate))
 

@@ -67,6 +67,8 @@ class DepthTrainConfig:
     blocks: tuple[int, ...] | None = None  # None: likewise, else DEFAULT_BLOCKS
     prior: Prior | None = None  # None: like --resume / --init, else "contour"
     gate: bool | None = None  # offsets scaled by a predicted confidence; None: like --resume / --init, else True
+    norm: bool | None = None  # per-pixel normalised residual branches; None: like --resume / --init, else False
+    gate_limit: float | None = None  # gate logits clamped to +-gate_limit (0: unbounded); None: likewise, else 0
     prior_context: int = 32  # pixels of context around each crop when computing the prior
     synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields
     upscale_fraction: float = 0.0  # share of crops cut from a reference enlarged 2-4x (smooth, like a CG render)
@@ -312,14 +314,16 @@ def _gain_db(mse_before: float, mse_after: float) -> float:
 
 
 def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resume: Path | None) -> DepthTrainConfig:
-    """``config`` with its widths, blocks, gate and prior filled in where unset: from the checkpoint to resume,
+    """``config`` with its widths, blocks, gate, prior, norm and gate limit filled in where unset: from the checkpoint to resume,
     else from the weights to start from, else the defaults (a fresh network is gated and has the contour prior)."""
-    widths, blocks, gate, prior = None, None, None, None
+    widths, blocks, gate, prior, norm, gate_limit = None, None, None, None, None, None
     if resume is not None:
         saved = read_checkpoint(resume).get("config") or {}
         widths, blocks, gate, prior = saved.get("widths"), saved.get("blocks"), saved.get("gate"), saved.get("prior")
+        norm, gate_limit = saved.get("norm"), saved.get("gate_limit")
     elif start is not None:
         widths, blocks, gate, prior = start.config.widths, start.config.blocks, start.config.gate, start.config.prior
+        norm, gate_limit = start.config.norm, start.config.gate_limit
     chosen_gate = config.gate if config.gate is not None else (True if gate is None and start is None else bool(gate))
     chosen_widths = tuple(config.widths or widths or DEFAULT_WIDTHS)
     chosen_blocks = tuple(config.blocks or blocks or DEFAULT_BLOCKS)
@@ -331,6 +335,8 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
         blocks=chosen_blocks,
         gate=chosen_gate,
         prior=config.prior or prior or "contour",
+        norm=bool(norm) if config.norm is None else config.norm,
+        gate_limit=float(gate_limit or 0.0) if config.gate_limit is None else config.gate_limit,
     )
 
 
@@ -364,6 +370,8 @@ def train_depth(
             blocks=tuple(config.blocks),
             prior=config.prior,
             gate=config.gate,
+            norm=bool(config.norm),
+            gate_limit=float(config.gate_limit or 0.0),
         )
     )
     if start is not None and init is not None:
