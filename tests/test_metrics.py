@@ -98,3 +98,11 @@ def test_flat_region_chroma_noise_sees_colour_blotches_not_lightness_edges():
     blotchy[..., 2] -= blotchy[..., 0] - grey[..., 0]
     assert flat_region_chroma_noise(grey) < 1e-4
     assert flat_region_chroma_noise(blotchy) > 0.005
+
+
+def test_ssim_of_near_identical_bright_images_stays_at_most_one():
+    """In float32 the variances' cancellation scored near-identical images 1.0000107."""
+    rng = np.random.default_rng(5)
+    bright = (0.9 + 0.01 * rng.random((96, 96, 3))).astype(np.float32)
+    for noise in (0.0, 1e-7, 1e-5):
+        assert ssim(bright, bright + np.float32(noise)) <= 1.0
