@@ -70,7 +70,7 @@ def exif_upright(tiff_blob: bytes) -> bytes:
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 EXIF_IFD, GPS_IFD = 34665, 34853  # IFD0 tags pointing to the Exif and GPS sub-IFDs
 _INTEROP_IFD = 40965  # a pointer inside the Exif IFD; not carried (it would point nowhere)
-_IFD0_TEXT = (271, 272, 306, 315, 33432)  # Make, Model, DateTime, Artist, Copyright
+_IFD0_TEXT = (271, 272, 305, 306, 315, 33432)  # Make, Model, Software, DateTime, Artist, Copyright
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,7 @@ def _encode_tiff(image: Image, bits: int) -> bytes:
         predictor=bits != 32,
         iccprofile=image.icc_profile,
         metadata=None,
+        software=False,  # not tifffile's name over the input's own (carried with the EXIF's text tags)
         byteorder=exif.byteorder if exif is not None else None,
         extratags=extratags,
     )
