@@ -58,7 +58,9 @@ def upscale_depth_command(
     ] = True,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
     out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="tiff, png or exr (default: from -o, else tiff).")] = None,
+    fmt: Annotated[
+        Optional[str], typer.Option("--format", help="tiff, png or exr (scene-linear float; default: from -o, else tiff).")
+    ] = None,
     convention: opt.Convention = "centre",
     relax: Annotated[bool, typer.Option(metavar=opt.FLAG, help="Allow outputs outside the input's quantization bins.")] = False,
     device: opt.Device = "auto",
