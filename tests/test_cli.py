@@ -617,3 +617,13 @@ def test_an_unknown_device_is_a_usage_error_before_any_work(runner, make_png, tm
     result = run(runner, command, *sources, "-o", tmp_path / "out", "--device", "foo")
     assert result.exit_code == 2 and error_lines(result) == ["bdx: error: --device must be auto, cpu, cuda, cuda:N or mps, not 'foo'"]
     assert not (tmp_path / "out").exists()
+
+
+def test_json_lines_show_a_file_names_odd_bytes_as_text_not_lone_surrogates():
+    """A non-UTF-8 file name came out as a lone \\udcXX escape, which strict JSON parsers reject."""
+    from bdx.cli.common import json_line
+
+    name = os.fsdecode(b"caf\xe9.png")
+    line = json_line({"input": name, "summary": {name: 1.0}})
+    assert "\\udc" not in line and json.loads(line) == {"input": "caf\\xe9.png", "summary": {"caf\\xe9.png": 1.0}}
+    line.encode("utf-8")  # and the line itself is valid UTF-8

@@ -395,16 +395,33 @@ def one_line(text: str) -> str:
 
 
 def json_line(record: Any) -> str:
-    """``record`` as one line of strict JSON: NaN and infinities (a PSNR of identical images) become null."""
+    """``record`` as one line of strict JSON: NaN and infinities (a PSNR of identical images) become null, and a
+    file name that is not UTF-8 shows its odd bytes as ``\\xNN`` (a lone surrogate is not valid JSON text)."""
     return json.dumps(_finite(record), default=_json_default, allow_nan=False)
 
 
+def _text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:  # os.fsdecode's surrogates for bytes that are not UTF-8
+        return value.encode("utf-8", "surrogateescape" if _escaped_bytes_only(value) else "backslashreplace").decode(
+            "utf-8", "backslashreplace"
+        )
+
+
+def _escaped_bytes_only(value: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in value)
+
+
 def _finite(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
     if isinstance(value, float) or (hasattr(value, "item") and hasattr(value, "dtype") and value.dtype.kind == "f"):
         number = float(value)
         return number if math.isfinite(number) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {_text(key) if isinstance(key, str) else key: _finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
