@@ -627,3 +627,20 @@ def test_json_lines_show_a_file_names_odd_bytes_as_text_not_lone_surrogates():
     line = json_line({"input": name, "summary": {name: 1.0}})
     assert "\\udc" not in line and json.loads(line) == {"input": "caf\\xe9.png", "summary": {"caf\\xe9.png": 1.0}}
     line.encode("utf-8")  # and the line itself is valid UTF-8
+
+
+def test_an_alpha_channel_an_output_cannot_hold_is_reported(runner, tmp_path):
+    """ldr2hdr to .hdr (Radiance holds no alpha) and merge-brackets dropped alpha without a word."""
+    rng = np.random.default_rng(1)
+    alpha = np.full((16, 24), 200, np.uint8)
+    source = tmp_path / "rgba.png"
+    write_image(source, Image(rng.integers(0, 256, (16, 24, 3), dtype=np.uint8), alpha=alpha))
+    result = run(runner, "ldr2hdr", "--method", "classical", source, "-o", tmp_path / "h.hdr")
+    assert result.exit_code == 0 and error_lines(result) == [
+        f"bdx: warning: {source}: the .hdr format holds no alpha channel: it was dropped (write .exr to keep it)"
+    ]
+    assert error_lines(run(runner, "ldr2hdr", "--method", "classical", source, "-o", tmp_path / "h.exr")) == []
+    dark = tmp_path / "dark.png"
+    write_image(dark, Image(rng.integers(0, 128, (16, 24, 3), dtype=np.uint8), alpha=alpha))
+    merged = run(runner, "merge-brackets", dark, source, "-o", tmp_path / "m.exr", "--times", "1,2")
+    assert merged.exit_code == 0 and error_lines(merged) == ["bdx: warning: the frames' alpha channels are not merged (the output has none)"]

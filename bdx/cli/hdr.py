@@ -111,6 +111,8 @@ def ldr2hdr_command(
         }
         if model is not None:
             record["model"] = model.architecture
+        if image.alpha is not None and chosen == "hdr":
+            record["warning"] = "the .hdr format holds no alpha channel: it was dropped (write .exr to keep it)"
         return record
 
     with command_errors():

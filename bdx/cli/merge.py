@@ -81,6 +81,8 @@ def merge_brackets_command(
             pixels.append(rgb)
         merged = merge_brackets(pixels, parsed)
         write_image(output, Image(merged.linear, linear=True, icc_profile=images[0].icc_profile), fmt=fmt, exr_half=False)
+    if any(image.alpha is not None for image in images):
+        typer.echo("bdx: warning: the frames' alpha channels are not merged (the output has none)", err=True)
     typer.echo(f"wrote {output}  (relative exposures {', '.join(f'{t:.3g}' for t in merged.times)})")
 
 
