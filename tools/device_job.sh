@@ -3,16 +3,16 @@
 #   1. three pure-torch dequantizers (no contour prior: a U-Net whose coarser levels give the long reach) trained
 #      side by side from scratch for a fixed time, batches made by worker processes on the machine's CPU cores:
 #      fast (16,48,128 channels), medium (24,64,128) and large (32,64,128,192, four levels);
-#   2. the GPU throughput of the fast one at 12 and 100 MP, with and without its self-check.
+#   2. the GPU throughput of the shipped default and of the fast one at 12 and 100 MP, with and without the self-check.
 # Prepare here:  python tools/device_pack.py   (data and wheels into .device/, ignored by git)
 # Run there:     run(command="bash tools/device_job.sh", carry=[".device"], timeout_s=600)
 # Then here:     python benchmarks/depth_suite.py --weights <files_at>/depth-fast.safetensors --label fast
 #                --methods midpoint learned          (held-out figures, on this machine)
-# Knobs (environment): MINUTES (training budget, 6), DEVICE (cuda), WORKERS (4 per run), BENCH (1: run step 2).
+# Knobs (environment): MINUTES (training budget, 5), DEVICE (cuda), WORKERS (4 per run), BENCH (1: run step 2).
 set -uo pipefail
 OUT=${OUT:-/tmp/device_out}
 mkdir -p "$OUT"
-MINUTES=${MINUTES:-6}
+MINUTES=${MINUTES:-5}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-4}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
@@ -35,12 +35,16 @@ train medium 24,64,128 1,2,3 5e-4 &
 train large 32,64,128,192 2,2,3,2 5e-4 &
 wait
 for name in fast medium large; do echo "== $name"; cat "$OUT/train-$name.log"; done > "$OUT/train_logs.txt"
-rm -f "$OUT"/train-*.log "$OUT"/*.ckpt.pt  # 8 files at most come back; the weights and the logs are what matter
+# 8 files at most come back: the weights, the logs, and the fast run's checkpoint (15 MB) to resume it
+rm -f "$OUT"/train-*.log "$OUT"/depth-medium.safetensors.ckpt.pt "$OUT"/depth-large.safetensors.ckpt.pt
 tail -n 4 "$OUT/train_logs.txt"
 grep -h "step\|Error\|error" "$OUT/train_logs.txt" | tail -n 12
 
-if [ "${BENCH:-1}" = 1 ] && [ -f "$OUT/depth-fast.safetensors" ]; then
-    timeout 120 python3 benchmarks/bench_upscale_depth.py --device "$DEVICE" --sizes 12 100 --methods learned --bits 8 \
-        --self-checks on off --weights "$OUT/depth-fast.safetensors" --out "$OUT/gpu_bench.json" 2>&1 | tail -n 12
+if [ "${BENCH:-1}" = 1 ]; then  # the shipped default, then the fast network
+    timeout 100 python3 benchmarks/bench_upscale_depth.py --device "$DEVICE" --sizes 12 100 --methods learned --bits 8 \
+        --self-checks on off --out "$OUT/gpu_bench_default.json" 2>&1 | tail -n 8
+    [ -f "$OUT/depth-fast.safetensors" ] && timeout 80 python3 benchmarks/bench_upscale_depth.py --device "$DEVICE" \
+        --sizes 12 100 --methods learned --bits 8 --self-checks on off --weights "$OUT/depth-fast.safetensors" \
+        --out "$OUT/gpu_bench_fast.json" 2>&1 | tail -n 8
 fi
 ls -la "$OUT"
