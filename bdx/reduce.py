@@ -41,7 +41,7 @@ def quantize_image(
     if image.is_float:
         raise InputError("bit-depth reduction needs an 8- or 16-bit input, not a float image")
     check_bits(bits, image.container_bits)
-    if image.significant_bits and bits >= image.significant_bits:  # the file declares fewer bits than it stores
+    if method == "linear" and image.significant_bits and bits >= image.significant_bits:  # declared fewer bits than stored
         raise SettingError(f"{{bits}} {bits} does not reduce an input of {image.significant_bits} significant bits (sBIT)")
     container = output_container(image, bits, method)
     if method == "linear":

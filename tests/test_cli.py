@@ -339,6 +339,8 @@ def test_quantize_does_not_raise_the_declared_depth_of_an_sbit_input(runner, mak
     assert result.exit_code == 1 and not (tmp_path / "q6.png").exists()
     assert error_lines(result) == [f"bdx: error: {tmp_path / 'q4.png'}: --bits 6 does not reduce an input of 4 significant bits (sBIT)"]
     assert run(runner, "quantize", "--bits", "3", tmp_path / "q4.png", "-o", tmp_path / "q3.png").exit_code == 0
+    palette = run(runner, "quantize", "--bits", "6", "--method", "kmeans", tmp_path / "q4.png", "-o", tmp_path / "k6.png")
+    assert palette.exit_code == 0, palette.stderr  # --bits of a palette counts colours (64), not bits per sample
 
 
 @pytest.mark.parametrize("method", ["linear", "kmeans"])
@@ -625,6 +627,7 @@ def test_json_lines_show_a_file_names_odd_bytes_as_text_not_lone_surrogates():
 
     name = os.fsdecode(b"caf\xe9.png")
     line = json_line({"input": name, "summary": {name: 1.0}})
+    assert json_line({"input": Path(name)}) == json_line({"input": name})  # a Path the same
     assert "\\udc" not in line and json.loads(line) == {"input": "caf\\xe9.png", "summary": {"caf\\xe9.png": 1.0}}
     line.encode("utf-8")  # and the line itself is valid UTF-8
 

@@ -402,6 +402,28 @@ def test_training_a_three_level_network_without_prior_normalised_and_with_a_boun
     assert load_model(output, "depth").net.multiple == 16
     bad = runner.invoke(app, [*common, "--steps", "1", "--gate-limit", "-1", "--overwrite"])
     assert bad.exit_code == 2 and "--gate-limit must be between 0 and 50" in bad.stderr
+    changed = runner.invoke(app, [*common, "--steps", "3", "--resume", str(output) + ".ckpt.pt", "--no-norm"])
+    assert changed.exit_code == 2 and "--norm False differs from the checkpoint's (True)" in changed.stderr
+    small = runner.invoke(app, [*common, "--steps", "1", "--crop", "16", "--widths", "8,8,8,8", "--blocks", "1,1,1,1",
+                                "--prior", "none", "--overwrite"])
+    assert small.exit_code == 2 and "--crop 16 is smaller than the network's 32-pixel grid" in small.stderr
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"keep")  # resuming a run never replaces another run's weights without --overwrite
+    taken = runner.invoke(app, [*common[:5], str(other), *common[6:], "--steps", "3", "--resume", str(output) + ".ckpt.pt"])
+    assert taken.exit_code == 1 and f"{other} exists" in taken.stderr and other.read_bytes() == b"keep"
+
+
+def test_growing_a_normalised_network_keeps_its_widths_and_a_gated_one_its_limit():
+    """New channels change every pixel's channel norm, and another gate limit changes a gated network's output."""
+    small = DequantNet(DequantNetConfig(widths=(4, 4, 4), blocks=(1, 1, 1), gate=True, norm=True, gate_limit=8.0))
+    grow_from(DequantNet(DequantNetConfig(widths=(4, 4, 4), blocks=(2, 1, 3), gate=True, norm=True, gate_limit=8.0)), small)
+    for config in (DequantNetConfig(widths=(6, 8, 5), blocks=(1, 1, 1), gate=True, norm=True, gate_limit=8.0),
+                   DequantNetConfig(widths=(4, 4, 4), blocks=(1, 1, 1), gate=True, norm=True, gate_limit=2.0)):
+        with pytest.raises(ValueError, match="cannot grow"):
+            grow_from(DequantNet(config), small)
+    ungated = DequantNet(DequantNetConfig(widths=(4, 4), blocks=(1, 1)))
+    with pytest.raises(ValueError, match="cannot grow"):  # a limit below the new gate's start would close it
+        grow_from(DequantNet(DequantNetConfig(widths=(4, 4), blocks=(1, 1), gate=True, gate_limit=2.0)), ungated)
 
 
 def test_a_new_run_does_not_replace_an_earlier_runs_checkpoint(runner, tmp_path):

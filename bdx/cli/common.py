@@ -415,6 +415,8 @@ def _escaped_bytes_only(value: str) -> bool:
 
 
 def _finite(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
     if isinstance(value, str):
         return _text(value)
     if isinstance(value, float) or (hasattr(value, "item") and hasattr(value, "dtype") and value.dtype.kind == "f"):
@@ -578,10 +580,10 @@ def check_weights_target(output: Path, overwrite: bool, resume: Path | None = No
         raise UsageError(f"-o must name a .safetensors file, not {output}")
     if output.is_dir():
         raise BdxError(f"output {output} is a directory")
-    if output.exists() and not (overwrite or resume is not None):
-        raise BdxError(f"{output} exists (use --overwrite to replace it)")
     checkpoint = Path(str(output) + ".ckpt.pt")
     resumes_it = resume is not None and checkpoint.exists() and resume.resolve() == checkpoint.resolve()
+    if output.exists() and not (overwrite or resumes_it):
+        raise BdxError(f"{output} exists (use --overwrite to replace it)")
     if checkpoint.exists() and not (overwrite or resumes_it):
         raise BdxError(f"{checkpoint} holds an earlier run (continue it with --resume {checkpoint}, or use --overwrite to start over)")
     folder = output.parent if str(output.parent) else Path(".")

@@ -234,6 +234,9 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
         or (old_config.channels, old_config.prior, old_config.norm) != (new_config.channels, new_config.prior, new_config.norm)
         or len(old_config.widths) != len(new_config.widths)
         or any(new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks))
+        or (old_config.norm and new_config.widths != old_config.widths)  # new channels would change every pixel's norm
+        or (old_config.gate and new_config.gate_limit != old_config.gate_limit)
+        or (new_config.gate and not old_config.gate and 0 < new_config.gate_limit < GATE_START)
     ):
         raise ValueError(f"cannot grow {old_config} into {new_config}")
     old_state = smaller.state_dict()

@@ -329,6 +329,14 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
     chosen_blocks = tuple(config.blocks or blocks or DEFAULT_BLOCKS)
     if len(chosen_widths) != len(chosen_blocks):
         raise SettingUsageError(f"{{widths}} and {{blocks}} need one value per network level, not {chosen_widths} and {chosen_blocks}")
+    if resume is not None:  # settings without weights of their own would load silently into a different network
+        for name, given, saved_value, unset in (("norm", config.norm, norm, False), ("gate_limit", config.gate_limit, gate_limit, 0.0)):
+            kept = saved_value if saved_value is not None else unset
+            if given is not None and given != kept:
+                raise SettingUsageError(f"{{{name}}} {given} differs from the checkpoint's ({kept}): a resumed run keeps its network")
+    grid = 2 ** (len(chosen_widths) + 1)
+    if config.crop < grid:
+        raise SettingUsageError(f"{{crop}} {config.crop} is smaller than the network's {grid}-pixel grid ({len(chosen_widths)} levels)")
     return replace(
         config,
         widths=chosen_widths,
