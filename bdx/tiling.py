@@ -380,9 +380,8 @@ def _call(model, x: torch.Tensor, grid: _Grid, chunk, crops, global_features, de
             ]
             for (r, c), (top, bottom, left, right) in zip(chunk, crops)
         ],
-        dtype=torch.float32,
-        device=device,
-    )
+        dtype=torch.float64,  # float32 misplaces a tile by a pixel on image sides beyond 2^24 pixels
+    )  # on the CPU: every model reads the boxes as numbers (.tolist()), and float64 is not on every device
     return model(x, global_features, boxes)
 
 
