@@ -326,12 +326,12 @@ def _predict(model, grid: _Grid, chunk, settings, device, prepare, global_featur
     with torch.inference_mode():
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             if not any(any(crop) for crop in crops):
-                pred = _call(model, x, grid, chunk, [(0, 0, 0, 0)] * len(chunk), global_features, device)
+                pred = _call(model, x, grid, chunk, [(0, 0, 0, 0)] * len(chunk), global_features)
             else:  # tiles cropped to the image differ in size: one at a time, padded back to the tile's size
                 preds = []
                 for i, (top, bottom, left, right) in enumerate(crops):
                     inside = x[i : i + 1, :, top : x.shape[2] - bottom, left : x.shape[3] - right]
-                    out = _call(model, inside, grid, chunk[i : i + 1], crops[i : i + 1], global_features, device)
+                    out = _call(model, inside, grid, chunk[i : i + 1], crops[i : i + 1], global_features)
                     if out.shape[2:] != inside.shape[2:]:
                         raise ValueError("a model run with border='inside' must return its input's size")
                     preds.append(torch.nn.functional.pad(out.float(), (left, right, top, bottom)))
@@ -363,7 +363,7 @@ def _outside(grid: _Grid, r: int, c: int, multiple: int) -> tuple[int, int, int,
     return top, bottom, left, right
 
 
-def _call(model, x: torch.Tensor, grid: _Grid, chunk, crops, global_features, device) -> torch.Tensor:
+def _call(model, x: torch.Tensor, grid: _Grid, chunk, crops, global_features) -> torch.Tensor:
     """``model(x)``, or ``model(x, global_features, boxes)`` with each tile's box in normalised image coordinates
     (y0, x0, y1, x1): the extent of ``x`` (the tile, its halo, less ``crops``)."""
     if global_features is None:
