@@ -289,11 +289,17 @@ def _decode_exr(data: bytes) -> Image:
     else:
         raise InputError(f"EXR has no R,G,B or Y channels (has {', '.join(sorted(channels))})")
     alpha = layer.get("A")
+    half = pixels.dtype == np.float16
+    pixels = pixels.astype(np.float32)
+    if alpha is not None:  # EXR colour is premultiplied by its alpha; bdx works with straight colour
+        alpha = alpha.astype(np.float32)
+        covered = alpha > 0
+        pixels = np.where(covered[..., None], pixels / np.where(covered, alpha, 1)[..., None], pixels)
     return Image(
-        pixels=pixels.astype(np.float32),
-        alpha=None if alpha is None else alpha.astype(np.float32),
+        pixels=pixels,
+        alpha=alpha,
         linear=True,
-        half_float=pixels.dtype == np.float16,
+        half_float=half,
     )
 
 

@@ -230,9 +230,12 @@ def _encode_exr(image: Image, half: bool) -> bytes:
                 f"{lost} values fall below the smallest half float ({HALF_MIN:.3g}) and would be written as 0: give {{sample_type}} float"
             )
     names = "RGB" if pixels.shape[2] == 3 else "Y"
+    alpha = None if image.alpha is None else to_float(image.alpha)
+    if alpha is not None:  # EXR colour is premultiplied by its alpha (bdx's images hold straight colour)
+        pixels = pixels * alpha[..., None]
     channels = {name: np.ascontiguousarray(pixels[..., i].astype(dtype)) for i, name in enumerate(names)}
-    if image.alpha is not None:
-        channels["A"] = np.ascontiguousarray(to_float(image.alpha).astype(dtype))
+    if alpha is not None:
+        channels["A"] = np.ascontiguousarray(alpha.astype(dtype))
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     with tempfile.TemporaryDirectory() as folder:
         target = os.path.join(folder, "out.exr")
