@@ -9,6 +9,7 @@ import numpy as np
 from bdx.dither import DitherMethod, floyd_steinberg, threshold_offsets
 from bdx.errors import BdxError, InputError, SettingError, SettingUsageError
 from bdx.io import Image, convert_depth, to_float
+from bdx.io.image import straight_alpha
 from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
 from bdx.quantization import Convention, check_bits, codes_from_levels, container_for, level_units, round_levels
 
@@ -41,6 +42,7 @@ def quantize_image(
     if image.is_float:
         raise InputError("bit-depth reduction needs an 8- or 16-bit input, not a float image")
     check_bits(bits, image.container_bits)
+    image = straight_alpha(image)  # the levels are of the colour itself, as the PNG output stores it
     if method == "linear" and image.significant_bits and bits >= image.significant_bits:  # declared fewer bits than stored
         raise SettingError(f"{{bits}} {bits} does not reduce an input of {image.significant_bits} significant bits (sBIT)")
     container = output_container(image, bits, method)

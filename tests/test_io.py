@@ -341,6 +341,29 @@ def test_exr_alpha_is_premultiplied_in_the_file_and_straight_in_bdx(tmp_path):
     np.testing.assert_array_equal(back.alpha, alpha)
 
 
+def test_associated_tiff_alpha_stays_associated_in_tiff_and_exr_and_is_made_straight_for_png(tmp_path):
+    """A premultiplied (assocalpha) TIFF was written back as straight alpha: its colour changed meaning."""
+    import tifffile
+
+    rng = np.random.default_rng(4)
+    alpha = rng.integers(16384, 65536, (8, 10), dtype=np.uint16)
+    straight = rng.integers(0, 65536, (8, 10, 3), dtype=np.uint16)
+    premultiplied = np.rint(straight.astype(np.float64) * alpha[..., None] / 65535).astype(np.uint16)
+    source = tmp_path / "assoc.tif"
+    tifffile.imwrite(source, np.concatenate([premultiplied, alpha[..., None]], axis=2), photometric="rgb", extrasamples=["assocalpha"])
+    image = read_image(source)
+    assert image.premultiplied and np.array_equal(image.pixels, premultiplied)
+    write_image(tmp_path / "out.tif", image)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
+        assert tuple(tiff.pages[0].extrasamples) == (1,) and np.array_equal(tiff.asarray()[..., :3], premultiplied)
+    write_image(tmp_path / "out.png", image)
+    png = read_image(tmp_path / "out.png")
+    assert not png.premultiplied and np.abs(png.pixels.astype(int) - straight).max() <= 3  # rounding, amplified by 1/alpha
+    write_image(tmp_path / "out.exr", image, exr_half=False)
+    exr = read_image(tmp_path / "out.exr")  # the file premultiplied once, read back straight
+    np.testing.assert_allclose(exr.pixels, premultiplied / alpha[..., None].astype(np.float64), rtol=1e-5)
+
+
 def test_a_long_legal_output_name_is_written():
     """The temporary file beside the target has a shortened name: with the whole name in it, a 246-character
     target (legal: 255 is the usual limit) failed with 'File name too long'."""

@@ -27,6 +27,7 @@ class Image:
     exif: bytes | None = None  # the source's EXIF (TIFF-structured), written to PNG and JPEG outputs with orientation 1
     linear: bool = False
     half_float: bool = False  # a float file stored as 16-bit half (decoded to float32)
+    premultiplied: bool = False  # colour premultiplied by alpha (a TIFF's associated alpha), kept so in TIFF and EXR
 
     @property
     def height(self) -> int:
@@ -96,3 +97,24 @@ def convert_depth(pixels: np.ndarray, bits: int) -> np.ndarray:
     scale = (1 << bits) - 1
     values = np.clip(to_float(pixels), 0.0, 1.0) * scale
     return np.rint(values).astype(target)
+
+
+def straight_alpha(image: Image) -> Image:
+    """``image`` with colour no longer premultiplied by its alpha (for formats whose alpha is straight, such as
+    PNG); pixels with zero alpha keep their values. Integer colour is rounded to its container.
+
+    >>> rgba = Image(np.full((1, 1, 3), 64, np.uint8), alpha=np.full((1, 1), 128, np.uint8), premultiplied=True)
+    >>> straight_alpha(rgba).pixels.ravel().tolist()
+    [128, 128, 128]
+    """
+    if not image.premultiplied or image.alpha is None:
+        return image
+    alpha = to_float(image.alpha)[..., None]
+    covered = alpha > 0
+    colour = np.where(covered, to_float(image.pixels) / np.where(covered, alpha, 1), to_float(image.pixels))
+    if image.is_float:
+        pixels = colour.astype(np.float32)
+    else:
+        top = np.iinfo(image.pixels.dtype).max
+        pixels = np.rint(np.clip(colour, 0, 1) * top).astype(image.pixels.dtype)
+    return replace(image, pixels=pixels, premultiplied=False)

@@ -255,6 +255,7 @@ def _decode_tiff(data: bytes) -> Image:
     image = Image(
         pixels=np.ascontiguousarray(array[..., :color]),
         alpha=alpha,
+        premultiplied=alpha is not None and int(extrasamples[0]) == 1,  # ASSOCALPHA
         icc_profile=bytes(icc) if icc else None,
         orientation=orientation if 1 <= orientation <= 8 else 1,
         half_float=half,

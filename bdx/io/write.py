@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from bdx.errors import BdxError, SettingError
-from bdx.io.image import Image, convert_depth, to_float
+from bdx.io.image import Image, convert_depth, straight_alpha, to_float
 from bdx.io.metadata import (
     PLACEHOLDERS,
     PNG_SIGNATURE,
@@ -65,8 +65,8 @@ def encode_image(
     float); EXR and Radiance HDR are always float. ``significant_bits`` writes a
     PNG sBIT chunk.
     """
-    if fmt == "png":
-        return _encode_png(image, bits, significant_bits)
+    if fmt == "png":  # PNG's alpha is straight
+        return _encode_png(straight_alpha(image), bits, significant_bits)
     if fmt == "tiff":
         return _encode_tiff(image, bits)
     if fmt == "jpeg":
@@ -181,7 +181,7 @@ def _encode_tiff(image: Image, bits: int) -> bytes:
     extrasamples = None
     if image.alpha is not None:
         pixels = np.concatenate([pixels, convert_depth(image.alpha, bits)[..., None]], axis=2)
-        extrasamples = ("unassalpha",)
+        extrasamples = ("assocalpha",) if image.premultiplied else ("unassalpha",)
     photometric = "minisblack" if image.pixels.shape[2] == 1 else "rgb"
     if pixels.shape[2] == 1:
         pixels = pixels[..., 0]
@@ -231,7 +231,7 @@ def _encode_exr(image: Image, half: bool) -> bytes:
             )
     names = "RGB" if pixels.shape[2] == 3 else "Y"
     alpha = None if image.alpha is None else to_float(image.alpha)
-    if alpha is not None:  # EXR colour is premultiplied by its alpha (bdx's images hold straight colour)
+    if alpha is not None and not image.premultiplied:  # EXR colour is premultiplied by its alpha
         pixels = pixels * alpha[..., None]
     channels = {name: np.ascontiguousarray(pixels[..., i].astype(dtype)) for i, name in enumerate(names)}
     if alpha is not None:
