@@ -554,3 +554,18 @@ def test_neutral_shadows_keep_black_neutral_and_dim_colours_coloured():
     assert chroma[0.0][black].mean() > 0.03  # the cast is there without the step
     assert chroma[1.0][black].mean() < 0.25 * chroma[0.0][black].mean()
     assert chroma[1.0][red].mean() > 0.9 * chroma[0.0][red].mean()
+
+
+def test_enhancing_a_scene_linear_input_says_its_highlights_were_clipped(runner, tmp_path):
+    from bdx.io import Image, write_image
+
+    rng = np.random.default_rng(3)
+    pixels = (rng.random((24, 32, 3)) * 0.05).astype(np.float32)
+    write_image(tmp_path / "dim.exr", Image(pixels, linear=True))
+    pixels[0, 0] = 4.0  # a highlight above the display range
+    write_image(tmp_path / "bright.exr", Image(pixels, linear=True))
+    for name, warned in (("dim", False), ("bright", True)):
+        result = runner.invoke(app, ["enhance-lowlight", str(tmp_path / f"{name}.exr"), "-o", str(tmp_path / f"{name}.tiff"),
+                                     "--device", "cpu"])
+        assert result.exit_code == 0, result.stderr
+        assert ("were clipped" in result.stderr) == warned

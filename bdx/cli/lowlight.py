@@ -94,7 +94,10 @@ def enhance_lowlight_command(
             write_target(target, scene_linear(result.image), chosen, exr_half=True)
         else:
             write_target(target, result.image, chosen, bits=16)
-        return {"model": model.architecture, "gamma": round(result.gamma, 4), "width": image.width, "height": image.height}
+        record = {"model": model.architecture, "gamma": round(result.gamma, 4), "width": image.width, "height": image.height}
+        if image.is_float and float(image.pixels.max(initial=0.0)) > 1.0:
+            record["warning"] = "values above 1.0 (highlights of a scene-linear input) were clipped: enhancement works on display values"
+        return record
 
     with command_errors():
         status = batch.run(
