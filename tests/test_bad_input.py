@@ -287,6 +287,29 @@ def test_a_signal_during_a_batch_cleans_up_and_says_one_line(tmp_path, signal_na
         assert done.stat().st_size > 1000
 
 
+def test_ctrl_c_during_training_with_workers_stops_cleanly(tmp_path):
+    """Ctrl-C reaches the whole process group: a data worker that raised on it made bdx say 'internal error'."""
+    import signal
+    import time
+
+    data = _references(tmp_path, ["ref0.png", "ref1.png"])
+    output = tmp_path / "w.safetensors"
+    process = subprocess.Popen([sys.executable, "-m", "bdx", "train", "depth", "--data", str(data), "-o", str(output), "--steps",
+                                "100000", "--checkpoint-every", "1", "--batch-size", "2", "--crop", "32", "--workers", "1",
+                                "--device", "cpu", "--quiet"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    checkpoint = Path(str(output) + ".ckpt.pt")
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.exists(), process.communicate(timeout=60)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to every process of the group
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == ["bdx: interrupted"]
+    assert not output.exists()
+
+
 def test_long_work_in_a_pipe_reports_plain_progress_unless_quiet(monkeypatch, capsys):
     from bdx.cli.common import Reporter
 

@@ -113,9 +113,25 @@ def batch_stream(
     if workers == 0:
         return _drawn(sample, np.random.default_rng(seed))
     loader = DataLoader(
-        _Sampled(sample, seed), batch_size=None, num_workers=workers, pin_memory=pin, multiprocessing_context="fork", prefetch_factor=2
+        _Sampled(sample, seed),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin,
+        multiprocessing_context="fork",
+        prefetch_factor=2,
+        worker_init_fn=_leave_signals_to_the_parent,
     )
     return _drawn_by(loader)
+
+
+def _leave_signals_to_the_parent(_worker: int) -> None:
+    """A worker ignores Ctrl-C and takes SIGTERM as it comes: a terminal's Ctrl-C reaches the whole process group, and
+    a worker that raised on it made the parent report an internal error instead of stopping cleanly (the parent shuts
+    its workers down)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _drawn(sample: Callable[[np.random.Generator], Batch], rng: np.random.Generator) -> Generator[Batch, None, None]:
