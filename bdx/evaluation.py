@@ -118,6 +118,13 @@ def _same_shape(image: Image, other: Image, what: str) -> None:
         )
 
 
+def _mismatch(prediction: Image, reference: Image) -> BdxError:
+    return BdxError(
+        f"prediction is {prediction.width}x{prediction.height}x{prediction.channels}, "
+        f"the reference is {reference.width}x{reference.height}x{reference.channels}"
+    )
+
+
 def _display(image: Image) -> np.ndarray:
     """(H, W, C) display code values of an image: float and linear images sRGB-encoded (:func:`srgb_codes`), as
     ``enhance-lowlight`` writes its EXR output."""
@@ -147,10 +154,7 @@ def evaluate_lowlight(prediction: Image, reference: Image | None = None) -> dict
     if reference is not None:
         ref = to_float(_display(reference))
         if ref.shape != pred.shape:
-            raise BdxError(
-                f"prediction is {prediction.width}x{prediction.height}x{prediction.channels}, "
-                f"the reference is {reference.width}x{reference.height}x{reference.channels}"
-            )
+            raise _mismatch(prediction, reference)
         record["psnr"] = psnr(pred, ref)
         record["ssim"] = ssim(pred, ref)
         if pred.shape[-1] == 3:
@@ -169,10 +173,7 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
     pred = _rgb_float(prediction)
     ref = _rgb_float(reference)
     if pred.shape != ref.shape:
-        raise BdxError(
-            f"prediction is {prediction.width}x{prediction.height}x{prediction.channels}, "
-            f"the reference is {reference.width}x{reference.height}x{reference.channels}"
-        )
+        raise _mismatch(prediction, reference)
     record: dict = {"psnr_mu": psnr_mu(pred, ref), "psnr_log": psnr_log(pred, ref), "ssim_mu": ssim_mu(pred, ref)}
     clipped = None
     if source is not None:

@@ -32,7 +32,7 @@ def quantize(
     """Reduce images to N bits per sample (PNG; 8-bit container up to 8 bits, 16-bit above or with a 16-bit alpha; sBIT set)."""
     from bdx.dither import DITHER_METHODS
     from bdx.quantization import CONVENTIONS, check_bits
-    from bdx.reduce import QUANTIZE_METHODS, check_method_bits, check_seed, output_container, quantize_image
+    from bdx.reduce import QUANTIZE_METHODS, check_method_bits, check_seed, quantize_image
 
     with command_errors():
         check_bits(bits)
@@ -47,7 +47,7 @@ def quantize(
     def process(source, target, reporter):
         image = read_source(source)
         reduced = quantize_image(image, bits, method=method, dither=dither, convention=convention, seed=seed)
-        write_target(target, reduced, "png", bits=output_container(image, bits, method), significant_bits=reduced.significant_bits)
+        write_target(target, reduced, "png", bits=reduced.container_bits, significant_bits=reduced.significant_bits)
         return {"bits": bits, "method": method, "dither": dither, "width": image.width, "height": image.height}
 
     with command_errors():

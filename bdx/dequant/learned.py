@@ -91,6 +91,12 @@ class _Residual(nn.Module):
         return x + self.second(_act(self.first(channel_norm(x) if self.normalized else x)))
 
 
+def level_grid(levels: int) -> int:
+    """The size grid of a network of ``levels`` levels (its input is a multiple of it): 8 for two levels, doubling
+    with each further level."""
+    return 2 ** (levels + 1)
+
+
 class _Level(nn.Module):
     """A U-Net level below 1/8 resolution: half the resolution of the level above (``above`` channels), ``width``
     channels, ``blocks`` residual blocks; its output is added back to the level above and merged there."""
@@ -128,7 +134,7 @@ class DequantNet(nn.Module):
         c = config.channels
         if config.prior not in PRIORS:
             raise ValueError(f"unknown prior {config.prior!r}")
-        self.multiple = 2 ** (len(config.widths) + 1)
+        self.multiple = level_grid(len(config.widths))
         self.stem = _conv(18 * c + 1 + (16 * c if self.has_prior else 0), w1)
         self.quarter = nn.Sequential(*[_Residual(w1, config.norm) for _ in range(config.blocks[0])])
         self.down = _conv(4 * w1, w2)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from bdx.errors import BdxError, InputError
-from bdx.io.image import Image
+from bdx.io.image import Image, straight_alpha
 from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, exif_from_tiff, parse_jpeg, parse_png, parse_webp
 from bdx.io.native import captured_native_output
 
@@ -290,18 +290,14 @@ def _decode_exr(data: bytes) -> Image:
     else:
         raise InputError(f"EXR has no R,G,B or Y channels (has {', '.join(sorted(channels))})")
     alpha = layer.get("A")
-    half = pixels.dtype == np.float16
-    pixels = pixels.astype(np.float32)
-    if alpha is not None:  # EXR colour is premultiplied by its alpha; bdx works with straight colour
-        alpha = alpha.astype(np.float32)
-        covered = alpha > 0
-        pixels = np.where(covered[..., None], pixels / np.where(covered, alpha, 1)[..., None], pixels)
-    return Image(
-        pixels=pixels,
-        alpha=alpha,
+    image = Image(
+        pixels=pixels.astype(np.float32),
+        alpha=None if alpha is None else alpha.astype(np.float32),
         linear=True,
-        half_float=half,
+        half_float=pixels.dtype == np.float16,
+        premultiplied=alpha is not None,  # EXR's convention
     )
+    return straight_alpha(image)  # bdx works with straight colour
 
 
 def _pick_exr_layer(channels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -25,12 +25,12 @@ import cv2
 import numpy as np
 import torch
 
-from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, offset_reach
+from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, level_grid, offset_reach
 from bdx.errors import BdxError, SettingError, SettingUsageError
-from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
+from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, to_float
 from bdx.models import load_model
 from bdx.quantization import end_bins_pinned, max_level
-from bdx.training.data import find_files, split_by_name
+from bdx.training.data import find_files, read_training_image, split_by_name
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, read_checkpoint, run_training, save_trained
 from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 
@@ -99,8 +99,9 @@ class Reference:
 
 
 def reference_from_file(path: Path) -> Reference | None:
-    """A high-precision reference from an image file, or None if the file cannot serve as one."""
-    image = read_image(path)
+    """A high-precision reference from an image file, or None if the file cannot serve as one (an unreadable
+    file's error names it)."""
+    image = read_training_image(path)
     linear = image.is_float
     if linear:
         radiance = np.clip(image.pixels, 0, None)
@@ -129,10 +130,7 @@ def load_references(data: list[Path]) -> list[Reference]:
     sources = {path: source for source, folder in enumerate(data) for path in find_references([folder])}
     references = []
     for path in sorted(sources, key=lambda p: p.resolve()):
-        try:
-            reference = reference_from_file(path)
-        except BdxError as exc:
-            raise BdxError(f"{path}: {exc}") from None
+        reference = reference_from_file(path)
         if reference is not None:
             references.append(replace(reference, source=sources[path]))
     return references
@@ -190,8 +188,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
 
 def grid_of(config: DepthTrainConfig) -> int:
     """The size grid of the network a config trains (:attr:`DequantNet.multiple`): crops are cut on it."""
-    levels = len(config.widths or DEFAULT_WIDTHS)
-    return 2 ** (levels + 1)
+    return level_grid(len(config.widths or DEFAULT_WIDTHS))
 
 
 def pipeline_settings(config: DepthTrainConfig) -> PipelineSettings:
@@ -334,7 +331,7 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
             kept = saved_value if saved_value is not None else unset
             if given is not None and given != kept:
                 raise SettingUsageError(f"{{{name}}} {given} differs from the checkpoint's ({kept}): a resumed run keeps its network")
-    grid = 2 ** (len(chosen_widths) + 1)
+    grid = level_grid(len(chosen_widths))
     if config.crop < grid:
         raise SettingUsageError(f"{{crop}} {config.crop} is smaller than the network's {grid}-pixel grid ({len(chosen_widths)} levels)")
     return replace(
