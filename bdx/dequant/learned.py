@@ -419,14 +419,17 @@ class LearnedDequantizer(nn.Module):
         blocks = uniform_surroundings(levels, self.flat_blocks)
         if trim:
             levels = levels[:, :, trim:-trim, trim:-trim]
-        if blocks.any():  # rare in photos: whole flat regions
+        flat_somewhere = bool(blocks.any())  # rare in photos: whole flat regions
+        if not flat_somewhere and checked is None:
+            return out
+        centres = self.centres(levels)
+        if flat_somewhere:
             flat = blocks.repeat_interleave(FLAT_BLOCK, 2).repeat_interleave(FLAT_BLOCK, 3)
             flat = flat[:, :, trim : trim + out.shape[2], trim : trim + out.shape[3]]
-            out = torch.where(flat, self.centres(levels), out)
+            out = torch.where(flat, centres, out)
         if checked is not None:
             if boxes is None:
                 raise ValueError("a checked run needs each tile's box")
-            centres = self.centres(levels)
             for i in range(out.shape[0]):  # the same arithmetic as the numpy blend it replaces, in place
                 alpha = checked.region(boxes[i], out.shape[2], out.shape[3], trim).to(out.device)
                 out[i].sub_(centres[i]).mul_(alpha).add_(centres[i])
