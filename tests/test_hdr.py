@@ -419,6 +419,8 @@ def test_cli_merge_brackets(runner, tmp_path):
     assert folder_merge.exit_code == 0 and glob_merge.exit_code == 0, folder_merge.output + glob_merge.output
     np.testing.assert_array_equal(read_image(tmp_path / "f.exr").pixels, read_image(tmp_path / "m.exr").pixels)
     np.testing.assert_array_equal(read_image(tmp_path / "g.exr").pixels, read_image(tmp_path / "m.exr").pixels)
+    no_folder = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "nodir" / "m.exr"), "--times", "1/4,1,4"])
+    assert no_folder.exit_code == 1 and "does not exist" in no_folder.output and not (tmp_path / "nodir").exists()
     nothing = runner.invoke(app, ["merge-brackets", str(frames / "z*.png"), "-o", str(tmp_path / "z.exr")])
     assert nothing.exit_code == 1 and "no files match" in nothing.output
     for times in ("a,b,c", "nan,1,2", "inf,1,2", "0,1,2", "1,1,2", "1,2", "1,1e-300,2"):
@@ -464,6 +466,24 @@ def test_eval_hdr(runner, tmp_path):
         assert result.exit_code == status and message in result.output and "Traceback" not in result.output
     assert (tmp_path / "pred" / "a.exr").read_bytes() == prediction  # an input is never the sheet
     assert not (tmp_path / "s.txt").exists() and not (tmp_path / "nodir").exists()
+
+
+def test_eval_hdr_mean_leaves_out_a_perfect_image_and_counts_it(runner, tmp_path):
+    rng = np.random.default_rng(3)
+    for folder in ("ref", "pred"):
+        (tmp_path / folder).mkdir()
+    scores = []
+    for name, scale in (("a", 1.0), ("b", 1.3), ("c", 0.8)):
+        reference = np.exp(rng.normal(0, 1, (20, 30, 3))).astype(np.float32)
+        write_image(tmp_path / "ref" / f"{name}.exr", Image(reference, linear=True), exr_half=False)
+        write_image(tmp_path / "pred" / f"{name}.exr", Image(reference * scale, linear=True), exr_half=False)
+        scores.append(psnr_mu(reference * scale, reference))
+    result = runner.invoke(app, ["eval", "hdr", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])["summary"]["pred"]
+    assert scores[0] == float("inf")
+    assert summary["psnr_mu"] == pytest.approx((scores[1] + scores[2]) / 2, abs=1e-3)
+    assert summary["psnr_mu_infinite"] == 1 and "psnr_log_infinite" not in summary
 
 
 def test_heldout_cases_draw_several_cameras(tmp_path):

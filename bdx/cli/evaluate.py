@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -194,13 +195,19 @@ def eval_depth(
 
 
 def summarise(records: list[dict]) -> dict:
-    """Mean of every numeric metric over a method's images (list metrics are averaged per image first)."""
+    """Mean of every numeric metric over a method's images (list metrics are averaged per image first).
+
+    An infinite value (the PSNR of an image identical to its reference) is left out of the mean, which would
+    otherwise be infinite whatever the other images scored, and counted as ``<metric>_infinite``."""
     summary: dict = {"images": len(records)}
     for key in records[0]:
         values = [r[key] for r in records if r.get(key) is not None]  # None: not applicable to that image
         if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            finite = [v for v in values if v == v]  # NaN marks "not applicable" (e.g. no clipped pixels)
-            summary[key] = float(sum(finite) / len(finite)) if finite else float("nan")
+            finite = [v for v in values if math.isfinite(v)]  # NaN marks "not applicable" (e.g. no clipped pixels)
+            infinite = [v for v in values if math.isinf(v)]
+            if infinite:
+                summary[f"{key}_infinite"] = len(infinite)
+            summary[key] = float(sum(finite) / len(finite)) if finite else float(infinite[0] if infinite else "nan")
         elif values and all(isinstance(v, list) for v in values):
             summary[key] = float(sum(sum(v) / len(v) for v in values) / len(values))
     return summary

@@ -62,7 +62,7 @@ def merge_brackets_command(
             Source(frames[0], Path(frames[0].name)),
             output,
             overwrite=overwrite,
-            create_folders=True,
+            create_folders=False,
             inputs=frozenset(frame.resolve() for frame in frames),
             can_skip=False,
         )
