@@ -384,6 +384,27 @@ def test_a_shard_with_no_inputs_says_so_and_environment_errors_name_the_environm
     assert result.exit_code == 2 and "environment's shard" in result.stderr and "--shard" not in result.stderr
 
 
+def test_shards_plan_outputs_over_every_input(runner, make_png, tmp_path):
+    """Planned per shard, a.jpg's result replaced the input a.png of the other shard, and two shards wrote one
+    file in turn: the whole run's plan decides, as without --shard."""
+    folder = tmp_path / "d"
+    make_png("d/a.png", np.full((8, 8, 3), 40, np.uint8))
+    write_image(folder / "a.jpg", Image(np.full((8, 8, 3), 200, np.uint8)))
+    original = (folder / "a.png").read_bytes()
+    for shard in ("0/2", "1/2"):
+        replace = run(runner, "quantize", "--bits", "4", folder, "-o", folder, "--overwrite", "--shard", shard)
+        collide = run(runner, "quantize", "--bits", "4", folder, "-o", tmp_path / "out", "--shard", shard)
+        assert replace.exit_code == 2 and "would both write" in replace.stderr
+        assert collide.exit_code == 2 and "would both write" in collide.stderr
+    assert (folder / "a.png").read_bytes() == original and not (tmp_path / "out").exists()
+    make_png("e/b.png", np.full((8, 8, 3), 40, np.uint8))
+    make_png("e/b_q4.png", np.full((8, 8, 3), 90, np.uint8))  # an input, and the other shard's output name
+    kept = (tmp_path / "e" / "b_q4.png").read_bytes()
+    result = run(runner, "quantize", "--bits", "4", tmp_path / "e" / "b.png", tmp_path / "e" / "b_q4.png", "--overwrite", "--shard", "0/2")
+    assert result.exit_code == 1 and "refusing to overwrite an input" in result.stderr
+    assert (tmp_path / "e" / "b_q4.png").read_bytes() == kept
+
+
 def test_glob_input(runner, photos, tmp_path):
     result = run(runner, "quantize", "--bits", "4", str(photos / "**" / "*.png"), "-o", tmp_path / "g", "--json")
     assert result.exit_code == 0

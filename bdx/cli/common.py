@@ -28,6 +28,7 @@ STDIO = "-"
 MIN_TILE = 64
 
 Choice = TypeVar("Choice", bound=str)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def shard_from_environment() -> str | None:
     return None
 
 
-def apply_shard(sources: list[Source], shard: str | None) -> list[Source]:
+def apply_shard(sources: list[T], shard: str | None) -> list[T]:
     """Every N-th source starting at I for ``shard`` = ``I/N`` (None: the environment's, else all)."""
     flag = "--shard"
     if not shard:
@@ -507,12 +508,15 @@ def run_batch(
     json_lines: bool = False,
     label: str = "images",
     create_folders: bool = True,
+    inputs: frozenset[Path] | None = None,
 ) -> int:
-    """Run ``process`` on every source; one failure never stops the others."""
+    """Run ``process`` on every source; one failure never stops the others. No output replaces a file of
+    ``inputs`` (by default the sources; a shard's batch gives every shard's inputs)."""
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing exclude each other")
     reporter = Reporter(len(sources), quiet=quiet, json_lines=json_lines, label=label)
-    inputs = frozenset(s.path.resolve() for s in sources if s.path is not None)
+    if inputs is None:
+        inputs = input_paths(sources)
     try:
         for name, message in problems:
             reporter.finished({"input": name, "status": "error", "error": message})
@@ -598,11 +602,13 @@ def check_weights_target(output: Path, overwrite: bool, resume: Path | None = No
 
 @dataclass
 class Batch:
-    """The planned work of one command: sources, their outputs, and inputs that matched nothing."""
+    """The planned work of one command: sources, their outputs, inputs that matched nothing, and the files of every
+    shard's inputs (none of which an output may replace)."""
 
     sources: list[Source]
     plan: OutputPlan
     problems: list[tuple[str, str]]
+    inputs: frozenset[Path]
 
     def run(self, process: Process, *, label: str, overwrite: bool, skip_existing: bool, quiet: bool, json_lines: bool) -> int:
         """Process every source (see :func:`run_batch`) and return the exit status."""
@@ -621,14 +627,24 @@ class Batch:
             json_lines=json_lines,
             label=label,
             create_folders=not self.plan.explicit_file,
+            inputs=self.inputs,
         )
 
 
 def plan_batch(inputs: list[str], output: str | None, shard: str | None, **naming) -> Batch:
-    """Expand inputs, apply the shard and plan output names (``naming``: see :func:`plan_outputs`)."""
+    """Expand inputs, plan output names (``naming``: see :func:`plan_outputs`), then apply the shard: outputs are
+    planned over every shard's inputs, so that two inputs of different shards never write one file."""
     found = expand_inputs(inputs)
-    sources = apply_shard(_outside_output(found.sources, output), shard)
-    return Batch(sources, plan_outputs(sources, output, **naming), found.problems)
+    everything = _outside_output(found.sources, output)
+    plan = plan_outputs(everything, output, **naming)
+    mine = apply_shard(list(zip(everything, plan.targets)), shard)
+    sources, targets = [source for source, _ in mine], [target for _, target in mine]
+    return Batch(sources, OutputPlan(targets, plan.explicit_file), found.problems, input_paths(everything))
+
+
+def input_paths(sources: list[Source]) -> frozenset[Path]:
+    """The resolved files of ``sources`` (standard input has none)."""
+    return frozenset(source.path.resolve() for source in sources if source.path is not None)
 
 
 def _outside_output(sources: list[Source], output: str | None) -> list[Source]:
