@@ -139,6 +139,18 @@ def test_exr_with_nan_is_refused():
         decode_image(data, "x.exr")
 
 
+def test_exr_with_nan_alpha_is_refused(tmp_path):
+    """The colour was checked but not the alpha: a NaN alpha sample made every channel of the output NaN."""
+    import OpenEXR
+
+    colour, alpha = np.full((6, 8), 0.2, np.float32), np.ones((6, 8), np.float32)
+    alpha[2, 2] = np.nan
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    OpenEXR.File(header, {"R": colour, "G": colour, "B": colour, "A": alpha}).write(str(tmp_path / "a.exr"))
+    with pytest.raises(BdxError, match="1 NaN/Inf alpha samples"):
+        read_image(tmp_path / "a.exr")
+
+
 def test_radiance_hdr_round_trip():
     pixels = (RNG.random((5, 6, 3)) * 10 + 0.1).astype(np.float32)
     back = decode_image(encode_image(Image(pixels), "hdr"), "x.hdr")

@@ -91,10 +91,11 @@ def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False
     else:
         image = decoder(data)
     image.source_format = fmt
-    if image.is_float and fmt in ("exr", "hdr", "tiff"):
-        bad = ~np.isfinite(image.pixels)
-        if bad.any():
-            raise InputError(f"{fmt.upper()} holds {int(bad.sum())} NaN/Inf samples")
+    for plane, what in ((image.pixels, "samples"), (image.alpha, "alpha samples")):
+        if plane is not None and plane.dtype.kind == "f":
+            bad = int(np.count_nonzero(~np.isfinite(plane)))
+            if bad:
+                raise InputError(f"{fmt.upper()} holds {bad} NaN/Inf {what}")
     return image
 
 
