@@ -292,6 +292,31 @@ def test_compressed_16bit_tiffs_decode_exactly(tmp_path, compression, predictor)
     assert all(len(np.unique(back.pixels[..., c])) > 256 for c in range(3))
 
 
+@pytest.mark.parametrize("bits, container", [(4, np.uint8), (10, np.uint16), (12, np.uint16)])
+def test_tiff_samples_of_fewer_bits_are_scaled_to_their_container_and_declared(tmp_path, bits, container):
+    """A 12-bit scan was read as 16-bit values up to 4095 (nearly black, and "already 16 significant bits")."""
+    import tifffile
+
+    levels = np.tile(np.arange(2**bits) % 2**bits, (3, 1)).astype(container)
+    tifffile.imwrite(tmp_path / "a.tif", levels, bitspersample=bits, photometric="minisblack")
+    image = read_image(tmp_path / "a.tif")
+    top = np.iinfo(container).max
+    assert image.pixels.dtype == container and image.significant_bits == bits
+    np.testing.assert_array_equal(image.pixels[..., 0], np.rint(levels * (top / (2**bits - 1))).astype(container))
+
+
+def test_a_tiff_extra_sample_that_is_not_alpha_is_dropped(tmp_path):
+    import tifffile
+
+    pixels = np.zeros((8, 8, 4), np.uint8)
+    pixels[..., :3] = 200
+    tifffile.imwrite(tmp_path / "a.tif", pixels, photometric="rgb", extrasamples=["unspecified"])
+    tifffile.imwrite(tmp_path / "b.tif", pixels, photometric="rgb", extrasamples=["unassalpha"])
+    unspecified, alpha = read_image(tmp_path / "a.tif"), read_image(tmp_path / "b.tif")
+    assert unspecified.alpha is None and unspecified.pixels.shape == (8, 8, 3)
+    assert alpha.alpha is not None and not alpha.alpha.any()
+
+
 def test_jpeg_compressed_tiff_decodes(tmp_path):
     import tifffile
 

@@ -46,7 +46,7 @@ def describe(source: Source) -> dict:
     if image.is_float:
         record.update(effective_bits=None, bit_depth_source="float", convention=None)
     elif image.significant_bits:
-        record.update(effective_bits=image.significant_bits, bit_depth_source="sBIT", convention=None)
+        record.update(effective_bits=image.significant_bits, bit_depth_source=image.significant_bits_source, convention=None)
     else:
         bits, convention = detect_bits(image.pixels, image.container_bits)
         record.update(effective_bits=bits, bit_depth_source="code values", convention=convention)

@@ -21,7 +21,7 @@ class Image:
     pixels: np.ndarray
     alpha: np.ndarray | None = None
     icc_profile: bytes | None = None
-    significant_bits: int | None = None
+    significant_bits: int | None = None  # declared by the file: a PNG's sBIT, a TIFF's 4-, 10- or 12-bit samples
     source_format: str = ""
     orientation: int = 1
     exif: bytes | None = None  # the source's EXIF (TIFF-structured), written to PNG and JPEG outputs with orientation 1
@@ -40,6 +40,11 @@ class Image:
     @property
     def channels(self) -> int:
         return int(self.pixels.shape[2])
+
+    @property
+    def significant_bits_source(self) -> str:
+        """Where :attr:`significant_bits` was declared: the TIFF tag or the PNG chunk."""
+        return "BitsPerSample" if self.source_format == "tiff" else "sBIT"
 
     @property
     def container_bits(self) -> int:

@@ -15,6 +15,7 @@ from bdx.errors import BdxError, InputError
 from bdx.io.image import Image, straight_alpha
 from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, exif_from_tiff, parse_jpeg, parse_png, parse_webp
 from bdx.io.native import captured_native_output
+from bdx.quantization import codes_from_levels
 
 RAW_EXTENSIONS = frozenset({".nef", ".cr2", ".cr3", ".arw", ".dng", ".rw2", ".orf", ".raf", ".pef", ".srw", ".nrw", ".raw"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".hdr", ".pic"} | RAW_EXTENSIONS)
@@ -226,6 +227,7 @@ def _decode_tiff(data: bytes) -> Image:
             orientation = int(tags[274].value) if 274 in tags else 1
             axes = page.axes
             extrasamples = tuple(page.extrasamples or ())
+            sample_bits = int(page.bitspersample)
             colormap = page.colormap if photometric == 3 else None
     except BdxError:
         raise
@@ -247,16 +249,22 @@ def _decode_tiff(data: bytes) -> Image:
         array = array.astype(np.float32)
     elif array.dtype not in (np.uint8, np.uint16):
         raise InputError(f"TIFF sample type {array.dtype} is not supported (8/16-bit or float only)")
+    container = 8 * array.dtype.itemsize
+    significant = None
+    if array.dtype.kind == "u" and colormap is None and 1 < sample_bits < container:  # 4-, 10-, 12-bit samples
+        array, significant = codes_from_levels(array, sample_bits, container), sample_bits
     if photometric == 0:
         array = np.iinfo(array.dtype).max - array if array.dtype.kind == "u" else 1.0 - array
     color = 1 if photometric in (0, 1) else 3
     if array.shape[2] < color:
         raise InputError("TIFF has fewer samples than its colour model needs")
-    alpha = array[..., color].copy() if extrasamples and array.shape[2] > color else None
+    is_alpha = bool(extrasamples) and int(extrasamples[0]) in (1, 2)  # ASSOCALPHA, UNASSALPHA; 0 is unspecified data
+    alpha = array[..., color].copy() if is_alpha and array.shape[2] > color else None
     image = Image(
         pixels=np.ascontiguousarray(array[..., :color]),
         alpha=alpha,
-        premultiplied=alpha is not None and int(extrasamples[0]) == 1,  # ASSOCALPHA
+        premultiplied=alpha is not None and int(extrasamples[0]) == 1,
+        significant_bits=significant,
         icc_profile=bytes(icc) if icc else None,
         orientation=orientation if 1 <= orientation <= 8 else 1,
         half_float=half,
