@@ -44,7 +44,8 @@ def quantize_image(
     check_bits(bits, image.container_bits)
     image = straight_alpha(image)  # the levels are of the colour itself, as the PNG output stores it
     if method == "linear" and image.significant_bits and bits >= image.significant_bits:  # declared fewer bits than stored
-        raise SettingError(f"{{bits}} {bits} does not reduce an input of {image.significant_bits} significant bits ({image.significant_bits_source})")
+        declared = f"{image.significant_bits} significant bits ({image.significant_bits_source})"
+        raise SettingError(f"{{bits}} {bits} does not reduce an input of {declared}")
     container = output_container(image, bits, method)
     if method == "linear":
         pixels = _quantize_linear(image.pixels, image.container_bits, bits, dither, convention, seed, container)
