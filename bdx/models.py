@@ -159,7 +159,19 @@ def _load(path: Path, task: Task | None) -> LoadedModel:
     if not path.is_file():
         raise WeightsError(f"{path} is not a regular file; weights are one file (.safetensors, .pth, .pt or .ckpt)")
     own = path.suffix.lower() == ".safetensors" or is_safetensors(path)
-    return _load_bdx(path, task) if own else _load_published(path, task)
+    model = _load_bdx(path, task) if own else _load_published(path, task)
+    check_finite(model.net, path)
+    return model
+
+
+def check_finite(net: nn.Module, path: Path) -> None:
+    """A :class:`WeightsError` when a weight or buffer of ``net`` is NaN or infinite (a diverged training run):
+    such a network writes black or NaN images without a word."""
+    import torch
+
+    for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{path.name}: weights hold NaN or infinite values ({name}); a training run diverged?")
 
 
 def _load_bdx(path: Path, task: Task | None) -> LoadedModel:

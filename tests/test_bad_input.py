@@ -263,6 +263,27 @@ def test_a_weights_file_asking_for_a_huge_network_is_refused_before_allocating(t
     assert_one_error(done, 1, "huge.safetensors")
 
 
+@pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])
+def test_weights_holding_nan_are_refused(tmp_path, task):
+    """A diverged run's weights loaded without a word: enhance-lowlight wrote a black image with status 0."""
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    from bdx.assets import default_weights
+
+    shipped = default_weights(task)
+    with safe_open(str(shipped), "np") as handle:
+        metadata = handle.metadata()
+    tensors = {key: np.full_like(value, np.nan) if value.dtype.kind == "f" else value for key, value in load_file(str(shipped)).items()}
+    path = tmp_path / "nan.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    command = {"depth": ("upscale-depth", "--method", "learned"), "lowlight": ("enhance-lowlight",), "hdr": ("ldr2hdr",)}[task]
+    out = tmp_path / ("o.exr" if task == "hdr" else "o.tiff")
+    done = bdx(command[0], _photo(tmp_path), "-o", out, *command[1:], "--weights", path)
+    assert_one_error(done, 1, "nan.safetensors: weights hold NaN or infinite values")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("signal_name,status", [("SIGTERM", 143), ("SIGINT", 130)])
 def test_a_signal_during_a_batch_cleans_up_and_says_one_line(tmp_path, signal_name, status):
     import signal
