@@ -189,6 +189,13 @@ def test_train_checks_its_output_before_training(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".bdx-tmp")]
 
 
+def test_a_bad_bdx_max_pixels_is_a_usage_error(tmp_path):
+    photo = _photo(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "bdx", "info", str(photo)], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "BDX_MAX_PIXELS": "-1"}, timeout=300)
+    assert_one_error(done, 2, "BDX_MAX_PIXELS must be a positive whole number of pixels, not '-1'")
+
+
 @pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])
 @pytest.mark.parametrize("option,value,message", [
     ("--steps", "-1", "--steps must be at least 1"), ("--batch-size", "0", "--batch-size must be at least 1"),

@@ -257,6 +257,8 @@ def test_headers_cut_short_get_a_plain_reason():
     exr = encode_image(Image(np.zeros((4, 4, 3), np.float32)), "exr")
     with pytest.raises(BdxError, match=r"^cannot decode EXR \(corrupt or truncated header\)$"):
         decode_image(exr[:4], "cut.exr")
+    with pytest.raises(BdxError, match=r"^cannot decode EXR \(corrupt or truncated data\)$"):
+        decode_image(encode_image(Image(RNG.random((48, 64, 3)).astype(np.float32)), "exr")[:400], "cut.exr")
 
 
 def test_huge_image_refused_before_decoding():
@@ -264,6 +266,28 @@ def test_huge_image_refused_before_decoding():
     data = PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b"")
     with pytest.raises(BdxError, match="above the limit"):
         decode_image(data, "huge.png")
+
+
+def test_the_pixel_limit_holds_for_radiance_files_and_names_small_sizes_in_pixels(monkeypatch):
+    """The Radiance reader never checked the limit; a 64x48 image was "0 MP, above the limit of 0 MP"."""
+    data = encode_image(Image(np.full((48, 64, 3), 0.5, np.float32)), "hdr")
+    monkeypatch.setenv("BDX_MAX_PIXELS", "100")
+    with pytest.raises(BdxError, match=r"^image is 64x48 = 3072 pixels, above the limit of 100 pixels"):
+        decode_image(data, "a.hdr")
+    monkeypatch.setenv("BDX_MAX_PIXELS", "3072")
+    assert decode_image(data, "a.hdr").pixels.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("value, limit", [("2e9", 2_000_000_000), ("5_000", 5000), (" 7 ", 7), ("-1", None), ("0", None), ("1.5", None), ("lots", None), ("nan", None)])
+def test_bdx_max_pixels_takes_positive_whole_numbers_only(monkeypatch, value, limit):
+    from bdx.io.read import max_pixels
+
+    monkeypatch.setenv("BDX_MAX_PIXELS", value)
+    if limit is None:
+        with pytest.raises(BdxError, match="BDX_MAX_PIXELS must be a positive whole number"):
+            max_pixels()
+    else:
+        assert max_pixels() == limit
 
 
 def test_float_tiff_and_gray_alpha_png(tmp_path):

@@ -36,6 +36,17 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """bdx: bit-depth expansion, low-light and HDR restoration."""
+    import os
+
+    if os.environ.get("BDX_MAX_PIXELS", "").strip():  # a bad value is the command line's fault: say so once, status 2
+        from bdx.errors import UsageError
+        from bdx.io.read import max_pixels
+
+        try:
+            max_pixels()
+        except UsageError as exc:
+            sys.stderr.write(f"bdx: error: {exc}\n")
+            raise typer.Exit(2) from None
 
 
 from bdx.cli import evaluate, hdr, info, lowlight, merge, quantize, train, upscale  # noqa: E402,F401  (registers commands)

@@ -11,7 +11,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from bdx.errors import BdxError, InputError
+from bdx.errors import BdxError, InputError, UsageError
 from bdx.io.image import Image, straight_alpha
 from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, exif_from_tiff, parse_jpeg, parse_png, parse_webp
 from bdx.io.native import captured_native_output
@@ -23,11 +23,23 @@ DEFAULT_MAX_PIXELS = 1 << 30
 
 
 def max_pixels() -> int:
-    """Largest image (in pixels) bdx will decode; ``BDX_MAX_PIXELS`` overrides."""
-    try:
-        return int(os.environ.get("BDX_MAX_PIXELS", DEFAULT_MAX_PIXELS))
-    except ValueError:
+    """Largest image (in pixels) bdx will decode; ``BDX_MAX_PIXELS`` overrides (a positive whole number, ``2e9``
+    written either way); any other value is a :class:`UsageError`."""
+    text = os.environ.get("BDX_MAX_PIXELS", "").strip()
+    if not text:
         return DEFAULT_MAX_PIXELS
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        value = float("nan")
+    if not (value >= 1 and value.is_integer()):  # NaN fails too
+        raise UsageError(f"BDX_MAX_PIXELS must be a positive whole number of pixels, not {text!r}")
+    return int(value)
+
+
+def describe_pixels(count: int) -> str:
+    """A pixel count for a message: megapixels when it has some, else pixels."""
+    return f"{count / 1e6:.0f} MP" if count >= 1_000_000 else f"{count} pixels"
 
 
 def sniff_format(data: bytes, name: str = "") -> str:
@@ -55,10 +67,11 @@ def sniff_format(data: bytes, name: str = "") -> str:
 def _check_size(width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise InputError("image has zero width or height")
-    if width * height > max_pixels():
+    limit = max_pixels()
+    if width * height > limit:
         raise InputError(
-            f"image is {width}x{height} = {width * height / 1e6:.0f} MP, above the limit of "
-            f"{max_pixels() / 1e6:.0f} MP (set BDX_MAX_PIXELS to raise it)"
+            f"image is {width}x{height} = {describe_pixels(width * height)}, above the limit of "
+            f"{describe_pixels(limit)} (set BDX_MAX_PIXELS to raise it)"
         )
 
 
@@ -197,9 +210,28 @@ def _decode_bmp(data: bytes) -> Image:
 
 
 def _decode_hdr(data: bytes) -> Image:
+    size = _radiance_size(data)
+    if size is not None:
+        _check_size(*size)
     array = _opencv_decode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
     pixels, _ = _from_opencv(array, "Radiance HDR")
     return Image(pixels=pixels.astype(np.float32), linear=True)
+
+
+def _radiance_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a Radiance file's resolution line (``-Y 480 +X 640`` after the header's blank line);
+    None when it cannot be found (the decoder then says what is wrong)."""
+    end = data.find(b"\n\n", 0, 65536)
+    if end < 0:
+        return None
+    line = data[end + 2 : end + 2 + 64].split(b"\n", 1)[0].split()
+    if len(line) != 4 or line[0][1:] not in (b"Y", b"X") or line[2][1:] not in (b"Y", b"X") or line[0][1:] == line[2][1:]:
+        return None
+    try:
+        first, second = int(line[1]), int(line[3])
+    except ValueError:
+        return None
+    return (second, first) if line[0][1:] == b"Y" else (first, second)
 
 
 def _decode_tiff(data: bytes) -> Image:
@@ -286,9 +318,9 @@ def _decode_exr(data: bytes) -> Image:
                 header = exr.header()
         except Exception as exc:
             detail = (str(exc).splitlines() or [""])[0].replace(handle.name, "").replace('""', "").strip(" :")
-            if detail.startswith("Unable to open"):  # OpenEXR's words for a header it cannot parse, not a file it cannot open
-                detail = "corrupt or truncated header"
-            raise InputError(f"cannot decode EXR ({detail[:120] or 'corrupt or truncated data'})") from None
+            # OpenEXR's words ("Unable to open", "Invalid part index '0': file has 0 parts") are of its internals
+            where = "header" if detail.startswith("Unable to open") else "data"
+            raise InputError(f"cannot decode EXR (corrupt or truncated {where})") from None
     (x0, y0), (x1, y1) = header["dataWindow"]
     _check_size(int(x1 - x0 + 1), int(y1 - y0 + 1))
     layer = _pick_exr_layer(channels)
