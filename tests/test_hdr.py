@@ -419,6 +419,12 @@ def test_cli_merge_brackets(runner, tmp_path):
     assert folder_merge.exit_code == 0 and glob_merge.exit_code == 0, folder_merge.output + glob_merge.output
     np.testing.assert_array_equal(read_image(tmp_path / "f.exr").pixels, read_image(tmp_path / "m.exr").pixels)
     np.testing.assert_array_equal(read_image(tmp_path / "g.exr").pixels, read_image(tmp_path / "m.exr").pixels)
+    black, dark, white = tmp_path / "black.png", tmp_path / "dark.png", tmp_path / "white.png"
+    for path, value in ((black, 0), (dark, 0), (white, 255)):
+        write_image(path, Image(np.full((30, 40, 3), value, np.uint8)), bits=8)
+    for pair in ((black, dark), (black, white)):
+        empty = runner.invoke(app, ["merge-brackets", *map(str, pair), "-o", str(tmp_path / "e.exr")])
+        assert empty.exit_code == 1 and "black or white: nothing to merge" in empty.output and not (tmp_path / "e.exr").exists()
     no_folder = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "nodir" / "m.exr"), "--times", "1/4,1,4"])
     assert no_folder.exit_code == 1 and "does not exist" in no_folder.output and not (tmp_path / "nodir").exists()
     nothing = runner.invoke(app, ["merge-brackets", str(frames / "z*.png"), "-o", str(tmp_path / "z.exr")])

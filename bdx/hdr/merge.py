@@ -75,6 +75,8 @@ def merge_brackets(
         raise InputError("merging brackets needs 8- or 16-bit RGB frames")
     order = sorted(range(len(frames)), key=lambda i: float(_codes(frames[i]).mean()))
     codes = [_codes(frames[i]) for i in order]  # on the 8-bit scale, fractional for 16-bit frames
+    if not any(((c >= 0.5) & (c <= 254.5)).any() for c in codes):
+        raise InputError("every pixel of every frame is black or white: nothing to merge")
     stack = [np.ascontiguousarray(np.rint(c[..., ::-1]).astype(np.uint8)) for c in codes]  # OpenCV wants BGR
     response = np.repeat(srgb_to_linear(np.arange(256, dtype=np.float32) / 255)[:, None], 3, axis=1)
     known = times is not None
