@@ -267,9 +267,10 @@ def test_train_hdr_cli_reports_validation(runner, tmp_path):
     net = trained.net
     assert net.config.width == 8 and net.config.state_scale == 2 and net.multiple == 8
     assert trained.metadata["train_config"]["clipped_weight"] == 2.0
-    for option, value in (("--state-scale", "0"), ("--supervise", "first"), ("--clipped-weight", "-1")):
+    for option, value in (("--state-scale", "0"), ("--state-scale", "1000"), ("--supervise", "first"), ("--clipped-weight", "-1"),
+                          ("--width", "100000"), ("--iterations", "100000")):
         bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), option, value])
-        assert bad.exit_code == 2 and option in bad.output
+        assert bad.exit_code == 2 and option in bad.output and "--crop" not in bad.output
 
 
 def test_supervising_the_last_iteration_leaves_earlier_estimates_out_of_the_loss(tmp_path, monkeypatch):

@@ -374,10 +374,9 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
     assert result.exit_code == 0, result.stderr
     shipped_gate = load_model(default_weights("depth"), "depth").net.config.gate  # the gate, like the size, comes from --init
     assert load_model(output, "depth").net.config == DequantNetConfig(widths=(34, 96), blocks=(2, 5), prior="contour", gate=shipped_gate)
-    result = runner.invoke(
-        app, ["train", "depth", "--data", str(data), "-o", str(output), "--widths", "0,64", "--device", "cpu"],
-    )
-    assert result.exit_code == 2 and "--widths needs two levels or more, each at least 1" in result.stderr
+    for option, value in (("--widths", "0,64"), ("--widths", "16,100000"), ("--blocks", "1,1000")):
+        result = runner.invoke(app, ["train", "depth", "--data", str(data), "-o", str(output), option, value, "--device", "cpu"])
+        assert result.exit_code == 2 and f"{option} needs two levels or more, each from" in result.stderr
     junk = tmp_path / "junk.ckpt.pt"
     junk.write_bytes(b"not a checkpoint")
     result = runner.invoke(

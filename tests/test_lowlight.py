@@ -317,8 +317,9 @@ def test_train_lowlight_cli_pairs_errors(runner, tmp_path):
     assert result.exit_code == 0, result.output
     trained = load_model(output, "lowlight").net
     assert trained.context_size == 24 and not trained.config.global_context
-    result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), "--context-size", "4"])
-    assert result.exit_code == 2 and "--context-size must be at least 8" in result.output
+    for option, value in (("--context-size", "4"), ("--context-size", "100000"), ("--frame-size", "8"), ("--frame-size", "99999")):
+        result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), option, value])
+        assert result.exit_code == 2 and f"{option} must be between" in result.output
 
 
 def test_global_context_starts_as_the_plain_network_and_then_sees_the_whole_image():

@@ -10,6 +10,7 @@ import typer
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import check_choice, check_range, check_weights_target, command_errors
+from bdx.cli.hdr import MAX_ITERATIONS
 
 train_app = typer.Typer(help="Train a model from folders of images (degradations synthesized on the fly).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -24,7 +25,7 @@ def _shipped_or(init: Path | None, task: str) -> Path | None:
     return init
 
 
-def _levels(flag: str, value: str | None, least: int) -> tuple[int, ...] | None:
+def _levels(flag: str, value: str | None, least: int, most: int) -> tuple[int, ...] | None:
     """One whole number per network level from a comma-separated option (two levels at least), or None."""
     from bdx.errors import UsageError
 
@@ -34,8 +35,8 @@ def _levels(flag: str, value: str | None, least: int) -> tuple[int, ...] | None:
         numbers = tuple(int(part) for part in value.split(","))
     except ValueError:
         raise UsageError(f"{flag} takes comma-separated whole numbers (one per level), not {value!r}") from None
-    if len(numbers) < 2 or min(numbers) < least:
-        raise UsageError(f"{flag} needs two levels or more, each at least {least}: {value!r}")
+    if len(numbers) < 2 or min(numbers) < least or max(numbers) > most:
+        raise UsageError(f"{flag} needs two levels or more, each from {least} to {most}: {value!r}")
     return numbers
 
 
@@ -140,7 +141,7 @@ def train_depth_command(
 
     with command_errors():
         chosen_prior = check_choice("--prior", prior, PRIORS) if prior is not None else None
-        level_widths, level_blocks = _levels("--widths", widths, 1), _levels("--blocks", blocks, 0)
+        level_widths, level_blocks = _levels("--widths", widths, 1, 1024), _levels("--blocks", blocks, 0, 64)
         if level_widths and level_blocks and len(level_widths) != len(level_blocks):
             raise UsageError(f"--widths and --blocks need one value per level: {len(level_widths)} and {len(level_blocks)} given")
         if gate_limit is not None:
@@ -253,10 +254,8 @@ def train_lowlight_command(
         loss = check_choice("--pair-loss", pair_loss, PAIR_LOSSES)
         if (data is None) == (pairs is None):
             raise UsageError("give --data (zero-reference training) or --pairs (against references), one of them")
-        if frame_size < 16:
-            raise UsageError(f"--frame-size must be at least 16, not {frame_size}")
-        if context_size < 8:
-            raise UsageError(f"--context-size must be at least 8, not {context_size}")
+        check_range("--context-size", context_size, 8, 4096)
+        check_range("--frame-size", frame_size, 16, 4096)
         check_range("--gamma", gamma, 0.2, 5.0)
         check_range("--members", members, 1, 16)
         check_range("--exposure-level", exposure_level, 0.0, 1.0, above_low=True)
@@ -356,8 +355,9 @@ def train_hdr_command(
     from bdx.training.hdr import SUPERVISED, HdrTrainConfig, train_hdr
 
     with command_errors():
-        if iterations < 1 or width < 4 or state_scale < 1:
-            raise UsageError("--iterations and --state-scale must be at least 1 and --width at least 4")
+        check_range("--iterations", iterations, 1, MAX_ITERATIONS)
+        check_range("--width", width, 4, 512)
+        check_range("--state-scale", state_scale, 1, 8)
         chosen_supervise = check_choice("--supervise", supervise, SUPERVISED)
         check_range("--clipped-weight", clipped_weight, 0.0, 100.0)
         if camera is not None and not (1.0 <= camera[0] <= 4.0 and 0.0 <= camera[1] <= 1.0):
