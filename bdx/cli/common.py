@@ -493,12 +493,12 @@ def describe_exception(exc: BaseException) -> str:
     return f"internal error ({type(exc).__name__}: {text}); set BDX_DEBUG=1 for a traceback"
 
 
-Process = Callable[[Source, "Path | str", Reporter], dict[str, Any]]
+Process = Callable[[Source, Any, Reporter], dict[str, Any]]  # the target: a path, STDIO, or None (no output)
 
 
 def run_batch(
     sources: list[Source],
-    targets: list[Path | str],
+    targets: Sequence[Path | str | None],
     process: Process,
     *,
     problems: Sequence[tuple[str, str]] = (),
@@ -511,7 +511,8 @@ def run_batch(
     inputs: frozenset[Path] | None = None,
 ) -> int:
     """Run ``process`` on every source; one failure never stops the others. No output replaces a file of
-    ``inputs`` (by default the sources; a shard's batch gives every shard's inputs)."""
+    ``inputs`` (by default the sources; a shard's batch gives every shard's inputs). A ``None`` target: the
+    command writes no file for that source."""
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing exclude each other")
     reporter = Reporter(len(sources), quiet=quiet, json_lines=json_lines, label=label)
@@ -521,13 +522,16 @@ def run_batch(
         for name, message in problems:
             reporter.finished({"input": name, "status": "error", "error": message})
         for source, target in zip(sources, targets):
-            record: dict[str, Any] = {"input": source.display, "output": str(target)}
+            record: dict[str, Any] = {"input": source.display}
+            if target is not None:
+                record["output"] = str(target)
             reporter.begin(source.display)
             try:
-                if target != STDIO and skip_existing and Path(target).exists():
+                if target is not None and target != STDIO and skip_existing and Path(target).exists():
                     record["status"] = "skipped"
                 else:
-                    check_target(source, target, overwrite=overwrite, create_folders=create_folders, inputs=inputs)
+                    if target is not None:
+                        check_target(source, target, overwrite=overwrite, create_folders=create_folders, inputs=inputs)
                     record.update(process(source, target, reporter))
                     record["status"] = "ok"
             except (KeyboardInterrupt, Interrupted):

@@ -128,7 +128,7 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
 
     status = run_batch(
         found.sources,
-        ["-"] * len(found.sources),
+        [None] * len(found.sources),
         process,
         problems=found.problems,
         quiet=True,
