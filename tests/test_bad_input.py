@@ -189,6 +189,22 @@ def test_train_checks_its_output_before_training(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".bdx-tmp")]
 
 
+def test_an_image_cut_short_on_stdout_is_an_error(tmp_path):
+    """A reader that leaves after 10 bytes (| head -c 10), or a file-size limit, cut the image short while bdx
+    reported success."""
+    noise = tmp_path / "noise.png"
+    write_image(noise, Image(np.random.default_rng(5).integers(0, 256, (256, 256, 3), dtype=np.uint8)), bits=8)
+    command = [sys.executable, "-m", "bdx", "upscale-depth", str(noise), "-o", "-", "--method", "midpoint", "-q"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.read(10)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    status = process.wait(timeout=300)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert status == 1 and len(lines) == 1 and "cannot write the image to stdout" in lines[0], stderr
+
+
 def test_a_bad_bdx_max_pixels_is_a_usage_error(tmp_path):
     photo = _photo(tmp_path)
     done = subprocess.run([sys.executable, "-m", "bdx", "info", str(photo)], capture_output=True, text=True, cwd=REPO,

@@ -679,10 +679,32 @@ def write_target(target: Path | str, image, fmt: str, **options) -> None:
 
     data = encode_image(image, fmt, **options)
     if target == STDIO:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_stdout(data)
     else:
         atomic_write_bytes(target, data)
+
+
+def write_stdout(data: bytes) -> None:
+    """Write every byte of ``data`` to stdout, or raise a :class:`BdxError`: a pipe whose reader left, a full disk
+    or a file-size limit cut the image short while the command still reported success."""
+    import io
+
+    try:
+        sys.stdout.flush()
+        try:
+            descriptor = sys.stdout.fileno()
+        except (AttributeError, io.UnsupportedOperation):  # a stream in memory (tests, notebooks)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        view = memoryview(data)
+        while view:
+            written = os.write(descriptor, view)
+            if written <= 0:
+                raise OSError("nothing written")
+            view = view[written:]
+    except OSError as exc:
+        raise BdxError(f"cannot write the image to stdout ({exc.strerror or exc}); {len(data)} bytes were due") from None
 
 
 @contextmanager
