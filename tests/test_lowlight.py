@@ -303,6 +303,15 @@ def test_train_lowlight_cli_pairs_errors(runner, tmp_path):
     broken.write_text('[{"input": "a.png"}]')
     result = runner.invoke(app, ["train", "lowlight", "--pairs", str(broken), "-o", str(output), "--steps", "1"])
     assert result.exit_code == 1 and "expected a JSON list" in result.output and not output.exists()
+    for value in ("5", "null", '""'):  # a path that is not text was an internal TypeError
+        broken.write_text(f'[{{"input": "a.png", "reference": {value}}}]')
+        result = runner.invoke(app, ["train", "lowlight", "--pairs", str(broken), "-o", str(output), "--steps", "1"])
+        assert result.exit_code == 1 and f'entry 1: "reference" must be a file name, not {value}' in result.output
+    excluded = tmp_path / "exclude.txt"  # not UTF-8: read as file names are (an internal UnicodeDecodeError before)
+    excluded.write_bytes("caf\xe9.png\n".encode("latin-1"))
+    result = runner.invoke(app, ["train", "lowlight", "--data", str(tmp_path), "-o", str(tmp_path / "x.safetensors"), "--exclude-from",
+                                 str(excluded), "--steps", "1", "--batch-size", "1", "--context-size", "16", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
     missing = tmp_path / "missing.json"  # a pair whose frame is gone: the error names the pairs file and the frame
     missing.write_text('[{"input": "gone.png", "reference": "gone_ref.png"}]')
     result = runner.invoke(app, ["train", "lowlight", "--pairs", str(missing), "-o", str(output), "--steps", "1"])

@@ -264,7 +264,7 @@ def train_lowlight_command(
         exclude: set[str] = set()
         if exclude_from is not None:
             try:
-                exclude = {line.strip() for line in exclude_from.read_text().splitlines() if line.strip()}
+                exclude = {line.strip() for line in exclude_from.read_text(errors="surrogateescape").splitlines() if line.strip()}
             except OSError as exc:
                 raise BdxError(f"cannot read {exclude_from}: {exc.strerror}") from None
         config = LowlightTrainConfig(

@@ -185,6 +185,10 @@ def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.nd
         raise BdxError(f"cannot read pairs from {pairs_file}: {exc}") from None
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and {"input", "reference"} <= set(e) for e in entries):
         raise BdxError(f'{pairs_file}: expected a JSON list of {{"input": ..., "reference": ...}} entries')
+    for number, entry in enumerate(entries, 1):
+        for key in ("input", "reference"):
+            if not isinstance(entry[key], str) or not entry[key]:
+                raise BdxError(f'{pairs_file}: entry {number}: "{key}" must be a file name, not {json.dumps(entry[key])}')
     pairs = []
     for entry in entries:
         frames = []
