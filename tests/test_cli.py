@@ -75,6 +75,19 @@ def test_eval_names_both_sizes_when_prediction_and_reference_differ(runner, make
     assert error_lines(result) == [f"bdx: error: {prediction}: prediction is 12x10x3, the reference is 20x16x3"]
 
 
+def test_eval_pairs_a_folder_of_inputs_by_name_beside_one_reference_file(runner, make_png, tmp_path):
+    """The folder's first file (0other.png) was taken as the input of a.png: bin figures of 0 % instead of 100 %."""
+    ramp = np.repeat(np.linspace(0, 1, 64)[None, :, None], 48, axis=0) * np.ones(3)
+    reference = make_png("ref/a.png", np.rint(ramp * 65535).astype(np.uint16))
+    codes = np.rint(np.rint(ramp * 31) / 31 * 255).astype(np.uint8)
+    prediction = make_png("pred/a.png", codes.astype(np.uint16) * 257)
+    make_png("inp/a.png", codes)
+    make_png("inp/0other.png", codes[:, ::-1].copy())
+    result = run(runner, "eval", "depth", "--pred", prediction, "--ref", reference, "--input", tmp_path / "inp", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["requant_match"] == 1.0
+
+
 @pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])
 def test_eval_names_the_reference_or_input_that_cannot_be_read(runner, make_png, tmp_path, task):
     """A good prediction beside an empty reference (or input) file: the line names the unreadable file, not only the

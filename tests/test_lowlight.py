@@ -486,6 +486,20 @@ def test_eval_lowlight_reads_an_exr_prediction_as_the_display_shows_it(runner, t
     assert "prediction is 16x16x1, the reference is 16x16x3" in result.stdout
 
 
+def test_eval_summary_averages_a_metric_over_the_images_that_have_it(runner, tmp_path, make_png):
+    """Only the first record's metrics were summarised: a grey first image dropped every colour metric."""
+    rng = np.random.default_rng(3)
+    colour = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+    make_png("pred/a.png", colour[..., 0])
+    make_png("ref/a.png", colour[..., 0] // 2)
+    make_png("pred/b.png", colour)
+    make_png("ref/b.png", colour // 2)
+    result = runner.invoke(app, ["eval", "lowlight", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--json"])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 0 and "delta_e_ok" not in lines[0] and "delta_e_ok" in lines[1]
+    assert lines[-1]["summary"]["pred"]["delta_e_ok"] == pytest.approx(lines[1]["delta_e_ok"])
+
+
 def test_eval_keeps_same_named_methods_apart_and_pairs_a_reference_file_by_name(runner, tmp_path, make_png):
     ref = make_png("ref/a.png", np.full((16, 16, 3), 120, np.uint8))
     make_png("one/pred/a.png", np.full((16, 16, 3), 110, np.uint8))

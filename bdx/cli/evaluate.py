@@ -100,10 +100,16 @@ def score_pairs(
     labels = method_labels(list(predictions))
     per_method: dict[str, list[dict]] = {label: [] for label in labels.values()}
     failed = 0
-    pick = lambda index: None if index is None else index.get(next(iter(index)) if single else key)  # noqa: E731
-    key: tuple[str, ...]
+
+    def pick(index: dict[tuple[str, ...], Path] | None, key: tuple[str, ...]) -> Path | None:
+        """The file of ``index`` for ``key``: the only one when a single file serves every prediction, else by name
+        (a folder of inputs beside one reference file pairs by name: its first file was taken for every one)."""
+        if index is None:
+            return None
+        return next(iter(index.values())) if single and len(index) == 1 else index.get(key)
+
     for key in sorted({key for images in predictions.values() for key in images}):
-        ref_path, input_path = pick(refs), pick(inputs)
+        ref_path, input_path = pick(refs, key), pick(inputs, key)
         try:
             if refs is not None and ref_path is None:
                 raise BdxError("no reference with the same name")
@@ -200,7 +206,7 @@ def summarise(records: list[dict]) -> dict:
     An infinite value (the PSNR of an image identical to its reference) is left out of the mean, which would
     otherwise be infinite whatever the other images scored, and counted as ``<metric>_infinite``."""
     summary: dict = {"images": len(records)}
-    for key in records[0]:
+    for key in dict.fromkeys(key for record in records for key in record):  # every image's metrics, in order met
         values = [r[key] for r in records if r.get(key) is not None]  # None: not applicable to that image
         if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             finite = [v for v in values if math.isfinite(v)]  # NaN marks "not applicable" (e.g. no clipped pixels)
