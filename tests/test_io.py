@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bdx.errors import BdxError
-from bdx.io import Image, decode_image, encode_image, read_image, write_image
+from bdx.io import Image, decode_image, encode_image, read_image, to_float, write_image
 from bdx.io.metadata import PNG_SIGNATURE, png_chunk
 
 from conftest import gradient16, minimal_icc
@@ -423,6 +423,31 @@ def test_associated_tiff_alpha_stays_associated_in_tiff_and_exr_and_is_made_stra
     write_image(tmp_path / "out.exr", image, exr_half=False)
     exr = read_image(tmp_path / "out.exr")  # the file premultiplied once, read back straight
     np.testing.assert_allclose(exr.pixels, premultiplied / alpha[..., None].astype(np.float64), rtol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["lowlight", "hdr"])
+def test_associated_and_straight_alpha_of_one_picture_give_one_result(tmp_path, task):
+    """The curves were applied to colour x alpha: an associated-alpha TIFF came out 3x too dark (ldr2hdr) or too
+    bright (enhance-lowlight) beside the straight file of the same picture."""
+    import tifffile
+
+    from bdx.hdr.reconstruct import HdrSettings, ldr_to_hdr
+    from bdx.lowlight.enhance import EnhanceSettings, enhance_lowlight
+
+    alpha = np.full((64, 64, 1), 255, np.uint8)
+    alpha[:, 32:] = 128
+    straight = np.concatenate([np.full((64, 64, 3), 100, np.uint8), alpha], axis=2)
+    associated = straight.copy()
+    associated[..., :3] = np.rint(100 * alpha.astype(np.float64) / 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "s.tif", straight, photometric="rgb", extrasamples=["unassalpha"])
+    tifffile.imwrite(tmp_path / "a.tif", associated, photometric="rgb", extrasamples=["assocalpha"])
+    if task == "hdr":
+        run = lambda path: ldr_to_hdr(read_image(path), settings=HdrSettings(method="classical", dequantize="none"), device="cpu").image  # noqa: E731
+    else:
+        run = lambda path: enhance_lowlight(read_image(path), settings=EnhanceSettings(dequantize="none"), device="cpu").image  # noqa: E731
+    one, other = run(tmp_path / "s.tif"), run(tmp_path / "a.tif")
+    assert not other.premultiplied and np.array_equal(one.alpha, other.alpha)
+    np.testing.assert_allclose(to_float(other.pixels), to_float(one.pixels), atol=2e-3)
 
 
 def test_a_long_legal_output_name_is_written():

@@ -21,6 +21,7 @@ from bdx.color import luminance
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
 from bdx.errors import BdxError, InputError, SettingUsageError, check_setting
 from bdx.io import Image, to_float
+from bdx.io.image import straight_alpha
 
 if TYPE_CHECKING:
     from bdx.models import LoadedModel
@@ -97,6 +98,7 @@ def ldr_to_hdr(
     if model is not None and settings.method != "learned":
         raise SettingUsageError("a model applies to {method} learned only")
     torch_device = resolve_device(device)
+    image = straight_alpha(image)  # the curves act on the colour itself, not on colour x alpha
     codes = display_codes(image, settings.dequantize, str(torch_device))
     if settings.method == "classical":
         from bdx.hdr.classical import expand_highlights

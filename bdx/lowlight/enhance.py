@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
 from bdx.errors import InputError, check_setting
 from bdx.io import Image, to_float
+from bdx.io.image import straight_alpha
 from bdx.lowlight.curves import sample_maps
 from bdx.lowlight.models import CurveEstimator, fit_long_side
 from bdx.models import TileNeeds
@@ -242,6 +243,7 @@ def enhance_lowlight(
     check_task(model, "lowlight")
     torch_device = resolve_device(device)
     check_device(model, torch_device)
+    image = straight_alpha(image)  # the curves act on the colour itself, not on colour x alpha
     codes = display_codes(image, settings.dequantize, str(torch_device))
     height, width = codes.shape[:2]
     net = cast(CurveEstimator, for_inference(model.net, torch_device))
