@@ -12,7 +12,16 @@ from bdx.dequant.self_check import MIN_BITS as SELF_CHECK_MIN_BITS
 from bdx.dequant.self_check import ImageAlpha
 from bdx.errors import InputError, SettingError, SettingUsageError, check_setting
 from bdx.io import Image, to_float
-from bdx.quantization import Convention, bin_centres, check_depth, clamp_codes_to_bins, effective_bits, end_bins_pinned, levels_from_codes
+from bdx.quantization import (
+    Convention,
+    bin_centres,
+    check_depth,
+    clamp_codes_to_bins,
+    detect_bits,
+    effective_bits,
+    end_bins_pinned,
+    levels_from_codes,
+)
 
 if TYPE_CHECKING:
     from bdx.dequant.classical import PriorBackend
@@ -315,10 +324,17 @@ def display_codes(image: Image, method: DisplayDequantizer, device: str, progres
     """An image as (H, W, 3) display codes for enhancement (read them with :func:`bdx.io.to_float`):
     16-bit, dequantized by ``method`` (``auto`` or a depth method) when it holds fewer than 16 bits; an
     8-bit input with ``none`` stays 8-bit (the same values, half the memory traffic). Float and linear
-    inputs are sRGB-encoded (clipped to [0, 1]); grey is replicated to RGB."""
+    inputs are sRGB-encoded (clipped to [0, 1]); grey is replicated to RGB. A 16-bit file's depth is its sBIT,
+    else what its codes hold (8-bit codes stored as 16-bit are dequantized as the 8-bit file would be)."""
+    convention: Convention = "centre"
+    if image.container_bits == 16 and not image.significant_bits and not image.is_float:
+        bits, convention = detect_bits(image.pixels, 16)
+        full_depth = bits >= 16
+    else:
+        full_depth = False
     if image.is_float or image.linear:
         pixels = srgb_codes(to_float(image.pixels))
-    elif image.container_bits == 16 and not image.significant_bits:
+    elif full_depth:
         pixels = image.pixels
     elif method == "none" and image.container_bits == 8:
         pixels = image.pixels
@@ -326,7 +342,7 @@ def display_codes(image: Image, method: DisplayDequantizer, device: str, progres
         pixels = _to_16bit_table(image.container_bits)[image.pixels]
     else:
         chosen = _display_dequantizer() if method == "auto" else method
-        settings = DepthSettings(method=cast(DepthMethod, chosen))
+        settings = DepthSettings(method=cast(DepthMethod, chosen), convention=convention)
         pixels = upscale_depth(image.with_pixels(image.pixels, alpha=None), None, settings, device=device, progress=progress).image.pixels
     if pixels.ndim == 2:
         pixels = pixels[..., None]

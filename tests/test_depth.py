@@ -304,3 +304,19 @@ def test_result_says_when_the_codes_need_more_bits_than_the_depth_read():
     plain = Image(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     assert upscale_depth(plain, None, DepthSettings(method="midpoint", in_bits=5)).mismatch == DepthMismatch(bits=5, content_bits=8, truncated_levels=None)
     assert upscale_depth(plain, None, DepthSettings(method="midpoint")).mismatch is None
+
+
+def test_display_codes_dequantize_8_bit_codes_stored_in_a_16_bit_file_as_the_8_bit_file():
+    """A 16-bit file without sBIT was passed through as 16-bit: enhance-lowlight and ldr2hdr banded 8-bit content
+    that the same codes in an 8-bit file had dequantized."""
+    from bdx.depth import display_codes
+
+    codes = (gradient16(48, 64) >> 8).astype(np.uint8)
+    eight = display_codes(Image(codes), "contour", "cpu")
+    sixteen = display_codes(Image(codes.astype(np.uint16) * 257), "contour", "cpu")
+    shifted = display_codes(Image(codes.astype(np.uint16) << 8), "midpoint", "cpu")  # truncate convention
+    assert len(np.unique(eight)) > 4 * len(np.unique(codes))  # the gradient restored between the codes
+    np.testing.assert_array_equal(sixteen, eight)
+    assert len(np.unique(shifted)) == len(np.unique(codes)) and not np.array_equal(shifted, codes.astype(np.uint16)[..., None] << 8)
+    real = gradient16(48, 64)
+    np.testing.assert_array_equal(display_codes(Image(real), "midpoint", "cpu")[..., 0], real[..., 0])
