@@ -450,8 +450,14 @@ def test_network_size_comes_from_the_checkpoint_or_start_weights_unless_given(tm
     resumed = train_depth([data], output, DepthTrainConfig(steps=2, **tiny), resume=Path(str(output) + ".ckpt.pt"))
     assert resumed.step == 2 and load_model(output, "depth").net.config.widths == (8, 16)
     assert not load_model(output, "depth").net.has_prior  # the prior, too, comes from the checkpoint
-    with pytest.raises(BdxError, match="holds a different network"):
+    with pytest.raises(BdxError, match=r"holds a different network than the one to train \(widths 8,16 in the checkpoint, 8,24 asked\)$"):
         train_depth([data], output, DepthTrainConfig(steps=3, widths=(8, 24), **tiny), resume=Path(str(output) + ".ckpt.pt"))
+    from bdx.training.lowlight import LowlightTrainConfig, train_lowlight
+
+    other = tmp_path / "lowlight.safetensors"
+    train_lowlight([data], other, LowlightTrainConfig(steps=1, batch_size=1, context_size=16))
+    with pytest.raises(BdxError, match=r"\(a checkpoint of another kind of training\)$"):
+        train_depth([data], tmp_path / "x.safetensors", DepthTrainConfig(steps=3, **tiny), resume=Path(str(other) + ".ckpt.pt"))
     grown = tmp_path / "grown.safetensors"
     train_depth([data], grown, DepthTrainConfig(steps=1, lr=1e-12, **tiny), init=output)
     assert load_model(grown, "depth").net.config == load_model(output, "depth").net.config

@@ -167,6 +167,25 @@ def distributed_rank(device: torch.device) -> int:
     return dist.get_rank()
 
 
+# settings of a run that do not shape its network: not named when a checkpoint's network differs
+_SCHEDULE_SETTINGS = frozenset(
+    {"steps", "minutes", "lr", "batch_size", "crop", "validate_every", "checkpoint_every", "seed", "validation_fraction", "init"}
+)
+
+
+def network_difference(saved: dict, asked: dict) -> str:
+    """Why a checkpoint's network may not be the one asked for, from the two runs' settings: another kind of
+    training, or the settings that differ (empty when none explains it)."""
+    if saved and asked and set(saved) != set(asked):
+        return "a checkpoint of another kind of training"
+    differing = [key for key in asked if key in saved and key not in _SCHEDULE_SETTINGS and saved[key] != asked[key]]
+    return ", ".join(f"{key} {_shown(saved[key])} in the checkpoint, {_shown(asked[key])} asked" for key in differing[:3])
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def run_training(
     net: Net,
     sample: Callable[[np.random.Generator], Batch],
@@ -198,7 +217,8 @@ def run_training(
             net.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
         except (RuntimeError, ValueError) as exc:
-            raise BdxError(f"{resume}: holds a different network than the one to train ({str(exc).splitlines()[0]})") from None
+            why = network_difference(saved.get("config") or {}, config or {}) or str(exc).splitlines()[0].rstrip(":")
+            raise BdxError(f"{resume}: holds a different network than the one to train ({why})") from None
         state = TrainState(step=int(saved["step"]), history=list(saved["history"]), rank=rank)
     model: nn.Module = net
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
