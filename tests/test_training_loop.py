@@ -30,6 +30,19 @@ def test_worker_batches_come_from_distinct_generators_and_repeat_with_the_seed()
     again.close()
 
 
+def _draw_arrays(rng: np.random.Generator) -> tuple[torch.Tensor, list[np.ndarray]]:
+    return torch.from_numpy(rng.random(4)), [rng.random((2, 3)), rng.random((3, 2))]
+
+
+def test_worker_batches_are_what_the_sampler_made():
+    """Worker batches went through the loader's default conversion: NumPy arrays (the HDR trainer's context images)
+    came back as tensors, and train hdr --workers failed with an internal TypeError."""
+    in_process, by_workers = batch_stream(_draw_arrays, seed=5), batch_stream(_draw_arrays, seed=5, workers=1)
+    mine, theirs = next(in_process), next(by_workers)
+    by_workers.close()
+    assert all(isinstance(c, np.ndarray) for c in theirs[1]) and torch.equal(mine[0], theirs[0])
+
+
 def test_negative_worker_count_is_refused():
     with pytest.raises(ValueError, match="at least 0"):
         batch_stream(_draw, seed=0, workers=-1)

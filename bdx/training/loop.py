@@ -120,8 +120,13 @@ def batch_stream(
         multiprocessing_context="fork",
         prefetch_factor=2,
         worker_init_fn=_leave_signals_to_the_parent,
+        collate_fn=_as_drawn,  # the batch as ``sample`` made it (the default turned NumPy arrays into tensors)
     )
     return _drawn_by(loader)
+
+
+def _as_drawn(batch: Any) -> Any:
+    return batch
 
 
 def _leave_signals_to_the_parent(_worker: int) -> None:
