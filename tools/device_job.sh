@@ -3,11 +3,13 @@
 #   1. three pure-torch dequantizers (no contour prior: a U-Net whose coarser levels give the long reach) trained
 #      side by side from scratch for a fixed time, batches made by worker processes on the machine's CPU cores:
 #      fast (16,48,128 channels), medium (24,64,128) and large (32,64,128,192, four levels);
+#      beside them, on the same GPU, a wider HDR feedback network (width 64) trained from scratch for the same time;
 #   2. the GPU throughput of the shipped default and of the fast one at 12 and 100 MP, with and without the self-check.
 # Prepare here:  python tools/device_pack.py   (data and wheels into .device/, ignored by git)
 # Run there:     run(command="bash tools/device_job.sh", carry=[".device"], timeout_s=600)
 # Then here:     python benchmarks/depth_suite.py --weights <files_at>/depth-fast.safetensors --label fast
 #                --methods midpoint learned          (held-out figures, on this machine)
+#                python benchmarks/hdr_suite.py --weights <files_at>/hdr-wide.safetensors
 # Knobs (environment): MINUTES (training budget, 5), DEVICE (cuda), WORKERS (4 per run), BENCH (1: run step 2).
 set -uo pipefail
 OUT=${OUT:-/tmp/device_out}
@@ -21,7 +23,7 @@ if ! python3 -c "import OpenEXR" 2>/dev/null; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "import torch; print(torch.__version__)"; nproc) > "$OUT/machine.txt" 2>&1
+(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "import torch; print(torch.__version__)"; nproc) > "$OUT/machine.log" 2>&1
 
 train() {  # name widths blocks lr
     python3 -m bdx train depth --data .device/data/hdr --data .device/data/photos --data .device/data/sice_merges \
@@ -33,8 +35,13 @@ train() {  # name widths blocks lr
 train fast 16,48,128 1,1,3 5e-4 &
 train medium 24,64,128 1,2,3 5e-4 &
 train large 32,64,128,192 2,2,3,2 5e-4 &
+python3 -m bdx train hdr --data .device/data/hdr --data .device/data/sice_merges --width 64 --iterations 4 \
+    --steps 1000000 --minutes "$MINUTES" --lr 5e-4 --batch-size 16 --crop 256 --clipped-weight 1.0 \
+    --validate-every 3000 --checkpoint-every 3000 --device "$DEVICE" --workers 1 \
+    -o "$OUT/hdr-wide.safetensors" --overwrite > "$OUT/train-hdr.log" 2>&1 &
 wait
-for name in fast medium large; do echo "== $name"; cat "$OUT/train-$name.log"; done > "$OUT/train_logs.txt"
+for name in machine fast medium large hdr; do echo "== $name"; cat "$OUT/train-$name.log" 2>/dev/null || cat "$OUT/$name.log"; done > "$OUT/train_logs.txt"
+rm -f "$OUT/machine.log" "$OUT"/hdr-wide.safetensors.ckpt.pt
 # 8 files at most come back: the weights, the logs, and the fast run's checkpoint (15 MB) to resume it
 rm -f "$OUT"/train-*.log "$OUT"/depth-medium.safetensors.ckpt.pt "$OUT"/depth-large.safetensors.ckpt.pt
 tail -n 4 "$OUT/train_logs.txt"
