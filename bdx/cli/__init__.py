@@ -13,6 +13,28 @@ import typer
 
 from bdx import __version__
 
+
+def _help_option_without_a_value() -> None:
+    """Typer shows ``<bool>`` after ``--help``, as if it took a value (bdx's own flags set a blank metavar for the
+    same reason); the help option typer makes gets a blank one too. Typer versions without the hook are left as
+    they are."""
+    try:
+        from typer._click.core import Command
+    except ImportError:
+        return
+    make = Command.get_help_option
+
+    def get_help_option(self, ctx):
+        option = make(self, ctx)
+        if option is not None and getattr(option, "metavar", " ") is None:
+            option.metavar = " "
+        return option
+
+    Command.get_help_option = get_help_option  # type: ignore[method-assign]
+
+
+_help_option_without_a_value()
+
 app = typer.Typer(
     name="bdx",
     help="Restore what 8-bit imaging throws away: dequantize to 16 bits, brighten dark photos, reconstruct HDR, train, evaluate.",
