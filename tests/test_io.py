@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -448,6 +449,26 @@ def test_associated_and_straight_alpha_of_one_picture_give_one_result(tmp_path, 
     one, other = run(tmp_path / "s.tif"), run(tmp_path / "a.tif")
     assert not other.premultiplied and np.array_equal(one.alpha, other.alpha)
     np.testing.assert_allclose(to_float(other.pixels), to_float(one.pixels), atol=2e-3)
+
+
+@pytest.mark.parametrize("pixels, alpha, message", [
+    (np.zeros((4, 4, 4), np.uint8), None, "not of shape (4, 4, 4)"),  # RGBA as pixels: colour was written into alpha
+    (np.zeros((4, 4, 2), np.uint8), None, "not of shape (4, 4, 2)"),
+    (np.zeros((0, 4, 3), np.uint8), None, "at least 1x1"),
+    (np.zeros((4, 4, 3), np.int32), None, "uint8, uint16 or float32, not int32"),
+    (np.zeros((4, 4, 3), bool), None, "not bool"),
+    (np.zeros((4, 4, 3), np.float64), None, "not float64"),
+    ([[1, 2]], None, "a NumPy array, not list"),
+    (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5), np.uint8), "alpha must be (height, width) = (4, 4)"),
+])
+def test_an_image_record_refuses_what_no_file_could_hold(pixels, alpha, message):
+    with pytest.raises(BdxError, match=re.escape(message)):
+        Image(pixels, alpha)
+
+
+def test_an_image_record_takes_gray_and_alpha_with_a_channel_axis():
+    image = Image(np.zeros((4, 5), np.uint16), alpha=np.zeros((4, 5, 1), np.uint8))
+    assert image.pixels.shape == (4, 5, 1) and image.alpha is not None and image.alpha.shape == (4, 5)
 
 
 def test_a_long_legal_output_name_is_written():

@@ -114,7 +114,7 @@ def test_alpha_icc_and_orientation_are_carried():
     alpha = np.full((9, 11, 1), 200, np.uint8)
     image = Image(_dark(9, 11), alpha=alpha, icc_profile=b"icc", orientation=1)
     out = enhance_lowlight(image, model, EnhanceSettings(dequantize="midpoint"), device="cpu").image
-    assert out.alpha is not None and np.array_equal(out.alpha, alpha)
+    assert out.alpha is not None and np.array_equal(out.alpha, alpha[..., 0])  # alpha is (H, W)
     assert out.icc_profile == b"icc"
 
 

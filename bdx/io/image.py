@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bdx.errors import BdxError
+from bdx.errors import BdxError, InputError
 
 
 @dataclass
@@ -14,7 +14,7 @@ class Image:
     """Decoded pixels plus what must travel with them to the output.
 
     ``pixels`` is (H, W, C) with C = 1 (gray) or 3 (RGB), dtype uint8, uint16 or
-    float32. ``alpha`` is (H, W) in the same dtype, or None; it is carried to the
+    float32. ``alpha`` is (H, W), or None; it is carried to the
     output untouched (rescaled only when the container depth changes).
     """
 
@@ -28,6 +28,20 @@ class Image:
     linear: bool = False
     half_float: bool = False  # a float file stored as 16-bit half (decoded to float32)
     premultiplied: bool = False  # colour premultiplied by alpha (a TIFF's associated alpha), kept so in TIFF and EXR
+
+    def __post_init__(self) -> None:
+        """Pixels (H, W) or (H, W, 1 or 3) of uint8, uint16 or float32, at least 1x1; alpha (H, W) (or (H, W, 1))
+        of one of those types (rescaled to the pixels' container when written). Anything else is an
+        :class:`InputError` here, not an odd failure later (or a wrong file: colour written into alpha)."""
+        self.pixels = _checked_plane(self.pixels, "pixels")
+        if self.pixels.ndim != 3 or self.pixels.shape[2] not in (1, 3):
+            raise InputError(f"pixels must be (height, width) or (height, width, 1 or 3), not of shape {self.pixels.shape}")
+        if self.alpha is not None:
+            self.alpha = _checked_plane(self.alpha, "alpha", is_alpha=True)
+            if self.alpha.ndim == 3 and self.alpha.shape[2] == 1:
+                self.alpha = self.alpha[..., 0]
+            if self.alpha.shape != self.pixels.shape[:2]:
+                raise InputError(f"alpha must be (height, width) = {self.pixels.shape[:2]}, not of shape {self.alpha.shape}")
 
     @property
     def height(self) -> int:
@@ -69,6 +83,22 @@ class Image:
         if pixels.shape[:2] != self.pixels.shape[:2]:
             raise ValueError("with_pixels keeps the image size")
         return replace(self, pixels=pixels, **changes)
+
+
+SAMPLE_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+def _checked_plane(array: object, what: str, is_alpha: bool = False) -> np.ndarray:
+    """``array`` as pixels or alpha of an :class:`Image` (a 2-D array gains a channel axis when it is pixels)."""
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"{what} must be a NumPy array, not {type(array).__name__}")
+    if array.dtype not in SAMPLE_TYPES:
+        raise InputError(f"{what} must be uint8, uint16 or float32, not {array.dtype}")
+    if array.ndim == 2 and not is_alpha:
+        array = array[..., None]
+    if array.ndim not in (2, 3) or array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(f"{what} must be (height, width[, channels]) of at least 1x1, not of shape {array.shape}")
+    return array
 
 
 def to_float(pixels: np.ndarray) -> np.ndarray:
