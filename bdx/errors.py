@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Callable
 
@@ -64,6 +65,29 @@ def check_setting(name: str, value: object, choices: tuple) -> None:
     """
     if value not in choices:
         raise SettingUsageError(f"{{{name}}} must be one of {', '.join(map(str, choices))}, not {value!r}")
+
+
+def check_number(name: str, value: float, low: float, high: float, *, above_low: bool = False, whole: bool = False) -> None:
+    """A :class:`SettingUsageError` naming setting ``name`` unless ``value`` is a finite number from ``low`` (or above
+    it, with ``above_low``) to ``high`` (and a whole number, with ``whole``).
+
+    >>> check_number("gamma", 0.0, 0.1, 10)
+    Traceback (most recent call last):
+    ...
+    bdx.errors.SettingUsageError: gamma must be between 0.1 and 10, not 0.0
+    """
+    fits = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > low if above_low else value >= low)
+        and value <= high
+        and (not whole or float(value).is_integer())
+    )
+    if not fits:
+        bounds = f"above {low:g} and at most {high:g}" if above_low else f"between {low:g} and {high:g}"
+        kind = "a whole number " if whole else ""
+        raise SettingUsageError(f"{{{name}}} must be {kind}{bounds}, not {value!r}")
 
 
 class Interrupted(BaseException):

@@ -446,6 +446,17 @@ def test_cli_merge_brackets(runner, tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "d.exr").pixels, read_image(tmp_path / "m.exr").pixels, rtol=1e-4)
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({"iterations": -1}, "iterations must be a whole number between 1 and 16"),
+    ({"exposure": -200.0}, "exposure must be a number of stops from -64 to 64"),
+    ({"peak_nits": -1.0}, "peak_nits must be above 0"),
+])
+def test_hdr_settings_are_checked_when_made(changes, message):
+    """The library took iterations -1 (IndexError) and exposure -200 (an all-zero image) without a word."""
+    with pytest.raises(BdxError, match=message):
+        HdrSettings(**changes)
+
+
 def test_eval_hdr(runner, tmp_path):
     rng = np.random.default_rng(2)
     reference = np.exp(rng.normal(0, 1, (20, 30, 3))).astype(np.float32)
@@ -589,5 +600,5 @@ def test_cli_refuses_feedback_iterations_beyond_its_bound(runner, tmp_path, make
     source = make_png("x.png", np.full((8, 8, 3), 120, np.uint8))
     for value in ("0", "17", "1000000"):
         result = runner.invoke(app, ["ldr2hdr", str(source), "-o", str(tmp_path / "o.exr"), "--iterations", value])
-        assert result.exit_code == 2 and "--iterations must be between 1 and 16" in result.output
+        assert result.exit_code == 2 and "--iterations must be a whole number between 1 and 16" in result.output
         assert not (tmp_path / "o.exr").exists()

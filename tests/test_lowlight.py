@@ -486,6 +486,17 @@ def test_eval_lowlight_reads_an_exr_prediction_as_the_display_shows_it(runner, t
     assert "prediction is 16x16x1, the reference is 16x16x3" in result.stdout
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({"gamma": 0.0}, "gamma must be between 0.1 and 10"), ({"gamma": float("nan")}, "gamma must be between"),
+    ({"denoise_subsample": 0}, "denoise_subsample must be a whole number between 1 and 8"),
+    ({"target_mean": 2.0}, "target_mean must be above 0"), ({"gamma": 1.0, "target_mean": 0.4}, "both set the brightness"),
+])
+def test_enhance_settings_are_checked_when_made(changes, message):
+    """The library took gamma 0 (ZeroDivisionError), NaN (a black image) and target_mean 2 without a word."""
+    with pytest.raises(BdxError, match=message):
+        EnhanceSettings(**changes)
+
+
 def test_eval_summary_averages_a_metric_over_the_images_that_have_it(runner, tmp_path, make_png):
     """Only the first record's metrics were summarised: a grey first image dropped every colour metric."""
     rng = np.random.default_rng(3)

@@ -8,18 +8,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import (
-    check_choice,
-    check_device,
-    check_range,
-    check_tile,
-    command_errors,
-    output_format,
-    plan_batch,
-    read_source,
-    write_target,
-)
-from bdx.errors import UsageError
+from bdx.cli.common import check_choice, check_device, check_tile, command_errors, output_format, plan_batch, read_source, write_target
 from bdx.models import load_model
 
 
@@ -64,14 +53,6 @@ def enhance_lowlight_command(
         front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
         check_tile(tile)
         check_device(device)
-        check_range("--denoise", denoise, 0, 10)
-        check_range("--neutral-shadows", neutral_shadows, 0, 10)
-        if gamma is not None:
-            check_range("--gamma", gamma, 0.1, 10)
-        if target_mean is not None:
-            check_range("--target-mean", target_mean, 0, 0.99, above_low=True)
-            if gamma is not None:
-                raise UsageError("--gamma and --target-mean both set the brightness: give one")
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         settings = EnhanceSettings(
             dequantize=front_end,

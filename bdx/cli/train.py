@@ -10,7 +10,6 @@ import typer
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import check_choice, check_range, check_weights_target, command_errors
-from bdx.cli.hdr import MAX_ITERATIONS
 
 train_app = typer.Typer(help="Train a model from folders of images (degradations synthesized on the fly).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -352,6 +351,7 @@ def train_hdr_command(
     """Train the LDR-to-HDR feedback network on exposures, camera curves, clipping and JPEG synthesized on the fly."""
     from bdx.device import resolve_device
     from bdx.errors import UsageError
+    from bdx.hdr.reconstruct import MAX_ITERATIONS
     from bdx.training.hdr import SUPERVISED, HdrTrainConfig, train_hdr
 
     with command_errors():

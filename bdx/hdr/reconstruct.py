@@ -19,7 +19,7 @@ import torch
 
 from bdx.color import luminance
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
-from bdx.errors import BdxError, InputError, SettingUsageError, check_setting
+from bdx.errors import BdxError, InputError, SettingUsageError, check_number, check_setting
 from bdx.io import Image, to_float
 from bdx.io.image import straight_alpha
 
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 HdrMethod = Literal["learned", "classical"]
 HDR_METHODS: tuple[HdrMethod, ...] = get_args(HdrMethod)
+
+
+MAX_EXPOSURE_EV = 64  # 2^64 is far past any scene; beyond it float32 results overflow
+MAX_PEAK_NITS = 1e6
+MAX_ITERATIONS = 16  # feedback iterations; each widens the tiles' halo (the published FHDR runs 1 or 2, bdx's 4)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,14 @@ class HdrSettings:
     def __post_init__(self) -> None:
         check_setting("method", self.method, HDR_METHODS)
         check_setting("dequantize", self.dequantize, DISPLAY_DEQUANTIZERS)
+        if self.iterations is not None:
+            check_number("iterations", self.iterations, 1, MAX_ITERATIONS, whole=True)
+        if not (isinstance(self.exposure, (int, float)) and math.isfinite(self.exposure) and abs(self.exposure) <= MAX_EXPOSURE_EV):
+            raise SettingUsageError(
+                f"{{exposure}} must be a number of stops from -{MAX_EXPOSURE_EV} to {MAX_EXPOSURE_EV}, not {self.exposure}"
+            )
+        if self.peak_nits is not None:
+            check_number("peak_nits", self.peak_nits, 0, MAX_PEAK_NITS, above_low=True)
         if self.peak_nits is not None and self.exposure != 0:
             raise SettingUsageError("{exposure} and {peak_nits} both set the output's scale; give one of them")
         if self.iterations is not None and self.method != "learned":

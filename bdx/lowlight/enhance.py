@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
-from bdx.errors import InputError, check_setting
+from bdx.errors import InputError, SettingUsageError, check_number, check_setting
 from bdx.io import Image, to_float
 from bdx.io.image import straight_alpha
 from bdx.lowlight.curves import sample_maps
@@ -54,6 +54,16 @@ class EnhanceSettings:
 
     def __post_init__(self) -> None:
         check_setting("dequantize", self.dequantize, DISPLAY_DEQUANTIZERS)
+        check_number("denoise", self.denoise, 0, 10)
+        check_number("denoise_radius", self.denoise_radius, 1, 64, whole=True)
+        check_number("denoise_subsample", self.denoise_subsample, 1, 8, whole=True)
+        check_number("neutral_shadows", self.neutral_shadows, 0, 10)
+        if self.gamma is not None:
+            check_number("gamma", self.gamma, 0.1, 10)
+        if self.target_mean is not None:
+            check_number("target_mean", self.target_mean, 0, 0.99, above_low=True)
+            if self.gamma is not None:
+                raise SettingUsageError("{gamma} and {target_mean} both set the brightness: give one")
 
 
 def _planes_with_opencv(x: torch.Tensor, function, size: tuple[int, int] | None = None) -> torch.Tensor:
