@@ -471,6 +471,18 @@ def test_an_image_record_takes_gray_and_alpha_with_a_channel_axis():
     assert image.pixels.shape == (4, 5, 1) and image.alpha is not None and image.alpha.shape == (4, 5)
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_an_exif_orientation_stored_as_a_long_is_read_and_reset(order):
+    """Some writers store the orientation as a LONG: it was ignored (pixels not turned, and a PNG output kept 6)."""
+    from bdx.io.metadata import exif_orientation, exif_upright
+
+    mark = b"II" if order == "<" else b"MM"
+    blob = mark + struct.pack(order + "HI", 42, 8) + struct.pack(order + "H", 1) + struct.pack(order + "HHII", 0x0112, 4, 1, 6) + b"\0\0\0\0"
+    assert exif_orientation(blob) == 6
+    upright = exif_upright(blob)
+    assert exif_orientation(upright) == 1 and len(upright) == len(blob)
+
+
 def test_a_long_legal_output_name_is_written():
     """The temporary file beside the target has a shortened name: with the whole name in it, a 246-character
     target (legal: 255 is the usual limit) failed with 'File name too long'."""

@@ -29,8 +29,8 @@ def _byte_order(tiff_blob: bytes) -> Literal["<", ">"] | None:
 
 
 def _orientation_entry(tiff_blob: bytes) -> tuple[str, int] | None:
-    """Byte order (``<`` or ``>``) and position of the orientation tag's value (a SHORT in IFD0) in a
-    TIFF-structured EXIF blob; None when absent or unreadable."""
+    """Struct format (byte order and ``H`` for a SHORT, ``I`` for a LONG, which some writers use) and position of
+    the orientation tag's value in IFD0 of a TIFF-structured EXIF blob; None when absent or unreadable."""
     end = _byte_order(tiff_blob)
     if end is None:
         return None
@@ -40,8 +40,8 @@ def _orientation_entry(tiff_blob: bytes) -> tuple[str, int] | None:
         for i in range(count):
             start = ifd_offset + 2 + 12 * i
             tag, typ = struct.unpack(end + "HH", tiff_blob[start : start + 4])
-            if tag == 0x0112 and typ == 3 and start + 10 <= len(tiff_blob):
-                return end, start + 8
+            if tag == 0x0112 and typ in (3, 4) and start + 8 + 2 * (typ - 2) <= len(tiff_blob):
+                return end + ("H" if typ == 3 else "I"), start + 8
     except struct.error:
         return None
     return None
@@ -52,8 +52,8 @@ def exif_orientation(tiff_blob: bytes) -> int:
     found = _orientation_entry(tiff_blob)
     if found is None:
         return 1
-    end, position = found
-    (value,) = struct.unpack(end + "H", tiff_blob[position : position + 2])
+    layout, position = found
+    (value,) = struct.unpack(layout, tiff_blob[position : position + struct.calcsize(layout)])
     return int(value) if 1 <= value <= 8 else 1
 
 
@@ -63,8 +63,8 @@ def exif_upright(tiff_blob: bytes) -> bytes:
     found = _orientation_entry(tiff_blob)
     if found is None:
         return tiff_blob
-    end, position = found
-    return tiff_blob[:position] + struct.pack(end + "H", 1) + tiff_blob[position + 2 :]
+    layout, position = found
+    return tiff_blob[:position] + struct.pack(layout, 1) + tiff_blob[position + struct.calcsize(layout) :]
 
 
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
