@@ -483,6 +483,15 @@ def test_an_exif_orientation_stored_as_a_long_is_read_and_reset(order):
     assert exif_orientation(upright) == 1 and len(upright) == len(blob)
 
 
+@pytest.mark.parametrize("fmt", ["exr", "png", "tiff"])
+def test_float_samples_that_are_not_finite_are_not_written(tmp_path, fmt):
+    pixels = np.full((4, 4, 3), 0.5, np.float32)
+    pixels[1, 1, 1] = np.nan
+    with pytest.raises(BdxError, match="holds 1 NaN/Inf samples; nothing written"):
+        write_image(tmp_path / f"a.{fmt}", Image(pixels))
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_long_legal_output_name_is_written():
     """The temporary file beside the target has a shortened name: with the whole name in it, a 246-character
     target (legal: 255 is the usual limit) failed with 'File name too long'."""

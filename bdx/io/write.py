@@ -63,8 +63,14 @@ def encode_image(
 
     ``bits`` is the container depth for PNG and TIFF (8 or 16; TIFF also 32 for
     float); EXR and Radiance HDR are always float. ``significant_bits`` writes a
-    PNG sBIT chunk.
+    PNG sBIT chunk. Float samples must be finite: NaN or Inf is an error (a reader refuses such files, and
+    integer formats would turn them into black).
     """
+    for plane, what in ((image.pixels, "samples"), (image.alpha, "alpha samples")):
+        if plane is not None and plane.dtype.kind == "f" and not np.isfinite(plane).all():
+            raise BdxError(f"the image holds {int(np.count_nonzero(~np.isfinite(plane)))} NaN/Inf {what}; nothing written")
+    if not 1 <= jpeg_quality <= 100:
+        raise SettingError(f"{{jpeg_quality}} must be between 1 and 100, not {jpeg_quality}")
     if fmt == "png":  # PNG's alpha is straight
         return _encode_png(straight_alpha(image), bits, significant_bits)
     if fmt == "tiff":
