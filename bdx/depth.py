@@ -145,8 +145,8 @@ class DepthSettings:
         check_setting("convention", self.convention, CONVENTIONS)
         check_setting("precision", self.precision, PRECISIONS)
         check_setting("prior_backend", self.prior_backend, PRIOR_BACKENDS)
-        if self.ensemble not in ENSEMBLE_SIZES:
-            raise SettingUsageError(f"{{ensemble}} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {self.ensemble}")
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble not in ENSEMBLE_SIZES:
+            raise SettingUsageError(f"{{ensemble}} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {self.ensemble!r}")
         if self.ensemble != 1 and self.method != "learned":
             raise SettingUsageError("{ensemble} applies to {method} learned only")
         if self.in_bits is not None:

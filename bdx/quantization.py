@@ -59,9 +59,10 @@ def truth_container(bits: int, container_bits: int) -> int:
 
 
 def check_depth(setting: str, bits: int) -> None:
-    """Reject a depth outside 1..15 given as ``setting`` (the low-bit depths bdx reduces to and restores from)."""
-    if not 1 <= bits <= 15:
-        raise SettingUsageError(f"{{{setting}}} must be between 1 and 15, not {bits}")
+    """Reject a depth outside 1..15, or not a whole number, given as ``setting`` (the low-bit depths bdx reduces to
+    and restores from)."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 15:
+        raise SettingUsageError(f"{{{setting}}} must be a whole number between 1 and 15, not {bits!r}")
 
 
 def check_bits(bits: int, container_bits: int | None = None) -> None:

@@ -588,7 +588,7 @@ def test_library_errors_name_parameters_and_the_cli_names_options(runner, make_p
     result = run(runner, "upscale-depth", source, "--method", "contour", "--ensemble", "2")
     assert result.exit_code == 2 and "--ensemble applies to --method learned only" in result.stderr
     result = run(runner, "upscale-depth", source, "--in-bits", "16")
-    assert result.exit_code == 2 and "--in-bits must be between 1 and 15, not 16" in result.stderr
+    assert result.exit_code == 2 and "--in-bits must be a whole number between 1 and 15, not 16" in result.stderr
 
 
 @pytest.mark.parametrize("command,method,suffix", [("upscale-depth", "contour", ".tiff"), ("ldr2hdr", "classical", ".exr")])

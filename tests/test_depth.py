@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -320,3 +322,15 @@ def test_display_codes_dequantize_8_bit_codes_stored_in_a_16_bit_file_as_the_8_b
     assert len(np.unique(shifted)) == len(np.unique(codes)) and not np.array_equal(shifted, codes.astype(np.uint16)[..., None] << 8)
     real = gradient16(48, 64)
     np.testing.assert_array_equal(display_codes(Image(real), "midpoint", "cpu")[..., 0], real[..., 0])
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"in_bits": 4.5}, "in_bits must be a whole number between 1 and 15, not 4.5"),
+    ({"in_bits": True}, "in_bits must be a whole number between 1 and 15, not True"),
+    ({"method": "learned", "ensemble": 2.0}, "ensemble must be one of 1, 2, 4, 8, not 2.0"),
+    ({"method": "learned", "ensemble": "2"}, "ensemble must be one of 1, 2, 4, 8, not '2'"),
+])
+def test_depth_settings_refuse_values_of_the_wrong_type(changes, message):
+    """A float depth or ensemble raised TypeError later, True ran as 1 bit, and '2' was refused as "not 2"."""
+    with pytest.raises(SettingUsageError, match=re.escape(message)):
+        DepthSettings(**changes)
