@@ -51,3 +51,12 @@ def make_png(tmp_path):
         return path
 
     return make
+
+
+def write_raw_exr(path: Path, pixels: np.ndarray) -> Path:
+    """An RGB float EXR written with OpenEXR itself, whatever its values (bdx's writer refuses NaN and Inf)."""
+    import OpenEXR
+
+    channels = {name: np.ascontiguousarray(pixels[..., index], dtype=np.float32) for index, name in enumerate("RGB")}
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, channels).write(str(path))
+    return path

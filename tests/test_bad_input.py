@@ -15,7 +15,7 @@ import pytest
 
 from bdx.io import Image, encode_image, write_image
 
-from conftest import gradient16
+from conftest import gradient16, write_raw_exr
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -396,7 +396,7 @@ def _bad_folder(tmp_path: Path) -> tuple[Path, set[str]]:
     (folder / "zero.png").write_bytes(b"")
     nan = np.ones((4, 4, 3), np.float32)
     nan[0, 0, 0] = np.nan
-    write_image(folder / "nan.exr", Image(nan), exr_half=False)
+    write_raw_exr(folder / "nan.exr", nan)
     exr = (folder / "nan.exr").read_bytes()
     (folder / "cutexr.exr").write_bytes(exr[: len(exr) // 2])
     return folder, {"cutpng.png", "cuttif.tif", "cutjpg.jpg", "text.png", "zero.png", "nan.exr", "cutexr.exr"}

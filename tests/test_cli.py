@@ -15,7 +15,7 @@ from bdx.cli import app
 from bdx.io import Image, encode_image, read_image, write_image
 from bdx.quantization import requantize_u16
 
-from conftest import gradient16
+from conftest import gradient16, write_raw_exr
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -269,7 +269,7 @@ def test_bad_inputs_each_get_one_line_and_the_rest_still_run(runner, tmp_path, m
     (folder / "zero.png").write_bytes(b"")
     nan = np.ones((4, 4, 3), np.float32)
     nan[0, 0, 0] = np.nan
-    write_image(folder / "nan.exr", Image(nan), exr_half=False)
+    write_raw_exr(folder / "nan.exr", nan)
 
     result = run(runner, *command, folder, tmp_path / "missing.png", tmp_path / "nothing*.png", "-o", tmp_path / "out")
     assert result.exit_code == 1
