@@ -327,11 +327,10 @@ def display_codes(image: Image, method: DisplayDequantizer, device: str, progres
     inputs are sRGB-encoded (clipped to [0, 1]); grey is replicated to RGB. A 16-bit file's depth is its sBIT,
     else what its codes hold (8-bit codes stored as 16-bit are dequantized as the 8-bit file would be)."""
     convention: Convention = "centre"
-    if image.container_bits == 16 and not image.significant_bits and not image.is_float:
+    full_depth = False
+    if image.container_bits == 16 and not image.significant_bits and not image.linear:
         bits, convention = detect_bits(image.pixels, 16)
         full_depth = bits >= 16
-    else:
-        full_depth = False
     if image.is_float or image.linear:
         pixels = srgb_codes(to_float(image.pixels))
     elif full_depth:

@@ -138,11 +138,14 @@ def check_choice(flag: str, value: str, choices: tuple[Choice, ...]) -> Choice:
 
 
 def check_range(flag: str, value: float, low: float, high: float, *, above_low: bool = False) -> None:
-    """A usage error unless ``value`` is a finite number from ``low`` (or above it, with ``above_low``) to ``high``."""
-    fits = math.isfinite(value) and (value > low if above_low else value >= low) and value <= high
-    if not fits:
-        bounds = f"above {low:g} and at most {high:g}" if above_low else f"between {low:g} and {high:g}"
-        raise UsageError(f"{flag} must be {bounds}, not {value}")
+    """A usage error naming ``flag`` unless ``value`` is a finite number from ``low`` (or above it, with
+    ``above_low``) to ``high`` (:func:`bdx.errors.check_number`, for options that are no library setting)."""
+    from bdx.errors import SettingError, check_number
+
+    try:
+        check_number(flag.removeprefix("--").replace("-", "_"), value, low, high, above_low=above_low)
+    except SettingError as exc:
+        raise UsageError(exc.render(as_option)) from None
 
 
 def parse_in_bits(text: str) -> int | None:

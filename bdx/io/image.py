@@ -88,6 +88,17 @@ class Image:
 SAMPLE_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
 
+def non_finite(image: Image) -> str | None:
+    """What of a float image is NaN or infinite ("3 NaN/Inf alpha samples"), None when nothing is: such files are
+    refused when read and never written."""
+    for plane, what in ((image.pixels, "samples"), (image.alpha, "alpha samples")):
+        if plane is not None and plane.dtype.kind == "f":
+            bad = int(np.count_nonzero(~np.isfinite(plane)))
+            if bad:
+                return f"{bad} NaN/Inf {what}"
+    return None
+
+
 def _checked_plane(array: object, what: str, is_alpha: bool = False) -> np.ndarray:
     """``array`` as pixels or alpha of an :class:`Image` (a 2-D array gains a channel axis when it is pixels)."""
     if not isinstance(array, np.ndarray):

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from bdx.errors import BdxError, InputError, UsageError
-from bdx.io.image import Image, straight_alpha
+from bdx.io.image import Image, non_finite, straight_alpha
 from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, exif_from_tiff, parse_jpeg, parse_png, parse_webp
 from bdx.io.native import captured_native_output
 from bdx.quantization import codes_from_levels
@@ -105,11 +105,9 @@ def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False
     else:
         image = decoder(data)
     image.source_format = fmt
-    for plane, what in ((image.pixels, "samples"), (image.alpha, "alpha samples")):
-        if plane is not None and plane.dtype.kind == "f":
-            bad = int(np.count_nonzero(~np.isfinite(plane)))
-            if bad:
-                raise InputError(f"{fmt.upper()} holds {bad} NaN/Inf {what}")
+    bad = non_finite(image)
+    if bad is not None:
+        raise InputError(f"{fmt.upper()} holds {bad}")
     return image
 
 

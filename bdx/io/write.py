@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from bdx.errors import BdxError, SettingError
-from bdx.io.image import Image, convert_depth, straight_alpha, to_float
+from bdx.io.image import Image, convert_depth, non_finite, straight_alpha, to_float
 from bdx.io.metadata import (
     PLACEHOLDERS,
     PNG_SIGNATURE,
@@ -66,9 +66,9 @@ def encode_image(
     PNG sBIT chunk. Float samples must be finite: NaN or Inf is an error (a reader refuses such files, and
     integer formats would turn them into black).
     """
-    for plane, what in ((image.pixels, "samples"), (image.alpha, "alpha samples")):
-        if plane is not None and plane.dtype.kind == "f" and not np.isfinite(plane).all():
-            raise BdxError(f"the image holds {int(np.count_nonzero(~np.isfinite(plane)))} NaN/Inf {what}; nothing written")
+    bad = non_finite(image)
+    if bad is not None:
+        raise BdxError(f"the image holds {bad}; nothing written")
     if not 1 <= jpeg_quality <= 100:
         raise SettingError(f"{{jpeg_quality}} must be between 1 and 100, not {jpeg_quality}")
     if fmt == "png":  # PNG's alpha is straight
