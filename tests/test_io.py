@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bdx.color import linear_to_srgb, srgb_to_linear
 from bdx.errors import BdxError
 from bdx.io import Image, decode_image, encode_image, read_image, to_float, write_image
 from bdx.io.metadata import PNG_SIGNATURE, png_chunk
@@ -124,7 +125,7 @@ def test_jpeg_icc_carried_through_png_and_tiff(tmp_path):
 def test_exr_round_trip(half, channels, with_alpha):
     pixels = (RNG.random((9, 11, channels)) * 50).astype(np.float32)
     alpha = RNG.random((9, 11)).astype(np.float32) if with_alpha else None
-    back = decode_image(encode_image(Image(pixels, alpha), "exr", exr_half=half), "x.exr")
+    back = decode_image(encode_image(Image(pixels, alpha, linear=True), "exr", exr_half=half), "x.exr")
     tolerance = 1e-3 if half else (1e-6 if with_alpha else 0)  # premultiplied in the file, divided back on reading
     np.testing.assert_allclose(back.pixels, pixels, rtol=tolerance)
     assert (back.alpha is not None) == with_alpha
@@ -154,9 +155,27 @@ def test_exr_with_nan_alpha_is_refused(tmp_path):
 
 def test_radiance_hdr_round_trip():
     pixels = (RNG.random((5, 6, 3)) * 10 + 0.1).astype(np.float32)
-    back = decode_image(encode_image(Image(pixels), "hdr"), "x.hdr")
+    back = decode_image(encode_image(Image(pixels, linear=True), "hdr"), "x.hdr")
+    assert back.linear
     # RGBE shares one exponent: each channel is exact to 1/128 of the pixel's largest channel
     assert np.all(np.abs(back.pixels - pixels) <= pixels.max(axis=-1, keepdims=True) / 128)
+
+
+def test_writers_convert_between_display_values_and_scene_linear_light_as_the_container_needs(tmp_path):
+    """The library wrote display codes into EXR as if they were light, and scene-linear light into PNG as if it
+    were display values (only the CLI converted); the image's ``linear`` flag now decides, in the writer."""
+    codes = np.array([[[0, 128, 255]]], np.uint8)
+    write_image(tmp_path / "d.exr", Image(codes), exr_half=False)
+    exr = read_image(tmp_path / "d.exr")
+    assert exr.linear
+    np.testing.assert_allclose(exr.pixels, srgb_to_linear(codes / np.float32(255)), rtol=1e-6)
+    light = np.array([[[0.0, 0.2140, 1.0], [4.0, 0.5, 0.05]]], np.float32)
+    write_image(tmp_path / "l.png", Image(light, linear=True), bits=16)
+    np.testing.assert_allclose(read_image(tmp_path / "l.png").pixels / 65535, linear_to_srgb(np.clip(light, 0, 1)), atol=1 / 65535)
+    write_image(tmp_path / "l.tif", Image(light, linear=True), bits=32)  # a float TIFF holds the values given
+    np.testing.assert_array_equal(read_image(tmp_path / "l.tif").pixels, light)
+    write_image(tmp_path / "again.exr", exr, exr_half=False)  # linear to linear: untouched
+    np.testing.assert_array_equal(read_image(tmp_path / "again.exr").pixels, exr.pixels)
 
 
 def test_bmp_and_webp_decode():
@@ -422,8 +441,9 @@ def test_associated_tiff_alpha_stays_associated_in_tiff_and_exr_and_is_made_stra
     png = read_image(tmp_path / "out.png")
     assert not png.premultiplied and np.abs(png.pixels.astype(int) - straight).max() <= 3  # rounding, amplified by 1/alpha
     write_image(tmp_path / "out.exr", image, exr_half=False)
-    exr = read_image(tmp_path / "out.exr")  # the file premultiplied once, read back straight
-    np.testing.assert_allclose(exr.pixels, premultiplied / alpha[..., None].astype(np.float64), rtol=1e-5)
+    exr = read_image(tmp_path / "out.exr")  # straight colour made scene-linear, premultiplied once in the file, read back straight
+    expected = srgb_to_linear((premultiplied / alpha[..., None].astype(np.float64)).astype(np.float32))
+    np.testing.assert_allclose(exr.pixels, expected, rtol=2e-3, atol=1e-4)  # straight colour rounded to 16 bits first
 
 
 @pytest.mark.parametrize("task", ["lowlight", "hdr"])

@@ -66,15 +66,11 @@ def enhance_lowlight_command(
         batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_bright", dir_suffix="_bright")
 
     def process(source, target, reporter):
-        from bdx.color import scene_linear
         from bdx.lowlight.enhance import enhance_lowlight
 
         image = read_source(source)
         result = enhance_lowlight(image, model, settings, device=device, progress=reporter.tiles)
-        if chosen == "exr":
-            write_target(target, scene_linear(result.image), chosen, exr_half=True)
-        else:
-            write_target(target, result.image, chosen, bits=16)
+        write_target(target, result.image, chosen, bits=16, exr_half=True)  # EXR output is made scene-linear there
         record = {"model": model.architecture, "gamma": round(result.gamma, 4), "width": image.width, "height": image.height}
         if image.is_float and float(image.pixels.max(initial=0.0)) > 1.0:
             record["warning"] = "values above 1.0 (highlights of a scene-linear input) were clipped: enhancement works on display values"

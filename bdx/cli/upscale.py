@@ -73,7 +73,6 @@ def upscale_depth_command(
     quiet: opt.Quiet = False,
 ) -> None:
     """Dequantize images to 16 bits: smooth gradients, every value inside its input bin."""
-    from bdx.color import scene_linear
     from bdx.depth import DEPTH_METHODS, DepthSettings, upscale_depth
     from bdx.device import PRECISIONS
     from bdx.io.write import FORMAT_EXTENSIONS
@@ -104,8 +103,7 @@ def upscale_depth_command(
     def process(source, target, reporter):
         image = read_source(source)
         result = upscale_depth(image, model, settings, device=device, progress=reporter.tiles)
-        restored = scene_linear(result.image) if chosen == "exr" else result.image  # EXR holds scene-linear light
-        write_target(target, restored, chosen, bits=16, exr_half=False)
+        write_target(target, result.image, chosen, bits=16, exr_half=False)  # EXR output is made scene-linear there
         record = {
             "method": method,
             "ensemble": ensemble,

@@ -15,7 +15,9 @@ class Image:
 
     ``pixels`` is (H, W, C) with C = 1 (gray) or 3 (RGB), dtype uint8, uint16 or
     float32. ``alpha`` is (H, W), or None; it is carried to the
-    output untouched (rescaled only when the container depth changes).
+    output untouched (rescaled only when the container depth changes). ``linear``: the pixels are
+    scene-linear light (EXR, Radiance HDR, a RAW read linear); False: display (sRGB-encoded) values. Writers
+    convert where a container's convention differs (:func:`bdx.io.write.for_container`).
     """
 
     pixels: np.ndarray

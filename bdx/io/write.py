@@ -62,7 +62,8 @@ def encode_image(
     """Encode an image to bytes.
 
     ``bits`` is the container depth for PNG and TIFF (8 or 16; TIFF also 32 for
-    float); EXR and Radiance HDR are always float. ``significant_bits`` writes a
+    float); EXR and Radiance HDR are always float. Colour is converted where the image and the container
+    disagree (:func:`for_container`). ``significant_bits`` writes a
     PNG sBIT chunk. Float samples must be finite: NaN or Inf is an error (a reader refuses such files, and
     integer formats would turn them into black).
     """
@@ -71,6 +72,7 @@ def encode_image(
         raise BdxError(f"the image holds {bad}; nothing written")
     if not 1 <= jpeg_quality <= 100:
         raise SettingError(f"{{jpeg_quality}} must be between 1 and 100, not {jpeg_quality}")
+    image = for_container(image, fmt, bits)
     if fmt == "png":  # PNG's alpha is straight
         return _encode_png(straight_alpha(image), bits, significant_bits)
     if fmt == "tiff":
@@ -126,6 +128,31 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+LINEAR_FORMATS = ("exr", "hdr")  # containers of scene-linear light; the others hold display (sRGB) values
+
+
+def for_container(image: Image, fmt: str, bits: int = 16) -> Image:
+    """The image as ``fmt`` stores it: display values become scene-linear light for EXR and Radiance HDR
+    (the inverse sRGB curve), and a scene-linear image (``image.linear``) is sRGB-encoded, clipped to [0, 1],
+    for PNG, JPEG and integer TIFF. A 32-bit float TIFF keeps the values as they are.
+
+    >>> for_container(Image(np.full((1, 1, 3), 255, np.uint8)), "exr").pixels[0, 0].tolist()
+    [1.0, 1.0, 1.0]
+    >>> for_container(Image(np.full((1, 1, 3), 0.214, np.float32), linear=True), "png").pixels[0, 0].round(3).tolist()
+    [0.5, 0.5, 0.5]
+    """
+    from bdx.color import linear_to_srgb, scene_linear
+
+    to_linear = fmt in LINEAR_FORMATS and not image.linear
+    to_display = image.linear and fmt not in LINEAR_FORMATS and not (fmt == "tiff" and bits == 32)
+    if not (to_linear or to_display):
+        return image
+    image = straight_alpha(image)  # colour curves apply to straight colour
+    if to_linear:
+        return scene_linear(image)
+    return image.with_pixels(linear_to_srgb(np.clip(to_float(image.pixels), 0.0, 1.0)), linear=False)
 
 
 # --------------------------------------------------------------------------- encoders
