@@ -178,6 +178,14 @@ def test_writers_convert_between_display_values_and_scene_linear_light_as_the_co
     np.testing.assert_array_equal(read_image(tmp_path / "again.exr").pixels, exr.pixels)
 
 
+def test_an_unknown_extension_names_the_parameter_that_gives_the_format(tmp_path):
+    with pytest.raises(BdxError, match="give fmt") as caught:
+        write_image(tmp_path / "x.xyz", Image(np.zeros((2, 2, 3), np.uint8)))
+    assert "{" not in str(caught.value) and not list(tmp_path.iterdir())
+    write_image(tmp_path / "x.xyz", Image(np.zeros((2, 2, 3), np.uint8)), fmt="png")
+    assert read_image(tmp_path / "x.xyz").pixels.shape == (2, 2, 3)
+
+
 def test_bmp_and_webp_decode():
     pixels = RNG.integers(0, 255, (6, 7, 3)).astype(np.uint8)
     for ext, params in ((".bmp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])):

@@ -91,7 +91,7 @@ def write_image(path: str | os.PathLike, image: Image, fmt: str | None = None, *
     path = Path(path)
     fmt = fmt or format_from_path(path)
     if fmt is None:
-        raise SettingError(f"cannot tell the output format from {path.name!r}; use {{format}}")
+        raise SettingError(f"cannot tell the output format from {path.name!r}; give {{fmt}}")
     atomic_write_bytes(path, encode_image(image, fmt, **options))
     return path
 
