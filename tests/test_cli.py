@@ -151,6 +151,23 @@ def test_top_bit_levels_read_as_bin_centres_warn_with_the_convention_to_use(runn
     assert told.exit_code == 0 and error_lines(told) == [] and json.loads(told.stdout.splitlines()[0])["requant_match"] == 1.0
 
 
+def test_coarse_levels_with_zero_filled_low_bits_and_no_sbit_warn_with_the_convention_to_use(runner, make_png, tmp_path):
+    """An 8-bit file of 4-bit levels shifted up (no sBIT) was read as 8-bit bin centres: 16 output values, the banding
+    unchanged, status ok and not a word; a flat image (one code) is no coarse depth and gets no warning."""
+    ramp = np.linspace(0, 1, 64)
+    source = make_png("t4.png", (np.outer(ramp, ramp) * 255).astype(np.uint8) // 16 * 16)
+    misread = run(runner, "upscale-depth", source, "-o", tmp_path / "a.tiff", "--method", "midpoint", "--json")
+    assert misread.exit_code == 0
+    warning = "its codes are 4-bit levels with zero-filled low bits, which 8-bit bin centres leave banded: add --convention truncate"
+    assert json.loads(misread.stdout)["warning"] == warning and error_lines(misread) == [f"bdx: warning: {source}: {warning}"]
+    right = run(runner, "upscale-depth", source, "-o", tmp_path / "b.tiff", "--method", "contour", "--convention", "truncate", "--json")
+    assert right.exit_code == 0 and "warning" not in json.loads(right.stdout)
+    assert len(np.unique(read_image(tmp_path / "b.tiff").pixels)) > 100
+    flat = make_png("flat.png", np.full((16, 16, 3), 128, np.uint8))
+    quiet = run(runner, "upscale-depth", flat, "-o", tmp_path / "c.tiff", "--method", "midpoint", "--json")
+    assert quiet.exit_code == 0 and "warning" not in json.loads(quiet.stdout)
+
+
 def test_single_file_output_name_and_format(runner, make_png, tmp_path):
     source = make_png("x.png", (gradient16() >> 11 << 3).astype(np.uint8))
     assert run(runner, "upscale-depth", source).exit_code == 0

@@ -462,6 +462,11 @@ def as_option(setting: str) -> str:
 def describe_depth_mismatch(mismatch: DepthMismatch, *, told: bool) -> str:
     """The warning for an input whose codes need more bits than the depth read (``told``: given as --in-bits, else
     from the sBIT chunk): the convention that reads them, or that their finer detail is rounded away."""
+    if mismatch.truncated_levels is not None and mismatch.content_bits <= mismatch.bits:  # the codes fit, as coarser levels
+        return (
+            f"its codes are {mismatch.truncated_levels}-bit levels with zero-filled low bits, which {mismatch.bits}-bit "
+            "bin centres leave banded: add --convention truncate"
+        )
     treated = f"treated as {mismatch.bits}-bit ({'--in-bits' if told else 'its sBIT chunk'})"
     if mismatch.truncated_levels is not None:  # the depth is right, the convention is not
         return (
