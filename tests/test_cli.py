@@ -239,6 +239,20 @@ def test_existing_outputs_overwrite_and_skip(runner, make_png, tmp_path):
     assert run(runner, "upscale-depth", source, "-o", target, "--overwrite").exit_code == 0
 
 
+def test_skip_existing_never_counts_an_input_as_an_output_already_made(runner, make_png, tmp_path):
+    """An output folder equal to the input folder with --skip-existing reported every input as "skipped", exit 0,
+    where without the flag the same run fails with "output path is the input file"."""
+    folder = tmp_path / "sk"
+    folder.mkdir()
+    write_image(folder / "a.png", Image(np.zeros((8, 8), np.uint8)))
+    for extra in ([], ["--skip-existing"]):
+        result = run(runner, "upscale-depth", folder, "-o", folder, "--format", "png", "--method", "midpoint", "--json", *extra)
+        assert result.exit_code == 1 and json.loads(result.stdout)["status"] == "error", extra
+        assert "output path is the input file" in result.stderr
+    same = run(runner, "quantize", "--bits", "4", folder, "-o", folder, "--skip-existing", "--json")
+    assert same.exit_code == 1 and "output path is the input file" in same.stderr
+
+
 def test_refuses_to_overwrite_input(runner, make_png):
     source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
     before = source.read_bytes()

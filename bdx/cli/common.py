@@ -536,6 +536,7 @@ def run_batch(
             reporter.begin(source.display)
             try:
                 if target is not None and target != STDIO and skip_existing and Path(target).exists():
+                    check_not_an_input(source, target, inputs)  # an input is never "already done"
                     record["status"] = "skipped"
                 else:
                     if target is not None:
@@ -566,10 +567,7 @@ def check_target(
     if target == STDIO:
         return
     target = Path(target)
-    if source.path is not None and target.exists() and target.resolve() == source.path.resolve():
-        raise BdxError("output path is the input file; refusing to overwrite an input")
-    if target.exists() and target.resolve() in inputs:
-        raise BdxError(f"output {target} is another input of this run; refusing to overwrite an input")
+    check_not_an_input(source, target, inputs)
     if target.is_dir():
         raise BdxError(f"output {target} is a directory")
     if target.exists() and not overwrite:
@@ -583,6 +581,15 @@ def check_target(
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BdxError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
+
+
+def check_not_an_input(source: Source, target: Path | str, inputs: frozenset[Path] = frozenset()) -> None:
+    """Refuse a ``target`` that is the source's own file or another of ``inputs``."""
+    target = Path(target)
+    if source.path is not None and target.exists() and target.resolve() == source.path.resolve():
+        raise BdxError("output path is the input file; refusing to overwrite an input")
+    if target.exists() and target.resolve() in inputs:
+        raise BdxError(f"output {target} is another input of this run; refusing to overwrite an input")
 
 
 def check_weights_target(output: Path, overwrite: bool, resume: Path | None = None) -> None:
