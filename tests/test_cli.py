@@ -253,6 +253,34 @@ def test_skip_existing_never_counts_an_input_as_an_output_already_made(runner, m
     assert same.exit_code == 1 and "output path is the input file" in same.stderr
 
 
+def test_a_folder_that_cannot_be_read_is_an_error_not_skipped_unsaid(runner, tmp_path, monkeypatch):
+    """A subfolder without read permission was left out of a folder's inputs with exit 0 and no message, and an
+    unreadable input folder was reported as holding no images."""
+    import os
+
+    tree = tmp_path / "tree"
+    (tree / "locked").mkdir(parents=True)
+    write_image(tree / "a.png", Image(np.zeros((8, 8), np.uint8)))
+    write_image(tree / "locked" / "b.png", Image(np.zeros((8, 8), np.uint8)))
+    real_scandir = os.scandir
+    denied = {tree / "locked"}
+
+    def scandir(path="."):  # what a folder without read permission does (tests may run as root, who reads anything)
+        if Path(path) in denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = run(runner, "quantize", "--bits", "4", tree, "-o", tmp_path / "out", "--json")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 1
+    assert {r["input"]: r["status"] for r in records} == {str(tree / "locked"): "error", str(tree / "a.png"): "ok"}
+    assert f"{tree / 'locked'}: cannot read folder: Permission denied" in result.stderr
+    denied.add(tree)
+    top = run(runner, "quantize", "--bits", "4", tree, "-o", tmp_path / "out2")
+    assert top.exit_code != 0 and "cannot read folder: Permission denied" in top.stderr and "holds no images" not in top.stderr
+
+
 def test_refuses_to_overwrite_input(runner, make_png):
     source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8), sbit=4)
     before = source.read_bytes()
@@ -285,9 +313,9 @@ def test_colliding_outputs_refused_before_work(runner, make_png, tmp_path):
      (["ldr2hdr", "--dequantize", "midpoint"], ".exr")],
 )
 def test_bad_inputs_each_get_one_line_and_the_rest_still_run(runner, tmp_path, make_png, command, extension):
-    good = make_png("in/good.png", (gradient16() >> 12 << 4).astype(np.uint8))
-    make_png("in/gray.png", (gradient16(channels=1) >> 12 << 4).astype(np.uint8))
-    make_png("in/alpha.png", (gradient16() >> 12 << 4).astype(np.uint8), alpha=np.full((96, 128), 200, np.uint8))
+    good = make_png("in/good.png", ((gradient16() >> 12) * 17).astype(np.uint8))  # 4-bit levels as bin centres
+    make_png("in/gray.png", ((gradient16(channels=1) >> 12) * 17).astype(np.uint8))
+    make_png("in/alpha.png", ((gradient16() >> 12) * 17).astype(np.uint8), alpha=np.full((96, 128), 200, np.uint8))
     make_png("in/one.png", np.array([[[17, 34, 51]]], np.uint8))
     folder = tmp_path / "in"
     png = encode_image(Image((gradient16() >> 8).astype(np.uint8)), "png", bits=8)

@@ -90,12 +90,9 @@ def _expand_one(argument: str, extensions: frozenset[str], found: Inputs) -> Non
         return
     path = Path(argument)
     if path.is_dir():
-        files = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in extensions and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-        if not files:
+        files, unreadable = _images_under(path, extensions)
+        found.problems.extend((str(folder), f"cannot read folder: {reason}") for folder, reason in unreadable)
+        if not files and not unreadable:
             found.problems.append((argument, "directory holds no images"))
         found.sources.extend(Source(p, p.relative_to(path), root=path, searched=path) for p in files)
     elif path.exists():
@@ -111,6 +108,24 @@ def _expand_one(argument: str, extensions: frozenset[str], found: Inputs) -> Non
         found.sources.extend(Source(m, _relative_or_name(m, base), searched=base) for m in images)
     else:
         found.problems.append((argument, "no such file"))
+
+
+def _images_under(folder: Path, extensions: frozenset[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The image files under ``folder`` (recursive, sorted; hidden files and folders left out, folder links not
+    followed) and the folders that could not be read, with the reason (a run must not skip them unsaid)."""
+    files: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
+
+    def failed(error: OSError) -> None:
+        unreadable.append((Path(error.filename or folder), error.strerror or str(error)))
+
+    for parent, folders, names in os.walk(folder, onerror=failed):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            candidate = Path(parent) / name
+            if not name.startswith(".") and candidate.suffix.lower() in extensions and candidate.is_file():
+                files.append(candidate)
+    return sorted(files), sorted(unreadable)
 
 
 def _glob_base(pattern: str) -> Path:
