@@ -23,8 +23,14 @@ def resolve_device(name: str = "auto"):
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda"):
+        index = name.removeprefix("cuda")
+        if index and not (index.startswith(":") and index[1:].isdigit() and index[1:].isascii()):
+            raise SettingUsageError(f"{{device}} must be auto, cpu, cuda, cuda:N or mps, not {name!r}")
         if not torch.cuda.is_available():
             raise SettingError("{device} cuda asked for, but torch sees no CUDA GPU (is a CUDA build of torch installed?)")
+        count = torch.cuda.device_count()
+        if index and int(index[1:]) >= count:
+            raise SettingError(f"{{device}} {name} asked for, but torch sees {count} CUDA GPU{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})")
         return torch.device(name)
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)

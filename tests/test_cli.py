@@ -714,6 +714,30 @@ def test_an_unknown_device_is_a_usage_error_before_any_work(runner, make_png, tm
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("name", ["cuda:abc", "cuda:", "cuda:-1", "cudax", "cuda:٣"])
+def test_a_malformed_cuda_device_is_a_usage_error_even_where_cuda_is_present(runner, make_png, tmp_path, monkeypatch, name):
+    """Only the "cuda" prefix was checked: on a machine with a GPU, cuda:abc reached torch.device as an internal error."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    source = make_png("a.png", np.full((8, 8, 3), 40, np.uint8))
+    result = run(runner, "upscale-depth", source, "-o", tmp_path / "out", "--device", name, "--method", "midpoint")
+    assert result.exit_code == 2 and error_lines(result) == [f"bdx: error: --device must be auto, cpu, cuda, cuda:N or mps, not {name!r}"]
+
+
+def test_a_cuda_index_beyond_the_gpus_torch_sees_says_how_many_there_are(monkeypatch):
+    import torch
+
+    from bdx.device import resolve_device
+    from bdx.errors import SettingError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(SettingError, match=r"cuda:7 asked for, but torch sees 1 CUDA GPU \(cuda:0 to cuda:0\)"):
+        resolve_device("cuda:7")
+
+
 def test_json_lines_show_a_file_names_odd_bytes_as_text_not_lone_surrogates():
     """A non-UTF-8 file name came out as a lone \\udcXX escape, which strict JSON parsers reject."""
     from bdx.cli.common import json_line
