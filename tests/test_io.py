@@ -153,6 +153,18 @@ def test_exr_with_nan_alpha_is_refused(tmp_path):
         read_image(tmp_path / "a.exr")
 
 
+def test_half_exr_writes_near_black_values_as_zero_but_refuses_an_image_scaled_under_its_range():
+    """Dark 16-bit photos through ldr2hdr --method classical were refused ("values fall below the smallest half
+    float") for values 24 stops under the clip point; an image whose whole range lies under it still is."""
+    photo = np.full((10, 10, 3), 0.2, np.float32)
+    photo[:5] = 1.5e-8  # half the pixels near black: 16-bit code 64 through a 2.6 power curve
+    back = decode_image(encode_image(Image(photo, linear=True), "exr"), "x.exr")
+    assert back.pixels[5:].min() == pytest.approx(0.2, rel=1e-3) and back.pixels[:5].max() < 1e-7
+    with pytest.raises(BdxError, match="below the smallest half float"):
+        encode_image(Image(photo * np.float32(2.0**-30), linear=True), "exr")
+    assert decode_image(encode_image(Image(photo * np.float32(2.0**-30), linear=True), "exr", exr_half=False), "x.exr").pixels.max() > 0
+
+
 def test_radiance_hdr_round_trip():
     pixels = (RNG.random((5, 6, 3)) * 10 + 0.1).astype(np.float32)
     back = decode_image(encode_image(Image(pixels, linear=True), "hdr"), "x.hdr")

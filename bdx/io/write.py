@@ -32,6 +32,7 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 ExrSampleType = Literal["half", "float"]
 HALF_MAX = 65504.0  # the largest finite half-float
 HALF_MIN = 2.0**-24  # the smallest positive (subnormal) half-float
+HALF_REACH = 2.0**-20  # values this far under an image's brightest (20 stops) may round to zero in a half EXR
 EXR_SAMPLE_TYPES: tuple[ExrSampleType, ...] = get_args(ExrSampleType)
 _EXTENSION_FORMATS = {
     ".tif": "tiff",
@@ -256,8 +257,11 @@ def _encode_exr(image: Image, half: bool) -> bytes:
         reach = float(np.abs(pixels).max(initial=0.0))
         if reach > HALF_MAX:
             raise SettingError(f"values reach {reach:.6g}, beyond the largest half float ({HALF_MAX:g}): give {{sample_type}} float")
+        # values that round to zero as halves, counted where they matter: within HALF_REACH of the image's brightest
+        # (near black, 24 stops under a clip point at 1.0, zero is what they are; an image scaled far down is lost)
         positive = pixels > 0
-        lost = int(np.count_nonzero(positive & (pixels < HALF_MIN / 2)))  # these round to zero as halves
+        floor = np.float32(float(pixels.max(initial=0.0)) * HALF_REACH)
+        lost = int(np.count_nonzero(positive & (pixels < HALF_MIN / 2) & (pixels >= floor)))
         if lost > 0.01 * max(int(np.count_nonzero(positive)), 1):
             raise SettingError(
                 f"{lost} values fall below the smallest half float ({HALF_MIN:.3g}) and would be written as 0: give {{sample_type}} float"
