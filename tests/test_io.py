@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bdx.color import linear_to_srgb, srgb_to_linear
-from bdx.errors import BdxError
+from bdx.errors import BdxError, InputError
 from bdx.io import Image, decode_image, encode_image, read_image, to_float, write_image
 from bdx.io.metadata import PNG_SIGNATURE, png_chunk
 
@@ -379,6 +379,30 @@ def test_a_tiff_extra_sample_that_is_not_alpha_is_dropped(tmp_path):
     unspecified, alpha = read_image(tmp_path / "a.tif"), read_image(tmp_path / "b.tif")
     assert unspecified.alpha is None and unspecified.pixels.shape == (8, 8, 3)
     assert alpha.alpha is not None and not alpha.alpha.any()
+
+
+@pytest.mark.parametrize("samples,photometric,extra", [(5, "minisblack", None), (5, "rgb", ["unspecified", "unspecified"]),
+                                                       (3, "minisblack", None)])
+def test_a_tiff_with_more_extra_samples_than_one_is_refused_not_read_as_its_first_channels(tmp_path, samples, photometric, extra):
+    """A 5-sample grey TIFF was read as its first channel, four of five lost without a word."""
+    import tifffile
+
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, samples)).astype(np.uint8)
+    options = {"extrasamples": extra} if extra else {}
+    tifffile.imwrite(tmp_path / "m.tif", pixels, photometric=photometric, planarconfig="contig", **options)
+    with pytest.raises(InputError, match=rf"TIFF holds {samples} samples per pixel \(\d colour, \d extra\)"):
+        read_image(tmp_path / "m.tif")
+
+
+def test_an_animated_png_is_refused_not_read_as_its_first_frame(tmp_path):
+    still = encode_image(Image(np.full((4, 4, 3), 90, np.uint8)), "png", bits=8)
+    control = png_chunk(b"acTL", struct.pack(">II", 3, 0))  # three frames, looping
+    animated = still[:33] + control + still[33:]  # after IHDR (8-byte signature + 25-byte chunk)
+    (tmp_path / "a.png").write_bytes(animated)
+    with pytest.raises(InputError, match="animated PNG"):
+        read_image(tmp_path / "a.png")
+    (tmp_path / "s.png").write_bytes(still)
+    assert read_image(tmp_path / "s.png").pixels.shape == (4, 4, 3)
 
 
 def test_jpeg_compressed_tiff_decodes(tmp_path):

@@ -155,6 +155,8 @@ def _oriented(image: Image) -> Image:
 
 def _decode_png(data: bytes) -> Image:
     info = parse_png(data)
+    if "acTL" in info.chunk_types:  # read as its first frame, the animation would be lost without a word
+        raise InputError("animated PNG (APNG); bdx reads one image per file: export the frames first")
     _check_size(info.width, info.height)
     pixels, alpha = _from_opencv(_opencv_decode(data), "PNG")
     if info.color_type in (0, 4) and pixels.shape[2] == 3:
@@ -289,6 +291,12 @@ def _decode_tiff(data: bytes) -> Image:
     if array.shape[2] < color:
         raise InputError("TIFF has fewer samples than its colour model needs")
     is_alpha = bool(extrasamples) and int(extrasamples[0]) in (1, 2)  # ASSOCALPHA, UNASSALPHA; 0 is unspecified data
+    dropped = array.shape[2] - color - int(is_alpha)
+    if dropped > 1:  # one unspecified extra sample is left out (TIFF's meaning of it); more is another kind of image
+        raise InputError(
+            f"TIFF holds {array.shape[2]} samples per pixel ({color} colour, {dropped} extra): bdx reads grey or RGB "
+            "with at most one alpha channel"
+        )
     alpha = array[..., color].copy() if is_alpha and array.shape[2] > color else None
     image = Image(
         pixels=np.ascontiguousarray(array[..., :color]),
