@@ -59,7 +59,7 @@ def input_levels(image: Image, bits: int | None = None, convention: Convention =
     if bits is None:
         bits = image.significant_bits or content
     if not 1 <= bits <= container:
-        raise SettingError(f"{{in_bits}} {bits} does not fit a {container}-bit input")
+        raise SettingError(f"{{in_bits}} {bits} does not fit an input of {container} bits")
     if bits >= 16:
         hint = _truncate_hint(image, convention)
         raise SettingError(hint) if hint else InputError("input already holds 16 significant bits; nothing to dequantize")

@@ -69,7 +69,7 @@ def check_bits(bits: int, container_bits: int | None = None) -> None:
     """Reject a quantization depth outside 1..15, or not below the input's depth."""
     check_depth("bits", bits)
     if container_bits is not None and bits >= container_bits:
-        raise SettingError(f"{{bits}} {bits} does not reduce a {container_bits}-bit input")
+        raise SettingError(f"{{bits}} {bits} does not reduce an input of {container_bits} bits")
 
 
 def container_for(bits: int) -> int:

@@ -639,11 +639,11 @@ def test_library_errors_name_parameters_and_the_cli_names_options(runner, make_p
     from bdx.io import Image
 
     codes = (np.arange(64) % 16 * 17).astype(np.uint8).reshape(8, 8, 1)
-    with pytest.raises(SettingError, match="^in_bits 9 does not fit an? 8-bit input"):
+    with pytest.raises(SettingError, match="^in_bits 9 does not fit an input of 8 bits"):
         upscale_depth(Image(codes), None, DepthSettings(in_bits=9), device="cpu")
     source = make_png("x.png", codes)
     result = run(runner, "upscale-depth", source, "--in-bits", "9")
-    assert result.exit_code == 1 and "--in-bits 9 does not fit a 8-bit input" in result.stderr
+    assert result.exit_code == 1 and "--in-bits 9 does not fit an input of 8 bits" in result.stderr
     result = run(runner, "upscale-depth", source, "--method", "contour", "--ensemble", "2")
     assert result.exit_code == 2 and "--ensemble applies to --method learned only" in result.stderr
     result = run(runner, "upscale-depth", source, "--in-bits", "16")
@@ -673,7 +673,7 @@ def test_an_output_extension_the_command_does_not_write_is_a_usage_error(runner,
     source = make_png("x.png", np.full((8, 8, 3), 34, np.uint8))
     result = run(runner, *command, source, "-o", tmp_path / name)
     assert result.exit_code == 2 and not (tmp_path / name).exists()
-    assert error_lines(result)[0].startswith(f"bdx: error: -o {tmp_path / name} names a ") and "--format" not in result.stderr
+    assert error_lines(result)[0].startswith(f"bdx: error: -o {tmp_path / name} names a file of format ") and "--format" not in result.stderr
     assert run(runner, "quantize", "--bits", "4", source, "-o", tmp_path / "q.PNG").exit_code == 0
 
 
@@ -736,6 +736,17 @@ def test_a_cuda_index_beyond_the_gpus_torch_sees_says_how_many_there_are(monkeyp
     assert resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(SettingError, match=r"cuda:7 asked for, but torch sees 1 CUDA GPU \(cuda:0 to cuda:0\)"):
         resolve_device("cuda:7")
+
+
+def test_standard_input_twice_and_an_empty_format_are_usage_errors(runner, make_png, tmp_path):
+    """`quantize - -` wrote the image, then failed on an empty second read; --format= acted as no --format."""
+    source = make_png("a.png", np.full((8, 8, 3), 40, np.uint8))
+    twice = runner.invoke(app, ["quantize", "--bits", "4", "-", "-"], input=source.read_bytes())
+    assert twice.exit_code == 2 and error_lines(twice) == ["bdx: error: - (standard input) is given more than once; it holds one image"]
+    assert twice.stdout_bytes == b""
+    empty = run(runner, "upscale-depth", source, "-o", tmp_path / "x.tiff", "--format=", "--method", "midpoint")
+    assert empty.exit_code == 2 and error_lines(empty) == ["bdx: error: --format is empty; give one of tiff, png, exr"]
+    assert not (tmp_path / "x.tiff").exists()
 
 
 def test_json_lines_show_a_file_names_odd_bytes_as_text_not_lone_surrogates():

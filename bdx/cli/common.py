@@ -65,6 +65,8 @@ def expand_inputs(arguments: list[str], extensions: frozenset[str] | None = None
     glob and a folder) is kept once, where it was first found."""
     found = Inputs()
     extensions = extensions or image_extensions()
+    if arguments.count(STDIO) > 1:  # the second read would find standard input empty
+        raise UsageError("- (standard input) is given more than once; it holds one image")
     for argument in arguments:
         _expand_one(argument, extensions, found)
     seen: set[Path] = set()
@@ -182,11 +184,13 @@ def output_format(fmt: str | None, output: str | None, choices: tuple[str, ...])
     from bdx.io import format_from_path
     from bdx.io.write import FORMAT_EXTENSIONS
 
+    if fmt is not None and not fmt.strip():  # --format= (an unset shell variable?) is not "no --format"
+        raise UsageError(f"--format is empty; give one of {', '.join(choices)}")
     implied = format_from_path(output) if output and output != "-" else None
     if fmt and implied and fmt != implied:
         raise UsageError(f"--format {fmt} contradicts the output's extension ({output})")
     if fmt is None and implied is not None and implied not in choices:  # never a PNG's bytes in a file named .tiff
-        raise UsageError(f"-o {output} names a {implied} file; this command writes {', '.join(choices)}")
+        raise UsageError(f"-o {output} names a file of format {implied}; this command writes {', '.join(choices)}")
     if output and implied is None and _names_a_file(output):  # -o x.webp: a file of a format bdx does not write
         written = ", ".join(FORMAT_EXTENSIONS[choice] for choice in choices)
         raise UsageError(f"-o {output}: this command does not write {Path(output).suffix} files (it writes {written})")

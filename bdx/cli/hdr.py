@@ -63,12 +63,12 @@ def ldr2hdr_command(
         chosen = output_format(fmt, output, ("exr", "hdr"))
         if sample_type is not None and chosen != "exr":
             raise UsageError(f"--sample-type applies to EXR output, not {chosen}")
+        settings = HdrSettings(  # checks each value's range first
+            method=hdr_method, dequantize=front_end, iterations=iterations, exposure=exposure, peak_nits=peak_nits, tile=tile
+        )
         half = sample_type != "float"
         if half and peak_nits is not None and peak_nits > HALF_MAX:
             raise UsageError(f"--peak-nits {peak_nits:g} is beyond the largest half float ({HALF_MAX:g}): add --sample-type float")
-        settings = HdrSettings(
-            method=hdr_method, dequantize=front_end, iterations=iterations, exposure=exposure, peak_nits=peak_nits, tile=tile
-        )
         if weights is not None and hdr_method != "learned":
             raise UsageError("--weights applies to --method learned only")
         # loaded once for the batch, failing before it starts

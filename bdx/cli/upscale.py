@@ -92,7 +92,7 @@ def upscale_depth_command(
         check_tile(tile)
         check_device(device)
         if out_bits != 16:
-            raise UsageError("--out-bits supports 16")
+            raise UsageError(f"--out-bits must be 16 (the only output depth), not {out_bits}")
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         if weights is not None and method != "learned":
             raise UsageError("--weights applies to --method learned only")
