@@ -9,6 +9,7 @@ file holds is decided from its keys and tensor shapes (each published architectu
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,8 +43,16 @@ def _load_failure(exc: Exception) -> str:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a PyTorch checkpoint, on the CPU, with a ``state_dict`` wrapper and a DataParallel
     ``module.`` prefix removed; a one-line error for a file that is not a state dict of tensors."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise WeightsError(f"{path.name}: the file is empty")
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # a zip archive or a pickle: what torch.save writes
+        raise WeightsError(f"{path.name}: not a PyTorch checkpoint or a safetensors file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols of damaged files: the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"{path.name}: not a loadable checkpoint ({_load_failure(exc)})") from None
     if isinstance(state, dict) and {"model", "optimizer", "step"} <= set(state) and isinstance(state["model"], dict):

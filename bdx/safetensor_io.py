@@ -40,6 +40,8 @@ def read_model(path: str | Path) -> tuple[str, dict[str, torch.Tensor], dict[str
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path.name}: the file is empty")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}

@@ -179,12 +179,21 @@ def test_checkpoint_errors(tmp_path):
     garbage = tmp_path / "garbage.pth"
     # fixed bytes: random ones have a '{' at offset 8 one time in 256, which reads as a safetensors header
     garbage.write_bytes(np.random.default_rng(0).bytes(300))
-    with pytest.raises(BdxError, match=r"not a loadable checkpoint \(unreadable data\)"):
+    with pytest.raises(BdxError, match=r"garbage.pth: not a PyTorch checkpoint or a safetensors file$"):
         load_model(garbage, "lowlight")
-    empty = tmp_path / "empty.pth"
-    empty.write_bytes(b"")
-    with pytest.raises(BdxError, match=r"not a loadable checkpoint \(EOFError: empty or truncated file\)$"):
-        load_model(empty, "lowlight")
+    pickled = tmp_path / "pickled.pth"
+    pickled.write_bytes(b"\x80" + np.random.default_rng(0).bytes(300))  # a pickle's first byte, then garbage
+    with pytest.raises(BdxError, match=r"not a loadable checkpoint \(unreadable data\)"):
+        load_model(pickled, "lowlight")
+    cut = tmp_path / "cut.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, cut)
+    cut.write_bytes(cut.read_bytes()[:40])
+    with pytest.raises(BdxError, match=r"cut.pth: not a loadable checkpoint"):
+        load_model(cut, "lowlight")
+    for name in ("empty.pth", "empty.safetensors"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(BdxError, match=rf"{name}: the file is empty$"):
+            load_model(tmp_path / name, "lowlight")
     wrong = tmp_path / "wrong.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
     with pytest.raises(BdxError, match="not a low-light checkpoint bdx recognises"):
@@ -435,7 +444,7 @@ def test_cli_bad_weights_and_options(runner, tmp_path, make_png):
     bad.write_bytes(b"not a checkpoint")
     result = runner.invoke(app, ["enhance-lowlight", str(source), "-o", str(tmp_path / "o.tiff"), "--weights", str(bad)])
     assert result.exit_code == 1
-    assert "Traceback" not in result.output and "not a loadable checkpoint" in result.output
+    assert "Traceback" not in result.output and "bad.pth: not a PyTorch checkpoint or a safetensors file" in result.output
     assert not (tmp_path / "o.tiff").exists()
     for option, value in (("--gamma", "0"), ("--gamma", "nan"), ("--gamma", "1e9"), ("--neutral-shadows", "-1"),
                           ("--neutral-shadows", "nan"), ("--denoise", "inf"), ("--target-mean", "1")):
