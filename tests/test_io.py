@@ -405,6 +405,24 @@ def test_an_animated_png_is_refused_not_read_as_its_first_frame(tmp_path):
     assert read_image(tmp_path / "s.png").pixels.shape == (4, 4, 3)
 
 
+@pytest.mark.parametrize("data,kind", [(b"GIF89a" + bytes(40), "GIF"), (b"\0\0\0\x18ftypheic" + bytes(40), "HEIC"),
+                                       (b"8BPS" + bytes(40), "Photoshop (PSD)")])
+def test_known_unsupported_formats_are_named(data, kind):
+    with pytest.raises(InputError, match=rf"^{re.escape(kind)} files are not supported; convert it to PNG or TIFF first$"):
+        decode_image(data, "x.bin")
+
+
+def test_a_plain_tiff_under_a_raw_name_is_read_as_the_tiff_it_is(tmp_path):
+    pixels = RNG.integers(0, 65535, (6, 5, 3)).astype(np.uint16)
+    (tmp_path / "x.nef").write_bytes(encode_image(Image(pixels), "tiff"))
+    image = read_image(tmp_path / "x.nef")
+    np.testing.assert_array_equal(image.pixels, pixels)
+    assert image.source_format == "tiff"
+    (tmp_path / "y.nef").write_bytes(b"not a raw file at all" * 4)
+    with pytest.raises(InputError, match="RAW"):
+        read_image(tmp_path / "y.nef")
+
+
 def test_jpeg_compressed_tiff_decodes(tmp_path):
     import tifffile
 

@@ -61,7 +61,16 @@ def sniff_format(data: bytes, name: str = "") -> str:
         return "raw"
     if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         return "tiff"
+    for signature, kind in UNSUPPORTED_SIGNATURES:
+        if data.startswith(signature) or (signature.startswith(b"ftyp") and data[4:12] == signature):
+            raise InputError(f"{kind} files are not supported; convert it to PNG or TIFF first")
     raise InputError("not a supported image (unrecognised file signature)")
+
+
+UNSUPPORTED_SIGNATURES = (  # formats recognised only to say so
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"8BPS", "Photoshop (PSD)"), (b"\0\0\0\x0cjP  ", "JPEG 2000"),
+    (b"ftypheic", "HEIC"), (b"ftypheix", "HEIC"), (b"ftypmif1", "HEIF"), (b"ftypavif", "AVIF"),
+)
 
 
 def _check_size(width: int, height: int) -> None:
@@ -100,8 +109,13 @@ def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False
     fmt = sniff_format(data, name)
     decoder = _DECODERS[fmt]
     if fmt == "raw":  # LibRaw prints its own warnings: caught (OpenCV's and OpenEXR's decoders catch theirs)
-        with captured_native_output():
-            image = decoder(data, raw_linear)
+        try:
+            with captured_native_output():
+                image = decoder(data, raw_linear)
+        except InputError:
+            if data[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+                raise
+            fmt, image = "tiff", _DECODERS["tiff"](data)  # a plain TIFF under a RAW name (RAW files are TIFF-like)
     else:
         image = decoder(data)
     image.source_format = fmt
