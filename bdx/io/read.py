@@ -112,10 +112,13 @@ def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False
         try:
             with captured_native_output():
                 image = decoder(data, raw_linear)
-        except InputError:
+        except InputError as raw_error:
             if data[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
                 raise
-            fmt, image = "tiff", _DECODERS["tiff"](data)  # a plain TIFF under a RAW name (RAW files are TIFF-like)
+            try:  # a plain TIFF under a RAW name (RAW files are TIFF-like)
+                fmt, image = "tiff", _DECODERS["tiff"](data)
+            except InputError:
+                raise raw_error from None
     else:
         image = decoder(data)
     image.source_format = fmt
