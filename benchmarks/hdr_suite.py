@@ -6,7 +6,9 @@ for the low-light benchmark (``tools/sice_merges.py --heldout``; checked against
 weights' ``train_files``). Each is exposed with its median luminance at 0.18, one stop brighter
 (as photographers expose for the shadows), through a camera curve, clipped and quantized to 8
 bits. Curves: a plain sRGB clip and the S-shaped ones of the dequantizer suite (ACES fit, Hable
-filmic) plus a log-with-contrast curve.
+filmic) plus a log-with-contrast curve. A fifth set needs no curve at all (``camera``): for every merged
+held-out SICE stack, one real camera JPEG of the stack (the frame with about 5 % clipped pixels) against the
+HDR merge of the whole stack, so the camera's own response, noise and compression are what the methods face.
 
 Rows: the naive inverse sRGB curve, ``ldr2hdr --method classical``, the default learned model, and the
 published FHDR (2 iterations) and ExpandNet checkpoints found under ``--peers``, run as published
@@ -16,12 +18,14 @@ some photographed panoramas ring round the sun and lamps, and their clipped trut
 left out of every figure. Each prediction's scale is fitted as the median luminance ratio to the reference over
 well-exposed pixels (input channels all within 0.1 to 0.9), then: PSNR-mu, PSNR of log2 values,
 and over the clipped pixels (any channel at 255) the PSNR-mu (normalised by the reference's
-brightest pixel) and the bias in stops (mean log2 luminance ratio; negative: too dark). Summaries per curve: mean, the worst image's gain over the
+brightest pixel) and the bias in stops (mean log2 luminance ratio; negative: too dark). Summaries over everything,
+over the four synthetic curves, and per curve: mean, the worst image's gain over the
 naive curve, how many images fall more than 0.5 dB below it.
 
     python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
     python benchmarks/hdr_suite.py          # writes benchmarks/results/hdr_suite.{json,md}
     python benchmarks/hdr_suite.py --weights new.safetensors --out /tmp/hdr_suite_new --peers /nonexistent
+    python benchmarks/hdr_suite.py --compare other.safetensors   # one more learned row, measured in the same run
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def curve_srgb_clip(x: np.ndarray) -> np.ndarray:
 
 
 CURVES = {"srgb clip": curve_srgb_clip, "aces": curve_aces, "hable": curve_hable, "log": curve_log}
+REAL_CAMERA = "camera"  # real frames of held-out SICE stacks against their merge (:func:`camera_frames`)
 
 
 def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -95,6 +100,39 @@ def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str,
     return out
 
 
+FRAME_CLIPPED = (0.01, 0.25, 0.05)  # a real frame qualifies with this share of clipped pixels (low, high, preferred)
+
+
+def camera_frames(weights: Path, merges: Path, sice: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, 8-bit frame, scene-linear reference with median luminance 1) for every merged held-out SICE stack:
+    one real camera JPEG of the stack (the frame whose clipped share is nearest 5 %, between 1 and 25 %) against
+    the HDR merge of the whole stack. The camera's own curve, noise and JPEG: nothing is synthesized."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        trained = {Path(name).name for name in json.loads(handle.metadata()["train_files"])}
+    sequences = json.loads((sice / "sequences.json").read_text()) if (sice / "sequences.json").is_file() else []
+    out = []
+    for stack in sequences:
+        merge = merges / f"sice_{stack['frames'][0]}.exr"
+        if not merge.is_file() or merge.name in trained:
+            continue
+        reference = np.clip(np.nan_to_num(read_image(merge).pixels.astype(np.float32))[..., :3], 0, None)
+        low, high, preferred = FRAME_CLIPPED
+        candidates = []
+        for frame in stack["frames"]:
+            codes = read_image(sice / f"{frame}.jpg").pixels
+            share = float((codes.max(axis=-1) >= 255).mean())
+            if low <= share <= high and codes.shape[:2] == reference.shape[:2]:
+                candidates.append((abs(share - preferred), frame, codes))
+        if candidates:
+            _, frame, codes = min(candidates, key=lambda c: c[0])
+            h, w = codes.shape[0] // 4 * 4, codes.shape[1] // 4 * 4
+            linear = reference[:h, :w]
+            out.append((f"sice_frames/{frame}", np.ascontiguousarray(codes[:h, :w, :3]), linear / max(float(np.median(luminance(linear))), 1e-6)))
+    return out
+
+
 def fitted(prediction: np.ndarray, reference: np.ndarray, well_exposed: np.ndarray) -> np.ndarray:
     """``prediction`` scaled by the median luminance ratio to ``reference`` over the ``well_exposed`` pixels."""
     stops = scale_ratio_ev(prediction, reference, well_exposed)
@@ -124,7 +162,9 @@ def predict(method: str, codes: np.ndarray, weights=None) -> np.ndarray:
         return srgb_to_linear(codes.astype(np.float32) / 255)
     if method in PUBLISHED:
         return ldr_to_hdr(Image(codes), weights, HdrSettings(dequantize="none"), device="cpu").image.pixels
-    return ldr_to_hdr(Image(codes), weights if method == "learned" else None, HdrSettings(method=method), device="cpu").image.pixels
+    if method.startswith("learned"):
+        return ldr_to_hdr(Image(codes), weights, HdrSettings(method="learned"), device="cpu").image.pixels
+    return ldr_to_hdr(Image(codes), None, HdrSettings(method=method), device="cpu").image.pixels
 
 
 def summarize(records: list[dict], methods: list[str]) -> dict:
@@ -167,8 +207,10 @@ def main() -> None:
     parser.add_argument("--merges", type=Path, default=Path("/tmp/sice_heldout"))
     parser.add_argument("--merge-count", type=int, default=8)
     parser.add_argument("--weights", type=Path, help="learned weights (default: the shipped ones)")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[], help="more learned weights, a row each (same split)")
     parser.add_argument("--peers", type=Path, default=SHARED.parent / "peers", help="published checkpoints")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hdr_suite")
+    parser.add_argument("--sice", type=Path, default=SHARED / "sice", help="SICE frames for the real-camera rows")
     args = parser.parse_args()
     import torch
 
@@ -177,9 +219,13 @@ def main() -> None:
 
     weights = args.weights or default_weights("hdr")
     nets = {"learned": load_model(weights, "hdr")}
+    scenes = references(weights, args.merges, args.merge_count)
+    for other in args.compare:
+        if [n for n, _, _ in references(other, args.merges, args.merge_count)] != [n for n, _, _ in scenes]:
+            raise SystemExit(f"{other.name} holds out other references than {weights.name}")
+        nets[f"learned ({other.stem})"] = load_model(other, "hdr")
     nets.update({label: load_model(args.peers / name, "hdr") for label, name in PUBLISHED.items() if (args.peers / name).is_file()})
     methods = ["naive", "classical", *nets]
-    scenes = references(weights, args.merges, args.merge_count)
     records = []
     for name, linear, trusted in scenes:
         exposed = linear * np.float32(2**STOPS_OVER)
@@ -193,10 +239,21 @@ def main() -> None:
             records.append(record)
             print(f"{name:28s} {curve:10s} " + "  ".join(
                 f"{m} {record['methods'][m]['psnr_mu']:.2f}" for m in methods), flush=True)
-    report = {"weights": weights.name, "references": [n for n, _, _ in scenes], "stops_over": STOPS_OVER,
+    frames = camera_frames(weights, args.merges, args.sice)
+    for name, codes, reference in frames:
+        trusted = trusted_pixels(reference)
+        ldr = codes.astype(np.float32) / 255
+        record = {"name": name, "curve": REAL_CAMERA, "trusted_share": float(trusted.mean()),
+                  "methods": {m: measure(predict(m, codes, nets.get(m)), reference, ldr, trusted) for m in methods}}
+        records.append(record)
+        print(f"{name:28s} {REAL_CAMERA:10s} " + "  ".join(f"{m} {record['methods'][m]['psnr_mu']:.2f}" for m in methods), flush=True)
+    curves = [*CURVES, *([REAL_CAMERA] if frames else [])]
+    report = {"weights": weights.name, "references": [n for n, _, _ in scenes], "camera_frames": [n for n, _, _ in frames],
+              "stops_over": STOPS_OVER,
               "ringing": {"below_median_times": -RINGING, "reach_px": RINGING_REACH},
               "summary": {"all curves": summarize(records, methods),
-                          **{c: summarize([r for r in records if r["curve"] == c], methods) for c in CURVES}},
+                          "synthetic curves": summarize([r for r in records if r["curve"] in CURVES], methods),
+                          **{c: summarize([r for r in records if r["curve"] == c], methods) for c in curves}},
               "images": records}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))

@@ -17,7 +17,7 @@ from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
 from bdx.models import load_model, save_model
 from bdx.hdr.reconstruct import HdrSettings, calibrate, ldr_to_hdr
 from bdx.color import inverse_mu_law, mu_law
-from bdx.hdr.tonemap import HEADROOM, camera_response
+from bdx.hdr.tonemap import HEADROOM, Camera, camera_response
 from bdx.io import Image, read_image, write_image
 from bdx.metrics import psnr_mu
 from bdx.training.hdr import HdrTrainConfig, train_hdr
@@ -189,15 +189,37 @@ def test_fine_tuning_starts_from_the_init_weights_and_keeps_their_shape(tmp_path
 
 
 def test_filmic_cameras_compress_highlights_up_to_their_white_point():
-    from bdx.hdr.tonemap import random_camera
+    from bdx.hdr.tonemap import random_gamma_camera
 
     linear = np.array([0.0, 0.18, 1.0, 2.0, 4.0, 8.0], dtype=np.float32)
     plain, filmic = camera_response(linear, 2.2, 0.0), camera_response(linear, 2.2, 0.0, white=4.0)
     assert plain[2] == plain[3] == 1.0  # a plain camera clips at 1
     assert filmic[2] < filmic[3] < filmic[4] == pytest.approx(1.0) and filmic[5] == pytest.approx(1.0)
     assert np.all(np.diff(filmic) >= 0) and filmic[1] < plain[1]
-    whites = [random_camera(np.random.default_rng(seed))[2] for seed in range(200)]
+    whites = [random_gamma_camera(np.random.default_rng(seed)).params[2] for seed in range(200)]
     assert 0.3 < np.mean([w == 1.0 for w in whites]) < 0.7 and all(w == 1.0 or 2.0 <= w <= 16.0 for w in whites)
+
+
+def test_random_cameras_cover_every_family_with_monotone_curves_that_clip_at_their_clip_point():
+    from bdx.hdr.tonemap import FAMILY_SHARES, random_camera
+
+    linear = np.exp2(np.linspace(-10, 6, 200)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    cameras = [random_camera(rng) for _ in range(400)]
+    counts = {family: sum(c.family == family for c in cameras) for family in FAMILY_SHARES}
+    for family, share in FAMILY_SHARES.items():
+        assert abs(counts[family] / len(cameras) - share) < 0.07, counts
+    for camera in cameras:
+        display = camera(linear)
+        assert display.dtype == np.float32 and display.min() >= 0 and display.max() <= 1, camera
+        assert np.all(np.diff(display) >= -1e-6), camera  # brighter scenes never give darker codes
+        assert display[-1] == 1.0 and display[0] < 0.4, camera  # white at 64x, dark at 1/1024 (a log curve lifts it)
+        if camera.family in ("filmic", "rational", "log"):
+            clip = camera.params[-1]
+            assert float(camera(np.float32(clip * 1.001))) == pytest.approx(1.0, abs=1e-3), camera
+            assert float(camera(np.float32(clip * 0.7))) < 0.99, camera  # a roll-off or a slope below the clip, not a plateau
+    plain = Camera("plain", ())(np.array([0.0, 0.0031308, 1.0, 3.0], np.float32))
+    np.testing.assert_allclose(plain, [0.0, 0.04045, 1.0, 1.0], atol=1e-5)  # the sRGB curve, hard-clipped
 
 
 def test_untrusted_truth_is_left_out_of_the_loss_and_of_training_crops(tmp_path):
@@ -565,7 +587,7 @@ def test_a_fixed_camera_renders_every_sample_and_case_through_that_curve(tmp_pat
     from bdx.training import hdr as training
 
     scenes = training.find_scenes([_reference_folder(tmp_path)])
-    curve = (2.2, 0.3)
+    curve = Camera("gamma", (2.2, 0.3))
     cases = training.heldout_cases(scenes, seed=5, cameras=2, camera=curve)
     assert len(cases) == 2 * len(scenes)  # one rendering per exposure: a fixed curve has nothing to average
     for case in cases:
@@ -576,7 +598,7 @@ def test_a_fixed_camera_renders_every_sample_and_case_through_that_curve(tmp_pat
     original = training.render_ldr
     monkeypatch.setattr(training, "render_ldr", lambda linear, camera, quality: used.append(camera) or original(linear, camera, quality))
     config = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
-                            validation_fraction=0.4, camera=curve)
+                            validation_fraction=0.4, camera=(2.2, 0.3))
     train_hdr([tmp_path / "refs"], tmp_path / "c.safetensors", config)
     assert used and set(used) == {curve}  # training samples, their context copies and the validation cases
 

@@ -1,16 +1,25 @@
 """The compressed domains HDR networks work in, and camera response curves.
 
 The networks' mu-law domain (:func:`bdx.color.mu_law`) maps linear radiance (clip point of the input = 1.0)
-into [0, 1] over ``HEADROOM`` (32x, five stops above the clip point). Camera
-responses are a two-parameter family (a gamma and a sigmoid-like shoulder) that
-covers sRGB-like and S-shaped film curves; training draws random members.
+into [0, 1] over ``HEADROOM`` (32x, five stops above the clip point). Camera responses come in five
+families (:class:`Camera`): a gamma with a sigmoid-like shoulder (and an optional filmic white point), a plain
+hard clip (sRGB or a pure gamma), a rational filmic curve with a toe and a shoulder, a rational S-curve
+that saturates like the ACES fits, and a log encoding with display contrast on top. Training draws random
+members of every family (:func:`random_camera`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 
+from bdx.color import linear_to_srgb
+
 HEADROOM = 32.0
+
+CameraFamily = Literal["gamma", "plain", "filmic", "rational", "log"]
 
 
 def camera_response(linear: np.ndarray, gamma: float, shoulder: float, white: float = 1.0) -> np.ndarray:
@@ -32,12 +41,93 @@ def camera_response(linear: np.ndarray, gamma: float, shoulder: float, white: fl
     return (1 - (1 - x) ** k) * (1 - shoulder * 0.5) + x * shoulder * 0.5
 
 
-FILMIC_SHARE = 0.5  # of random cameras that compress highlights (white 2-16 x the clip point) before clipping
+def _filmic(v: np.ndarray, a: float, b: float, c: float, d: float, e: float, f: float) -> np.ndarray:
+    """A rational toe-and-shoulder curve of the form popularised by Hable's filmic operator."""
+    return (v * (a * v + c * b) + d * e) / (v * (a * v + b) + d * f) - e / f
 
 
-def random_camera(rng: np.random.Generator) -> tuple[float, float, float]:
-    """A random but realistic camera (gamma, shoulder, white): gamma 1.8-2.6, shoulder 0-0.6; half of them
-    filmic, with a white point log-uniform in 2-16 (:func:`camera_response`), the others clipping at 1."""
+def _rational(v: np.ndarray, a: float, b: float, c: float, d: float, e: float) -> np.ndarray:
+    """``v (a v + b) / (v (c v + d) + e)``: the form of the ACES fits (a toe, then saturation towards a / c)."""
+    return v * (a * v + b) / (v * (c * v + d) + e)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A camera response: scene-linear values (1.0 = the exposure's reference level) to display [0, 1].
+
+    ``family`` names the curve; ``params`` are its parameters:
+
+    - ``gamma``: (gamma, shoulder[, white]) of :func:`camera_response`;
+    - ``plain``: (gamma,) a hard clip at 1.0 through a pure power curve, or () for the sRGB curve;
+    - ``filmic``: (a, b, c, d, e, f, white, clip) a rational toe-and-shoulder curve normalised so ``white`` maps to 1,
+      applied to ``linear * white / clip`` (display 1 at ``clip``), then sRGB;
+    - ``rational``: (a, b, c, d, e, clip) an ACES-like S-curve scaled so display 1 falls at ``clip``, then sRGB;
+    - ``log``: (stops, contrast, offset, gamma, clip) log2 over ``stops`` stops, contrast about the middle, an offset
+      that lifts blacks, a display gamma; display 1 at ``clip``.
+
+    >>> camera = Camera("plain", ())
+    >>> [round(float(v), 4) for v in camera(np.array([0.0, 0.5, 2.0], np.float32))]
+    [0.0, 0.7354, 1.0]
+    """
+
+    family: CameraFamily
+    params: tuple[float, ...]
+
+    def __call__(self, linear: np.ndarray) -> np.ndarray:
+        x = np.maximum(np.asarray(linear, dtype=np.float32), 0.0)
+        p = self.params
+        if self.family == "gamma":
+            display = camera_response(x, *p)
+        elif self.family == "plain":
+            display = np.clip(x, 0.0, 1.0) ** (1.0 / p[0]) if p else linear_to_srgb(np.clip(x, 0.0, 1.0))
+        elif self.family == "filmic":
+            *shape, white, clip = p
+            display = linear_to_srgb(np.clip(_filmic(x * np.float32(white / clip), *shape) / _filmic(np.float32(white), *shape), 0, 1))
+        elif self.family == "rational":
+            *shape, clip = p
+            top = _rational(np.float32(1.0), *shape)
+            display = linear_to_srgb(np.clip(_rational(x / np.float32(clip), *shape) / top, 0, 1))
+        elif self.family == "log":
+            stops, contrast, offset, gamma, clip = p
+            middle = np.log2(clip) - stops * (0.5 + (0.5 - offset) / contrast)  # display 1 at clip
+            encoded = (np.log2(np.maximum(x, 1e-8)) - middle) / stops
+            display = np.clip(0.5 + (encoded - 0.5) * contrast + offset, 0, 1) ** np.float32(gamma)
+        else:
+            raise ValueError(f"unknown camera family {self.family!r}")
+        if self.family != "gamma":  # exactly white from the clip point up (the sRGB curve gives 0.99999994 at 1.0)
+            display = np.where(x >= (p[-1] if self.family != "plain" else 1.0), np.float32(1.0), display)
+        return np.asarray(display, dtype=np.float32)
+
+
+FILMIC_SHARE = 0.5  # of random gamma-family cameras that compress highlights (white 2-16 x the clip point)
+FAMILY_SHARES: dict[CameraFamily, float] = {"gamma": 0.4, "plain": 0.15, "filmic": 0.15, "rational": 0.15, "log": 0.15}
+
+
+def random_gamma_camera(rng: np.random.Generator) -> Camera:
+    """Gamma 1.8-2.6, shoulder 0-0.6; a share :data:`FILMIC_SHARE` with a white point log-uniform in 2-16."""
     gamma, shoulder = float(rng.uniform(1.8, 2.6)), float(rng.uniform(0.0, 0.6))
     white = float(np.exp2(rng.uniform(1.0, 4.0))) if rng.random() < FILMIC_SHARE else 1.0
-    return gamma, shoulder, white
+    return Camera("gamma", (gamma, shoulder, white))
+
+
+def random_camera(rng: np.random.Generator) -> Camera:
+    """A random but realistic camera, its family drawn with :data:`FAMILY_SHARES`. Filmic, rational and log
+    curves reach display 1 at 1 to 8 times the exposure's reference level (log-uniform); their shapes vary
+    around typical toe, shoulder and contrast values."""
+    family = rng.choice(list(FAMILY_SHARES), p=list(FAMILY_SHARES.values()))
+    clip = float(np.exp2(rng.uniform(0.0, 3.0)))
+    if family == "gamma":
+        return random_gamma_camera(rng)
+    if family == "plain":
+        return Camera("plain", () if rng.random() < 0.5 else (float(rng.uniform(1.8, 2.6)),))
+    if family == "filmic":
+        shoulder, linear_strength, linear_angle = rng.uniform(0.08, 0.3), rng.uniform(0.25, 0.8), rng.uniform(0.05, 0.2)
+        toe, toe_numerator, toe_denominator = rng.uniform(0.1, 0.4), rng.uniform(0.005, 0.04), rng.uniform(0.2, 0.45)
+        shape = (shoulder, linear_strength, linear_angle, toe, toe_numerator, toe_denominator)
+        return Camera("filmic", tuple(float(v) for v in shape) + (float(rng.uniform(4.0, 16.0)), clip))
+    if family == "rational":
+        a, c = rng.uniform(2.0, 3.0), rng.uniform(1.9, 2.9)
+        shape = (a, rng.uniform(0.0, 0.08), c, rng.uniform(0.4, 0.8), rng.uniform(0.08, 0.25))
+        return Camera("rational", tuple(float(v) for v in shape) + (clip,))
+    stops, contrast = rng.uniform(9.0, 16.0), rng.uniform(1.0, 1.8)
+    return Camera("log", (float(stops), float(contrast), float(rng.uniform(-0.05, 0.12)), float(rng.uniform(0.85, 1.3)), clip))

@@ -23,7 +23,7 @@ import torch
 from bdx.color import inverse_mu_law, luminance, mu_law
 from bdx.errors import BdxError, SettingError
 from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
-from bdx.hdr.tonemap import HEADROOM, camera_response, random_camera
+from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
 from bdx.metrics import CLIPPED, psnr_mu, trusted_pixels
 from bdx.models import load_model
 from bdx.training.data import find_files, is_validation, read_training_image
@@ -91,9 +91,9 @@ def expose(linear: np.ndarray, percentile: float) -> float:
     return 1.0 / max(level, 1e-6)
 
 
-def render_ldr(linear: np.ndarray, camera: tuple[float, ...], jpeg_quality: int | None) -> np.ndarray:
+def render_ldr(linear: np.ndarray, camera: Camera, jpeg_quality: int | None) -> np.ndarray:
     """Clip, apply the camera curve, quantize to 8 bits (and JPEG); display values in [0, 1]."""
-    display = camera_response(linear, *camera)
+    display = camera(linear)
     codes = np.clip(np.rint(display * 255), 0, 255).astype(np.uint8)
     if jpeg_quality is not None:
         ok, data = cv2.imencode(".jpg", codes[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -101,6 +101,11 @@ def render_ldr(linear: np.ndarray, camera: tuple[float, ...], jpeg_quality: int 
         if decoded is not None:
             codes = decoded[..., ::-1]
     return codes.astype(np.float32) / 255
+
+
+def fixed_camera(config: HdrTrainConfig) -> Camera | None:
+    """The run's one known camera (gamma family), or None for random cameras."""
+    return Camera("gamma", tuple(config.camera)) if config.camera else None
 
 
 def context_image(display: np.ndarray, size: int) -> np.ndarray:
@@ -126,7 +131,7 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
                     trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
             scene = scene * rng.uniform(0.8, 1.25, 3).astype(np.float32)
         exposure = expose(scene, rng.uniform(85, 99.5))
-        camera = config.camera or random_camera(rng)
+        camera = fixed_camera(config) or random_camera(rng)
         quality = int(rng.integers(70, 96)) if rng.random() < config.jpeg_probability else None
         exposed = scene * np.float32(exposure)
         side = min(config.crop, scene.shape[0], scene.shape[1]) // 4 * 4
@@ -198,10 +203,10 @@ class HeldoutCase:
     ldr: np.ndarray  # (H, W, 3) the 8-bit rendering through a random camera curve, in [0, 1]
 
 
-def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1, camera: tuple[float, ...] | None = None) -> list[HeldoutCase]:
+def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1, camera: Camera | None = None) -> list[HeldoutCase]:
     """Each scene at the 90th and 98th percentile exposures, cropped to a multiple of 4, through ``cameras``
     fixed-seed camera curves each (more curves average out how well each one happens to be guessed), or
-    through the one ``camera`` (gamma, shoulder) when given."""
+    through the one ``camera`` when given."""
     rng = np.random.default_rng(seed)
     cases = []
     for scene in scenes:
@@ -233,7 +238,7 @@ def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) 
 
 
 def validation_scores(
-    net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: tuple[float, ...] | None = None
+    net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: Camera | None = None
 ) -> dict[str, float]:
     """Mean PSNR-mu on fixed exposures of the held-out scenes (through ``camera`` when given): the network
     (last and first iteration) and the classical baseline."""
@@ -320,7 +325,7 @@ def train_hdr(
         loss_fn,
         settings,
         Path(str(output) + ".ckpt.pt"),
-        validate=(lambda n: validation_scores(n, val, context_size, config.camera)) if val else None,
+        validate=(lambda n: validation_scores(n, val, context_size, fixed_camera(config))) if val else None,
         resume=resume,
         device=device,
         workers=workers,
