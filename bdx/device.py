@@ -30,7 +30,8 @@ def resolve_device(name: str = "auto"):
             raise SettingError("{device} cuda asked for, but torch sees no CUDA GPU (is a CUDA build of torch installed?)")
         count = torch.cuda.device_count()
         if index and int(index[1:]) >= count:
-            raise SettingError(f"{{device}} {name} asked for, but torch sees {count} CUDA GPU{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})")
+            gpus = f"{count} CUDA GPU{'s' if count != 1 else ''}"
+            raise SettingError(f"{{device}} {name} asked for, but torch sees {gpus} (cuda:0 to cuda:{count - 1})")
         return torch.device(name)
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)

@@ -127,7 +127,7 @@ def random_camera(rng: np.random.Generator) -> Camera:
         return Camera("filmic", tuple(float(v) for v in shape) + (float(rng.uniform(4.0, 16.0)), clip))
     if family == "rational":
         a, c = rng.uniform(2.0, 3.0), rng.uniform(1.9, 2.9)
-        shape = (a, rng.uniform(0.0, 0.08), c, rng.uniform(0.4, 0.8), rng.uniform(0.08, 0.25))
-        return Camera("rational", tuple(float(v) for v in shape) + (clip,))
+        coefficients = (a, rng.uniform(0.0, 0.08), c, rng.uniform(0.4, 0.8), rng.uniform(0.08, 0.25))
+        return Camera("rational", tuple(float(v) for v in coefficients) + (clip,))
     stops, contrast = rng.uniform(9.0, 16.0), rng.uniform(1.0, 1.8)
     return Camera("log", (float(stops), float(contrast), float(rng.uniform(-0.05, 0.12)), float(rng.uniform(0.85, 1.3)), clip))

@@ -68,8 +68,14 @@ def sniff_format(data: bytes, name: str = "") -> str:
 
 
 UNSUPPORTED_SIGNATURES = (  # formats recognised only to say so
-    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"8BPS", "Photoshop (PSD)"), (b"\0\0\0\x0cjP  ", "JPEG 2000"),
-    (b"ftypheic", "HEIC"), (b"ftypheix", "HEIC"), (b"ftypmif1", "HEIF"), (b"ftypavif", "AVIF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"8BPS", "Photoshop (PSD)"),
+    (b"\0\0\0\x0cjP  ", "JPEG 2000"),
+    (b"ftypheic", "HEIC"),
+    (b"ftypheix", "HEIC"),
+    (b"ftypmif1", "HEIF"),
+    (b"ftypavif", "AVIF"),
 )
 
 

@@ -237,9 +237,7 @@ def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) 
     return [inverse_mu_law(out.clamp(0, 1), HEADROOM)[0, :, :height, :width].permute(1, 2, 0).cpu().numpy() for out in outputs]
 
 
-def validation_scores(
-    net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: Camera | None = None
-) -> dict[str, float]:
+def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: Camera | None = None) -> dict[str, float]:
     """Mean PSNR-mu on fixed exposures of the held-out scenes (through ``camera`` when given): the network
     (last and first iteration) and the classical baseline."""
     from bdx.hdr.classical import expand_highlights
