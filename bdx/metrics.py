@@ -212,7 +212,7 @@ def psnr_log(prediction: np.ndarray, reference: np.ndarray, floor: float = 1e-4)
     b = np.log2(np.maximum(reference, low) / peak)
     span = float(b.max() - b.min()) or 1.0
     mse = float(np.mean((a - b) ** 2))
-    return float(10 * np.log10(span**2 / max(mse, 1e-20)))
+    return float("inf") if mse == 0 else float(10 * np.log10(span**2 / mse))
 
 
 def clipped_region_error(prediction: np.ndarray, reference: np.ndarray, clipped: np.ndarray) -> float:

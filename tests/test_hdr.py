@@ -19,7 +19,7 @@ from bdx.hdr.reconstruct import HdrSettings, calibrate, ldr_to_hdr
 from bdx.color import inverse_mu_law, mu_law
 from bdx.hdr.tonemap import HEADROOM, Camera, camera_response
 from bdx.io import Image, read_image, write_image
-from bdx.metrics import psnr_mu
+from bdx.metrics import psnr_log, psnr_mu
 from bdx.training.hdr import HdrTrainConfig, train_hdr
 
 
@@ -513,18 +513,21 @@ def test_eval_hdr_mean_leaves_out_a_perfect_image_and_counts_it(runner, tmp_path
     rng = np.random.default_rng(3)
     for folder in ("ref", "pred"):
         (tmp_path / folder).mkdir()
-    scores = []
+    scores, logs = [], []
     for name, scale in (("a", 1.0), ("b", 1.3), ("c", 0.8)):
         reference = np.exp(rng.normal(0, 1, (20, 30, 3))).astype(np.float32)
         write_image(tmp_path / "ref" / f"{name}.exr", Image(reference, linear=True), exr_half=False)
         write_image(tmp_path / "pred" / f"{name}.exr", Image(reference * scale, linear=True), exr_half=False)
         scores.append(psnr_mu(reference * scale, reference))
+        logs.append(psnr_log(reference * scale, reference))
     result = runner.invoke(app, ["eval", "hdr", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.splitlines()[-1])["summary"]["pred"]
     assert scores[0] == float("inf")
     assert summary["psnr_mu"] == pytest.approx((scores[1] + scores[2]) / 2, abs=1e-3)
-    assert summary["psnr_mu_infinite"] == 1 and "psnr_log_infinite" not in summary
+    # log PSNR the same: a perfect image's was a finite 222 dB (its error floored), averaged into the mean
+    assert summary["psnr_mu_infinite"] == 1 and summary["psnr_log_infinite"] == 1 and logs[0] == float("inf")
+    assert summary["psnr_log"] == pytest.approx((logs[1] + logs[2]) / 2, abs=1e-3)
 
 
 def test_heldout_cases_draw_several_cameras(tmp_path):
