@@ -749,6 +749,18 @@ def test_standard_input_twice_and_an_empty_format_are_usage_errors(runner, make_
     assert not (tmp_path / "x.tiff").exists()
 
 
+@pytest.mark.parametrize("task", ["depth", "hdr", "lowlight"])
+def test_train_with_both_init_and_resume_is_a_usage_error(runner, tmp_path, task):
+    """Contradictory options exited 1, as a failed file does, instead of 2."""
+    checkpoint = tmp_path / "run.safetensors.ckpt.pt"
+    checkpoint.write_bytes(b"")
+    (tmp_path / "data").mkdir()
+    result = run(runner, "train", task, "--data", tmp_path / "data", "-o", tmp_path / "w.safetensors", "--init", "shipped",
+                 "--resume", checkpoint, "--steps", "1", "-q")
+    assert result.exit_code == 2
+    assert error_lines(result) == ["bdx: error: start from weights (--init) or continue a checkpoint (--resume), not both"]
+
+
 def test_json_lines_show_a_file_names_odd_bytes_as_text_not_lone_surrogates():
     """A non-UTF-8 file name came out as a lone \\udcXX escape, which strict JSON parsers reject."""
     from bdx.cli.common import json_line

@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, level_grid, offset_reach
-from bdx.errors import BdxError, SettingError, SettingUsageError
+from bdx.errors import BdxError, SettingUsageError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, to_float
 from bdx.models import load_model
 from bdx.quantization import end_bins_pinned, max_level
 from bdx.training.data import find_files, read_training_image, split_by_name
-from bdx.training.loop import LoopSettings, TrainState, check_run_settings, read_checkpoint, run_training, save_trained
+from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, read_checkpoint, run_training, save_trained
 from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 
 MIN_PHOTO_PIXELS = 1_000_000
@@ -362,8 +362,7 @@ def train_depth(
     ``workers``: processes that synthesize batches ahead of the optimizer (0: this one, between steps).
     """
     check_run_settings(config)
-    if init is not None and resume is not None:
-        raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
+    check_start(init, resume)
     train_refs, val_refs = split_references(load_references(data), config.validation_fraction)
     start = cast(DequantNet, load_model(init, "depth").net) if init is not None else None
     config = _with_network_size(config, start, resume)

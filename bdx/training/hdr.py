@@ -27,7 +27,7 @@ from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
 from bdx.metrics import CLIPPED, psnr_mu, trusted_pixels
 from bdx.models import load_model
 from bdx.training.data import find_files, is_validation, read_training_image
-from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training, save_trained
+from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, run_training, save_trained
 
 HDR_SUFFIXES = {".exr", ".hdr"}
 Supervise = Literal["all", "last"]  # which feedback iterations the loss sees
@@ -270,8 +270,7 @@ def train_hdr(
     ``workers``: processes that synthesize batches ahead of the optimizer (0: this one, between steps).
     """
     check_run_settings(config)
-    if init is not None and resume is not None:
-        raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
+    check_start(init, resume)
     start = None
     if init is not None:
         loaded = load_model(init, "hdr").net

@@ -28,6 +28,14 @@ Batch = TypeVar("Batch")
 MAX_CROP = 2048  # pixels per side of a training crop
 
 
+def check_start(init: object | None, resume: object | None) -> None:
+    """A run starts from weights (``init``) or continues a checkpoint (``resume``), not both: a usage error."""
+    from bdx.errors import SettingUsageError
+
+    if init is not None and resume is not None:
+        raise SettingUsageError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
+
+
 def check_run_settings(config: object) -> None:
     """Refuse a training config whose shared settings cannot run (whichever of them it has): ``steps``,
     ``batch_size``, ``validate_every`` and ``checkpoint_every`` of at least 1, a finite positive ``lr``, a

@@ -34,7 +34,7 @@ from bdx.lowlight.curves import apply_curves
 from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side
 from bdx.models import load_model
 from bdx.training.data import find_files, is_validation, read_training_image
-from bdx.training.loop import LoopSettings, TrainState, check_run_settings, run_training, save_trained
+from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, run_training, save_trained
 
 PairLoss = Literal["psnr", "mse"]
 PAIR_LOSSES: tuple[PairLoss, ...] = get_args(PairLoss)
@@ -287,8 +287,7 @@ def train_lowlight(
     ``workers``: processes that synthesize batches ahead of the optimizer (0: this one, between steps).
     """
     check_run_settings(config)
-    if init is not None and resume is not None:
-        raise SettingError("start from weights ({init}) or continue a checkpoint ({resume}), not both")
+    check_start(init, resume)
     if init is not None:
         loaded = load_model(init, "lowlight")
         if not isinstance(loaded.net, CurveNet):
