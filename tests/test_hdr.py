@@ -419,8 +419,10 @@ def test_eval_depth_in_bits_is_checked_before_any_work(runner, tmp_path):
     write_image(image, Image(_ldr(8, 8, seed=0)))
     result = runner.invoke(app, ["eval", "depth", "--pred", str(image), "--ref", str(image), "--in-bits", "99", "--input", str(image)])
     assert result.exit_code == 2 and "--in-bits must be a whole number between 1 and 15, not 99" in result.output
-    result = runner.invoke(app, ["eval", "depth", "--pred", str(image), "--ref", str(image), "--in-bits", "6"])
-    assert result.exit_code == 2 and "--in-bits describes the quantized inputs: give them with --input" in result.output
+    # each option about the quantized inputs needs them (--method and --convention were ignored without a word)
+    for option, value in (("--in-bits", "6"), ("--method", "midpoint"), ("--convention", "truncate")):
+        result = runner.invoke(app, ["eval", "depth", "--pred", str(image), "--ref", str(image), option, value])
+        assert result.exit_code == 2 and f"{option} applies to the quantized inputs: give them with --input" in result.output
 
 
 def test_cli_merge_brackets(runner, tmp_path):

@@ -164,8 +164,10 @@ def eval_depth(
         bin_convention = check_choice("--convention", convention, CONVENTIONS)
         rerun = check_choice("--method", method, DEPTH_METHODS) if method is not None else None
         bits = parse_in_bits(in_bits)
-        if bits is not None and input_ is None:
-            raise UsageError("--in-bits describes the quantized inputs: give them with --input")
+        if input_ is None:  # these describe (or re-run) the quantized inputs: without them they would do nothing
+            for flag, given in (("--in-bits", bits is not None), ("--convention", bin_convention != "centre"), ("--method", rerun)):
+                if given:
+                    raise UsageError(f"{flag} applies to the quantized inputs: give them with --input")
         refs = index_images(ref)
         inputs = index_images(input_) if input_ is not None else None
         predictions = {p: index_images(p) for p in pred}
