@@ -309,6 +309,22 @@ def test_supervising_the_last_iteration_leaves_earlier_estimates_out_of_the_loss
     assert seen == [3, 1]
 
 
+def test_merge_brackets_refuses_times_in_another_order_than_the_frames_and_a_frame_given_twice():
+    """Times listed in reverse wrote an inverted merge (correlation -0.91 with the right one), status 0; a frame given
+    twice with two times wrote nothing but said "the image holds 141 NaN/Inf samples"."""
+    from bdx.errors import InputError, SettingError
+
+    rng = np.random.default_rng(0)
+    scene = np.exp(rng.normal(-1.5, 1.2, (60, 80, 1))) * np.array([1.0, 0.8, 0.6])
+    times = [1 / 16, 1 / 4, 1.0]
+    frames = [np.clip(np.rint(camera_response(scene * t, 2.2, 0.0) * 255), 0, 255).astype(np.uint8) for t in times]
+    with pytest.raises(SettingError, match=r"times contradicts the frames' brightness: frame 2 is brighter than frame 1"):
+        merge_brackets(frames, times[::-1])
+    assert merge_brackets(frames[::-1], times[::-1]).linear.shape == (60, 80, 3)  # any order, as long as they agree
+    with pytest.raises(InputError, match="frames 1 and 3 are identical"):
+        merge_brackets([frames[0], frames[1], frames[0]], [1.0, 2.0, 3.0])
+
+
 def test_merge_brackets_recovers_the_scene():
     rng = np.random.default_rng(0)
     scene = np.exp(rng.normal(-1.5, 1.2, (60, 80, 1))) * np.array([1.0, 0.8, 0.6])

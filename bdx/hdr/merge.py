@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from bdx.color import luminance, srgb_to_linear
-from bdx.errors import BdxError, InputError
+from bdx.errors import BdxError, InputError, SettingError
 
 WELL_EXPOSED = (0.08, 0.92)
 
@@ -77,6 +77,9 @@ def merge_brackets(
     codes = [_codes(frames[i]) for i in order]  # on the 8-bit scale, fractional for 16-bit frames
     if not any(((c >= 0.5) & (c <= 254.5)).any() for c in codes):
         raise InputError("every pixel of every frame is black or white: nothing to merge")
+    for a, b in zip(order, order[1:]):  # the response fit breaks down (NaN) on a frame given twice
+        if np.array_equal(frames[a], frames[b]):
+            raise InputError(f"frames {a + 1} and {b + 1} are identical: each frame of a bracket needs its own exposure")
     stack = [np.ascontiguousarray(np.rint(c[..., ::-1]).astype(np.uint8)) for c in codes]  # OpenCV wants BGR
     response = np.repeat(srgb_to_linear(np.arange(256, dtype=np.float32) / 255)[:, None], 3, axis=1)
     known = times is not None
@@ -84,6 +87,13 @@ def merge_brackets(
         if len(times) != len(frames) or min(times) <= 0:
             raise BdxError("need one positive exposure time per frame")
         times = [float(times[i]) for i in order]
+        means = [float(c.mean()) for c in codes]
+        for (t0, m0), (t1, m1), i in zip(zip(times, means), zip(times[1:], means[1:]), range(len(times))):
+            if t1 < t0 and m1 - m0 > 2.0:  # a brighter frame with a shorter time: the times are in another order
+                raise SettingError(
+                    f"{{times}} contradicts the frames' brightness: frame {order[i + 1] + 1} is brighter than frame {order[i] + 1} "
+                    f"but given a shorter time ({t1:g} < {t0:g}); give the times in the frames' order"
+                )
     else:
         times = _ratios(stack, response)
     calibrate = cv2.createCalibrateDebevec(samples=_grid_samples(samples, *stack[0].shape[:2]), lambda_=smoothness, random=False)
