@@ -236,8 +236,10 @@ def upscale_depth(
     (dtype('uint16'), 4)
     """
     from bdx.device import for_inference, resolve_device, resolve_precision
+    from bdx.models import check_task_arguments
     from bdx.tiling import TiledRun, run_tiled
 
+    check_task_arguments(image, model, settings, DepthSettings, device)
     source = input_levels(image, settings.in_bits, settings.convention)
     torch_device = resolve_device(device)
     if settings.method == "learned":

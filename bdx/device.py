@@ -15,6 +15,8 @@ def resolve_device(name: str = "auto"):
     """The torch.device for ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; a clear error if absent."""
     import torch
 
+    if isinstance(name, torch.device):
+        name = str(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -86,6 +86,23 @@ class LoadedModel:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
+def check_task_arguments(image: object, model: object, settings: object, settings_type: type, device: object) -> None:
+    """A :class:`TypeError` at the call for arguments of the wrong kind (a file name where an image belongs, a
+    path where a loaded model does), instead of an ``AttributeError`` from deep inside a task function."""
+    import torch
+
+    from bdx.io import Image
+
+    if not isinstance(image, Image):
+        raise TypeError(f"image must be a bdx.Image (bdx.read_image reads a file), not {type(image).__name__}")
+    if model is not None and not isinstance(model, LoadedModel):
+        raise TypeError(f"model must be a bdx.LoadedModel (bdx.load_model loads weights) or None, not {type(model).__name__}")
+    if not isinstance(settings, settings_type):
+        raise TypeError(f"settings must be a bdx.{settings_type.__name__}, not {type(settings).__name__}")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a name such as 'auto', 'cpu' or 'cuda:0', not {type(device).__name__}")
+
+
 @cache
 def architectures() -> tuple[Architecture, ...]:
     """The registry: every architecture bdx can load (imported on first use: the networks need torch)."""

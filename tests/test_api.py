@@ -26,6 +26,39 @@ def test_every_exported_name_resolves_to_its_module():
         bdx.no_such_name  # noqa: B018
 
 
+@pytest.mark.parametrize("task", ["upscale_depth", "enhance_lowlight", "ldr_to_hdr"])
+def test_arguments_of_the_wrong_kind_are_a_type_error_at_the_call(task):
+    """A file name where an image belongs, a path where a loaded model does, a dict of settings or device None
+    raised AttributeError from deep inside ('str' object has no attribute 'is_float')."""
+    import numpy as np
+    import torch
+
+    function = getattr(bdx, task)
+    image = bdx.Image(np.full((16, 16, 3), 100, np.uint8))
+    cases = [
+        (("photo.png",), {}, "image must be a bdx.Image"),
+        ((np.zeros((8, 8, 3), np.uint8),), {}, "image must be a bdx.Image"),
+        ((image, "weights.safetensors"), {}, "model must be a bdx.LoadedModel"),
+        ((image, None, {"method": "midpoint"}), {}, "settings must be a bdx."),
+        ((image,), {"device": None}, "device must be a name"),
+    ]
+    for args, kwargs, message in cases:
+        with pytest.raises(TypeError, match=message):
+            function(*args, **kwargs)
+    other = bdx.EnhanceSettings() if task != "enhance_lowlight" else bdx.HdrSettings()
+    with pytest.raises(TypeError, match="settings must be a bdx."):
+        function(image, None, other)
+    assert function(image, None, device=torch.device("cpu")).image.pixels.shape[:2] == (16, 16)  # a torch.device is fine
+
+
+def test_writing_an_array_instead_of_an_image_is_a_type_error(tmp_path):
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"image must be a bdx.Image \(wrap an array: bdx.Image\(pixels\)\), not ndarray"):
+        bdx.write_image(tmp_path / "o.tiff", np.zeros((8, 8, 3), np.uint8))
+    assert not list(tmp_path.iterdir())
+
+
 def test_the_three_tasks_share_one_call_shape():
     import inspect
 

@@ -105,7 +105,9 @@ def ldr_to_hdr(
     :func:`bdx.models.load_model` (batches load it once); None for the shipped weights.
     """
     from bdx.device import resolve_device
+    from bdx.models import check_task_arguments
 
+    check_task_arguments(image, model, settings, HdrSettings, device)
     if image.is_float:
         raise InputError("input is already a float (HDR) image; HDR reconstruction needs an 8- or 16-bit LDR image")
     if model is not None and settings.method != "learned":

@@ -68,6 +68,8 @@ def encode_image(
     PNG sBIT chunk. Float samples must be finite: NaN or Inf is an error (a reader refuses such files, and
     integer formats would turn them into black).
     """
+    if not isinstance(image, Image):
+        raise TypeError(f"image must be a bdx.Image (wrap an array: bdx.Image(pixels)), not {type(image).__name__}")
     bad = non_finite(image)
     if bad is not None:
         raise BdxError(f"the image holds {bad}; nothing written")

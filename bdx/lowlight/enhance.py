@@ -244,9 +244,10 @@ def enhance_lowlight(
     (batches load it once); None for the shipped weights.
     """
     from bdx.device import for_inference, resolve_device
-    from bdx.models import check_device, check_task, load_model
+    from bdx.models import check_device, check_task, check_task_arguments, load_model
     from bdx.tiling import TiledRun, run_tiled
 
+    check_task_arguments(image, model, settings, EnhanceSettings, device)
     if image.channels == 4 or (image.pixels.ndim == 3 and image.pixels.shape[2] not in (1, 3)):
         raise InputError(f"expected a grayscale or RGB image, got {image.pixels.shape[2]} channels")
     model = model or load_model(None, "lowlight")
