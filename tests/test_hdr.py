@@ -639,6 +639,16 @@ def test_train_hdr_cli_camera_option(runner, tmp_path):
     assert bad.exit_code == 2 and "--camera" in bad.stderr and not (tmp_path / "b.safetensors").exists()
 
 
+@pytest.mark.parametrize("option,value", [("--width", "4"), ("--iterations", "1"), ("--state-scale", "2")])
+def test_train_hdr_init_with_a_network_shape_is_a_usage_error(runner, tmp_path, option, value):
+    """--init with --width 4 trained the weights' own width-32 network, status 0, the option ignored."""
+    folder = _reference_folder(tmp_path)
+    result = runner.invoke(app, ["train", "hdr", "--data", str(folder), "-o", str(tmp_path / "c.safetensors"), "--steps", "1",
+                                 "--init", "shipped", option, value, "--device", "cpu"])
+    assert result.exit_code == 2 and f"{option} shapes a new network; --init fine-tunes the weights' own network" in result.output
+    assert not (tmp_path / "c.safetensors").exists()
+
+
 def test_cli_refuses_feedback_iterations_beyond_its_bound(runner, tmp_path, make_png):
     """A million iterations once ran for minutes and took 15 GB on a 64x48 image: the option is bounded."""
     source = make_png("x.png", np.full((8, 8, 3), 120, np.uint8))

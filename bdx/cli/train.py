@@ -323,9 +323,15 @@ def train_hdr_command(
     batch_size: Annotated[int, typer.Option(help="Crops per step (per process).")] = 8,
     crop: Annotated[int, typer.Option(help="Crop size in pixels (rounded down to the network's multiple: 4 x --state-scale).")] = 128,
     lr: opt.LearningRate = 1e-3,
-    iterations: Annotated[int, typer.Option(help="Feedback iterations (1: a feed-forward model).")] = 4,
-    width: Annotated[int, typer.Option(help="Feature width of the network (channels at 1/4 resolution).")] = 32,
-    state_scale: Annotated[int, typer.Option(help="The feedback state runs at 1/(4 x this) resolution.")] = 1,
+    iterations: Annotated[
+        Optional[int], typer.Option(help="Feedback iterations (1: a feed-forward model). (default 4; with --init, the weights' own)")
+    ] = None,
+    width: Annotated[
+        Optional[int], typer.Option(help="Channels of the network at 1/4 resolution. (default 32; with --init, the weights' own)")
+    ] = None,
+    state_scale: Annotated[
+        Optional[int], typer.Option(help="The feedback state runs at 1/(4 x this) resolution. (default 1; with --init, the weights' own)")
+    ] = None,
     supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
     clipped_weight: Annotated[
         float, typer.Option(help="Weight of an extra loss term over the input's clipped pixels alone (0: none).")
@@ -355,6 +361,14 @@ def train_hdr_command(
     from bdx.training.hdr import SUPERVISED, HdrTrainConfig, train_hdr
 
     with command_errors():
+        network = {"--iterations": iterations, "--width": width, "--state-scale": state_scale}
+        if init is not None and any(value is not None for value in network.values()):  # fine-tuning keeps the network
+            given = next(flag for flag, value in network.items() if value is not None)
+            raise UsageError(f"{given} shapes a new network; --init fine-tunes the weights' own network as it is")
+        defaults = HdrTrainConfig()
+        iterations = defaults.iterations if iterations is None else iterations
+        width = defaults.width if width is None else width
+        state_scale = defaults.state_scale if state_scale is None else state_scale
         check_range("--iterations", iterations, 1, MAX_ITERATIONS)
         check_range("--width", width, 4, 512)
         check_range("--state-scale", state_scale, 1, 8)
