@@ -114,3 +114,17 @@ def test_training_data_takes_files_folders_and_globs(tmp_path):
         tmp_path / "a" / "x1.png", tmp_path / "a" / "x2.png", tmp_path / "b.png"]
     with pytest.raises(BdxError, match="no files match"):
         find_files([tmp_path / "z*.png"], suffixes)
+
+
+def test_a_depth_training_folder_of_small_8_bit_photos_says_why_none_is_used(tmp_path):
+    """The run failed with "need at least one usable reference image", the files skipped without a reason."""
+    from bdx.errors import BdxError
+    from bdx.io import Image, write_image
+    from bdx.training.depth import load_references
+
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / name, Image(np.full((64, 64, 3), 90, np.uint8)), bits=8)
+    with pytest.raises(BdxError, match=r"no usable reference image: a.png, b.png hold fewer than 16 bits and have fewer than 1,000,000 pixels"):
+        load_references([tmp_path])
+    write_image(tmp_path / "c.png", Image(np.full((64, 64, 3), 9000, np.uint16)))
+    assert [r.name for r in load_references([tmp_path])] == ["c.png"]  # a true 16-bit file serves; the others are left out

@@ -128,11 +128,20 @@ def load_references(data: list[Path]) -> list[Reference]:
     their resolved paths: the validation crops are drawn in this order, so ``../data`` and ``/abs/data``
     give the same figures."""
     sources = {path: source for source, folder in enumerate(data) for path in find_references([folder])}
-    references = []
+    references, skipped = [], []
     for path in sorted(sources, key=lambda p: p.resolve()):
         reference = reference_from_file(path)
-        if reference is not None:
+        if reference is None:
+            skipped.append(path.name)
+        else:
             references.append(replace(reference, source=sources[path]))
+    if not references and skipped:
+        listed = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        raise BdxError(
+            f"no usable reference image: {listed} {'holds' if len(skipped) == 1 else 'hold'} fewer than 16 bits and "
+            f"{'has' if len(skipped) == 1 else 'have'} fewer than {MIN_PHOTO_PIXELS:,} pixels "
+            "(such photos serve as references only box-averaged 4x4; give 16-bit or float files, or larger photos)"
+        )
     return references
 
 
