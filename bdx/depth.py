@@ -90,11 +90,9 @@ def truncated_levels(image: Image, bits: int, convention: Convention) -> int | N
     return levels if levels <= bits else None
 
 
-def _distinct_codes(image: Image, enough: int) -> int:
-    """How many distinct codes the integer image holds, counted up to ``enough`` (a flat image has one level, not
-    a coarse depth)."""
-    counts = np.bincount(image.pixels.ravel(), minlength=1)
-    return min(int(np.count_nonzero(counts)), enough)
+def _distinct_codes(image: Image) -> int:
+    """How many distinct codes the integer image holds."""
+    return int(np.count_nonzero(np.bincount(image.pixels.ravel(), minlength=1)))
 
 
 @dataclass(frozen=True)
@@ -113,8 +111,10 @@ def depth_mismatch(image: Image, bits: int, content_bits: int, convention: Conve
     but are coarser levels with zero-filled low bits (an 8-bit file of 4-bit levels read as 8-bit bin centres
     stays banded); None when the reading fits the codes."""
     if content_bits <= bits:
-        levels = truncated_levels(image, bits - 1, convention) if bits > 1 and _distinct_codes(image, 3) >= 3 else None
-        return None if levels is None else DepthMismatch(bits, content_bits, levels)
+        levels = truncated_levels(image, bits - 1, convention) if bits > 1 else None
+        if levels is None or _distinct_codes(image) < 3:  # a flat image has one level, not a coarse depth
+            return None
+        return DepthMismatch(bits, content_bits, levels)
     return DepthMismatch(bits, content_bits, truncated_levels(image, bits, convention))
 
 

@@ -167,6 +167,16 @@ def predict(method: str, codes: np.ndarray, weights=None) -> np.ndarray:
     return ldr_to_hdr(Image(codes), None, HdrSettings(method=method), device="cpu").image.pixels
 
 
+def score_image(name: str, curve: str, codes: np.ndarray, reference: np.ndarray, trusted: np.ndarray,
+                methods: list[str], nets: dict) -> dict:
+    """One image's record: every method's figures (:func:`measure`), printed as a line as it is scored."""
+    ldr = codes.astype(np.float32) / 255
+    record = {"name": name, "curve": curve, "trusted_share": float(trusted.mean()),
+              "methods": {m: measure(predict(m, codes, nets.get(m)), reference, ldr, trusted) for m in methods}}
+    print(f"{name:28s} {curve:10s} " + "  ".join(f"{m} {record['methods'][m]['psnr_mu']:.2f}" for m in methods), flush=True)
+    return record
+
+
 def summarize(records: list[dict], methods: list[str]) -> dict:
     summary = {}
     naive = [r["methods"]["naive"] for r in records]
@@ -232,21 +242,10 @@ def main() -> None:
         reference = exposed * np.float32(0.18)  # the scene in units of the sRGB clip's exposure
         for curve, function in CURVES.items():
             codes = np.clip(np.rint(function(exposed) * 255), 0, 255).astype(np.uint8)
-            ldr = codes.astype(np.float32) / 255
-            record = {"name": name, "curve": curve,
-                      "trusted_share": float(trusted.mean()),
-                      "methods": {m: measure(predict(m, codes, nets.get(m)), reference, ldr, trusted) for m in methods}}
-            records.append(record)
-            print(f"{name:28s} {curve:10s} " + "  ".join(
-                f"{m} {record['methods'][m]['psnr_mu']:.2f}" for m in methods), flush=True)
+            records.append(score_image(name, curve, codes, reference, trusted, methods, nets))
     frames = camera_frames(weights, args.merges, args.sice)
     for name, codes, reference in frames:
-        trusted = trusted_pixels(reference)
-        ldr = codes.astype(np.float32) / 255
-        record = {"name": name, "curve": REAL_CAMERA, "trusted_share": float(trusted.mean()),
-                  "methods": {m: measure(predict(m, codes, nets.get(m)), reference, ldr, trusted) for m in methods}}
-        records.append(record)
-        print(f"{name:28s} {REAL_CAMERA:10s} " + "  ".join(f"{m} {record['methods'][m]['psnr_mu']:.2f}" for m in methods), flush=True)
+        records.append(score_image(name, REAL_CAMERA, codes, reference, trusted_pixels(reference), methods, nets))
     curves = [*CURVES, *([REAL_CAMERA] if frames else [])]
     report = {"weights": weights.name, "references": [n for n, _, _ in scenes], "camera_frames": [n for n, _, _ in frames],
               "stops_over": STOPS_OVER,

@@ -73,8 +73,10 @@ def merge_brackets(
         raise BdxError(f"frames differ in size: {sorted(shapes)}")
     if {f.dtype for f in frames} - {np.dtype(np.uint8), np.dtype(np.uint16)} or frames[0].ndim != 3 or frames[0].shape[2] != 3:
         raise InputError("merging brackets needs 8- or 16-bit RGB frames")
-    order = sorted(range(len(frames)), key=lambda i: float(_codes(frames[i]).mean()))
-    codes = [_codes(frames[i]) for i in order]  # on the 8-bit scale, fractional for 16-bit frames
+    all_codes = [_codes(f) for f in frames]  # on the 8-bit scale, fractional for 16-bit frames
+    brightness = [float(c.mean()) for c in all_codes]
+    order = sorted(range(len(frames)), key=lambda i: brightness[i])
+    codes = [all_codes[i] for i in order]
     if not any(((c >= 0.5) & (c <= 254.5)).any() for c in codes):
         raise InputError("every pixel of every frame is black or white: nothing to merge")
     for a, b in zip(order, order[1:]):  # the response fit breaks down (NaN) on a frame given twice
@@ -87,12 +89,12 @@ def merge_brackets(
         if len(times) != len(frames) or min(times) <= 0:
             raise BdxError("need one positive exposure time per frame")
         times = [float(times[i]) for i in order]
-        means = [float(c.mean()) for c in codes]
-        for (t0, m0), (t1, m1), i in zip(zip(times, means), zip(times[1:], means[1:]), range(len(times))):
-            if t1 < t0 and m1 - m0 > 2.0:  # a brighter frame with a shorter time: the times are in another order
+        for i in range(len(order) - 1):  # a brighter frame with a shorter time: the times are in another order
+            dim, bright = order[i], order[i + 1]
+            if times[i + 1] < times[i] and brightness[bright] - brightness[dim] > 2.0:
                 raise SettingError(
-                    f"{{times}} contradicts the frames' brightness: frame {order[i + 1] + 1} is brighter than frame {order[i] + 1} "
-                    f"but given a shorter time ({t1:g} < {t0:g}); give the times in the frames' order"
+                    f"{{times}} contradicts the frames' brightness: frame {bright + 1} is brighter than frame {dim + 1} "
+                    f"but given a shorter time ({times[i + 1]:g} < {times[i]:g}); give the times in the frames' order"
                 )
     else:
         times = _ratios(stack, response)

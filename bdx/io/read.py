@@ -59,7 +59,7 @@ def sniff_format(data: bytes, name: str = "") -> str:
         return "hdr"
     if Path(name).suffix.lower() in RAW_EXTENSIONS:
         return "raw"
-    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+    if data[:4] in TIFF_SIGNATURES:
         return "tiff"
     for signature, kind in UNSUPPORTED_SIGNATURES:
         if data.startswith(signature) or (signature.startswith(b"ftyp") and data[4:12] == signature):
@@ -67,6 +67,7 @@ def sniff_format(data: bytes, name: str = "") -> str:
     raise InputError("not a supported image (unrecognised file signature)")
 
 
+TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
 UNSUPPORTED_SIGNATURES = (  # formats recognised only to say so
     (b"GIF87a", "GIF"),
     (b"GIF89a", "GIF"),
@@ -119,7 +120,7 @@ def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False
             with captured_native_output():
                 image = decoder(data, raw_linear)
         except InputError as raw_error:
-            if data[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+            if data[:4] not in TIFF_SIGNATURES:
                 raise
             try:  # a plain TIFF under a RAW name (RAW files are TIFF-like)
                 fmt, image = "tiff", _DECODERS["tiff"](data)
