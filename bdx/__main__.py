@@ -1,3 +1,3 @@
-from bdx.cli import main
+from bdx.console import main
 
 main()

@@ -88,6 +88,21 @@ def test_eval_pairs_a_folder_of_inputs_by_name_beside_one_reference_file(runner,
     assert json.loads(result.stdout.splitlines()[0])["requant_match"] == 1.0
 
 
+def test_eval_takes_quoted_globs_like_folders(runner, make_png, tmp_path):
+    """`--pred 'pred/*.tiff'` was refused: "no such file or folder"."""
+    ramp = np.repeat(np.linspace(0, 1, 64)[None, :, None], 48, axis=0) * np.ones(3)
+    make_png("ref/a.png", np.rint(ramp * 65535).astype(np.uint16))
+    make_png("pred/a.png", np.rint(ramp * 255).astype(np.uint16) * 257)
+    make_png("pred/notes.png", np.zeros((4, 4, 3), np.uint8))
+    pattern = str(tmp_path / "pred" / "a.*")
+    by_glob = run(runner, "eval", "depth", "--pred", pattern, "--ref", tmp_path / "ref", "--json")
+    assert by_glob.exit_code == 0, by_glob.stderr
+    records = [json.loads(line) for line in by_glob.stdout.splitlines()]
+    assert [Path(r["pred"]).name for r in records[:-1]] == ["a.png"] and list(records[-1]["summary"]) == [pattern]
+    nothing = run(runner, "eval", "depth", "--pred", str(tmp_path / "pred" / "*.exr"), "--ref", tmp_path / "ref")
+    assert nothing.exit_code == 2 and error_lines(nothing) == [f"bdx: error: {tmp_path / 'pred' / '*.exr'}: no files match"]
+
+
 @pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])
 def test_eval_names_the_reference_or_input_that_cannot_be_read(runner, make_png, tmp_path, task):
     """A good prediction beside an empty reference (or input) file: the line names the unreadable file, not only the
@@ -180,6 +195,8 @@ def test_single_file_output_name_and_format(runner, make_png, tmp_path):
     from bdx.color import srgb_codes
 
     np.testing.assert_allclose(srgb_codes(exr.pixels).astype(int), read_image(tmp_path / "y.png").pixels, atol=1)
+    assert run(runner, "upscale-depth", source, "-o", str(tmp_path / "w.tiff") + "/", "--method", "midpoint").exit_code == 0
+    assert (tmp_path / "w.tiff" / "x.tiff").is_file()  # a trailing slash names a folder (it wrote the file w.tiff)
 
 
 def test_a_file_output_for_a_folder_input_says_so(runner, make_png, tmp_path):
@@ -204,6 +221,10 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_back(runner, make_
     for _ in range(2):
         assert run(runner, "quantize", "--bits", "3", pattern, "-o", tmp_path / "d" / "g", "--skip-existing").exit_code == 0
     assert sorted(p.relative_to(tmp_path / "d" / "g").as_posix() for p in (tmp_path / "d" / "g").rglob("*.png")) == ["a.png", "out/q/a.png"]
+    make_png("e/o/x.png", np.full((8, 8, 3), 34, np.uint8))
+    only_outputs = run(runner, "quantize", "--bits", "3", tmp_path / "e", "-o", tmp_path / "e" / "o")  # exit 0, not a word
+    assert only_outputs.exit_code == 1 and error_lines(only_outputs) == [
+        f"bdx: error: every input lies inside the output folder {tmp_path / 'e' / 'o'}: nothing to do"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
@@ -625,11 +646,16 @@ def test_progress_goes_to_stderr_and_json_stays_clean(photos, tmp_path):
     assert len(records) == 3 and all(r["status"] == "ok" for r in records)
 
 
-def test_flags_are_shown_without_a_value_in_help(runner):
-    for command in ([], ["upscale-depth"], ["train", "depth"], ["merge-brackets"]):
-        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "160"})
-        lines = [line for line in result.output.splitlines() if any(f in line for f in ("--json", "--overwrite", "--gate", "--help"))]
-        assert lines and not any("<bool>" in line for line in lines), lines
+COMMANDS = ([], ["quantize"], ["upscale-depth"], ["enhance-lowlight"], ["ldr2hdr"], ["merge-brackets"], ["info"],
+            ["eval", "depth"], ["eval", "lowlight"], ["eval", "hdr"], ["train", "depth"], ["train", "lowlight"], ["train", "hdr"])
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "bdx")
+def test_flags_are_shown_without_a_value_and_pairs_by_their_names_in_help(runner, command):
+    """--self-check and --global-context showed <bool>; --bits and --camera showed <int,int>..., which fails as typed."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--help" in result.output
+    assert "<bool>" not in result.output and ",int>" not in result.output and ",float>" not in result.output
 
 
 def test_library_errors_name_parameters_and_the_cli_names_options(runner, make_png):
@@ -744,6 +770,8 @@ def test_standard_input_twice_and_an_empty_format_are_usage_errors(runner, make_
     twice = runner.invoke(app, ["quantize", "--bits", "4", "-", "-"], input=source.read_bytes())
     assert twice.exit_code == 2 and error_lines(twice) == ["bdx: error: - (standard input) is given more than once; it holds one image"]
     assert twice.stdout_bytes == b""
+    described = runner.invoke(app, ["info", "-", "-"], input=source.read_bytes())  # was an "internal error", exit 1
+    assert described.exit_code == 2 and error_lines(described) == error_lines(twice)
     empty = run(runner, "upscale-depth", source, "-o", tmp_path / "x.tiff", "--format=", "--method", "midpoint")
     assert empty.exit_code == 2 and error_lines(empty) == ["bdx: error: --format is empty; give one of tiff, png, exr"]
     assert not (tmp_path / "x.tiff").exists()
@@ -759,6 +787,19 @@ def test_train_with_both_init_and_resume_is_a_usage_error(runner, tmp_path, task
                  "--resume", checkpoint, "--steps", "1", "-q")
     assert result.exit_code == 2
     assert error_lines(result) == ["bdx: error: start from weights (--init) or continue a checkpoint (--resume), not both"]
+
+
+@pytest.mark.parametrize("task", ["depth", "hdr", "lowlight"])
+def test_train_init_shipped_without_shipped_weights_names_the_train_option(runner, tmp_path, task, monkeypatch):
+    """The message told the user to "pass --weights FILE", an option train does not have."""
+    import bdx.assets
+
+    monkeypatch.setattr(bdx.assets, "has_default_weights", lambda task: False)
+    (tmp_path / "data").mkdir()
+    result = run(runner, "train", task, "--data", tmp_path / "data", "-o", tmp_path / "w.safetensors", "--init", "shipped",
+                 "--steps", "1", "-q")
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"bdx: error: --init shipped: this install holds no {task} weights (give --init FILE)"]
 
 
 def test_json_lines_show_a_file_names_odd_bytes_as_text_not_lone_surrogates():
@@ -787,3 +828,40 @@ def test_an_alpha_channel_an_output_cannot_hold_is_reported(runner, tmp_path):
     write_image(dark, Image(rng.integers(0, 128, (16, 24, 3), dtype=np.uint8), alpha=alpha))
     merged = run(runner, "merge-brackets", dark, source, "-o", tmp_path / "m.exr", "--times", "1,2")
     assert merged.exit_code == 0 and error_lines(merged) == ["bdx: warning: the frames' alpha channels are not merged (the output has none)"]
+
+
+@pytest.mark.parametrize("command", [["quantize", "--bits", "4"], ["upscale-depth", "--method", "midpoint"]])
+def test_a_rerun_of_a_glob_skips_its_own_earlier_outputs(runner, make_png, tmp_path, command):
+    """A second run of a glob with outputs beside the inputs read the first run's outputs as new inputs (writing
+    a_16bit_16bit.tiff) and turned --skip-existing into errors ("another input of this run")."""
+    make_png("g/a.png", np.tile(np.arange(64, dtype=np.uint8)[None, :, None], (8, 1, 3)))
+    make_png("g/b.png", np.full((8, 8, 3), 34, np.uint8))
+    pattern = str(tmp_path / "g" / "*")
+    assert run(runner, *command, pattern).exit_code == 0
+    first = sorted(p.name for p in (tmp_path / "g").iterdir())
+    again = run(runner, *command, pattern, "--skip-existing", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == ["skipped", "skipped"]
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == first
+    named = run(runner, *command, *sorted(str(p) for p in (tmp_path / "g").iterdir()), "--skip-existing", "--json")
+    statuses = {Path(r["input"]).name: r["status"] for r in map(json.loads, named.stdout.splitlines())}
+    assert len(statuses) == 4 and statuses["a.png"] == statuses["b.png"] == "skipped"  # named one by one: all inputs
+
+
+def test_an_interrupt_while_the_cli_loads_is_one_line_and_status_130(monkeypatch, capsys):
+    """Ctrl-C in the first fraction of a second (while torch and typer load) printed a Python traceback."""
+    import builtins
+
+    from bdx.console import main
+
+    real_import = builtins.__import__
+
+    def interrupted_import(name, *args, **kwargs):
+        if name == "bdx.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 130 and capsys.readouterr().err == "bdx: interrupted\n"

@@ -386,6 +386,9 @@ def test_cli_ldr2hdr_file_directory_and_exr(runner, tmp_path, hdr_weights):
     assert sizes["half"] < sizes["float"]
     result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(tmp_path / "bad.exr"), "--sample-type", "double"])
     assert result.exit_code == 2 and "--sample-type" in result.output and not (tmp_path / "bad.exr").exists()
+    result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(tmp_path / "both.exr"), "--precision", "float",
+                                 "--sample-type", "half"])  # the former name silently won
+    assert result.exit_code == 2 and "disagree" in result.output and not (tmp_path / "both.exr").exists()
     result = runner.invoke(app, ["ldr2hdr", str(folder / "p0.png"), "-o", str(tmp_path / "x.exr"), "--weights",
                                  str(tmp_path / "missing.safetensors")])
     assert result.exit_code == 1 and "not found" in result.output and "Traceback" not in result.output

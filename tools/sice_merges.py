@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bdx.errors import InputError  # noqa: E402
 from bdx.hdr.merge import merge_brackets  # noqa: E402
 from bdx.io import Image, read_image, write_image  # noqa: E402
 
@@ -50,7 +51,11 @@ def main() -> None:
         if bool(excluded & set(names)) != args.heldout:
             records.append({**record, "status": "not heldout" if args.heldout else "held out"})
             continue
-        merged = merge_brackets([read_image(args.sice / n).pixels for n in names])
+        try:
+            merged = merge_brackets([read_image(args.sice / n).pixels for n in names])
+        except InputError as error:  # e.g. a stack that holds one frame twice
+            records.append({**record, "status": "rejected", "reason": str(error)})
+            continue
         steps = np.diff(np.log(merged.times))
         ratio = float(np.exp(np.median(steps)))
         accepted = args.ratio_range[0] <= ratio <= args.ratio_range[1]

@@ -42,6 +42,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit status: 0 done, 1 some inputs failed (the rest were processed), 2 bad usage, 130 interrupted, 143 terminated.",
 )
 eval_app = typer.Typer(help="Evaluate results against references (JSON plus a readable table).", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")

@@ -272,7 +272,7 @@ def plan_outputs(
                 targets.append(root.parent / (root.name + dir_suffix) / source.relative.with_suffix(extension))
             else:
                 targets.append(source.path.with_name(source.path.stem + file_suffix + extension))
-        elif single_file and format_from_path(output) is not None and not Path(output).is_dir():
+        elif single_file and format_from_path(output) is not None and _names_a_file(output):
             targets.append(Path(output))
             explicit_file = True
         elif _names_a_file(output):
@@ -298,6 +298,8 @@ def _names_a_file(output: str) -> bool:
     """Whether ``-o`` names an image file (by its extension) rather than a folder, and is not a folder."""
     from bdx.io import format_from_path
 
+    if output.endswith(("/", os.sep)):  # "out.tiff/": a folder, whatever its name
+        return False
     suffix = Path(output).suffix.lower()
     known = format_from_path(output) is not None or suffix in _FILE_EXTENSIONS or suffix in image_extensions()
     return known and not Path(output).is_dir()
@@ -555,7 +557,7 @@ def run_batch(
             reporter.begin(source.display)
             try:
                 if target is not None and target != STDIO and skip_existing and Path(target).exists():
-                    check_not_an_input(source, target, inputs)  # an input is never "already done"
+                    check_not_an_input(source, target)  # the input itself is never "already done"
                     record["status"] = "skipped"
                 else:
                     if target is not None:
@@ -674,7 +676,13 @@ def plan_batch(inputs: list[str], output: str | None, shard: str | None, **namin
     planned over every shard's inputs, so that two inputs of different shards never write one file."""
     found = expand_inputs(inputs)
     everything = _outside_output(found.sources, output)
+    if found.sources and not everything:
+        raise BdxError(f"every input lies inside the output folder {output}: nothing to do")
     plan = plan_outputs(everything, output, **naming)
+    earlier = _planned_outputs(everything, plan.targets)
+    if earlier:  # a rerun of a glob: the first run's results beside their inputs are not new inputs
+        everything = [source for index, source in enumerate(everything) if index not in earlier]
+        plan = plan_outputs(everything, output, **naming)
     mine = apply_shard(list(zip(everything, plan.targets)), shard)
     sources, targets = [source for source, _ in mine], [target for _, target in mine]
     return Batch(sources, OutputPlan(targets, plan.explicit_file), found.problems, input_paths(everything))
@@ -683,6 +691,17 @@ def plan_batch(inputs: list[str], output: str | None, shard: str | None, **namin
 def input_paths(sources: list[Source]) -> frozenset[Path]:
     """The resolved files of ``sources`` (standard input has none)."""
     return frozenset(source.path.resolve() for source in sources if source.path is not None)
+
+
+def _planned_outputs(sources: list[Source], targets: Sequence[Path | str]) -> set[int]:
+    """Indices of the sources found by a folder or glob argument whose file is the planned output of another source
+    (``a_16bit.tiff`` beside ``a.png`` for ``'*'``); files named one by one always stay inputs."""
+    planned = {Path(t).resolve(): index for index, t in enumerate(targets) if t != STDIO}
+    return {
+        index
+        for index, source in enumerate(sources)
+        if source.searched is not None and source.path is not None and planned.get(source.path.resolve(), index) != index
+    }
 
 
 def _outside_output(sources: list[Source], output: str | None) -> list[Source]:

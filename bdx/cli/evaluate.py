@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import math
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from bdx.cli.common import (
     command_errors,
     describe_depth_mismatch,
     describe_exception,
-    image_extensions,
+    expand_inputs,
     json_line,
     one_line,
     parse_in_bits,
@@ -41,20 +42,22 @@ SUMMARY_COLUMNS = (
 
 
 def index_images(root: Path) -> dict[tuple[str, ...], Path]:
-    """Images under ``root`` keyed by relative folder and stem (a file root is its own entry)."""
+    """Images under ``root`` (a file, a folder or a quoted glob) keyed by relative folder and stem (a file root is its
+    own entry)."""
     if root.is_file():
         return {(root.stem,): root}
-    if not root.is_dir():
+    if not root.is_dir() and not glob.has_magic(str(root)):
         raise UsageError(f"{root}: no such file or folder")
+    images = expand_inputs([str(root)])
+    for name, problem in images.problems:
+        raise UsageError(f"{name}: {problem}")
     found: dict[tuple[str, ...], Path] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in image_extensions() and not path.name.startswith("."):
-            key = path.relative_to(root).with_suffix("").parts
-            if key in found:
-                raise UsageError(f"{found[key]} and {path} have the same name; cannot pair them")
-            found[key] = path
-    if not found:
-        raise UsageError(f"{root}: holds no images")
+    for source in images.sources:
+        assert source.path is not None  # a folder or a glob finds files
+        key = source.relative.with_suffix("").parts
+        if key in found:
+            raise UsageError(f"{found[key]} and {source.path} have the same name; cannot pair them")
+        found[key] = source.path
     return found
 
 
@@ -76,7 +79,7 @@ def read_paired(path: Path, role: str):
 
 def method_labels(folders) -> dict[Path, str]:
     """Each ``--pred``'s row label: its folder's name, or the path as given where two names clash."""
-    names = [folder.name or str(folder) for folder in folders]
+    names = [str(folder) if glob.has_magic(str(folder)) else folder.name or str(folder) for folder in folders]
     return {folder: name if names.count(name) == 1 else str(folder) for folder, name in zip(folders, names)}
 
 
@@ -144,7 +147,7 @@ def score_pairs(
     epilog="Example:  bdx eval depth --pred out_contour --pred out_midpoint --ref photos --input photos_q4",
 )
 def eval_depth(
-    pred: Annotated[list[Path], typer.Option(help="Dequantized results (file or folder); repeat to compare methods.")],
+    pred: Annotated[list[Path], typer.Option(help="Dequantized results (file, folder or quoted glob); repeat to compare methods.")],
     ref: Annotated[Path, typer.Option(help="High-bit-depth references (file or folder).")],
     input_: Annotated[Optional[Path], typer.Option("--input", help="The quantized inputs (enables bin metrics).")] = None,
     in_bits: Annotated[str, typer.Option(help="Input bit depth: auto (sBIT, else detected) or N.")] = "auto",
@@ -279,7 +282,7 @@ LOWLIGHT_COLUMNS = (
     epilog="Example:  bdx eval lowlight --pred out_bdx --pred out_zerodce --ref well_exposed/   ·   bdx eval lowlight --pred bright/",
 )
 def eval_lowlight(
-    pred: Annotated[list[Path], typer.Option(help="Enhanced results (file or folder); repeat to compare methods.")],
+    pred: Annotated[list[Path], typer.Option(help="Enhanced results (file, folder or quoted glob); repeat to compare methods.")],
     ref: Annotated[Optional[Path], typer.Option(help="Well-exposed references with the same names (enables PSNR, SSIM, ΔE).")] = None,
     json_lines: opt.Json = False,
 ) -> None:
@@ -320,7 +323,7 @@ HDR_COLUMNS = (
     epilog="Example:  bdx eval hdr --pred out_learned --pred out_classical --ref refs_exr/ --input ldr/ --sheet sheet.png",
 )
 def eval_hdr(
-    pred: Annotated[list[Path], typer.Option(help="Reconstructed HDR (EXR/HDR file or folder); repeat to compare methods.")],
+    pred: Annotated[list[Path], typer.Option(help="Reconstructed HDR (EXR/HDR file, folder or quoted glob); repeat to compare methods.")],
     ref: Annotated[Path, typer.Option(help="Scene-linear references with the same names.")],
     input_: Annotated[Optional[Path], typer.Option("--input", help="The LDR inputs (enables clipped-region error).")] = None,
     sheet: Annotated[Optional[Path], typer.Option(help="Write a side-by-side PNG at -3, 0 and +3 EV.")] = None,

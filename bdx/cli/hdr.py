@@ -55,6 +55,8 @@ def ldr2hdr_command(
         front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
         if precision is not None:  # the option's former name (elsewhere --precision is the arithmetic's)
             check_choice("--precision", precision, EXR_SAMPLE_TYPES)
+            if sample_type is not None and sample_type != precision:
+                raise UsageError(f"--precision {precision} and --sample-type {sample_type} disagree: give --sample-type alone")
             sample_type = precision
         if sample_type is not None:
             check_choice("--sample-type", sample_type, EXR_SAMPLE_TYPES)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import Source, expand_inputs, image_extensions, read_source, run_batch
+from bdx.cli.common import Source, command_errors, expand_inputs, image_extensions, read_source, run_batch
 
 _ORIENTATIONS = {
     1: "normal",
@@ -118,7 +118,8 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
 
     from bdx.models import WEIGHT_SUFFIXES
 
-    found = expand_inputs(inputs, image_extensions() | WEIGHT_SUFFIXES)  # a folder's weights files too
+    with command_errors():
+        found = expand_inputs(inputs, image_extensions() | WEIGHT_SUFFIXES)  # a folder's weights files too
     rows: list[dict] = []
 
     def process(source, target, reporter):

@@ -18,8 +18,11 @@ app.add_typer(train_app, name="train")
 def _shipped_or(init: Path | None, task: str) -> Path | None:
     """``--init``: the word ``shipped`` stands for bdx's own weights for ``task``."""
     if init is not None and str(init) == "shipped":
-        from bdx.assets import default_weights
+        from bdx.assets import default_weights, has_default_weights
+        from bdx.errors import BdxError
 
+        if not has_default_weights(task):
+            raise BdxError(f"--init shipped: this install holds no {task} weights (give --init FILE)")
         return default_weights(task)
     return init
 
@@ -73,7 +76,7 @@ def train_depth_command(
     eight_bit_fraction: Annotated[
         float, typer.Option(help="Share of crops quantized to 8 bits (the rest: a depth drawn from --bits).")
     ] = 0.35,
-    bits: Annotated[tuple[int, int], typer.Option(help="Smallest and largest depth of the other crops.")] = (3, 10),
+    bits: Annotated[tuple[int, int], typer.Option(metavar="MIN MAX", help="Smallest and largest depth of the other crops.")] = (3, 10),
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
     validation_fraction: Annotated[
@@ -212,7 +215,7 @@ def train_lowlight_command(
         int, typer.Option(help="Long side of the copy the curves are estimated on (the shipped weights: 16); --init keeps its own.")
     ] = 256,
     global_context: Annotated[
-        bool, typer.Option(help="Give the network its image-wide branch (scene brightness); --init keeps its own.")
+        bool, typer.Option(metavar=opt.FLAG, help="Give the network its image-wide branch (scene brightness); --init keeps its own.")
     ] = True,
     members: Annotated[
         int,
@@ -339,8 +342,9 @@ def train_hdr_command(
     camera: Annotated[
         Optional[tuple[float, float]],
         typer.Option(
-            help="Train (and validate) for one known camera curve, GAMMA SHOULDER (e.g. 2.2 0.3), instead of random "
-            "curves (gamma 1.8-2.6, shoulder 0-0.6, half of them filmic with a white point 2-16)."
+            metavar="GAMMA SHOULDER",
+            help="Train (and validate) for one known camera curve, a gamma with a shoulder (e.g. 2.2 0.3), instead of "
+            "random cameras of five families (gamma with shoulder, plain sRGB clip, filmic, ACES-like, log).",
         ),
     ] = None,
     init: Annotated[Optional[Path], typer.Option(help="HDR weights to start from (fine-tune), or 'shipped' for bdx's own.")] = None,
