@@ -69,6 +69,18 @@ def srgb_codes(linear: np.ndarray) -> np.ndarray:
     return np.rint(linear_to_srgb(np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0)) * 65535).astype(np.uint16)
 
 
+def display_codes_of(values: np.ndarray, linear: bool) -> np.ndarray:
+    """Float or linear samples as 16-bit display codes: linear light sRGB-encoded (:func:`srgb_codes`), display
+    values (a float TIFF) clipped to [0, 1] and scaled.
+
+    >>> display_codes_of(np.array([0.0, 0.214, 1.0]), linear=True).tolist(), display_codes_of(np.array([0.5, 2.0]), linear=False).tolist()
+    ([0, 32765, 65535], [32768, 65535])
+    """
+    if linear:
+        return srgb_codes(values)
+    return np.rint(np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0) * 65535).astype(np.uint16)
+
+
 def scene_linear(image: Image) -> Image:
     """An image of sRGB display codes as scene-linear float32 (EXR's convention), alpha and metadata kept."""
     from bdx.io import to_float

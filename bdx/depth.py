@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, Literal, cast, get_args
 
 import numpy as np
 
-from bdx.color import srgb_codes
+from bdx.color import display_codes_of
 from bdx.dequant.self_check import MIN_BITS as SELF_CHECK_MIN_BITS
 from bdx.dequant.self_check import ImageAlpha
 from bdx.errors import InputError, SettingError, SettingUsageError, check_setting
@@ -335,16 +335,17 @@ def _self_check(source: DepthSource, value_of_code: np.ndarray, dequantizer, dev
 def display_codes(image: Image, method: DisplayDequantizer, device: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """An image as (H, W, 3) display codes for enhancement (read them with :func:`bdx.io.to_float`):
     16-bit, dequantized by ``method`` (``auto`` or a depth method) when it holds fewer than 16 bits; an
-    8-bit input with ``none`` stays 8-bit (the same values, half the memory traffic). Float and linear
-    inputs are sRGB-encoded (clipped to [0, 1]); grey is replicated to RGB. A 16-bit file's depth is its sBIT,
-    else what its codes hold (8-bit codes stored as 16-bit are dequantized as the 8-bit file would be)."""
+    8-bit input with ``none`` stays 8-bit (the same values, half the memory traffic). Linear inputs are
+    sRGB-encoded, float display values (a float TIFF) scaled (both clipped to [0, 1]); grey is replicated to
+    RGB. A 16-bit file's depth is its sBIT, else what its codes hold (8-bit codes stored as 16-bit are
+    dequantized as the 8-bit file would be)."""
     convention: Convention = "centre"
     full_depth = False
     if image.container_bits == 16 and not image.significant_bits and not image.linear:
         bits, convention = detect_bits(image.pixels, 16)
         full_depth = bits >= 16
     if image.is_float or image.linear:
-        pixels = srgb_codes(to_float(image.pixels))
+        pixels = display_codes_of(to_float(image.pixels), image.linear)
     elif full_depth:
         pixels = image.pixels
     elif method == "none" and image.container_bits == 8:

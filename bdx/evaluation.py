@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bdx.color import linear_srgb_to_oklab, srgb_codes, srgb_to_linear
+from bdx.color import display_codes_of, linear_srgb_to_oklab, srgb_to_linear
 from bdx.depth import DepthMethod, DepthSource, input_levels
 from bdx.errors import BdxError, InputError
 from bdx.io import Image, convert_depth, to_float
+from bdx.io.image import straight_alpha
 from bdx.metrics import (
     CLIPPED,
     banding_stress,
@@ -46,8 +47,11 @@ class DepthReference:
 def depth_reference(
     reference: Image, source: Image | None = None, *, bits: int | None = None, convention: Convention = "centre"
 ) -> DepthReference:
-    """Prepare a reference (and optional quantized input) for :func:`evaluate_depth`."""
+    """Prepare a reference (and optional quantized input) for :func:`evaluate_depth`; colour premultiplied by
+    alpha (a TIFF's associated alpha) is compared straight, as bdx writes it."""
     _display_codes(reference, "reference")
+    reference = straight_alpha(reference)
+    source = None if source is None else straight_alpha(source)
     srgb = to_float(reference.pixels)
     linear = srgb_to_linear(srgb)
     stats: dict = {f"ref_{k}": v for k, v in banding_stress(srgb).items()}
@@ -67,6 +71,7 @@ def evaluate_depth(prediction: Image, reference: DepthReference, *, method: Dept
     from bdx.depth import DepthSettings, upscale_depth
 
     _display_codes(prediction, "prediction")
+    prediction = straight_alpha(prediction)
     if prediction.pixels.shape != reference.srgb.shape:
         height, width, channels = reference.srgb.shape
         raise BdxError(
@@ -126,9 +131,9 @@ def _mismatch(prediction: Image, reference: Image) -> BdxError:
 
 
 def _display(image: Image) -> np.ndarray:
-    """(H, W, C) display code values of an image: float and linear images sRGB-encoded (:func:`srgb_codes`), as
-    ``enhance-lowlight`` writes its EXR output."""
-    codes = srgb_codes(to_float(image.pixels)) if image.is_float or image.linear else image.pixels
+    """(H, W, C) display code values of an image: linear ones sRGB-encoded, as ``enhance-lowlight`` writes its EXR
+    output, float display values (a float TIFF) scaled (:func:`display_codes_of`)."""
+    codes = display_codes_of(to_float(image.pixels), image.linear) if image.is_float or image.linear else image.pixels
     return codes if codes.ndim == 3 else codes[..., None]
 
 
@@ -138,9 +143,12 @@ def evaluate_lowlight(prediction: Image, reference: Image | None = None) -> dict
     No-reference figures always: mean brightness, noise in flat regions (8-bit
     code units), clipped-highlight fraction, colour cast, distinct code values and
     banding stress. With a reference (for example the well-exposed frame of the
-    same SICE stack): PSNR, SSIM and Oklab ΔE as well. Float and linear images (an EXR
-    output) are read as the display would show them (sRGB-encoded, clipped at 1).
+    same SICE stack): PSNR, SSIM and Oklab ΔE as well. Linear images (an EXR output) are
+    read as the display would show them (sRGB-encoded, clipped at 1); a float TIFF holds display values.
+    Colour premultiplied by alpha is compared straight.
     """
+    prediction = straight_alpha(prediction)
+    reference = None if reference is None else straight_alpha(reference)
     codes = _display(prediction)
     pred = to_float(codes)
     record: dict = {
@@ -170,8 +178,8 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
     for image, role in ((prediction, "prediction"), (reference, "reference")):
         if not image.is_float:  # display codes are not radiance: read as linear they would score nonsense
             raise InputError(f"the {role} holds {image.container_bits}-bit display codes; HDR metrics need scene-linear EXR or HDR files")
-    pred = _rgb_float(prediction)
-    ref = _rgb_float(reference)
+    pred = _rgb_float(straight_alpha(prediction))
+    ref = _rgb_float(straight_alpha(reference))
     if pred.shape != ref.shape:
         raise _mismatch(prediction, reference)
     record: dict = {"psnr_mu": psnr_mu(pred, ref), "psnr_log": psnr_log(pred, ref), "ssim_mu": ssim_mu(pred, ref)}

@@ -750,3 +750,40 @@ def test_a_grey_png_transparent_value_becomes_alpha(tmp_path, depth):
     np.testing.assert_array_equal(image.alpha.reshape(2, 4), [[opaque, 0, opaque, opaque]] * 2)
     written = read_image(write_image(tmp_path / "out.png", image))  # and it is carried to the output
     assert written.alpha is not None and int(written.alpha.reshape(-1)[1]) == 0
+
+
+def _with_photometric(data: bytes, value: int) -> bytes:
+    """A little-endian TIFF with its first page's PhotometricInterpretation (tag 262) set to ``value``."""
+    out = bytearray(data)
+    (offset,) = struct.unpack("<I", out[4:8])
+    for i in range(struct.unpack("<H", out[offset : offset + 2])[0]):
+        entry = offset + 2 + 12 * i
+        if struct.unpack("<H", out[entry : entry + 2])[0] == 262:
+            out[entry + 8 : entry + 10] = struct.pack("<H", value)
+    return bytes(out)
+
+
+def test_tiff_alpha_is_read_as_stored_beside_min_is_white_grey_and_palette_indices(tmp_path):
+    """MinIsWhite inverted the alpha with the grey (transparent became opaque); a palette TIFF's alpha sample was
+    dropped."""
+    import tifffile
+
+    grey = np.tile((np.arange(48) * 5).astype(np.uint8), (32, 1))
+    alpha = np.full((32, 48), 200, np.uint8)
+    alpha[:, :10] = 0
+    tifffile.imwrite(tmp_path / "white.tif", np.dstack([grey, alpha]), photometric="miniswhite", extrasamples=["unassalpha"])
+    image = read_image(tmp_path / "white.tif")
+    np.testing.assert_array_equal(image.alpha, alpha)
+    np.testing.assert_array_equal(image.pixels[..., 0], 255 - grey)
+
+    indices = np.tile((np.arange(48) % 16).astype(np.uint8), (32, 1))
+    table = np.tile(np.arange(256, dtype=np.uint16) * 257, (3, 1))
+    table[0, :16] = np.arange(16) * 4000  # red differs from green and blue
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.dstack([indices, alpha]), photometric="minisblack", extrasamples=["unassalpha"],
+                     extratags=[(320, "H", table.size, table.ravel().tolist(), True)])
+    (tmp_path / "palette.tif").write_bytes(_with_photometric(buffer.getvalue(), 3))
+    image = read_image(tmp_path / "palette.tif")
+    assert image.pixels.shape == (32, 48, 3) and image.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(image.pixels[..., 0], table[0][indices])
+    np.testing.assert_array_equal(image.alpha, alpha.astype(np.uint16) * 257)

@@ -106,3 +106,27 @@ def test_ssim_of_near_identical_bright_images_stays_at_most_one():
     bright = (0.9 + 0.01 * rng.random((96, 96, 3))).astype(np.float32)
     for noise in (0.0, 1e-7, 1e-5):
         assert ssim(bright, bright + np.float32(noise)) <= 1.0
+
+
+def test_evaluation_compares_premultiplied_colour_straight_and_float_tiff_as_display_values():
+    """Two encodings of one image scored 10.9 dB against each other (associated alpha read as straight colour),
+    and a float TIFF's display values were sRGB-encoded again (mean brightness 0.685 for a 0.5 ramp)."""
+    from bdx.depth import display_codes
+    from bdx.evaluation import depth_reference, evaluate_depth, evaluate_lowlight
+    from bdx.io import Image
+
+    y, x = np.mgrid[0:32, 0:48]
+    colour = np.stack([(x * 1300 + y * 7) % 65536, (y * 2000 + x) % 65536, np.full_like(x, 40000)], -1).astype(np.uint16)
+    alpha = np.full((32, 48), 32768, np.uint16)
+    straight = Image(colour, alpha=alpha)
+    premultiplied = Image(np.rint(colour * (32768 / 65535)).astype(np.uint16), alpha=alpha, premultiplied=True)
+    assert evaluate_lowlight(straight, premultiplied)["psnr"] > 80
+    assert evaluate_depth(straight, depth_reference(premultiplied))["psnr"] > 80
+
+    ramp = np.tile(np.linspace(0, 1, 48, dtype=np.float32), (32, 1))[..., None].repeat(3, 2)
+    as_float, as_codes = Image(ramp), Image(np.rint(ramp * 65535).astype(np.uint16))
+    assert evaluate_lowlight(as_float)["mean_brightness"] == pytest.approx(evaluate_lowlight(as_codes)["mean_brightness"], abs=1e-4)
+    assert evaluate_lowlight(as_float, as_codes)["psnr"] > 80
+    np.testing.assert_array_equal(display_codes(as_float, "none", "cpu"), as_codes.pixels)
+    linear = Image(ramp, linear=True)  # scene-linear light (an EXR) is sRGB-encoded
+    assert display_codes(linear, "none", "cpu")[0, 24, 0] > as_codes.pixels[0, 24, 0] + 10000

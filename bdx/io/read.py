@@ -299,7 +299,10 @@ def _decode_tiff(data: bytes) -> Image:
         array = array.astype(np.uint8) * np.uint8(255)
     if colormap is not None:
         table = np.asarray(colormap).T  # (2**bits, 3), 16-bit values
-        array = table[array[..., 0]].astype(np.uint16)
+        extra = array[..., 1:].astype(np.uint16)  # an alpha sample beside the index, on the table's 16-bit scale
+        if array.dtype == np.uint8:
+            extra *= np.uint16(257)
+        array = np.concatenate([table[array[..., 0]].astype(np.uint16), extra], axis=-1)
     half = array.dtype == np.float16
     if array.dtype.kind == "f":
         array = array.astype(np.float32)
@@ -309,8 +312,9 @@ def _decode_tiff(data: bytes) -> Image:
     significant = None
     if array.dtype.kind == "u" and colormap is None and 1 < sample_bits < container:  # 4-, 10-, 12-bit samples
         array, significant = codes_from_levels(array, sample_bits, container), sample_bits
-    if photometric == 0:
-        array = np.iinfo(array.dtype).max - array if array.dtype.kind == "u" else 1.0 - array
+    if photometric == 0:  # white is zero: the grey sample is inverted, an alpha sample beside it is not
+        grey = array[..., :1]
+        array = np.concatenate([np.iinfo(array.dtype).max - grey if array.dtype.kind == "u" else 1.0 - grey, array[..., 1:]], axis=-1)
     color = 1 if photometric in (0, 1) else 3
     if array.shape[2] < color:
         raise InputError("TIFF has fewer samples than its colour model needs")
