@@ -787,3 +787,21 @@ def test_tiff_alpha_is_read_as_stored_beside_min_is_white_grey_and_palette_indic
     assert image.pixels.shape == (32, 48, 3) and image.pixels.dtype == np.uint16
     np.testing.assert_array_equal(image.pixels[..., 0], table[0][indices])
     np.testing.assert_array_equal(image.alpha, alpha.astype(np.uint16) * 257)
+
+
+def test_valid_files_bdx_cannot_decode_are_named_for_what_they_are_not_called_corrupt():
+    """A 12-bit JPEG, a lossless JPEG and a bottom-up Radiance file were reported as corrupt or truncated data."""
+    jpeg = bytearray(encode_image(Image(np.full((8, 8, 3), 90, np.uint8)), "jpeg"))
+    frame = jpeg.index(b"\xff\xc0")
+    twelve = bytes(jpeg[: frame + 4]) + b"\x0c" + bytes(jpeg[frame + 5 :])
+    with pytest.raises(InputError, match="^12-bit JPEG is not supported"):
+        decode_image(twelve, "x.jpg")
+    lossless = bytes(jpeg[: frame + 1]) + b"\xc3" + bytes(jpeg[frame + 2 :])
+    with pytest.raises(InputError, match="^8-bit lossless JPEG is not supported"):
+        decode_image(lossless, "x.jpg")
+    pixel = bytes([128, 128, 128, 129])
+    bottom_up = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n+Y 2 +X 3\n" + pixel * 6
+    with pytest.raises(InputError, match=r"pixel order '\+Y 2 \+X 3' is not supported"):
+        decode_image(bottom_up, "x.hdr")
+    standard = decode_image(bottom_up.replace(b"+Y 2", b"-Y 2"), "x.hdr")
+    assert standard.pixels.shape == (2, 3, 3) and standard.linear

@@ -335,6 +335,7 @@ class JpegInfo:
     width: int = 0
     height: int = 0
     precision: int = 8
+    lossless: bool = False
     components: int = 0
     icc_profile: bytes | None = None
     orientation: int = 1
@@ -370,6 +371,7 @@ def parse_jpeg(data: bytes) -> JpegInfo:
             info.height, info.width = struct.unpack(">HH", body[1:5])
             info.components = body[5]
             info.arithmetic = marker >= 0xC9  # SOF9-SOF15: arithmetic coding, which can spend under a bit per block
+            info.lossless = marker in (0xC3, 0xC7, 0xCB, 0xCF)
         elif marker == 0xE1 and body.startswith(b"Exif\0\0"):
             info.orientation = exif_orientation(body[6:])
             info.exif = body[6:]

@@ -215,6 +215,9 @@ def _decode_jpeg(data: bytes) -> Image:
         raise InputError("CMYK JPEG is not supported; convert it to RGB first")
     if info.components not in (1, 3):
         raise InputError(f"JPEG with {info.components} components is not supported")
+    if info.precision != 8 or info.lossless:
+        kind = f"{info.precision}-bit {'lossless ' if info.lossless else ''}JPEG"
+        raise InputError(f"{kind} is not supported (bdx reads 8-bit baseline and progressive JPEG); convert it to 16-bit TIFF or PNG")
     _check_size(info.width, info.height)
     pixels, _ = _from_opencv(_opencv_decode(data), "JPEG")
     return _oriented(Image(pixels=pixels, icc_profile=info.icc_profile, orientation=info.orientation, exif=info.exif))
@@ -234,6 +237,11 @@ def _decode_bmp(data: bytes) -> Image:
 
 
 def _decode_hdr(data: bytes) -> Image:
+    end = data.find(b"\n\n", 0, 65536)
+    resolution = data[end + 2 : end + 2 + 64].split(b"\n", 1)[0].split() if end >= 0 else []
+    if len(resolution) == 4 and (resolution[0], resolution[2]) != (b"-Y", b"+X"):
+        line = " ".join(part.decode("latin-1") for part in resolution)
+        raise InputError(f"Radiance HDR with pixel order '{line}' is not supported (only the standard -Y H +X W)")
     size = _radiance_size(data)
     if size is not None:
         _check_size(*size)
