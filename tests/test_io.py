@@ -805,3 +805,17 @@ def test_valid_files_bdx_cannot_decode_are_named_for_what_they_are_not_called_co
         decode_image(bottom_up, "x.hdr")
     standard = decode_image(bottom_up.replace(b"+Y 2", b"-Y 2"), "x.hdr")
     assert standard.pixels.shape == (2, 3, 3) and standard.linear
+
+
+def test_a_luminance_chroma_exr_is_refused_not_read_as_grey(tmp_path):
+    """Y, RY, BY channels were read as a grey image (Y alone), the colour dropped without a word."""
+    import OpenEXR
+
+    y, x = np.mgrid[0:8, 0:12]
+    channels = {"Y": (x / 12).astype(np.float16), "RY": np.full((8, 12), 0.5, np.float16), "BY": np.full((8, 12), -0.3, np.float16)}
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, channels).write(str(tmp_path / "yc.exr"))
+    with pytest.raises(InputError, match=r"^luminance/chroma EXR \(Y, RY, BY channels\) is not supported"):
+        read_image(tmp_path / "yc.exr")
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, {"Y": channels["Y"]}).write(
+        str(tmp_path / "y.exr"))
+    assert read_image(tmp_path / "y.exr").channels == 1  # luminance alone is grey

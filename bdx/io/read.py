@@ -368,6 +368,8 @@ def _decode_exr(data: bytes) -> Image:
     layer = _pick_exr_layer(channels)
     if all(k in layer for k in "RGB"):
         pixels = np.stack([layer[k] for k in "RGB"], axis=-1)
+    elif "RY" in layer or "BY" in layer:  # OpenEXR's luminance/chroma (RgbaYca) encoding: read as grey it loses colour
+        raise InputError("luminance/chroma EXR (Y, RY, BY channels) is not supported; save it with R, G, B channels")
     elif "Y" in layer:
         pixels = layer["Y"][..., None]
     else:
