@@ -53,6 +53,18 @@ class Averaged(torch.nn.Module):
         return torch.stack([net(x) for net in self.nets]).mean(0)
 
 
+class Flipped(torch.nn.Module):
+    """A curve network's maps averaged over the four flips of its input (each flipped back)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net, self.config = net, net.config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flips = ((), (-1,), (-2,), (-2, -1))
+        return torch.stack([self.net(x.flip(f)).flip(f) if f else self.net(x) for f in flips]).mean(0)
+
+
 def train(config: CurveNetConfig, pairs: list, steps: int, lr: float, seed: int) -> CurveNet:
     """The recipe of ``bdx train lowlight --pairs`` (batch 8, psnr loss), with a one-cycle schedule."""
     torch.manual_seed(seed)
@@ -78,6 +90,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--members", type=int, default=1, help="networks per fold (seeds); their mean maps are scored too")
+    parser.add_argument("--flips", action="store_true", help="also score each mean map averaged over the input's four flips")
     parser.add_argument("--train-dark-mean", type=float, help="train only on pairs whose dark frame's mean is below this")
     parser.add_argument("--score-dark-mean", type=float, default=0.15,
                         help="also score the held pairs whose dark frame's mean is below this (the benchmark's test pairs: 0.15)")
@@ -103,9 +116,16 @@ def main() -> None:
                                        "dark_pairs": len(dark), "dark_psnr_mean": float(np.mean(dark_scores))}
                 print(f"{design:14s} fold {k}, {m} network(s): {np.mean(scores):.2f} dB (worst {np.min(scores):.2f}); "
                       f"{len(dark)} dark pairs {np.mean(dark_scores):.2f} dB", flush=True)
+                if args.flips:
+                    scores = psnrs(Flipped(Averaged(nets[:m])), held)
+                    dark_scores = psnrs(Flipped(Averaged(nets[:m])), dark) if dark else [float("nan")]
+                    row[f"members_{m}_flips"] = {"psnr_mean": float(np.mean(scores)), "psnr_worst": float(np.min(scores)),
+                                                 "dark_pairs": len(dark), "dark_psnr_mean": float(np.mean(dark_scores))}
+                    print(f"{design:14s} fold {k}, {m} network(s) + flips: {np.mean(scores):.2f} dB (worst {np.min(scores):.2f}); "
+                          f"{len(dark)} dark pairs {np.mean(dark_scores):.2f} dB", flush=True)
             rows.append(row)
         report[design] = {"folds": rows}
-        for m in range(1, args.members + 1):
+        for m in [f"{m}{tag}" for m in range(1, args.members + 1) for tag in ("", "_flips") if tag == "" or args.flips]:
             report[design][f"members_{m}_psnr_mean"] = float(np.mean([r[f"members_{m}"]["psnr_mean"] for r in rows]))
             report[design][f"members_{m}_dark_psnr_mean"] = float(np.mean([r[f"members_{m}"]["dark_psnr_mean"] for r in rows]))
             print(f"{design:14s} {m} network(s), mean over folds: {report[design][f'members_{m}_psnr_mean']:.2f} dB, "
