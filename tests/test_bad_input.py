@@ -122,6 +122,10 @@ def test_merge_brackets_errors_name_the_frame(tmp_path):
     done = bdx("merge-brackets", good, empty, "-o", tmp_path / "m.exr")
     assert_one_error(done, 1, "empty.png", "empty")
     assert not (tmp_path / "m.exr").exists()
+    as_json = bdx("merge-brackets", good, empty, "-o", tmp_path / "m.exr", "--json")  # --json was not offered
+    assert_one_error(as_json, 1, "empty.png")
+    (record,) = json_lines(as_json)
+    assert record["status"] == "error" and "empty.png" in record["error"] and record["output"] == str(tmp_path / "m.exr")
 
 
 def test_merge_brackets_of_frames_too_small_for_a_response_is_one_line(tmp_path):

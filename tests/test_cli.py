@@ -720,8 +720,11 @@ def test_merge_brackets_of_a_folder_skips_merges_in_it_and_refuses_frames_that_d
     for i, gain in enumerate((0.5, 1.0, 2.0)):
         make_png(f"shots/f{i}.png", np.clip(scene * gain * 255, 0, 255).astype(np.uint8))
     assert run(runner, "merge-brackets", tmp_path / "shots", "-o", tmp_path / "shots" / "scene.exr").exit_code == 0
-    again = run(runner, "merge-brackets", tmp_path / "shots", "-o", tmp_path / "shots" / "scene2.exr")
+    again = run(runner, "merge-brackets", tmp_path / "shots", "-o", tmp_path / "shots" / "scene2.exr", "--json")
     assert again.exit_code == 0, again.stderr
+    (record,) = [json.loads(line) for line in again.stdout.splitlines()]  # nothing else on stdout with --json
+    assert record["status"] == "ok" and [Path(f).name for f in record["inputs"]] == ["f0.png", "f1.png", "f2.png"]
+    assert len(record["times"]) == 3 and record["output"] == str(tmp_path / "shots" / "scene2.exr")
     make_png("mixed/a.png", np.full((16, 24, 3), 60, np.uint8))
     make_png("mixed/b.png", np.full((16, 24), 120, np.uint8))
     mixed = run(runner, "merge-brackets", tmp_path / "mixed", "-o", tmp_path / "m.exr")

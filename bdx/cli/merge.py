@@ -33,57 +33,78 @@ def merge_brackets_command(
         Optional[str], typer.Option(help="Exposure times in the frames' order, e.g. 1/60,1/15,1/4 (default: estimated).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(metavar=opt.FLAG, help="Replace the output if it exists.")] = False,
+    json_lines: opt.Json = False,
 ) -> None:
     """Merge exposures into scene-linear HDR, estimating the camera response (and the exposure ratios when not given)."""
+    from bdx.cli.common import describe_exception, json_line
+
+    record: dict = {"inputs": inputs, "output": str(output)}
+    with command_errors():
+        try:
+            frames, times_found, dropped_alpha = _merge(inputs, output, times, overwrite)
+        except BdxError as exc:  # a failed merge is a JSON record too; usage errors are the command line's
+            if json_lines and not isinstance(exc, UsageError):
+                typer.echo(json_line({**record, "status": "error", "error": describe_exception(exc)}))
+            raise
+    warning = "the frames' alpha channels are not merged (the output has none)" if dropped_alpha else None
+    if json_lines:
+        extra = {"warning": warning} if warning else {}
+        typer.echo(json_line({**record, "inputs": [str(f) for f in frames], "status": "ok", "times": times_found, **extra}))
+        return
+    if warning:
+        typer.echo(f"bdx: warning: {warning}", err=True)
+    typer.echo(f"wrote {output}  (relative exposures {', '.join(f'{t:.3g}' for t in times_found)})")
+
+
+def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) -> tuple[list[Path], list[float], bool]:
+    """Read, check and merge the frames, write the output; the frames, their relative exposures, and whether
+    some frame's alpha was left out."""
     import numpy as np
 
     from bdx.cli.common import Source, expand_inputs, image_extensions
     from bdx.hdr.merge import merge_brackets
     from bdx.io import Image, format_from_path, write_image
 
-    with command_errors():
-        fmt = format_from_path(output)
-        if fmt not in ("exr", "hdr"):
-            raise UsageError("-o must end in .exr or .hdr")
-        # a folder's float images are merges (an earlier run's output among them), not exposures
-        found = expand_inputs(inputs, image_extensions() - {".exr", ".hdr", ".pic"})
-        if found.problems:
-            name, problem = found.problems[0]
-            raise BdxError(f"{name}: {problem}")
-        if any(source.path is None for source in found.sources):
-            raise UsageError("merge-brackets reads files, not standard input")
-        frames = [source.path for source in found.sources if source.path is not None]
-        if len(frames) < 2:
-            raise UsageError(f"merge-brackets needs at least two exposures of the scene; the input holds {len(frames)}")
-        parsed = _parse_times(times) if times is not None else None
-        if parsed is not None and len(parsed) != len(frames):
-            raise UsageError(f"--times gives {len(parsed)} times for {len(frames)} frames")
-        check_target(
-            Source(frames[0], Path(frames[0].name)),
-            output,
-            overwrite=overwrite,
-            create_folders=False,
-            inputs=frozenset(frame.resolve() for frame in frames),
-            can_skip=False,
-        )
-        images = [_read_frame(f) for f in frames]
-        pixels = []
-        for path, image in zip(frames, images):
-            if image.is_float:
-                raise BdxError(f"{path.name}: already a float image")
-            first = images[0]
-            if (image.width, image.height, image.channels) != (first.width, first.height, first.channels):
-                raise BdxError(
-                    f"{path.name} is {image.width}x{image.height}x{image.channels} but {frames[0].name} is "
-                    f"{first.width}x{first.height}x{first.channels}: the frames of one scene share size and colour"
-                )
-            rgb = image.pixels if image.channels == 3 else np.repeat(image.pixels[..., :1], 3, axis=2)
-            pixels.append(rgb)
-        merged = merge_brackets(pixels, parsed)
-        write_image(output, Image(merged.linear, linear=True, icc_profile=images[0].icc_profile), fmt=fmt, exr_half=False)
-    if any(image.alpha is not None for image in images):
-        typer.echo("bdx: warning: the frames' alpha channels are not merged (the output has none)", err=True)
-    typer.echo(f"wrote {output}  (relative exposures {', '.join(f'{t:.3g}' for t in merged.times)})")
+    fmt = format_from_path(output)
+    if fmt not in ("exr", "hdr"):
+        raise UsageError("-o must end in .exr or .hdr")
+    # a folder's float images are merges (an earlier run's output among them), not exposures
+    found = expand_inputs(inputs, image_extensions() - {".exr", ".hdr", ".pic"})
+    if found.problems:
+        name, problem = found.problems[0]
+        raise BdxError(f"{name}: {problem}")
+    if any(source.path is None for source in found.sources):
+        raise UsageError("merge-brackets reads files, not standard input")
+    frames = [source.path for source in found.sources if source.path is not None]
+    if len(frames) < 2:
+        raise UsageError(f"merge-brackets needs at least two exposures of the scene; the input holds {len(frames)}")
+    parsed = _parse_times(times) if times is not None else None
+    if parsed is not None and len(parsed) != len(frames):
+        raise UsageError(f"--times gives {len(parsed)} times for {len(frames)} frames")
+    check_target(
+        Source(frames[0], Path(frames[0].name)),
+        output,
+        overwrite=overwrite,
+        create_folders=False,
+        inputs=frozenset(frame.resolve() for frame in frames),
+        can_skip=False,
+    )
+    images = [_read_frame(f) for f in frames]
+    pixels = []
+    for path, image in zip(frames, images):
+        if image.is_float:
+            raise BdxError(f"{path.name}: already a float image")
+        first = images[0]
+        if (image.width, image.height, image.channels) != (first.width, first.height, first.channels):
+            raise BdxError(
+                f"{path.name} is {image.width}x{image.height}x{image.channels} but {frames[0].name} is "
+                f"{first.width}x{first.height}x{first.channels}: the frames of one scene share size and colour"
+            )
+        rgb = image.pixels if image.channels == 3 else np.repeat(image.pixels[..., :1], 3, axis=2)
+        pixels.append(rgb)
+    merged = merge_brackets(pixels, parsed)
+    write_image(output, Image(merged.linear, linear=True, icc_profile=images[0].icc_profile), fmt=fmt, exr_half=False)
+    return frames, [float(t) for t in merged.times], any(image.alpha is not None for image in images)
 
 
 def _read_frame(path: Path):
