@@ -3,8 +3,8 @@
 The public API, one shape for the three tasks: ``task(image, model or None, settings) -> result``.
 
 >>> import bdx
->>> sorted(name for name in bdx.__all__ if name.islower())[:4]
-['enhance_lowlight', 'ldr_to_hdr', 'load_model', 'read_image']
+>>> [name for name in ("upscale_depth", "enhance_lowlight", "ldr_to_hdr", "load_model") if name in bdx.__all__]
+['upscale_depth', 'enhance_lowlight', 'ldr_to_hdr', 'load_model']
 
 Importing :mod:`bdx` is cheap (no torch): every name loads its module on first use.
 """

@@ -10,8 +10,9 @@ import numpy as np
 from bdx.color import display_codes_of
 from bdx.dequant.self_check import MIN_BITS as SELF_CHECK_MIN_BITS
 from bdx.dequant.self_check import ImageAlpha
-from bdx.errors import InputError, SettingError, SettingUsageError, check_setting
+from bdx.errors import InputError, SettingError, SettingUsageError, check_flag, check_setting, check_tile
 from bdx.io import Image, to_float
+from bdx.io.image import non_finite
 from bdx.quantization import (
     Convention,
     bin_centres,
@@ -155,6 +156,9 @@ class DepthSettings:
         check_setting("convention", self.convention, CONVENTIONS)
         check_setting("precision", self.precision, PRECISIONS)
         check_setting("prior_backend", self.prior_backend, PRIOR_BACKENDS)
+        check_tile(self.tile)
+        check_flag("relax", self.relax)
+        check_flag("self_check", self.self_check)
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble not in ENSEMBLE_SIZES:
             raise SettingUsageError(f"{{ensemble}} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {self.ensemble!r}")
         if self.ensemble != 1 and self.method != "learned":
@@ -344,6 +348,9 @@ def display_codes(image: Image, method: DisplayDequantizer, device: str, progres
     if image.container_bits == 16 and not image.significant_bits and not image.linear:
         bits, convention = detect_bits(image.pixels, 16)
         full_depth = bits >= 16
+    bad = non_finite(image)
+    if bad is not None:  # NaN would become garbage codes without a word
+        raise InputError(f"the image holds {bad}")
     if image.is_float or image.linear:
         pixels = display_codes_of(to_float(image.pixels), image.linear)
     elif full_depth:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from typing import Callable
 
@@ -77,17 +78,32 @@ def check_number(name: str, value: float, low: float, high: float, *, above_low:
     bdx.errors.SettingUsageError: gamma must be between 0.1 and 10, not 0.0
     """
     fits = (
-        isinstance(value, (int, float))
+        isinstance(value, numbers.Integral if whole else numbers.Real)  # NumPy scalars too; 2.0 is no count of anything
         and not isinstance(value, bool)
         and math.isfinite(value)
         and (value > low if above_low else value >= low)
         and value <= high
-        and (not whole or float(value).is_integer())
     )
     if not fits:
         bounds = f"above {low:g} and at most {high:g}" if above_low else f"between {low:g} and {high:g}"
         kind = "a whole number " if whole else ""
         raise SettingUsageError(f"{{{name}}} must be {kind}{bounds}, not {value!r}")
+
+
+SMALLEST_TILE = 16  # pixels; the CLI asks for more (tiny tiles are mostly halo)
+
+
+def check_tile(tile: object) -> None:
+    """A :class:`SettingUsageError` unless ``tile`` is None (the model's own size) or a whole number of pixels."""
+    if tile is not None:
+        check_number("tile", tile, SMALLEST_TILE, 1 << 20, whole=True)  # type: ignore[arg-type]
+
+
+def check_flag(name: str, value: object) -> None:
+    """A :class:`SettingUsageError` naming setting ``name`` unless ``value`` is True or False (a string "no" is
+    truthy)."""
+    if not isinstance(value, bool):
+        raise SettingUsageError(f"{{{name}}} must be True or False, not {value!r}")
 
 
 class Interrupted(BaseException):

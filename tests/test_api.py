@@ -69,7 +69,7 @@ def test_the_three_tasks_share_one_call_shape():
         assert {p.name for p in parameters[3:]} == {"device", "progress"}
 
 
-MODULES = sorted(info.name for info in pkgutil.walk_packages(bdx.__path__, "bdx.") if not info.name.startswith(("bdx.cli", "bdx.__main__")))
+MODULES = ["bdx"] + sorted(info.name for info in pkgutil.walk_packages(bdx.__path__, "bdx.") if not info.name.startswith(("bdx.cli", "bdx.__main__")))
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -77,3 +77,49 @@ def test_docstring_examples_run(name):
     module = importlib.import_module(name)
     failed, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert failed == 0
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: bdx.DepthSettings(tile=2.5), "tile must be a whole number"),
+        (lambda: bdx.DepthSettings(tile="64"), "tile must be a whole number"),
+        (lambda: bdx.DepthSettings(tile=-5), "tile must be a whole number"),
+        (lambda: bdx.EnhanceSettings(tile=True), "tile must be a whole number"),
+        (lambda: bdx.HdrSettings(tile=0), "tile must be a whole number"),
+        (lambda: bdx.HdrSettings(iterations=2.0), "iterations must be a whole number"),
+        (lambda: bdx.EnhanceSettings(denoise_subsample=2.0), "denoise_subsample must be a whole number"),
+        (lambda: bdx.DepthSettings(relax="no"), "relax must be True or False"),
+        (lambda: bdx.DepthSettings(self_check=None), "self_check must be True or False"),
+        (lambda: bdx.HdrSettings(exposure=True), "exposure must be a number of stops"),
+        (lambda: bdx.HdrSettings(exposure="1"), "exposure must be a number of stops from -64 to 64, not '1'"),
+    ],
+)
+def test_settings_refuse_values_that_would_fail_later_with_a_raw_exception(make, message):
+    """tile=2.5 or "64" was a TypeError at run time, tile=-5 and relax="no" were taken; iterations=2.0 an IndexError."""
+    with pytest.raises(bdx.SettingError, match=message):
+        make()
+
+
+def test_settings_take_numpy_numbers():
+    import numpy as np
+
+    assert bdx.DepthSettings(tile=np.int64(256)).tile == 256
+    assert bdx.EnhanceSettings(denoise=np.float32(0.5)).denoise == 0.5
+
+
+def test_enhance_refuses_nan_and_jpeg_is_written_straight():
+    """A float image holding NaN was enhanced into garbage codes; a premultiplied image lost its alpha to JPEG
+    with its colour left darkened by it."""
+    import numpy as np
+
+    from bdx.io import Image, decode_image, encode_image
+
+    pixels = np.full((8, 8, 3), 0.2, np.float32)
+    pixels[0, 0, 0] = np.nan
+    with pytest.raises(bdx.InputError, match="1 NaN/Inf samples"):
+        bdx.enhance_lowlight(Image(pixels), None, bdx.EnhanceSettings(dequantize="none"), device="cpu")
+    half = Image(np.full((8, 8, 3), 64, np.uint8), alpha=np.full((8, 8), 128, np.uint8), premultiplied=True)
+    assert abs(int(decode_image(encode_image(half, "jpeg"), "x.jpg").pixels.mean()) - 128) <= 2
+    with pytest.raises(bdx.SettingError, match="jpeg_quality must be a whole number"):
+        encode_image(half, "jpeg", jpeg_quality=90.5)

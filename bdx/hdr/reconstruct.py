@@ -11,6 +11,7 @@ unclipped regions keep the linearized input's values; ``exposure`` (EV) and
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Literal, get_args
 
@@ -19,7 +20,7 @@ import torch
 
 from bdx.color import luminance
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
-from bdx.errors import BdxError, InputError, SettingUsageError, check_number, check_setting
+from bdx.errors import BdxError, InputError, SettingUsageError, check_number, check_setting, check_tile
 from bdx.io import Image, to_float
 from bdx.io.image import straight_alpha
 
@@ -57,10 +58,12 @@ class HdrSettings:
         check_setting("dequantize", self.dequantize, DISPLAY_DEQUANTIZERS)
         if self.iterations is not None:
             check_number("iterations", self.iterations, 1, MAX_ITERATIONS, whole=True)
-        if not (isinstance(self.exposure, (int, float)) and math.isfinite(self.exposure) and abs(self.exposure) <= MAX_EXPOSURE_EV):
-            raise SettingUsageError(
-                f"{{exposure}} must be a number of stops from -{MAX_EXPOSURE_EV} to {MAX_EXPOSURE_EV}, not {self.exposure}"
-            )
+        exposure = self.exposure
+        number = isinstance(exposure, numbers.Real) and not isinstance(exposure, bool)
+        if not (number and math.isfinite(exposure) and abs(exposure) <= MAX_EXPOSURE_EV):
+            limit = MAX_EXPOSURE_EV
+            raise SettingUsageError(f"{{exposure}} must be a number of stops from -{limit} to {limit}, not {exposure!r}")
+        check_tile(self.tile)
         if self.peak_nits is not None:
             check_number("peak_nits", self.peak_nits, 0, MAX_PEAK_NITS, above_low=True)
         if self.peak_nits is not None and self.exposure != 0:

@@ -13,7 +13,7 @@ from typing import Literal, get_args
 import cv2
 import numpy as np
 
-from bdx.errors import BdxError, SettingError
+from bdx.errors import BdxError, SettingError, check_number
 from bdx.io.image import Image, convert_depth, non_finite, straight_alpha, to_float
 from bdx.io.metadata import (
     PLACEHOLDERS,
@@ -66,26 +66,25 @@ def encode_image(
     float); EXR and Radiance HDR are always float. Colour is converted where the image and the container
     disagree (:func:`for_container`). ``significant_bits`` writes a
     PNG sBIT chunk. Float samples must be finite: NaN or Inf is an error (a reader refuses such files, and
-    integer formats would turn them into black).
+    integer formats would turn them into black). JPEG and Radiance HDR hold no alpha: it is left out.
     """
     if not isinstance(image, Image):
         raise TypeError(f"image must be a bdx.Image (wrap an array: bdx.Image(pixels)), not {type(image).__name__}")
     bad = non_finite(image)
     if bad is not None:
         raise BdxError(f"the image holds {bad}; nothing written")
-    if not 1 <= jpeg_quality <= 100:
-        raise SettingError(f"{{jpeg_quality}} must be between 1 and 100, not {jpeg_quality}")
+    check_number("jpeg_quality", jpeg_quality, 1, 100, whole=True)
     image = for_container(image, fmt, bits)
     if fmt == "png":  # PNG's alpha is straight
         return _encode_png(straight_alpha(image), bits, significant_bits)
     if fmt == "tiff":
         return _encode_tiff(image, bits)
-    if fmt == "jpeg":
-        return _encode_jpeg(image, jpeg_quality)
+    if fmt == "jpeg":  # JPEG and Radiance hold no alpha: it is left out, the colour written straight
+        return _encode_jpeg(straight_alpha(image), jpeg_quality)
     if fmt == "exr":
         return _encode_exr(image, exr_half)
     if fmt == "hdr":
-        return _encode_hdr(image)
+        return _encode_hdr(straight_alpha(image))
     raise BdxError(f"unknown output format {fmt!r} (choose from {', '.join(OUTPUT_FORMATS)})")
 
 

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
-from bdx.errors import InputError, SettingUsageError, check_number, check_setting
+from bdx.errors import InputError, SettingUsageError, check_number, check_setting, check_tile
 from bdx.io import Image, to_float
 from bdx.io.image import straight_alpha
 from bdx.lowlight.curves import sample_maps
@@ -58,6 +58,7 @@ class EnhanceSettings:
         check_number("denoise_radius", self.denoise_radius, 1, 64, whole=True)
         check_number("denoise_subsample", self.denoise_subsample, 1, 8, whole=True)
         check_number("neutral_shadows", self.neutral_shadows, 0, 10)
+        check_tile(self.tile)
         if self.gamma is not None:
             check_number("gamma", self.gamma, 0.1, 10)
         if self.target_mean is not None:
