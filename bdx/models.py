@@ -16,12 +16,13 @@ Adding a model is one module (the network and its ``Architecture``) plus one lin
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, get_args
 
-from bdx.errors import SettingError, WeightsError
+from bdx.errors import SettingError, WeightsError, check_setting
 
 if TYPE_CHECKING:
     import torch
@@ -151,8 +152,9 @@ def load_model(path: str | Path | None, task: Task) -> LoadedModel:
     """
     from bdx.assets import default_weights
 
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}")
+    check_setting("task", task, TASKS)
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or Path) or None, not {type(path).__name__}")
     return _load(Path(path) if path is not None else default_weights(task), task)
 
 

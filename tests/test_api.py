@@ -123,3 +123,23 @@ def test_enhance_refuses_nan_and_jpeg_is_written_straight():
     assert abs(int(decode_image(encode_image(half, "jpeg"), "x.jpg").pixels.mean()) - 128) <= 2
     with pytest.raises(bdx.SettingError, match="jpeg_quality must be a whole number"):
         encode_image(half, "jpeg", jpeg_quality=90.5)
+
+
+def test_quantize_and_load_model_refuse_unknown_names():
+    """convention="bogus" silently mixed two conventions and dither="bogus" meant no dither; load_model's task was
+    a bare ValueError."""
+    import numpy as np
+
+    from bdx.reduce import quantize_image
+
+    image = bdx.Image(np.arange(0, 256, 4, dtype=np.uint8).reshape(8, 8))
+    with pytest.raises(bdx.SettingError, match="convention must be one of"):
+        quantize_image(image, 4, convention="bogus")
+    with pytest.raises(bdx.SettingError, match="dither must be one of"):
+        quantize_image(image, 4, dither="bogus")
+    with pytest.raises(TypeError, match="must be a bdx.Image"):
+        quantize_image(image.pixels, 4)
+    with pytest.raises(bdx.SettingError, match="task must be one of depth, lowlight, hdr, not 'Depth'"):
+        bdx.load_model(None, "Depth")
+    with pytest.raises(TypeError, match="path must be a file name"):
+        bdx.load_model(5, "depth")
