@@ -580,11 +580,11 @@ def _oklab_chroma(codes16: np.ndarray) -> np.ndarray:
 
 
 def test_neutral_shadows_keep_black_neutral_and_dim_colours_coloured():
-    """A noisy near-black patch with a faint olive cast (the missing blue of a JPEG black) stays neutral when
-    brightened; a dim but clearly red patch keeps its colour."""
+    """A noisy near-black patch with a faint olive cast (the missing blue of a JPEG black: the DICM background of
+    RGB (1.5, 1.5, 0.25) codes) stays neutral when brightened; a dim but clearly red patch keeps its colour."""
     rng = np.random.default_rng(11)
     pixels = np.zeros((64, 128, 3))
-    pixels[:, :64] = (4.0, 4.0, 1.0)
+    pixels[:, :64] = (1.5, 1.5, 0.25)
     pixels[:, 64:] = (40.0, 6.0, 6.0)
     pixels = np.clip(np.rint(pixels + rng.normal(0, 1.0, pixels.shape)), 0, 255).astype(np.uint8)
     model = _model(_ConstantCurve(), 32)

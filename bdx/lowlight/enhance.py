@@ -151,7 +151,7 @@ def guided_denoise_reach(radius: int, subsample: int = 1) -> int:
 
 
 NOISE_SIGMA = 1.5 / 255  # assumed input noise at denoise strength 1, in display units
-CHROMA_SIGMA = 5.0 / 255  # colour below this in the input, averaged locally, is taken for noise (display units)
+CHROMA_SIGMA = 2.5 / 255  # colour below this in the input, averaged locally, is taken for noise (display units)
 CHROMA_RADIUS = 4  # radius of the local average of the input's colour
 
 
