@@ -123,6 +123,10 @@ def test_enhance_refuses_nan_and_jpeg_is_written_straight():
     assert abs(int(decode_image(encode_image(half, "jpeg"), "x.jpg").pixels.mean()) - 128) <= 2
     with pytest.raises(bdx.SettingError, match="jpeg_quality must be a whole number"):
         encode_image(half, "jpeg", jpeg_quality=90.5)
+    with pytest.raises(bdx.SettingError, match="significant_bits must be a whole number"):
+        encode_image(half, "png", significant_bits="10")
+    with pytest.raises(TypeError):  # the options are named: a misspelt one is an error, not ignored
+        bdx.write_image("x.png", half, jpeg_qualty=90)
 
 
 def test_quantize_and_load_model_refuse_unknown_names():

@@ -868,3 +868,16 @@ def test_an_interrupt_while_the_cli_loads_is_one_line_and_status_130(monkeypatch
     with pytest.raises(SystemExit) as stopped:
         main()
     assert stopped.value.code == 130 and capsys.readouterr().err == "bdx: interrupted\n"
+
+
+def test_an_output_folder_that_takes_no_files_is_found_before_the_work(runner, make_png, tmp_path, monkeypatch):
+    """A read-only output folder was found only when writing, after each image had been processed."""
+    import bdx.depth
+
+    source = make_png("a.png", np.full((8, 8, 3), 34, np.uint8))
+    (tmp_path / "locked").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != tmp_path / "locked" and real_access(path, mode, **kw))
+    monkeypatch.setattr(bdx.depth, "upscale_depth", lambda *a, **k: pytest.fail("processed before the folder was checked"))
+    result = run(runner, "upscale-depth", source, "-o", tmp_path / "locked", "--method", "midpoint", "--json")
+    assert result.exit_code == 1 and error_lines(result) == [f"bdx: error: {source}: cannot write to {tmp_path / 'locked'}: permission denied"]

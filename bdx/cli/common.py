@@ -602,6 +602,8 @@ def check_target(
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BdxError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
+    if not os.access(target.parent, os.W_OK | os.X_OK):  # found before the work, not when writing its result
+        raise BdxError(f"cannot write to {target.parent}: permission denied")
 
 
 def check_not_an_input(source: Source, target: Path | str, inputs: frozenset[Path] = frozenset()) -> None:

@@ -74,6 +74,8 @@ def encode_image(
     if bad is not None:
         raise BdxError(f"the image holds {bad}; nothing written")
     check_number("jpeg_quality", jpeg_quality, 1, 100, whole=True)
+    if significant_bits is not None:
+        check_number("significant_bits", significant_bits, 1, 16, whole=True)
     image = for_container(image, fmt, bits)
     if fmt == "png":  # PNG's alpha is straight
         return _encode_png(straight_alpha(image), bits, significant_bits)
@@ -88,13 +90,24 @@ def encode_image(
     raise BdxError(f"unknown output format {fmt!r} (choose from {', '.join(OUTPUT_FORMATS)})")
 
 
-def write_image(path: str | os.PathLike, image: Image, fmt: str | None = None, **options) -> Path:
-    """Encode and atomically write an image; the format follows ``fmt`` or the extension."""
+def write_image(
+    path: str | os.PathLike,
+    image: Image,
+    fmt: str | None = None,
+    *,
+    bits: int = 16,
+    exr_half: bool = True,
+    significant_bits: int | None = None,
+    jpeg_quality: int = 95,
+) -> Path:
+    """Encode (:func:`encode_image`, whose options these are) and atomically write an image; the format follows
+    ``fmt`` or the extension."""
     path = Path(path)
     fmt = fmt or format_from_path(path)
     if fmt is None:
         raise SettingError(f"cannot tell the output format from {path.name!r}; give {{fmt}}")
-    atomic_write_bytes(path, encode_image(image, fmt, **options))
+    data = encode_image(image, fmt, bits=bits, exr_half=exr_half, significant_bits=significant_bits, jpeg_quality=jpeg_quality)
+    atomic_write_bytes(path, data)
     return path
 
 
