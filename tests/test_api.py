@@ -147,3 +147,20 @@ def test_quantize_and_load_model_refuse_unknown_names():
         bdx.load_model(None, "Depth")
     with pytest.raises(TypeError, match="path must be a file name"):
         bdx.load_model(5, "depth")
+
+
+def test_image_metadata_is_checked_when_the_image_is_made():
+    """significant_bits=20 surfaced later as "in_bits 20 does not fit" (a setting never given); a str ICC profile
+    as a struct.error from the TIFF writer."""
+    import numpy as np
+
+    codes = np.zeros((4, 4, 3), np.uint8)
+    for fields, message in (({"significant_bits": 20}, "significant_bits must be None or a whole number from 1 to 8"),
+                            ({"significant_bits": "4"}, "significant_bits"),
+                            ({"orientation": 42}, "orientation must be an EXIF orientation from 1 to 8"),
+                            ({"icc_profile": "sRGB"}, "icc_profile must be bytes or None, not str")):
+        with pytest.raises(bdx.InputError, match=message):
+            bdx.Image(codes, **fields)
+    with pytest.raises(bdx.InputError, match="significant_bits"):
+        bdx.Image(np.zeros((4, 4, 3), np.float32), significant_bits=4)
+    assert bdx.Image(codes, icc_profile=bytearray(b"abc"), significant_bits=np.int64(5)).icc_profile == b"abc"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -44,6 +45,24 @@ class Image:
                 self.alpha = self.alpha[..., 0]
             if self.alpha.shape != self.pixels.shape[:2]:
                 raise InputError(f"alpha must be (height, width) = {self.pixels.shape[:2]}, not of shape {self.alpha.shape}")
+        self._check_metadata()
+
+    def _check_metadata(self) -> None:
+        """significant_bits within the container, orientation an EXIF code, profiles as bytes."""
+        bits = self.significant_bits
+        if bits is not None:
+            container = 8 * self.pixels.dtype.itemsize
+            if self.is_float or isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= container:
+                raise InputError(f"significant_bits must be None or a whole number from 1 to {container} for these pixels, not {bits!r}")
+        orientation = self.orientation
+        if isinstance(orientation, bool) or not isinstance(orientation, numbers.Integral) or not 1 <= orientation <= 8:
+            raise InputError(f"orientation must be an EXIF orientation from 1 to 8, not {orientation!r}")
+        for name in ("icc_profile", "exif"):
+            value = getattr(self, name)
+            if isinstance(value, (bytearray, memoryview)):
+                setattr(self, name, bytes(value))
+            elif value is not None and not isinstance(value, bytes):
+                raise InputError(f"{name} must be bytes or None, not {type(value).__name__}")
 
     @property
     def height(self) -> int:
