@@ -881,3 +881,29 @@ def test_an_output_folder_that_takes_no_files_is_found_before_the_work(runner, m
     monkeypatch.setattr(bdx.depth, "upscale_depth", lambda *a, **k: pytest.fail("processed before the folder was checked"))
     result = run(runner, "upscale-depth", source, "-o", tmp_path / "locked", "--method", "midpoint", "--json")
     assert result.exit_code == 1 and error_lines(result) == [f"bdx: error: {source}: cannot write to {tmp_path / 'locked'}: permission denied"]
+
+
+def _profile_named(text: str) -> bytes:
+    """An ICC profile holding only a 'desc' tag with ``text``."""
+    import struct
+
+    body = b"desc" + bytes(4) + struct.pack(">I", len(text) + 1) + text.encode() + b"\0"
+    table = struct.pack(">I4sII", 1, b"desc", 144, len(body))
+    header = bytearray(128)
+    header[36:40] = b"acsp"
+    profile = bytes(header) + table + body
+    return struct.pack(">I", len(profile)) + profile[4:]
+
+
+def test_a_colour_profile_a_float_output_cannot_carry_is_named(runner, make_png, tmp_path):
+    """An Adobe RGB photo written to EXR lost its profile without a word (EXR is read as sRGB primaries)."""
+    pixels = np.tile(np.arange(64, dtype=np.uint8)[None, :, None], (8, 1, 3))
+    wide = make_png("wide.png", pixels, icc_profile=_profile_named("Adobe RGB (1998)"))
+    plain = make_png("plain.png", pixels, icc_profile=_profile_named("sRGB IEC61966-2.1"))
+    for command in (["upscale-depth", "--method", "midpoint"], ["ldr2hdr", "--method", "classical", "--dequantize", "none"]):
+        warned = json.loads(run(runner, *command, wide, "-o", tmp_path / f"{command[0]}.exr", "--json").stdout)
+        assert warned["warning"] == "the input's colour profile (Adobe RGB (1998)) is not carried into .exr: its colours are written as sRGB primaries"
+        quiet = json.loads(run(runner, *command, plain, "-o", tmp_path / f"{command[0]}_plain.exr", "--json").stdout)
+        assert "warning" not in quiet
+    kept = json.loads(run(runner, "upscale-depth", wide, "-o", tmp_path / "wide.tiff", "--method", "midpoint", "--json").stdout)
+    assert "warning" not in kept and read_image(tmp_path / "wide.tiff").icc_profile == read_image(wide).icc_profile

@@ -719,6 +719,20 @@ def _outside_output(sources: list[Source], output: str | None) -> list[Source]:
     return [s for s in sources if s.searched is None or s.path is None or inside(s.searched.resolve()) or not inside(s.path.resolve())]
 
 
+def container_losses(image, fmt: str) -> str | None:
+    """What a float output (EXR, Radiance) cannot carry of the input ``image``, as one warning, or None: alpha in
+    ``.hdr``, and a colour profile other than sRGB (bdx writes the colours as sRGB primaries, which EXR assumes)."""
+    from bdx.io.metadata import icc_description
+
+    lost = []
+    if fmt == "hdr" and image.alpha is not None:
+        lost.append("the .hdr format holds no alpha channel: it was dropped (write .exr to keep it)")
+    profile = icc_description(image.icc_profile)
+    if fmt in ("exr", "hdr") and profile is not None and "srgb" not in profile.lower():
+        lost.append(f"the input's colour profile ({profile}) is not carried into .{fmt}: its colours are written as sRGB primaries")
+    return "; ".join(lost) or None
+
+
 def read_source(source: Source):
     """Decode one source (a file or stdin)."""
     from bdx.io import decode_image, read_image

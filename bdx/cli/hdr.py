@@ -8,7 +8,17 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, check_device, check_tile, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.cli.common import (
+    check_choice,
+    check_device,
+    check_tile,
+    command_errors,
+    container_losses,
+    output_format,
+    plan_batch,
+    read_source,
+    write_target,
+)
 from bdx.errors import UsageError
 from bdx.models import load_model
 
@@ -92,8 +102,9 @@ def ldr2hdr_command(
         }
         if model is not None:
             record["model"] = model.architecture
-        if image.alpha is not None and chosen == "hdr":
-            record["warning"] = "the .hdr format holds no alpha channel: it was dropped (write .exr to keep it)"
+        lost = container_losses(image, chosen)
+        if lost:
+            record["warning"] = lost
         return record
 
     with command_errors():

@@ -12,6 +12,7 @@ from rich.table import Table
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import Source, command_errors, expand_inputs, image_extensions, read_source, run_batch
+from bdx.io.metadata import icc_description
 
 _ORIENTATIONS = {
     1: "normal",
@@ -50,7 +51,7 @@ def describe(source: Source) -> dict:
     else:
         bits, convention = detect_bits(image.pixels, image.container_bits)
         record.update(effective_bits=bits, bit_depth_source="code values", convention=convention)
-    record["icc_profile"] = _icc_description(image.icc_profile)
+    record["icc_profile"] = icc_description(image.icc_profile)
     record["orientation"] = _ORIENTATIONS.get(image.orientation, "normal")
     return record
 
@@ -85,29 +86,6 @@ def describe_weights(path: Path) -> dict:
     if "steps" in model.metadata:
         record["steps"] = model.metadata["steps"]
     return record
-
-
-def _icc_description(profile: bytes | None) -> str | None:
-    """The profile's 'desc' text when it can be read, else its size."""
-    if not profile:
-        return None
-    import struct
-
-    try:
-        (count,) = struct.unpack(">I", profile[128:132])
-        for i in range(count):
-            sig, offset, size = struct.unpack(">4sII", profile[132 + 12 * i : 144 + 12 * i])
-            if sig == b"desc":
-                body = profile[offset : offset + size]
-                if body[:4] == b"desc":
-                    (length,) = struct.unpack(">I", body[8:12])
-                    return body[12 : 12 + length].rstrip(b"\0").decode("latin-1")
-                if body[:4] == b"mluc":
-                    length, start = struct.unpack(">II", body[20:28])  # first record: length, offset
-                    return body[start : start + length].decode("utf-16-be", "replace").rstrip("\0")
-    except (struct.error, UnicodeDecodeError):
-        pass
-    return f"ICC profile ({len(profile)} bytes)"
 
 
 @app.command(epilog="Examples:  bdx info photo.png   ·   bdx info --json shots/ | jq .effective_bits   ·   bdx info Epoch99.pth")

@@ -8,7 +8,17 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, check_device, check_tile, command_errors, output_format, plan_batch, read_source, write_target
+from bdx.cli.common import (
+    check_choice,
+    check_device,
+    check_tile,
+    command_errors,
+    container_losses,
+    output_format,
+    plan_batch,
+    read_source,
+    write_target,
+)
 from bdx.models import load_model
 
 
@@ -72,8 +82,11 @@ def enhance_lowlight_command(
         result = enhance_lowlight(image, model, settings, device=device, progress=reporter.tiles)
         write_target(target, result.image, chosen, bits=16, exr_half=True)  # EXR output is made scene-linear there
         record = {"model": model.architecture, "gamma": round(result.gamma, 4), "width": image.width, "height": image.height}
+        warnings = [container_losses(image, chosen)]
         if image.is_float and float(image.pixels.max(initial=0.0)) > 1.0:
-            record["warning"] = "values above 1.0 (highlights of a scene-linear input) were clipped: enhancement works on display values"
+            warnings.append("values above 1.0 (highlights of a scene-linear input) were clipped: enhancement works on display values")
+        if any(warnings):
+            record["warning"] = "; ".join(w for w in warnings if w)
         return record
 
     with command_errors():

@@ -13,6 +13,7 @@ from bdx.cli.common import (
     check_device,
     check_tile,
     command_errors,
+    container_losses,
     describe_depth_mismatch,
     output_format,
     parse_in_bits,
@@ -114,8 +115,11 @@ def upscale_depth_command(
             "width": image.width,
             "height": image.height,
         }
+        warnings = [container_losses(image, chosen)]
         if result.mismatch is not None:
-            record["warning"] = describe_depth_mismatch(result.mismatch, told=settings.in_bits is not None)
+            warnings.append(describe_depth_mismatch(result.mismatch, told=settings.in_bits is not None))
+        if any(warnings):
+            record["warning"] = "; ".join(w for w in warnings if w)
         return record
 
     with command_errors():

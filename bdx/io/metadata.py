@@ -439,3 +439,24 @@ def parse_webp(data: bytes) -> tuple[bytes | None, int, bytes | None]:
             orientation = exif_orientation(exif)
         pos += 8 + size + (size & 1)
     return icc, orientation, exif
+
+
+def icc_description(profile: bytes | None) -> str | None:
+    """An ICC profile's 'desc' text when it can be read, else its size; None without a profile."""
+    if not profile:
+        return None
+    try:
+        (count,) = struct.unpack(">I", profile[128:132])
+        for i in range(count):
+            sig, offset, size = struct.unpack(">4sII", profile[132 + 12 * i : 144 + 12 * i])
+            if sig == b"desc":
+                body = profile[offset : offset + size]
+                if body[:4] == b"desc":
+                    (length,) = struct.unpack(">I", body[8:12])
+                    return body[12 : 12 + length].rstrip(b"\0").decode("latin-1")
+                if body[:4] == b"mluc":
+                    length, start = struct.unpack(">II", body[20:28])  # first record: length, offset
+                    return body[start : start + length].decode("utf-16-be", "replace").rstrip("\0")
+    except (struct.error, UnicodeDecodeError):
+        pass
+    return f"ICC profile ({len(profile)} bytes)"
