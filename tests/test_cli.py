@@ -905,5 +905,8 @@ def test_a_colour_profile_a_float_output_cannot_carry_is_named(runner, make_png,
         assert warned["warning"] == "the input's colour profile (Adobe RGB (1998)) is not carried into .exr: its colours are written as sRGB primaries"
         quiet = json.loads(run(runner, *command, plain, "-o", tmp_path / f"{command[0]}_plain.exr", "--json").stdout)
         assert "warning" not in quiet
+    dark = make_png("wide_dark.png", pixels // 2, icc_profile=_profile_named("Adobe RGB (1998)"))
+    merged = json.loads(run(runner, "merge-brackets", dark, wide, "-o", tmp_path / "m.exr", "--times", "1,2", "--json").stdout)
+    assert merged["warning"] == warned["warning"]
     kept = json.loads(run(runner, "upscale-depth", wide, "-o", tmp_path / "wide.tiff", "--method", "midpoint", "--json").stdout)
     assert "warning" not in kept and read_image(tmp_path / "wide.tiff").icc_profile == read_image(wide).icc_profile
