@@ -92,10 +92,9 @@ def check_task_arguments(image: object, model: object, settings: object, setting
     path where a loaded model does), instead of an ``AttributeError`` from deep inside a task function."""
     import torch
 
-    from bdx.io import Image
+    from bdx.io.image import check_image
 
-    if not isinstance(image, Image):
-        raise TypeError(f"image must be a bdx.Image (bdx.read_image reads a file), not {type(image).__name__}")
+    check_image(image)
     if model is not None and not isinstance(model, LoadedModel):
         raise TypeError(f"model must be a bdx.LoadedModel (bdx.load_model loads weights) or None, not {type(model).__name__}")
     if not isinstance(settings, settings_type):

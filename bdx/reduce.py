@@ -9,7 +9,7 @@ import numpy as np
 from bdx.dither import DITHER_METHODS, DitherMethod, floyd_steinberg, threshold_offsets
 from bdx.errors import BdxError, InputError, SettingError, SettingUsageError, check_setting
 from bdx.io import Image, convert_depth, to_float
-from bdx.io.image import straight_alpha
+from bdx.io.image import check_image, straight_alpha
 from bdx.palette import kmeans_palette, nearest_colour, palette_spacing
 from bdx.quantization import CONVENTIONS, Convention, check_bits, codes_from_levels, container_for, level_units, round_levels
 
@@ -38,8 +38,7 @@ def quantize_image(
     ``linear`` rounds each sample to one of 2^bits levels and stores it under ``convention`` in the container
     of :func:`output_container`; ``kmeans`` maps each pixel to a per-image palette of 2^bits colours.
     """
-    if not isinstance(image, Image):
-        raise TypeError(f"image must be a bdx.Image (wrap an array: bdx.Image(pixels)), not {type(image).__name__}")
+    check_image(image)
     check_setting("method", method, QUANTIZE_METHODS)
     check_setting("dither", dither, DITHER_METHODS)
     check_setting("convention", convention, CONVENTIONS)

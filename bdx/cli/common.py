@@ -724,13 +724,19 @@ def container_losses(image, fmt: str) -> str | None:
     ``.hdr``, and a colour profile other than sRGB (bdx writes the colours as sRGB primaries, which EXR assumes)."""
     from bdx.io.metadata import icc_description
 
-    lost = []
-    if fmt == "hdr" and image.alpha is not None:
-        lost.append("the .hdr format holds no alpha channel: it was dropped (write .exr to keep it)")
+    alpha = fmt == "hdr" and image.alpha is not None
     profile = icc_description(image.icc_profile)
-    if fmt in ("exr", "hdr") and profile is not None and "srgb" not in profile.lower():
-        lost.append(f"the input's colour profile ({profile}) is not carried into .{fmt}: its colours are written as sRGB primaries")
-    return "; ".join(lost) or None
+    return joined_warnings(
+        "the .hdr format holds no alpha channel: it was dropped (write .exr to keep it)" if alpha else None,
+        f"the input's colour profile ({profile}) is not carried into .{fmt}: its colours are written as sRGB primaries"
+        if fmt in ("exr", "hdr") and profile is not None and "srgb" not in profile.lower()
+        else None,
+    )
+
+
+def joined_warnings(*warnings: str | None) -> str | None:
+    """The warnings given (None: no warning) as one record's line, or None when there is none."""
+    return "; ".join(warning for warning in warnings if warning) or None
 
 
 def read_source(source: Source):

@@ -14,6 +14,7 @@ from bdx.cli.common import (
     check_tile,
     command_errors,
     container_losses,
+    joined_warnings,
     output_format,
     plan_batch,
     read_source,
@@ -82,11 +83,13 @@ def enhance_lowlight_command(
         result = enhance_lowlight(image, model, settings, device=device, progress=reporter.tiles)
         write_target(target, result.image, chosen, bits=16, exr_half=True)  # EXR output is made scene-linear there
         record = {"model": model.architecture, "gamma": round(result.gamma, 4), "width": image.width, "height": image.height}
-        warnings = [container_losses(image, chosen)]
-        if image.is_float and float(image.pixels.max(initial=0.0)) > 1.0:
-            warnings.append("values above 1.0 (highlights of a scene-linear input) were clipped: enhancement works on display values")
-        if any(warnings):
-            record["warning"] = "; ".join(w for w in warnings if w)
+        clipped = image.is_float and float(image.pixels.max(initial=0.0)) > 1.0
+        warning = joined_warnings(
+            container_losses(image, chosen),
+            "values above 1.0 (highlights of a scene-linear input) were clipped: enhancement works on display values" if clipped else None,
+        )
+        if warning:
+            record["warning"] = warning
         return record
 
     with command_errors():

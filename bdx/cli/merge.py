@@ -10,7 +10,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_target, command_errors, container_losses
+from bdx.cli.common import check_target, command_errors, container_losses, joined_warnings
 from bdx.errors import BdxError, UsageError
 
 MAX_TIME_RATIO = 2.0**30  # 30 stops between the shortest and longest frame: beyond it a merge leaves float32
@@ -41,12 +41,11 @@ def merge_brackets_command(
     record: dict = {"inputs": inputs, "output": str(output)}
     with command_errors():
         try:
-            frames, times_found, warnings = _merge(inputs, output, times, overwrite)
+            frames, times_found, warning = _merge(inputs, output, times, overwrite)
         except BdxError as exc:  # a failed merge is a JSON record too; usage errors are the command line's
             if json_lines and not isinstance(exc, UsageError):
                 typer.echo(json_line({**record, "status": "error", "error": describe_exception(exc)}))
             raise
-    warning = "; ".join(warnings) or None
     if json_lines:
         extra = {"warning": warning} if warning else {}
         typer.echo(json_line({**record, "inputs": [str(f) for f in frames], "status": "ok", "times": times_found, **extra}))
@@ -56,9 +55,9 @@ def merge_brackets_command(
     typer.echo(f"wrote {output}  (relative exposures {', '.join(f'{t:.3g}' for t in times_found)})")
 
 
-def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) -> tuple[list[Path], list[float], list[str]]:
+def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) -> tuple[list[Path], list[float], str | None]:
     """Read, check and merge the frames, write the output; the frames, their relative exposures, and what the
-    output could not keep (warnings)."""
+    output could not keep (a warning, or None)."""
     import numpy as np
 
     from bdx.cli.common import Source, expand_inputs, image_extensions
@@ -105,9 +104,11 @@ def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) 
     merged = merge_brackets(pixels, parsed)
     result = Image(merged.linear, linear=True, icc_profile=images[0].icc_profile)
     write_image(output, result, fmt=fmt, exr_half=False)
-    warnings = ["the frames' alpha channels are not merged (the output has none)"] if any(i.alpha is not None for i in images) else []
-    lost = container_losses(result, fmt)
-    return frames, [float(t) for t in merged.times], warnings + ([lost] if lost else [])
+    alpha = any(image.alpha is not None for image in images)
+    warning = joined_warnings(
+        "the frames' alpha channels are not merged (the output has none)" if alpha else None, container_losses(result, fmt)
+    )
+    return frames, [float(t) for t in merged.times], warning
 
 
 def _read_frame(path: Path):

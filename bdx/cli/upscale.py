@@ -15,6 +15,7 @@ from bdx.cli.common import (
     command_errors,
     container_losses,
     describe_depth_mismatch,
+    joined_warnings,
     output_format,
     parse_in_bits,
     plan_batch,
@@ -115,11 +116,13 @@ def upscale_depth_command(
             "width": image.width,
             "height": image.height,
         }
-        warnings = [container_losses(image, chosen)]
-        if result.mismatch is not None:
-            warnings.append(describe_depth_mismatch(result.mismatch, told=settings.in_bits is not None))
-        if any(warnings):
-            record["warning"] = "; ".join(w for w in warnings if w)
+        mismatch = result.mismatch
+        warning = joined_warnings(
+            container_losses(image, chosen),
+            describe_depth_mismatch(mismatch, told=settings.in_bits is not None) if mismatch is not None else None,
+        )
+        if warning:
+            record["warning"] = warning
         return record
 
     with command_errors():

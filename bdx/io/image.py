@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -107,6 +108,14 @@ class Image:
 
 
 SAMPLE_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+def check_image(image: object) -> None:
+    """A :class:`TypeError` unless ``image`` is an :class:`Image` (a file name or an array is not), saying how to
+    make one."""
+    if not isinstance(image, Image):
+        hint = "read a file: bdx.read_image(path)" if isinstance(image, (str, os.PathLike)) else "wrap an array: bdx.Image(pixels)"
+        raise TypeError(f"image must be a bdx.Image ({hint}), not {type(image).__name__}")
 
 
 def non_finite(image: Image) -> str | None:

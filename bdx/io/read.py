@@ -237,12 +237,11 @@ def _decode_bmp(data: bytes) -> Image:
 
 
 def _decode_hdr(data: bytes) -> Image:
-    end = data.find(b"\n\n", 0, 65536)
-    resolution = data[end + 2 : end + 2 + 64].split(b"\n", 1)[0].split() if end >= 0 else []
+    resolution = _radiance_resolution(data)
     if len(resolution) == 4 and (resolution[0], resolution[2]) != (b"-Y", b"+X"):
         line = " ".join(part.decode("latin-1") for part in resolution)
         raise InputError(f"Radiance HDR with pixel order '{line}' is not supported (only the standard -Y H +X W)")
-    size = _radiance_size(data)
+    size = _radiance_size(resolution)
     if size is not None:
         _check_size(*size)
     array = _opencv_decode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
@@ -250,13 +249,16 @@ def _decode_hdr(data: bytes) -> Image:
     return Image(pixels=pixels.astype(np.float32), linear=True)
 
 
-def _radiance_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a Radiance file's resolution line (``-Y 480 +X 640`` after the header's blank line);
-    None when it cannot be found (the decoder then says what is wrong)."""
+def _radiance_resolution(data: bytes) -> list[bytes]:
+    """The words of a Radiance file's resolution line (``-Y 480 +X 640`` after the header's blank line); empty
+    when there is no blank line in the first 64 KiB."""
     end = data.find(b"\n\n", 0, 65536)
-    if end < 0:
-        return None
-    line = data[end + 2 : end + 2 + 64].split(b"\n", 1)[0].split()
+    return data[end + 2 : end + 2 + 64].split(b"\n", 1)[0].split() if end >= 0 else []
+
+
+def _radiance_size(line: list[bytes]) -> tuple[int, int] | None:
+    """(width, height) from the words of a resolution line (:func:`_radiance_resolution`); None when they do not
+    make one (the decoder then says what is wrong)."""
     if len(line) != 4 or line[0][1:] not in (b"Y", b"X") or line[2][1:] not in (b"Y", b"X") or line[0][1:] == line[2][1:]:
         return None
     try:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from bdx.errors import BdxError, SettingError, check_number
-from bdx.io.image import Image, convert_depth, non_finite, straight_alpha, to_float
+from bdx.io.image import Image, check_image, convert_depth, non_finite, straight_alpha, to_float
 from bdx.io.metadata import (
     PLACEHOLDERS,
     PNG_SIGNATURE,
@@ -68,8 +68,7 @@ def encode_image(
     PNG sBIT chunk. Float samples must be finite: NaN or Inf is an error (a reader refuses such files, and
     integer formats would turn them into black). JPEG and Radiance HDR hold no alpha: it is left out.
     """
-    if not isinstance(image, Image):
-        raise TypeError(f"image must be a bdx.Image (wrap an array: bdx.Image(pixels)), not {type(image).__name__}")
+    check_image(image)
     bad = non_finite(image)
     if bad is not None:
         raise BdxError(f"the image holds {bad}; nothing written")
