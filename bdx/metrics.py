@@ -253,6 +253,30 @@ def clipped_region_bias_stops(prediction: np.ndarray, reference: np.ndarray, cli
     return float(np.mean(np.log2(ratio)))
 
 
+WELL_EXPOSED = (0.1, 0.9)  # display values (every channel) whose linearized value a scale is fitted to
+
+
+def well_exposed_pixels(display: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels of display-referred ``display`` (H, W, C) in [0, 1] whose every channel lies within
+    :data:`WELL_EXPOSED`, neither clipped nor lost in the noise floor.
+
+    >>> well_exposed_pixels(np.array([[[0.5, 0.5, 0.5], [0.5, 0.95, 0.5]]])).tolist()
+    [[True, False]]
+    """
+    return np.asarray(((display >= WELL_EXPOSED[0]) & (display <= WELL_EXPOSED[1])).all(axis=-1))
+
+
+def fit_scale(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``prediction`` times the factor that matches its luminance to ``reference`` (:func:`scale_ratio_ev` over
+    ``mask``); unchanged when no pixel qualifies.
+
+    >>> fit_scale(np.full((1, 2, 3), 2.0, np.float32), np.full((1, 2, 3), 8.0, np.float32))[0, 0].tolist()
+    [8.0, 8.0, 8.0]
+    """
+    stops = scale_ratio_ev(prediction, reference, mask)
+    return prediction * np.float32(2.0**stops) if np.isfinite(stops) else prediction
+
+
 def scale_ratio_ev(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
     """The stops by which the prediction must be brightened to match the reference's absolute scale: the
     median log2 luminance ratio over the ``mask`` pixels (e.g. the input's unclipped ones) where both

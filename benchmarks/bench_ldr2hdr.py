@@ -1,9 +1,11 @@
 """Throughput and peak memory of ``ldr2hdr`` at 12 MP on 2 threads (library call, one process).
 
 A synthetic smooth 12 MP 8-bit scene with mild noise; rows: the default learned model with and without the
-dequantizing front end, and ``--method classical``, timed in the same run. Writes JSON.
+dequantizing front end, and ``--method classical``, timed in the same run (with ``--compare``, more learned
+weights without the front end). Writes JSON.
 
     python benchmarks/bench_ldr2hdr.py          # writes benchmarks/results/bench_ldr2hdr.json
+    python benchmarks/bench_ldr2hdr.py --weights new.safetensors --out /tmp/bench_new.json
 """
 
 from __future__ import annotations
@@ -33,16 +35,23 @@ def scene(height: int = 3000, width: int = 4000) -> Image:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_ldr2hdr.json")
+    parser.add_argument("--weights", type=Path, help="learned weights (default: the shipped ones)")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[], help="more learned weights, timed without the front end")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    from bdx.models import load_model
+
     image = scene()
     megapixels = image.width * image.height / 1e6
-    rows = {"learned (default)": HdrSettings(), "learned, no dequantization": HdrSettings(dequantize="none"),
-            "classical, no dequantization": HdrSettings(method="classical", dequantize="none")}
-    result = {}
-    for label, settings in rows.items():
+    model = load_model(args.weights, "hdr")
+    rows = {"learned (default)": (model, HdrSettings()), "learned, no dequantization": (model, HdrSettings(dequantize="none")),
+            "classical, no dequantization": (None, HdrSettings(method="classical", dequantize="none")),
+            **{f"learned ({path.stem}), no dequantization": (load_model(path, "hdr"), HdrSettings(dequantize="none"))
+               for path in args.compare}}
+    result = {"weights": (args.weights.name if args.weights else "shipped")}
+    for label, (net, settings) in rows.items():
         start = time.perf_counter()
-        ldr_to_hdr(image, None, settings, device="cpu")
+        ldr_to_hdr(image, net, settings, device="cpu")
         seconds = time.perf_counter() - start
         result[label] = {"seconds": round(seconds, 2), "mpix_per_s": round(megapixels / seconds, 2)}
         print(f"{label:30s} {seconds:6.1f} s  {megapixels / seconds:.2f} MPix/s", flush=True)

@@ -51,10 +51,11 @@ from bdx.metrics import (  # noqa: E402
     RINGING_REACH,
     clipped_region_bias_stops,
     clipped_region_psnr_mu,
+    fit_scale,
     psnr_log,
     psnr_mu,
-    scale_ratio_ev,
     trusted_pixels,
+    well_exposed_pixels,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -133,17 +134,11 @@ def camera_frames(weights: Path, merges: Path, sice: Path) -> list[tuple[str, np
     return out
 
 
-def fitted(prediction: np.ndarray, reference: np.ndarray, well_exposed: np.ndarray) -> np.ndarray:
-    """``prediction`` scaled by the median luminance ratio to ``reference`` over the ``well_exposed`` pixels."""
-    stops = scale_ratio_ev(prediction, reference, well_exposed)
-    return prediction * np.float32(2.0**stops if np.isfinite(stops) else 1.0)
-
-
 def measure(prediction: np.ndarray, reference: np.ndarray, ldr: np.ndarray, trusted: np.ndarray) -> dict:
     """The suite's figures for one prediction over the ``trusted`` pixels (see the module's docstring)."""
-    well_exposed = ((ldr >= 0.1) & (ldr <= 0.9)).all(axis=-1) & trusted
+    well_exposed = well_exposed_pixels(ldr) & trusted
     clipped = (ldr.max(axis=-1) >= CLIPPED) & trusted
-    scaled = fitted(prediction, reference, well_exposed)
+    scaled = fit_scale(prediction, reference, well_exposed)
     record = {"psnr_mu": psnr_mu(scaled[trusted], reference[trusted]), "psnr_log2": psnr_log(scaled[trusted], reference[trusted]),
               "clipped_share": float(clipped.mean()), "clipped_psnr_mu": None, "clipped_bias_stops": None}
     if clipped.sum() >= 16:

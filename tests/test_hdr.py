@@ -23,9 +23,10 @@ from bdx.metrics import psnr_log, psnr_mu
 from bdx.training.hdr import HdrTrainConfig, train_hdr
 
 
-def _random_net(seed: int = 0, iterations: int = 3, state_scale: int = 1) -> FeedbackHDRNet:
+def _random_net(seed: int = 0, iterations: int = 3, state_scale: int = 1, head: str = "rgb") -> FeedbackHDRNet:
     torch.manual_seed(seed)
-    net = FeedbackHDRNet(FeedbackConfig(width=8, growth=4, layers=2, iterations=iterations, context_size=64, state_scale=state_scale))
+    config = FeedbackConfig(width=8, growth=4, layers=2, iterations=iterations, context_size=64, state_scale=state_scale, head=head)
+    net = FeedbackHDRNet(config)
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.normal_(0, 0.1)
@@ -53,14 +54,30 @@ def test_mu_law_round_trip():
     assert mu_law(torch.tensor(32.0), HEADROOM).item() == pytest.approx(1.0)
 
 
-def test_untrained_network_is_the_linearized_input():
-    net = FeedbackHDRNet().eval()  # zero-initialised reconstruction head
+@pytest.mark.parametrize("head", ["rgb", "curve"])
+def test_untrained_network_is_the_linearized_input(head):
+    net = FeedbackHDRNet(FeedbackConfig(head=head)).eval()  # zero-initialised reconstruction head
     x = torch.rand(1, 3, 32, 48)
     out = inverse_mu_law(net(x), HEADROOM)
     from bdx.color import srgb_to_linear
 
     torch.testing.assert_close(out, srgb_to_linear(x), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(srgb_to_linear(x), torch.from_numpy(srgb_to_linear(x.numpy())), rtol=1e-6, atol=1e-7)
+
+
+def test_the_curve_head_keeps_unclipped_neutral_pixels_neutral_and_colours_clipped_ones():
+    rgb, curve = _random_net(head="rgb"), _random_net(head="curve")
+    grey = torch.linspace(0.02, 0.88, 32 * 32).view(1, 1, 32, 32).expand(1, 3, 32, 32).contiguous()
+    x = grey.clone()
+    x[:, :, :8] = torch.rand(1, 3, 8, 32)  # colour elsewhere in the image
+    x[:, :, -4:] = 1.0  # a clipped white patch
+    with torch.no_grad():
+        shared, free = curve(x), rgb(x)
+    neutral = shared[:, :, 8:-8]
+    assert float((neutral - neutral.mean(1, keepdim=True)).abs().max()) < 1e-6
+    assert float((free[:, :, 8:-8] - free[:, :, 8:-8].mean(1, keepdim=True)).abs().max()) > 1e-3  # the rgb head tints
+    clipped = shared[:, :, -2:]
+    assert float((clipped - clipped.mean(1, keepdim=True)).abs().max()) > 1e-3  # highlights get a colour of their own
 
 
 def test_state_is_reset_between_images_of_different_sizes():
@@ -73,9 +90,9 @@ def test_state_is_reset_between_images_of_different_sizes():
     assert net(b).shape == (1, 3, 48, 24)
 
 
-@pytest.mark.parametrize("state_scale", [1, 2])
-def test_receptive_radius_bounds_the_reach_of_one_pixel(state_scale):
-    net = _random_net(state_scale=state_scale)
+@pytest.mark.parametrize("state_scale, head", [(1, "rgb"), (2, "rgb"), (1, "curve"), (2, "curve")])
+def test_receptive_radius_bounds_the_reach_of_one_pixel(state_scale, head):
+    net = _random_net(state_scale=state_scale, head=head)
     size = 4 * net.receptive_radius + 4 * net.multiple
     size -= size % net.multiple
     x = torch.rand(1, 3, size, size)
@@ -99,10 +116,10 @@ def test_iterations_are_configurable_and_all_returned():
     assert not torch.allclose(outputs[0], outputs[-1])
 
 
-@pytest.mark.parametrize("state_scale", [1, 2])
-def test_tiled_equals_whole_image(tmp_path, state_scale):
+@pytest.mark.parametrize("state_scale, head", [(1, "rgb"), (2, "rgb"), (1, "curve"), (2, "curve")])
+def test_tiled_equals_whole_image(tmp_path, state_scale, head):
     weights = tmp_path / "hdr.safetensors"
-    save_model(_random_net(state_scale=state_scale), weights)
+    save_model(_random_net(state_scale=state_scale, head=head), weights)
     image = Image(_ldr(90, 130))
     settings = HdrSettings(dequantize="midpoint")
     model = load_model(weights, "hdr")
@@ -122,6 +139,22 @@ def test_any_size_and_grey(hdr_weights, shape):
 def test_float_input_is_refused(hdr_weights):
     with pytest.raises(BdxError, match="already a float"):
         ldr_to_hdr(Image(np.ones((4, 4, 3), np.float32)), load_model(hdr_weights, "hdr"), device="cpu")
+
+
+@pytest.mark.parametrize("head", ["rgb", "curve"])
+def test_learned_output_keeps_the_linearized_input_scale_over_well_exposed_pixels(tmp_path, head):
+    from bdx.color import srgb_to_linear
+    from bdx.metrics import scale_ratio_ev, well_exposed_pixels
+
+    weights = tmp_path / "hdr.safetensors"
+    net = _random_net(head=head)
+    with torch.no_grad():
+        net.reconstruct.weight.mul_(0.2)  # a network's guess, not noise a median cannot pin down
+    save_model(net, weights)
+    codes = _ldr(48, 64)
+    linear = ldr_to_hdr(Image(codes), load_model(weights, "hdr"), HdrSettings(dequantize="none"), device="cpu").image.pixels
+    display = codes.astype(np.float32) / 255
+    assert abs(scale_ratio_ev(linear, srgb_to_linear(display), well_exposed_pixels(display))) < 1e-3
 
 
 def test_calibration_options():
@@ -186,6 +219,46 @@ def test_fine_tuning_starts_from_the_init_weights_and_keeps_their_shape(tmp_path
         assert torch.allclose(a, b, atol=1e-5), name  # one step at lr 1e-9 keeps the init's weights
     with pytest.raises(BdxError, match="not both"):
         train_hdr([folder], tuned, config, init=first, resume=Path(str(first) + ".ckpt.pt"))
+
+
+def test_a_new_head_on_init_weights_keeps_their_trunk_and_starts_at_the_naive_curve(tmp_path):
+    folder = _reference_folder(tmp_path)
+    first = tmp_path / "first.safetensors"
+    config = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
+                            validation_fraction=0.4)
+    train_hdr([folder], first, config)
+    tuned = tmp_path / "tuned.safetensors"
+    train_hdr([folder], tuned, HdrTrainConfig(**{**config.__dict__, "head": "curve", "lr": 1e-9}), init=first)
+    start, end = load_model(first, "hdr").net, load_model(tuned, "hdr").net
+    assert end.config.head == "curve" and end.reconstruct.out_channels == end.config.knots + 48
+    for name, value in start.state_dict().items():
+        if not name.startswith("reconstruct."):
+            assert torch.allclose(value, end.state_dict()[name], atol=1e-5), name
+    assert float(end.reconstruct.weight.detach().abs().max()) < 1e-6  # the new head is (all but) zero: the naive curve
+
+
+def test_input_scaled_targets_match_the_linearized_input_over_well_exposed_pixels(tmp_path):
+    from bdx.color import srgb_to_linear
+    from bdx.metrics import well_exposed_pixels
+    from bdx.training.hdr import find_scenes, sample_batch
+
+    folder = tmp_path / "smooth"
+    folder.mkdir()
+    ramp = np.exp2(np.linspace(-6, 3, 64, dtype=np.float32))[None, :, None] * np.ones((64, 1, 3), np.float32)
+    write_image(folder / "ramp.exr", Image(ramp * np.array([1.0, 0.9, 0.8], np.float32), linear=True), exr_half=False)
+    scenes = find_scenes([folder])
+    offsets = {}
+    for scale in ("exposure", "input"):
+        config = HdrTrainConfig(batch_size=16, crop=64, jpeg_probability=0.0, augment=False, target_scale=scale)
+        ldr, target, _ = sample_batch(scenes, config, np.random.default_rng(3), 64)  # the crop is the whole scene
+        display, linear = ldr.permute(0, 2, 3, 1).numpy(), target.permute(0, 2, 3, 1).numpy()
+        linearized = srgb_to_linear(display)
+        offsets[scale] = [
+            abs(float(np.median(np.log2(y[w].mean(-1) / x[w].mean(-1)))))
+            for y, x, w in zip(linear, linearized, well_exposed_pixels(display))
+            if w.any()
+        ]
+    assert max(offsets["input"]) < 0.05 and max(offsets["exposure"]) > 1.0  # most curves clip 1-8x above exposure
 
 
 def test_filmic_cameras_compress_highlights_up_to_their_white_point():
@@ -282,15 +355,16 @@ def test_train_hdr_cli_reports_validation(runner, tmp_path):
     result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(output), "--steps", "1",
                                  "--batch-size", "2", "--crop", "30", "--iterations", "2", "--width", "8", "--validate-every", "1",
                                  "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2", "--supervise", "last",
-                                 "--clipped-weight", "2"])
+                                 "--clipped-weight", "2", "--head", "curve", "--target-scale", "input"])
     assert result.exit_code == 0, result.output
     assert output.exists() and "step 1/1" in result.stderr and "val PSNR-mu" in result.stderr
     trained = load_model(output, "hdr")
     net = trained.net
     assert net.config.width == 8 and net.config.state_scale == 2 and net.multiple == 8
-    assert trained.metadata["train_config"]["clipped_weight"] == 2.0
+    assert trained.metadata["train_config"]["clipped_weight"] == 2.0 and trained.metadata["train_config"]["target_scale"] == "input"
+    assert net.config.head == "curve"
     for option, value in (("--state-scale", "0"), ("--state-scale", "1000"), ("--supervise", "first"), ("--clipped-weight", "-1"),
-                          ("--width", "100000"), ("--iterations", "100000")):
+                          ("--width", "100000"), ("--iterations", "100000"), ("--head", "rgba"), ("--target-scale", "clip")):
         bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), option, value])
         assert bad.exit_code == 2 and option in bad.output and "--crop" not in bad.output
 

@@ -21,10 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from hdr_suite import CURVES, STOPS_OVER, fitted, predict, references  # noqa: E402
+from hdr_suite import CURVES, STOPS_OVER, predict, references  # noqa: E402
 
 from bdx.assets import default_weights  # noqa: E402
 from bdx.color import linear_to_srgb  # noqa: E402
+from bdx.metrics import fit_scale, well_exposed_pixels  # noqa: E402
 from bdx.models import load_model  # noqa: E402
 
 SCENE = "blender/forest"  # a rendered panorama: its sun is free of the resampling ringing of the photographed ones
@@ -54,11 +55,11 @@ def main() -> None:
     truth = (exposed * np.float32(0.18))[CROP]
     codes = np.clip(np.rint(CURVES["hable"](exposed) * 255), 0, 255).astype(np.uint8)[CROP]
     ldr = codes.astype(np.float32) / 255
-    well_exposed = ((ldr >= 0.1) & (ldr <= 0.9)).all(axis=-1)
+    well_exposed = well_exposed_pixels(ldr)
     model = load_model(weights, "hdr")
     rows = {"truth": truth}
     for label, method in (("8-bit input", "naive"), ("bdx (default)", "learned"), ("classical", "classical")):
-        rows[label] = fitted(predict(method, codes, model), truth, well_exposed)
+        rows[label] = fit_scale(predict(method, codes, model), truth, well_exposed)
     sheet = np.concatenate(
         [np.concatenate([_cell(image, stop, f"{label}, {stop:+.0f} EV") for stop in STOPS], axis=1) for label, image in rows.items()],
         axis=0,

@@ -336,9 +336,23 @@ def train_hdr_command(
         Optional[int], typer.Option(help="The feedback state runs at 1/(4 x this) resolution. (default 1; with --init, the weights' own)")
     ] = None,
     supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
+    head: Annotated[
+        str,
+        typer.Option(
+            help="Output head: rgb (a correction per channel) or curve (one tone curve per pixel shared by the channels, "
+            "per-channel corrections near the clip point only). With --init and another head, the head starts anew."
+        ),
+    ] = "rgb",
     clipped_weight: Annotated[
         float, typer.Option(help="Weight of an extra loss term over the input's clipped pixels alone (0: none).")
     ] = 0.0,
+    target_scale: Annotated[
+        str,
+        typer.Option(
+            help="Scale of the targets: exposure (the camera's exposure, 1.0 at its reference level) or input (each "
+            "image matched to its linearized input over well-exposed pixels, the scale ldr2hdr outputs)."
+        ),
+    ] = "exposure",
     camera: Annotated[
         Optional[tuple[float, float]],
         typer.Option(
@@ -361,8 +375,9 @@ def train_hdr_command(
     """Train the LDR-to-HDR feedback network on exposures, camera curves, clipping and JPEG synthesized on the fly."""
     from bdx.device import resolve_device
     from bdx.errors import UsageError
+    from bdx.hdr.models import HEADS
     from bdx.hdr.reconstruct import MAX_ITERATIONS
-    from bdx.training.hdr import SUPERVISED, HdrTrainConfig, train_hdr
+    from bdx.training.hdr import SUPERVISED, TARGET_SCALES, HdrTrainConfig, train_hdr
 
     with command_errors():
         network = {"--iterations": iterations, "--width": width, "--state-scale": state_scale}
@@ -378,6 +393,8 @@ def train_hdr_command(
         check_range("--state-scale", state_scale, 1, 8)
         chosen_supervise = check_choice("--supervise", supervise, SUPERVISED)
         check_range("--clipped-weight", clipped_weight, 0.0, 100.0)
+        chosen_scale = check_choice("--target-scale", target_scale, TARGET_SCALES)
+        chosen_head = check_choice("--head", head, HEADS)
         if camera is not None and not (1.0 <= camera[0] <= 4.0 and 0.0 <= camera[1] <= 1.0):
             raise UsageError("--camera takes GAMMA (1 to 4) and SHOULDER (0 to 1)")
         multiple = 4 * state_scale
@@ -392,6 +409,8 @@ def train_hdr_command(
             state_scale=state_scale,
             supervise=chosen_supervise,
             clipped_weight=clipped_weight,
+            target_scale=chosen_scale,
+            head=chosen_head,
             camera=camera,
             validation_fraction=validation_fraction,
             validate_every=validate_every,

@@ -9,6 +9,15 @@ happens at 1/4 resolution after a 4x4 pixel-unshuffle (the full-resolution input
 is added back through a skip connection in the mu-law domain), and a global
 branch summarises a downscaled copy of the whole image into a vector that
 modulates every tile alike, so tiles agree on exposure.
+
+Two output heads. ``rgb`` (the original) predicts a correction per colour channel.
+``curve`` predicts one tone curve shared by the three channels (values at ``knots``
+evenly spaced display levels) per 4x4 block, interpolated bilinearly between blocks
+and linearly between knots at each channel's own input value, and, for channels near
+the clip point only, a correction per pixel and channel (the colour of reconstructed
+highlights): a neutral unclipped pixel stays neutral by construction, as it does
+through any camera's per-channel response, and detail finer than a block comes from
+the input itself through the curve.
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ class FeedbackConfig:
     iterations: int = 4
     context_size: int = 256
     state_scale: int = 1  # the feedback state runs at 1/(4 * state_scale) resolution
+    head: str = "rgb"  # "rgb": a correction per channel; "curve": a tone curve shared by the channels (see above)
+    knots: int = 8  # display levels of the curve head's per-pixel curve
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +114,11 @@ class FeedbackHDRNet(nn.Module):
         self.extract = nn.Sequential(nn.Conv2d(48 + 48, w, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(w, w, 3, padding=1))
         self.compress = nn.Conv2d(2 * w, w, 1)
         self.block = DenseBlock(w, config.growth, config.layers)
-        self.reconstruct = nn.Conv2d(w, 48, 3, padding=1)
+        if config.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, not {config.head!r}")
+        if config.head == "curve" and config.knots < 2:
+            raise ValueError("a curve head needs at least 2 knots")
+        self.reconstruct = nn.Conv2d(w, 48 if config.head == "rgb" else config.knots + 48, 3, padding=1)
         self.global_branch = GlobalBranch(w)
         nn.init.zeros_(self.reconstruct.weight)
         nn.init.zeros_(_bias(self.reconstruct))
@@ -117,10 +132,11 @@ class FeedbackHDRNet(nn.Module):
     def reach(self, iterations: int) -> int:
         """:attr:`receptive_radius` after ``iterations`` passes of the feedback block."""
         config = self.config
+        upsampling = 4 if config.head == "curve" else 0  # the curve's bilinear upsampling reads the next block
         if config.state_scale == 1:
-            return 4 * (3 + iterations * config.layers) + 3
+            return 4 * (3 + iterations * config.layers) + 3 + upsampling
         coarse = 4 * config.state_scale
-        return 4 * 3 + coarse * (iterations * config.layers) + 2 * (coarse - 1) + 3
+        return 4 * 3 + coarse * (iterations * config.layers) + 2 * (coarse - 1) + 3 + upsampling
 
     def global_features(self, small: torch.Tensor) -> torch.Tensor:
         return self.global_branch(small)
@@ -150,11 +166,40 @@ class FeedbackHDRNet(nn.Module):
         coarse = features if s == 1 else self.to_state(F.pixel_unshuffle(features, s))
         hidden = coarse  # the state starts from this image's own features: nothing carries over
         outputs = []
-        for _ in range(iterations or self.config.iterations):
+        count = iterations or self.config.iterations
+        for iteration in range(count):
             hidden = hidden + self.block(_act(self.compress(torch.cat([coarse, hidden], dim=1))))
-            state = hidden if s == 1 else features + F.pixel_shuffle(self.from_state(hidden), s)
-            outputs.append(skip + F.pixel_shuffle(self.reconstruct(_act(state)), 4))
+            if all_iterations or iteration == count - 1:  # only the estimates asked for are reconstructed
+                state = hidden if s == 1 else features + F.pixel_shuffle(self.from_state(hidden), s)
+                maps = self.reconstruct(_act(state))
+                if self.config.head == "rgb":
+                    outputs.append(skip + F.pixel_shuffle(maps, 4))
+                else:
+                    knots = F.interpolate(maps[:, : self.config.knots], scale_factor=4, mode="bilinear", align_corners=False)
+                    highlight = F.pixel_shuffle(maps[:, self.config.knots :], 4)
+                    outputs.append(skip + _curve_correction(knots, highlight, x))
         return outputs if all_iterations else outputs[-1]
+
+
+HEADS = ("rgb", "curve")
+HIGHLIGHT_START = 0.9  # display value from which a channel's own highlight correction fades in (full at 1.0)
+
+
+def _curve_correction(knots: torch.Tensor, highlight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The curve head's correction (N, 3, H, W) for display input ``x`` (N, 3, H, W) in [0, 1]: the per-pixel curve
+    ``knots`` (N, K, H, W; values at K evenly spaced display levels) read at each channel's value, plus each
+    channel's ``highlight`` correction (N, 3, H, W) faded in from :data:`HIGHLIGHT_START` to the clip point.
+
+    >>> knots = torch.tensor([0.0, 1.0]).view(1, 2, 1, 1)
+    >>> _curve_correction(knots, torch.zeros(1, 3, 1, 1), torch.tensor([0.25, 0.25, 0.5]).view(1, 3, 1, 1)).flatten().tolist()
+    [0.25, 0.25, 0.5]
+    """
+    count = knots.shape[1]
+    position = x.clamp(0, 1) * (count - 1)
+    below = position.floor().clamp(max=count - 2)
+    index = below.long()
+    shared = torch.lerp(torch.gather(knots, 1, index), torch.gather(knots, 1, index + 1), position - below)
+    return shared + ((x - HIGHLIGHT_START) / (1 - HIGHLIGHT_START)).clamp(0, 1) * highlight
 
 
 def _bias(conv: nn.Conv2d) -> torch.Tensor:

@@ -148,7 +148,7 @@ def _learned(codes: np.ndarray, settings: HdrSettings, model: LoadedModel | None
     # context: seams can be cut
     needs = hdr_tiling(net, settings.iterations) if settings.iterations else model.tiling
     run = TiledRun.for_needs(needs, settings.tile, blend=0, precision="float32", cut=True)
-    return run_tiled(
+    linear = run_tiled(
         _TileModel(net, settings.iterations),
         codes,
         settings=run,
@@ -157,6 +157,7 @@ def _learned(codes: np.ndarray, settings: HdrSettings, model: LoadedModel | None
         context_size=net.config.context_size,
         progress=progress,
     )
+    return match_input_scale(linear, codes)  # the network's scale is close to it; this makes it exact
 
 
 def _published(net: torch.nn.Module, codes: np.ndarray, settings: HdrSettings, device, progress) -> np.ndarray:
@@ -169,25 +170,26 @@ def _published(net: torch.nn.Module, codes: np.ndarray, settings: HdrSettings, d
     return run_tiled(model, codes, settings=run, device=device, global_features=features, progress=progress)
 
 
-WELL_EXPOSED = (0.1, 0.9)  # input values (all channels) whose linearized value a scale is fitted to
 FIT_PIXELS = 2_000_000  # larger images are sampled on a regular grid for the fit
 
 
 def match_input_scale(linear: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """``linear`` (HDR of unknown scale) scaled so that, over the input's well-exposed pixels (every channel within
-    :data:`WELL_EXPOSED`, else over all pixels), its median luminance ratio to the linearized input is 1: unclipped
-    regions keep the input's values, as with bdx's own model, and 1.0 stays the input's clip point."""
+    """``linear`` (float32 HDR of unknown scale) scaled in place so that, over the input's well-exposed pixels
+    (every channel within :data:`bdx.metrics.WELL_EXPOSED`, else over all pixels), its median luminance ratio to
+    the linearized input is 1: unclipped regions keep the input's values and 1.0 stays the input's clip point."""
     from bdx.color import srgb_to_linear
-    from bdx.metrics import scale_ratio_ev
+    from bdx.metrics import scale_ratio_ev, well_exposed_pixels
 
     stride = max(1, int(math.sqrt(codes.shape[0] * codes.shape[1] / FIT_PIXELS)))  # a sample suffices for a median
     display = to_float(codes[::stride, ::stride])[..., :3]
     reference, linear_sample = srgb_to_linear(display), linear[::stride, ::stride]
-    well_exposed = np.asarray(((display >= WELL_EXPOSED[0]) & (display <= WELL_EXPOSED[1])).all(axis=-1))
+    well_exposed = well_exposed_pixels(display)
     stops = scale_ratio_ev(linear_sample, reference, well_exposed if well_exposed.any() else None)
     if not math.isfinite(stops):
         stops = scale_ratio_ev(linear_sample, reference)
-    return linear * np.float32(2.0**stops) if math.isfinite(stops) else linear
+    if math.isfinite(stops) and stops != 0:
+        linear *= np.float32(2.0**stops)
+    return linear
 
 
 def calibrate(

@@ -5,7 +5,12 @@ a random exposure that puts a random high percentile (85th to 99.5th) of
 luminance at the clip point, a random camera response from a realistic family
 (or one fixed curve, for a known camera),
 clipping, 8-bit quantization and (sometimes) JPEG. The target is the exposed
-linear reference (1.0 = clip point). Loss: L1 in the mu-law domain on every
+linear reference, on one of two scales (``target_scale``): ``exposure`` keeps the
+exposure's own (1.0 = the level the camera curve was exposed for, which lies one to
+eight times below its clip point depending on the curve); ``input`` scales each
+image so its well-exposed pixels match the linearized input in the median, the
+convention of ``ldr2hdr``'s output and the scale the benchmark fits, so the network
+need not guess the camera's exposure. Loss: L1 in the mu-law domain on every
 feedback iteration, plus an L1 term on mu-law gradients. The global branch sees
 the whole exposed reference downscaled, as it does at inference.
 """
@@ -20,11 +25,11 @@ import cv2
 import numpy as np
 import torch
 
-from bdx.color import inverse_mu_law, luminance, mu_law
+from bdx.color import inverse_mu_law, luminance, mu_law, srgb_to_linear
 from bdx.errors import BdxError, SettingError
-from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
+from bdx.hdr.models import HEADS, FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
-from bdx.metrics import CLIPPED, psnr_mu, trusted_pixels
+from bdx.metrics import CLIPPED, fit_scale, psnr_mu, scale_ratio_ev, trusted_pixels, well_exposed_pixels
 from bdx.models import load_model
 from bdx.training.data import find_files, is_validation, read_training_image
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, run_training, save_trained
@@ -32,6 +37,8 @@ from bdx.training.loop import LoopSettings, TrainState, check_run_settings, chec
 HDR_SUFFIXES = {".exr", ".hdr"}
 Supervise = Literal["all", "last"]  # which feedback iterations the loss sees
 SUPERVISED: tuple[Supervise, ...] = get_args(Supervise)
+TargetScale = Literal["exposure", "input"]  # the targets' scale (see the module's docstring)
+TARGET_SCALES: tuple[TargetScale, ...] = get_args(TargetScale)
 
 
 @dataclass
@@ -52,6 +59,8 @@ class HdrTrainConfig:
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
     clipped_weight: float = 0.0  # weight of an extra L1 term over the input's clipped pixels alone (see hdr_loss)
+    target_scale: TargetScale = "exposure"
+    head: str = "rgb"  # the network's output head (bdx.hdr.models.HEADS); with init, a different one starts anew
     augment: bool = True
     validation_fraction: float = 0.25
     validate_every: int = 250
@@ -115,6 +124,20 @@ def context_image(display: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(display, target, interpolation=cv2.INTER_AREA)
 
 
+def input_scale(linear: np.ndarray, display: np.ndarray) -> float:
+    """The factor that brings scene-linear ``linear`` to the scale of ``display`` (its rendering, in [0, 1])
+    linearized by the sRGB curve: median luminance ratio over the well-exposed pixels (all pixels when none is).
+
+    >>> from bdx.color import linear_to_srgb
+    >>> linear = np.full((2, 2, 3), 0.25, np.float32)
+    >>> round(input_scale(linear, linear_to_srgb(linear * 2)), 4)
+    2.0
+    """
+    well_exposed = well_exposed_pixels(display)
+    stops = scale_ratio_ev(linear, srgb_to_linear(display), well_exposed if well_exposed.any() else None)
+    return float(2.0**stops) if np.isfinite(stops) else 1.0
+
+
 def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Generator, context_size: int):
     """(LDR crops, linear targets, per-sample context images) for one step."""
     inputs, targets, contexts = [], [], []
@@ -134,6 +157,9 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
         camera = fixed_camera(config) or random_camera(rng)
         quality = int(rng.integers(70, 96)) if rng.random() < config.jpeg_probability else None
         exposed = scene * np.float32(exposure)
+        small = context_image(exposed, context_size)
+        context = render_ldr(small, camera, None)
+        factor = np.float32(input_scale(small, context) if config.target_scale == "input" else 1.0)
         side = min(config.crop, scene.shape[0], scene.shape[1]) // 4 * 4
         y = rng.integers(0, scene.shape[0] - side + 1)
         x = rng.integers(0, scene.shape[1] - side + 1)
@@ -148,9 +174,9 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
             ldr, target, mask = ldr[:, ::-1], target[:, ::-1], mask[:, ::-1]
         inputs.append(np.ascontiguousarray(ldr))
         # untrusted truth is NaN: hdr_loss leaves it out
-        targets.append(np.ascontiguousarray(np.where(mask[..., None] >= 1.0, np.minimum(target, HEADROOM), np.float32(np.nan))))
-        small = context_image(exposed, context_size)
-        contexts.append(render_ldr(small, camera, None))
+        scaled = np.minimum(target * factor, HEADROOM)
+        targets.append(np.ascontiguousarray(np.where(mask[..., None] >= 1.0, scaled, np.float32(np.nan))))
+        contexts.append(context)
     to_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
     return to_tensor(inputs), to_tensor(targets), contexts
 
@@ -239,17 +265,19 @@ def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) 
 
 def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: Camera | None = None) -> dict[str, float]:
     """Mean PSNR-mu on fixed exposures of the held-out scenes (through ``camera`` when given): the network
-    (last and first iteration) and the classical baseline."""
+    (last and first iteration) and the classical baseline, each prediction's scale fitted to the reference over
+    the input's well-exposed pixels, as the benchmark does."""
     from bdx.hdr.classical import expand_highlights
 
     scores: dict[str, list[float]] = {"val_psnr_mu": [], "val_psnr_mu_1iter": [], "val_psnr_mu_classical": []}
     for case in heldout_cases(scenes, seed=99, camera=camera):
         outputs = predict_iterations(net, case.ldr, context_size)
         trusted = np.isfinite(case.target).all(axis=-1)
-        target = case.target[trusted]
-        scores["val_psnr_mu"].append(psnr_mu(outputs[-1][trusted], target))
-        scores["val_psnr_mu_1iter"].append(psnr_mu(outputs[0][trusted], target))
-        scores["val_psnr_mu_classical"].append(psnr_mu(expand_highlights(case.ldr)[trusted], target))
+        target, fit = case.target[trusted], well_exposed_pixels(case.ldr)[trusted]
+        scored = lambda prediction: psnr_mu(fit_scale(prediction[trusted], target, fit), target)  # noqa: E731
+        scores["val_psnr_mu"].append(scored(outputs[-1]))
+        scores["val_psnr_mu_1iter"].append(scored(outputs[0]))
+        scores["val_psnr_mu_classical"].append(scored(expand_highlights(case.ldr)))
     return {k: float(np.mean(v)) for k, v in scores.items() if v}
 
 
@@ -282,18 +310,21 @@ def train_hdr(
         )
     if config.supervise not in SUPERVISED:
         raise BdxError(f"supervise must be one of {', '.join(SUPERVISED)}, not {config.supervise!r}")
+    if config.target_scale not in TARGET_SCALES:
+        raise BdxError(f"target_scale must be one of {', '.join(TARGET_SCALES)}, not {config.target_scale!r}")
+    if config.head not in HEADS:
+        raise BdxError(f"head must be one of {', '.join(HEADS)}, not {config.head!r}")
     scenes = find_scenes(data)
     train = [s for s in scenes if not is_validation(s.name, config.validation_fraction)]
     val = [s for s in scenes if is_validation(s.name, config.validation_fraction)]
     if not train:
         train, val = val, []
-    net = FeedbackHDRNet(
-        start.config
-        if start is not None
-        else FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale)
-    )
-    if start is not None:
-        net.load_state_dict(start.state_dict())
+    shape = FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale)
+    net = FeedbackHDRNet(replace(start.config if start is not None else shape, head=config.head))
+    if start is not None:  # a new head starts at zero (the naive curve) on the weights' trunk
+        keep_head = start.config.head == config.head
+        trunk = {k: v for k, v in start.state_dict().items() if keep_head or not k.startswith("reconstruct.")}
+        net.load_state_dict(trunk, strict=keep_head)
     context_size = net.config.context_size
 
     def sample(rng: np.random.Generator):
