@@ -226,7 +226,7 @@ def test_a_new_head_on_init_weights_keeps_their_trunk_and_starts_at_the_naive_cu
     first = tmp_path / "first.safetensors"
     config = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
                             validation_fraction=0.4)
-    train_hdr([folder], first, config)
+    train_hdr([folder], first, HdrTrainConfig(**{**config.__dict__, "head": "rgb"}))
     tuned = tmp_path / "tuned.safetensors"
     train_hdr([folder], tuned, HdrTrainConfig(**{**config.__dict__, "head": "curve", "lr": 1e-9}), init=first)
     start, end = load_model(first, "hdr").net, load_model(tuned, "hdr").net
@@ -235,6 +235,22 @@ def test_a_new_head_on_init_weights_keeps_their_trunk_and_starts_at_the_naive_cu
         if not name.startswith("reconstruct."):
             assert torch.allclose(value, end.state_dict()[name], atol=1e-5), name
     assert float(end.reconstruct.weight.detach().abs().max()) < 1e-6  # the new head is (all but) zero: the naive curve
+
+
+def test_a_histogram_input_grown_on_init_weights_starts_from_their_output(tmp_path):
+    folder = _reference_folder(tmp_path)
+    first = tmp_path / "first.safetensors"
+    config = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
+                            validation_fraction=0.4)
+    train_hdr([folder], first, config)
+    grown = tmp_path / "grown.safetensors"
+    train_hdr([folder], grown, HdrTrainConfig(**{**config.__dict__, "histogram_bins": 4, "lr": 1e-9}), init=first)
+    start, end = load_model(first, "hdr").net.eval(), load_model(grown, "hdr").net.eval()
+    assert end.config.histogram_bins == 4 and end.config.head == start.config.head == "curve"
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(end(x), start(x), rtol=1e-4, atol=1e-5)  # the new inputs start at zero weight
+        assert end.global_branch.histogram(torch.rand(1, 15)).shape == (1, 64)
 
 
 def test_input_scaled_targets_match_the_linearized_input_over_well_exposed_pixels(tmp_path):
@@ -364,7 +380,8 @@ def test_train_hdr_cli_reports_validation(runner, tmp_path):
     assert trained.metadata["train_config"]["clipped_weight"] == 2.0 and trained.metadata["train_config"]["target_scale"] == "input"
     assert net.config.head == "curve"
     for option, value in (("--state-scale", "0"), ("--state-scale", "1000"), ("--supervise", "first"), ("--clipped-weight", "-1"),
-                          ("--width", "100000"), ("--iterations", "100000"), ("--head", "rgba"), ("--target-scale", "clip")):
+                          ("--width", "100000"), ("--iterations", "100000"), ("--head", "rgba"), ("--target-scale", "clip"),
+                          ("--histogram-bins", "-1")):
         bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), option, value])
         assert bad.exit_code == 2 and option in bad.output and "--crop" not in bad.output
 

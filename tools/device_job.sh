@@ -35,7 +35,7 @@ train() {  # name widths blocks lr
 train fast 16,48,128 1,1,3 5e-4 &
 train medium 24,64,128 1,2,3 5e-4 &
 train large 32,64,128,192 2,2,3,2 5e-4 &
-python3 -m bdx train hdr --data .device/data/hdr --data .device/data/sice_merges --width 64 --iterations 4 \
+python3 -m bdx train hdr --data .device/data/hdr --data .device/data/sice_merges --width 64 --iterations 4 --target-scale input \
     --steps 1000000 --minutes "$MINUTES" --lr 5e-4 --batch-size 16 --crop 256 --clipped-weight 1.0 \
     --validate-every 3000 --checkpoint-every 3000 --device "$DEVICE" --workers 1 \
     -o "$OUT/hdr-wide.safetensors" --overwrite > "$OUT/train-hdr.log" 2>&1 &

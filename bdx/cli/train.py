@@ -337,12 +337,20 @@ def train_hdr_command(
     ] = None,
     supervise: Annotated[str, typer.Option(help="Iterations in the loss: all (as FHDR) or last.")] = "all",
     head: Annotated[
-        str,
+        Optional[str],
         typer.Option(
-            help="Output head: rgb (a correction per channel) or curve (one tone curve per pixel shared by the channels, "
-            "per-channel corrections near the clip point only). With --init and another head, the head starts anew."
+            help="Output head: curve (one tone curve per 4x4 block shared by the channels, per-channel corrections near "
+            "the clip point only) or rgb (a correction per channel). (default curve; with --init, the weights' own; "
+            "another one given with --init starts anew on the weights' trunk)"
         ),
-    ] = "rgb",
+    ] = None,
+    histogram_bins: Annotated[
+        Optional[int],
+        typer.Option(
+            help="The global branch also reads the image's per-channel histogram in this many bins (0: not). "
+            "(default 0; with --init, the weights' own; given with --init, new inputs start at zero weight)"
+        ),
+    ] = None,
     clipped_weight: Annotated[
         float, typer.Option(help="Weight of an extra loss term over the input's clipped pixels alone (0: none).")
     ] = 0.0,
@@ -394,7 +402,9 @@ def train_hdr_command(
         chosen_supervise = check_choice("--supervise", supervise, SUPERVISED)
         check_range("--clipped-weight", clipped_weight, 0.0, 100.0)
         chosen_scale = check_choice("--target-scale", target_scale, TARGET_SCALES)
-        chosen_head = check_choice("--head", head, HEADS)
+        chosen_head = None if head is None else check_choice("--head", head, HEADS)
+        if histogram_bins is not None:
+            check_range("--histogram-bins", histogram_bins, 0, 256)
         if camera is not None and not (1.0 <= camera[0] <= 4.0 and 0.0 <= camera[1] <= 1.0):
             raise UsageError("--camera takes GAMMA (1 to 4) and SHOULDER (0 to 1)")
         multiple = 4 * state_scale
@@ -411,6 +421,7 @@ def train_hdr_command(
             clipped_weight=clipped_weight,
             target_scale=chosen_scale,
             head=chosen_head,
+            histogram_bins=histogram_bins,
             camera=camera,
             validation_fraction=validation_fraction,
             validate_every=validate_every,

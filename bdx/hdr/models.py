@@ -47,6 +47,7 @@ class FeedbackConfig:
     state_scale: int = 1  # the feedback state runs at 1/(4 * state_scale) resolution
     head: str = "rgb"  # "rgb": a correction per channel; "curve": a tone curve shared by the channels (see above)
     knots: int = 8  # display levels of the curve head's per-pixel curve
+    histogram_bins: int = 0  # the global branch also reads the context's histogram (0: not)
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -69,9 +70,11 @@ class DenseBlock(nn.Module):
 
 
 class GlobalBranch(nn.Module):
-    """A downscaled copy of the image to one feature vector (scale and shift per channel)."""
+    """A downscaled copy of the image to one feature vector (scale and shift per channel); with
+    ``histogram_bins``, the copy's per-channel histogram (and its share of clipped values) joins the
+    convolutional features: how values crowd towards white tells a hard clip from a camera's soft shoulder."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, histogram_bins: int = 0) -> None:
         super().__init__()
         self.convs = nn.Sequential(
             nn.Conv2d(3, 16, 3, stride=2, padding=1),
@@ -81,14 +84,37 @@ class GlobalBranch(nn.Module):
             nn.Conv2d(32, 32, 3, stride=2, padding=1),
             nn.LeakyReLU(0.1),
         )
-        self.to_film = nn.Linear(64, 2 * width)
+        self.bins = histogram_bins
+        if histogram_bins:
+            self.histogram = nn.Sequential(nn.Linear(3 * (histogram_bins + 1), 64), nn.LeakyReLU(0.1))
+        self.to_film = nn.Linear(128 if histogram_bins else 64, 2 * width)
         nn.init.zeros_(self.to_film.weight)
         nn.init.zeros_(self.to_film.bias)
 
     def forward(self, small: torch.Tensor) -> torch.Tensor:
         features = self.convs(small)
         pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
+        if self.bins:
+            pooled = torch.cat([pooled, self.histogram(histograms(small, self.bins))], dim=1)
         return self.to_film(pooled)
+
+
+CLIPPED_CONTEXT = 254.5 / 255  # a context value at or above this is clipped
+
+
+def histograms(images: torch.Tensor, bins: int) -> torch.Tensor:
+    """(N, 3 x (bins + 1)): per channel of (N, 3, H, W) images in [0, 1], the square root of each of ``bins``
+    equal bins' share of the pixels, then of the clipped share.
+
+    >>> histograms(torch.ones(1, 3, 2, 2), 2).tolist()
+    [[0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]]
+    """
+    n, c = images.shape[:2]
+    values = images.detach().clamp(0, 1).flatten(2)
+    index = (values * bins).long().clamp(max=bins - 1)
+    counts = torch.zeros(n, c, bins, device=images.device, dtype=values.dtype).scatter_add_(2, index, torch.ones_like(values))
+    clipped = (values >= CLIPPED_CONTEXT).to(values.dtype).sum(2, keepdim=True)
+    return (torch.cat([counts, clipped], dim=2) / values.shape[2]).sqrt().flatten(1)
 
 
 class FeedbackHDRNet(nn.Module):
@@ -119,7 +145,7 @@ class FeedbackHDRNet(nn.Module):
         if config.head == "curve" and config.knots < 2:
             raise ValueError("a curve head needs at least 2 knots")
         self.reconstruct = nn.Conv2d(w, 48 if config.head == "rgb" else config.knots + 48, 3, padding=1)
-        self.global_branch = GlobalBranch(w)
+        self.global_branch = GlobalBranch(w, config.histogram_bins)
         nn.init.zeros_(self.reconstruct.weight)
         nn.init.zeros_(_bias(self.reconstruct))
 

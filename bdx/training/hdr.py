@@ -60,7 +60,8 @@ class HdrTrainConfig:
     gradient_weight: float = 0.5
     clipped_weight: float = 0.0  # weight of an extra L1 term over the input's clipped pixels alone (see hdr_loss)
     target_scale: TargetScale = "exposure"
-    head: str = "rgb"  # the network's output head (bdx.hdr.models.HEADS); with init, a different one starts anew
+    head: str | None = None  # output head (bdx.hdr.models.HEADS; None: the init's own, else curve); a new one starts anew
+    histogram_bins: int | None = None  # the global branch reads the context's histogram (None: as the init, else 0)
     augment: bool = True
     validation_fraction: float = 0.25
     validate_every: int = 250
@@ -281,6 +282,22 @@ def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: in
     return {k: float(np.mean(v)) for k, v in scores.items() if v}
 
 
+def load_grown(net: FeedbackHDRNet, start: FeedbackHDRNet) -> None:
+    """``start``'s weights into ``net``, which may have another head (it keeps its own, zero: the naive curve) or
+    a histogram input to its global branch (its new inputs start with zero weight): the result at the start is
+    ``start``'s trunk unchanged."""
+    own = net.state_dict()
+    for name, value in start.state_dict().items():
+        if name.startswith("reconstruct.") and net.config.head != start.config.head:
+            continue
+        if name == "global_branch.to_film.weight" and own[name].shape != value.shape:
+            own[name] = torch.zeros_like(own[name])
+            own[name][:, : value.shape[1]] = value
+            continue
+        own[name] = value
+    net.load_state_dict(own)
+
+
 def train_hdr(
     data: list[Path],
     output: Path,
@@ -312,7 +329,7 @@ def train_hdr(
         raise BdxError(f"supervise must be one of {', '.join(SUPERVISED)}, not {config.supervise!r}")
     if config.target_scale not in TARGET_SCALES:
         raise BdxError(f"target_scale must be one of {', '.join(TARGET_SCALES)}, not {config.target_scale!r}")
-    if config.head not in HEADS:
+    if config.head is not None and config.head not in HEADS:
         raise BdxError(f"head must be one of {', '.join(HEADS)}, not {config.head!r}")
     scenes = find_scenes(data)
     train = [s for s in scenes if not is_validation(s.name, config.validation_fraction)]
@@ -320,11 +337,13 @@ def train_hdr(
     if not train:
         train, val = val, []
     shape = FeedbackConfig(width=config.width, iterations=config.iterations, state_scale=config.state_scale)
-    net = FeedbackHDRNet(replace(start.config if start is not None else shape, head=config.head))
-    if start is not None:  # a new head starts at zero (the naive curve) on the weights' trunk
-        keep_head = start.config.head == config.head
-        trunk = {k: v for k, v in start.state_dict().items() if keep_head or not k.startswith("reconstruct.")}
-        net.load_state_dict(trunk, strict=keep_head)
+    base = start.config if start is not None else shape
+    bins = base.histogram_bins if config.histogram_bins is None else config.histogram_bins
+    head = config.head or (base.head if start is not None else "curve")
+    config = replace(config, head=head, histogram_bins=bins)  # recorded as built
+    net = FeedbackHDRNet(replace(base, head=head, histogram_bins=bins))
+    if start is not None:
+        load_grown(net, start)
     context_size = net.config.context_size
 
     def sample(rng: np.random.Generator):
