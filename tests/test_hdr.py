@@ -184,6 +184,13 @@ def test_learned_weight_errors(tmp_path):
         load_model(bad, "hdr").net
 
 
+def _one_step(**changes) -> HdrTrainConfig:
+    """A one-step run of a tiny network (validated and checkpointed at that step)."""
+    base = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
+                          validation_fraction=0.4)
+    return HdrTrainConfig(**{**base.__dict__, **changes})
+
+
 def _reference_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "refs"
     folder.mkdir()
@@ -208,11 +215,10 @@ def test_training_step_and_resume(tmp_path):
 def test_fine_tuning_starts_from_the_init_weights_and_keeps_their_shape(tmp_path):
     folder = _reference_folder(tmp_path)
     first = tmp_path / "first.safetensors"
-    config = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
-                            validation_fraction=0.4)
+    config = _one_step()
     train_hdr([folder], first, config)
     tuned = tmp_path / "tuned.safetensors"
-    train_hdr([folder], tuned, HdrTrainConfig(**{**config.__dict__, "width": 32, "iterations": 4, "lr": 1e-9}), init=first)
+    train_hdr([folder], tuned, _one_step(width=32, iterations=4, lr=1e-9), init=first)
     start, end = load_model(first, "hdr").net, load_model(tuned, "hdr").net
     assert (end.config.width, end.config.iterations) == (8, 2)  # the init's network, not the config's
     for (name, a), b in zip(start.state_dict().items(), end.state_dict().values()):
@@ -224,11 +230,9 @@ def test_fine_tuning_starts_from_the_init_weights_and_keeps_their_shape(tmp_path
 def test_a_new_head_on_init_weights_keeps_their_trunk_and_starts_at_the_naive_curve(tmp_path):
     folder = _reference_folder(tmp_path)
     first = tmp_path / "first.safetensors"
-    config = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
-                            validation_fraction=0.4)
-    train_hdr([folder], first, HdrTrainConfig(**{**config.__dict__, "head": "rgb"}))
+    train_hdr([folder], first, _one_step(head="rgb"))
     tuned = tmp_path / "tuned.safetensors"
-    train_hdr([folder], tuned, HdrTrainConfig(**{**config.__dict__, "head": "curve", "lr": 1e-9}), init=first)
+    train_hdr([folder], tuned, _one_step(head="curve", lr=1e-9), init=first)
     start, end = load_model(first, "hdr").net, load_model(tuned, "hdr").net
     assert end.config.head == "curve" and end.reconstruct.out_channels == end.config.knots + 48
     for name, value in start.state_dict().items():
@@ -240,11 +244,9 @@ def test_a_new_head_on_init_weights_keeps_their_trunk_and_starts_at_the_naive_cu
 def test_a_histogram_input_grown_on_init_weights_starts_from_their_output(tmp_path):
     folder = _reference_folder(tmp_path)
     first = tmp_path / "first.safetensors"
-    config = HdrTrainConfig(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=1, checkpoint_every=1,
-                            validation_fraction=0.4)
-    train_hdr([folder], first, config)
+    train_hdr([folder], first, _one_step())
     grown = tmp_path / "grown.safetensors"
-    train_hdr([folder], grown, HdrTrainConfig(**{**config.__dict__, "histogram_bins": 4, "lr": 1e-9}), init=first)
+    train_hdr([folder], grown, _one_step(histogram_bins=4, lr=1e-9), init=first)
     start, end = load_model(first, "hdr").net.eval(), load_model(grown, "hdr").net.eval()
     assert end.config.histogram_bins == 4 and end.config.head == start.config.head == "curve"
     x = torch.rand(1, 3, 32, 32)
