@@ -277,6 +277,22 @@ def fit_scale(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | 
     return prediction * np.float32(2.0**stops) if np.isfinite(stops) else prediction
 
 
+def input_scale_ev(linear: np.ndarray, display: np.ndarray) -> float:
+    """The stops that bring scene-linear ``linear`` to the scale of ``display`` (its rendering, in [0, 1])
+    linearized by the sRGB curve: :func:`scale_ratio_ev` over the well-exposed pixels, over all pixels when
+    those give none; NaN when no pixel qualifies. The scale ``ldr2hdr`` outputs and trains for.
+
+    >>> from bdx.color import linear_to_srgb
+    >>> linear = np.full((2, 2, 3), 0.25, np.float32)
+    >>> round(input_scale_ev(linear, linear_to_srgb(linear * 2)), 4)
+    1.0
+    """
+    reference = srgb_to_linear(display)
+    well_exposed = well_exposed_pixels(display)
+    stops = scale_ratio_ev(linear, reference, well_exposed if well_exposed.any() else None)
+    return stops if np.isfinite(stops) else scale_ratio_ev(linear, reference)
+
+
 def scale_ratio_ev(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
     """The stops by which the prediction must be brightened to match the reference's absolute scale: the
     median log2 luminance ratio over the ``mask`` pixels (e.g. the input's unclipped ones) where both

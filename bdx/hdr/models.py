@@ -46,7 +46,7 @@ class FeedbackConfig:
     context_size: int = 256
     state_scale: int = 1  # the feedback state runs at 1/(4 * state_scale) resolution
     head: str = "rgb"  # "rgb": a correction per channel; "curve": a tone curve shared by the channels (see above)
-    knots: int = 8  # display levels of the curve head's per-pixel curve
+    knots: int = 8  # display levels at which the curve head gives its tone curve
     histogram_bins: int = 0  # the global branch also reads the context's histogram (0: not)
 
 

@@ -177,16 +177,10 @@ def match_input_scale(linear: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """``linear`` (float32 HDR of unknown scale) scaled in place so that, over the input's well-exposed pixels
     (every channel within :data:`bdx.metrics.WELL_EXPOSED`, else over all pixels), its median luminance ratio to
     the linearized input is 1: unclipped regions keep the input's values and 1.0 stays the input's clip point."""
-    from bdx.color import srgb_to_linear
-    from bdx.metrics import scale_ratio_ev, well_exposed_pixels
+    from bdx.metrics import input_scale_ev
 
     stride = max(1, int(math.sqrt(codes.shape[0] * codes.shape[1] / FIT_PIXELS)))  # a sample suffices for a median
-    display = to_float(codes[::stride, ::stride])[..., :3]
-    reference, linear_sample = srgb_to_linear(display), linear[::stride, ::stride]
-    well_exposed = well_exposed_pixels(display)
-    stops = scale_ratio_ev(linear_sample, reference, well_exposed if well_exposed.any() else None)
-    if not math.isfinite(stops):
-        stops = scale_ratio_ev(linear_sample, reference)
+    stops = input_scale_ev(linear[::stride, ::stride], to_float(codes[::stride, ::stride])[..., :3])
     if math.isfinite(stops) and stops != 0:
         linear *= np.float32(2.0**stops)
     return linear

@@ -25,11 +25,11 @@ import cv2
 import numpy as np
 import torch
 
-from bdx.color import inverse_mu_law, luminance, mu_law, srgb_to_linear
+from bdx.color import inverse_mu_law, luminance, mu_law
 from bdx.errors import BdxError, SettingError
 from bdx.hdr.models import HEADS, FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
-from bdx.metrics import CLIPPED, fit_scale, psnr_mu, scale_ratio_ev, trusted_pixels, well_exposed_pixels
+from bdx.metrics import CLIPPED, fit_scale, input_scale_ev, psnr_mu, trusted_pixels, well_exposed_pixels
 from bdx.models import load_model
 from bdx.training.data import find_files, is_validation, read_training_image
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, run_training, save_trained
@@ -125,20 +125,6 @@ def context_image(display: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(display, target, interpolation=cv2.INTER_AREA)
 
 
-def input_scale(linear: np.ndarray, display: np.ndarray) -> float:
-    """The factor that brings scene-linear ``linear`` to the scale of ``display`` (its rendering, in [0, 1])
-    linearized by the sRGB curve: median luminance ratio over the well-exposed pixels (all pixels when none is).
-
-    >>> from bdx.color import linear_to_srgb
-    >>> linear = np.full((2, 2, 3), 0.25, np.float32)
-    >>> round(input_scale(linear, linear_to_srgb(linear * 2)), 4)
-    2.0
-    """
-    well_exposed = well_exposed_pixels(display)
-    stops = scale_ratio_ev(linear, srgb_to_linear(display), well_exposed if well_exposed.any() else None)
-    return float(2.0**stops) if np.isfinite(stops) else 1.0
-
-
 def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Generator, context_size: int):
     """(LDR crops, linear targets, per-sample context images) for one step."""
     inputs, targets, contexts = [], [], []
@@ -160,7 +146,8 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
         exposed = scene * np.float32(exposure)
         small = context_image(exposed, context_size)
         context = render_ldr(small, camera, None)
-        factor = np.float32(input_scale(small, context) if config.target_scale == "input" else 1.0)
+        stops = input_scale_ev(small, context) if config.target_scale == "input" else 0.0
+        factor = np.float32(2.0**stops if np.isfinite(stops) else 1.0)
         side = min(config.crop, scene.shape[0], scene.shape[1]) // 4 * 4
         y = rng.integers(0, scene.shape[0] - side + 1)
         x = rng.integers(0, scene.shape[1] - side + 1)
