@@ -48,8 +48,12 @@ class SettingError(BdxError):
         super().__init__(self.render(lambda name: name))
 
     def render(self, name: Callable[[str], str]) -> str:
-        """The message with every ``{setting}`` field written as ``name(setting)``."""
-        return self.template.format_map({field: name(field) for field in re.findall(r"\{(\w+)\}", self.template)})
+        """The message with every ``{setting}`` or ``{setting=value}`` field written as ``name(field)``.
+
+        >>> SettingError("give {exr_half=False}").render(lambda field: {"exr_half=False": "--sample-type float"}[field])
+        'give --sample-type float'
+        """
+        return re.sub(r"\{(\w+(?:=\w+)?)\}", lambda match: name(match.group(1)), self.template)
 
 
 class SettingUsageError(SettingError, UsageError):

@@ -160,7 +160,7 @@ def test_half_exr_writes_near_black_values_as_zero_but_refuses_an_image_scaled_u
     photo[:5] = 1.5e-8  # half the pixels near black: 16-bit code 64 through a 2.6 power curve
     back = decode_image(encode_image(Image(photo, linear=True), "exr"), "x.exr")
     assert back.pixels[5:].min() == pytest.approx(0.2, rel=1e-3) and back.pixels[:5].max() < 1e-7
-    with pytest.raises(BdxError, match="below the smallest half float"):
+    with pytest.raises(BdxError, match="below the smallest half float .* give exr_half=False$"):  # the library's parameter
         encode_image(Image(photo * np.float32(2.0**-30), linear=True), "exr")
     assert decode_image(encode_image(Image(photo * np.float32(2.0**-30), linear=True), "exr", exr_half=False), "x.exr").pixels.max() > 0
 

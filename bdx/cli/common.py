@@ -454,7 +454,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def check_tile(tile: int | None) -> None:
+def check_tile_option(tile: int | None) -> None:
     """A usage error for a ``--tile`` below ``MIN_TILE`` pixels (tiny tiles are all halo: hours of work)."""
     if tile is not None and tile < MIN_TILE:
         raise UsageError(f"--tile must be at least {MIN_TILE} pixels, not {tile}")
@@ -475,9 +475,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+OPTION_OF_SETTING = {"exr_half=False": "--sample-type float"}  # settings whose option has another name or value
+
+
 def as_option(setting: str) -> str:
-    """The command-line option of a library setting (``in_bits`` -> ``--in-bits``)."""
-    return "--" + setting.replace("_", "-")
+    """The command-line option of a library setting (``in_bits`` -> ``--in-bits``, ``exr_half=False`` ->
+    ``--sample-type float``)."""
+    return OPTION_OF_SETTING.get(setting) or "--" + setting.replace("_", "-")
 
 
 def describe_depth_mismatch(mismatch: DepthMismatch, *, told: bool) -> str:

@@ -11,7 +11,7 @@ from bdx.cli import options as opt
 from bdx.cli.common import (
     check_choice,
     check_device,
-    check_tile,
+    check_tile_option,
     command_errors,
     container_losses,
     output_format,
@@ -70,7 +70,7 @@ def ldr2hdr_command(
             sample_type = precision
         if sample_type is not None:
             check_choice("--sample-type", sample_type, EXR_SAMPLE_TYPES)
-        check_tile(tile)
+        check_tile_option(tile)
         check_device(device)
         chosen = output_format(fmt, output, ("exr", "hdr"))
         if sample_type is not None and chosen != "exr":

@@ -11,7 +11,7 @@ from bdx.cli import options as opt
 from bdx.cli.common import (
     check_choice,
     check_device,
-    check_tile,
+    check_tile_option,
     command_errors,
     container_losses,
     joined_warnings,
@@ -62,7 +62,7 @@ def enhance_lowlight_command(
 
     with command_errors():
         front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
-        check_tile(tile)
+        check_tile_option(tile)
         check_device(device)
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         settings = EnhanceSettings(

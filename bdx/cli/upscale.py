@@ -11,7 +11,7 @@ from bdx.cli import options as opt
 from bdx.cli.common import (
     check_choice,
     check_device,
-    check_tile,
+    check_tile_option,
     command_errors,
     container_losses,
     describe_depth_mismatch,
@@ -92,7 +92,7 @@ def upscale_depth_command(
             tile=tile,
             self_check=self_check,
         )
-        check_tile(tile)
+        check_tile_option(tile)
         check_device(device)
         if out_bits != 16:
             raise UsageError(f"--out-bits must be 16 (the only output depth), not {out_bits}")

@@ -269,7 +269,7 @@ def _encode_exr(image: Image, half: bool) -> bytes:
     if half:  # beyond 65504 a half is infinite: refuse rather than write a clipped file
         reach = float(np.abs(pixels).max(initial=0.0))
         if reach > HALF_MAX:
-            raise SettingError(f"values reach {reach:.6g}, beyond the largest half float ({HALF_MAX:g}): give {{sample_type}} float")
+            raise SettingError(f"values reach {reach:.6g}, beyond the largest half float ({HALF_MAX:g}): give {{exr_half=False}}")
         # values that round to zero as halves, counted where they matter: within HALF_REACH of the image's brightest
         # (near black, 24 stops under a clip point at 1.0, zero is what they are; an image scaled far down is lost)
         positive = pixels > 0
@@ -277,7 +277,7 @@ def _encode_exr(image: Image, half: bool) -> bytes:
         lost = int(np.count_nonzero(positive & (pixels < HALF_MIN / 2) & (pixels >= floor)))
         if lost > 0.01 * max(int(np.count_nonzero(positive)), 1):
             raise SettingError(
-                f"{lost} values fall below the smallest half float ({HALF_MIN:.3g}) and would be written as 0: give {{sample_type}} float"
+                f"{lost} values fall below the smallest half float ({HALF_MIN:.3g}) and would be written as 0: give {{exr_half=False}}"
             )
     names = "RGB" if pixels.shape[2] == 3 else "Y"
     alpha = None if image.alpha is None else to_float(image.alpha)
