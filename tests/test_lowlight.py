@@ -153,6 +153,19 @@ def test_dark_region_gets_hundreds_of_values(dequantize):
     assert np.unique(flat.pixels[..., 1]).size <= 25  # without dequantization the bands stay (20 codes, give or take float ties)
 
 
+def test_flushing_denormals_restores_the_callers_setting():
+    """Enhancement flushes subnormals for speed; a caller who had turned flushing on kept it only by luck (it was
+    always switched off on the way out)."""
+    from bdx.lowlight.enhance import _flush_denormals, _flushing_denormals
+
+    for before in (True, False):
+        torch.set_flush_denormal(before)
+        with _flush_denormals():
+            assert _flushing_denormals()
+        assert _flushing_denormals() == before
+    torch.set_flush_denormal(False)
+
+
 def test_flush_denormals():
     tiny = torch.finfo(torch.float32).tiny
     state = {"w": torch.tensor([1.0, tiny / 4, -tiny / 8, 0.0, tiny]), "n": torch.tensor([3])}

@@ -321,13 +321,20 @@ def _exponent(settings: EnhanceSettings, net: CurveEstimator, small: torch.Tenso
     return math.exp(0.5 * (low + high))
 
 
+def _flushing_denormals() -> bool:
+    """Whether torch now flushes subnormal floats to zero (torch has a setter, no getter)."""
+    return bool((torch.tensor([1e-40]) * 1.0).item() == 0.0)
+
+
 class _flush_denormals:
-    """Flush subnormal floats to zero while inside (CPU speed; no visible effect)."""
+    """Flush subnormal floats to zero while inside (CPU speed; no visible effect); the caller's setting is restored
+    on the way out."""
 
     def __enter__(self):
+        self.before = _flushing_denormals()
         torch.set_flush_denormal(True)
         return self
 
     def __exit__(self, *exc):
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(self.before)
         return False
