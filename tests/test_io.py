@@ -120,6 +120,26 @@ def test_jpeg_icc_carried_through_png_and_tiff(tmp_path):
         assert decode_image(encode_image(image, fmt, bits=16), f"x.{fmt}").icc_profile == minimal_icc()
 
 
+def _with_chunks(png: bytes, *chunks: bytes) -> bytes:
+    """``png`` with ``chunks`` inserted right after IHDR."""
+    ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
+    return png[:ihdr_end] + b"".join(chunks) + png[ihdr_end:]
+
+
+def test_png_gamma_and_chromaticities_are_carried_to_png_but_not_past_a_conversion_to_srgb():
+    """A PNG whose colour is declared by gAMA and cHRM (no ICC profile) came out of bdx without them: a viewer then
+    read its samples as sRGB."""
+    gama = (b"gAMA", struct.pack(">I", 100000))  # gamma 1.0
+    chrm = (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))
+    plain = encode_image(Image(RNG.integers(0, 255, (6, 7, 3)).astype(np.uint8)), "png")
+    image = decode_image(_with_chunks(plain, png_chunk(*gama), png_chunk(*chrm)), "x.png")
+    assert image.colour_chunks == (gama, chrm)
+    back = decode_image(encode_image(image.with_pixels(image.pixels.astype(np.uint16) * 257), "png", bits=16), "y.png")
+    assert back.colour_chunks == (gama, chrm)
+    linear = Image(RNG.random((6, 7, 3)).astype(np.float32), linear=True, colour_chunks=(gama,))  # written as sRGB
+    assert decode_image(encode_image(linear, "png"), "z.png").colour_chunks == ()
+
+
 @pytest.mark.parametrize("half", [True, False])
 @pytest.mark.parametrize("channels,with_alpha", [(3, False), (3, True), (1, False)])
 def test_exr_round_trip(half, channels, with_alpha):

@@ -32,6 +32,7 @@ class Image:
     linear: bool = False
     half_float: bool = False  # a float file stored as 16-bit half (decoded to float32)
     premultiplied: bool = False  # colour premultiplied by alpha (a TIFF's associated alpha), kept so in TIFF and EXR
+    colour_chunks: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's gAMA, cHRM, sRGB, cICP (type, body), written to PNG
 
     def __post_init__(self) -> None:
         """Pixels (H, W) or (H, W, 1 or 3) of uint8, uint16 or float32, at least 1x1; alpha (H, W) (or (H, W, 1))

@@ -237,6 +237,10 @@ class PngInfo:
     exif: bytes | None = None
     chunk_types: list[str] = field(default_factory=list)
     grey_key: int | None = None  # a grey image's transparent value (tRNS), at its bit depth
+    colour_chunks: list[tuple[bytes, bytes]] = field(default_factory=list)  # gAMA, cHRM, sRGB, cICP as (type, body)
+
+
+PNG_COLOUR_CHUNKS = (b"cHRM", b"gAMA", b"sRGB", b"cICP")  # how the samples encode colour, besides an ICC profile
 
 
 def _iter_png_chunks(data: bytes):
@@ -284,6 +288,8 @@ def parse_png(data: bytes) -> PngInfo:
         elif name == "eXIf":
             info.orientation = exif_orientation(body)
             info.exif = body
+        elif ctype in PNG_COLOUR_CHUNKS:
+            info.colour_chunks.append((ctype, body))
         elif name == "tRNS" and info.color_type == 0 and len(body) >= 2:
             (info.grey_key,) = struct.unpack(">H", body[:2])
         elif name == "IEND":
@@ -310,10 +316,12 @@ def png_add_chunks(
     icc_profile: bytes | None = None,
     significant_bits: tuple[int, ...] | None = None,
     exif: bytes | None = None,
+    colour_chunks: tuple[tuple[bytes, bytes], ...] = (),
 ) -> bytes:
-    """Insert iCCP, sBIT and eXIf chunks right after IHDR of an encoded PNG."""
+    """Insert colour-encoding (gAMA, cHRM, sRGB, cICP as ``(type, body)``), iCCP, sBIT and eXIf chunks right after
+    IHDR of an encoded PNG."""
     ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
-    extra = b""
+    extra = b"".join(png_chunk(ctype, body) for ctype, body in colour_chunks)
     if icc_profile:
         extra += png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile, 9))
     if significant_bits:

@@ -196,6 +196,7 @@ def _decode_png(data: bytes) -> Image:
         significant_bits=sbit if sbit and sbit < container else None,
         orientation=info.orientation,
         exif=info.exif,
+        colour_chunks=tuple(info.colour_chunks),
     )
     return _oriented(image)
 

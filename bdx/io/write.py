@@ -166,7 +166,7 @@ def for_container(image: Image, fmt: str, bits: int = 16) -> Image:
     image = straight_alpha(image)  # colour curves apply to straight colour
     if to_linear:
         return scene_linear(image)
-    return image.with_pixels(linear_to_srgb(np.clip(to_float(image.pixels), 0.0, 1.0)), linear=False)
+    return image.with_pixels(linear_to_srgb(np.clip(to_float(image.pixels), 0.0, 1.0)), linear=False, colour_chunks=())
 
 
 # --------------------------------------------------------------------------- encoders
@@ -206,7 +206,7 @@ def _encode_png(image: Image, bits: int, significant_bits: int | None) -> bytes:
     if significant_bits and significant_bits < bits:
         sbit = (significant_bits,) * (1 if gray else 3) + ((bits,) if alpha is not None else ())
     exif = exif_upright(image.exif) if image.exif else None
-    return png_add_chunks(data, icc_profile=image.icc_profile, significant_bits=sbit, exif=exif)
+    return png_add_chunks(data, icc_profile=image.icc_profile, significant_bits=sbit, exif=exif, colour_chunks=image.colour_chunks)
 
 
 def _encode_png_gray_alpha(gray: np.ndarray, alpha: np.ndarray) -> bytes:
