@@ -60,10 +60,11 @@ def _prior_of(centres: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("gate", [False, True])
-@pytest.mark.parametrize("prior", ["none", "contour"])
+@pytest.mark.parametrize("prior", ["none", "contour", "tone"])
 @pytest.mark.parametrize("bits", [3, 4, 8, 10])
 def test_any_weights_stay_inside_the_bin(bits, prior, gate):
-    net = _randomized(DequantNet(DequantNetConfig(prior=prior, gate=gate)).eval(), 1.0, bits)
+    config = DequantNetConfig(tone_head=True, gate=gate) if prior == "tone" else DequantNetConfig(prior=prior, gate=gate)
+    net = _randomized(DequantNet(config).eval(), 1.0, bits)
     centres = _random_centres(bits)
     step = 1 / max_level(bits)
     with torch.no_grad():
@@ -166,9 +167,32 @@ def test_receptive_field_fits_the_halo():
     assert LearnedDequantizer(refining, 4).tiling.halo >= refining.receptive_radius + ContourDequantizer.tiling.halo
 
 
-@pytest.mark.parametrize("prior", ["none", "contour"])
+def test_a_tone_head_interpolates_its_block_tones_as_the_prior_within_its_declared_reach():
+    """With its weight open, an untrained tone-head network's pixels follow the block means interpolated between
+    block centres, clamped to their bins: a smooth ramp quantized to 4 bits comes back closer to the truth than its
+    bin centres. Fresh, the weight is low (texture would lose): the output starts near the centres."""
+    net = DequantNet(DequantNetConfig(widths=(8, 8), blocks=(0, 0), tone_head=True)).eval()
+    truth = torch.linspace(0.2, 0.6, 128).view(1, 1, 1, 128).expand(1, 3, 64, 128)
+    centres = torch.round(truth * 15) / 15
+    with torch.no_grad():
+        fresh = dequantize_levels(net, centres.clone(), 1 / 15)
+        net.head.bias[-3:] = 20.0
+        out = dequantize_levels(net, centres.clone(), 1 / 15)
+    assert ((out - truth) ** 2).mean() < 0.8 * ((centres - truth) ** 2).mean()
+    assert (fresh - centres).abs().max() < 0.25 * (out - centres).abs().max()
+    randomized = _randomized(DequantNet(DequantNetConfig(widths=(8, 8), blocks=(0, 0), tone_head=True)), 0.05, 4)
+    x = torch.rand(1, 3, 160, 160, requires_grad=True)
+    randomized(x, torch.tensor([1 / 15]))[0, 0, 80, 80].backward()
+    ys, xs = torch.nonzero(x.grad.abs().sum((0, 1)), as_tuple=True)
+    assert max(80 - ys.min().item(), ys.max().item() - 80, 80 - xs.min().item(), xs.max().item() - 80) <= randomized.receptive_radius
+    with pytest.raises(ValueError, match="takes no contour prior"):
+        DequantNet(DequantNetConfig(tone_head=True, prior="contour"))
+
+
+@pytest.mark.parametrize("prior", ["none", "contour", "tone"])
 def test_learned_tiled_equals_whole_image(tmp_path, prior):
-    net = _randomized(DequantNet(DequantNetConfig(prior=prior)), 0.05, 2)
+    config = DequantNetConfig(tone_head=True, gate=True) if prior == "tone" else DequantNetConfig(prior=prior)
+    net = _randomized(DequantNet(config), 0.05, 2)
     weights = tmp_path / "w.safetensors"
     save_model(net, weights)
     quantized = quantize_image(Image(gradient16(203, 317)), 4)
@@ -403,6 +427,12 @@ def test_training_a_three_level_network_without_prior_normalised_and_with_a_boun
     assert bad.exit_code == 2 and "--gate-limit must be between 0 and 50" in bad.stderr
     changed = runner.invoke(app, [*common, "--steps", "3", "--resume", str(output) + ".ckpt.pt", "--no-norm"])
     assert changed.exit_code == 2 and "--norm False differs from the checkpoint's (True)" in changed.stderr
+    toned = runner.invoke(app, [*common, "--steps", "1", "--tone-head", "-o", str(tmp_path / "tone.safetensors")])
+    assert toned.exit_code == 0, toned.stderr  # a tone head is its own prior: no contour prior unless asked
+    assert load_model(tmp_path / "tone.safetensors", "depth").net.config.tone_head
+    assert not load_model(tmp_path / "tone.safetensors", "depth").net.has_prior
+    both = runner.invoke(app, [*common, "--steps", "1", "--tone-head", "--prior", "contour", "--overwrite"])
+    assert both.exit_code == 2 and "--tone-head is the network's own prior: it takes --prior none, not contour" in both.stderr
     small = runner.invoke(app, [*common, "--steps", "1", "--crop", "16", "--widths", "8,8,8,8", "--blocks", "1,1,1,1",
                                 "--prior", "none", "--overwrite"])
     assert small.exit_code == 2 and "--crop 16 is smaller than the network's 32-pixel grid" in small.stderr
@@ -446,10 +476,13 @@ def test_network_size_comes_from_the_checkpoint_or_start_weights_unless_given(tm
     data = _reference_folder(tmp_path)
     output = tmp_path / "small.safetensors"
     tiny = dict(batch_size=2, crop=32, validate_every=100)
-    train_depth([data], output, DepthTrainConfig(steps=1, widths=(8, 16), blocks=(1, 1), prior="none", **tiny))
+    train_depth([data], output, DepthTrainConfig(steps=1, widths=(8, 16), blocks=(1, 1), prior="none", tone_head=True, **tiny))
     resumed = train_depth([data], output, DepthTrainConfig(steps=2, **tiny), resume=Path(str(output) + ".ckpt.pt"))
     assert resumed.step == 2 and load_model(output, "depth").net.config.widths == (8, 16)
     assert not load_model(output, "depth").net.has_prior  # the prior, too, comes from the checkpoint
+    assert load_model(output, "depth").net.config.tone_head  # and the tone head
+    with pytest.raises(BdxError, match=r"tone_head False differs from the checkpoint's \(True\)"):
+        train_depth([data], output, DepthTrainConfig(steps=3, tone_head=False, **tiny), resume=Path(str(output) + ".ckpt.pt"))
     with pytest.raises(BdxError, match=r"holds a different network than the one to train \(widths 8,16 in the checkpoint, 8,24 asked\)$"):
         train_depth([data], output, DepthTrainConfig(steps=3, widths=(8, 24), **tiny), resume=Path(str(output) + ".ckpt.pt"))
     from bdx.training.lowlight import LowlightTrainConfig, train_lowlight

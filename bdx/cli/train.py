@@ -128,6 +128,16 @@ def train_depth_command(
         Optional[float],
         typer.Option(help="Clamp the gate's logits to +-this (0: unbounded); by default as --resume or --init, else 0."),
     ] = None,
+    tone_head: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--tone-head/--no-tone-head",
+            metavar=opt.FLAG,
+            help="The network also predicts a tone per 4x4 block, interpolated to every pixel as its own prior "
+            "(with --prior none); by default as --resume or --init, else off.",
+            show_default=False,
+        ),
+    ] = None,
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
@@ -169,6 +179,7 @@ def train_depth_command(
             gate=gate,
             norm=norm,
             gate_limit=gate_limit,
+            tone_head=tone_head,
             eight_bit_fraction=eight_bit_fraction,
             min_bits=bits[0],
             max_bits=bits[1],

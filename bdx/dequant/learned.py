@@ -53,9 +53,11 @@ class DequantNetConfig:
     gate: bool = False  # scale the offsets by a predicted confidence (0: the bin centre)
     norm: bool = False  # residual branches read their input normalised per pixel (channel_norm)
     gate_limit: float = 0.0  # gate logits clamped to +-gate_limit (0: unbounded)
+    tone_head: bool = False  # the head also predicts a tone per block, interpolated to every pixel as a prior
 
 
 GATE_START = 4.0  # gate logit of a network grown from an ungated one: sigmoid(4) = 0.98, nearly its old output
+TONE_WEIGHT_START = -2.0  # logit of a fresh tone head's weight: sigmoid(-2) = 0.12
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -143,13 +145,17 @@ class DequantNet(nn.Module):
         self.merge = _conv(w1, w1)
         above = config.widths[1:-1]
         self.deeper = nn.ModuleList(_Level(a, w, b, config.norm) for a, w, b in zip(above, config.widths[2:], config.blocks[2:]))
-        self.head = _conv(w1, 16 * c * (2 if config.gate else 1))
+        if config.tone_head and self.has_prior:
+            raise ValueError("a tone head is its own prior: it takes no contour prior")
+        self.head = _conv(w1, 16 * c * (2 if config.gate else 1) + (2 * c if config.tone_head else 0))
         bias = self.head.bias
         assert bias is not None
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(bias)
         if config.gate:
-            nn.init.constant_(bias[16 * c :], GATE_START)
+            nn.init.constant_(bias[16 * c : 32 * c], GATE_START)
+        if config.tone_head:  # the tone's weight starts low: on texture an interpolated tone is worse than the centre
+            nn.init.constant_(bias[-c:], TONE_WEIGHT_START)
 
     @property
     def has_prior(self) -> bool:
@@ -161,7 +167,7 @@ class DequantNet(nn.Module):
         """Pixels of context on each side that can influence an output pixel (an upper bound)."""
         blocks = self.config.blocks
         quarter_convs = 4 + 2 * blocks[0]  # contrast pool, stem, residual blocks, merge, head
-        radius = 4 * quarter_convs
+        radius = 4 * quarter_convs + (4 if self.config.tone_head else 0)  # tones are read between block centres
         for level, count in enumerate(blocks[1:], start=1):
             radius += 4 * 2**level * (1 + 2 * count)  # down, residual blocks
             if level >= 2:
@@ -198,17 +204,30 @@ class DequantNet(nn.Module):
         if prior is not None:
             prior_pixels = F.pixel_unshuffle(prior.to(centres.dtype), 4).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
             stem = stem + F.conv2d(prior_pixels, weight[:, 18 * c + 1 :], None, padding=1)
-        del pixels, detail
+        del pixels
+        if not self.config.tone_head:
+            del detail
         quarter = self.quarter(_act(stem))
         eighth = self._deeper(self.eighth(_act(self.down(F.pixel_unshuffle(quarter, 2)))), 0)
         quarter = _act(self.merge(quarter + F.pixel_shuffle(self.up(eighth), 2)))
         head = self.head(quarter)
         gate = None
+        if self.config.tone_head:
+            # a tone per block (in steps, from the block's mean), interpolated bilinearly between block centres: on a
+            # smooth gradient every pixel's place in its bin follows from it (what the contour prior finds by distances)
+            # and a weight per block in (0, 1) for it against the centre (texture: 0)
+            head, tone, weight = head[:, : -2 * c], head[:, -2 * c : -c], head[:, -c:]
+            smooth = F.pixel_unshuffle(F.interpolate(tone.add_(block_steps), scale_factor=4, mode="bilinear", align_corners=False), 4)
+            relative = smooth.view(n, c, 16, h, w).sub_(block_steps.unsqueeze(2)).sub_(detail.view(n, c, 16, h, w))
+            relative = relative.mul_(torch.sigmoid(weight).unsqueeze(2)).view(n, 16 * c, h, w)
+            del detail
         if self.config.gate:
             head, gate = head[:, : 16 * c], head[:, 16 * c :]
         if prior is not None:
             # the stem's weight gradient needs the prior: it is overwritten only when no gradient is kept
             head = head.add_(prior_pixels.atanh() if torch.is_grad_enabled() else prior_pixels.atanh_())
+        if self.config.tone_head:  # in units of the offsets' reach (about half a step), bounded for the tanh
+            head = head.add_(relative.mul_(step / offset_reach(step)).clamp_(-8, 8))
         offsets = head.tanh_()
         if gate is None:
             return offsets
@@ -237,7 +256,8 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     old_config, new_config = smaller.config, net.config
     if (
         (old_config.gate and not new_config.gate)
-        or (old_config.channels, old_config.prior, old_config.norm) != (new_config.channels, new_config.prior, new_config.norm)
+        or (old_config.channels, old_config.prior, old_config.norm, old_config.tone_head)
+        != (new_config.channels, new_config.prior, new_config.norm, new_config.tone_head)
         or len(old_config.widths) != len(new_config.widths)
         or any(new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks))
         or (old_config.norm and new_config.widths != old_config.widths)  # new channels would change every pixel's norm
@@ -516,6 +536,7 @@ def _from_config(config: dict) -> DequantNet:
             gate=bool(config.get("gate", False)),
             norm=bool(config.get("norm", False)),
             gate_limit=float(config.get("gate_limit", 0.0)),
+            tone_head=bool(config.get("tone_head", False)),
         )
     )
 

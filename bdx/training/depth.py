@@ -69,6 +69,7 @@ class DepthTrainConfig:
     gate: bool | None = None  # offsets scaled by a predicted confidence; None: like --resume / --init, else True
     norm: bool | None = None  # per-pixel normalised residual branches; None: like --resume / --init, else False
     gate_limit: float | None = None  # gate logits clamped to +-gate_limit (0: unbounded); None: likewise, else 0
+    tone_head: bool | None = None  # a predicted tone per block interpolated as the prior; None: likewise, else False
     prior_context: int = 32  # pixels of context around each crop when computing the prior
     synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields
     upscale_fraction: float = 0.0  # share of crops cut from a reference enlarged 2-4x (smooth, like a CG render)
@@ -320,26 +321,35 @@ def _gain_db(mse_before: float, mse_after: float) -> float:
 
 
 def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resume: Path | None) -> DepthTrainConfig:
-    """``config`` with its widths, blocks, gate, prior, norm and gate limit filled in where unset: from the checkpoint to resume,
-    else from the weights to start from, else the defaults (a fresh network is gated and has the contour prior)."""
-    widths, blocks, gate, prior, norm, gate_limit = None, None, None, None, None, None
+    """``config`` with its widths, blocks, gate, prior, norm, gate limit and tone head filled in where unset: from the
+    checkpoint to resume, else from the weights to start from, else the defaults (a fresh network is gated and has the
+    contour prior)."""
+    widths, blocks, gate, prior, norm, gate_limit, tone_head = None, None, None, None, None, None, None
     if resume is not None:
         saved = read_checkpoint(resume).get("config") or {}
         widths, blocks, gate, prior = saved.get("widths"), saved.get("blocks"), saved.get("gate"), saved.get("prior")
-        norm, gate_limit = saved.get("norm"), saved.get("gate_limit")
+        norm, gate_limit, tone_head = saved.get("norm"), saved.get("gate_limit"), saved.get("tone_head")
     elif start is not None:
         widths, blocks, gate, prior = start.config.widths, start.config.blocks, start.config.gate, start.config.prior
-        norm, gate_limit = start.config.norm, start.config.gate_limit
+        norm, gate_limit, tone_head = start.config.norm, start.config.gate_limit, start.config.tone_head
     chosen_gate = config.gate if config.gate is not None else (True if gate is None and start is None else bool(gate))
     chosen_widths = tuple(config.widths or widths or DEFAULT_WIDTHS)
     chosen_blocks = tuple(config.blocks or blocks or DEFAULT_BLOCKS)
     if len(chosen_widths) != len(chosen_blocks):
         raise SettingUsageError(f"{{widths}} and {{blocks}} need one value per network level, not {chosen_widths} and {chosen_blocks}")
     if resume is not None:  # settings without weights of their own would load silently into a different network
-        for name, given, saved_value, unset in (("norm", config.norm, norm, False), ("gate_limit", config.gate_limit, gate_limit, 0.0)):
+        for name, given, saved_value, unset in (
+            ("norm", config.norm, norm, False),
+            ("gate_limit", config.gate_limit, gate_limit, 0.0),
+            ("tone_head", config.tone_head, tone_head, False),
+        ):
             kept = saved_value if saved_value is not None else unset
             if given is not None and given != kept:
                 raise SettingUsageError(f"{{{name}}} {given} differs from the checkpoint's ({kept}): a resumed run keeps its network")
+    chosen_tone_head = bool(tone_head) if config.tone_head is None else config.tone_head
+    chosen_prior = config.prior or prior or ("none" if chosen_tone_head else "contour")
+    if chosen_tone_head and chosen_prior != "none":
+        raise SettingUsageError(f"{{tone_head}} is the network's own prior: it takes {{prior}} none, not {chosen_prior}")
     grid = level_grid(len(chosen_widths))
     if config.crop < grid:
         raise SettingUsageError(f"{{crop}} {config.crop} is smaller than the network's {grid}-pixel grid ({len(chosen_widths)} levels)")
@@ -348,9 +358,10 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
         widths=chosen_widths,
         blocks=chosen_blocks,
         gate=chosen_gate,
-        prior=config.prior or prior or "contour",
+        prior=chosen_prior,
         norm=bool(norm) if config.norm is None else config.norm,
         gate_limit=float(gate_limit or 0.0) if config.gate_limit is None else config.gate_limit,
+        tone_head=chosen_tone_head,
     )
 
 
@@ -385,6 +396,7 @@ def train_depth(
             gate=config.gate,
             norm=bool(config.norm),
             gate_limit=float(config.gate_limit or 0.0),
+            tone_head=bool(config.tone_head),
         )
     )
     if start is not None and init is not None:
