@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One GPU session's work on the dequantizer, prepared to run once on a lent device machine (never in CI):
-#   1. three pure-torch dequantizers (no contour prior: a U-Net whose coarser levels give the long reach) trained
-#      side by side from scratch for a fixed time, batches made by worker processes on the machine's CPU cores:
-#      fast (16,48,128 channels), medium (24,64,128) and large (32,64,128,192, four levels);
+#   1. three pure-torch dequantizers (no contour prior: a U-Net whose coarser levels give the long reach, and a tone
+#      head whose interpolated block tones are each pixel's prior) trained side by side from scratch for a fixed time,
+#      batches made by worker processes on the machine's CPU cores: fast (16,48,128 channels), medium (24,64,128) and
+#      large (32,64,128,192, four levels);
 #      beside them, on the same GPU, a wider HDR feedback network (width 64) trained from scratch for the same time;
 #   2. the GPU throughput of the shipped default and of the fast one at 12 and 100 MP, with and without the self-check.
 # Prepare here:  python tools/device_pack.py   (data and wheels into .device/, ignored by git)
@@ -27,14 +28,14 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 
 train() {  # name widths blocks lr
     python3 -m bdx train depth --data .device/data/hdr --data .device/data/photos --data .device/data/sice_merges \
-        --balance-folders --upscale-fraction 0.2 --prior none --gate --norm --gate-limit 8 --widths "$2" --blocks "$3" \
+        --balance-folders --upscale-fraction 0.2 --prior none --tone-head --gate --norm --gate-limit 8 --eight-bit-fraction 0.45 --widths "$2" --blocks "$3" \
         --steps 1000000 --minutes "$MINUTES" --lr "$4" --batch-size 16 --crop 256 --validation-fraction 0.3 \
         --validate-every 3000 --checkpoint-every 3000 --device "$DEVICE" --workers "$WORKERS" \
         -o "$OUT/depth-$1.safetensors" --overwrite > "$OUT/train-$1.log" 2>&1
 }
-train fast 16,48,128 1,1,3 5e-4 &
-train medium 24,64,128 1,2,3 5e-4 &
-train large 32,64,128,192 2,2,3,2 5e-4 &
+train fast 16,48,128 1,1,3 2e-4 &
+train medium 24,64,128 1,2,3 2e-4 &
+train large 32,64,128,192 2,2,3,2 2e-4 &
 python3 -m bdx train hdr --data .device/data/hdr --data .device/data/sice_merges --width 64 --iterations 4 --target-scale input \
     --steps 1000000 --minutes "$MINUTES" --lr 5e-4 --batch-size 16 --crop 256 --clipped-weight 1.0 \
     --validate-every 3000 --checkpoint-every 3000 --device "$DEVICE" --workers 1 \
