@@ -414,6 +414,19 @@ def test_a_tiff_with_more_extra_samples_than_one_is_refused_not_read_as_its_firs
         read_image(tmp_path / "m.tif")
 
 
+def test_an_animated_webp_is_refused_not_read_as_its_first_frame(tmp_path):
+    """OpenCV decodes an animated WebP's first frame: bdx wrote it as the result, exit 0."""
+    still = cv2.imencode(".webp", np.full((4, 4, 3), 90, np.uint8))[1].tobytes()
+    animation = b"ANIM" + struct.pack("<I", 6) + bytes(6)  # background colour and loop count
+    animated = still[:12] + animation + still[12:]
+    animated = animated[:4] + struct.pack("<I", len(animated) - 8) + animated[8:]
+    (tmp_path / "a.webp").write_bytes(animated)
+    with pytest.raises(InputError, match="animated WebP"):
+        read_image(tmp_path / "a.webp")
+    (tmp_path / "s.webp").write_bytes(still)
+    assert read_image(tmp_path / "s.webp").pixels.shape == (4, 4, 3)
+
+
 def test_an_animated_png_is_refused_not_read_as_its_first_frame(tmp_path):
     still = encode_image(Image(np.full((4, 4, 3), 90, np.uint8)), "png", bits=8)
     control = png_chunk(b"acTL", struct.pack(">II", 3, 0))  # three frames, looping

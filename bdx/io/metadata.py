@@ -433,13 +433,16 @@ def jpeg_add_exif(jpeg: bytes, exif: bytes | None) -> bytes:
 
 
 def parse_webp(data: bytes) -> tuple[bytes | None, int, bytes | None]:
-    """ICC profile, EXIF orientation and EXIF blob of a WebP file."""
+    """ICC profile, EXIF orientation and EXIF blob of a WebP file; an animated one is an :class:`InputError` (read as
+    its first frame, the animation would be lost without a word)."""
     icc, orientation, exif = None, 1, None
     pos = 12
     while pos + 8 <= len(data):
         ctype = data[pos : pos + 4]
         (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
         body = data[pos + 8 : pos + 8 + size]
+        if ctype in (b"ANIM", b"ANMF"):
+            raise InputError("animated WebP; bdx reads one image per file: export the frames first")
         if ctype == b"ICCP":
             icc = body
         elif ctype == b"EXIF":
