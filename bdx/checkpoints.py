@@ -9,6 +9,7 @@ file holds is decided from its keys and tensor shapes (each published architectu
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from pathlib import Path
 from typing import TypeVar
@@ -56,7 +57,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as exc:
         raise WeightsError(f"{path.name}: not a loadable checkpoint ({_load_failure(exc)})") from None
     if isinstance(state, dict) and {"model", "optimizer", "step"} <= set(state) and isinstance(state["model"], dict):
-        step = int(state["step"])
+        step = _whole_step(state["step"])
+        if step is None:
+            raise WeightsError(f"{path.name}: not a checkpoint bdx reads (its step is not a whole number)")
         parameters = sum(v.numel() for v in state["model"].values() if isinstance(v, torch.Tensor))
         raise TrainingCheckpointError(
             f"{path.name}: a bdx training checkpoint (step {step}), not weights: resume the training from it, or use "
@@ -68,10 +71,21 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path.name}: not a state dict of tensors")
+    if not all(isinstance(key, str) for key in state):
+        raise WeightsError(f"{path.name}: not a state dict of tensors (its keys are not all names)")
     state = dict(state)
     if all(str(key).startswith("module.") for key in state):
         state = {key[len("module.") :]: value for key, value in state.items()}
     return state
+
+
+def _whole_step(step: object) -> int | None:
+    """A checkpoint's step as an int (a Python or one-element tensor whole number), else None."""
+    if isinstance(step, torch.Tensor):
+        step = step.item() if step.numel() == 1 else None
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step != int(step):
+        return None
+    return int(step)
 
 
 def describe_keys(state: dict[str, torch.Tensor], count: int = 3) -> str:

@@ -211,6 +211,17 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
     with pytest.raises(BdxError, match="not a low-light checkpoint bdx recognises"):
         load_model(wrong, "lowlight")
+    odd = {  # read by torch, but bdx's reading of them raised inside (an internal error, not a weights error)
+        "badstep.pt": ({"model": {}, "optimizer": {}, "step": "abc"}, "its step is not a whole number"),
+        "vectorstep.pt": ({"model": {}, "optimizer": {}, "step": torch.zeros(2)}, "its step is not a whole number"),
+        "mixedkeys.pt": ({1: torch.zeros(2), "a": torch.zeros(2)}, "its keys are not all names"),
+        "tuplekey.pt": ({(1, 2): torch.zeros(2)}, "its keys are not all names"),
+    }
+    for name, (content, reason) in odd.items():
+        torch.save(content, tmp_path / name)
+        for task in ("lowlight", "depth"):
+            with pytest.raises(BdxError, match=rf"{name}: not a .*\({reason}\)$"):
+                load_model(tmp_path / name, task)
     mismatched = tmp_path / "mismatched.pth"
     state = DCENet().state_dict()
     state["e_conv7.weight"] = torch.zeros(5, 64, 3, 3)
