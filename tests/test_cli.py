@@ -392,6 +392,9 @@ def test_empty_paths_never_mean_the_current_directory(runner, tmp_path, make_png
     assert error_lines(empty_input) == ["bdx: error: '': empty input path (an unset shell variable?)"]
     empty_output = run(runner, "quantize", "--bits", "4", "here.png", "-o", " ")
     assert empty_output.exit_code == 2 and "-o is empty" in empty_output.stderr
+    for command in ("upscale-depth", "enhance-lowlight", "ldr2hdr"):  # read as the current folder: "." is a folder
+        empty_weights = run(runner, command, "here.png", "-o", "x.exr" if command == "ldr2hdr" else "x.tiff", "--weights", "")
+        assert empty_weights.exit_code == 2 and error_lines(empty_weights) == ["bdx: error: --weights is empty (an unset shell variable?)"]
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 

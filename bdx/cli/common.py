@@ -460,6 +460,12 @@ def check_tile_option(tile: int | None) -> None:
         raise UsageError(f"--tile must be at least {MIN_TILE} pixels, not {tile}")
 
 
+def check_weights_option(weights: str | None) -> None:
+    """A usage error for an empty ``--weights`` (an unset shell variable), which would be read as the current folder."""
+    if weights is not None and not weights.strip():
+        raise UsageError("--weights is empty (an unset shell variable?)")
+
+
 def check_device(device: str) -> None:
     """A usage error for a ``--device`` torch cannot use, before any file is read or folder made."""
     from bdx.device import resolve_device

@@ -12,6 +12,7 @@ from bdx.cli.common import (
     check_choice,
     check_device,
     check_tile_option,
+    check_weights_option,
     command_errors,
     container_losses,
     joined_warnings,
@@ -73,6 +74,7 @@ def enhance_lowlight_command(
             neutral_shadows=neutral_shadows,
             tile=tile,
         )
+        check_weights_option(weights)
         model = load_model(weights, "lowlight")  # once for the batch, failing before it starts
         batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_bright", dir_suffix="_bright")
 

@@ -12,6 +12,7 @@ from bdx.cli.common import (
     check_choice,
     check_device,
     check_tile_option,
+    check_weights_option,
     command_errors,
     container_losses,
     describe_depth_mismatch,
@@ -97,6 +98,7 @@ def upscale_depth_command(
         if out_bits != 16:
             raise UsageError(f"--out-bits must be 16 (the only output depth), not {out_bits}")
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
+        check_weights_option(weights)
         if weights is not None and method != "learned":
             raise UsageError("--weights applies to --method learned only")
         # loaded once for the batch, failing before it starts
