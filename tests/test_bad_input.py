@@ -59,6 +59,14 @@ def test_a_jpeg_cut_short_but_ending_with_its_end_marker_is_refused(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_file_named_raw_that_is_not_raw_data_is_not_called_a_disk_error(tmp_path):
+    """LibRaw reports data that runs out as an 'Input/output error': bdx read the bytes already, the disk is fine."""
+    (tmp_path / "junk.dng").write_bytes(b"junkjunkjunk\n")
+    done = bdx("info", tmp_path / "junk.dng")
+    assert_one_error(done, 1, "junk.dng", "cannot decode camera RAW (not a camera RAW file, or cut short)")
+    assert "Input/output" not in done.stderr
+
+
 def test_a_truncated_exr_keeps_stdout_json_and_names_the_users_file(tmp_path):
     whole = tmp_path / "whole.exr"
     write_image(whole, Image(np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)), exr_half=False)

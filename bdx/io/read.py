@@ -418,7 +418,13 @@ def _decode_raw(data: bytes, linear: bool) -> Image:
     except Exception as exc:
         reason = exc.args[0] if exc.args else ""
         reason = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)  # LibRaw's are bytes
-        raise InputError(f"cannot decode camera RAW ({type(exc).__name__}: {reason[:120]})") from None
+        if type(exc).__name__ == "LibRawIOError":  # read from memory: the data ran out, not the disk
+            reason = "not a camera RAW file, or cut short"
+        elif type(exc).__name__ == "LibRawFileUnsupportedError":
+            reason = "a camera or format LibRaw does not read"
+        else:
+            reason = f"{type(exc).__name__}: {reason[:120]}"
+        raise InputError(f"cannot decode camera RAW ({reason})") from None
     return Image(pixels=np.ascontiguousarray(rgb), linear=linear)
 
 
