@@ -213,8 +213,11 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_back(runner, make_
     make_png("d/a.png", np.full((8, 8, 3), 34, np.uint8))
     folder, out = tmp_path / "d", tmp_path / "d" / "out"
     assert run(runner, "upscale-depth", folder, "-o", out, "--method", "midpoint").exit_code == 0
-    again = run(runner, "upscale-depth", folder, "-o", out, "--method", "midpoint", "--skip-existing")
+    again = run(runner, "upscale-depth", folder, "-o", out, "--method", "midpoint", "--skip-existing", "--json")
     assert again.exit_code == 0 and sorted(p.name for p in out.rglob("*")) == ["a.tiff"]  # no out/out/a.tiff
+    # left out, but not without a word: one warning line, and a record each
+    assert error_lines(again) == [f"bdx: warning: {out / 'a.tiff'}: inside the output folder {out}: left out (name the file to process it)"]
+    assert [(Path(r["input"]).name, r["status"]) for r in map(json.loads, again.stdout.splitlines())] == [("a.tiff", "skipped"), ("a.png", "skipped")]
     assert run(runner, "quantize", "--bits", "4", out, "-o", out / "q").exit_code == 0  # asked for by name: read
     assert (out / "q" / "a.png").exists()
     pattern = str(tmp_path / "d" / "**" / "*.png")  # a recursive glob is searched the same way

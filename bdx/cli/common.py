@@ -401,6 +401,15 @@ class Reporter:
     def error(self, message: str) -> None:
         self._stderr_line(f"bdx: error: {one_line(message)}")
 
+    def left_out(self, names: Sequence[str], reason: str) -> None:
+        """Inputs found but not processed: one warning line for all (the first named), a ``skipped`` record each."""
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        self._stderr_line(one_line(f"bdx: warning: {names[0]}{more}: {reason}"))
+        if self.json_lines:
+            for name in names:
+                sys.stdout.write(json_line({"input": name, "status": "skipped", "warning": reason}) + "\n")
+            sys.stdout.flush()
+
     def _stderr_line(self, line: str) -> None:
         if self._progress is not None:
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -548,10 +557,13 @@ def run_batch(
     label: str = "images",
     create_folders: bool = True,
     inputs: frozenset[Path] | None = None,
+    left_out: Sequence[str] = (),
+    left_out_reason: str = "",
 ) -> int:
     """Run ``process`` on every source; one failure never stops the others. No output replaces a file of
     ``inputs`` (by default the sources; a shard's batch gives every shard's inputs). A ``None`` target: the
-    command writes no file for that source."""
+    command writes no file for that source. ``left_out``: inputs found but not processed (one warning line, and a
+    ``skipped`` record each with ``left_out_reason``)."""
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing exclude each other")
     reporter = Reporter(len(sources), quiet=quiet, json_lines=json_lines, label=label)
@@ -560,6 +572,8 @@ def run_batch(
     try:
         for name, message in problems:
             reporter.finished({"input": name, "status": "error", "error": message})
+        if left_out:
+            reporter.left_out(left_out, left_out_reason)
         for source, target in zip(sources, targets):
             record: dict[str, Any] = {"input": source.display}
             if target is not None:
@@ -661,6 +675,8 @@ class Batch:
     plan: OutputPlan
     problems: list[tuple[str, str]]
     inputs: frozenset[Path]
+    left_out: tuple[str, ...] = ()  # files a folder or glob found inside the output folder (earlier results)
+    output_folder: str | None = None
 
     def run(self, process: Process, *, label: str, overwrite: bool, skip_existing: bool, quiet: bool, json_lines: bool) -> int:
         """Process every source (see :func:`run_batch`) and return the exit status."""
@@ -680,6 +696,8 @@ class Batch:
             label=label,
             create_folders=not self.plan.explicit_file,
             inputs=self.inputs,
+            left_out=self.left_out,
+            left_out_reason=f"inside the output folder {self.output_folder}: left out (name the file to process it)",
         )
 
 
@@ -688,6 +706,8 @@ def plan_batch(inputs: list[str], output: str | None, shard: str | None, **namin
     planned over every shard's inputs, so that two inputs of different shards never write one file."""
     found = expand_inputs(inputs)
     everything = _outside_output(found.sources, output)
+    kept = set(map(id, everything))
+    left_out = tuple(source.display for source in found.sources if id(source) not in kept)
     if found.sources and not everything:
         raise BdxError(f"every input lies inside the output folder {output}: nothing to do")
     plan = plan_outputs(everything, output, **naming)
@@ -697,7 +717,7 @@ def plan_batch(inputs: list[str], output: str | None, shard: str | None, **namin
         plan = plan_outputs(everything, output, **naming)
     mine = apply_shard(list(zip(everything, plan.targets)), shard)
     sources, targets = [source for source, _ in mine], [target for _, target in mine]
-    return Batch(sources, OutputPlan(targets, plan.explicit_file), found.problems, input_paths(everything))
+    return Batch(sources, OutputPlan(targets, plan.explicit_file), found.problems, input_paths(everything), left_out, output)
 
 
 def input_paths(sources: list[Source]) -> frozenset[Path]:
