@@ -152,6 +152,17 @@ def test_exr_round_trip(half, channels, with_alpha):
     assert back.sample_type == ("half" if half else "float")
 
 
+def test_exr_is_read_and_written_in_memory_whatever_the_temporary_folder(tmp_path, monkeypatch):
+    """EXR went through a temporary file: a full temporary folder made a good file 'No space left on device' and a
+    write an internal error naming a path the user never gave."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    pixels = (RNG.random((5, 6, 3)) * 4).astype(np.float32)
+    back = decode_image(encode_image(Image(pixels, linear=True), "exr", exr_half=False), "x.exr")
+    np.testing.assert_array_equal(back.pixels, pixels)
+
+
 def test_exr_with_nan_is_refused(tmp_path):
     pixels = np.ones((4, 4, 3), np.float32)
     pixels[1, 2, 0] = np.nan

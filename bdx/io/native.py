@@ -16,6 +16,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 _LOCK = threading.Lock()  # the descriptors are process-wide: one capture at a time
 
@@ -27,11 +28,20 @@ class NativeOutput:
     text: str = ""
 
 
+def _sink() -> IO[bytes]:
+    """A temporary file for the captured text, or the null device where no temporary file can be made (the text is
+    then lost; the work goes on)."""
+    try:
+        return tempfile.TemporaryFile()
+    except OSError:
+        return open(os.devnull, "w+b")
+
+
 @contextlib.contextmanager
 def captured_native_output() -> Iterator[NativeOutput]:
     """Capture file descriptors 1 and 2 for the duration of the block."""
     output = NativeOutput()
-    with _LOCK, tempfile.TemporaryFile() as sink:
+    with _LOCK, _sink() as sink:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()

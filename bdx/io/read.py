@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -353,19 +352,16 @@ def _decode_tiff(data: bytes) -> Image:
 def _decode_exr(data: bytes) -> Image:
     import OpenEXR
 
-    with tempfile.NamedTemporaryFile(suffix=".exr") as handle:
-        handle.write(data)
-        handle.flush()
-        try:
-            with captured_native_output():
-                exr = OpenEXR.File(handle.name, separate_channels=True)
-                channels = {name: ch.pixels for name, ch in exr.channels().items()}
-                header = exr.header()
-        except Exception as exc:
-            detail = (str(exc).splitlines() or [""])[0].replace(handle.name, "").replace('""', "").strip(" :")
-            # OpenEXR's words ("Unable to open", "Invalid part index '0': file has 0 parts") are of its internals
-            where = "header" if detail.startswith("Unable to open") else "data"
-            raise InputError(f"cannot decode EXR (corrupt or truncated {where})") from None
+    try:  # from memory (no temporary file: a full or small temporary folder made a good file unreadable)
+        with captured_native_output():
+            exr = OpenEXR.File(io.BytesIO(data), separate_channels=True)
+            channels = {name: ch.pixels for name, ch in exr.channels().items()}
+            header = exr.header()
+    except Exception as exc:
+        detail = (str(exc).splitlines() or [""])[0]
+        # OpenEXR's words ("Unable to open", "Invalid part index '0': file has 0 parts") are of its internals
+        where = "header" if "Unable to open" in detail or "header" in detail.lower() else "data"
+        raise InputError(f"cannot decode EXR (corrupt or truncated {where})") from None
     (x0, y0), (x1, y1) = header["dataWindow"]
     _check_size(int(x1 - x0 + 1), int(y1 - y0 + 1))
     layer = _pick_exr_layer(channels)

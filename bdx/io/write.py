@@ -287,10 +287,9 @@ def _encode_exr(image: Image, half: bool) -> bytes:
     if alpha is not None:
         channels["A"] = np.ascontiguousarray(alpha.astype(dtype))
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    with tempfile.TemporaryDirectory() as folder:
-        target = os.path.join(folder, "out.exr")
-        OpenEXR.File(header, channels).write(target)
-        return Path(target).read_bytes()
+    buffer = io.BytesIO()  # in memory: a temporary file failed in a full or small temporary folder
+    OpenEXR.File(header, channels).write(buffer)
+    return buffer.getvalue()
 
 
 def _encode_hdr(image: Image) -> bytes:
