@@ -676,7 +676,7 @@ class Batch:
     problems: list[tuple[str, str]]
     inputs: frozenset[Path]
     left_out: tuple[str, ...] = ()  # files a folder or glob found inside the output folder (earlier results)
-    output_folder: str | None = None
+    left_out_reason: str = ""
 
     def run(self, process: Process, *, label: str, overwrite: bool, skip_existing: bool, quiet: bool, json_lines: bool) -> int:
         """Process every source (see :func:`run_batch`) and return the exit status."""
@@ -697,7 +697,7 @@ class Batch:
             create_folders=not self.plan.explicit_file,
             inputs=self.inputs,
             left_out=self.left_out,
-            left_out_reason=f"inside the output folder {self.output_folder}: left out (name the file to process it)",
+            left_out_reason=self.left_out_reason,
         )
 
 
@@ -705,9 +705,7 @@ def plan_batch(inputs: list[str], output: str | None, shard: str | None, **namin
     """Expand inputs, plan output names (``naming``: see :func:`plan_outputs`), then apply the shard: outputs are
     planned over every shard's inputs, so that two inputs of different shards never write one file."""
     found = expand_inputs(inputs)
-    everything = _outside_output(found.sources, output)
-    kept = set(map(id, everything))
-    left_out = tuple(source.display for source in found.sources if id(source) not in kept)
+    everything, inside = _split_at_output(found.sources, output)
     if found.sources and not everything:
         raise BdxError(f"every input lies inside the output folder {output}: nothing to do")
     plan = plan_outputs(everything, output, **naming)
@@ -717,7 +715,9 @@ def plan_batch(inputs: list[str], output: str | None, shard: str | None, **namin
         plan = plan_outputs(everything, output, **naming)
     mine = apply_shard(list(zip(everything, plan.targets)), shard)
     sources, targets = [source for source, _ in mine], [target for _, target in mine]
-    return Batch(sources, OutputPlan(targets, plan.explicit_file), found.problems, input_paths(everything), left_out, output)
+    left_out = tuple(source.display for source in inside)
+    reason = f"inside the output folder {output}: left out (name the file to process it)"
+    return Batch(sources, OutputPlan(targets, plan.explicit_file), found.problems, input_paths(everything), left_out, reason)
 
 
 def input_paths(sources: list[Source]) -> frozenset[Path]:
@@ -736,17 +736,22 @@ def _planned_outputs(sources: list[Source], targets: Sequence[Path | str]) -> se
     }
 
 
-def _outside_output(sources: list[Source], output: str | None) -> list[Source]:
+def _split_at_output(sources: list[Source], output: str | None) -> tuple[list[Source], list[Source]]:
     """``sources`` less the files a folder or glob argument found inside the output folder (``-o d/out`` for
-    input ``d`` or ``'d/**/*.png'``): a second run must not read the first run's results as inputs."""
+    input ``d`` or ``'d/**/*.png'``), and those files: a second run must not read the first run's results as inputs."""
     if output is None or output == STDIO:
-        return sources
+        return sources, []
     folder = Path(output).resolve()
 
     def inside(path: Path) -> bool:
         return path == folder or folder in path.parents
 
-    return [s for s in sources if s.searched is None or s.path is None or inside(s.searched.resolve()) or not inside(s.path.resolve())]
+    kept: list[Source] = []
+    found_inside: list[Source] = []
+    for s in sources:
+        found = s.searched is not None and s.path is not None and not inside(s.searched.resolve()) and inside(s.path.resolve())
+        (found_inside if found else kept).append(s)
+    return kept, found_inside
 
 
 def container_losses(image, fmt: str) -> str | None:
