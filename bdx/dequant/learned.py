@@ -219,15 +219,17 @@ class DequantNet(nn.Module):
             head, tone, weight = head[:, : -2 * c], head[:, -2 * c : -c], head[:, -c:]
             smooth = F.pixel_unshuffle(F.interpolate(tone.add_(block_steps), scale_factor=4, mode="bilinear", align_corners=False), 4)
             relative = smooth.view(n, c, 16, h, w).sub_(block_steps.unsqueeze(2)).sub_(detail.view(n, c, 16, h, w))
-            relative = relative.mul_(torch.sigmoid(weight).unsqueeze(2)).view(n, 16 * c, h, w)
+            # in units of the offsets' reach (about half a step), bounded for the tanh
+            scale = torch.sigmoid(weight).unsqueeze(2) * (step / offset_reach(step)).view(n, 1, 1, 1, 1)
+            relative = relative.mul_(scale).clamp_(-8, 8).view(n, 16 * c, h, w)
             del detail
         if self.config.gate:
             head, gate = head[:, : 16 * c], head[:, 16 * c :]
         if prior is not None:
             # the stem's weight gradient needs the prior: it is overwritten only when no gradient is kept
             head = head.add_(prior_pixels.atanh() if torch.is_grad_enabled() else prior_pixels.atanh_())
-        if self.config.tone_head:  # in units of the offsets' reach (about half a step), bounded for the tanh
-            head = head.add_(relative.mul_(step / offset_reach(step)).clamp_(-8, 8))
+        if self.config.tone_head:
+            head = head.add_(relative)
         offsets = head.tanh_()
         if gate is None:
             return offsets
