@@ -143,6 +143,25 @@ def test_a_depth_below_the_content_warns_that_detail_is_rounded_away(runner, mak
     assert right.exit_code == 0 and error_lines(right) == [] and "warning" not in json.loads(right.stdout)
 
 
+def test_per_channel_sbit_is_left_to_detection(runner, tmp_path):
+    """An RGB565 PNG (sBIT 5,6,5) was read as 6-bit, the largest depth, and its red channel then warned that "its
+    codes need 8 bits"."""
+    from bdx.io.metadata import PNG_SIGNATURE, png_chunk
+
+    levels = np.arange(64).repeat(2)[None, :].repeat(4, 0)
+    red = np.rint((levels >> 1) * (255 / 31))
+    green = np.rint(levels * (255 / 63))
+    pixels = np.stack([red, green, red[:, ::-1]], axis=-1).astype(np.uint8)
+    png = encode_image(Image(pixels), "png")
+    at = len(PNG_SIGNATURE) + 8 + 13 + 4  # right after IHDR
+    source = tmp_path / "rgb565.png"
+    source.write_bytes(png[:at] + png_chunk(b"sBIT", bytes([5, 6, 5])) + png[at:])
+    assert read_image(source).significant_bits is None
+    result = run(runner, "upscale-depth", source, "-o", tmp_path / "out.tiff", "--method", "midpoint")
+    assert result.exit_code == 0 and error_lines(result) == []
+    assert np.unique(read_image(tmp_path / "out.tiff").pixels[..., 1]).size == 64
+
+
 def test_top_bit_levels_read_as_bin_centres_warn_with_the_convention_to_use(runner, make_png, tmp_path):
     """`quantize --convention truncate` output (sBIT 6, codes = level << 2) read with the default convention:
     upscale-depth and eval depth warn with --convention truncate instead of claiming detail was rounded away (eval's

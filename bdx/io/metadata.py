@@ -281,10 +281,10 @@ def parse_png(data: bytes) -> PngInfo:
                 info.icc_profile = zlib.decompress(body[sep + 2 :])
             except zlib.error:
                 info.icc_profile = None
-        elif name == "sBIT":
+        elif name == "sBIT":  # one depth for every colour channel; per-channel depths (5,6,5) are left to detection
             channels = body[:3] if info.color_type in (2, 3, 6) else body[:1]
-            if channels:
-                info.significant_bits = max(channels)
+            if channels and len(set(channels)) == 1:
+                info.significant_bits = channels[0]
         elif name == "eXIf":
             info.orientation = exif_orientation(body)
             info.exif = body
