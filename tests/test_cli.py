@@ -841,6 +841,15 @@ def test_json_lines_show_a_file_names_odd_bytes_as_text_not_lone_surrogates():
     line.encode("utf-8")  # and the line itself is valid UTF-8
 
 
+def test_error_lines_show_a_file_names_odd_bytes_as_json_does(runner, tmp_path):
+    """On stderr the same name showed a lone surrogate escape (\\udce9) where --json showed \\xe9."""
+    name = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.png")
+    Path(name).write_bytes(b"")
+    result = run(runner, "upscale-depth", name, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"bdx: error: {tmp_path}/caf\\xe9.png: file is empty"]
+
+
 def test_an_alpha_channel_an_output_cannot_hold_is_reported(runner, tmp_path):
     """ldr2hdr to .hdr (Radiance holds no alpha) and merge-brackets dropped alpha without a word."""
     rng = np.random.default_rng(1)

@@ -111,11 +111,11 @@ def main() -> None:
     except Exception as exc:  # a bug, not bad input: one line unless BDX_DEBUG asks for the traceback
         if os.environ.get("BDX_DEBUG"):
             raise
-        from bdx.cli.common import environment_error
+        from bdx.cli.common import environment_error, one_line
 
         reason = environment_error(exc)
         if reason is not None:
-            sys.stderr.write(f"bdx: error: {reason}\n")
+            sys.stderr.write(one_line(f"bdx: error: {reason}") + "\n")
             sys.exit(1)
         message = str(exc).splitlines()[0][:200] if str(exc) else ""
         sys.stderr.write(f"bdx: internal error: {type(exc).__name__}: {message} (BDX_DEBUG=1 shows the traceback)\n")

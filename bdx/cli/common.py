@@ -424,8 +424,9 @@ class Reporter:
 
 
 def one_line(text: str) -> str:
-    """``text`` with control characters escaped: a file name holding a newline still gives one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """``text`` with control characters escaped: a file name holding a newline still gives one line, and one whose
+    bytes are not UTF-8 shows them as ``\\xNN``, as ``--json`` does."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in _text(text))
 
 
 def json_line(record: Any) -> str:

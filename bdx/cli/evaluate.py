@@ -185,7 +185,7 @@ def eval_depth(
             if mismatch is not None:
                 warning = describe_depth_mismatch(mismatch, told=bits is not None)
                 prepared.stats["warning"] = warning
-                sys.stderr.write(f"bdx: warning: {input_path}: {warning}\n")
+                sys.stderr.write(one_line(f"bdx: warning: {input_path}: {warning}") + "\n")
         return prepared
 
     per_method, failed = score_pairs(
