@@ -7,6 +7,7 @@ between the two is measured in the same run. Prints a table and writes JSON.
     python benchmarks/bench_upscale_depth.py                 # 12 MP and 100 MP
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods midpoint contour
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --weights other.safetensors
+    python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned midpoint --bits 8 --weights a.safetensors --weights b.safetensors
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --ensembles 1 8 --bits 8
     python benchmarks/bench_upscale_depth.py --sizes 12 100 --methods learned --precisions auto float32 --bits 8
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned contour midpoint --bits 8 --self-checks on off
@@ -102,7 +103,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["contour", "midpoint"])
     parser.add_argument("--bits", type=int, default=6, help="content bit depth of the synthetic input")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "upscale_depth.json")
-    parser.add_argument("--weights", help="weights file for the learned method (default: the shipped weights)")
+    parser.add_argument("--weights", action="append", default=[],
+                        help="weights file for the learned method (default: the shipped weights); repeat to time several in one run")
     parser.add_argument("--ensembles", type=int, nargs="+", default=[1], help="ensemble sizes to run the learned method with")
     parser.add_argument("--precisions", nargs="+", default=["auto"], help="precisions to run the learned method with")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (all of the work runs there)")
@@ -115,9 +117,10 @@ def main() -> None:
         return
 
     rows = []
+    runs = [(method, weights) for method in args.methods for weights in ((args.weights or [None]) if method == "learned" else [None])]
     for megapixels in args.sizes:
-        for method in args.methods:
-            common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=args.weights, device=args.device)
+        for method, weights in runs:
+            common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=weights, device=args.device)
             checks = [c == "on" for c in args.self_checks]
             variants = [(1, args.precisions[0], checks[0])]
             if method == "learned":
@@ -127,19 +130,23 @@ def main() -> None:
                 rows.append(run_child(**common, ensemble=ensemble, precision=precision, self_check=check))
             if megapixels == 12:  # one whole-image tile
                 rows.append(run_child(**common, tile=max(SIZES[12]), precision=args.precisions[0]))
-    print(f"{'MP':>6} {'method':>9} {'ens':>4} {'check':>5} {'precision':>9} {'tile':>8} {'s':>8} {'MPix/s':>8} {'peak RSS MiB':>13}")
+    header = f"{'MP':>6} {'method':>9} {'weights':>24} {'ens':>4} {'check':>5} {'precision':>9} {'tile':>8} {'s':>8} {'MPix/s':>8}"
+    print(header + f" {'peak RSS MiB':>13}")
     for row in rows:
         print(
-            f"{row['megapixels']:6.1f} {row['method']:>9} {row['ensemble']:>4} {str(row['self_check']):>5} {row['precision']:>9} {str(row['tile']):>8} "
-            f"{row['seconds']:8.2f} {row['mpix_per_s']:8.2f} {row['peak_rss_mib']:13.0f}"
+            f"{row['megapixels']:6.1f} {row['method']:>9} {Path(row['weights']).name[-24:]:>24} {row['ensemble']:>4} "
+            f"{str(row['self_check']):>5} {row['precision']:>9} {str(row['tile']):>8} {row['seconds']:8.2f} {row['mpix_per_s']:8.2f} "
+            f"{row['peak_rss_mib']:13.0f}"
         )
     ratios = {}
-    for method in args.methods:  # the first tiled row of each method is the first precision, one pass: as the whole-image row
-        tiled = [r for r in rows if r["method"] == method and r["tile"] == "default" and r["megapixels"] < 20 and r["ensemble"] == 1]
-        whole = [r for r in rows if r["method"] == method and r["tile"] != "default"]
+    for method, weights in runs:  # the first tiled row of each run is the first precision, one pass: as the whole-image row
+        mine = [r for r in rows if r["method"] == method and r["weights"] == (weights or "default")]
+        tiled = [r for r in mine if r["tile"] == "default" and r["megapixels"] < 20 and r["ensemble"] == 1]
+        whole = [r for r in mine if r["tile"] != "default"]
         if tiled and whole:
-            ratios[method] = whole[0]["seconds"] / tiled[0]["seconds"]
-            print(f"{method}: whole-image time / tiled time at 12 MP = {ratios[method]:.2f}")
+            name = method if weights is None else f"{method} ({Path(weights).name})"
+            ratios[name] = whole[0]["seconds"] / tiled[0]["seconds"]
+            print(f"{name}: whole-image time / tiled time at 12 MP = {ratios[name]:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "upscale_depth",
