@@ -58,8 +58,7 @@ def train_depth_command(
     prior: Annotated[
         Optional[str],
         typer.Option(
-            help="contour: refine the contour method's offsets (OpenCV on the CPU); scanline: refine fractions "
-            "from runs along rows and columns (torch only); none: start from the bin centre. "
+            help="contour: refine the contour method's offsets (the shipped model); none: start from the bin centre. "
             "By default as --resume or --init, else contour.",
             show_default=False,
         ),
