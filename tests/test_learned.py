@@ -17,7 +17,7 @@ from bdx.assets import default_weights
 from bdx.cli import app
 from bdx.dequant.classical import CONTOUR_SUPPORT, ContourDequantizer
 from bdx.dequant.learned import (
-    ARCHITECTURE, DequantNet, DequantNetConfig, LearnedDequantizer, dequantize_levels, grow_from, prior_offsets,
+    ARCHITECTURE, DequantNet, DequantNetConfig, LearnedDequantizer, contour_prior, dequantize_levels, grow_from,
     offset_reach,
 )
 from bdx.depth import DepthSettings, upscale_depth
@@ -55,12 +55,12 @@ def _randomized(net: DequantNet, std: float, seed: int) -> DequantNet:
 CONTOUR = DequantNetConfig(prior="contour")
 
 
-def _prior_of(centres: torch.Tensor, bits: int, prior: str = "contour") -> torch.Tensor:
-    return prior_offsets(torch.round(centres * max_level(bits)).int().numpy(), 1 / max_level(bits), prior)
+def _prior_of(centres: torch.Tensor, bits: int) -> torch.Tensor:
+    return contour_prior(torch.round(centres * max_level(bits)).int().numpy(), 1 / max_level(bits))
 
 
 @pytest.mark.parametrize("gate", [False, True])
-@pytest.mark.parametrize("prior", ["none", "contour", "scanline", "tone"])
+@pytest.mark.parametrize("prior", ["none", "contour", "tone"])
 @pytest.mark.parametrize("bits", [3, 4, 8, 10])
 def test_any_weights_stay_inside_the_bin(bits, prior, gate):
     config = DequantNetConfig(tone_head=True, gate=gate) if prior == "tone" else DequantNetConfig(prior=prior, gate=gate)
@@ -68,7 +68,7 @@ def test_any_weights_stay_inside_the_bin(bits, prior, gate):
     centres = _random_centres(bits)
     step = 1 / max_level(bits)
     with torch.no_grad():
-        out = dequantize_levels(net, centres, step, _prior_of(centres, bits, prior) if net.has_prior else None)
+        out = dequantize_levels(net, centres, step, _prior_of(centres, bits) if prior == "contour" else None)
     assert (out - centres).abs().max().item() <= 0.5 * step + 1e-7
     assert (out - centres).abs().max().item() > 0.1 * step  # the offsets really move
 
@@ -136,7 +136,7 @@ def test_training_step_resume_and_weights(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("prior", ["none", "contour", "scanline"])
+@pytest.mark.parametrize("prior", ["none", "contour"])
 def test_learned_method_through_the_engine_is_bin_safe(tmp_path, prior):
     net = _randomized(DequantNet(DequantNetConfig(prior=prior)), 0.5, 0)
     weights = tmp_path / "w.safetensors"
@@ -189,7 +189,7 @@ def test_a_tone_head_interpolates_its_block_tones_as_the_prior_within_its_declar
         DequantNet(DequantNetConfig(tone_head=True, prior="contour"))
 
 
-@pytest.mark.parametrize("prior", ["none", "contour", "scanline", "tone"])
+@pytest.mark.parametrize("prior", ["none", "contour", "tone"])
 def test_learned_tiled_equals_whole_image(tmp_path, prior):
     config = DequantNetConfig(tone_head=True, gate=True) if prior == "tone" else DequantNetConfig(prior=prior)
     net = _randomized(DequantNet(config), 0.05, 2)
@@ -270,12 +270,12 @@ def test_two_process_ddp_training(tmp_path):
     assert any(replicas[0][k].abs().sum() > 0 for k in replicas[0] if k.startswith("head"))
 
 
-@pytest.mark.parametrize("prior", ["none", "contour", "scanline"])
+@pytest.mark.parametrize("prior", ["none", "contour"])
 def test_inference_fast_path_equals_the_training_path(prior):
     """Offsets added in 4x4-block layout (inference) equal the pixel-shuffled forward (training), any size."""
     net = _randomized(DequantNet(DequantNetConfig(prior=prior)).eval(), 0.05, 4)
     centres = _random_centres(5, (2, 3, 37, 50))
-    offsets = _prior_of(centres, 5, prior) if net.has_prior else None
+    offsets = _prior_of(centres, 5) if prior == "contour" else None
     with torch.no_grad():
         fast = dequantize_levels(net, centres, 1 / 31, offsets)
     slow = dequantize_levels(net, centres, 1 / 31, offsets)  # gradients on: the plain forward
@@ -510,7 +510,7 @@ def test_trimmed_forward_equals_the_network_on_the_whole_input():
     levels = torch.from_numpy(np.cumsum(np.random.default_rng(0).integers(-1, 2, (1, 3, size, size)), axis=3) // 4 % 32)
     levels = levels.float()
     with torch.no_grad():
-        whole = dequantize_levels(net, levels / max_level(5), 1 / max_level(5), prior_offsets(levels.int().numpy(), 1 / max_level(5)))
+        whole = dequantize_levels(net, levels / max_level(5), 1 / max_level(5), contour_prior(levels.int().numpy(), 1 / max_level(5)))
         trimmed = model(levels)
     assert trimmed.shape[-1] == size - 2 * trim
     inner = slice(model.tiling.halo, size - model.tiling.halo)  # where the tiling engine reads
@@ -544,7 +544,7 @@ def test_an_ensemble_orients_one_contour_prior_with_its_input():
     """With the contour prior, every orientation reads the input's prior turned the same way as the input."""
     net = _randomized(DequantNet(CONTOUR).eval(), 0.05, 6)
     levels, step = _random_walk_levels(), 1 / max_level(5)
-    prior = prior_offsets(levels.int().numpy(), step)
+    prior = contour_prior(levels.int().numpy(), step)
     turns = [  # (turn, undo): flips, then transposes, as LearnedDequantizer orders them
         (lambda t: t, lambda t: t), (lambda t: t.flip(3), lambda t: t.flip(3)), (lambda t: t.flip(2), lambda t: t.flip(2)),
         (lambda t: t.flip(2, 3), lambda t: t.flip(2, 3)), (lambda t: t.transpose(2, 3), lambda t: t.transpose(2, 3)),

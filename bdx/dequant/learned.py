@@ -10,8 +10,7 @@ as safetensors with the architecture in the file's metadata.
 With ``prior="contour"`` the network refines the classical contour method
 instead: it also sees the contour offsets, and its output is
 ``tanh(atanh(contour offset) + head)``, so an untrained network is the contour
-method, still bounded to the bin. ``prior="scanline"`` does the same with the
-pure-torch fractions of :mod:`bdx.dequant.scanline` (runs along rows and columns).
+method, still bounded to the bin.
 
 With ``gate`` the head also predicts, per pixel, a confidence in (0, 1) that scales
 the offset: where the content cannot tell where the truth lies inside the bin
@@ -30,14 +29,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, PriorBackend, contour_fractions, level_fractions
-from bdx.dequant.scanline import SCANLINE_SUPPORT, scanline_fractions
 from bdx.dequant.self_check import ImageAlpha
 from bdx.models import Architecture, TileNeeds
 from bdx.quantization import Convention, step_size
 from bdx.tiling import round_up
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
-Prior = Literal["none", "contour", "scanline"]
+Prior = Literal["none", "contour"]
 PRIORS: tuple[Prior, ...] = get_args(Prior)
 PRIOR_LIMIT = 0.999  # prior offsets are clamped inside (-1, 1) so their atanh stays finite
 ENSEMBLE_SIZES: tuple[int, ...] = (1, 2, 4, 8)  # identity; + left-right flip; + up-down flips; + transposes
@@ -51,7 +49,7 @@ class DequantNetConfig:
     widths: tuple[int, ...] = (16, 64)
     blocks: tuple[int, ...] = (1, 3)
     channels: int = 3
-    prior: Prior = "none"  # "contour" / "scanline": refine that prior's offsets instead of starting from the bin centre
+    prior: Prior = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre
     gate: bool = False  # scale the offsets by a predicted confidence (0: the bin centre)
     norm: bool = False  # residual branches read their input normalised per pixel (channel_norm)
     gate_limit: float = 0.0  # gate logits clamped to +-gate_limit (0: unbounded)
@@ -255,14 +253,13 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     New channels keep their random input weights but feed nothing into the old ones (those
     weights are zero, and learn from there); new residual blocks start as the identity.
     Channels are appended at the end of every level, which keeps each old channel's place
-    through the pixel shuffles. A network with a prior may grow into one with another prior (the inputs have the
-    same shape): it then refines the new prior's offsets with the old weights, to be fine-tuned.
+    through the pixel shuffles.
     """
     old_config, new_config = smaller.config, net.config
     if (
         (old_config.gate and not new_config.gate)
-        or (old_config.channels, old_config.prior == "none", old_config.norm, old_config.tone_head)
-        != (new_config.channels, new_config.prior == "none", new_config.norm, new_config.tone_head)
+        or (old_config.channels, old_config.prior, old_config.norm, old_config.tone_head)
+        != (new_config.channels, new_config.prior, new_config.norm, new_config.tone_head)
         or len(old_config.widths) != len(new_config.widths)
         or any(new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks))
         or (old_config.norm and new_config.widths != old_config.widths)  # new channels would change every pixel's norm
@@ -303,34 +300,19 @@ def _per_sample(step: float | list[float], count: int) -> list[float]:
     return [step] * count if isinstance(step, (int, float)) else list(step)
 
 
-def prior_offsets(
-    levels: np.ndarray | torch.Tensor, step: float | list[float], prior: Prior = "contour", backend: PriorBackend = "auto"
-) -> torch.Tensor:
-    """A prior's offsets from the bin centres of (N, C, H, W) integer ``levels``, in units of :func:`offset_reach`
-    (clamped inside (-1, 1)): the ``prior`` input of a network with that prior.
-
-    ``contour``: the contour method's fractions, its contours found without checking their levels
-    (``check_levels=False``, see :mod:`bdx.dequant.classical`); an array is read with OpenCV, a tensor by
-    :func:`bdx.dequant.classical.level_fractions` on its own device (``backend``). ``scanline``:
-    :func:`bdx.dequant.scanline.scanline_fractions`, torch operations on the levels' device.
-    """
+def contour_prior(levels: np.ndarray | torch.Tensor, step: float | list[float], backend: PriorBackend = "auto") -> torch.Tensor:
+    """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, its contours found
+    without checking their levels (``check_levels=False``, see :mod:`bdx.dequant.classical`), in units of
+    :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``. An array
+    is read with OpenCV, a tensor by :func:`bdx.dequant.classical.level_fractions` on its own device."""
     count = levels.shape[0]
-    if prior == "scanline":
-        fraction = scanline_fractions(torch.as_tensor(levels))
-    elif prior != "contour":
-        raise ValueError(f"no offsets for prior {prior!r}")
-    elif isinstance(levels, np.ndarray):
+    if isinstance(levels, np.ndarray):
         fraction = torch.from_numpy(contour_fractions(levels, check_levels=False))
     else:
         fraction = level_fractions(levels, backend, check_levels=False)
     steps = torch.tensor(_per_sample(step, count), dtype=torch.float32, device=fraction.device)
     scale = (steps / offset_reach(steps)).view(count, 1, 1, 1)
     return fraction.sub_(0.5).mul_(scale).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
-
-
-def prior_support(prior: Prior) -> int:
-    """Pixels of context, along each axis, that a prior's offset at one pixel depends on (0 for none)."""
-    return {"none": 0, "contour": CONTOUR_SUPPORT, "scanline": SCANLINE_SUPPORT}[prior]
 
 
 def dequantize_levels(
@@ -347,7 +329,7 @@ def dequantize_levels(
 
     ``step`` (the quantization step, 1 / (2^N - 1) for N-bit levels) is one value
     for the batch or one per sample; ``net`` may be wrapped (DistributedDataParallel).
-    ``prior``: the prior offsets (:func:`prior_offsets`) for a network that refines them.
+    ``prior``: the prior offsets (:func:`contour_prior`) for a network that refines them.
     ``overwrite``: in inference, a float32 ``centres`` may hold the result (one full-size tensor less).
     """
     inner: Any = getattr(net, "module", net)  # the network, unwrapped from DistributedDataParallel
@@ -481,7 +463,7 @@ class LearnedDequantizer(nn.Module):
         if self.net.has_prior:
             # one prior for every orientation: computing it per orientation took half an ensemble's time, and
             # changed the held-out photos' 4->8 gain by 0.01 dB (the distance transform breaks ties by scan order)
-            prior = prior_offsets(levels, self.step, self.net.config.prior, self.backend)
+            prior = contour_prior(levels, self.step, self.backend)
             if trim:
                 prior = prior[:, :, trim:-trim, trim:-trim]
         if trim:
@@ -565,7 +547,7 @@ def dequant_tiling(net: DequantNet) -> TileNeeds:
     """The tiling needs of :class:`LearnedDequantizer` around ``net``: the network's context plus, with a prior,
     the prior's support (the network runs on its tile less that support)."""
     context = round_up(net.receptive_radius, net.multiple)
-    trim = round_up(prior_support(net.config.prior), net.multiple)
+    trim = round_up(CONTOUR_SUPPORT, net.multiple) if net.has_prior else 0
     # measured on 2 CPU threads: without a prior the halo adds about 37 % work at 1024 px and larger tiles were no
     # faster; with the prior, 1536 px tiles peak at 1.65 GiB at 100 MP and run as fast as 1792 px (1.9 GiB),
     # while 1280 px tiles are 10 % slower

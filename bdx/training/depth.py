@@ -9,8 +9,8 @@ as they are, 8-bit photos of at least 1 MP box-averaged 4x4 (16 samples per pixe
 float images (EXR, Radiance) kept scene-linear. Whole files are held out for validation.
 From 7 bits up the loss leaves out the end codes (0 and the top level), which inference
 keeps at the bin centre.
-With a prior, each crop is quantized with ``prior_context`` pixels of
-surrounding context, so the prior offsets near its border see what they would
+With the contour prior, each crop is quantized with ``prior_context`` pixels of
+surrounding context, so the contour offsets near its border see what they would
 see inside a whole image.
 """
 
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, dequantize_levels, grow_from, level_grid, offset_reach, prior_offsets
+from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, level_grid, offset_reach
 from bdx.errors import BdxError, SettingUsageError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, to_float
 from bdx.models import load_model
@@ -192,8 +192,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     batch = Batch(to_tensor(centres)[inner], to_tensor(crops)[inner], bits_list)
     if with_prior:
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
-        steps = [1.0 / max_level(b) for b in bits_list]
-        batch.prior = prior_offsets(levels.transpose(0, 3, 1, 2), steps, config.prior or "contour")[inner]
+        batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), [1.0 / max_level(b) for b in bits_list])[inner]
     return batch
 
 
