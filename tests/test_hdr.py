@@ -555,6 +555,13 @@ def test_cli_merge_brackets(runner, tmp_path):
     folder_merge = runner.invoke(app, ["merge-brackets", str(frames), "-o", str(tmp_path / "f.exr"), "--times", "1/4,1,4"])
     glob_merge = runner.invoke(app, ["merge-brackets", str(frames / "b*.png"), "-o", str(tmp_path / "g.exr"), "--times", "1/4,1,4"])
     assert folder_merge.exit_code == 0 and glob_merge.exit_code == 0, folder_merge.output + glob_merge.output
+    # frames given out of brightness order: the times reported are the frames' own, in their order (they came back
+    # sorted by brightness beside the inputs as given)
+    shuffled = [paths[2], paths[0], paths[1]]
+    record = runner.invoke(app, ["merge-brackets", *shuffled, "-o", str(tmp_path / "s.exr"), "--times", "4,1/4,1", "--json"])
+    assert record.exit_code == 0, record.output
+    reported = json.loads(record.stdout)
+    assert reported["inputs"] == shuffled and reported["times"] == pytest.approx([4.0, 0.25, 1.0])
     np.testing.assert_array_equal(read_image(tmp_path / "f.exr").pixels, read_image(tmp_path / "m.exr").pixels)
     np.testing.assert_array_equal(read_image(tmp_path / "g.exr").pixels, read_image(tmp_path / "m.exr").pixels)
     black, dark, white = tmp_path / "black.png", tmp_path / "dark.png", tmp_path / "white.png"

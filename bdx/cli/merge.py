@@ -108,7 +108,7 @@ def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) 
     warning = joined_warnings(
         "the frames' alpha channels are not merged (the output has none)" if alpha else None, container_losses(result, fmt)
     )
-    return frames, [float(t) for t in merged.times], warning
+    return frames, merged.frame_times, warning
 
 
 def _read_frame(path: Path):

@@ -34,8 +34,16 @@ class Merge:
 
     linear: np.ndarray
     response: np.ndarray
-    times: list[float]
-    order: list[int]
+    times: list[float]  # from the darkest frame to the brightest
+    order: list[int]  # the frames' indices, darkest first: times[k] is frame order[k]'s
+
+    @property
+    def frame_times(self) -> list[float]:
+        """The relative exposure times in the frames' own order."""
+        by_frame = [0.0] * len(self.order)
+        for time, frame in zip(self.times, self.order):
+            by_frame[frame] = float(time)
+        return by_frame
 
 
 def _grid_samples(samples: int, rows: int, cols: int) -> int:
