@@ -280,6 +280,10 @@ def test_existing_outputs_overwrite_and_skip(runner, make_png, tmp_path):
     skip = run(runner, "upscale-depth", source, "-o", target, "--skip-existing", "--json")
     assert skip.exit_code == 0 and json.loads(skip.stdout)["status"] == "skipped"
     assert run(runner, "upscale-depth", source, "-o", target, "--overwrite").exit_code == 0
+    folder_there = tmp_path / "out" / "x.tiff"
+    folder_there.mkdir(parents=True)  # a folder where the output goes is no finished output: it was "skipped", exit 0
+    blocked = run(runner, "upscale-depth", source, "-o", tmp_path / "out", "--skip-existing")
+    assert blocked.exit_code == 1 and error_lines(blocked) == [f"bdx: error: {source}: output {folder_there} is a directory"]
 
 
 def test_skip_existing_never_counts_an_input_as_an_output_already_made(runner, make_png, tmp_path):

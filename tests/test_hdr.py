@@ -353,6 +353,15 @@ def test_the_clipped_term_weighs_highlights_whatever_their_share_of_the_crop():
     assert float(hdr_loss([reference], target, 0.0, clipped, 1.0)) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("crop", ["-8", "0", "3"])
+def test_train_hdr_refuses_a_crop_below_the_smallest(runner, tmp_path, crop):
+    """A crop under 16 was raised to 16 without a word and the run went on (exit 0)."""
+    result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(tmp_path / "h.safetensors"),
+                                 "--steps", "1", "--crop", crop])
+    assert result.exit_code == 2 and result.stderr == f"bdx: error: --crop must be between 16 and 2048, not {crop}\n"
+    assert not (tmp_path / "h.safetensors").exists()
+
+
 def test_resuming_from_a_file_that_is_not_a_checkpoint_is_one_line(runner, tmp_path):
     folder = _reference_folder(tmp_path)
     for name, content in (("junk.pt", b"not a checkpoint"), ("empty.pt", b"")):

@@ -581,7 +581,7 @@ def run_batch(
                 record["output"] = str(target)
             reporter.begin(source.display)
             try:
-                if target is not None and target != STDIO and skip_existing and Path(target).exists():
+                if target is not None and target != STDIO and skip_existing and Path(target).is_file():
                     check_not_an_input(source, target)  # the input itself is never "already done"
                     record["status"] = "skipped"
                 else:
