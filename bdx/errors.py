@@ -89,18 +89,24 @@ def check_number(name: str, value: float, low: float, high: float, *, above_low:
         and value <= high
     )
     if not fits:
-        bounds = f"above {low:g} and at most {high:g}" if above_low else f"between {low:g} and {high:g}"
+        bounds = f"above {_number(low)} and at most {_number(high)}" if above_low else f"between {_number(low)} and {_number(high)}"
         kind = "a whole number " if whole else ""
         raise SettingUsageError(f"{{{name}}} must be {kind}{bounds}, not {value!r}")
 
 
+def _number(value: float) -> str:
+    """A bound as written: whole numbers in full (1048576, not 1.04858e+06), others as %g."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 SMALLEST_TILE = 16  # pixels; the CLI asks for more (tiny tiles are mostly halo)
+LARGEST_TILE = 1 << 20
 
 
 def check_tile(tile: object) -> None:
     """A :class:`SettingUsageError` unless ``tile`` is None (the model's own size) or a whole number of pixels."""
     if tile is not None:
-        check_number("tile", tile, SMALLEST_TILE, 1 << 20, whole=True)  # type: ignore[arg-type]
+        check_number("tile", tile, SMALLEST_TILE, LARGEST_TILE, whole=True)  # type: ignore[arg-type]
 
 
 def check_flag(name: str, value: object) -> None:

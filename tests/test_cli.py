@@ -948,3 +948,12 @@ def test_a_colour_profile_a_float_output_cannot_carry_is_named(runner, make_png,
     assert merged["warning"] == warned["warning"]
     kept = json.loads(run(runner, "upscale-depth", wide, "-o", tmp_path / "wide.tiff", "--method", "midpoint", "--json").stdout)
     assert "warning" not in kept and read_image(tmp_path / "wide.tiff").icc_profile == read_image(wide).icc_profile
+
+
+@pytest.mark.parametrize("command,suffix", [("upscale-depth", "tiff"), ("enhance-lowlight", "tiff"), ("ldr2hdr", "exr")])
+def test_tile_bounds_are_one_message_the_next_run_accepts(runner, make_png, tmp_path, command, suffix):
+    """--tile 0 said "between 16 and 1.04858e+06", and --tile 16 then said "at least 64"."""
+    source = make_png("x.png", np.full((8, 8, 3), 40, np.uint8))
+    for tile in ("0", "16", "2000000"):
+        result = run(runner, command, source, "-o", tmp_path / f"out.{suffix}", "--tile", tile)
+        assert result.exit_code == 2 and error_lines(result) == [f"bdx: error: --tile must be between 64 and 1048576 pixels, not {tile}"]

@@ -465,9 +465,12 @@ def _finite(value: Any) -> Any:
 
 
 def check_tile_option(tile: int | None) -> None:
-    """A usage error for a ``--tile`` below ``MIN_TILE`` pixels (tiny tiles are all halo: hours of work)."""
-    if tile is not None and tile < MIN_TILE:
-        raise UsageError(f"--tile must be at least {MIN_TILE} pixels, not {tile}")
+    """A usage error for a ``--tile`` outside ``MIN_TILE`` (tiny tiles are all halo: hours of work) to
+    :data:`bdx.errors.LARGEST_TILE` pixels; checked before the library's own, wider, bounds."""
+    from bdx.errors import LARGEST_TILE
+
+    if tile is not None and not MIN_TILE <= tile <= LARGEST_TILE:
+        raise UsageError(f"--tile must be between {MIN_TILE} and {LARGEST_TILE} pixels, not {tile}")
 
 
 def check_weights_option(weights: str | None) -> None:

@@ -62,6 +62,7 @@ def ldr2hdr_command(
     from bdx.io.write import EXR_SAMPLE_TYPES, HALF_MAX
 
     with command_errors():
+        check_tile_option(tile)
         hdr_method = check_choice("--method", method, HDR_METHODS)
         front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
         if precision is not None:  # the option's former name (elsewhere --precision is the arithmetic's)
@@ -71,7 +72,6 @@ def ldr2hdr_command(
             sample_type = precision
         if sample_type is not None:
             check_choice("--sample-type", sample_type, EXR_SAMPLE_TYPES)
-        check_tile_option(tile)
         check_device(device)
         chosen = output_format(fmt, output, ("exr", "hdr"))
         if sample_type is not None and chosen != "exr":

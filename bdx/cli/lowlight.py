@@ -62,8 +62,8 @@ def enhance_lowlight_command(
     from bdx.lowlight.enhance import EnhanceSettings
 
     with command_errors():
-        front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
         check_tile_option(tile)
+        front_end = check_choice("--dequantize", dequantize, DISPLAY_DEQUANTIZERS)
         check_device(device)
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
         settings = EnhanceSettings(

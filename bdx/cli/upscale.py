@@ -83,6 +83,7 @@ def upscale_depth_command(
     from bdx.quantization import CONVENTIONS
 
     with command_errors():
+        check_tile_option(tile)
         settings = DepthSettings(
             method=check_choice("--method", method, DEPTH_METHODS),
             in_bits=parse_in_bits(in_bits),
@@ -93,7 +94,6 @@ def upscale_depth_command(
             tile=tile,
             self_check=self_check,
         )
-        check_tile_option(tile)
         check_device(device)
         if out_bits != 16:
             raise UsageError(f"--out-bits must be 16 (the only output depth), not {out_bits}")
