@@ -631,7 +631,8 @@ def test_eval_hdr(runner, tmp_path):
     assert read_image(sheet).pixels.shape == (40, 90, 3)
     prediction = (tmp_path / "pred" / "a.exr").read_bytes()
     for target, status, message in ((tmp_path / "pred" / "a.exr", 2, ".png"), (sheet, 1, "exists"),
-                                    (tmp_path / "s.txt", 2, ".png"), (tmp_path / "nodir" / "s.png", 1, "does not exist")):
+                                    (tmp_path / "s.txt", 2, ".png"), (tmp_path / "nodir" / "s.png", 1, "does not exist"),
+                                    (sheet / "s.png", 1, f"{sheet} is not a folder")):  # said "does not exist"
         result = runner.invoke(app, ["eval", "hdr", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
                                      "--sheet", str(target)])
         assert result.exit_code == status and message in result.output and "Traceback" not in result.output

@@ -660,9 +660,10 @@ def check_weights_target(output: Path, overwrite: bool, resume: Path | None = No
         raise BdxError(f"{output} exists (use --overwrite to replace it)")
     if checkpoint.exists() and not (overwrite or resumes_it):
         raise BdxError(f"{checkpoint} holds an earlier run (continue it with --resume {checkpoint}, or use --overwrite to start over)")
+    from bdx.io.write import check_output_folder
+
     folder = output.parent if str(output.parent) else Path(".")
-    if not folder.is_dir():
-        raise BdxError(f"output folder does not exist: {folder}")
+    check_output_folder(folder)
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass

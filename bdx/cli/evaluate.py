@@ -343,8 +343,9 @@ def eval_hdr(
                 raise UsageError(f"--sheet must name a .png file, not {sheet}")
             if sheet.exists():
                 raise BdxError(f"{sheet} exists (the sheet never replaces a file: remove it or choose another --sheet)")
-            if not sheet.parent.is_dir():
-                raise BdxError(f"output folder does not exist: {sheet.parent}")
+            from bdx.io.write import check_output_folder
+
+            check_output_folder(sheet.parent)
 
     sheet_rows: list = []
 

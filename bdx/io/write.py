@@ -110,12 +110,17 @@ def write_image(
     return path
 
 
+def check_output_folder(folder: Path) -> None:
+    """A :class:`BdxError` unless ``folder`` is an existing folder: it is missing, or something else (a file)."""
+    if not folder.is_dir():
+        raise BdxError(f"{folder} is not a folder" if folder.exists() else f"output folder does not exist: {folder}")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise BdxError(f"output folder does not exist: {folder}")
+    check_output_folder(folder)
     try:
         # the name shortened: a temporary name longer than the longest name a folder takes would fail a legal target
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".bdx-tmp", dir=folder)
