@@ -372,7 +372,7 @@ def _decode_exr(data: bytes) -> Image:
     elif "Y" in layer:
         pixels = layer["Y"][..., None]
     else:
-        raise InputError(f"EXR has no R,G,B or Y channels (has {', '.join(sorted(channels))})")
+        raise InputError(f"EXR needs R, G and B channels, or Y (it has {', '.join(sorted(channels))})")
     alpha = layer.get("A")
     image = Image(
         pixels=pixels.astype(np.float32),
