@@ -865,6 +865,6 @@ def test_a_luminance_chroma_exr_is_refused_not_read_as_grey(tmp_path):
     assert read_image(tmp_path / "y.exr").channels == 1  # luminance alone is grey
     # two colour channels of three: named as what is needed (it said "no R,G,B or Y channels (has G, R)")
     OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage},
-                 {"R": channels["Y"], "G": channels["Y"]}).write(str(tmp_path / "rg.exr"))
+                 {"R": np.zeros((8, 12), np.float16), "G": np.ones((8, 12), np.float16)}).write(str(tmp_path / "rg.exr"))
     with pytest.raises(InputError, match=r"^EXR needs R, G and B channels, or Y \(it has G, R\)$"):
         read_image(tmp_path / "rg.exr")
