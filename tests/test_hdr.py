@@ -311,6 +311,23 @@ def test_random_cameras_cover_every_family_with_monotone_curves_that_clip_at_the
             assert float(camera(np.float32(clip * 0.7))) < 0.99, camera  # a roll-off or a slope below the clip, not a plateau
     plain = Camera("plain", ())(np.array([0.0, 0.0031308, 1.0, 3.0], np.float32))
     np.testing.assert_allclose(plain, [0.0, 0.04045, 1.0, 1.0], atol=1e-5)  # the sRGB curve, hard-clipped
+    more_plain = [random_camera(rng, plain_share=0.5) for _ in range(400)]
+    assert abs(sum(c.family == "plain" for c in more_plain) / 400 - 0.5) < 0.07  # train hdr --plain-fraction
+    assert abs(sum(c.family == "log" for c in more_plain) / 400 - FAMILY_SHARES["log"] * 0.5 / 0.85) < 0.05
+
+
+def test_train_hdr_plain_fraction_is_checked_and_recorded(runner, tmp_path):
+    output, references = tmp_path / "h.safetensors", _reference_folder(tmp_path)
+    bad = runner.invoke(app, ["train", "hdr", "--data", str(references), "-o", str(output), "--steps", "1",
+                              "--plain-fraction", "1.5"])
+    assert bad.exit_code == 2 and bad.stderr == "bdx: error: --plain-fraction must be between 0 and 1, not 1.5\n"
+    good = runner.invoke(app, ["train", "hdr", "--data", str(references), "-o", str(output), "--steps", "1",
+                               "--plain-fraction", "0.4", "-q"])
+    assert good.exit_code == 0, good.output
+    from safetensors import safe_open
+
+    with safe_open(str(output), framework="pt") as handle:
+        assert json.loads(handle.metadata()["train_config"])["plain_fraction"] == 0.4
 
 
 def test_untrusted_truth_is_left_out_of_the_loss_and_of_training_crops(tmp_path):

@@ -366,6 +366,14 @@ def train_hdr_command(
     clipped_weight: Annotated[
         float, typer.Option(help="Weight of an extra loss term over the input's clipped pixels alone (0: none).")
     ] = 0.0,
+    plain_fraction: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Share of training cameras that are a plain sRGB or gamma hard clip, the other families scaled to "
+            "the rest (default 0.15).",
+            show_default=False,
+        ),
+    ] = None,
     target_scale: Annotated[
         str,
         typer.Option(
@@ -432,6 +440,7 @@ def train_hdr_command(
             state_scale=state_scale,
             supervise=chosen_supervise,
             clipped_weight=clipped_weight,
+            plain_fraction=plain_fraction,
             target_scale=chosen_scale,
             head=chosen_head,
             histogram_bins=histogram_bins,

@@ -59,6 +59,7 @@ class HdrTrainConfig:
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
     clipped_weight: float = 0.0  # weight of an extra L1 term over the input's clipped pixels alone (see hdr_loss)
+    plain_fraction: float | None = None  # share of plain sRGB / gamma hard-clip training cameras (None: FAMILY_SHARES)
     target_scale: TargetScale = "exposure"
     head: str | None = None  # output head (bdx.hdr.models.HEADS; None: the init's own, else curve); a new one starts anew
     histogram_bins: int | None = None  # the global branch reads the context's histogram (None: as the init, else 0)
@@ -141,7 +142,7 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
                     trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
             scene = scene * rng.uniform(0.8, 1.25, 3).astype(np.float32)
         exposure = expose(scene, rng.uniform(85, 99.5))
-        camera = fixed_camera(config) or random_camera(rng)
+        camera = fixed_camera(config) or random_camera(rng, config.plain_fraction)
         quality = int(rng.integers(70, 96)) if rng.random() < config.jpeg_probability else None
         exposed = scene * np.float32(exposure)
         small = context_image(exposed, context_size)
