@@ -442,6 +442,10 @@ def test_merge_brackets_refuses_times_in_another_order_than_the_frames_and_a_fra
     assert merge_brackets(frames[::-1], times[::-1]).linear.shape == (60, 80, 3)  # any order, as long as they agree
     with pytest.raises(InputError, match="frames 1 and 3 are identical"):
         merge_brackets([frames[0], frames[1], frames[0]], [1.0, 2.0, 3.0])
+    near = frames[0].copy()
+    near[0, 0, 0] += 1  # one code off: not identical, but no response explains a second stop between them
+    with pytest.raises(InputError, match="brightness does not follow the exposure times given"):
+        merge_brackets([frames[0], near], [1.0, 2.0])
 
 
 def test_merge_brackets_recovers_the_scene():
