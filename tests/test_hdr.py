@@ -527,7 +527,7 @@ def test_cli_ldr2hdr_conflicting_options_and_half_float_overflow(runner, tmp_pat
         (["--method", "classical", "--iterations", "2"], "--iterations applies to the learned method only"),
         (["--sample-type", "float"], "--sample-type applies to EXR output, not hdr"),
         (["--peak-nits", "100000"], "--peak-nits 100000 is beyond the largest half float (65504): add --sample-type float"),
-        (["--peak-nits", "inf"], "--peak-nits must be above 0 and at most 1e+06, not inf"),  # not "add --sample-type float"
+        (["--peak-nits", "inf"], "--peak-nits must be above 0 and at most 1000000, not inf"),  # not "add --sample-type float"
     ]
     for arguments, message in cases:
         target = tmp_path / ("out.hdr" if "applies to EXR" in message else "out.exr")

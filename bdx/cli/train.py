@@ -10,7 +10,6 @@ import typer
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import check_choice, check_range, check_weights_target, command_errors
-from bdx.training.loop import MAX_CROP
 
 train_app = typer.Typer(help="Train a model from folders of images (degradations synthesized on the fly).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -427,6 +426,8 @@ def train_hdr_command(
             check_range("--histogram-bins", histogram_bins, 0, 256)
         if camera is not None and not (1.0 <= camera[0] <= 4.0 and 0.0 <= camera[1] <= 1.0):
             raise UsageError("--camera takes GAMMA (1 to 4) and SHOULDER (0 to 1)")
+        from bdx.training.loop import MAX_CROP
+
         check_range("--crop", crop, 16, MAX_CROP)  # before the rounding up to the network's grid below
         multiple = 4 * state_scale
         config = HdrTrainConfig(
