@@ -311,7 +311,7 @@ def test_random_cameras_cover_every_family_with_monotone_curves_that_clip_at_the
             assert float(camera(np.float32(clip * 0.7))) < 0.99, camera  # a roll-off or a slope below the clip, not a plateau
     plain = Camera("plain", ())(np.array([0.0, 0.0031308, 1.0, 3.0], np.float32))
     np.testing.assert_allclose(plain, [0.0, 0.04045, 1.0, 1.0], atol=1e-5)  # the sRGB curve, hard-clipped
-    more_plain = [random_camera(rng, plain_share=0.5) for _ in range(400)]
+    more_plain = [random_camera(rng, plain_fraction=0.5) for _ in range(400)]
     assert abs(sum(c.family == "plain" for c in more_plain) / 400 - 0.5) < 0.07  # train hdr --plain-fraction
     assert abs(sum(c.family == "log" for c in more_plain) / 400 - FAMILY_SHARES["log"] * 0.5 / 0.85) < 0.05
 

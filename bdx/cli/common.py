@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, cast
 
-from bdx.errors import BdxError, Interrupted, SettingError, UsageError
+from bdx.errors import LARGEST_TILE, BdxError, Interrupted, SettingError, UsageError
 
 if TYPE_CHECKING:
     from bdx.depth import DepthMismatch
@@ -467,8 +467,6 @@ def _finite(value: Any) -> Any:
 def check_tile_option(tile: int | None) -> None:
     """A usage error for a ``--tile`` outside ``MIN_TILE`` (tiny tiles are all halo: hours of work) to
     :data:`bdx.errors.LARGEST_TILE` pixels; checked before the library's own, wider, bounds."""
-    from bdx.errors import LARGEST_TILE
-
     if tile is not None and not MIN_TILE <= tile <= LARGEST_TILE:
         raise UsageError(f"--tile must be between {MIN_TILE} and {LARGEST_TILE} pixels, not {tile}")
 

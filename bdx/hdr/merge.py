@@ -115,10 +115,12 @@ def merge_brackets(
     rgb_response = response[:, ::-1]
     linear = np.clip(np.nan_to_num(merge_debevec(codes, times, rgb_response), nan=0.0, posinf=0.0), 0, None)
     scale = 0.18 / max(float(np.median(luminance(linear))), 1e-12)
-    if not (np.isfinite(response).all() and np.isfinite(linear * np.float32(scale)).all()):
+    with np.errstate(over="ignore", invalid="ignore"):  # a failed fit is reported below, not as a NumPy warning
+        scaled = linear * np.float32(scale)
+    if not (np.isfinite(response).all() and np.isfinite(scaled).all()):
         given = "the exposure times given" if known else "any exposure times"
         raise InputError(f"the frames' brightness does not follow {given} (frames nearly the same?): no response fits")
-    return Merge(linear * np.float32(scale), rgb_response / response.max(), times, order)
+    return Merge(scaled, rgb_response / response.max(), times, order)
 
 
 def _codes(frame: np.ndarray) -> np.ndarray:

@@ -110,20 +110,20 @@ def random_gamma_camera(rng: np.random.Generator) -> Camera:
     return Camera("gamma", (gamma, shoulder, white))
 
 
-def family_shares(plain_share: float | None = None) -> dict[CameraFamily, float]:
-    """:data:`FAMILY_SHARES`, or with the plain family at ``plain_share`` and the others scaled to the rest."""
-    if plain_share is None:
+def family_shares(plain_fraction: float | None = None) -> dict[CameraFamily, float]:
+    """:data:`FAMILY_SHARES`, or with the plain family at ``plain_fraction`` and the others scaled to the rest."""
+    if plain_fraction is None:
         return dict(FAMILY_SHARES)
     rest = sum(share for family, share in FAMILY_SHARES.items() if family != "plain")
-    return {family: plain_share if family == "plain" else share * (1 - plain_share) / rest for family, share in FAMILY_SHARES.items()}
+    return {family: plain_fraction if family == "plain" else share * (1 - plain_fraction) / rest for family, share in FAMILY_SHARES.items()}
 
 
-def random_camera(rng: np.random.Generator, plain_share: float | None = None) -> Camera:
-    """A random but realistic camera, its family drawn with :func:`family_shares` (``plain_share``: the share of
+def random_camera(rng: np.random.Generator, plain_fraction: float | None = None) -> Camera:
+    """A random but realistic camera, its family drawn with :func:`family_shares` (``plain_fraction``: the share of
     plain sRGB or gamma hard clips, None: :data:`FAMILY_SHARES`). Filmic, rational and log
     curves reach display 1 at 1 to 8 times the exposure's reference level (log-uniform); their shapes vary
     around typical toe, shoulder and contrast values."""
-    shares = family_shares(plain_share)
+    shares = family_shares(plain_fraction)
     family = rng.choice(list(shares), p=list(shares.values()))
     clip = float(np.exp2(rng.uniform(0.0, 3.0)))
     if family == "gamma":
