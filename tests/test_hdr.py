@@ -448,6 +448,21 @@ def test_merge_brackets_refuses_times_in_another_order_than_the_frames_and_a_fra
         merge_brackets([frames[0], near], [1.0, 2.0])
 
 
+def test_merge_brackets_without_times_refuses_frames_of_one_exposure():
+    """Two shots of one exposure (codes a step apart by noise) merged without times came back flat (0.179-0.180
+    across a full ramp), status 0, with estimated times [1, 1.0001]."""
+    from bdx.errors import InputError
+
+    rng = np.random.default_rng(0)
+    ramp = np.clip(np.rint(np.linspace(0, 1, 256)[None, :, None] ** (1 / 2.2) * 255) * np.ones((64, 1, 3)), 0, 255)
+    first = ramp.astype(np.uint8)
+    second = np.clip(ramp + rng.integers(-1, 2, ramp.shape), 0, 255).astype(np.uint8)
+    darker = np.clip(np.rint((np.linspace(0, 1, 256)[None, :, None] / 4) ** (1 / 2.2) * 255) * np.ones((64, 1, 3)), 0, 255)
+    with pytest.raises(InputError, match=r"frames 2 and 3 have nearly the same exposure \(0\.\d\d stops apart\)"):
+        merge_brackets([darker.astype(np.uint8), first, second])
+    assert merge_brackets([darker.astype(np.uint8), first]).frame_times[1] > 2  # two stops apart still merge
+
+
 def test_merge_brackets_recovers_the_scene():
     rng = np.random.default_rng(0)
     scene = np.exp(rng.normal(-1.5, 1.2, (60, 80, 1))) * np.array([1.0, 0.8, 0.6])

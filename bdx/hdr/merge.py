@@ -46,6 +46,10 @@ class Merge:
         return by_frame
 
 
+MIN_EXPOSURE_RATIO = 2 ** (1 / 6)
+"""The smallest exposure step between frames (1/6 stop) that merging without times accepts."""
+
+
 def _grid_samples(samples: int, rows: int, cols: int) -> int:
     """``samples`` raised where OpenCV's regular sample grid (``sqrt(samples * cols / rows)`` columns, ``samples /
     columns`` rows) would have no row or column on a very wide or tall frame; an InputError where no grid fits."""
@@ -106,6 +110,13 @@ def merge_brackets(
                 )
     else:
         times = _ratios(stack, response)
+        for i, (dim, bright) in enumerate(zip(times, times[1:])):  # no response can be fitted between equal exposures
+            if bright / dim < MIN_EXPOSURE_RATIO:
+                first, second = sorted((order[i] + 1, order[i + 1] + 1))
+                raise InputError(
+                    f"frames {first} and {second} have nearly the same exposure ({math.log2(bright / dim):.2f} stops "
+                    "apart): each frame of a bracket needs its own exposure"
+                )
     calibrate = cv2.createCalibrateDebevec(samples=_grid_samples(samples, *stack[0].shape[:2]), lambda_=smoothness, random=False)
     for _ in range(1 if known else rounds):
         estimated = calibrate.process(stack, np.array(times, dtype=np.float32))
