@@ -110,11 +110,11 @@ def merge_brackets(
                 )
     else:
         times = _ratios(stack, response)
-        for i, (dim, bright) in enumerate(zip(times, times[1:])):  # no response can be fitted between equal exposures
-            if bright / dim < MIN_EXPOSURE_RATIO:
+        for i, step in enumerate(later / earlier for earlier, later in zip(times, times[1:])):
+            if step < MIN_EXPOSURE_RATIO:  # no response can be fitted between equal exposures
                 first, second = sorted((order[i] + 1, order[i + 1] + 1))
                 raise InputError(
-                    f"frames {first} and {second} have nearly the same exposure ({math.log2(bright / dim):.2f} stops "
+                    f"frames {first} and {second} have nearly the same exposure ({math.log2(step):.2f} stops "
                     "apart): each frame of a bracket needs its own exposure"
                 )
     calibrate = cv2.createCalibrateDebevec(samples=_grid_samples(samples, *stack[0].shape[:2]), lambda_=smoothness, random=False)
