@@ -868,3 +868,24 @@ def test_a_luminance_chroma_exr_is_refused_not_read_as_grey(tmp_path):
                  {"R": np.zeros((8, 12), np.float16), "G": np.ones((8, 12), np.float16)}).write(str(tmp_path / "rg.exr"))
     with pytest.raises(InputError, match=r"^EXR needs R, G and B channels, or Y \(it has G, R\)$"):
         read_image(tmp_path / "rg.exr")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_an_uncompressed_ycbcr_tiff_is_converted_to_rgb(tmp_path, dtype):
+    """YCbCr samples were read as if they were RGB: (200, 50, 10) came out as (90, 82, 206), status 0."""
+    import tifffile
+
+    top = float(np.iinfo(dtype).max)
+    rgb = np.random.default_rng(0).integers(0, int(top) + 1, (12, 16, 3)).astype(np.float64)
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    half = (top + 1) / 2
+    cb = (rgb[..., 2] - y) / (2 - 2 * 0.114) + half
+    cr = (rgb[..., 0] - y) / (2 - 2 * 0.299) + half
+    ycbcr = np.clip(np.rint(np.stack([y, cb, cr], -1)), 0, top).astype(dtype)
+    tifffile.imwrite(tmp_path / "ycc.tif", ycbcr, photometric="ycbcr", subsampling=(1, 1))
+    back = read_image(tmp_path / "ycc.tif").pixels.astype(np.float64)
+    assert np.abs(back - rgb).max() <= 2
+    with tifffile.TiffFile(tmp_path / "ycc.tif", mode="r+b") as tif:
+        tif.pages.first.tags[530].overwrite((2, 2))
+    with pytest.raises(InputError, match=r"YCbCr TIFF with chroma subsampled \(2, 2\) is not supported"):
+        read_image(tmp_path / "ycc.tif")

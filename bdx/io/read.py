@@ -287,6 +287,8 @@ def _decode_tiff(data: bytes) -> Image:
             if page.axes not in ("YX", "YXS", "SYX"):  # ZYX: a volume (its slices would be read as rows of channels)
                 raise InputError(f"TIFF with axes {page.axes} (depth {page.imagedepth}) is not supported; one 2D image per page")
             _check_size(int(page.imagewidth), int(page.imagelength))
+            # JPEG-compressed YCbCr comes out of the codec as RGB; other YCbCr samples are converted below
+            ycbcr = _ycbcr_tags(page.tags) if photometric == 6 and int(page.compression) not in (6, 7) else None
             array = page.asarray()
             tags = page.tags
             icc = tags[34675].value if 34675 in tags else None
@@ -318,6 +320,8 @@ def _decode_tiff(data: bytes) -> Image:
         array = array.astype(np.float32)
     elif array.dtype not in (np.uint8, np.uint16):
         raise InputError(f"TIFF sample type {array.dtype} is not supported (8/16-bit or float only)")
+    if ycbcr is not None:
+        array = _ycbcr_to_rgb(array, *ycbcr)
     container = 8 * array.dtype.itemsize
     significant = None
     if array.dtype.kind == "u" and colormap is None and 1 < sample_bits < container:  # 4-, 10-, 12-bit samples
@@ -347,6 +351,46 @@ def _decode_tiff(data: bytes) -> Image:
         exif=exif_from_tiff(data),
     )
     return _oriented(image)
+
+
+def _ycbcr_tags(tags) -> tuple[tuple[float, float, float], tuple[float, ...]]:
+    """A YCbCr TIFF page's luma coefficients and reference black and white (TIFF 6.0 defaults where absent)."""
+    if 530 in tags and tuple(tags[530].value) != (1, 1):
+        raise InputError(f"YCbCr TIFF with chroma subsampled {tuple(tags[530].value)} is not supported; convert it to RGB first")
+    coefficients = _rationals(tags[529].value, 3) if 529 in tags else (0.299, 0.587, 0.114)
+    reference = _rationals(tags[532].value, 6) if 532 in tags else ()
+    return (coefficients[0], coefficients[1], coefficients[2]), reference
+
+
+def _rationals(value, count: int) -> tuple[float, ...]:
+    """A tag of ``count`` RATIONALs as floats (tifffile gives them as numerator, denominator pairs, flattened)."""
+    values = [float(v) for v in np.ravel(value)]
+    if len(values) == 2 * count:
+        values = [n / d if d else 0.0 for n, d in zip(values[::2], values[1::2])]
+    if len(values) != count:
+        raise InputError(f"YCbCr TIFF with a malformed colour tag ({len(values)} values, {count} expected)")
+    return tuple(values)
+
+
+def _ycbcr_to_rgb(array: np.ndarray, coefficients: tuple[float, float, float], reference: tuple[float, ...]) -> np.ndarray:
+    """YCbCr samples (TIFF 6.0, section 21) as RGB codes of the same type; samples past the third are kept."""
+    if array.dtype.kind != "u" or array.shape[2] < 3:
+        raise InputError("YCbCr TIFF needs 8- or 16-bit samples, three per pixel")
+    top = float(np.iinfo(array.dtype).max)
+    half = (top + 1) / 2
+    default: tuple[float, ...] = (0.0, top, half, top, half, top)
+    black_white = reference if len(reference) == 6 else default
+    if top > 255 and max(black_white) <= 255:  # an 8-bit reference on 16-bit samples (as tifffile writes it)
+        black_white = default if black_white == (0, 255, 128, 255, 128, 255) else tuple(v * 257 for v in black_white)
+    red, green, blue = coefficients
+    sample = array[..., :3].astype(np.float64)
+    luma = (sample[..., 0] - black_white[0]) * top / max(black_white[1] - black_white[0], 1e-9)
+    cb, cr = ((sample[..., i] - black_white[2 * i]) * (half - 1) / max(black_white[2 * i + 1] - black_white[2 * i], 1e-9) for i in (1, 2))
+    r = cr * (2 - 2 * red) + luma
+    b = cb * (2 - 2 * blue) + luma
+    g = (luma - blue * b - red * r) / green
+    rgb = np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, top).astype(array.dtype)
+    return np.concatenate([rgb, array[..., 3:]], axis=-1)
 
 
 def _decode_exr(data: bytes) -> Image:
