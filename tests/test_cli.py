@@ -957,3 +957,20 @@ def test_tile_bounds_are_one_message_the_next_run_accepts(runner, make_png, tmp_
     for tile in ("0", "16", "2000000"):
         result = run(runner, command, source, "-o", tmp_path / f"out.{suffix}", "--tile", tile)
         assert result.exit_code == 2 and error_lines(result) == [f"bdx: error: --tile must be between 64 and 1048576 pixels, not {tile}"]
+
+
+@pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])
+def test_training_refuses_to_overwrite_its_own_init_weights(runner, tmp_path, task):
+    """-o naming the --init file with --overwrite replaced the weights the run started from, status 0."""
+    import shutil
+
+    from bdx.assets import default_weights
+
+    mine = tmp_path / "mine.safetensors"
+    shutil.copy(default_weights(task), mine)
+    before = mine.read_bytes()
+    result = runner.invoke(app, ["train", task, "--data", str(tmp_path), "--init", str(mine), "-o", str(mine),
+                                 "--overwrite", "--steps", "1"])
+    assert result.exit_code == 1
+    assert "is the --init weights file; refusing to overwrite" in result.output
+    assert mine.read_bytes() == before

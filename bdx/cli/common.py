@@ -641,17 +641,19 @@ def check_not_an_input(source: Source, target: Path | str, inputs: frozenset[Pat
         raise BdxError(f"output {target} is another input of this run; refusing to overwrite an input")
 
 
-def check_weights_target(output: Path, overwrite: bool, resume: Path | None = None) -> None:
+def check_weights_target(output: Path, overwrite: bool, resume: Path | None = None, init: Path | None = None) -> None:
     """Before any training: the weights file may be written (its folder exists and takes files) and is not an
     existing file unless ``overwrite`` (or a resumed run's own); training for an hour to fail at the end is what
     this prevents. The run's checkpoint (``<output>.ckpt.pt``) is not replaced either, unless ``overwrite`` or it
-    is the checkpoint the run resumes."""
+    is the checkpoint the run resumes. The weights the run starts from (``init``) are never replaced."""
     import tempfile
 
     if output.suffix.lower() != ".safetensors":
         raise UsageError(f"-o must name a .safetensors file, not {output}")
     if output.is_dir():
         raise BdxError(f"output {output} is a directory")
+    if init is not None and output.exists() and init.exists() and output.resolve() == init.resolve():
+        raise BdxError(f"-o {output} is the --init weights file; refusing to overwrite the weights this run starts from")
     checkpoint = Path(str(output) + ".ckpt.pt")
     resumes_it = resume is not None and checkpoint.exists() and resume.resolve() == checkpoint.resolve()
     if output.exists() and not (overwrite or resumes_it):

@@ -196,7 +196,7 @@ def train_depth_command(
             ),
         )
         init = _shipped_or(init, "depth")
-        check_weights_target(output, overwrite, resume)  # after usage checks; --resume continues it
+        check_weights_target(output, overwrite, resume, init)  # after usage checks; --resume continues it
         state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, workers=workers, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
@@ -309,7 +309,7 @@ def train_lowlight_command(
                 else f"val loss {r['val_loss']:.4f}  val mean brightness {r['val_mean_in']:.3f} -> {r['val_mean_out']:.3f}"
             ),
         )
-        check_weights_target(output, overwrite, resume)  # after usage checks; --resume continues it
+        check_weights_target(output, overwrite, resume, init)  # after usage checks; --resume continues it
         state = train_lowlight(
             data or [],
             output,
@@ -463,7 +463,7 @@ def train_hdr_command(
             ),
         )
         init = _shipped_or(init, "hdr")
-        check_weights_target(output, overwrite, resume)  # after usage checks; --resume continues it
+        check_weights_target(output, overwrite, resume, init)  # after usage checks; --resume continues it
         state = train_hdr(data, output, config, init=init, resume=resume, device=torch_device, workers=workers, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
