@@ -349,6 +349,11 @@ def test_train_lowlight_cli_pairs_errors(runner, tmp_path):
     missing.write_text('[{"input": "gone.png", "reference": "gone_ref.png"}]')
     result = runner.invoke(app, ["train", "lowlight", "--pairs", str(missing), "-o", str(output), "--steps", "1"])
     assert result.exit_code == 1 and f"{missing}: gone.png: " in result.output and not output.exists()
+    write_image(tmp_path / "linear.exr", Image(np.full((16, 16, 3), 0.2, np.float32)))  # trained on as display values before
+    missing.write_text('[{"input": "linear.exr", "reference": "linear.exr"}]')
+    result = runner.invoke(app, ["train", "lowlight", "--pairs", str(missing), "-o", str(output), "--steps", "1"])
+    assert result.exit_code == 1 and f"{missing}: linear.exr: a float (scene-linear) image" in result.output
+    assert not output.exists()
     result = runner.invoke(app, ["train", "lowlight", "--pairs", str(pairs), "-o", str(output), "--steps", "2",
                                  "--batch-size", "2", "--validate-every", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
