@@ -57,6 +57,7 @@ def depth_reference(
     stats: dict = {f"ref_{k}": v for k, v in banding_stress(srgb).items()}
     prepared = DepthReference(srgb, linear, linear_srgb_to_oklab(np.clip(linear, 0, 1)), stats)
     if source is not None:
+        _display_codes(source, "input")
         _same_shape(source, reference, "reference")
         prepared.source = input_levels(source, bits, convention)
         prepared.source_levels = prepared.source.levels()
@@ -178,6 +179,8 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
     for image, role in ((prediction, "prediction"), (reference, "reference")):
         if not image.is_float:  # display codes are not radiance: read as linear they would score nonsense
             raise InputError(f"the {role} holds {image.container_bits}-bit display codes; HDR metrics need scene-linear EXR or HDR files")
+    if source is not None and source.is_float:  # its clipped pixels are those at the top code of an LDR image
+        raise InputError("the input is a float image; the clipped region is found in the 8- or 16-bit LDR input")
     pred = _rgb_float(straight_alpha(prediction))
     ref = _rgb_float(straight_alpha(reference))
     if pred.shape != ref.shape:

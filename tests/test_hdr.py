@@ -569,6 +569,22 @@ def test_eval_hdr_refuses_display_images_as_radiance(runner, tmp_path):
     for pred, ref, role in ((radiance, display, "reference"), (display, radiance, "prediction")):
         result = runner.invoke(app, ["eval", "hdr", "--pred", str(pred), "--ref", str(ref)])
         assert result.exit_code == 1 and f"the {role} holds " in result.output and "-bit display codes" in result.output
+    # a float image as the LDR input: its clipped share was reported (0.98), as if its values were codes
+    result = runner.invoke(app, ["eval", "hdr", "--pred", str(radiance), "--ref", str(radiance), "--input", str(radiance)])
+    assert result.exit_code == 1 and "the input is a float image; the clipped region is found in the 8- or 16-bit" in result.output
+
+
+def test_eval_depth_names_the_input_when_the_input_is_what_does_not_fit(runner, tmp_path):
+    """Problems with --input were reported as if they were the prediction's ("pred.png: dequantization needs...")."""
+    image, radiance = tmp_path / "a.png", tmp_path / "in.exr"
+    write_image(image, Image(_ldr(8, 8, seed=0)), bits=8)
+    write_image(radiance, Image(np.full((8, 8, 3), 0.5, np.float32)), exr_half=False)
+    result = runner.invoke(app, ["eval", "depth", "--pred", str(image), "--ref", str(image), "--input", str(radiance)])
+    assert result.exit_code == 1 and "the input is a float image" in result.output
+    deep = tmp_path / "deep.png"
+    write_image(deep, Image(_ldr(8, 8, seed=0).astype(np.uint16) * 257))
+    result = runner.invoke(app, ["eval", "depth", "--pred", str(deep), "--ref", str(deep), "--input", str(image), "--in-bits", "12"])
+    assert result.exit_code == 1 and f"input {image}: --in-bits 12 does not fit an input of 8 bits" in result.output
 
 
 def test_eval_depth_in_bits_is_checked_before_any_work(runner, tmp_path):

@@ -24,7 +24,7 @@ from bdx.cli.common import (
     one_line,
     parse_in_bits,
 )
-from bdx.errors import BdxError, UsageError
+from bdx.errors import BdxError, SettingError, UsageError
 
 SUMMARY_COLUMNS = (
     ("psnr", "PSNR dB", "{:.2f}"),
@@ -179,7 +179,11 @@ def eval_depth(
     def prepare(ref_path: Path | None, input_path: Path | None):
         assert ref_path is not None  # references are required here
         source = read_paired(input_path, "input") if input_path is not None else None
-        prepared = depth_reference(read_paired(ref_path, "reference"), source, bits=bits, convention=bin_convention)
+        reference = read_paired(ref_path, "reference")
+        try:
+            prepared = depth_reference(reference, source, bits=bits, convention=bin_convention)
+        except SettingError as exc:  # the input's depth or convention: name the input, not the prediction
+            raise type(exc)(f"input {input_path}: {exc.template}") from None
         if prepared.source is not None and source is not None:  # bin metrics on misread levels would mislead: say so once per input
             mismatch = depth_mismatch(source, prepared.source.bits, prepared.source.content_bits, bin_convention)
             if mismatch is not None:
