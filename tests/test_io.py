@@ -889,3 +889,15 @@ def test_an_uncompressed_ycbcr_tiff_is_converted_to_rgb(tmp_path, dtype):
         tif.pages.first.tags[530].overwrite((2, 2))
     with pytest.raises(InputError, match=r"YCbCr TIFF with chroma subsampled \(2, 2\) is not supported"):
         read_image(tmp_path / "ycc.tif")
+
+
+def test_a_multi_part_exr_is_refused_not_read_as_its_first_part(tmp_path):
+    """A two-part (stereo) EXR was read as its first part alone, status 0, the other view dropped unsaid."""
+    import OpenEXR
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    parts = [OpenEXR.Part(dict(header, name=name), {k: np.full((8, 8), value, np.float32) for k in "RGB"})
+             for name, value in (("left", 0.5), ("right", 2.0))]
+    OpenEXR.File(parts).write(str(tmp_path / "stereo.exr"))
+    with pytest.raises(InputError, match=r"^EXR holds 2 parts \(left, right\); bdx reads one image per file"):
+        read_image(tmp_path / "stereo.exr")

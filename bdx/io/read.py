@@ -399,6 +399,7 @@ def _decode_exr(data: bytes) -> Image:
     try:  # from memory (no temporary file: a full or small temporary folder made a good file unreadable)
         with captured_native_output():
             exr = OpenEXR.File(io.BytesIO(data), separate_channels=True)
+            parts = [part.name() for part in exr.parts]
             channels = {name: ch.pixels for name, ch in exr.channels().items()}
             header = exr.header()
     except Exception as exc:
@@ -406,6 +407,8 @@ def _decode_exr(data: bytes) -> Image:
         # OpenEXR's words ("Unable to open", "Invalid part index '0': file has 0 parts") are of its internals
         where = "header" if "Unable to open" in detail or "header" in detail.lower() else "data"
         raise InputError(f"cannot decode EXR (corrupt or truncated {where})") from None
+    if len(parts) > 1:  # stereo views, render passes: reading the first alone would drop the others unsaid
+        raise InputError(f"EXR holds {len(parts)} parts ({', '.join(map(str, parts))}); bdx reads one image per file: split it first")
     (x0, y0), (x1, y1) = header["dataWindow"]
     _check_size(int(x1 - x0 + 1), int(y1 - y0 + 1))
     layer = _pick_exr_layer(channels)
