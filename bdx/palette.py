@@ -25,7 +25,7 @@ def kmeans_palette(srgb: np.ndarray, colours: int, *, sample: int = 200_000, see
     if len(distinct) <= colours:
         return distinct
     lab = np.ascontiguousarray(srgb_to_oklab(pixels), dtype=np.float32)
-    cv2.setRNGSeed(seed)
+    cv2.setRNGSeed(seed % 2**31)  # OpenCV takes a C int; any seed NumPy takes works
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 1e-5)
     _, labels, _ = cv2.kmeans(lab, colours, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
     labels = labels[:, 0]

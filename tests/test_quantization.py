@@ -145,6 +145,8 @@ def test_kmeans_palette_has_at_most_2n_colours():
     few = np.zeros((8, 8, 3), np.uint8)
     few[:4] = 200
     np.testing.assert_array_equal(quantize_image(Image(few), 2, method="kmeans").pixels, few)
+    for seed in (2**31, 2**64 - 1):  # past a C int: an internal ValueError / OverflowError from OpenCV's seed
+        assert len(np.unique(quantize_image(Image(pixels), 3, method="kmeans", seed=seed).pixels.reshape(-1, 3), axis=0)) <= 8
 
 
 def test_quantize_keeps_alpha_and_gray():
