@@ -227,6 +227,7 @@ def test_a_bad_bdx_max_pixels_is_a_usage_error(tmp_path):
 @pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])
 @pytest.mark.parametrize("option,value,message", [
     ("--steps", "-1", "--steps must be at least 1"), ("--batch-size", "0", "--batch-size must be at least 1"),
+    ("--batch-size", "100000000", "--batch-size must be between 1 and 4096, not 100000000"),  # memory grew until killed
     ("--validate-every", "0", "--validate-every must be at least 1"), ("--lr", "nan", "--lr must be a positive number"),
     ("--lr", "-1", "--lr must be a positive number"), ("--seed", "-1", "--seed must be at least 0"),
     ("--workers", "-1", "--workers"), ("--minutes", "0", "--minutes must be a positive number"),

@@ -26,6 +26,7 @@ from bdx.io import atomic_write_bytes
 Net = TypeVar("Net", bound=nn.Module)
 Batch = TypeVar("Batch")
 MAX_CROP = 2048  # pixels per side of a training crop
+MAX_BATCH = 4096  # crops or images per step
 
 
 def check_start(init: object | None, resume: object | None) -> None:
@@ -38,7 +39,7 @@ def check_start(init: object | None, resume: object | None) -> None:
 
 def check_run_settings(config: object) -> None:
     """Refuse a training config whose shared settings cannot run (whichever of them it has): ``steps``,
-    ``batch_size``, ``validate_every`` and ``checkpoint_every`` of at least 1, a finite positive ``lr``, a
+    ``batch_size`` (up to :data:`MAX_BATCH`), ``validate_every`` and ``checkpoint_every`` of at least 1, a finite positive ``lr``, a
     ``seed`` of at least 0, a ``crop`` of 16 to :data:`MAX_CROP` pixels, shares (``*_fraction``,
     ``*_probability``) from 0 to 1 and a ``validation_fraction`` below 1."""
     from bdx.errors import SettingUsageError
@@ -49,6 +50,8 @@ def check_run_settings(config: object) -> None:
     for name in ("steps", "batch_size", "validate_every", "checkpoint_every"):
         if value(name) is not None and value(name) < 1:
             raise SettingUsageError(f"{{{name}}} must be at least 1, not {value(name)}")
+    if value("batch_size") is not None and value("batch_size") > MAX_BATCH:
+        raise SettingUsageError(f"{{batch_size}} must be between 1 and {MAX_BATCH}, not {value('batch_size')}")
     if value("lr") is not None and not (math.isfinite(value("lr")) and value("lr") > 0):
         raise SettingUsageError(f"{{lr}} must be a positive number, not {value('lr')}")
     if value("minutes") is not None and not (math.isfinite(value("minutes")) and value("minutes") > 0):
