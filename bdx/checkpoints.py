@@ -124,5 +124,16 @@ def load_matching(net: Model, state: dict[str, torch.Tensor], path: Path, kind: 
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        raise WeightsError(f"{path.name}: weights do not match {kind} ({str(exc).splitlines()[0][:80]})") from None
+        raise WeightsError(f"{path.name}: weights do not match {kind} ({state_dict_mismatch(exc)})") from None
     return net.eval()
+
+
+def state_dict_mismatch(exc: Exception) -> str:
+    r"""The first specific line of a ``load_state_dict`` error (which tensor, which shapes), cut to 160 characters.
+
+    >>> state_dict_mismatch(RuntimeError("Error(s) in loading state_dict for Net:\n\tsize mismatch for a.weight: x"))
+    'size mismatch for a.weight: x'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    specific = [line for line in lines if not line.startswith("Error(s) in loading state_dict")]
+    return ((specific or lines or [type(exc).__name__])[0])[:160]

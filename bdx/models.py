@@ -218,7 +218,14 @@ def _load_published(path: Path, task: Task | None) -> LoadedModel:
     except WeightsError as exc:
         raise WeightsError(f"{path.name}: {exc}") from None
     assert entry.from_state is not None  # published entries give it with detect
-    return describe(entry.from_state(state, path), entry, path)
+    try:
+        net = entry.from_state(state, path)
+    except WeightsError:
+        raise
+    except Exception as exc:  # tensors of the right names but not of the shapes the network is made from
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise WeightsError(f"{path.name}: weights do not match {entry.title or entry.name} ({detail})") from None
+    return describe(net, entry, path)
 
 
 def recognise(state: dict[str, Any], task: Task | None) -> Architecture:
@@ -229,7 +236,12 @@ def recognise(state: dict[str, Any], task: Task | None) -> Architecture:
     candidates = [entry for entry in architectures() if entry.task == (task or entry.task) and entry.detect is not None]
     for entry in candidates:
         assert entry.detect is not None
-        if entry.detect(state):
+        try:
+            found = entry.detect(state)
+        except Exception as exc:  # a tensor of an expected name but another rank (a 0-d bias)
+            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise WeightsError(f"weights do not match {entry.title or entry.name} ({type(exc).__name__}: {detail})") from None
+        if found:
             return entry
     known = ", ".join(entry.title or entry.name for entry in candidates)
     kind = f"{TASK_NAMES[task]} checkpoint" if task is not None else "checkpoint"

@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import nn
 
+from bdx.checkpoints import state_dict_mismatch
 from bdx.errors import WeightsError
 
 Model = TypeVar("Model", bound=nn.Module)
@@ -76,8 +77,8 @@ def build_model(factory: Callable[[], Model], state: dict, path: str | Path) -> 
     try:
         with torch.device("meta"):
             probe = factory()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WeightsError(f"{name}: weights do not match the architecture (config: {exc})") from None
+    except Exception as exc:  # a config no network can be made of (a negative width: a RuntimeError)
+        raise WeightsError(f"{name}: weights do not match the architecture (config: {str(exc).splitlines()[0][:120]})") from None
     wanted = {key: tuple(value.shape) for key, value in probe.state_dict().items()}
     found = {key: tuple(value.shape) for key, value in state.items()}
     if wanted != found:
@@ -87,5 +88,5 @@ def build_model(factory: Callable[[], Model], state: dict, path: str | Path) -> 
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        raise WeightsError(f"{name}: weights do not match the architecture ({str(exc).splitlines()[0][:80]})") from None
+        raise WeightsError(f"{name}: weights do not match the architecture ({state_dict_mismatch(exc)})") from None
     return net.eval()

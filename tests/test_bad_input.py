@@ -299,6 +299,46 @@ def test_a_weights_file_asking_for_a_huge_network_is_refused_before_allocating(t
     assert_one_error(done, 1, "huge.safetensors")
 
 
+@pytest.mark.parametrize("key,value,message", [
+    ("gamma", 0, "config: gamma must be a positive number, not 0"),  # a ZeroDivisionError on every image
+    ("width", -3, "config: width must be a whole number of at least 1, not -3"),  # a RuntimeError (negative dimension)
+])
+def test_a_weights_config_no_network_runs_with_is_one_line(tmp_path, key, value, message):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from bdx.assets import default_weights
+    from bdx.errors import WeightsError
+    from bdx.models import load_model
+
+    shipped = default_weights("lowlight")
+    with safe_open(str(shipped), "np") as handle:
+        metadata = handle.metadata()
+    metadata["config"] = json.dumps({**json.loads(metadata["config"]), key: value})
+    path = tmp_path / "edited.safetensors"
+    save_file(load_file(str(shipped)), str(path), metadata=metadata)
+    with pytest.raises(WeightsError, match=f"^edited.safetensors: weights do not match the architecture \\({message}\\)$"):
+        load_model(path, "lowlight")
+
+
+def test_a_published_checkpoint_of_the_right_names_but_wrong_shapes_is_one_line_naming_the_tensor(tmp_path):
+    import torch
+
+    from bdx.errors import WeightsError
+    from bdx.models import load_model
+
+    keys = [f"e_conv{i}.{part}" for i in range(1, 8) for part in ("weight", "bias")]
+    state = {key: torch.zeros(3) for key in keys}
+    state["e_conv1.bias"] = torch.tensor(1.0)  # 0-d: detecting the architecture was an internal IndexError
+    torch.save(state, tmp_path / "scalar.pth")
+    with pytest.raises(WeightsError, match=r"^scalar.pth: weights do not match Zero-DCE \(IndexError"):
+        load_model(tmp_path / "scalar.pth", "lowlight")
+    state = {key: torch.zeros(32 if key.endswith("bias") else 1) for key in keys}
+    torch.save(state, tmp_path / "shapes.pth")  # the message stopped at "Error(s) in loading state_dict for DCENet:"
+    with pytest.raises(WeightsError, match=r"^shapes.pth: weights do not match .*\(size mismatch for e_conv\d\.(weight|bias)"):
+        load_model(tmp_path / "shapes.pth", "lowlight")
+
+
 @pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])
 def test_weights_holding_nan_are_refused(tmp_path, task):
     """A diverged run's weights loaded without a word: enhance-lowlight wrote a black image with status 0."""

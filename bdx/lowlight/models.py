@@ -10,6 +10,7 @@ load through :mod:`bdx.lowlight.published`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import cast
 
@@ -32,6 +33,13 @@ class CurveNetConfig:
     gamma: float = 1.0  # post-step applied after the curves unless the user sets one
     global_context: bool = False  # the image-wide branch (see CurveNet)
     members: int = 1  # independently trained networks whose maps are averaged (see CurveNet)
+
+    def __post_init__(self) -> None:
+        for name in ("width", "context_size", "members"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {getattr(self, name)!r}")
+        if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma > 0):
+            raise ValueError(f"gamma must be a positive number, not {self.gamma!r}")
 
 
 class CurveEstimator(nn.Module):
