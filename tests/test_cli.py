@@ -100,7 +100,9 @@ def test_eval_takes_quoted_globs_like_folders(runner, make_png, tmp_path):
     records = [json.loads(line) for line in by_glob.stdout.splitlines()]
     assert [Path(r["pred"]).name for r in records[:-1]] == ["a.png"] and list(records[-1]["summary"]) == [pattern]
     nothing = run(runner, "eval", "depth", "--pred", str(tmp_path / "pred" / "*.exr"), "--ref", tmp_path / "ref")
-    assert nothing.exit_code == 2 and error_lines(nothing) == [f"bdx: error: {tmp_path / 'pred' / '*.exr'}: no files match"]
+    assert nothing.exit_code == 1 and error_lines(nothing) == [f"bdx: error: {tmp_path / 'pred' / '*.exr'}: no files match"]
+    missing = run(runner, "eval", "depth", "--pred", tmp_path / "gone", "--ref", tmp_path / "ref")  # 1, as in every command
+    assert missing.exit_code == 1 and error_lines(missing) == [f"bdx: error: {tmp_path / 'gone'}: no such file or folder"]
 
 
 @pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])

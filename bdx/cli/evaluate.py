@@ -46,11 +46,11 @@ def index_images(root: Path) -> dict[tuple[str, ...], Path]:
     own entry)."""
     if root.is_file():
         return {(root.stem,): root}
-    if not root.is_dir() and not glob.has_magic(str(root)):
-        raise UsageError(f"{root}: no such file or folder")
+    if not root.is_dir() and not glob.has_magic(str(root)):  # a missing input is exit status 1, as in every command
+        raise BdxError(f"{root}: no such file or folder")
     images = expand_inputs([str(root)])
     for name, problem in images.problems:
-        raise UsageError(f"{name}: {problem}")
+        raise BdxError(f"{name}: {problem}")
     found: dict[tuple[str, ...], Path] = {}
     for source in images.sources:
         assert source.path is not None  # a folder or a glob finds files
