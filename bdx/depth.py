@@ -163,6 +163,8 @@ class DepthSettings:
             raise SettingUsageError(f"{{ensemble}} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, not {self.ensemble!r}")
         if self.ensemble != 1 and self.method != "learned":
             raise SettingUsageError("{ensemble} applies to {method} learned only")
+        if self.precision != "auto" and self.method != "learned":  # the classical methods are exact in float32
+            raise SettingUsageError("{precision} applies to {method} learned only")
         if self.in_bits is not None:
             check_depth("in_bits", self.in_bits)
 

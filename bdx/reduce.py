@@ -24,6 +24,13 @@ def check_seed(seed: int) -> None:
         raise SettingUsageError(f"{{seed}} must be at least 0, not {seed}")
 
 
+def check_method_convention(method: str, convention: str) -> None:
+    """Refuse a storage convention other than the default with ``kmeans``: a palette's colours are codes, not
+    levels stored by a convention (it was ignored without a word)."""
+    if method == "kmeans" and convention != "centre":
+        raise SettingUsageError("{convention} applies to {method} linear only")
+
+
 def quantize_image(
     image: Image,
     bits: int,
@@ -42,6 +49,7 @@ def quantize_image(
     check_setting("method", method, QUANTIZE_METHODS)
     check_setting("dither", dither, DITHER_METHODS)
     check_setting("convention", convention, CONVENTIONS)
+    check_method_convention(method, convention)
     check_seed(seed)
     if image.is_float:
         raise InputError("bit-depth reduction needs an 8- or 16-bit input, not a float image")

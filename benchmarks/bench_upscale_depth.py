@@ -122,7 +122,7 @@ def main() -> None:
         for method, weights in runs:
             common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=weights, device=args.device)
             checks = [c == "on" for c in args.self_checks]
-            variants = [(1, args.precisions[0], checks[0])]
+            variants = [(1, args.precisions[0] if method == "learned" else "auto", checks[0])]  # precision: learned only
             if method == "learned":
                 variants += [(1, p, checks[0]) for p in args.precisions[1:]] + [(e, args.precisions[0], checks[0]) for e in args.ensembles if e != 1]
                 variants += [(1, args.precisions[0], c) for c in checks[1:]]

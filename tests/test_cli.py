@@ -453,6 +453,8 @@ def test_quantize_16bit_to_10_and_kmeans_and_dither(runner, make_png, tmp_path):
     assert run(runner, "quantize", "--bits", "3", source, "--dither", "bogus").exit_code == 2
     palette = run(runner, "quantize", "--bits", "10", "--method", "kmeans", source, source, "-o", tmp_path / "k")
     assert palette.exit_code == 2 and error_lines(palette) == ["bdx: error: --method kmeans supports up to 8 bits (256 colours), not --bits 10"]
+    palette = run(runner, "quantize", "--bits", "4", "--method", "kmeans", "--convention", "truncate", source, "-o", tmp_path / "k")
+    assert palette.exit_code == 2 and error_lines(palette) == ["bdx: error: --convention applies to --method linear only"]
 
 
 def test_quantize_does_not_raise_the_declared_depth_of_an_sbit_input(runner, make_png, tmp_path):
@@ -703,6 +705,8 @@ def test_library_errors_name_parameters_and_the_cli_names_options(runner, make_p
     assert result.exit_code == 1 and "--in-bits 9 does not fit an input of 8 bits" in result.stderr
     result = run(runner, "upscale-depth", source, "--method", "contour", "--ensemble", "2")
     assert result.exit_code == 2 and "--ensemble applies to --method learned only" in result.stderr
+    result = run(runner, "upscale-depth", source, "--method", "contour", "--precision", "bfloat16")  # was ignored unsaid
+    assert result.exit_code == 2 and "--precision applies to --method learned only" in result.stderr
     result = run(runner, "upscale-depth", source, "--in-bits", "16")
     assert result.exit_code == 2 and "--in-bits must be a whole number between 1 and 15, not 16" in result.stderr
 

@@ -32,7 +32,7 @@ def quantize(
     """Reduce images to N bits per sample (PNG; 8-bit container up to 8 bits, 16-bit above or with a 16-bit alpha; sBIT set)."""
     from bdx.dither import DITHER_METHODS
     from bdx.quantization import CONVENTIONS, check_bits
-    from bdx.reduce import QUANTIZE_METHODS, check_method_bits, check_seed, quantize_image
+    from bdx.reduce import QUANTIZE_METHODS, check_method_bits, check_method_convention, check_seed, quantize_image
 
     with command_errors():
         check_bits(bits)
@@ -41,6 +41,7 @@ def quantize(
         check_method_bits(method, bits)
         check_choice("--dither", dither, DITHER_METHODS)
         check_choice("--convention", convention, CONVENTIONS)
+        check_method_convention(method, convention)
         output_format(None, output, ("png",))
         batch = plan_batch(inputs, output, shard, extension=".png", file_suffix=f"_q{bits}", dir_suffix=f"_q{bits}")
 
