@@ -640,6 +640,8 @@ def test_cli_merge_brackets(runner, tmp_path):
         assert result.exit_code == 2 and "--times" in result.output and not (tmp_path / "n.exr").exists()
     result = runner.invoke(app, ["merge-brackets", paths[0], "-o", str(tmp_path / "one.exr")])
     assert result.exit_code == 2 and "at least two exposures" in result.output and not (tmp_path / "one.exr").exists()
+    result = runner.invoke(app, ["merge-brackets", paths[0], paths[0], "-o", str(tmp_path / "one.exr")])  # "the input holds 1"
+    assert result.exit_code == 2 and "at least two exposures of the scene; the inputs name 1 distinct file" in result.output
     deep = []
     for i, path in enumerate(paths):  # 16-bit frames holding the same codes merge to the same result
         deep.append(str(tmp_path / f"d{i}.png"))

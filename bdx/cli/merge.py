@@ -76,7 +76,10 @@ def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) 
         raise UsageError("merge-brackets reads files, not standard input")
     frames = [source.path for source in found.sources if source.path is not None]
     if len(frames) < 2:
-        raise UsageError(f"merge-brackets needs at least two exposures of the scene; the input holds {len(frames)}")
+        raise UsageError(
+            f"merge-brackets needs at least two exposures of the scene; the inputs name {len(frames)} distinct "
+            + ("file" if len(frames) == 1 else "files")
+        )
     parsed = _parse_times(times) if times is not None else None
     if parsed is not None and len(parsed) != len(frames):
         raise UsageError(f"--times gives {len(parsed)} times for {len(frames)} frames")
