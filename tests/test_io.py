@@ -901,3 +901,9 @@ def test_a_multi_part_exr_is_refused_not_read_as_its_first_part(tmp_path):
     OpenEXR.File(parts).write(str(tmp_path / "stereo.exr"))
     with pytest.raises(InputError, match=r"^EXR holds 2 parts \(left, right\); bdx reads one image per file"):
         read_image(tmp_path / "stereo.exr")
+
+
+@pytest.mark.skipif(not Path("/dev/zero").is_char_device(), reason="needs /dev/zero")
+def test_a_device_is_refused_not_read_until_memory_runs_out():
+    with pytest.raises(InputError, match="^is a device, not an image file$"):
+        read_image("/dev/zero")

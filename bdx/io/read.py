@@ -101,6 +101,8 @@ def read_image(path: str | os.PathLike, *, raw_linear: bool = False) -> Image:
         raise InputError("no such file")
     if path.is_dir():
         raise InputError("is a directory")
+    if path.is_char_device() or path.is_block_device() or path.is_socket():  # /dev/zero would be read until memory ran out
+        raise InputError("is a device, not an image file")
     try:
         data = path.read_bytes()
     except OSError as exc:
