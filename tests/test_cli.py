@@ -616,6 +616,8 @@ def test_stdin_to_stdout_and_process_exit_codes(tmp_path):
     assert image.container_bits == 16 and np.all(requantize_u16(image.pixels, 4) == 2)  # inside the input's bin
     assert np.abs(image.pixels.astype(int) - 34 * 257).max() < 0.05 * 17 * 257  # a flat input stays (nearly) flat
     assert _bdx("upscale-depth", tmp_path / "missing.png").returncode == 1
+    clash = _bdx("quantize", "-b", "4", "--json", "-", stdin=png)  # blamed an "-o -" the user never gave
+    assert clash.returncode == 2 and b"(-o -, the default for input from stdin): give -o FILE" in clash.stderr
     assert _bdx("upscale-depth", "--no-such-option").returncode == 2
     version = _bdx("--version")
     assert version.returncode == 0 and version.stdout.decode().startswith("bdx ")

@@ -686,7 +686,9 @@ class Batch:
     def run(self, process: Process, *, label: str, overwrite: bool, skip_existing: bool, quiet: bool, json_lines: bool) -> int:
         """Process every source (see :func:`run_batch`) and return the exit status."""
         if json_lines and STDIO in self.plan.targets:
-            raise UsageError("--json cannot share stdout with an image written to -o -")
+            raise UsageError(
+                "--json cannot share stdout with the image written there (-o -, the default for input from stdin): give -o FILE"
+            )
         if STDIO in self.plan.targets and sys.stdout.isatty():
             raise UsageError("the image would go to the terminal: redirect stdout (> out.tiff) or give -o FILE")
         return run_batch(
