@@ -907,3 +907,16 @@ def test_a_multi_part_exr_is_refused_not_read_as_its_first_part(tmp_path):
 def test_a_device_is_refused_not_read_until_memory_runs_out():
     with pytest.raises(InputError, match="^is a device, not an image file$"):
         read_image("/dev/zero")
+
+
+@pytest.mark.parametrize("suffix", [".exr", ".hdr"])
+def test_an_image_with_significant_bits_writes_to_a_float_format(tmp_path, suffix):
+    """read_image of a PNG with sBIT then write_image to EXR (docs/bit-depth.md's example) raised "significant_bits
+    must be None or a whole number from 1 to 32 for these pixels, not 6"."""
+    codes = (np.arange(64, dtype=np.uint8) * 4).reshape(8, 8, 1).repeat(3, axis=2)
+    write_image(tmp_path / "s6.png", Image(codes, significant_bits=6), bits=8, significant_bits=6)
+    image = read_image(tmp_path / "s6.png")
+    assert image.significant_bits == 6
+    write_image(tmp_path / f"s6{suffix}", image)
+    linear = read_image(tmp_path / f"s6{suffix}").pixels
+    np.testing.assert_allclose(linear[0, 1, 0], ((4 / 255 + 0.055) / 1.055) ** 2.4 if 4 / 255 > 0.04045 else 4 / 255 / 12.92, rtol=0.02)

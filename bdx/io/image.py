@@ -100,11 +100,14 @@ class Image:
         return self.pixels.dtype.kind == "f"
 
     def with_pixels(self, pixels: np.ndarray, **changes) -> "Image":
-        """A copy with new pixels (same size); alpha and metadata are kept."""
+        """A copy with new pixels (same size); alpha and metadata are kept, but for float pixels the significant
+        bits (a property of integer codes)."""
         if pixels.ndim == 2:
             pixels = pixels[..., None]
         if pixels.shape[:2] != self.pixels.shape[:2]:
             raise ValueError("with_pixels keeps the image size")
+        if pixels.dtype.kind == "f":
+            changes.setdefault("significant_bits", None)
         return replace(self, pixels=pixels, **changes)
 
 
