@@ -232,7 +232,7 @@ def upscale_depth(
     (:func:`bdx.quantization.end_bins_pinned`); ``settings.relax`` lifts both for methods that
     may leave the bin. An ensemble averages the model over flips and transposes of the input (the contour
     prior is computed once: 8 orientations are about 3 times slower on this project's CPU). bfloat16 makes the
-    whole call about 1.2x faster on this project's AVX512-BF16 CPU, with the same held-out quality.
+    whole call faster on this project's AVX512-BF16 CPU, with the same held-out quality.
 
     >>> from bdx.io import Image
     >>> import numpy as np

@@ -57,7 +57,7 @@ def upscale_depth_command(
         typer.Option(
             metavar=opt.FLAG,
             help="--method learned, 8 bits and more: test the network on the image itself (decimated 4x4, one bit coarser) "
-            "and keep its offsets only where they help there (about 1.2 times the time).",
+            "and keep its offsets only where they help there (about 1.1 times the time).",
         ),
     ] = True,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
