@@ -61,7 +61,7 @@ def upscale_depth_command(
         ),
     ] = True,
     in_bits: Annotated[str, typer.Option(help="Bit depth of the input content: auto (sBIT, else detected) or N.")] = "auto",
-    out_bits: Annotated[int, typer.Option(help="Output bits per sample (16).")] = 16,
+    out_bits: Annotated[int, typer.Option(help="Output bits per sample: 16, the only depth it writes.")] = 16,
     fmt: Annotated[
         Optional[str], typer.Option("--format", help="tiff, png or exr (scene-linear float; default: from -o, else tiff).")
     ] = None,
