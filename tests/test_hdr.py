@@ -823,3 +823,23 @@ def test_cli_refuses_feedback_iterations_beyond_its_bound(runner, tmp_path, make
         result = runner.invoke(app, ["ldr2hdr", str(source), "-o", str(tmp_path / "o.exr"), "--iterations", value])
         assert result.exit_code == 2 and "--iterations must be a whole number between 1 and 16" in result.output
         assert not (tmp_path / "o.exr").exists()
+
+
+def test_fine_tuning_keeps_the_inits_target_scale_and_clipped_weight_unless_given(tmp_path):
+    """`bdx train hdr --init shipped` trained the shipped weights (input scale, clipped weight 1) towards the exposure
+    scale without a clipped term: the defaults, not the weights' own."""
+    folder = _reference_folder(tmp_path)
+    small = dict(steps=1, batch_size=1, crop=32, width=8, iterations=2, validate_every=100, checkpoint_every=100)
+    first = tmp_path / "first.safetensors"
+    train_hdr([folder], first, HdrTrainConfig(**small, target_scale="input", clipped_weight=2.0))
+    kept = tmp_path / "kept.safetensors"
+    train_hdr([folder], kept, HdrTrainConfig(**small), init=first)
+    assert {k: load_model(kept, "hdr").metadata["train_config"][k] for k in ("target_scale", "clipped_weight")} == {
+        "target_scale": "input", "clipped_weight": 2.0}
+    given = tmp_path / "given.safetensors"
+    train_hdr([folder], given, HdrTrainConfig(**small, target_scale="exposure", clipped_weight=0.0), init=first)
+    assert {k: load_model(given, "hdr").metadata["train_config"][k] for k in ("target_scale", "clipped_weight")} == {
+        "target_scale": "exposure", "clipped_weight": 0.0}
+    fresh = tmp_path / "fresh.safetensors"
+    train_hdr([folder], fresh, HdrTrainConfig(**small))
+    assert load_model(fresh, "hdr").metadata["train_config"]["target_scale"] == "exposure"

@@ -363,8 +363,12 @@ def train_hdr_command(
         ),
     ] = None,
     clipped_weight: Annotated[
-        float, typer.Option(help="Weight of an extra loss term over the input's clipped pixels alone (0: none).")
-    ] = 0.0,
+        Optional[float],
+        typer.Option(
+            help="Weight of an extra loss term over the input's clipped pixels alone (0: none). (default 0; with --init, the weights' own)",
+            show_default=False,
+        ),
+    ] = None,
     plain_fraction: Annotated[
         Optional[float],
         typer.Option(
@@ -374,12 +378,14 @@ def train_hdr_command(
         ),
     ] = None,
     target_scale: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             help="Scale of the targets: exposure (the camera's exposure, 1.0 at its reference level) or input (each "
-            "image matched to its linearized input over well-exposed pixels, the scale ldr2hdr outputs)."
+            "image matched to its linearized input over well-exposed pixels, the scale ldr2hdr outputs). (default "
+            "exposure; with --init, the weights' own)",
+            show_default=False,
         ),
-    ] = "exposure",
+    ] = None,
     camera: Annotated[
         Optional[tuple[float, float]],
         typer.Option(
@@ -419,8 +425,9 @@ def train_hdr_command(
         check_range("--width", width, 4, 512)
         check_range("--state-scale", state_scale, 1, 8)
         chosen_supervise = check_choice("--supervise", supervise, SUPERVISED)
-        check_range("--clipped-weight", clipped_weight, 0.0, 100.0)
-        chosen_scale = check_choice("--target-scale", target_scale, TARGET_SCALES)
+        if clipped_weight is not None:
+            check_range("--clipped-weight", clipped_weight, 0.0, 100.0)
+        chosen_scale = None if target_scale is None else check_choice("--target-scale", target_scale, TARGET_SCALES)
         chosen_head = None if head is None else check_choice("--head", head, HEADS)
         if histogram_bins is not None:
             check_range("--histogram-bins", histogram_bins, 0, 256)

@@ -58,9 +58,9 @@ class HdrTrainConfig:
     init: str | None = None  # name of the weights the run started from
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
-    clipped_weight: float = 0.0  # weight of an extra L1 term over the input's clipped pixels alone (see hdr_loss)
+    clipped_weight: float | None = None  # weight of an extra L1 term over the clipped pixels (hdr_loss; None: as the init, else 0)
     plain_fraction: float | None = None  # share of plain sRGB / gamma hard-clip training cameras (None: FAMILY_SHARES)
-    target_scale: TargetScale = "exposure"
+    target_scale: TargetScale | None = None  # None: as the init, else "exposure"
     head: str | None = None  # output head (bdx.hdr.models.HEADS; None: the init's own, else curve); a new one starts anew
     histogram_bins: int | None = None  # the global branch reads the context's histogram (None: as the init, else 0)
     augment: bool = True
@@ -305,14 +305,23 @@ def train_hdr(
     check_run_settings(config)
     check_start(init, resume)
     start = None
+    trained: dict = {}  # the init's own training settings, which a fine-tune keeps unless told otherwise
     if init is not None:
-        loaded = load_model(init, "hdr").net
+        model = load_model(init, "hdr")
+        loaded = model.net
         if not isinstance(loaded, FeedbackHDRNet):
             raise SettingError(f"{init.name}: not bdx HDR weights; {{init}} needs a bdx HDR file")
         start = loaded
+        trained = model.metadata.get("train_config") or {}
         config = replace(
             config, width=start.config.width, iterations=start.config.iterations, state_scale=start.config.state_scale, init=init.name
         )
+    config = replace(
+        config,
+        target_scale=config.target_scale or trained.get("target_scale", "exposure"),
+        clipped_weight=config.clipped_weight if config.clipped_weight is not None else float(trained.get("clipped_weight", 0.0)),
+    )
+    clipped_weight = float(config.clipped_weight or 0.0)
     if config.supervise not in SUPERVISED:
         raise BdxError(f"supervise must be one of {', '.join(SUPERVISED)}, not {config.supervise!r}")
     if config.target_scale not in TARGET_SCALES:
@@ -343,8 +352,8 @@ def train_hdr(
         # context images go through forward, so DDP also synchronises the global branch's gradients
         outputs = model(x.to(device_), context_images=context_tensors(contexts, device_), all_iterations=True)
         supervised = outputs if config.supervise == "all" else outputs[-1:]
-        clipped = clipped_mask(x.to(device_)) if config.clipped_weight > 0 else None
-        return hdr_loss([o.float() for o in supervised], target.to(device_), config.gradient_weight, clipped, config.clipped_weight)
+        clipped = clipped_mask(x.to(device_)) if clipped_weight > 0 else None
+        return hdr_loss([o.float() for o in supervised], target.to(device_), config.gradient_weight, clipped, clipped_weight)
 
     settings = LoopSettings(
         steps=config.steps,
