@@ -103,6 +103,12 @@ def test_eval_of_identical_images_is_valid_json_and_a_readable_table(tmp_path):
     assert records and records[-1]["summary"]
     table = bdx("eval", "depth", "--pred", photo, "--ref", photo)
     assert table.returncode == 0 and "Traceback" not in table.stderr
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "ref").mkdir()
+    _photo(tmp_path / "pred", "a.png"), _photo(tmp_path / "ref", "a.png"), _photo(tmp_path / "ref", "b.png")
+    write_image(tmp_path / "pred" / "b.png", Image(((gradient16() >> 8) ^ 1).astype(np.uint8)), bits=8)
+    table = bdx("eval", "depth", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref")  # showed b's PSNR alone, n=2
+    assert table.returncode == 0 and "(+1 ∞)" in table.stdout
 
 
 @pytest.mark.parametrize("tile", ["0", "-5", "1"])

@@ -263,7 +263,11 @@ def print_summary(summary: dict, columns=SUMMARY_COLUMNS, title: str = "bdx eval
     for label, row in summary.items():
         cells = [escape(label), str(row.get("images", ""))]  # labels are folder names: text, never markup
         for key, _, form in columns:
-            cells.append(form.format(row[key]) if key in row else "-")
+            cell = form.format(row[key]) if key in row else "-"
+            perfect = row.get(f"{key}_infinite", 0)  # identical images, left out of the mean: say how many
+            if perfect and key in row and math.isfinite(row[key]):
+                cell += f" (+{perfect} ∞)"
+            cells.append(cell)
         table.add_row(*cells)
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
