@@ -843,3 +843,42 @@ def test_fine_tuning_keeps_the_inits_target_scale_and_clipped_weight_unless_give
     fresh = tmp_path / "fresh.safetensors"
     train_hdr([folder], fresh, HdrTrainConfig(**small))
     assert load_model(fresh, "hdr").metadata["train_config"]["target_scale"] == "exposure"
+
+
+def test_real_camera_frames_train_against_their_reference_on_the_inputs_scale(tmp_path):
+    """--pairs: a share of samples is a real frame (its camera's own curve) against the merge it shows."""
+    from bdx.color import linear_to_srgb, srgb_to_linear
+    from bdx.errors import SettingUsageError
+    from bdx.training.hdr import load_hdr_pairs, sample_batch
+
+    folder = _reference_folder(tmp_path)
+    entries = []
+    for i in range(3):
+        linear = read_image(folder / f"s{i}.exr").pixels
+        for stops in (-3, -1):  # two exposures of each scene through an sRGB camera
+            name = f"f{i}_{-stops}.png"
+            write_image(tmp_path / name, Image(np.clip(np.rint(linear_to_srgb(linear * 2.0**stops) * 255), 0, 255).astype(np.uint8)), bits=8)
+            entries.append({"input": name, "reference": f"refs/s{i}.exr"})
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps(entries))
+    scenes = load_hdr_pairs(pairs)
+    assert [s.name for s in scenes] == ["refs/s0.exr", "refs/s1.exr", "refs/s2.exr"] and all(len(s.frames) >= 1 for s in scenes)
+    config = HdrTrainConfig(batch_size=4, crop=32, pairs_fraction=1.0, target_scale="input")
+    ldr, target, _ = sample_batch([], config, np.random.default_rng(0), 64, scenes)
+    ldr, target = ldr.numpy().transpose(0, 2, 3, 1), target.numpy().transpose(0, 2, 3, 1)
+    well = (ldr > 0.1) & (ldr < 0.9) & np.isfinite(target)
+    ratio = np.median(target[well] / np.maximum(srgb_to_linear(ldr[well]), 1e-6))
+    assert abs(np.log2(ratio)) < 0.05  # the target is on the frame's linearized scale, whatever its exposure
+    output = tmp_path / "h.safetensors"
+    small = dict(steps=1, batch_size=2, crop=32, width=8, iterations=2, validate_every=100, checkpoint_every=100)
+    train_hdr([folder], output, HdrTrainConfig(**small, target_scale="input"), pairs=pairs)
+    assert load_model(output, "hdr").metadata["train_config"]["pairs_fraction"] == 0.25
+    with pytest.raises(SettingUsageError, match="give target_scale input"):
+        train_hdr([folder], output, HdrTrainConfig(**small, target_scale="exposure"), pairs=pairs)
+    write_image(tmp_path / "small.png", Image(np.zeros((8, 8, 3), np.uint8)), bits=8)
+    pairs.write_text(json.dumps([{"input": "small.png", "reference": "refs/s0.exr"}]))
+    with pytest.raises(BdxError, match="small.png: needs an 8- or 16-bit RGB frame of its reference's size"):
+        load_hdr_pairs(pairs)
+    pairs.write_text('[{"input": "small.png"}]')
+    with pytest.raises(BdxError, match="expected a JSON list"):
+        load_hdr_pairs(pairs)

@@ -13,7 +13,9 @@ with ``--heldout`` only those are merged, as HDR references no model trained on.
     python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_merged
     python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
 
-Writes ``<out>/sice_<first frame>.exr`` (float32) and ``<out>/merges.json``.
+Writes ``<out>/sice_<first frame>.exr`` (float32), ``<out>/merges.json`` and ``<out>/pairs.json``: every
+frame of each merged stack against its merge, for ``bdx train hdr --pairs`` (real camera frames).
+``--pairs-only`` writes ``pairs.json`` for merges made before, from their ``merges.json``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ def main() -> None:
     parser.add_argument("--exclude-from", type=Path, default=Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "sice" / "heldout_frames.txt")
     parser.add_argument("--ratio-range", type=float, nargs=2, default=(1.4, 4.5))
     parser.add_argument("--heldout", action="store_true", help="merge only the held-out stacks")
+    parser.add_argument("--pairs-only", action="store_true", help="only write pairs.json for the merges in --out")
     args = parser.parse_args()
+    if args.pairs_only:
+        write_pairs(args.out, args.sice, json.loads((args.out / "merges.json").read_text())["stacks"])
+        return
     excluded = set(args.exclude_from.read_text().split()) if args.exclude_from else set()
     stacks = [s for s in json.loads((args.sice / "sequences.json").read_text()) if s.get("aligned")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +72,21 @@ def main() -> None:
         records.append(record)
     counts = {s: sum(r["status"] == s for r in records) for s in ("accepted", "rejected", "held out", "not heldout")}
     (args.out / "merges.json").write_text(json.dumps({"ratio_range": args.ratio_range, "counts": counts, "stacks": records}, indent=1))
+    write_pairs(args.out, args.sice, records)
     print(f"{counts} in {time.perf_counter() - started:.0f} s -> {args.out}")
+
+
+def write_pairs(out: Path, sice: Path, records: list[dict]) -> None:
+    """``<out>/pairs.json``: each frame of every accepted stack (absolute path) against its merge."""
+    frames = {s["frames"][0]: s["frames"] for s in json.loads((sice / "sequences.json").read_text())}
+    pairs = [
+        {"input": str((sice / f"{frame}.jpg").resolve()), "reference": f"sice_{record['first']}.exr"}
+        for record in records
+        if record.get("status") == "accepted" and (out / f"sice_{record['first']}.exr").is_file()
+        for frame in frames[record["first"]]
+    ]
+    (out / "pairs.json").write_text(json.dumps(pairs, indent=1))
+    print(f"{len(pairs)} frames of {len({p['reference'] for p in pairs})} merges -> {out / 'pairs.json'}")
 
 
 if __name__ == "__main__":

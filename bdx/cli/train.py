@@ -395,6 +395,14 @@ def train_hdr_command(
         ),
     ] = None,
     init: Annotated[Optional[Path], typer.Option(help="HDR weights to start from (fine-tune), or 'shipped' for bdx's own.")] = None,
+    pairs: Annotated[
+        Optional[Path],
+        typer.Option(
+            help='Real camera frames against the HDR references they show: a JSON list of {"input": LDR, "reference": '
+            "EXR} (paths relative to it; python tools/sice_merges.py writes one). Needs --target-scale input."
+        ),
+    ] = None,
+    pairs_fraction: Annotated[float, typer.Option(help="With --pairs: share of samples that are a real frame.")] = 0.25,
     validation_fraction: Annotated[float, typer.Option(help="Share of files held out for validation (by name hash).")] = 0.25,
     validate_every: opt.ValidateEvery = 250,
     checkpoint_every: opt.CheckpointEvery = 250,
@@ -452,6 +460,7 @@ def train_hdr_command(
             target_scale=chosen_scale,
             head=chosen_head,
             histogram_bins=histogram_bins,
+            pairs_fraction=pairs_fraction,
             camera=camera,
             validation_fraction=validation_fraction,
             validate_every=validate_every,
@@ -471,7 +480,7 @@ def train_hdr_command(
         )
         init = _shipped_or(init, "hdr")
         check_weights_target(output, overwrite, resume, init)  # after usage checks; --resume continues it
-        state = train_hdr(data, output, config, init=init, resume=resume, device=torch_device, workers=workers, report=report)
+        state = train_hdr(data, output, config, init=init, resume=resume, pairs=pairs, device=torch_device, workers=workers, report=report)
     typer.echo(f"wrote {output} after {state.step} steps")
 
 

@@ -17,7 +17,7 @@ the whole exposed reference downscaled, as it does at inference.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal, get_args
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bdx.color import inverse_mu_law, luminance, mu_law
-from bdx.errors import BdxError, SettingError
+from bdx.errors import BdxError, SettingError, SettingUsageError
 from bdx.hdr.models import HEADS, FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
 from bdx.metrics import CLIPPED, fit_scale, input_scale_ev, psnr_mu, trusted_pixels, well_exposed_pixels
@@ -63,6 +63,7 @@ class HdrTrainConfig:
     target_scale: TargetScale | None = None  # None: as the init, else "exposure"
     head: str | None = None  # output head (bdx.hdr.models.HEADS; None: the init's own, else curve); a new one starts anew
     histogram_bins: int | None = None  # the global branch reads the context's histogram (None: as the init, else 0)
+    pairs_fraction: float = 0.25  # share of samples that are a real camera frame against its reference (with pairs)
     augment: bool = True
     validation_fraction: float = 0.25
     validate_every: int = 250
@@ -75,6 +76,45 @@ class Scene:
     name: str
     linear: np.ndarray  # (H, W, 3) float32, scene-linear, non-negative
     trusted: np.ndarray | None = None  # (H, W) bool: pixels clear of resampling ringing (None: all)
+    frames: list[np.ndarray] = field(default_factory=list)  # real 8-bit camera frames of the scene, (H, W, 3) uint8
+
+
+PAIR_FRAME_CLIPPED = 0.5  # a real frame with more clipped pixels than this teaches little
+PAIR_FRAME_MEAN = 0.03  # nor one this dark (mean display value)
+
+
+def load_hdr_pairs(pairs_file: Path) -> list[Scene]:
+    """Real camera frames and the scene-linear reference each shows (a bracket's merge), from a JSON list of
+    ``{"input": LDR file, "reference": HDR file}`` (paths relative to the list): one :class:`Scene` per reference,
+    its usable frames attached (8-bit, the reference's size, at most half clipped and not black)."""
+    import json
+
+    from bdx.io import read_image
+
+    try:
+        entries = json.loads(pairs_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise BdxError(f"cannot read pairs from {pairs_file}: {exc}") from None
+    valid = isinstance(entries, list) and entries and all(isinstance(e, dict) and {"input", "reference"} <= set(e) for e in entries)
+    if not valid or not all(isinstance(e[k], str) and e[k] for e in entries for k in ("input", "reference")):
+        raise BdxError(f'{pairs_file}: expected a JSON list of {{"input": ..., "reference": ...}} file names')
+    scenes: dict[str, Scene] = {}
+    for entry in entries:
+        reference = pairs_file.parent / entry["reference"]
+        if entry["reference"] not in scenes:
+            (scene,) = find_scenes([reference])
+            scenes[entry["reference"]] = scene
+        scene = scenes[entry["reference"]]
+        try:
+            frame = read_image(pairs_file.parent / entry["input"])
+        except BdxError as exc:
+            raise BdxError(f"{pairs_file}: {entry['input']}: {exc}") from None
+        if frame.is_float or frame.pixels.shape[2] < 3 or frame.pixels.shape[:2] != scene.linear.shape[:2]:
+            raise BdxError(f"{pairs_file}: {entry['input']}: needs an 8- or 16-bit RGB frame of its reference's size")
+        codes = frame.pixels[..., :3] if frame.pixels.dtype == np.uint8 else (frame.pixels[..., :3] >> 8).astype(np.uint8)
+        if (codes.max(axis=-1) >= 255).mean() <= PAIR_FRAME_CLIPPED and codes.mean() >= 255 * PAIR_FRAME_MEAN:
+            scene.frames.append(np.ascontiguousarray(codes))
+    return [scene for scene in scenes.values() if scene.frames]
 
 
 def find_scenes(folders: list[Path]) -> list[Scene]:
@@ -126,10 +166,41 @@ def context_image(display: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(display, target, interpolation=cv2.INTER_AREA)
 
 
-def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Generator, context_size: int):
-    """(LDR crops, linear targets, per-sample context images) for one step."""
+def sample_pair(scene: Scene, config: HdrTrainConfig, rng: np.random.Generator, context_size: int):
+    """(LDR crop, linear target, trusted mask, context image) from one of the scene's real camera frames: the
+    camera's own curve, noise and JPEG; the target on the input's scale (nothing else says what exposure it had)."""
+    frame = scene.frames[rng.integers(len(scene.frames))].astype(np.float32) / 255
+    linear, trusted = scene.linear, None if scene.trusted is None else scene.trusted.astype(np.float32)
+    context = context_image(frame, context_size)
+    stops = input_scale_ev(context_image(linear, context_size), context)
+    side = min(config.crop, linear.shape[0], linear.shape[1]) // 4 * 4
+    y = rng.integers(0, linear.shape[0] - side + 1)
+    x = rng.integers(0, linear.shape[1] - side + 1)
+    ldr, target = (
+        frame[y : y + side, x : x + side],
+        linear[y : y + side, x : x + side] * np.float32(2.0**stops if np.isfinite(stops) else 1.0),
+    )
+    mask = np.ones((side, side), np.float32) if trusted is None else trusted[y : y + side, x : x + side]
+    return ldr, target, mask, context
+
+
+def sample_batch(
+    scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Generator, context_size: int, paired: list[Scene] | None = None
+):
+    """(LDR crops, linear targets, per-sample context images) for one step: rendered through random cameras, and a
+    share (``config.pairs_fraction``) from the real camera frames of ``paired`` scenes."""
     inputs, targets, contexts = [], [], []
     for _ in range(config.batch_size):
+        if paired and rng.random() < config.pairs_fraction:
+            ldr, target, mask, context = sample_pair(paired[rng.integers(len(paired))], config, rng, context_size)
+            if ldr.shape[0] < config.crop:
+                ldr, target, mask = (cv2.resize(a, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR) for a in (ldr, target, mask))
+            if rng.random() < 0.5:
+                ldr, target, mask = ldr[:, ::-1], target[:, ::-1], mask[:, ::-1]
+            inputs.append(np.ascontiguousarray(ldr))
+            targets.append(np.ascontiguousarray(np.where(mask[..., None] >= 1.0, np.minimum(target, HEADROOM), np.float32(np.nan))))
+            contexts.append(context)
+            continue
         chosen = scenes[rng.integers(len(scenes))]
         scene = chosen.linear
         trusted = None if chosen.trusted is None else chosen.trusted.astype(np.float32)
@@ -152,7 +223,7 @@ def sample_batch(scenes: list[Scene], config: HdrTrainConfig, rng: np.random.Gen
         side = min(config.crop, scene.shape[0], scene.shape[1]) // 4 * 4
         y = rng.integers(0, scene.shape[0] - side + 1)
         x = rng.integers(0, scene.shape[1] - side + 1)
-        target: np.ndarray = exposed[y : y + side, x : x + side]
+        target = exposed[y : y + side, x : x + side]
         mask = np.ones((side, side), np.float32) if trusted is None else trusted[y : y + side, x : x + side]
         ldr = render_ldr(target, camera, quality)
         if side < config.crop:
@@ -293,6 +364,7 @@ def train_hdr(
     *,
     init: Path | None = None,
     resume: Path | None = None,
+    pairs: Path | None = None,
     device: str = "cpu",
     workers: int = 0,
     report: Callable[[int, dict], None] | None = None,
@@ -300,6 +372,8 @@ def train_hdr(
     """Train (or resume) the HDR network; checkpoints to ``<output>.ckpt.pt``, weights to ``output``.
 
     ``init``: weights to start from (fine-tuning); the network keeps their width, iterations and state scale.
+    ``pairs``: real camera frames against their references (:func:`load_hdr_pairs`), a ``config.pairs_fraction``
+    share of the samples; those of references on the validation side of the split are left out.
     ``workers``: processes that synthesize batches ahead of the optimizer (0: this one, between steps).
     """
     check_run_settings(config)
@@ -328,7 +402,12 @@ def train_hdr(
         raise BdxError(f"target_scale must be one of {', '.join(TARGET_SCALES)}, not {config.target_scale!r}")
     if config.head is not None and config.head not in HEADS:
         raise BdxError(f"head must be one of {', '.join(HEADS)}, not {config.head!r}")
+    if pairs is not None and config.target_scale != "input":
+        raise SettingUsageError("real frames ({pairs}) train on the input's scale: give {target_scale} input")
     scenes = find_scenes(data)
+    paired = [s for s in load_hdr_pairs(pairs) if not is_validation(s.name, config.validation_fraction)] if pairs else []
+    if pairs is not None and not paired:
+        raise BdxError(f"{pairs}: no usable frame of a reference on the training side of the split")
     train = [s for s in scenes if not is_validation(s.name, config.validation_fraction)]
     val = [s for s in scenes if is_validation(s.name, config.validation_fraction)]
     if not train:
@@ -344,7 +423,7 @@ def train_hdr(
     context_size = net.config.context_size
 
     def sample(rng: np.random.Generator):
-        return sample_batch(train, config, rng, context_size)
+        return sample_batch(train, config, rng, context_size, paired)
 
     def loss_fn(model, batch) -> torch.Tensor:
         x, target, contexts = batch
