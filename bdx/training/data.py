@@ -47,6 +47,24 @@ def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list
     return files
 
 
+def read_pairs_list(pairs_file: Path) -> list[dict[str, str]]:
+    """The entries of a pairs file: a JSON list of ``{"input": file, "reference": file}``, both non-empty text; a
+    one-line error naming the file otherwise."""
+    import json
+
+    try:
+        entries = json.loads(pairs_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise BdxError(f"cannot read pairs from {pairs_file}: {exc}") from None
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and {"input", "reference"} <= set(e) for e in entries):
+        raise BdxError(f'{pairs_file}: expected a JSON list of {{"input": ..., "reference": ...}} entries')
+    for number, entry in enumerate(entries, 1):
+        for key in ("input", "reference"):
+            if not isinstance(entry[key], str) or not entry[key]:
+                raise BdxError(f'{pairs_file}: entry {number}: "{key}" must be a file name, not {json.dumps(entry[key])}')
+    return entries
+
+
 def is_validation(name: str, fraction: float) -> bool:
     """Stable file-level split: a file is held out when its name hashes below ``fraction``."""
     digest = hashlib.sha256(name.encode()).digest()

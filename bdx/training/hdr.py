@@ -31,7 +31,7 @@ from bdx.hdr.models import HEADS, FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
 from bdx.metrics import CLIPPED, fit_scale, input_scale_ev, psnr_mu, trusted_pixels, well_exposed_pixels
 from bdx.models import load_model
-from bdx.training.data import find_files, is_validation, read_training_image
+from bdx.training.data import find_files, is_validation, read_pairs_list, read_training_image
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, run_training, save_trained
 
 HDR_SUFFIXES = {".exr", ".hdr"}
@@ -87,19 +87,10 @@ def load_hdr_pairs(pairs_file: Path) -> list[Scene]:
     """Real camera frames and the scene-linear reference each shows (a bracket's merge), from a JSON list of
     ``{"input": LDR file, "reference": HDR file}`` (paths relative to the list): one :class:`Scene` per reference,
     its usable frames attached (8-bit, the reference's size, at most half clipped and not black)."""
-    import json
-
     from bdx.io import read_image
 
-    try:
-        entries = json.loads(pairs_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise BdxError(f"cannot read pairs from {pairs_file}: {exc}") from None
-    valid = isinstance(entries, list) and entries and all(isinstance(e, dict) and {"input", "reference"} <= set(e) for e in entries)
-    if not valid or not all(isinstance(e[k], str) and e[k] for e in entries for k in ("input", "reference")):
-        raise BdxError(f'{pairs_file}: expected a JSON list of {{"input": ..., "reference": ...}} file names')
     scenes: dict[str, Scene] = {}
-    for entry in entries:
+    for entry in read_pairs_list(pairs_file):
         reference = pairs_file.parent / entry["reference"]
         if entry["reference"] not in scenes:
             (scene,) = find_scenes([reference])

@@ -18,7 +18,6 @@ hash of the reference's name, so a scene's frames stay on one side.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Collection, Literal, get_args
@@ -33,7 +32,7 @@ from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.lowlight.curves import apply_curves
 from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side
 from bdx.models import load_model
-from bdx.training.data import find_files, is_validation, read_training_image
+from bdx.training.data import find_files, is_validation, read_pairs_list, read_training_image
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, run_training, save_trained
 
 PairLoss = Literal["psnr", "mse"]
@@ -179,18 +178,8 @@ def reference_loss(
 def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(reference name, dark, reference) of every pair listed in ``pairs_file``, resized to ``size`` on the long
     side; a pair whose frames differ in size is a one-line error."""
-    try:
-        entries = json.loads(pairs_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise BdxError(f"cannot read pairs from {pairs_file}: {exc}") from None
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and {"input", "reference"} <= set(e) for e in entries):
-        raise BdxError(f'{pairs_file}: expected a JSON list of {{"input": ..., "reference": ...}} entries')
-    for number, entry in enumerate(entries, 1):
-        for key in ("input", "reference"):
-            if not isinstance(entry[key], str) or not entry[key]:
-                raise BdxError(f'{pairs_file}: entry {number}: "{key}" must be a file name, not {json.dumps(entry[key])}')
     pairs = []
-    for entry in entries:
+    for entry in read_pairs_list(pairs_file):
         frames = []
         for key in ("input", "reference"):
             try:
