@@ -890,7 +890,14 @@ def test_a_rerun_of_a_glob_skips_its_own_earlier_outputs(runner, make_png, tmp_p
     first = sorted(p.name for p in (tmp_path / "g").iterdir())
     again = run(runner, *command, pattern, "--skip-existing", "--json")
     assert again.exit_code == 0, again.stderr
-    assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == ["skipped", "skipped"]
+    records = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["skipped"] * 4
+    earlier = sorted(set(first) - {"a.png", "b.png"})
+    assert sorted(Path(r["input"]).name for r in records if "warning" in r) == earlier  # said, not silently dropped
+    assert error_lines(again) == [
+        f"bdx: warning: {tmp_path / 'g' / earlier[0]} and 1 more: the output this run plans for another input: "
+        "left out (name the file to process it)"
+    ]
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == first
     named = run(runner, *command, *sorted(str(p) for p in (tmp_path / "g").iterdir()), "--skip-existing", "--json")
     statuses = {Path(r["input"]).name: r["status"] for r in map(json.loads, named.stdout.splitlines())}

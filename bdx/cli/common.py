@@ -559,13 +559,12 @@ def run_batch(
     label: str = "images",
     create_folders: bool = True,
     inputs: frozenset[Path] | None = None,
-    left_out: Sequence[str] = (),
-    left_out_reason: str = "",
+    left_out: Sequence[tuple[Sequence[str], str]] = (),
 ) -> int:
     """Run ``process`` on every source; one failure never stops the others. No output replaces a file of
     ``inputs`` (by default the sources; a shard's batch gives every shard's inputs). A ``None`` target: the
-    command writes no file for that source. ``left_out``: inputs found but not processed (one warning line, and a
-    ``skipped`` record each with ``left_out_reason``)."""
+    command writes no file for that source. ``left_out``: groups of inputs found but not processed, with the
+    reason (one warning line per group, and a ``skipped`` record each)."""
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing exclude each other")
     reporter = Reporter(len(sources), quiet=quiet, json_lines=json_lines, label=label)
@@ -574,8 +573,9 @@ def run_batch(
     try:
         for name, message in problems:
             reporter.finished({"input": name, "status": "error", "error": message})
-        if left_out:
-            reporter.left_out(left_out, left_out_reason)
+        for names, reason in left_out:
+            if names:
+                reporter.left_out(names, reason)
         for source, target in zip(sources, targets):
             record: dict[str, Any] = {"input": source.display}
             if target is not None:
@@ -680,8 +680,7 @@ class Batch:
     plan: OutputPlan
     problems: list[tuple[str, str]]
     inputs: frozenset[Path]
-    left_out: tuple[str, ...] = ()  # files a folder or glob found inside the output folder (earlier results)
-    left_out_reason: str = ""
+    left_out: tuple[tuple[tuple[str, ...], str], ...] = ()  # files a folder or glob found but not processed, and why
 
     def run(self, process: Process, *, label: str, overwrite: bool, skip_existing: bool, quiet: bool, json_lines: bool) -> int:
         """Process every source (see :func:`run_batch`) and return the exit status."""
@@ -704,7 +703,6 @@ class Batch:
             create_folders=not self.plan.explicit_file,
             inputs=self.inputs,
             left_out=self.left_out,
-            left_out_reason=self.left_out_reason,
         )
 
 
@@ -718,13 +716,18 @@ def plan_batch(inputs: list[str], output: str | None, shard: str | None, **namin
     plan = plan_outputs(everything, output, **naming)
     earlier = _planned_outputs(everything, plan.targets)
     if earlier:  # a rerun of a glob: the first run's results beside their inputs are not new inputs
+        outputs = tuple(everything[index].display for index in sorted(earlier))
         everything = [source for index, source in enumerate(everything) if index not in earlier]
         plan = plan_outputs(everything, output, **naming)
+    else:
+        outputs = ()
     mine = apply_shard(list(zip(everything, plan.targets)), shard)
     sources, targets = [source for source, _ in mine], [target for _, target in mine]
-    left_out = tuple(source.display for source in inside)
-    reason = f"inside the output folder {output}: left out (name the file to process it)"
-    return Batch(sources, OutputPlan(targets, plan.explicit_file), found.problems, input_paths(everything), left_out, reason)
+    left_out = (
+        (tuple(source.display for source in inside), f"inside the output folder {output}: left out (name the file to process it)"),
+        (outputs, "the output this run plans for another input: left out (name the file to process it)"),
+    )
+    return Batch(sources, OutputPlan(targets, plan.explicit_file), found.problems, input_paths(everything), left_out)
 
 
 def input_paths(sources: list[Source]) -> frozenset[Path]:
