@@ -602,6 +602,16 @@ def test_info_tells_half_from_float_exr(runner, tmp_path, half):
     assert ("half float" in run(runner, "info", path).stdout) == half
 
 
+@pytest.mark.parametrize(("dtype", "expected"), [(np.float16, ("half", 16)), (np.float32, ("float", 32)), (np.float64, ("double", 64))])
+def test_info_reports_a_float_tiffs_stored_sample_size(runner, tmp_path, dtype, expected):
+    """A float64 TIFF was reported as 32-bit float (the size bdx decodes it to, not the file's)."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "f.tiff", np.full((4, 4, 3), 0.5, dtype), photometric="rgb")
+    record = json.loads(run(runner, "info", "--json", tmp_path / "f.tiff").stdout)
+    assert (record["sample_type"], record["container_bits"]) == expected
+
+
 def _bdx(*args, stdin=None):
     return subprocess.run([sys.executable, "-m", "bdx", *map(str, args)], input=stdin, capture_output=True, cwd=REPO, timeout=300)
 

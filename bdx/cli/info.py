@@ -41,7 +41,7 @@ def describe(source: Source) -> dict:
         "height": image.height,
         "channels": image.channels,
         "alpha": image.alpha is not None,
-        "container_bits": 16 if image.half_float else image.container_bits,
+        "container_bits": image.stored_bits,
         "sample_type": image.sample_type,
     }
     if image.is_float:
@@ -139,7 +139,7 @@ def info(inputs: opt.Inputs, json_lines: opt.Json = False) -> None:
                 f"{row['width']}x{row['height']}",
                 str(row["channels"]),
                 "yes" if row["alpha"] else "no",
-                {"half": "half float", "float": "float"}.get(row["sample_type"], f"{row['container_bits']}-bit"),
+                {"half": "half float", "float": "float", "double": "64-bit float"}.get(row["sample_type"], f"{row['container_bits']}-bit"),
                 bits,
                 escape(row["icc_profile"] or "-"),
                 row["orientation"],

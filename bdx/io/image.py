@@ -30,7 +30,7 @@ class Image:
     orientation: int = 1
     exif: bytes | None = None  # the source's EXIF (TIFF-structured), written to PNG and JPEG outputs with orientation 1
     linear: bool = False
-    half_float: bool = False  # a float file stored as 16-bit half (decoded to float32)
+    stored_float_bits: int | None = None  # a float file's stored sample size: 16 (half), 32 or 64 (decoded to float32)
     premultiplied: bool = False  # colour premultiplied by alpha (a TIFF's associated alpha), kept so in TIFF and EXR
     colour_chunks: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's gAMA, cHRM, sRGB, cICP (type, body), written to PNG
 
@@ -90,10 +90,15 @@ class Image:
 
     @property
     def sample_type(self) -> str:
-        """The file's sample type as stored: uint8, uint16, half or float."""
+        """The file's sample type as stored: uint8, uint16, half, float or double."""
         if not self.is_float:
             return str(self.pixels.dtype)
-        return "half" if self.half_float else "float"
+        return {16: "half", 64: "double"}.get(self.stored_float_bits or 32, "float")
+
+    @property
+    def stored_bits(self) -> int:
+        """Bits per sample as the file stored them (:attr:`container_bits` is the decoded container)."""
+        return (self.stored_float_bits or 32) if self.is_float else self.container_bits
 
     @property
     def is_float(self) -> bool:

@@ -317,7 +317,7 @@ def _decode_tiff(data: bytes) -> Image:
         if array.dtype == np.uint8:
             extra *= np.uint16(257)
         array = np.concatenate([table[array[..., 0]].astype(np.uint16), extra], axis=-1)
-    half = array.dtype == np.float16
+    float_bits = 8 * array.dtype.itemsize if array.dtype.kind == "f" else None
     if array.dtype.kind == "f":
         array = array.astype(np.float32)
     elif array.dtype not in (np.uint8, np.uint16):
@@ -349,7 +349,7 @@ def _decode_tiff(data: bytes) -> Image:
         significant_bits=significant,
         icc_profile=bytes(icc) if icc else None,
         orientation=orientation if 1 <= orientation <= 8 else 1,
-        half_float=half,
+        stored_float_bits=float_bits,
         exif=exif_from_tiff(data),
     )
     return _oriented(image)
@@ -427,7 +427,7 @@ def _decode_exr(data: bytes) -> Image:
         pixels=pixels.astype(np.float32),
         alpha=None if alpha is None else alpha.astype(np.float32),
         linear=True,
-        half_float=pixels.dtype == np.float16,
+        stored_float_bits=8 * pixels.dtype.itemsize,
         premultiplied=alpha is not None,  # EXR's convention
     )
     return straight_alpha(image)  # bdx works with straight colour
