@@ -223,8 +223,7 @@ def _load_published(path: Path, task: Task | None) -> LoadedModel:
     except WeightsError:
         raise
     except Exception as exc:  # tensors of the right names but not of the shapes the network is made from
-        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise WeightsError(f"{path.name}: weights do not match {entry.title or entry.name} ({detail})") from None
+        raise WeightsError(f"{path.name}: {_mismatch(entry, exc, with_type=False)}") from None
     return describe(net, entry, path)
 
 
@@ -239,13 +238,21 @@ def recognise(state: dict[str, Any], task: Task | None) -> Architecture:
         try:
             found = entry.detect(state)
         except Exception as exc:  # a tensor of an expected name but another rank (a 0-d bias)
-            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            raise WeightsError(f"weights do not match {entry.title or entry.name} ({type(exc).__name__}: {detail})") from None
+            raise WeightsError(_mismatch(entry, exc, with_type=True)) from None
         if found:
             return entry
     known = ", ".join(entry.title or entry.name for entry in candidates)
     kind = f"{TASK_NAMES[task]} checkpoint" if task is not None else "checkpoint"
     raise WeightsError(f"not a {kind} bdx recognises ({known}, or bdx's own safetensors); keys: {describe_keys(state)}")
+
+
+def _mismatch(entry: Architecture, exc: Exception, *, with_type: bool) -> str:
+    """One line for weights ``entry`` could not take: the first line of ``exc`` (its type where it says nothing,
+    or ahead of it with ``with_type``)."""
+    detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+    if with_type or not detail:
+        detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return f"weights do not match {entry.title or entry.name} ({detail})"
 
 
 def check_device(model: LoadedModel, device: Any) -> None:

@@ -184,52 +184,48 @@ def sample_batch(
     for _ in range(config.batch_size):
         if paired and rng.random() < config.pairs_fraction:
             ldr, target, mask, context = sample_pair(paired[rng.integers(len(paired))], config, rng, context_size)
-            if ldr.shape[0] < config.crop:
-                ldr, target, mask = (cv2.resize(a, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR) for a in (ldr, target, mask))
-            if rng.random() < 0.5:
-                ldr, target, mask = ldr[:, ::-1], target[:, ::-1], mask[:, ::-1]
-            inputs.append(np.ascontiguousarray(ldr))
-            targets.append(np.ascontiguousarray(np.where(mask[..., None] >= 1.0, np.minimum(target, HEADROOM), np.float32(np.nan))))
-            contexts.append(context)
-            continue
-        chosen = scenes[rng.integers(len(scenes))]
-        scene = chosen.linear
-        trusted = None if chosen.trusted is None else chosen.trusted.astype(np.float32)
-        if config.augment:  # more scenes out of few: random scale and white balance
-            scale = rng.uniform(0.35, 1.0)
-            if scale < 0.95 and min(scene.shape[:2]) * scale >= config.crop:
-                size = (round(scene.shape[1] * scale), round(scene.shape[0] * scale))
-                scene = cv2.resize(scene, size, interpolation=cv2.INTER_AREA)
-                if trusted is not None:
-                    trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
-            scene = scene * rng.uniform(0.8, 1.25, 3).astype(np.float32)
-        exposure = expose(scene, rng.uniform(85, 99.5))
-        camera = fixed_camera(config) or random_camera(rng, config.plain_fraction)
-        quality = int(rng.integers(70, 96)) if rng.random() < config.jpeg_probability else None
-        exposed = scene * np.float32(exposure)
-        small = context_image(exposed, context_size)
-        context = render_ldr(small, camera, None)
-        stops = input_scale_ev(small, context) if config.target_scale == "input" else 0.0
-        factor = np.float32(2.0**stops if np.isfinite(stops) else 1.0)
-        side = min(config.crop, scene.shape[0], scene.shape[1]) // 4 * 4
-        y = rng.integers(0, scene.shape[0] - side + 1)
-        x = rng.integers(0, scene.shape[1] - side + 1)
-        target = exposed[y : y + side, x : x + side]
-        mask = np.ones((side, side), np.float32) if trusted is None else trusted[y : y + side, x : x + side]
-        ldr = render_ldr(target, camera, quality)
-        if side < config.crop:
-            ldr = cv2.resize(ldr, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
-            target = cv2.resize(target, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
-            mask = cv2.resize(mask, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR)
+        else:
+            ldr, target, mask, context = sample_rendered(scenes[rng.integers(len(scenes))], config, rng, context_size)
+        if ldr.shape[0] < config.crop:
+            ldr, target, mask = (cv2.resize(a, (config.crop, config.crop), interpolation=cv2.INTER_LINEAR) for a in (ldr, target, mask))
         if rng.random() < 0.5:
             ldr, target, mask = ldr[:, ::-1], target[:, ::-1], mask[:, ::-1]
         inputs.append(np.ascontiguousarray(ldr))
         # untrusted truth is NaN: hdr_loss leaves it out
-        scaled = np.minimum(target * factor, HEADROOM)
-        targets.append(np.ascontiguousarray(np.where(mask[..., None] >= 1.0, scaled, np.float32(np.nan))))
+        targets.append(np.ascontiguousarray(np.where(mask[..., None] >= 1.0, np.minimum(target, HEADROOM), np.float32(np.nan))))
         contexts.append(context)
     to_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
     return to_tensor(inputs), to_tensor(targets), contexts
+
+
+def sample_rendered(chosen: Scene, config: HdrTrainConfig, rng: np.random.Generator, context_size: int):
+    """One square crop of ``chosen`` rendered through a random camera: (LDR, linear target on the training scale,
+    trust mask, the whole scene's context image). The crop is at most ``config.crop`` a side (smaller scenes give
+    smaller crops)."""
+    scene = chosen.linear
+    trusted = None if chosen.trusted is None else chosen.trusted.astype(np.float32)
+    if config.augment:  # more scenes out of few: random scale and white balance
+        scale = rng.uniform(0.35, 1.0)
+        if scale < 0.95 and min(scene.shape[:2]) * scale >= config.crop:
+            size = (round(scene.shape[1] * scale), round(scene.shape[0] * scale))
+            scene = cv2.resize(scene, size, interpolation=cv2.INTER_AREA)
+            if trusted is not None:
+                trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
+        scene = scene * rng.uniform(0.8, 1.25, 3).astype(np.float32)
+    exposure = expose(scene, rng.uniform(85, 99.5))
+    camera = fixed_camera(config) or random_camera(rng, config.plain_fraction)
+    quality = int(rng.integers(70, 96)) if rng.random() < config.jpeg_probability else None
+    exposed = scene * np.float32(exposure)
+    small = context_image(exposed, context_size)
+    context = render_ldr(small, camera, None)
+    stops = input_scale_ev(small, context) if config.target_scale == "input" else 0.0
+    factor = np.float32(2.0**stops if np.isfinite(stops) else 1.0)
+    side = min(config.crop, scene.shape[0], scene.shape[1]) // 4 * 4
+    y = rng.integers(0, scene.shape[0] - side + 1)
+    x = rng.integers(0, scene.shape[1] - side + 1)
+    target = exposed[y : y + side, x : x + side]
+    mask = np.ones((side, side), np.float32) if trusted is None else trusted[y : y + side, x : x + side]
+    return render_ldr(target, camera, quality), target * factor, mask, context
 
 
 def context_tensors(contexts: list[np.ndarray], device) -> list[torch.Tensor]:
