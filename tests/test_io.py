@@ -215,8 +215,12 @@ def test_writers_convert_between_display_values_and_scene_linear_light_as_the_co
     light = np.array([[[0.0, 0.2140, 1.0], [4.0, 0.5, 0.05]]], np.float32)
     write_image(tmp_path / "l.png", Image(light, linear=True), bits=16)
     np.testing.assert_allclose(read_image(tmp_path / "l.png").pixels / 65535, linear_to_srgb(np.clip(light, 0, 1)), atol=1 / 65535)
-    write_image(tmp_path / "l.tif", Image(light, linear=True), bits=32)  # a float TIFF holds the values given
-    np.testing.assert_array_equal(read_image(tmp_path / "l.tif").pixels, light)
+    write_image(tmp_path / "l.tif", Image(light, linear=True), bits=32)  # display values, the curve extended above 1
+    float_tiff = read_image(tmp_path / "l.tif")
+    assert not float_tiff.linear
+    np.testing.assert_allclose(float_tiff.pixels, linear_to_srgb(light), rtol=1e-6)
+    write_image(tmp_path / "l.exr", float_tiff, exr_half=False)  # and back to the same light, 4.0 included
+    np.testing.assert_allclose(read_image(tmp_path / "l.exr").pixels, light, rtol=1e-5, atol=1e-7)
     write_image(tmp_path / "again.exr", exr, exr_half=False)  # linear to linear: untouched
     np.testing.assert_array_equal(read_image(tmp_path / "again.exr").pixels, exr.pixels)
 

@@ -155,7 +155,8 @@ LINEAR_FORMATS = ("exr", "hdr")  # containers of scene-linear light; the others 
 def for_container(image: Image, fmt: str, bits: int = 16) -> Image:
     """The image as ``fmt`` stores it: display values become scene-linear light for EXR and Radiance HDR
     (the inverse sRGB curve), and a scene-linear image (``image.linear``) is sRGB-encoded, clipped to [0, 1],
-    for PNG, JPEG and integer TIFF. A 32-bit float TIFF keeps the values as they are.
+    for PNG, JPEG and integer TIFF. A 32-bit float TIFF holds display values too (as :func:`read_image` reads
+    it): scene-linear light is sRGB-encoded with the curve extended above 1, not clipped.
 
     >>> for_container(Image(np.full((1, 1, 3), 255, np.uint8)), "exr").pixels[0, 0].tolist()
     [1.0, 1.0, 1.0]
@@ -165,13 +166,15 @@ def for_container(image: Image, fmt: str, bits: int = 16) -> Image:
     from bdx.color import linear_to_srgb, scene_linear
 
     to_linear = fmt in LINEAR_FORMATS and not image.linear
-    to_display = image.linear and fmt not in LINEAR_FORMATS and not (fmt == "tiff" and bits == 32)
+    to_display = image.linear and fmt not in LINEAR_FORMATS
     if not (to_linear or to_display):
         return image
     image = straight_alpha(image)  # colour curves apply to straight colour
     if to_linear:
         return scene_linear(image)
-    return image.with_pixels(linear_to_srgb(np.clip(to_float(image.pixels), 0.0, 1.0)), linear=False, colour_chunks=())
+    light = to_float(image.pixels)
+    keep_range = fmt == "tiff" and bits == 32  # float samples: the extended curve, nothing clipped
+    return image.with_pixels(linear_to_srgb(light if keep_range else np.clip(light, 0.0, 1.0)), linear=False, colour_chunks=())
 
 
 # --------------------------------------------------------------------------- encoders
