@@ -10,7 +10,7 @@ import numpy as np
 from bdx.color import display_codes_of
 from bdx.dequant.self_check import MIN_BITS as SELF_CHECK_MIN_BITS
 from bdx.dequant.self_check import ImageAlpha
-from bdx.errors import InputError, SettingError, SettingUsageError, check_flag, check_setting, check_tile
+from bdx.errors import InputError, SettingError, SettingUsageError, check_flag, check_setting, check_tile, plain_scalars
 from bdx.io import Image, to_float
 from bdx.io.image import non_finite
 from bdx.quantization import (
@@ -147,6 +147,7 @@ class DepthSettings:
     self_check: bool = True
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         from bdx.dequant.classical import PRIOR_BACKENDS
         from bdx.dequant.learned import ENSEMBLE_SIZES
         from bdx.device import PRECISIONS

@@ -109,6 +109,17 @@ def check_tile(tile: object) -> None:
         check_number("tile", tile, SMALLEST_TILE, LARGEST_TILE, whole=True)  # type: ignore[arg-type]
 
 
+def plain_scalars(settings: object) -> None:
+    """Replace NumPy scalars among a (frozen) dataclass's fields by the Python number or bool they hold, before its
+    checks: ``np.int64(2)`` is then a whole number like 2, and ``1 << np.uint8(12)`` cannot overflow later."""
+    import dataclasses
+
+    for field in dataclasses.fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, field.name)
+        if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            object.__setattr__(settings, field.name, value.item())
+
+
 def check_flag(name: str, value: object) -> None:
     """A :class:`SettingUsageError` naming setting ``name`` unless ``value`` is True or False (a string "no" is
     truthy)."""

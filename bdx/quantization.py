@@ -26,7 +26,7 @@ CONVENTIONS: tuple[Convention, ...] = get_args(Convention)
 
 def max_level(bits: int) -> int:
     """Highest level of an N-bit quantizer (2^N - 1)."""
-    return (1 << bits) - 1
+    return (1 << int(bits)) - 1
 
 
 def step_size(bits: int, convention: Convention = "centre", container_bits: int = 16) -> float:

@@ -106,6 +106,24 @@ def test_settings_take_numpy_numbers():
 
     assert bdx.DepthSettings(tile=np.int64(256)).tile == 256
     assert bdx.EnhanceSettings(denoise=np.float32(0.5)).denoise == 0.5
+    settings = bdx.DepthSettings(method="learned", in_bits=np.uint8(12), ensemble=np.int64(2), relax=np.False_)
+    assert (settings.in_bits, settings.ensemble, settings.relax) == (12, 2, False)  # ensemble and relax were refused
+    assert type(settings.in_bits) is int and type(settings.ensemble) is int
+
+
+def test_a_numpy_small_integer_depth_gives_the_same_result_as_the_int():
+    """in_bits=np.uint8(12) (or significant_bits) computed 1 << 12 in uint8: an IndexError in a fresh process,
+    else bin centres off by up to 8 codes, depending on what a cache held."""
+    import numpy as np
+
+    codes = (np.random.default_rng(0).integers(0, 4096, (16, 16, 3)) * 16 + 8).astype(np.uint16)
+    plain = bdx.upscale_depth(bdx.Image(codes), None, bdx.DepthSettings(method="midpoint", in_bits=12), device="cpu")
+    numpy_depth = bdx.DepthSettings(method="midpoint", in_bits=np.uint8(12))
+    np.testing.assert_array_equal(bdx.upscale_depth(bdx.Image(codes), None, numpy_depth, device="cpu").image.pixels, plain.image.pixels)
+    declared = bdx.Image(codes, significant_bits=np.uint8(12))
+    assert type(declared.significant_bits) is int
+    by_sbit = bdx.upscale_depth(declared, None, bdx.DepthSettings(method="midpoint"), device="cpu")
+    np.testing.assert_array_equal(by_sbit.image.pixels, plain.image.pixels)
 
 
 def test_enhance_refuses_nan_and_jpeg_is_written_straight():

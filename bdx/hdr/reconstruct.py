@@ -20,7 +20,7 @@ import torch
 
 from bdx.color import luminance
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
-from bdx.errors import BdxError, InputError, SettingUsageError, check_number, check_setting, check_tile
+from bdx.errors import BdxError, InputError, SettingUsageError, check_number, check_setting, check_tile, plain_scalars
 from bdx.io import Image, to_float
 from bdx.io.image import straight_alpha
 
@@ -54,6 +54,7 @@ class HdrSettings:
     tile: int | None = None
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         check_setting("method", self.method, HDR_METHODS)
         check_setting("dequantize", self.dequantize, DISPLAY_DEQUANTIZERS)
         if self.iterations is not None:

@@ -52,6 +52,8 @@ class Image:
     def _check_metadata(self) -> None:
         """significant_bits within the container, orientation an EXIF code, profiles as bytes."""
         bits = self.significant_bits
+        if isinstance(bits, np.integer):  # a NumPy integer as the int it holds (uint8 arithmetic would overflow)
+            bits = self.significant_bits = int(bits)
         if bits is not None:
             container = 8 * self.pixels.dtype.itemsize
             if self.is_float or isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= container:

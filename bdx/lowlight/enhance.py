@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from bdx.depth import DISPLAY_DEQUANTIZERS, DisplayDequantizer, display_codes
-from bdx.errors import InputError, SettingUsageError, check_number, check_setting, check_tile
+from bdx.errors import InputError, SettingUsageError, check_number, check_setting, check_tile, plain_scalars
 from bdx.io import Image, to_float
 from bdx.io.image import straight_alpha
 from bdx.lowlight.curves import sample_maps
@@ -53,6 +53,7 @@ class EnhanceSettings:
     tile: int | None = None
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         check_setting("dequantize", self.dequantize, DISPLAY_DEQUANTIZERS)
         check_number("denoise", self.denoise, 0, 10)
         check_number("denoise_radius", self.denoise_radius, 1, 64, whole=True)
