@@ -88,6 +88,32 @@ def _exif_blob(orientation: int) -> bytes:
     return b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", 2) + entries + struct.pack("<I", 0) + make
 
 
+@pytest.mark.parametrize("target_format", ["png", "jpeg", "tiff"])
+def test_exif_given_with_its_jpeg_prefix_is_carried_upright(target_format):
+    """EXIF bytes as Pillow and piexif give them (b"Exif\\0\\0" first) were written with the prefix doubled (JPEG),
+    into a non-conforming eXIf chunk (PNG) or dropped (TIFF), their orientation 6 left in place for viewers to
+    rotate upright pixels again."""
+    from bdx.io.metadata import exif_orientation, parse_jpeg, parse_png
+
+    image = Image(np.zeros((4, 6, 3), np.uint8), exif=b"Exif\0\0" + _exif_blob(6))
+    assert image.exif == _exif_blob(6)
+    out = encode_image(image, target_format, bits=8)
+    if target_format == "tiff":
+        assert decode_image(out, "x.tiff").exif is not None and b"TestCam" in decode_image(out, "x.tiff").exif
+        return
+    exif = (parse_png(out) if target_format == "png" else parse_jpeg(out)).exif
+    assert exif is not None and exif.startswith(b"II*\0") and exif_orientation(exif) == 1
+
+
+def test_big_endian_samples_are_taken_in_native_order():
+    """A uint16 array stored big-endian (PGM, FITS buffers) was refused as "not uint16, but >u2"."""
+    codes = np.arange(48, dtype=np.uint16).reshape(4, 4, 3) * 1000
+    image = Image(codes.astype(">u2"), alpha=np.full((4, 4), 7, ">u2"))
+    assert image.pixels.dtype == np.uint16 and image.pixels.dtype.isnative
+    np.testing.assert_array_equal(image.pixels, codes)
+    assert image.alpha is not None and image.alpha.dtype.isnative and int(image.alpha[0, 0]) == 7
+
+
 @pytest.mark.parametrize("source_format", ["png", "jpeg"])
 @pytest.mark.parametrize("target_format", ["png", "jpeg"])
 def test_exif_is_carried_to_png_and_jpeg_with_the_orientation_set_upright(source_format, target_format):

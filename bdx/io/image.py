@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bdx.errors import BdxError, InputError
+from bdx.io.metadata import EXIF_APP1_HEADER
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Image:
     significant_bits: int | None = None  # declared by the file: a PNG's sBIT, a TIFF's 4-, 10- or 12-bit samples
     source_format: str = ""
     orientation: int = 1
-    exif: bytes | None = None  # the source's EXIF (TIFF-structured), written to PNG and JPEG outputs with orientation 1
+    exif: bytes | None = None  # the source's EXIF (TIFF-structured; a leading Exif\0\0 is dropped), written with orientation 1
     linear: bool = False
     stored_float_bits: int | None = None  # a float file's stored sample size: 16 (half), 32 or 64 (decoded to float32)
     premultiplied: bool = False  # colour premultiplied by alpha (a TIFF's associated alpha), kept so in TIFF and EXR
@@ -67,6 +68,8 @@ class Image:
                 setattr(self, name, bytes(value))
             elif value is not None and not isinstance(value, bytes):
                 raise InputError(f"{name} must be bytes or None, not {type(value).__name__}")
+        if self.exif is not None and self.exif.startswith(EXIF_APP1_HEADER):  # as Pillow and piexif give it
+            self.exif = self.exif[len(EXIF_APP1_HEADER) :]
 
     @property
     def height(self) -> int:
@@ -144,6 +147,8 @@ def _checked_plane(array: object, what: str, is_alpha: bool = False) -> np.ndarr
     """``array`` as pixels or alpha of an :class:`Image` (a 2-D array gains a channel axis when it is pixels)."""
     if not isinstance(array, np.ndarray):
         raise InputError(f"{what} must be a NumPy array, not {type(array).__name__}")
+    if not array.dtype.isnative and array.dtype.newbyteorder("=") in SAMPLE_TYPES:  # big-endian (PGM, FITS buffers)
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype not in SAMPLE_TYPES:
         raise InputError(f"{what} must be uint8, uint16 or float32, not {array.dtype}")
     if array.ndim == 2 and not is_alpha:

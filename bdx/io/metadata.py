@@ -15,6 +15,8 @@ import numpy as np
 
 from bdx.errors import InputError
 
+EXIF_APP1_HEADER = b"Exif\0\0"  # a JPEG APP1 segment's prefix to the TIFF-structured EXIF
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -380,7 +382,7 @@ def parse_jpeg(data: bytes) -> JpegInfo:
             info.components = body[5]
             info.arithmetic = marker >= 0xC9  # SOF9-SOF15: arithmetic coding, which can spend under a bit per block
             info.lossless = marker in (0xC3, 0xC7, 0xCB, 0xCF)
-        elif marker == 0xE1 and body.startswith(b"Exif\0\0"):
+        elif marker == 0xE1 and body.startswith(EXIF_APP1_HEADER):
             info.orientation = exif_orientation(body[6:])
             info.exif = body[6:]
         elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\0") and len(body) > 14:
@@ -420,7 +422,7 @@ def jpeg_add_exif(jpeg: bytes, exif: bytes | None) -> bytes:
     large for one segment is left out."""
     if not exif or len(exif) + 8 > 0xFFFF:
         return jpeg
-    body = b"Exif\0\0" + exif
+    body = EXIF_APP1_HEADER + exif
     segment = b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
     pos = 2
     if jpeg[2:4] == b"\xff\xe0":
@@ -446,7 +448,7 @@ def parse_webp(data: bytes) -> tuple[bytes | None, int, bytes | None]:
         if ctype == b"ICCP":
             icc = body
         elif ctype == b"EXIF":
-            exif = body[6:] if body.startswith(b"Exif\0\0") else body
+            exif = body[len(EXIF_APP1_HEADER) :] if body.startswith(EXIF_APP1_HEADER) else body
             orientation = exif_orientation(exif)
         pos += 8 + size + (size & 1)
     return icc, orientation, exif
