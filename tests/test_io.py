@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bdx.color import linear_to_srgb, srgb_to_linear
-from bdx.errors import BdxError, InputError
+from bdx.errors import BdxError, InputError, SettingError
 from bdx.io import Image, decode_image, encode_image, read_image, to_float, write_image
 from bdx.io.metadata import PNG_SIGNATURE, png_chunk
 
@@ -103,6 +103,20 @@ def test_exif_given_with_its_jpeg_prefix_is_carried_upright(target_format):
         return
     exif = (parse_png(out) if target_format == "png" else parse_jpeg(out)).exif
     assert exif is not None and exif.startswith(b"II*\0") and exif_orientation(exif) == 1
+
+
+def test_encoder_options_are_checked_and_formats_named_by_their_extensions():
+    """exr_half="no" wrote half floats (a truthy string); fmt="jpg" or "TIF" was an unknown format although the
+    extensions work; bits=12 was a plain BdxError."""
+    image = Image(np.full((2, 2, 3), 0.5, np.float32), linear=True)
+    with pytest.raises(SettingError, match="exr_half must be True or False, not 'no'"):
+        encode_image(image, "exr", exr_half="no")
+    with pytest.raises(SettingError, match="bits must be one of 8, 16, not 12"):
+        encode_image(image, "png", bits=12)
+    with pytest.raises(SettingError, match="fmt must be one of tiff, png, exr, jpeg, hdr, not 'webp'"):
+        encode_image(image, "webp")
+    for name, fmt in (("jpg", "jpeg"), ("TIF", "tiff"), (".png", "png"), ("EXR", "exr")):
+        assert decode_image(encode_image(image, name, bits=8), f"x.{fmt}").source_format == fmt
 
 
 def test_big_endian_samples_are_taken_in_native_order():

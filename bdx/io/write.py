@@ -8,12 +8,12 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import cv2
 import numpy as np
 
-from bdx.errors import BdxError, SettingError, check_number
+from bdx.errors import BdxError, SettingError, check_flag, check_number, check_setting
 from bdx.io.image import Image, check_image, convert_depth, non_finite, straight_alpha, to_float
 from bdx.io.metadata import (
     PLACEHOLDERS,
@@ -69,6 +69,10 @@ def encode_image(
     integer formats would turn them into black). JPEG and Radiance HDR hold no alpha: it is left out.
     """
     check_image(image)
+    fmt = format_named(fmt)
+    check_flag("exr_half", exr_half)
+    if fmt in ("png", "tiff"):
+        check_setting("bits", bits, (8, 16) if fmt == "png" else (8, 16, 32))
     bad = non_finite(image)
     if bad is not None:
         raise BdxError(f"the image holds {bad}; nothing written")
@@ -84,9 +88,21 @@ def encode_image(
         return _encode_jpeg(straight_alpha(image), jpeg_quality)
     if fmt == "exr":
         return _encode_exr(image, exr_half)
-    if fmt == "hdr":
-        return _encode_hdr(straight_alpha(image))
-    raise BdxError(f"unknown output format {fmt!r} (choose from {', '.join(OUTPUT_FORMATS)})")
+    return _encode_hdr(straight_alpha(image))
+
+
+def format_named(fmt: object) -> OutputFormat:
+    """An output format named as :data:`OUTPUT_FORMATS` does, or by its extension in any case ("jpg", "TIF",
+    ".png"); else a :class:`SettingUsageError`.
+
+    >>> format_named("JPG"), format_named("tif")
+    ('jpeg', 'tiff')
+    """
+    if isinstance(fmt, str):
+        named = fmt.lower()
+        fmt = _EXTENSION_FORMATS.get(named if named.startswith(".") else "." + named, named)
+    check_setting("fmt", fmt, OUTPUT_FORMATS)
+    return cast(OutputFormat, fmt)
 
 
 def write_image(
@@ -201,8 +217,6 @@ def _imencode(ext: str, array: np.ndarray, params: list[int] | None = None) -> b
 
 
 def _encode_png(image: Image, bits: int, significant_bits: int | None) -> bytes:
-    if bits not in (8, 16):
-        raise BdxError("PNG holds 8 or 16 bits per sample")
     pixels = convert_depth(image.pixels, bits)
     alpha = None if image.alpha is None else convert_depth(image.alpha, bits)
     gray = pixels.shape[2] == 1
@@ -230,8 +244,6 @@ def _encode_png_gray_alpha(gray: np.ndarray, alpha: np.ndarray) -> bytes:
 def _encode_tiff(image: Image, bits: int) -> bytes:
     import tifffile
 
-    if bits not in (8, 16, 32):
-        raise BdxError("TIFF output holds 8, 16 or 32 (float) bits per sample")
     pixels = convert_depth(image.pixels, bits)
     extrasamples = None
     if image.alpha is not None:
