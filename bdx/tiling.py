@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, get_args
 
 import numpy as np
 import torch
 
 from bdx.device import EnginePrecision
-from bdx.errors import BdxError
+from bdx.errors import LARGEST_TILE, BdxError, InputError, check_flag, check_number, check_setting, plain_scalars
 
 if TYPE_CHECKING:
     from bdx.models import TileNeeds
@@ -173,6 +173,19 @@ class TiledRun:
     # at its edges, so the network's own padding applies there, as in a whole-image run)
     border: Border = "reflect"
 
+    def __post_init__(self) -> None:
+        """Each field checked when made: a bad value is a :class:`SettingUsageError` naming it."""
+        plain_scalars(self)
+        for name, low in (("halo", 0), ("blend", 0), ("multiple", 1), ("bytes_per_pixel", 1), ("min_tile", 1)):
+            check_number(name, getattr(self, name), low, LARGEST_TILE, whole=True)
+        for name in ("tile", "batch_size"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), 1, LARGEST_TILE, whole=True)
+        check_setting("precision", self.precision, get_args(EnginePrecision))
+        check_setting("border", self.border, get_args(Border))
+        check_flag("residual", self.residual)
+        check_flag("cut", self.cut)
+
     @classmethod
     def for_needs(cls, needs: TileNeeds, tile: int | None = None, **settings: Any) -> TiledRun:
         """Settings for a model with tiling ``needs`` (a :class:`bdx.models.LoadedModel`'s ``tiling``): its halo,
@@ -218,6 +231,9 @@ def run_tiled(
     """
     settings = settings or TiledRun()
     device = torch.device(device)
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or 0 in image.shape:
+        shape = getattr(image, "shape", type(image).__name__)
+        raise InputError(f"run_tiled takes an (H, W) or (H, W, C) NumPy array of at least 1x1, not {shape}")
     if image.ndim == 2:
         image = image[..., None]
     prepare = prepare or _default_prepare
@@ -413,11 +429,14 @@ class _Writer:
         self.out: np.ndarray | None = None
 
     def _store(self, block: np.ndarray, y0: int, x0: int) -> None:
+        done = self.finalize(block, y0, x0) if self.finalize else block
         if self.out is None:
-            channels = self.out_channels or block.shape[-1]
+            channels = self.out_channels or done.shape[-1]
             self.out = np.empty(self.grid.image.shape[:2] + (channels,), dtype=self.out_dtype)
+        if done.shape[-1] != self.out.shape[-1]:  # numpy would broadcast one channel into three
+            raise BdxError(f"the model's output has {done.shape[-1]} channels, not the {self.out.shape[-1]} of out_channels")
         rows, cols = block.shape[:2]
-        self.out[y0 : y0 + rows, x0 : x0 + cols] = self.finalize(block, y0, x0) if self.finalize else block
+        self.out[y0 : y0 + rows, x0 : x0 + cols] = done
 
 
 class _CutWriter(_Writer):

@@ -231,3 +231,40 @@ def test_models_may_return_their_output_trimmed_by_part_of_the_halo(residual):
     too_much = lambda x: x[:, :, HALO + 1 : -HALO - 1, HALO + 1 : -HALO - 1]  # noqa: E731
     with pytest.raises(ValueError, match="halo"):
         run_tiled(too_much, image, settings=run)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"multiple": 0}, "multiple must be a whole number between 1"),
+        ({"blend": -3}, "blend must be a whole number between 0"),
+        ({"batch_size": -1}, "batch_size must be a whole number between 1"),
+        ({"tile": 3.5}, "tile must be a whole number between 1"),
+        ({"halo": -1}, "halo must be a whole number between 0"),
+        ({"precision": "fp8"}, "precision must be one of auto, float32, bfloat16, float16, not 'fp8'"),
+        ({"border": "zero"}, "border must be one of reflect, inside, not 'zero'"),
+        ({"cut": "yes"}, "cut must be True or False"),
+    ],
+)
+def test_tiled_run_settings_are_checked_when_made(fields, message):
+    """multiple=0 was a ZeroDivisionError, batch_size=-1 an AssertionError, precision="fp8" a KeyError, border="zero"
+    ran as reflect: each only once an image was being processed."""
+    from bdx.errors import SettingError
+
+    with pytest.raises(SettingError, match=message):
+        TiledRun(**fields)
+    assert TiledRun(tile=np.int64(64), halo=np.int32(8)).tile == 64
+
+
+def test_run_tiled_refuses_what_is_no_image_and_a_model_of_the_wrong_channel_count():
+    """An Image object was an AttributeError, a 0-row array a ValueError from numpy, and a model returning one
+    channel where out_channels said three was broadcast into three identical channels."""
+    from bdx.errors import BdxError, InputError
+    from bdx.io import Image
+
+    for bad in (Image(np.zeros((4, 4, 3), np.uint8)), np.zeros((0, 4, 3), np.uint8), np.zeros(5, np.uint8)):
+        with pytest.raises(InputError, match="run_tiled takes an"):
+            run_tiled(lambda x: x, bad)
+    grey = lambda x: x[:, :1]  # noqa: E731
+    with pytest.raises(BdxError, match="output has 1 channels, not the 3 of out_channels"):
+        run_tiled(grey, np.zeros((8, 8, 3), np.uint8), out_channels=3, settings=TiledRun(tile=8, halo=0, blend=0))
