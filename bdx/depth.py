@@ -345,9 +345,13 @@ def display_codes(image: Image, method: DisplayDequantizer, device: str, progres
     8-bit input with ``none`` stays 8-bit (the same values, half the memory traffic). Linear inputs are
     sRGB-encoded, float display values (a float TIFF) scaled (both clipped to [0, 1]); grey is replicated to
     RGB. A 16-bit file's depth is its sBIT, else what its codes hold (8-bit codes stored as 16-bit are
-    dequantized as the 8-bit file would be)."""
+    dequantized as the 8-bit file would be). A declared depth (sBIT) the codes contradict (an 8-bit photo marked
+    3-bit) is left out: the codes say what the image holds, and reading them at the declared depth would move them
+    by whole steps."""
     convention: Convention = "centre"
     full_depth = False
+    if image.significant_bits and not image.is_float and detect_bits(image.pixels, image.container_bits)[0] > image.significant_bits:
+        image = image.with_pixels(image.pixels, significant_bits=None)
     if image.container_bits == 16 and not image.significant_bits and not image.linear:
         bits, convention = detect_bits(image.pixels, 16)
         full_depth = bits >= 16

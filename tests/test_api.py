@@ -182,3 +182,18 @@ def test_image_metadata_is_checked_when_the_image_is_made():
     with pytest.raises(bdx.InputError, match="significant_bits"):
         bdx.Image(np.zeros((4, 4, 3), np.float32), significant_bits=4)
     assert bdx.Image(codes, icc_profile=bytearray(b"abc"), significant_bits=np.int64(5)).icc_profile == b"abc"
+
+
+@pytest.mark.parametrize("task", ["lowlight", "hdr"])
+def test_a_declared_depth_the_codes_contradict_does_not_steer_enhancement(task):
+    """An 8-bit photo marked 3-bit (sBIT) was dequantized as 3-bit before enhancement: its display codes moved
+    by up to 25 8-bit codes, with nothing said."""
+    import numpy as np
+
+    codes = np.random.default_rng(1).integers(0, 256, (24, 24, 3)).astype(np.uint8)
+    if task == "lowlight":
+        run = lambda image: bdx.enhance_lowlight(image, None, bdx.EnhanceSettings(dequantize="contour"), device="cpu")  # noqa: E731
+    else:
+        run = lambda image: bdx.ldr_to_hdr(image, None, bdx.HdrSettings(method="classical", dequantize="contour"), device="cpu")  # noqa: E731
+    plain = run(bdx.Image(codes)).image.pixels
+    np.testing.assert_array_equal(run(bdx.Image(codes, significant_bits=3)).image.pixels, plain)

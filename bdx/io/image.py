@@ -112,10 +112,11 @@ class Image:
     def with_pixels(self, pixels: np.ndarray, **changes) -> "Image":
         """A copy with new pixels (same size); alpha and metadata are kept, but for float pixels the significant
         bits (a property of integer codes)."""
-        if pixels.ndim == 2:
+        if isinstance(pixels, np.ndarray) and pixels.ndim == 2:
             pixels = pixels[..., None]
-        if pixels.shape[:2] != self.pixels.shape[:2]:
-            raise ValueError("with_pixels keeps the image size")
+        if not isinstance(pixels, np.ndarray) or pixels.shape[:2] != self.pixels.shape[:2]:
+            shape = getattr(pixels, "shape", type(pixels).__name__)
+            raise InputError(f"with_pixels keeps the image size {self.pixels.shape[:2]}: pixels of {shape} do not fit it")
         if pixels.dtype.kind == "f":
             changes.setdefault("significant_bits", None)
         return replace(self, pixels=pixels, **changes)
