@@ -74,3 +74,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'bdx' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The loaded names and the lazy ones (for tab completion)."""
+    return sorted(set(globals()) | set(_LAZY))

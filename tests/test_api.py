@@ -197,3 +197,15 @@ def test_a_declared_depth_the_codes_contradict_does_not_steer_enhancement(task):
         run = lambda image: bdx.ldr_to_hdr(image, None, bdx.HdrSettings(method="classical", dequantize="contour"), device="cpu")  # noqa: E731
     plain = run(bdx.Image(codes)).image.pixels
     np.testing.assert_array_equal(run(bdx.Image(codes, significant_bits=3)).image.pixels, plain)
+
+
+def test_image_flags_are_booleans_and_lazy_names_are_listed():
+    """linear="yes" and premultiplied=1 were kept as given; dir(bdx) left out every lazily loaded name."""
+    import numpy as np
+
+    pixels = np.zeros((2, 2, 3), np.uint8)
+    for flag in ("linear", "premultiplied"):
+        with pytest.raises(bdx.SettingError, match=f"{flag} must be True or False"):
+            bdx.Image(pixels, **{flag: "yes"})
+    assert bdx.Image(pixels, linear=np.True_).linear is True
+    assert {"upscale_depth", "DepthSettings", "read_image"} <= set(dir(bdx))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bdx.errors import BdxError, InputError
+from bdx.errors import BdxError, InputError, check_flag
 from bdx.io.metadata import EXIF_APP1_HEADER
 
 
@@ -59,6 +59,10 @@ class Image:
             container = 8 * self.pixels.dtype.itemsize
             if self.is_float or isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= container:
                 raise InputError(f"significant_bits must be None or a whole number from 1 to {container} for these pixels, not {bits!r}")
+        for flag in ("linear", "premultiplied"):
+            if isinstance(getattr(self, flag), np.bool_):
+                setattr(self, flag, bool(getattr(self, flag)))
+            check_flag(flag, getattr(self, flag))
         orientation = self.orientation
         if isinstance(orientation, bool) or not isinstance(orientation, numbers.Integral) or not 1 <= orientation <= 8:
             raise InputError(f"orientation must be an EXIF orientation from 1 to 8, not {orientation!r}")
