@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--side", choices=["tune", "suite"], default="tune")
     parser.add_argument("--merges", type=Path, help="SICE merges (default: /tmp/sice_merged for tune, /tmp/sice_heldout for suite)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/self_check_study.json"))
-    parser.add_argument("--decimation", type=int, default=DECIMATION, choices=[2, 4])
+    parser.add_argument("--decimation", type=int, default=4, choices=[2, 4], help="as bdx.dequant.self_check: 4")
     args = parser.parse_args()
     global DECIMATION
     DECIMATION = args.decimation

@@ -88,7 +88,10 @@ def enhance_lowlight_command(
         clipped = image.is_float and float(image.pixels.max(initial=0.0)) > 1.0
         warning = joined_warnings(
             container_losses(image, chosen),
-            "values above 1.0 (highlights of a scene-linear input) were clipped: enhancement works on display values" if clipped else None,
+            f"values above 1.0 ({'highlights of a scene-linear input' if image.linear else 'of a float display image'}) were clipped: "
+            "enhancement works on display values"
+            if clipped
+            else None,
         )
         if warning:
             record["warning"] = warning

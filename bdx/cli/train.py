@@ -198,7 +198,7 @@ def train_depth_command(
         init = _shipped_or(init, "depth")
         check_weights_target(output, overwrite, resume, init)  # after usage checks; --resume continues it
         state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, workers=workers, report=report)
-    typer.echo(f"wrote {output} after {state.step} steps")
+    _say_written(output, state)
 
 
 @train_app.command(
@@ -322,7 +322,7 @@ def train_lowlight_command(
             workers=workers,
             report=report,
         )
-    typer.echo(f"wrote {output} after {state.step} steps")
+    _say_written(output, state)
 
 
 @train_app.command(
@@ -481,7 +481,7 @@ def train_hdr_command(
         init = _shipped_or(init, "hdr")
         check_weights_target(output, overwrite, resume, init)  # after usage checks; --resume continues it
         state = train_hdr(data, output, config, init=init, resume=resume, pairs=pairs, device=torch_device, workers=workers, report=report)
-    typer.echo(f"wrote {output} after {state.step} steps")
+    _say_written(output, state)
 
 
 def _step_reporter(steps: int, quiet: bool, marker: str, describe: Callable[[dict], str]) -> Callable[[int, dict], None]:
@@ -495,3 +495,9 @@ def _step_reporter(steps: int, quiet: bool, marker: str, describe: Callable[[dic
         typer.echo(f"step {step}/{steps}  loss {record['loss']:.4f}  {figures}  ({record['seconds']:.0f} s)", err=True)
 
     return report
+
+
+def _say_written(output: Path, state) -> None:
+    """The run's last line, once (by rank 0 of a torchrun launch)."""
+    if state.rank == 0:
+        typer.echo(f"wrote {output} after {state.step} steps")
