@@ -642,3 +642,16 @@ def test_enhancing_a_scene_linear_input_says_its_highlights_were_clipped(runner,
                                      "--device", "cpu"])
         assert result.exit_code == 0, result.stderr
         assert ("were clipped" in result.stderr) == warned
+
+
+def test_a_float_display_image_above_one_is_named_as_such_when_clipped(runner, tmp_path):
+    """A float TIFF (display values) above 1 was warned about as "highlights of a scene-linear input"."""
+    from bdx.io import Image, write_image
+
+    pixels = np.full((16, 16, 3), 0.1, np.float32)
+    pixels[0, 0] = 2.0
+    write_image(tmp_path / "display.tiff", Image(pixels), bits=32)
+    result = runner.invoke(app, ["enhance-lowlight", str(tmp_path / "display.tiff"), "-o", str(tmp_path / "out.tiff"), "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    assert "values above 1.0 (of a float display image) were clipped" in result.stderr
+    assert "scene-linear" not in result.stderr
