@@ -209,3 +209,22 @@ def test_image_flags_are_booleans_and_lazy_names_are_listed():
             bdx.Image(pixels, **{flag: "yes"})
     assert bdx.Image(pixels, linear=np.True_).linear is True
     assert {"upscale_depth", "DepthSettings", "read_image"} <= set(dir(bdx))
+
+
+def test_fields_assigned_after_construction_are_checked_by_the_tasks_and_the_writer(tmp_path):
+    """im.pixels = a 2-D array was an AxisError (upscale_depth) or IndexError (enhance_lowlight, write_image), and
+    an alpha of another size a numpy ValueError."""
+    import numpy as np
+
+    image = bdx.Image(np.zeros((6, 6, 3), np.uint8))
+    image.pixels = image.pixels[..., 0]  # grey, as the constructor would take it
+    assert bdx.upscale_depth(image, None, bdx.DepthSettings(method="midpoint"), device="cpu").image.pixels.shape == (6, 6, 1)
+    image.alpha = np.zeros((3, 3), np.uint8)
+    for call in (
+        lambda: bdx.upscale_depth(image, None, bdx.DepthSettings(method="midpoint"), device="cpu"),
+        lambda: bdx.enhance_lowlight(image, None, bdx.EnhanceSettings(dequantize="none"), device="cpu"),
+        lambda: bdx.write_image(tmp_path / "a.png", image),
+    ):
+        with pytest.raises(bdx.InputError, match=r"alpha must be \(height, width\) = \(6, 6\)"):
+            call()
+    assert not list(tmp_path.iterdir())

@@ -36,9 +36,13 @@ class Image:
     colour_chunks: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's gAMA, cHRM, sRGB, cICP (type, body), written to PNG
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
         """Pixels (H, W) or (H, W, 1 or 3) of uint8, uint16 or float32, at least 1x1; alpha (H, W) (or (H, W, 1))
         of one of those types (rescaled to the pixels' container when written). Anything else is an
-        :class:`InputError` here, not an odd failure later (or a wrong file: colour written into alpha)."""
+        :class:`InputError` here, not an odd failure later (or a wrong file: colour written into alpha). Run when
+        made, and again by every task and writer (fields assigned since are checked there)."""
         self.pixels = _checked_plane(self.pixels, "pixels")
         if self.pixels.ndim != 3 or self.pixels.shape[2] not in (1, 3):
             raise InputError(f"pixels must be (height, width) or (height, width, 1 or 3), not of shape {self.pixels.shape}")
@@ -131,10 +135,11 @@ SAMPLE_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
 def check_image(image: object) -> None:
     """A :class:`TypeError` unless ``image`` is an :class:`Image` (a file name or an array is not), saying how to
-    make one."""
+    make one; an :class:`InputError` when its fields no longer make one (assigned after it was made)."""
     if not isinstance(image, Image):
         hint = "read a file: bdx.read_image(path)" if isinstance(image, (str, os.PathLike)) else "wrap an array: bdx.Image(pixels)"
         raise TypeError(f"image must be a bdx.Image ({hint}), not {type(image).__name__}")
+    image.validate()
 
 
 def non_finite(image: Image) -> str | None:
