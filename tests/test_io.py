@@ -964,3 +964,12 @@ def test_an_image_with_significant_bits_writes_to_a_float_format(tmp_path, suffi
     write_image(tmp_path / f"s6{suffix}", image)
     linear = read_image(tmp_path / f"s6{suffix}").pixels
     np.testing.assert_allclose(linear[0, 1, 0], ((4 / 255 + 0.055) / 1.055) ** 2.4 if 4 / 255 > 0.04045 else 4 / 255 / 12.92, rtol=0.02)
+
+
+@pytest.mark.parametrize("chunks", [((b"IDAT", b"x"),), ((b"gAMA",),), (("gAMA", b"\0\0\xb1\x8f"),), b"gAMA"])
+def test_colour_chunks_that_are_no_png_colour_chunks_are_refused(chunks):
+    """A chunk of type IDAT was written into the PNG (a corrupt file); a malformed tuple was a ValueError later."""
+    with pytest.raises(InputError, match="colour_chunks must be"):
+        Image(np.zeros((2, 2, 3), np.uint8), colour_chunks=chunks)
+    gamma = Image(np.zeros((2, 2, 3), np.uint8), colour_chunks=[(b"gAMA", b"\0\0\xb1\x8f")])
+    assert decode_image(encode_image(gamma, "png", bits=8), "x.png").colour_chunks == ((b"gAMA", b"\0\0\xb1\x8f"),)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bdx.errors import BdxError, InputError, check_flag
-from bdx.io.metadata import EXIF_APP1_HEADER
+from bdx.io.metadata import EXIF_APP1_HEADER, PNG_COLOUR_CHUNKS
 
 
 @dataclass
@@ -76,6 +76,11 @@ class Image:
                 setattr(self, name, bytes(value))
             elif value is not None and not isinstance(value, bytes):
                 raise InputError(f"{name} must be bytes or None, not {type(value).__name__}")
+        chunks = self.colour_chunks
+        if not isinstance(chunks, (tuple, list)) or not all(_is_colour_chunk(chunk) for chunk in chunks):
+            kinds = ", ".join(c.decode() for c in PNG_COLOUR_CHUNKS)
+            raise InputError(f"colour_chunks must be (type, body) pairs of bytes, the type one of {kinds}, not {chunks!r:.80}")
+        self.colour_chunks = tuple(tuple(chunk) for chunk in chunks)  # type: ignore[misc]
         if self.exif is not None and self.exif.startswith(EXIF_APP1_HEADER):  # as Pillow and piexif give it
             self.exif = self.exif[len(EXIF_APP1_HEADER) :]
 
@@ -131,6 +136,16 @@ class Image:
 
 
 SAMPLE_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+def _is_colour_chunk(chunk: object) -> bool:
+    """A PNG colour chunk as :attr:`Image.colour_chunks` holds it: (type, body), bytes, a known colour type."""
+    return (
+        isinstance(chunk, (tuple, list))
+        and len(chunk) == 2
+        and all(isinstance(part, bytes) for part in chunk)
+        and chunk[0] in PNG_COLOUR_CHUNKS
+    )
 
 
 def check_image(image: object) -> None:
