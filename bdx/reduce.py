@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Literal, get_args
 
 import numpy as np
@@ -19,9 +20,9 @@ MAX_PALETTE_BITS = 8
 
 
 def check_seed(seed: int) -> None:
-    """Refuse a negative seed (NumPy's generators take none)."""
-    if seed < 0:
-        raise SettingUsageError(f"{{seed}} must be at least 0, not {seed}")
+    """Refuse a seed that is no whole number of at least 0 (NumPy's generators take no other)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise SettingUsageError(f"{{seed}} must be a whole number of at least 0, not {seed!r}")
 
 
 def check_method_convention(method: str, convention: str) -> None:

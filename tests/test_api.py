@@ -228,3 +228,14 @@ def test_fields_assigned_after_construction_are_checked_by_the_tasks_and_the_wri
         with pytest.raises(bdx.InputError, match=r"alpha must be \(height, width\) = \(6, 6\)"):
             call()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("seed", [None, "a", 1.5, True])
+def test_quantize_refuses_a_seed_that_is_no_whole_number(seed):
+    """seed=None or "a" was a TypeError from a comparison, 1.5 one from NumPy's SeedSequence."""
+    import numpy as np
+
+    from bdx.reduce import quantize_image
+
+    with pytest.raises(bdx.SettingError, match="seed must be a whole number of at least 0"):
+        quantize_image(bdx.Image(np.zeros((4, 4, 3), np.uint8)), 4, dither="random", seed=seed)

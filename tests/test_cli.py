@@ -439,7 +439,7 @@ def test_quantize_bad_bits(runner, make_png, bits, sixteen, message):
 def test_quantize_negative_seed_is_a_usage_error(runner, make_png):
     source = make_png("x.png", np.full((8, 8, 3), 40, np.uint8))
     result = run(runner, "quantize", "--bits", "2", "--dither", "random", "--seed", "-1", source)
-    assert result.exit_code == 2 and error_lines(result) == ["bdx: error: --seed must be at least 0, not -1"]
+    assert result.exit_code == 2 and error_lines(result) == ["bdx: error: --seed must be a whole number of at least 0, not -1"]
 
 
 def test_quantize_16bit_to_10_and_kmeans_and_dither(runner, make_png, tmp_path):
