@@ -13,7 +13,22 @@ class BdxError(Exception):
 
 
 class InputError(BdxError):
-    """An input image that cannot be processed as asked (unreadable, of the wrong kind or size)."""
+    """An input image that cannot be processed as asked (unreadable, of the wrong kind or size). ``file``: the
+    file it names (:func:`bdx.io.read_image` gives it), ahead of the ``problem`` in the message.
+
+    >>> str(InputError("file is empty", file="a.png")), InputError("file is empty", file="a.png").problem
+    ('a.png: file is empty', 'file is empty')
+    """
+
+    def __init__(self, problem: str, *, file: str | None = None) -> None:
+        super().__init__(f"{file}: {problem}" if file else problem)
+        self.problem = problem
+        self.file = file
+
+
+def problem_of(exc: BaseException) -> str:
+    """An error's message without the file an :class:`InputError` names: for callers that name it themselves."""
+    return exc.problem if isinstance(exc, InputError) else str(exc)
 
 
 class WeightsError(BdxError):

@@ -902,7 +902,7 @@ def test_a_luminance_chroma_exr_is_refused_not_read_as_grey(tmp_path):
     y, x = np.mgrid[0:8, 0:12]
     channels = {"Y": (x / 12).astype(np.float16), "RY": np.full((8, 12), 0.5, np.float16), "BY": np.full((8, 12), -0.3, np.float16)}
     OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, channels).write(str(tmp_path / "yc.exr"))
-    with pytest.raises(InputError, match=r"^luminance/chroma EXR \(Y, RY, BY channels\) is not supported"):
+    with pytest.raises(InputError, match=r"yc\.exr: luminance/chroma EXR \(Y, RY, BY channels\) is not supported"):
         read_image(tmp_path / "yc.exr")
     OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, {"Y": channels["Y"]}).write(
         str(tmp_path / "y.exr"))
@@ -910,7 +910,7 @@ def test_a_luminance_chroma_exr_is_refused_not_read_as_grey(tmp_path):
     # two colour channels of three: named as what is needed (it said "no R,G,B or Y channels (has G, R)")
     OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage},
                  {"R": np.zeros((8, 12), np.float16), "G": np.ones((8, 12), np.float16)}).write(str(tmp_path / "rg.exr"))
-    with pytest.raises(InputError, match=r"^EXR needs R, G and B channels, or Y \(it has G, R\)$"):
+    with pytest.raises(InputError, match=r"\.exr: EXR needs R, G and B channels, or Y \(it has G, R\)$"):
         read_image(tmp_path / "rg.exr")
 
 
@@ -943,13 +943,13 @@ def test_a_multi_part_exr_is_refused_not_read_as_its_first_part(tmp_path):
     parts = [OpenEXR.Part(dict(header, name=name), {k: np.full((8, 8), value, np.float32) for k in "RGB"})
              for name, value in (("left", 0.5), ("right", 2.0))]
     OpenEXR.File(parts).write(str(tmp_path / "stereo.exr"))
-    with pytest.raises(InputError, match=r"^EXR holds 2 parts \(left, right\); bdx reads one image per file"):
+    with pytest.raises(InputError, match=r"\.exr: EXR holds 2 parts \(left, right\); bdx reads one image per file"):
         read_image(tmp_path / "stereo.exr")
 
 
 @pytest.mark.skipif(not Path("/dev/zero").is_char_device(), reason="needs /dev/zero")
 def test_a_device_is_refused_not_read_until_memory_runs_out():
-    with pytest.raises(InputError, match="^is a device, not an image file$"):
+    with pytest.raises(InputError, match="^/dev/zero: is a device, not an image file$"):
         read_image("/dev/zero")
 
 
@@ -973,3 +973,13 @@ def test_colour_chunks_that_are_no_png_colour_chunks_are_refused(chunks):
         Image(np.zeros((2, 2, 3), np.uint8), colour_chunks=chunks)
     gamma = Image(np.zeros((2, 2, 3), np.uint8), colour_chunks=[(b"gAMA", b"\0\0\xb1\x8f")])
     assert decode_image(encode_image(gamma, "png", bits=8), "x.png").colour_chunks == ((b"gAMA", b"\0\0\xb1\x8f"),)
+
+
+def test_read_image_errors_name_the_file_and_keep_the_problem_apart(tmp_path):
+    """A library caller reading many files got "no such file" or "file is empty" without the file's name."""
+    (tmp_path / "empty.png").write_bytes(b"")
+    for name, problem in (("missing.png", "no such file"), ("empty.png", "file is empty")):
+        with pytest.raises(InputError) as caught:
+            read_image(tmp_path / name)
+        assert str(caught.value) == f"{tmp_path / name}: {problem}" and caught.value.problem == problem
+

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, cast
 
-from bdx.errors import LARGEST_TILE, BdxError, Interrupted, SettingError, UsageError
+from bdx.errors import LARGEST_TILE, BdxError, Interrupted, SettingError, UsageError, problem_of
 
 if TYPE_CHECKING:
     from bdx.depth import DepthMismatch
@@ -530,8 +530,8 @@ def describe_exception(exc: BaseException) -> str:
     """One line for an exception, settings named as options; unexpected ones are labelled as internal errors."""
     if isinstance(exc, SettingError):
         return exc.render(as_option)
-    if isinstance(exc, BdxError):
-        return str(exc)
+    if isinstance(exc, BdxError):  # a file an InputError names is the record's own input (or named by its wrapper)
+        return problem_of(exc)
     if isinstance(exc, MemoryError):
         return "out of memory"
     reason = environment_error(exc)

@@ -24,7 +24,7 @@ from bdx.cli.common import (
     one_line,
     parse_in_bits,
 )
-from bdx.errors import BdxError, SettingError, UsageError
+from bdx.errors import BdxError, SettingError, UsageError, problem_of
 
 SUMMARY_COLUMNS = (
     ("psnr", "PSNR dB", "{:.2f}"),
@@ -74,7 +74,7 @@ def read_paired(path: Path, role: str):
     try:
         return read_image(path)
     except BdxError as exc:
-        raise BdxError(f"{role} {path}: {exc}") from None
+        raise BdxError(f"{role} {path}: {problem_of(exc)}") from None
 
 
 def method_labels(folders) -> dict[Path, str]:

@@ -11,7 +11,7 @@ import typer
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import check_target, command_errors, container_losses, joined_warnings
-from bdx.errors import BdxError, UsageError
+from bdx.errors import BdxError, UsageError, problem_of
 
 MAX_TIME_RATIO = 2.0**30  # 30 stops between the shortest and longest frame: beyond it a merge leaves float32
 
@@ -121,7 +121,7 @@ def _read_frame(path: Path):
     try:
         return read_image(path)
     except BdxError as exc:
-        raise BdxError(f"{path}: {exc}") from None
+        raise BdxError(f"{path}: {problem_of(exc)}") from None
 
 
 def _parse_times(text: str) -> list[float]:

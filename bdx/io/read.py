@@ -94,20 +94,24 @@ def read_image(path: str | os.PathLike, *, raw_linear: bool = False) -> Image:
     """Read an image file with every bit of its samples, its alpha and its ICC profile.
 
     EXIF orientation is applied, so the returned pixels are upright. Raises
-    :class:`BdxError` with a one-line message for anything that cannot be read.
+    :class:`BdxError` with a one-line message for anything that cannot be read (an :class:`InputError` naming
+    ``path``).
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError("no such file")
-    if path.is_dir():
-        raise InputError("is a directory")
-    if path.is_char_device() or path.is_block_device() or path.is_socket():  # /dev/zero would be read until memory ran out
-        raise InputError("is a device, not an image file")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}") from None
-    return decode_image(data, name=path.name, raw_linear=raw_linear)
+        if not path.exists():
+            raise InputError("no such file")
+        if path.is_dir():
+            raise InputError("is a directory")
+        if path.is_char_device() or path.is_block_device() or path.is_socket():  # /dev/zero would be read until memory ran out
+            raise InputError("is a device, not an image file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}") from None
+        return decode_image(data, name=path.name, raw_linear=raw_linear)
+    except InputError as exc:
+        raise InputError(exc.problem, file=str(path)) from None
 
 
 def decode_image(data: bytes, name: str = "<stdin>", *, raw_linear: bool = False) -> Image:

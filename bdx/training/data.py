@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from bdx.errors import BdxError
+from bdx.errors import BdxError, problem_of
 
 T = TypeVar("T")
 
@@ -19,7 +19,7 @@ def read_training_image(path: Path):
     try:
         return read_image(path)
     except BdxError as exc:
-        raise BdxError(f"{path}: {exc}") from None
+        raise BdxError(f"{path}: {problem_of(exc)}") from None
 
 
 def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list[Path]:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bdx.color import inverse_mu_law, luminance, mu_law
-from bdx.errors import BdxError, SettingError, SettingUsageError
+from bdx.errors import BdxError, SettingError, SettingUsageError, problem_of
 from bdx.hdr.models import HEADS, FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
 from bdx.metrics import CLIPPED, fit_scale, input_scale_ev, psnr_mu, trusted_pixels, well_exposed_pixels
@@ -99,7 +99,7 @@ def load_hdr_pairs(pairs_file: Path) -> list[Scene]:
         try:
             frame = read_image(pairs_file.parent / entry["input"])
         except BdxError as exc:
-            raise BdxError(f"{pairs_file}: {entry['input']}: {exc}") from None
+            raise BdxError(f"{pairs_file}: {entry['input']}: {problem_of(exc)}") from None
         if frame.is_float or frame.pixels.shape[2] < 3 or frame.pixels.shape[:2] != scene.linear.shape[:2]:
             raise BdxError(f"{pairs_file}: {entry['input']}: needs an 8- or 16-bit RGB frame of its reference's size")
         codes = frame.pixels[..., :3] if frame.pixels.dtype == np.uint8 else (frame.pixels[..., :3] >> 8).astype(np.uint8)

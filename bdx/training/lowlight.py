@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from bdx.errors import BdxError, InputError, SettingError
+from bdx.errors import BdxError, InputError, SettingError, problem_of
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.lowlight.curves import apply_curves
 from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side
@@ -185,7 +185,7 @@ def load_pairs(pairs_file: Path, size: int) -> list[tuple[str, np.ndarray, np.nd
             try:
                 codes = read_image(pairs_file.parent / entry[key]).pixels
             except BdxError as exc:
-                raise BdxError(f"{pairs_file}: {entry[key]}: {exc}") from None
+                raise BdxError(f"{pairs_file}: {entry[key]}: {problem_of(exc)}") from None
             if codes.dtype.kind == "f":  # scene-linear values are not the display frames the curves learn from
                 raise InputError(f"{pairs_file}: {entry[key]}: a float (scene-linear) image; pairs are 8- or 16-bit display frames")
             pixels = to_float(codes)
