@@ -218,7 +218,7 @@ class DepthResult:
 def upscale_depth(
     image: Image,
     model: LoadedModel | None = None,
-    settings: DepthSettings = DepthSettings(),
+    settings: DepthSettings | None = None,
     *,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
@@ -246,6 +246,7 @@ def upscale_depth(
     from bdx.models import check_task_arguments
     from bdx.tiling import TiledRun, run_tiled
 
+    settings = DepthSettings() if settings is None else settings
     check_task_arguments(image, model, settings, DepthSettings, device)
     source = input_levels(image, settings.in_bits, settings.convention)
     torch_device = resolve_device(device)

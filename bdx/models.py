@@ -98,7 +98,7 @@ def check_task_arguments(image: object, model: object, settings: object, setting
     if model is not None and not isinstance(model, LoadedModel):
         raise TypeError(f"model must be a bdx.LoadedModel (bdx.load_model loads weights) or None, not {type(model).__name__}")
     if not isinstance(settings, settings_type):
-        raise TypeError(f"settings must be a bdx.{settings_type.__name__}, not {type(settings).__name__}")
+        raise TypeError(f"settings must be a bdx.{settings_type.__name__} or None (the defaults), not {type(settings).__name__}")
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a name such as 'auto', 'cpu' or 'cuda:0', not {type(device).__name__}")
 

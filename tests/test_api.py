@@ -239,3 +239,12 @@ def test_quantize_refuses_a_seed_that_is_no_whole_number(seed):
 
     with pytest.raises(bdx.SettingError, match="seed must be a whole number of at least 0"):
         quantize_image(bdx.Image(np.zeros((4, 4, 3), np.uint8)), 4, dither="random", seed=seed)
+
+
+def test_settings_none_means_the_defaults():
+    """upscale_depth(image, None, None) was a TypeError although model=None means the shipped weights."""
+    import numpy as np
+
+    image = bdx.Image(np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], (8, 1, 3)))
+    for task in (bdx.upscale_depth, bdx.enhance_lowlight, bdx.ldr_to_hdr):
+        assert task(image, None, None, device="cpu").image.pixels.shape[:2] == (8, 16)

@@ -98,7 +98,7 @@ class HdrResult:
 def ldr_to_hdr(
     image: Image,
     model: LoadedModel | None = None,
-    settings: HdrSettings = HdrSettings(),
+    settings: HdrSettings | None = None,
     *,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
@@ -111,6 +111,7 @@ def ldr_to_hdr(
     from bdx.device import resolve_device
     from bdx.models import check_task_arguments
 
+    settings = HdrSettings() if settings is None else settings
     check_task_arguments(image, model, settings, HdrSettings, device)
     if image.is_float:
         raise InputError("input is already a float (HDR) image; HDR reconstruction needs an 8- or 16-bit LDR image")

@@ -235,7 +235,7 @@ class EnhanceResult:
 def enhance_lowlight(
     image: Image,
     model: LoadedModel | None = None,
-    settings: EnhanceSettings = EnhanceSettings(),
+    settings: EnhanceSettings | None = None,
     *,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
@@ -249,6 +249,7 @@ def enhance_lowlight(
     from bdx.models import check_device, check_task, check_task_arguments, load_model
     from bdx.tiling import TiledRun, run_tiled
 
+    settings = EnhanceSettings() if settings is None else settings
     check_task_arguments(image, model, settings, EnhanceSettings, device)
     if image.channels == 4 or (image.pixels.ndim == 3 and image.pixels.shape[2] not in (1, 3)):
         raise InputError(f"expected a grayscale or RGB image, got {image.pixels.shape[2]} channels")
