@@ -469,13 +469,19 @@ def train_hdr_command(
         )
         torch_device = str(resolve_device(device))
 
+        from bdx.hdr.tonemap import FAMILY_SHARES
+
+        def per_family(record: dict) -> str:
+            scores = {family: record.get(f"val_psnr_mu_{family}") for family in FAMILY_SHARES}
+            return ", ".join(f"{family} {score:.2f}" for family, score in scores.items() if score is not None)
+
         report = _step_reporter(
             steps,
             quiet,
             "val_psnr_mu",
             lambda r: (
                 f"val PSNR-mu {r['val_psnr_mu']:.2f} dB "
-                f"(iteration 1: {r['val_psnr_mu_1iter']:.2f}, classical: {r['val_psnr_mu_classical']:.2f})"
+                f"(iteration 1: {r['val_psnr_mu_1iter']:.2f}, classical: {r['val_psnr_mu_classical']:.2f}; {per_family(r)})"
             ),
         )
         init = _shipped_or(init, "hdr")

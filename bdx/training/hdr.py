@@ -274,6 +274,7 @@ class HeldoutCase:
     percentile: float
     target: np.ndarray  # (H, W, 3) scene-linear reference, capped at the network's headroom
     ldr: np.ndarray  # (H, W, 3) the 8-bit rendering through a random camera curve, in [0, 1]
+    family: str = ""  # the camera curve's family (bdx.hdr.tonemap.Camera.family)
 
 
 def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1, camera: Camera | None = None) -> list[HeldoutCase]:
@@ -292,7 +293,7 @@ def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1, camera: Came
                 target = np.where(scene.trusted[:h, :w, None], target, np.float32(np.nan))
             for _ in range(1 if camera else cameras):  # one fixed curve renders every exposure once
                 curve = camera or random_camera(rng)
-                cases.append(HeldoutCase(scene.name, percentile, target, render_ldr(exposed, curve, None)))
+                cases.append(HeldoutCase(scene.name, percentile, target, render_ldr(exposed, curve, None), curve.family))
     return cases
 
 
@@ -313,7 +314,8 @@ def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) 
 def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: Camera | None = None) -> dict[str, float]:
     """Mean PSNR-mu on fixed exposures of the held-out scenes (through ``camera`` when given): the network
     (last and first iteration) and the classical baseline, each prediction's scale fitted to the reference over
-    the input's well-exposed pixels, as the benchmark does."""
+    the input's well-exposed pixels, as the benchmark does; and the network's mean per camera family
+    (``val_psnr_mu_<family>``), since families pull a network different ways."""
     from bdx.hdr.classical import expand_highlights
 
     scores: dict[str, list[float]] = {"val_psnr_mu": [], "val_psnr_mu_1iter": [], "val_psnr_mu_classical": []}
@@ -323,6 +325,7 @@ def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: in
         target, fit = case.target[trusted], well_exposed_pixels(case.ldr)[trusted]
         scored = lambda prediction: psnr_mu(fit_scale(prediction[trusted], target, fit), target)  # noqa: E731
         scores["val_psnr_mu"].append(scored(outputs[-1]))
+        scores.setdefault(f"val_psnr_mu_{case.family}", []).append(scores["val_psnr_mu"][-1])
         scores["val_psnr_mu_1iter"].append(scored(outputs[0]))
         scores["val_psnr_mu_classical"].append(scored(expand_highlights(case.ldr)))
     return {k: float(np.mean(v)) for k, v in scores.items() if v}
