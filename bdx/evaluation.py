@@ -171,6 +171,13 @@ def evaluate_lowlight(prediction: Image, reference: Image | None = None) -> dict
     return record
 
 
+def _light(image: Image) -> np.ndarray:
+    """A float image's scene-linear RGB: as held (EXR, .hdr), or decoded from display values (a float TIFF, the
+    sRGB curve extended above 1 as bdx writes it)."""
+    pixels = _rgb_float(straight_alpha(image))
+    return pixels if image.linear else srgb_to_linear(pixels)
+
+
 def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = None) -> dict:
     """``eval hdr`` metrics: PSNR-mu, log-domain PSNR, SSIM on mu-law images, the absolute scale error in
     stops, and (given the LDR input) the error in its clipped regions (the scale error then skips them)."""
@@ -181,8 +188,7 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
             raise InputError(f"the {role} holds {image.container_bits}-bit display codes; HDR metrics need scene-linear EXR or HDR files")
     if source is not None and source.is_float:  # its clipped pixels are those at the top code of an LDR image
         raise InputError("the input is a float image; the clipped region is found in the 8- or 16-bit LDR input")
-    pred = _rgb_float(straight_alpha(prediction))
-    ref = _rgb_float(straight_alpha(reference))
+    pred, ref = _light(prediction), _light(reference)
     if pred.shape != ref.shape:
         raise _mismatch(prediction, reference)
     record: dict = {"psnr_mu": psnr_mu(pred, ref), "psnr_log": psnr_log(pred, ref), "ssim_mu": ssim_mu(pred, ref)}

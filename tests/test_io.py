@@ -983,3 +983,16 @@ def test_read_image_errors_name_the_file_and_keep_the_problem_apart(tmp_path):
             read_image(tmp_path / name)
         assert str(caught.value) == f"{tmp_path / name}: {problem}" and caught.value.problem == problem
 
+
+
+def test_hdr_scores_read_a_float_tiff_as_the_light_it_holds_and_png_colour_chunks_decode_from_a_bytearray(tmp_path):
+    """A float TIFF of bdx's HDR output (display values since it is read so) was scored as radiance: 18.3 dB
+    against its own EXR instead of a perfect score; a PNG with a gAMA chunk decoded from a bytearray was refused."""
+    from bdx.evaluation import evaluate_hdr
+
+    light = np.random.default_rng(0).uniform(0.01, 8.0, (16, 16, 3)).astype(np.float32)
+    write_image(tmp_path / "r.exr", Image(light, linear=True), exr_half=False)
+    write_image(tmp_path / "p.tiff", Image(light, linear=True), bits=32)
+    assert evaluate_hdr(read_image(tmp_path / "p.tiff"), read_image(tmp_path / "r.exr"))["psnr_mu"] > 60
+    gamma = encode_image(Image(np.zeros((2, 2, 3), np.uint8), colour_chunks=((b"gAMA", b"\0\0\xb1\x8f"),)), "png", bits=8)
+    assert decode_image(bytearray(gamma), "x.png").colour_chunks == ((b"gAMA", b"\0\0\xb1\x8f"),)

@@ -80,7 +80,7 @@ class Image:
         if not isinstance(chunks, (tuple, list)) or not all(_is_colour_chunk(chunk) for chunk in chunks):
             kinds = ", ".join(c.decode() for c in PNG_COLOUR_CHUNKS)
             raise InputError(f"colour_chunks must be (type, body) pairs of bytes, the type one of {kinds}, not {chunks!r:.80}")
-        self.colour_chunks = tuple(tuple(chunk) for chunk in chunks)  # type: ignore[misc]
+        self.colour_chunks = tuple((bytes(kind), bytes(body)) for kind, body in chunks)
         if self.exif is not None and self.exif.startswith(EXIF_APP1_HEADER):  # as Pillow and piexif give it
             self.exif = self.exif[len(EXIF_APP1_HEADER) :]
 
@@ -143,8 +143,8 @@ def _is_colour_chunk(chunk: object) -> bool:
     return (
         isinstance(chunk, (tuple, list))
         and len(chunk) == 2
-        and all(isinstance(part, bytes) for part in chunk)
-        and chunk[0] in PNG_COLOUR_CHUNKS
+        and all(isinstance(part, (bytes, bytearray, memoryview)) for part in chunk)
+        and bytes(chunk[0]) in PNG_COLOUR_CHUNKS
     )
 
 

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+from bdx.color import srgb_to_linear
 from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, level_grid, offset_reach
 from bdx.errors import BdxError, SettingUsageError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, to_float
@@ -103,6 +104,8 @@ def reference_from_file(path: Path) -> Reference | None:
     """A high-precision reference from an image file, or None if the file cannot serve as one (an unreadable
     file's error names it)."""
     image = read_training_image(path)
+    if image.is_float and not image.linear:  # a float TIFF holds display values: its light, as an EXR holds it
+        image = image.with_pixels(srgb_to_linear(image.pixels), linear=True)
     linear = image.is_float
     if linear:
         radiance = np.clip(image.pixels, 0, None)
