@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bdx.errors import BdxError, InputError, check_flag
+from bdx.errors import BdxError, InputError, check_flag, plain_scalars
 from bdx.io.metadata import EXIF_APP1_HEADER, PNG_COLOUR_CHUNKS
 
 
@@ -56,16 +56,13 @@ class Image:
 
     def _check_metadata(self) -> None:
         """significant_bits within the container, orientation an EXIF code, profiles as bytes."""
+        plain_scalars(self)  # NumPy scalars as the Python values they hold (uint8 bit arithmetic would overflow)
         bits = self.significant_bits
-        if isinstance(bits, np.integer):  # a NumPy integer as the int it holds (uint8 arithmetic would overflow)
-            bits = self.significant_bits = int(bits)
         if bits is not None:
             container = 8 * self.pixels.dtype.itemsize
             if self.is_float or isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= container:
                 raise InputError(f"significant_bits must be None or a whole number from 1 to {container} for these pixels, not {bits!r}")
         for flag in ("linear", "premultiplied"):
-            if isinstance(getattr(self, flag), np.bool_):
-                setattr(self, flag, bool(getattr(self, flag)))
             check_flag(flag, getattr(self, flag))
         orientation = self.orientation
         if isinstance(orientation, bool) or not isinstance(orientation, numbers.Integral) or not 1 <= orientation <= 8:

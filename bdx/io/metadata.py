@@ -383,8 +383,8 @@ def parse_jpeg(data: bytes) -> JpegInfo:
             info.arithmetic = marker >= 0xC9  # SOF9-SOF15: arithmetic coding, which can spend under a bit per block
             info.lossless = marker in (0xC3, 0xC7, 0xCB, 0xCF)
         elif marker == 0xE1 and body.startswith(EXIF_APP1_HEADER):
-            info.orientation = exif_orientation(body[6:])
-            info.exif = body[6:]
+            info.exif = body[len(EXIF_APP1_HEADER) :]
+            info.orientation = exif_orientation(info.exif)
         elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\0") and len(body) > 14:
             icc_parts[body[12]] = body[14:]
         pos += 2 + length
