@@ -5,8 +5,10 @@ dequantizer's split (``--side tune``: photos, panoramas and SICE merges the ship
 held-out ones) or from the held-out suite itself (``--side suite``, to report, not to choose), this runs the
 shipped network once at full depth and once on the input decimated 2x2 and quantized one bit coarser, both
 without the self-check, keeps per-block sums, and scores every rule ``alpha = clip(1/2 + gain_dB / ramp, 0, 1)``
-over blocks of 32 or 64 px, constant per block or interpolated between block centres. Prints mean / worst
-image / images below -0.05 dB per category and writes JSON.
+over blocks of 32, 64 or 128 px, constant per block or interpolated between block centres, and the rules that
+scale the offsets by the check's least-squares fit of its own offsets to the input (``fit``: per block, or one
+scale for the image; ``fit*gain``: both). Prints mean / worst image / images below -0.05 dB per category and
+writes JSON.
 
     python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_merged      # training-side merges
     python tools/self_check_study.py --side tune --out /tmp/self_check_tune.json        # 1 to 4 minutes
@@ -33,7 +35,8 @@ from bdx.io import Image  # noqa: E402
 from bdx.training.data import is_validation  # noqa: E402
 
 DECIMATION = 4  # as bdx.dequant.self_check (--decimation 2 for the other design measured)
-RULES = [(block, ramp, smooth) for block in (32, 64, 128) for ramp in (0.25, 0.5, 1.0) for smooth in (False, True)]
+RULES: list[tuple] = [(block, ramp, smooth) for block in (32, 64, 128) for ramp in (0.25, 0.5, 1.0, "fit", "fit*gain")
+                      for smooth in (False, True)] + [("image", "fit", False)]
 
 
 def training_side(merges: Path) -> None:
@@ -75,14 +78,34 @@ def measure(case: suite.Case) -> dict:
         "tt": block_sums((truth * truth).sum(0), 8),
         "restored": block_sums(((restored - small) ** 2).sum(-1), 8 // DECIMATION),
         "centre": block_sums(((centre - small) ** 2).sum(-1), 8 // DECIMATION),
+        "moved": block_sums(((restored - centre) ** 2).sum(-1), 8 // DECIMATION),
     }
 
 
-def alpha_map(record: dict, block: int, ramp: float, smooth: bool) -> np.ndarray:
+def fitted_alpha(record: dict, factor: int | None) -> np.ndarray:
+    """The check's least-squares scale of its offsets (the a minimising |a d - r|^2, d the check's offsets from its
+    bin centre, r the input's), in [0, 1], per block of ``factor`` x ``factor`` cells, or for the whole image."""
+    sums = {key: block_sums(record[key], factor) if factor else np.array([[record[key].sum()]])
+            for key in ("centre", "restored", "moved")}
+    across = (sums["moved"] + sums["centre"] - sums["restored"]) / 2  # sum of d r
+    return np.clip(across / (sums["moved"] + 1e-12), 0, 1)
+
+
+def alpha_map(record: dict, block: int | str, ramp: float | str, smooth: bool) -> np.ndarray:
+    """Alpha per 8x8 cell: ``ramp`` a number for the gain rule, "fit" for :func:`fitted_alpha` (``block`` "image":
+    one scale for the whole image), "fit*gain" for both multiplied."""
+    height, width = record["oo"].shape
+    if block == "image":
+        return np.full((height, width), float(fitted_alpha(record, None)[0, 0]))
+    assert isinstance(block, int)
     factor = block // 8
     gain = 10 * np.log10((block_sums(record["centre"], factor) + 1e-9) / (block_sums(record["restored"], factor) + 1e-9))
-    alpha = np.clip(0.5 + gain / ramp, 0, 1)
-    height, width = record["oo"].shape
+    if ramp == "fit":
+        alpha = fitted_alpha(record, factor)
+    elif ramp == "fit*gain":
+        alpha = fitted_alpha(record, factor) * np.clip(0.5 + gain / 0.5, 0, 1)
+    else:
+        alpha = np.clip(0.5 + gain / float(ramp), 0, 1)
     if smooth:
         size = (alpha.shape[1] * factor, alpha.shape[0] * factor)
         return cv2.resize(alpha.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)[:height, :width]
