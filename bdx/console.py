@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+
+def open_closed_streams() -> None:
+    """Give a standard stream the shell closed (``2>&-``; Python then holds None for it) the null device: what bdx
+    would say there is lost, the work is not, and no file bdx opens takes the stream's descriptor."""
+    for name in ("stdin", "stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "r" if name == "stdin" else "w", encoding="utf-8"))
 
 
 def main() -> None:
     """Run :func:`bdx.cli.main`; an interrupt while the CLI's modules load (torch, typer) exits 130 without a
     traceback, as one later does."""
+    open_closed_streams()
     try:
         from bdx.cli import main as run_cli
     except KeyboardInterrupt:

@@ -510,3 +510,23 @@ def test_a_file_name_holding_a_newline_still_gets_one_line(tmp_path):
     done = bdx("info", "--json", tmp_path / "bad\nname.png")
     assert_one_error(done, 1, "bad\\nname.png", "file is empty")
     assert [r["input"] for r in json_lines(done)] == [str(tmp_path / "bad\nname.png")]
+
+
+def test_a_closed_stderr_loses_the_lines_not_the_work(tmp_path):
+    """With stderr closed by the shell (2>&-) Python holds None for it: bdx quantized nothing and exited 1 (a
+    progress check called None.isatty), and with -q one bad file's error line ended the whole batch."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"")
+    write_image(folder / "b.png", Image(np.random.default_rng(6).integers(0, 256, (16, 16, 3), dtype=np.uint8)), bits=8)
+
+    def closed_stderr(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bdx", *args], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                              timeout=300, preexec_fn=lambda: os.close(2))
+
+    single = closed_stderr("quantize", "--bits", "4", str(folder / "b.png"), "-o", str(tmp_path / "one.png"))
+    assert single.returncode == 0 and (tmp_path / "one.png").is_file()
+    batch = closed_stderr("quantize", "-q", "--bits", "4", str(folder), "-o", str(tmp_path / "out"), "--json")
+    records = {Path(r["input"]).name: r["status"] for r in map(json.loads, batch.stdout.splitlines())}
+    assert batch.returncode == 1 and records == {"a.png": "error", "b.png": "ok"}, batch.stdout
+    assert (tmp_path / "out" / "b.png").is_file()
