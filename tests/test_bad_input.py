@@ -282,6 +282,7 @@ def test_train_depth_crop_and_shares_out_of_range_are_usage_errors(tmp_path):
                                    ("--upscale-fraction", "-1", "--upscale-fraction must be between 0 and 1"),
                                    ("--validation-fraction", "1", "--validation-fraction must be at least 0 and below 1"),
                                    ("--eight-bit-fraction", "1.5", "--eight-bit-fraction must be between 0 and 1"),
+                                   ("--truth-noise-probability", "nan", "--truth-noise-probability must be between 0 and 1"),
                                    ("--bits", "9 3", "--bits takes two depths from 1 to 15, the smaller first, not 9 3")):
         done = bdx("train", "depth", "--data", tmp_path, "-o", tmp_path / "w.safetensors", option, *value.split(), "--device", "cpu")
         assert_one_error(done, 2, message)

@@ -252,6 +252,7 @@ def test_cli_train_depth(runner, tmp_path):
     result = runner.invoke(
         app, ["train", "depth", "--data", str(data), "-o", str(plain), "--steps", "1", "--batch-size", "2", "--crop", "32",
               "--prior", "none", "--balance-folders", "--eight-bit-fraction", "0.9", "--bits", "4", "6", "--device", "cpu",
+              "--truth-noise-probability", "0.25",
               "--workers", "1"],
     )
     assert result.exit_code == 0, result.stderr
@@ -260,6 +261,7 @@ def test_cli_train_depth(runner, tmp_path):
         recorded = json.loads(handle.metadata()["train_config"])
     assert recorded["balance_folders"] is True
     assert (recorded["eight_bit_fraction"], recorded["min_bits"], recorded["max_bits"]) == (0.9, 4, 6)
+    assert recorded["truth_noise_probability"] == 0.25
     result = runner.invoke(app, ["train", "depth", "--data", str(data), "--prior", "bogus"])
     assert result.exit_code == 2 and "--prior" in result.stderr
 

@@ -77,6 +77,10 @@ def train_depth_command(
         float, typer.Option(help="Share of crops quantized to 8 bits (the rest: a depth drawn from --bits).")
     ] = 0.35,
     bits: Annotated[tuple[int, int], typer.Option(metavar="MIN MAX", help="Smallest and largest depth of the other crops.")] = (3, 10),
+    truth_noise_probability: Annotated[
+        float,
+        typer.Option(help="Share of crops whose truth gets sensor-like noise (part of the truth, as in a real photo's 8 bits)."),
+    ] = 0.5,
     validate_every: opt.ValidateEvery = 200,
     checkpoint_every: opt.CheckpointEvery = 200,
     validation_fraction: Annotated[
@@ -181,6 +185,7 @@ def train_depth_command(
             gate_limit=gate_limit,
             tone_head=tone_head,
             eight_bit_fraction=eight_bit_fraction,
+            truth_noise_probability=truth_noise_probability,
             min_bits=bits[0],
             max_bits=bits[1],
         )
