@@ -526,12 +526,14 @@ def environment_error(exc: BaseException) -> str | None:
     return None
 
 
-def describe_exception(exc: BaseException) -> str:
-    """One line for an exception, settings named as options; unexpected ones are labelled as internal errors."""
+def describe_exception(exc: BaseException, *, file_named: bool = False) -> str:
+    """One line for an exception, settings named as options; unexpected ones are labelled as internal errors.
+    ``file_named``: the line goes beside the file being processed, so an :class:`InputError` leaves out the file it
+    names."""
     if isinstance(exc, SettingError):
         return exc.render(as_option)
-    if isinstance(exc, BdxError):  # a file an InputError names is the record's own input (or named by its wrapper)
-        return problem_of(exc)
+    if isinstance(exc, BdxError):
+        return problem_of(exc) if file_named else str(exc)
     if isinstance(exc, MemoryError):
         return "out of memory"
     reason = environment_error(exc)
@@ -593,7 +595,7 @@ def run_batch(
             except (KeyboardInterrupt, Interrupted):
                 raise
             except BaseException as exc:  # one line per failed file, then carry on
-                record.update(status="error", error=describe_exception(exc))
+                record.update(status="error", error=describe_exception(exc, file_named=True))
             reporter.finished(record)
     finally:
         reporter.close()

@@ -135,7 +135,7 @@ def score_pairs(
                 per_method[labels[folder]].append(record)
             except Exception as exc:  # one line per failed pair, then carry on
                 failed += 1
-                record.update(status="error", error=describe_exception(exc))
+                record.update(status="error", error=describe_exception(exc, file_named=True))
                 sys.stderr.write(one_line(f"bdx: error: {images[key]}: {record['error']}") + "\n")
             if json_lines:
                 sys.stdout.write(json_line(record) + "\n")

@@ -11,7 +11,7 @@ import typer
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import check_target, command_errors, container_losses, joined_warnings
-from bdx.errors import BdxError, UsageError, problem_of
+from bdx.errors import BdxError, UsageError
 
 MAX_TIME_RATIO = 2.0**30  # 30 stops between the shortest and longest frame: beyond it a merge leaves float32
 
@@ -62,7 +62,7 @@ def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) 
 
     from bdx.cli.common import Source, expand_inputs, image_extensions
     from bdx.hdr.merge import merge_brackets
-    from bdx.io import Image, format_from_path, write_image
+    from bdx.io import Image, format_from_path, read_image, write_image
 
     fmt = format_from_path(output)
     if fmt not in ("exr", "hdr"):
@@ -91,7 +91,7 @@ def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) 
         inputs=frozenset(frame.resolve() for frame in frames),
         can_skip=False,
     )
-    images = [_read_frame(f) for f in frames]
+    images = [read_image(f) for f in frames]
     pixels = []
     for path, image in zip(frames, images):
         if image.is_float:
@@ -112,16 +112,6 @@ def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) 
         "the frames' alpha channels are not merged (the output has none)" if alpha else None, container_losses(result, fmt)
     )
     return frames, merged.frame_times, warning
-
-
-def _read_frame(path: Path):
-    """One frame, its errors naming it."""
-    from bdx.io import read_image
-
-    try:
-        return read_image(path)
-    except BdxError as exc:
-        raise BdxError(f"{path}: {problem_of(exc)}") from None
 
 
 def _parse_times(text: str) -> list[float]:

@@ -6,20 +6,9 @@ import hashlib
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from bdx.errors import BdxError, problem_of
+from bdx.errors import BdxError
 
 T = TypeVar("T")
-
-
-def read_training_image(path: Path):
-    """:func:`bdx.io.read_image` for training data: an unreadable file's error names it (one bad file among
-    thousands must be findable)."""
-    from bdx.io import read_image
-
-    try:
-        return read_image(path)
-    except BdxError as exc:
-        raise BdxError(f"{path}: {problem_of(exc)}") from None
 
 
 def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list[Path]:

@@ -28,10 +28,10 @@ import torch
 from bdx.color import srgb_to_linear
 from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, level_grid, offset_reach
 from bdx.errors import BdxError, SettingUsageError
-from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, to_float
+from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.models import load_model
 from bdx.quantization import end_bins_pinned, max_level
-from bdx.training.data import find_files, read_training_image, split_by_name
+from bdx.training.data import find_files, split_by_name
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, read_checkpoint, run_training, save_trained
 from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 
@@ -103,7 +103,7 @@ class Reference:
 def reference_from_file(path: Path) -> Reference | None:
     """A high-precision reference from an image file, or None if the file cannot serve as one (an unreadable
     file's error names it)."""
-    image = read_training_image(path)
+    image = read_image(path)
     if image.is_float and not image.linear:  # a float TIFF holds display values: its light, as an EXR holds it
         image = image.with_pixels(srgb_to_linear(image.pixels), linear=True)
     linear = image.is_float

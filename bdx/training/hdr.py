@@ -29,9 +29,10 @@ from bdx.color import inverse_mu_law, luminance, mu_law
 from bdx.errors import BdxError, SettingError, SettingUsageError, problem_of
 from bdx.hdr.models import HEADS, FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
+from bdx.io import read_image
 from bdx.metrics import CLIPPED, fit_scale, input_scale_ev, psnr_mu, trusted_pixels, well_exposed_pixels
 from bdx.models import load_model
-from bdx.training.data import find_files, is_validation, read_pairs_list, read_training_image
+from bdx.training.data import find_files, is_validation, read_pairs_list
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, run_training, save_trained
 
 HDR_SUFFIXES = {".exr", ".hdr"}
@@ -87,8 +88,6 @@ def load_hdr_pairs(pairs_file: Path) -> list[Scene]:
     """Real camera frames and the scene-linear reference each shows (a bracket's merge), from a JSON list of
     ``{"input": LDR file, "reference": HDR file}`` (paths relative to the list): one :class:`Scene` per reference,
     its usable frames attached (8-bit, the reference's size, at most half clipped and not black)."""
-    from bdx.io import read_image
-
     scenes: dict[str, Scene] = {}
     for entry in read_pairs_list(pairs_file):
         reference = pairs_file.parent / entry["reference"]
@@ -114,7 +113,7 @@ def find_scenes(folders: list[Path]) -> list[Scene]:
     files = find_files(folders, HDR_SUFFIXES)
     scenes = []
     for path in files:
-        image = read_training_image(path)
+        image = read_image(path)
         raw = np.nan_to_num(image.pixels.astype(np.float32))
         if raw.shape[2] == 1:
             raw = np.repeat(raw, 3, axis=2)

@@ -32,7 +32,7 @@ from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.lowlight.curves import apply_curves
 from bdx.lowlight.models import CurveNet, CurveNetConfig, fit_long_side
 from bdx.models import load_model
-from bdx.training.data import find_files, is_validation, read_pairs_list, read_training_image
+from bdx.training.data import find_files, is_validation, read_pairs_list
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, run_training, save_trained
 
 PairLoss = Literal["psnr", "mse"]
@@ -225,7 +225,7 @@ def load_training_images(folders: list[Path], size: int, exclude: Collection[str
     for path in files:
         if path.name in exclude:
             continue
-        image = read_training_image(path)
+        image = read_image(path)
         pixels = to_float(image.pixels)
         if image.is_float:
             continue
