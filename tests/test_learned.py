@@ -665,3 +665,16 @@ def test_window_max_is_a_maximum_pool_cut_at_the_ends(shape, reach):
     x = torch.rand(shape, generator=torch.Generator().manual_seed(reach))
     for dim, kernel, padding in ((2, (2 * reach + 1, 1), (reach, 0)), (3, (1, 2 * reach + 1), (0, reach))):
         torch.testing.assert_close(window_max(x, reach, dim), F.max_pool2d(x, kernel, stride=1, padding=padding), rtol=0, atol=0)
+
+
+def test_a_float_tiff_reference_is_the_light_it_holds(tmp_path):
+    """A float TIFF holds display values (bdx writes linear light sRGB-encoded there): as a training reference it is
+    decoded to the same scene-linear light an EXR of it gives, not taken as radiance."""
+    from bdx.training.depth import reference_from_file
+
+    light = np.random.default_rng(3).uniform(0.01, 6.0, (16, 16, 3)).astype(np.float32)
+    write_image(tmp_path / "r.exr", Image(light, linear=True), exr_half=False)
+    write_image(tmp_path / "r.tiff", Image(light, linear=True), bits=32)
+    from_exr, from_tiff = reference_from_file(tmp_path / "r.exr"), reference_from_file(tmp_path / "r.tiff")
+    assert from_exr is not None and from_tiff is not None and from_tiff.linear
+    np.testing.assert_allclose(from_tiff.pixels, from_exr.pixels, rtol=1e-4)

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from bdx.color import srgb_to_linear
+from bdx.color import scene_linear
 from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, level_grid, offset_reach
 from bdx.errors import BdxError, SettingUsageError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
@@ -105,7 +105,7 @@ def reference_from_file(path: Path) -> Reference | None:
     file's error names it)."""
     image = read_image(path)
     if image.is_float and not image.linear:  # a float TIFF holds display values: its light, as an EXR holds it
-        image = image.with_pixels(srgb_to_linear(image.pixels), linear=True)
+        image = scene_linear(image)
     linear = image.is_float
     if linear:
         radiance = np.clip(image.pixels, 0, None)
