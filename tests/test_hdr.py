@@ -309,6 +309,9 @@ def test_random_cameras_cover_every_family_with_monotone_curves_that_clip_at_the
             clip = camera.params[-1]
             assert float(camera(np.float32(clip * 1.001))) == pytest.approx(1.0, abs=1e-3), camera
             assert float(camera(np.float32(clip * 0.7))) < 0.99, camera  # a roll-off or a slope below the clip, not a plateau
+    white = 5.101841573648836
+    filmic_white = Camera("gamma", (1.8468544278441554, 0.20167023632739622, white))(np.array([white, 64.0], np.float32))
+    assert filmic_white.tolist() == [1.0, 1.0]  # exactly white (rounding gave 0.99999994) at and above the white point
     plain = Camera("plain", ())(np.array([0.0, 0.0031308, 1.0, 3.0], np.float32))
     np.testing.assert_allclose(plain, [0.0, 0.04045, 1.0, 1.0], atol=1e-5)  # the sRGB curve, hard-clipped
     more_plain = [random_camera(rng, plain_fraction=0.5) for _ in range(400)]

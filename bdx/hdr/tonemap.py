@@ -94,9 +94,16 @@ class Camera:
             display = np.clip(0.5 + (encoded - 0.5) * contrast + offset, 0, 1) ** np.float32(gamma)
         else:
             raise ValueError(f"unknown camera family {self.family!r}")
-        if self.family != "gamma":  # exactly white from the clip point up (the sRGB curve gives 0.99999994 at 1.0)
-            display = np.where(x >= (p[-1] if self.family != "plain" else 1.0), np.float32(1.0), display)
+        # exactly white from the clip point up (the sRGB curve and a filmic white give 0.99999994 there)
+        display = np.where(x >= np.float32(self.clip_point), np.float32(1.0), display)
         return np.asarray(display, dtype=np.float32)
+
+    @property
+    def clip_point(self) -> float:
+        """The linear value from which the display is white."""
+        if self.family == "gamma":
+            return max(1.0, self.params[2]) if len(self.params) > 2 else 1.0
+        return 1.0 if self.family == "plain" else self.params[-1]
 
 
 FILMIC_SHARE = 0.5  # of random gamma-family cameras that compress highlights (white 2-16 x the clip point)
