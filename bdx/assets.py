@@ -3,7 +3,8 @@
 The repository's top-level ``weights/`` folder is installed as the package data ``bdx.weights`` (see
 ``pyproject.toml``), so a non-editable install finds the same files as a source checkout. Its ``manifest.json``
 holds one model card per file; the card marked ``default`` for a task is what that task runs without
-``weights``.
+``weights``. A default card may name the input depths it is for (``input_bits``: [lowest, highest]): the
+dequantizer ships a network for 3- to 6-bit inputs beside the one for every other depth.
 """
 
 from __future__ import annotations
@@ -37,9 +38,15 @@ def model_cards() -> tuple[dict[str, Any], ...]:
     return tuple(json.loads(path.read_text())["models"])
 
 
-def default_weights(task: str) -> Path:
-    """The shipped weights file for ``task`` (``depth``, ``lowlight`` or ``hdr``); a one-line error if absent."""
-    names = [card["file"] for card in model_cards() if card["task"] == task and card.get("default")]
+def default_weights(task: str, bits: int | None = None) -> Path:
+    """The shipped weights file for ``task`` (``depth``, ``lowlight`` or ``hdr``); a one-line error if absent.
+
+    ``bits``: the input's depth; a default card whose ``input_bits`` range holds it comes first, else the card
+    for any depth (the one without ``input_bits``).
+    """
+    defaults = [card for card in model_cards() if card["task"] == task and card.get("default")]
+    for_depth = [card for card in defaults if bits is not None and "input_bits" in card and _holds(card["input_bits"], bits)]
+    names = [card["file"] for card in for_depth or [card for card in defaults if "input_bits" not in card]]
     path = weights_folder() / names[0] if names else None
     if path is None or not path.is_file():
         raise SettingError(f"no default {task} weights in this install; pass {{weights}} FILE")
@@ -53,3 +60,8 @@ def has_default_weights(task: str) -> bool:
     except SettingError:
         return False
     return True
+
+
+def _holds(depths: list[int], bits: int) -> bool:
+    low, high = depths
+    return low <= bits <= high

@@ -175,7 +175,7 @@ def build_dequantizer(settings: DepthSettings, bits: int, container_bits: int = 
 
     ``container_bits``: the input's container (with ``truncate``, N-bit levels zero-filled in 8 bits span other
     values than in 16). ``model`` (learned only): a dequantizer loaded with :func:`bdx.models.load_model` (batches
-    load it once), or None for the shipped weights.
+    load it once), or None for the shipped weights for ``bits``-bit input.
     """
     from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer
 
@@ -183,7 +183,7 @@ def build_dequantizer(settings: DepthSettings, bits: int, container_bits: int = 
         from bdx.dequant.learned import DequantNet, LearnedDequantizer
         from bdx.models import check_task, load_model
 
-        model = model or load_model(None, "depth")
+        model = model or load_model(None, "depth", bits=bits)
         check_task(model, "depth")
         return LearnedDequantizer(
             cast(DequantNet, model.net), bits, settings.convention, settings.ensemble, container_bits, settings.prior_backend
@@ -213,6 +213,7 @@ class DepthResult:
     precision: Literal["float32", "bfloat16"] = "float32"  # of the network's convolutions (learned only)
     mismatch: DepthMismatch | None = None
     kept: float | None = None  # share of the network's offsets the self-check kept (None: no check ran)
+    weights: str | None = None  # name of the weights file that ran (learned only; None for a model built in memory)
 
 
 def upscale_depth(
@@ -225,7 +226,8 @@ def upscale_depth(
 ) -> DepthResult:
     """Dequantize an image to 16 bits per sample.
 
-    ``model``: the dequantizer for ``learned`` (:func:`bdx.models.load_model`; None: the shipped weights).
+    ``model``: the dequantizer for ``learned`` (:func:`bdx.models.load_model`; None: the shipped weights for the
+    input's depth, :func:`bdx.assets.default_weights`).
     By default every output code re-quantizes to its input level (the result
     stays inside each quantization bin), and from 7 bits up with the ``centre``
     convention the end codes (0 and the top level, whose bins are half-bins) keep their
@@ -253,7 +255,7 @@ def upscale_depth(
     if settings.method == "learned":
         from bdx.models import check_device, load_model
 
-        model = model or load_model(None, "depth")
+        model = model or load_model(None, "depth", bits=source.bits)
         check_device(model, torch_device)
     # only a model that declares bfloat16 support runs in it; the classical methods are exact in any precision
     used = resolve_precision(settings.precision, torch_device) if model is not None and model.bfloat16 else "float32"
@@ -301,6 +303,7 @@ def upscale_depth(
         used,
         depth_mismatch(image, source.bits, source.content_bits, source.convention),
         None if alpha is None else float(alpha.mean()),
+        model.path.name if model is not None and model.path is not None else None,
     )
 
 

@@ -142,8 +142,9 @@ def describe(
     return LoadedModel(entry.task, entry.name, net, entry.tiling(net), entry.bfloat16, entry.devices, path, dict(metadata or {}))
 
 
-def load_model(path: str | Path | None, task: Task) -> LoadedModel:
-    """Load the weights file ``path`` for ``task`` (None: the shipped weights).
+def load_model(path: str | Path | None, task: Task, *, bits: int | None = None) -> LoadedModel:
+    """Load the weights file ``path`` for ``task`` (None: the shipped weights; for inputs of ``bits`` bits when
+    given, see :func:`bdx.assets.default_weights`).
 
     bdx's safetensors are built from the architecture and configuration in their metadata, published checkpoints
     (``.pth``, ``.pt``, ``.ckpt``, read with ``weights_only``) from the architecture their keys reveal. A file
@@ -154,7 +155,7 @@ def load_model(path: str | Path | None, task: Task) -> LoadedModel:
     check_setting("task", task, TASKS)
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a file name (str or Path) or None, not {type(path).__name__}")
-    return _load(Path(path) if path is not None else default_weights(task), task)
+    return _load(Path(path) if path is not None else default_weights(task, bits), task)
 
 
 def identify(path: str | Path) -> LoadedModel:

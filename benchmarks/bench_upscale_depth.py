@@ -61,7 +61,7 @@ def measure(
     from bdx.models import load_model
 
     height, width = SIZES[megapixels]
-    model = load_model(weights, "depth") if method == "learned" else None
+    model = load_model(weights, "depth", bits=bits) if method == "learned" else None
     settings = DepthSettings(method=method, tile=tile, ensemble=ensemble, precision=precision, self_check=self_check)
     image = Image(synthetic_scene(height, width, bits), significant_bits=bits)
     if device != "cpu":

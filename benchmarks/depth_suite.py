@@ -272,8 +272,8 @@ def db(before: float, after: float) -> float:
 
 
 @functools.cache
-def _model(weights: str | None):
-    return load_model(weights, "depth")
+def _model(weights: str | None, bits: int):
+    return load_model(weights, "depth", bits=bits)  # no weights: the shipped network for that input depth
 
 
 UNCHECKED = "learned-unchecked"  # the learned method without its self-check (bdx.dequant.self_check)
@@ -284,7 +284,7 @@ def run_method(case: Case, method: str, weights: str | None, ensemble: int, prio
     started = time.perf_counter()
     check = method != UNCHECKED
     method = "learned" if method == UNCHECKED else method
-    model = _model(weights) if method == "learned" else None
+    model = _model(weights, case.bits) if method == "learned" else None
     settings = DepthSettings(method=method, in_bits=case.bits, ensemble=ensemble, prior_backend=prior_backend, self_check=check)
     result = upscale_depth(image, model, settings)
     return result.image.pixels, time.perf_counter() - started

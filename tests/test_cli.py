@@ -129,6 +129,24 @@ def test_eval_names_the_reference_or_input_that_cannot_be_read(runner, make_png,
         assert result.exit_code == 1 and f"input {tmp_path / 'input' / 'a.png'}: file is empty" in result.stderr
 
 
+def test_upscale_depth_runs_the_shipped_network_for_each_inputs_depth_and_names_it(runner, make_png, tmp_path):
+    from bdx.assets import default_weights
+
+    base = gradient16(32, 40)
+    four_bit = make_png("four.png", ((base >> 12) * 17).astype(np.uint8), sbit=4)
+    eight_bit = make_png("eight.png", (base >> 8).astype(np.uint8))
+    for source, bits in ((four_bit, 4), (eight_bit, 8)):
+        result = run(runner, "upscale-depth", source, "-o", tmp_path / f"{bits}.tiff", "--json")
+        record = json.loads(result.stdout)
+        assert result.exit_code == 0 and record["in_bits"] == bits
+        assert record["weights"] == default_weights("depth", bits).name
+    given = default_weights("depth", 8)
+    told = run(runner, "upscale-depth", four_bit, "-o", tmp_path / "given.tiff", "--weights", given, "--json")
+    assert told.exit_code == 0 and json.loads(told.stdout)["weights"] == given.name  # --weights wins at any depth
+    plain = run(runner, "upscale-depth", four_bit, "-o", tmp_path / "plain.tiff", "--method", "midpoint", "--json")
+    assert plain.exit_code == 0 and json.loads(plain.stdout)["weights"] is None
+
+
 def test_a_depth_below_the_content_warns_that_detail_is_rounded_away(runner, make_png, tmp_path):
     five_bit = np.rint(np.arange(32).repeat(4)[None, :, None] * (255 / 31)).astype(np.uint8).repeat(8, 0).repeat(3, 2)
     source = make_png("five.png", five_bit)

@@ -35,9 +35,38 @@ def test_every_task_has_one_default_and_every_card_loads_as_it_says():
     from bdx.models import TASKS, load_model, parameter_count
 
     for task in TASKS:
-        assert sum(1 for card in _cards() if card["task"] == task and card.get("default")) == 1
-        assert default_weights(task).name in {card["file"] for card in _cards()}
+        general = [card for card in _cards() if card["task"] == task and card.get("default") and "input_bits" not in card]
+        assert len(general) == 1 and default_weights(task).name == general[0]["file"]
     for card in _cards():
         model = load_model(WEIGHTS / card["file"], card["task"])
         assert model.architecture == card["architecture"]
         assert parameter_count(model.net) == card["parameters"]
+
+
+def test_depth_defaults_follow_the_input_depth_without_overlap():
+    from bdx.assets import default_weights
+
+    ranges = [card["input_bits"] for card in _cards() if "input_bits" in card]
+    assert all(card.get("default") for card in _cards() if "input_bits" in card)  # a range only means something on a default
+    covered = [bits for low, high in ranges for bits in range(low, high + 1)]
+    assert len(covered) == len(set(covered))  # one network per depth
+    general = default_weights("depth")
+    for bits in range(1, 17):
+        chosen = default_weights("depth", bits)
+        assert (chosen != general) == (bits in covered), bits
+
+
+def test_default_weights_prefer_the_card_for_the_depth(monkeypatch, tmp_path):
+    import bdx.assets as assets
+
+    for name in ("any.safetensors", "low.safetensors", "other.safetensors"):
+        (tmp_path / name).write_bytes(b"")
+    cards = (
+        {"file": "low.safetensors", "task": "depth", "default": True, "input_bits": [3, 6]},
+        {"file": "any.safetensors", "task": "depth", "default": True},
+        {"file": "other.safetensors", "task": "depth"},
+    )
+    monkeypatch.setattr(assets, "model_cards", lambda: cards)
+    monkeypatch.setattr(assets, "weights_folder", lambda: tmp_path)
+    assert [assets.default_weights("depth", bits).name for bits in (None, 2, 3, 6, 7, 8)] == [
+        "any.safetensors", "any.safetensors", "low.safetensors", "low.safetensors", "any.safetensors", "any.safetensors"]

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from bdx.assets import default_weights
 from bdx.cli import app
 from bdx.cli import options as opt
 from bdx.cli.common import (
@@ -101,8 +102,10 @@ def upscale_depth_command(
         check_weights_option(weights)
         if weights is not None and method != "learned":
             raise UsageError("--weights applies to --method learned only")
-        # loaded once for the batch, failing before it starts
-        model = load_model(weights, "depth") if method == "learned" else None
+        # given weights load once for the batch, failing before it starts; the shipped ones follow each input's depth
+        model = load_model(weights, "depth") if method == "learned" and weights is not None else None
+        if method == "learned" and weights is None:
+            default_weights("depth")  # a clear error now when the install has none
         batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_16bit", dir_suffix="_16bit")
 
     def process(source, target, reporter):
@@ -115,6 +118,7 @@ def upscale_depth_command(
             "precision": result.precision,
             "in_bits": result.in_bits,
             "self_check_kept": result.kept,
+            "weights": result.weights,
             "width": image.width,
             "height": image.height,
         }
