@@ -30,6 +30,7 @@ table.
     python benchmarks/depth_suite.py                                # shipped default, contour, midpoint
     python benchmarks/depth_suite.py --methods midpoint contour learned learned-unchecked   # and without the self-check
     python benchmarks/depth_suite.py --weights new.safetensors --label new --methods midpoint learned
+    python benchmarks/depth_suite.py --methods midpoint learned --categories kodak --kodak-bits 3 5   # other depths
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def smooth_sky(height: int = 768, width: int = 1024) -> np.ndarray:
 
 # --- the cases ----------------------------------------------------------------------------------------
 
-def build_cases(merges: Path, merge_count: int) -> list[Case]:
+def build_cases(merges: Path, merge_count: int, kodak_bits: tuple[int, ...] = (4, 6)) -> list[Case]:
     cases: list[Case] = []
     photos = heldout_photos()
     panoramas = heldout_panoramas()
@@ -235,7 +236,7 @@ def build_cases(merges: Path, merge_count: int) -> list[Case]:
     sky = smooth_sky()
     cases.append(Case("smooth 8->16", "synthetic sky", sky, quantize(sky, 8, 8), 8, measure_banding=True))
     for truth8, name in kodak_like(photos, merged):
-        for bits in (4, 6):
+        for bits in kodak_bits:
             cases.append(Case(f"kodak-like {bits}->8", name, truth8, quantize(truth8, bits, 8), bits))
     return cases
 
@@ -382,6 +383,7 @@ def main() -> None:
                         help="HDR merges of the held-out SICE stacks (tools/sice_merges.py --heldout)")
     parser.add_argument("--merge-count", type=int, default=8)
     parser.add_argument("--categories", nargs="*", help="only these categories (substring match)")
+    parser.add_argument("--kodak-bits", type=int, nargs="+", default=[4, 6], help="depths of the kodak-like categories")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "depth_suite")
     args = parser.parse_args()
     if not SHARED.is_dir():
@@ -394,7 +396,7 @@ def main() -> None:
         else:
             runs.append((method, method, None))
     started = time.perf_counter()
-    cases = build_cases(args.merges, args.merge_count)
+    cases = build_cases(args.merges, args.merge_count, tuple(args.kodak_bits))
     if args.categories:
         cases = [c for c in cases if any(s in c.category for s in args.categories)]
     print(f"{len(cases)} images built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
