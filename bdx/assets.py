@@ -41,15 +41,24 @@ def model_cards() -> tuple[dict[str, Any], ...]:
 def default_weights(task: str, bits: int | None = None) -> Path:
     """The shipped weights file for ``task`` (``depth``, ``lowlight`` or ``hdr``); a one-line error if absent.
 
-    ``bits``: the input's depth; a default card whose ``input_bits`` range holds it comes first, else the card
-    for any depth (the one without ``input_bits``).
+    ``bits``: the input's depth (1 to 15); an installed default whose card's ``input_bits`` range holds it comes
+    first, else the default for any depth (the card without ``input_bits``).
     """
+    if bits is not None:
+        from bdx.quantization import check_depth
+
+        check_depth("bits", bits)
     defaults = [card for card in model_cards() if card["task"] == task and card.get("default")]
-    for_depth = [card for card in defaults if bits is not None and "input_bits" in card and _holds(card["input_bits"], bits)]
-    names = [card["file"] for card in for_depth or [card for card in defaults if "input_bits" not in card]]
-    path = weights_folder() / names[0] if names else None
-    if path is None or not path.is_file():
+    folder = weights_folder()
+    for card in defaults:
+        if "input_bits" in card and bits is not None and _holds(card, bits) and (folder / card["file"]).is_file():
+            return folder / card["file"]
+    general = [card["file"] for card in defaults if "input_bits" not in card]
+    if not general:
         raise SettingError(f"no default {task} weights in this install; pass {{weights}} FILE")
+    path = folder / general[0]
+    if not path.is_file():
+        raise SettingError(f"the shipped {task} weights {general[0]} are missing from this install; pass {{weights}} FILE")
     return path
 
 
@@ -62,6 +71,10 @@ def has_default_weights(task: str) -> bool:
     return True
 
 
-def _holds(depths: list[int], bits: int) -> bool:
-    low, high = depths
-    return low <= bits <= high
+def _holds(card: dict[str, Any], bits: int) -> bool:
+    """Whether the card's ``input_bits`` range holds ``bits``; a malformed range is a one-line error."""
+    depths = card["input_bits"]
+    whole = isinstance(depths, list) and len(depths) == 2 and all(type(d) is int for d in depths)
+    if not whole:
+        raise SettingError(f"weights/manifest.json: {card['file']}: input_bits must be [lowest, highest], not {depths!r}")
+    return depths[0] <= bits <= depths[1]

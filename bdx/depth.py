@@ -179,6 +179,7 @@ def build_dequantizer(settings: DepthSettings, bits: int, container_bits: int = 
     """
     from bdx.dequant.classical import ContourDequantizer, MidpointDequantizer
 
+    check_depth("bits", bits)
     if settings.method == "learned":
         from bdx.dequant.learned import DequantNet, LearnedDequantizer
         from bdx.models import check_task, load_model

@@ -334,3 +334,12 @@ def test_depth_settings_refuse_values_of_the_wrong_type(changes, message):
     """A float depth or ensemble raised TypeError later, True ran as 1 bit, and '2' was refused as "not 2"."""
     with pytest.raises(SettingUsageError, match=re.escape(message)):
         DepthSettings(**changes)
+
+
+def test_build_dequantizer_rejects_a_depth_outside_1_to_15():
+    from bdx.depth import DepthSettings, build_dequantizer
+    from bdx.errors import SettingUsageError
+
+    for bits in (0, 16, "4"):
+        with pytest.raises(SettingUsageError, match="bits must be a whole number between 1 and 15"):
+            build_dequantizer(DepthSettings(method="midpoint"), bits)

@@ -6,6 +6,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
+from bdx.errors import SettingError, SettingUsageError
+
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 REQUIRED = {"file", "task", "architecture", "parameters", "data", "command", "steps", "wall_time_min", "sha256", "figures"}
 
@@ -51,7 +55,7 @@ def test_depth_defaults_follow_the_input_depth_without_overlap():
     covered = [bits for low, high in ranges for bits in range(low, high + 1)]
     assert len(covered) == len(set(covered))  # one network per depth
     general = default_weights("depth")
-    for bits in range(1, 17):
+    for bits in range(1, 16):
         chosen = default_weights("depth", bits)
         assert (chosen != general) == (bits in covered), bits
 
@@ -70,3 +74,15 @@ def test_default_weights_prefer_the_card_for_the_depth(monkeypatch, tmp_path):
     monkeypatch.setattr(assets, "weights_folder", lambda: tmp_path)
     assert [assets.default_weights("depth", bits).name for bits in (None, 2, 3, 6, 7, 8)] == [
         "any.safetensors", "any.safetensors", "low.safetensors", "low.safetensors", "any.safetensors", "any.safetensors"]
+    for bad in (0, 16, True, "4", 4.0):
+        with pytest.raises(SettingUsageError, match="must be a whole number between 1 and 15"):
+            assets.default_weights("depth", bad)
+    (tmp_path / "low.safetensors").unlink()  # an install without the file for the depth runs the one for any depth
+    assert assets.default_weights("depth", 4).name == "any.safetensors"
+    (tmp_path / "any.safetensors").unlink()
+    with pytest.raises(SettingError, match=r"^the shipped depth weights any.safetensors are missing from this install"):
+        assets.default_weights("depth", 4)
+    (tmp_path / "any.safetensors").write_bytes(b"")
+    monkeypatch.setattr(assets, "model_cards", lambda: ({**cards[0], "input_bits": [3]}, cards[1]))
+    with pytest.raises(SettingError, match=r"low.safetensors: input_bits must be \[lowest, highest\], not \[3\]"):
+        assets.default_weights("depth", 8)
