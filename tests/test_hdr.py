@@ -417,6 +417,27 @@ def test_train_hdr_cli_reports_validation(runner, tmp_path):
         assert bad.exit_code == 2 and option in bad.output and "--crop" not in bad.output
 
 
+def test_a_resumed_run_takes_every_setting_not_given_from_its_checkpoint(runner, tmp_path):
+    folder, output = _reference_folder(tmp_path), tmp_path / "h.safetensors"
+    first = ["train", "hdr", "--data", str(folder), "-o", str(output), "--steps", "1", "--batch-size", "2", "--crop", "32",
+             "--iterations", "1", "--width", "8", "--histogram-bins", "4", "--target-scale", "input", "--clipped-weight", "2",
+             "--lr", "1e-4", "--seed", "5", "--validation-fraction", "0.4", "--device", "cpu", "-q"]
+    assert runner.invoke(app, first).exit_code == 0
+    started = load_model(output, "hdr").metadata["train_config"]
+    checkpoint = str(output) + ".ckpt.pt"
+    resumed = runner.invoke(app, ["train", "hdr", "--data", str(folder), "-o", str(output), "--resume", checkpoint,
+                                  "--steps", "2", "--device", "cpu"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "step 2/2" in resumed.stderr
+    trained = load_model(output, "hdr")
+    assert trained.metadata["train_config"] == {**started, "steps": 2}
+    assert (trained.net.config.width, trained.net.config.iterations, trained.net.config.histogram_bins) == (8, 1, 4)
+    changed = runner.invoke(app, ["train", "hdr", "--data", str(folder), "-o", str(output), "--resume", checkpoint,
+                                  "--steps", "3", "--lr", "5e-5", "--device", "cpu", "-q"])
+    assert changed.exit_code == 0, changed.stderr  # a setting given for the resumed run is that run's
+    assert load_model(output, "hdr").metadata["train_config"] == {**started, "steps": 3, "lr": 5e-5}
+
+
 def test_supervising_the_last_iteration_leaves_earlier_estimates_out_of_the_loss(tmp_path, monkeypatch):
     from bdx.training import hdr as training
 

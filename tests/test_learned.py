@@ -444,6 +444,18 @@ def test_training_a_three_level_network_without_prior_normalised_and_with_a_boun
     assert taken.exit_code == 1 and f"{other} exists" in taken.stderr and other.read_bytes() == b"keep"
 
 
+def test_a_resumed_depth_run_keeps_its_depths_and_schedule_unless_given(runner, tmp_path):
+    data, output = _reference_folder(tmp_path), tmp_path / "d.safetensors"
+    common = ["train", "depth", "--data", str(data), "-o", str(output), "--device", "cpu", "-q"]
+    first = runner.invoke(app, [*common, "--steps", "1", "--batch-size", "2", "--crop", "32", "--widths", "8,8", "--blocks", "1,1",
+                                "--bits", "3", "5", "--eight-bit-fraction", "0", "--lr", "1e-4", "--seed", "9"])
+    assert first.exit_code == 0, first.stderr
+    started = load_model(output, "depth").metadata["train_config"]
+    resumed = runner.invoke(app, [*common, "--steps", "2", "--resume", str(output) + ".ckpt.pt"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert load_model(output, "depth").metadata["train_config"] == {**started, "steps": 2}
+
+
 def test_growing_a_normalised_network_keeps_its_widths_and_a_gated_one_its_limit():
     """New channels change every pixel's channel norm, and another gate limit changes a gated network's output."""
     small = DequantNet(DequantNetConfig(widths=(4, 4, 4), blocks=(1, 1, 1), gate=True, norm=True, gate_limit=8.0))

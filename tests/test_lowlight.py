@@ -285,6 +285,18 @@ def test_train_lowlight_cli_reports_validation(runner, tmp_path):
     assert output.exists() and "step 1/1" in result.stderr and "no validation files" in result.stderr  # 4 files: none held out
 
 
+def test_a_resumed_lowlight_run_keeps_its_settings_unless_given(runner, tmp_path):
+    folder, output = _training_folder(tmp_path), tmp_path / "ll.safetensors"
+    common = ["train", "lowlight", "--data", str(folder), "-o", str(output), "--device", "cpu", "-q"]
+    first = runner.invoke(app, [*common, "--steps", "1", "--batch-size", "2", "--context-size", "32", "--members", "2",
+                                "--exposure-level", "0.5", "--smoothness-weight", "200", "--gamma", "1.2"])
+    assert first.exit_code == 0, first.stderr
+    started = load_model(output, "lowlight").metadata["train_config"]
+    resumed = runner.invoke(app, [*common, "--steps", "2", "--resume", str(output) + ".ckpt.pt"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert load_model(output, "lowlight").metadata["train_config"] == {**started, "steps": 2}
+
+
 def _pairs_file(tmp_path: Path, count: int = 6) -> Path:
     """Dark frames and references twice as bright in linear light (sRGB-encoded), as a pairs file."""
     from bdx.color import linear_to_srgb, srgb_to_linear

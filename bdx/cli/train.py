@@ -42,12 +42,21 @@ def _levels(flag: str, value: str | None, least: int, most: int) -> tuple[int, .
     return numbers
 
 
+def _given(ctx: typer.Context, renamed: dict[str, tuple[str, ...]] | None = None) -> set[str]:
+    """The run settings chosen on the command line (or through the environment), by their names in the run's
+    config (``renamed``: an option's config names where they differ); a resumed run keeps its checkpoint's others."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    chosen = {name for name, source in sources.items() if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")}
+    return {config_name for name in chosen for config_name in (renamed or {}).get(name, (name,))}
+
+
 @train_app.command(
     "depth",
     epilog="Example:  bdx train depth --data refs16/ --data photos/ -o depth.safetensors --steps 20000"
     "   ·   torchrun --nproc-per-node 2 -m bdx train depth --data photos/ -o d.safetensors",
 )
 def train_depth_command(
+    ctx: typer.Context,
     data: Annotated[list[Path], typer.Option(help="Reference images, folders or quoted globs (16-bit, >=1 MP photos, EXR); repeatable.")],
     output: opt.WeightsOutput = Path("depth.safetensors"),
     steps: opt.Steps = 2000,
@@ -154,6 +163,7 @@ def train_depth_command(
     from bdx.device import resolve_device
     from bdx.errors import UsageError
     from bdx.training.depth import DepthTrainConfig, train_depth
+    from bdx.training.loop import resumed_config
 
     with command_errors():
         chosen_prior = check_choice("--prior", prior, PRIORS) if prior is not None else None
@@ -189,10 +199,13 @@ def train_depth_command(
             min_bits=bits[0],
             max_bits=bits[1],
         )
+        config = resumed_config(
+            config, resume, _given(ctx, {"bits": ("min_bits", "max_bits")})
+        )  # a resumed run keeps the settings not given
         torch_device = str(resolve_device(device))
 
         report = _step_reporter(
-            steps,
+            config.steps,
             quiet,
             "gain_db_4bit",
             lambda r: (
@@ -212,6 +225,7 @@ def train_depth_command(
     "bdx train lowlight --pairs sice/train_pairs.json --init shipped -o lowlight.safetensors --steps 3000 --lr 5e-4",
 )
 def train_lowlight_command(
+    ctx: typer.Context,
     data: Annotated[
         Optional[list[Path]], typer.Option(help="Image files, folders or quoted globs (any exposures; no references needed); repeatable.")
     ] = None,
@@ -266,6 +280,7 @@ def train_lowlight_command(
     reference frames with --pairs."""
     from bdx.device import resolve_device
     from bdx.errors import BdxError, UsageError
+    from bdx.training.loop import resumed_config
     from bdx.training.lowlight import PAIR_LOSSES, LowlightTrainConfig, train_lowlight
 
     with command_errors():
@@ -302,10 +317,13 @@ def train_lowlight_command(
             members=members,
             pair_loss=loss,
         )
+        config = resumed_config(
+            config, resume, _given(ctx, {"exposure_level": ("exposure",), "smoothness_weight": ("weight_tv",)})
+        )  # a resumed run keeps the settings not given
         torch_device = str(resolve_device(device))
 
         report = _step_reporter(
-            steps,
+            config.steps,
             quiet,
             "val_loss",
             lambda r: (
@@ -335,6 +353,7 @@ def train_lowlight_command(
     epilog="Example:  bdx train hdr --data hdr/ --data merges/ -o hdr.safetensors --steps 3000",
 )
 def train_hdr_command(
+    ctx: typer.Context,
     data: Annotated[list[Path], typer.Option(help="Scene-linear references (.exr, .hdr), folders or quoted globs; repeatable.")],
     output: opt.WeightsOutput = Path("hdr.safetensors"),
     steps: opt.Steps = 3000,
@@ -424,6 +443,7 @@ def train_hdr_command(
     from bdx.hdr.models import HEADS
     from bdx.hdr.reconstruct import MAX_ITERATIONS
     from bdx.training.hdr import SUPERVISED, TARGET_SCALES, HdrTrainConfig, train_hdr
+    from bdx.training.loop import resumed_config
 
     with command_errors():
         network = {"--iterations": iterations, "--width": width, "--state-scale": state_scale}
@@ -472,6 +492,7 @@ def train_hdr_command(
             checkpoint_every=checkpoint_every,
             seed=seed,
         )
+        config = resumed_config(config, resume, _given(ctx))  # a resumed run keeps the settings not given
         torch_device = str(resolve_device(device))
 
         from bdx.hdr.tonemap import FAMILY_SHARES
@@ -481,7 +502,7 @@ def train_hdr_command(
             return ", ".join(f"{family} {score:.2f}" for family, score in scores.items() if score is not None)
 
         report = _step_reporter(
-            steps,
+            config.steps,
             quiet,
             "val_psnr_mu",
             lambda r: (

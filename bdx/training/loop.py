@@ -11,9 +11,9 @@ import io
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Generator, Generic, TypeVar
+from typing import Any, Callable, Collection, Generator, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from bdx.io import atomic_write_bytes
 
 Net = TypeVar("Net", bound=nn.Module)
 Batch = TypeVar("Batch")
+Config = TypeVar("Config")
 MAX_CROP = 2048  # pixels per side of a training crop
 MAX_BATCH = 4096  # crops or images per step
 
@@ -170,6 +171,18 @@ def read_checkpoint(path: Path) -> dict:
     if not isinstance(saved, dict) or not {"model", "optimizer", "step"} <= set(saved):
         raise BdxError(f"{path}: not a bdx training checkpoint (missing model, optimizer or step)")
     return saved
+
+
+def resumed_config(config: Config, resume: Path | None, given: Collection[str]) -> Config:
+    """``config`` for a run that continues the checkpoint ``resume``: every setting not named in ``given`` (those
+    chosen for this run) is the checkpoint's run's own, so a run resumed with no settings goes on as it started
+    (its steps, schedule, seed, data mix and network). ``config`` unchanged without a checkpoint."""
+    if resume is None:
+        return config
+    saved = read_checkpoint(resume).get("config") or {}
+    names = {item.name for item in fields(config)}  # type: ignore[arg-type]  # a dataclass instance
+    kept = {name: value for name, value in saved.items() if name in names and name not in given}
+    return replace(config, **kept)  # type: ignore[type-var]
 
 
 def distributed_rank(device: torch.device) -> int:

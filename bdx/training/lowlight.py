@@ -304,8 +304,8 @@ def train_lowlight(
     )
     if init is not None:
         net.load_state_dict(start.state_dict())
+    config = replace(config, pairs=pairs.name if pairs is not None else None)  # the objective this run trains
     if pairs is not None:
-        config = replace(config, pairs=pairs.name)
         sample, loss_fn, validate, extra = _pairs_objective(net, pairs, config)
     else:
         sample, loss_fn, validate, extra = _zero_reference_objective(net, data, config, exclude)
