@@ -191,6 +191,8 @@ def evaluate_hdr(prediction: Image, reference: Image, source: Image | None = Non
     pred, ref = _light(prediction), _light(reference)
     if pred.shape != ref.shape:
         raise _mismatch(prediction, reference)
+    if not ref.max(initial=0.0) > 0:  # every measure normalises by the reference's light: there is none to score against
+        raise InputError("the reference holds no light (every sample 0 or below): nothing to score against")
     record: dict = {"psnr_mu": psnr_mu(pred, ref), "psnr_log": psnr_log(pred, ref), "ssim_mu": ssim_mu(pred, ref)}
     clipped = None
     if source is not None:

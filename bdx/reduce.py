@@ -54,7 +54,8 @@ def quantize_image(
     check_seed(seed)
     if image.is_float:
         raise InputError("bit-depth reduction needs an 8- or 16-bit input, not a float image")
-    check_bits(bits, image.container_bits)
+    colours = 1 if image.pixels.ndim == 2 else image.pixels.shape[-1]  # a palette reduces colours, not samples
+    check_bits(bits, image.container_bits * (colours if method == "kmeans" else 1))
     image = straight_alpha(image)  # the levels are of the colour itself, as the PNG output stores it
     if method == "linear" and image.significant_bits and bits >= image.significant_bits:  # declared fewer bits than stored
         declared = f"{image.significant_bits} significant bits ({image.significant_bits_source})"

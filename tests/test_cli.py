@@ -987,8 +987,10 @@ def test_a_colour_profile_a_float_output_cannot_carry_is_named(runner, make_png,
         quiet = json.loads(run(runner, *command, plain, "-o", tmp_path / f"{command[0]}_plain.exr", "--json").stdout)
         assert "warning" not in quiet
     dark = make_png("wide_dark.png", pixels // 2, icc_profile=_profile_named("Adobe RGB (1998)"))
-    merged = json.loads(run(runner, "merge-brackets", dark, wide, "-o", tmp_path / "m.exr", "--times", "1,2", "--json").stdout)
+    merging = run(runner, "merge-brackets", dark, wide, "-o", tmp_path / "m.exr", "--times", "1,2", "--json")
+    merged = json.loads(merging.stdout)
     assert merged["warning"] == warned["warning"]
+    assert error_lines(merging) == [f"bdx: warning: {warned['warning']}"]  # on stderr too, as every command does
     kept = json.loads(run(runner, "upscale-depth", wide, "-o", tmp_path / "wide.tiff", "--method", "midpoint", "--json").stdout)
     assert "warning" not in kept and read_image(tmp_path / "wide.tiff").icc_profile == read_image(wide).icc_profile
 
@@ -1017,3 +1019,53 @@ def test_training_refuses_to_overwrite_its_own_init_weights(runner, tmp_path, ta
     assert result.exit_code == 1
     assert "is the --init weights file; refusing to overwrite" in result.output
     assert mine.read_bytes() == before
+
+
+def test_eval_refuses_an_empty_path_instead_of_searching_the_current_folder(runner, tmp_path, monkeypatch):
+    """An empty --pred (an unset shell variable) was read as "." and every image under the working folder scored."""
+    monkeypatch.chdir(tmp_path)
+    photo = tmp_path / "a.png"
+    write_image(photo, Image((gradient16() >> 8).astype(np.uint8)), bits=8)
+    for command in (["eval", "lowlight", "--pred", ""], ["eval", "depth", "--pred", "", "--ref", str(photo)],
+                    ["eval", "depth", "--pred", str(photo), "--ref", ""], ["eval", "hdr", "--pred", str(photo), "--ref", " "]):
+        result = run(runner, *command, "--json")
+        assert result.exit_code == 2 and error_lines(result) == [f"bdx: error: {command[command.index('') if '' in command else -1]!r}: "
+                                                                 "empty input path (an unset shell variable?)"], result.stderr
+        assert result.stdout == ""
+
+
+def test_eval_lowlight_without_references_scores_files_that_share_a_name(runner, tmp_path):
+    """Nothing is paired without --ref, yet a.png beside a.tif was refused as a pair that could not be told apart."""
+    folder = tmp_path / "bright"
+    folder.mkdir()
+    pixels = (gradient16() >> 8).astype(np.uint8)
+    write_image(folder / "a.png", Image(pixels), bits=8)
+    write_image(folder / "a.tif", Image(pixels[::-1].copy()), bits=8)
+    result = run(runner, "eval", "lowlight", "--pred", folder, "--json")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(Path(r["pred"]).name for r in records[:-1]) == ["a.png", "a.tif"] and records[-1]["summary"]["bright"]
+    paired = run(runner, "eval", "lowlight", "--pred", folder, "--ref", folder)  # with references, the names must pair
+    assert paired.exit_code == 2 and "have the same name; cannot pair them" in paired.stderr
+
+
+def test_eval_hdr_refuses_a_reference_without_light_and_keeps_its_summary_when_the_sheet_fails(runner, tmp_path, monkeypatch):
+    """An all-zero reference scored PSNR-mu 0.0 with exit 0; a sheet that could not be written lost the summary."""
+    from bdx.errors import BdxError
+
+    for name in ("pred", "ref", "dark"):
+        (tmp_path / name).mkdir()
+    light = np.exp(np.random.default_rng(0).normal(0, 1, (16, 24, 3))).astype(np.float32)
+    write_image(tmp_path / "pred" / "a.exr", Image(light, linear=True), exr_half=False)
+    write_image(tmp_path / "ref" / "a.exr", Image(light * 1.1, linear=True), exr_half=False)
+    write_image(tmp_path / "dark" / "a.exr", Image(np.zeros_like(light), linear=True), exr_half=False)
+    dark = run(runner, "eval", "hdr", "--pred", tmp_path / "pred", "--ref", tmp_path / "dark", "--json")
+    assert dark.exit_code == 1 and "the reference holds no light" in error_lines(dark)[0] and len(error_lines(dark)) == 1
+
+    def full_disk(path, *args, **kwargs):
+        raise BdxError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr("bdx.io.write_image", full_disk)
+    failed = run(runner, "eval", "hdr", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--sheet", tmp_path / "s.png", "--json")
+    assert failed.exit_code == 1 and error_lines(failed) == [f"bdx: error: cannot write {tmp_path / 's.png'}: No space left on device"]
+    assert json.loads(failed.stdout.splitlines()[-1])["summary"]["pred"]["psnr_mu"] > 0

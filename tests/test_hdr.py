@@ -472,6 +472,19 @@ def test_merge_brackets_refuses_times_in_another_order_than_the_frames_and_a_fra
         merge_brackets([frames[0], near], [1.0, 2.0])
 
 
+def test_merge_brackets_depends_on_the_ratios_of_the_times_only():
+    """Times of 1e-40 s merged to all zeros (status 0) and 1e13 s to a tenth of the scene: the fit ran on them as
+    float32."""
+    scene = np.exp(np.random.default_rng(3).normal(-1.5, 1.0, (60, 80, 3))).astype(np.float32)
+    ratios = [1 / 16, 1 / 4, 1.0]
+    frames = [np.clip(np.rint(camera_response(scene * t, 2.2, 0.0) * 255), 0, 255).astype(np.uint8) for t in ratios]
+    plain = merge_brackets(frames, ratios)
+    for scale in (1e-40, 1e-20, 1e13, 1e19):
+        merged = merge_brackets(frames, [t * scale for t in ratios])
+        np.testing.assert_allclose(merged.linear, plain.linear, rtol=1e-4, atol=1e-6)
+        assert merged.frame_times == pytest.approx([t * scale for t in ratios])  # reported as given
+
+
 def test_merge_brackets_without_times_refuses_frames_of_one_exposure():
     """Two shots of one exposure (codes a step apart by noise) merged without times came back flat (0.179-0.180
     across a full ramp), status 0, with estimated times [1, 1.0001]."""

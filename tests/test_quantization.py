@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bdx.dither import bayer_matrix, floyd_steinberg, threshold_offsets
-from bdx.errors import BdxError
+from bdx.errors import BdxError, SettingError
 from bdx.io import Image
 from bdx.quantization import (
     bin_bounds_u16,
@@ -134,6 +134,17 @@ def test_bayer_and_offsets():
     offsets = threshold_offsets(10, 10, "ordered")
     assert offsets.shape == (10, 10, 1) and offsets.min() >= -0.5 and offsets.max() < 0.5
     assert threshold_offsets(3, 3, "none") is None
+
+
+def test_a_256_colour_palette_reduces_8_bit_colour_but_not_8_bit_grey():
+    """``--method kmeans -b 8`` was refused for every 8-bit input ("does not reduce an input of 8 bits"), though a
+    palette of 256 colours does reduce 24-bit RGB."""
+    rng = np.random.default_rng(1)
+    pixels = (rng.random((24, 32, 3)) * 255).astype(np.uint8)
+    result = quantize_image(Image(pixels), 8, method="kmeans")
+    assert result.pixels.dtype == np.uint8 and len(np.unique(result.pixels.reshape(-1, 3), axis=0)) <= 256
+    with pytest.raises(SettingError, match="does not reduce an input of 8 bits"):
+        quantize_image(Image(pixels[..., 0]), 8, method="kmeans")
 
 
 def test_kmeans_palette_has_at_most_2n_colours():

@@ -41,11 +41,14 @@ SUMMARY_COLUMNS = (
 )
 
 
-def index_images(root: Path) -> dict[tuple[str, ...], Path]:
-    """Images under ``root`` (a file, a folder or a quoted glob) keyed by relative folder and stem (a file root is its
-    own entry)."""
+def index_images(given: str, paired: bool = True) -> dict[tuple[str, ...], Path]:
+    """Images under ``given`` (a file, a folder or a quoted glob) keyed by relative folder and stem (a file is its
+    own entry); ``paired`` False: by the whole relative name, as nothing is paired by it."""
+    if not given.strip():  # Path("") is the current folder: never search it
+        raise UsageError(f"{given!r}: empty input path (an unset shell variable?)")
+    root = Path(given)
     if root.is_file():
-        return {(root.stem,): root}
+        return {(root.stem if paired else root.name,): root}
     if not root.is_dir() and not glob.has_magic(str(root)):  # a missing input is exit status 1, as in every command
         raise BdxError(f"{root}: no such file or folder")
     images = expand_inputs([str(root)])
@@ -54,7 +57,7 @@ def index_images(root: Path) -> dict[tuple[str, ...], Path]:
     found: dict[tuple[str, ...], Path] = {}
     for source in images.sources:
         assert source.path is not None  # a folder or a glob finds files
-        key = source.relative.with_suffix("").parts
+        key = (source.relative.with_suffix("") if paired else source.relative).parts
         if key in found:
             raise UsageError(f"{found[key]} and {source.path} have the same name; cannot pair them")
         found[key] = source.path
@@ -147,9 +150,9 @@ def score_pairs(
     epilog="Example:  bdx eval depth --pred out_contour --pred out_midpoint --ref photos --input photos_q4",
 )
 def eval_depth(
-    pred: Annotated[list[Path], typer.Option(help="Dequantized results (file, folder or quoted glob); repeat to compare methods.")],
-    ref: Annotated[Path, typer.Option(help="High-bit-depth references (file or folder).")],
-    input_: Annotated[Optional[Path], typer.Option("--input", help="The quantized inputs (enables bin metrics).")] = None,
+    pred: Annotated[list[str], typer.Option(help="Dequantized results (file, folder or quoted glob); repeat to compare methods.")],
+    ref: Annotated[str, typer.Option(help="High-bit-depth references (file or folder).")],
+    input_: Annotated[Optional[str], typer.Option("--input", help="The quantized inputs (enables bin metrics).")] = None,
     in_bits: Annotated[str, typer.Option(help="Input bit depth: auto (sBIT, else detected) or N.")] = "auto",
     convention: opt.Convention = "centre",
     method: Annotated[
@@ -173,8 +176,8 @@ def eval_depth(
                     raise UsageError(f"{flag} applies to the quantized inputs: give them with --input")
         refs = index_images(ref)
         inputs = index_images(input_) if input_ is not None else None
-        predictions = {p: index_images(p) for p in pred}
-        single = one_reference_for_all(ref, predictions)
+        predictions = {Path(p): index_images(p) for p in pred}
+        single = one_reference_for_all(Path(ref), predictions)
 
     def prepare(ref_path: Path | None, input_path: Path | None):
         assert ref_path is not None  # references are required here
@@ -243,11 +246,16 @@ def baseline_records(per_method: dict[str, list[dict]]) -> dict:
 
 def finish(summary: dict, failed: int, json_lines: bool, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)"):
     """Write the summary (a JSON line, or a table) and exit: 0, or the failure status when a pair failed."""
+    write_summary(summary, json_lines, columns, title)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def write_summary(summary: dict, json_lines: bool, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)") -> None:
+    """The summary as a JSON line, or a table."""
     if json_lines:
         sys.stdout.write(json_line({"summary": summary}) + "\n")
     else:
         print_summary(summary, columns, title)
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 def print_summary(summary: dict, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)") -> None:
@@ -290,8 +298,8 @@ LOWLIGHT_COLUMNS = (
     epilog="Example:  bdx eval lowlight --pred out_bdx --pred out_zerodce --ref well_exposed/   ·   bdx eval lowlight --pred bright/",
 )
 def eval_lowlight(
-    pred: Annotated[list[Path], typer.Option(help="Enhanced results (file, folder or quoted glob); repeat to compare methods.")],
-    ref: Annotated[Optional[Path], typer.Option(help="Well-exposed references with the same names (enables PSNR, SSIM, ΔE).")] = None,
+    pred: Annotated[list[str], typer.Option(help="Enhanced results (file, folder or quoted glob); repeat to compare methods.")],
+    ref: Annotated[Optional[str], typer.Option(help="Well-exposed references with the same names (enables PSNR, SSIM, ΔE).")] = None,
     json_lines: opt.Json = False,
 ) -> None:
     """Score enhanced low-light images: full-reference figures when --ref is given, no-reference figures always."""
@@ -300,8 +308,8 @@ def eval_lowlight(
 
     with command_errors():
         refs = index_images(ref) if ref is not None else None
-        predictions = {p: index_images(p) for p in pred}
-        single = ref is not None and one_reference_for_all(ref, predictions)
+        predictions = {Path(p): index_images(p, paired=ref is not None) for p in pred}
+        single = ref is not None and one_reference_for_all(Path(ref), predictions)
 
     per_method, failed = score_pairs(
         predictions,
@@ -331,9 +339,9 @@ HDR_COLUMNS = (
     epilog="Example:  bdx eval hdr --pred out_learned --pred out_classical --ref refs_exr/ --input ldr/ --sheet sheet.png",
 )
 def eval_hdr(
-    pred: Annotated[list[Path], typer.Option(help="Reconstructed HDR (EXR/HDR file, folder or quoted glob); repeat to compare methods.")],
-    ref: Annotated[Path, typer.Option(help="Scene-linear references with the same names.")],
-    input_: Annotated[Optional[Path], typer.Option("--input", help="The LDR inputs (enables clipped-region error).")] = None,
+    pred: Annotated[list[str], typer.Option(help="Reconstructed HDR (EXR/HDR file, folder or quoted glob); repeat to compare methods.")],
+    ref: Annotated[str, typer.Option(help="Scene-linear references with the same names.")],
+    input_: Annotated[Optional[str], typer.Option("--input", help="The LDR inputs (enables clipped-region error).")] = None,
     sheet: Annotated[Optional[Path], typer.Option(help="Write a side-by-side PNG at -3, 0 and +3 EV.")] = None,
     json_lines: opt.Json = False,
 ) -> None:
@@ -344,8 +352,8 @@ def eval_hdr(
     with command_errors():
         refs = index_images(ref)
         inputs = index_images(input_) if input_ is not None else None
-        predictions = {p: index_images(p) for p in pred}
-        single = one_reference_for_all(ref, predictions)
+        predictions = {Path(p): index_images(p) for p in pred}
+        single = one_reference_for_all(Path(ref), predictions)
         if sheet is not None:  # before any scoring: a bad sheet path found at the end would waste the run
             if sheet.suffix.lower() != ".png":
                 raise UsageError(f"--sheet must name a .png file, not {sheet}")
@@ -381,7 +389,8 @@ def eval_hdr(
         prepare=prepare,
     )
     summary = {label: summarise(records) for label, records in per_method.items() if records}
+    write_summary(summary, json_lines, HDR_COLUMNS, "bdx eval hdr (means over images)")  # kept if the sheet fails
     if sheet is not None and sheet_rows:
         with command_errors():
             write_image(sheet, Image(exposure_sheet(sheet_rows)), fmt="png", bits=8)
-    finish(summary, failed, json_lines, HDR_COLUMNS, "bdx eval hdr (means over images)")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)

@@ -46,12 +46,12 @@ def merge_brackets_command(
             if json_lines and not isinstance(exc, UsageError):
                 typer.echo(json_line({**record, "status": "error", "error": describe_exception(exc)}))
             raise
+    if warning:  # on stderr with --json too, as in every command
+        typer.echo(f"bdx: warning: {warning}", err=True)
     if json_lines:
         extra = {"warning": warning} if warning else {}
         typer.echo(json_line({**record, "inputs": [str(f) for f in frames], "status": "ok", "times": times_found, **extra}))
         return
-    if warning:
-        typer.echo(f"bdx: warning: {warning}", err=True)
     typer.echo(f"wrote {output}  (relative exposures {', '.join(f'{t:.3g}' for t in times_found)})")
 
 

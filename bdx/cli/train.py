@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, Mapping, Optional
 
 import typer
 
@@ -42,7 +42,7 @@ def _levels(flag: str, value: str | None, least: int, most: int) -> tuple[int, .
     return numbers
 
 
-def _given(ctx: typer.Context, renamed: dict[str, tuple[str, ...]] | None = None) -> set[str]:
+def _given(ctx: typer.Context, renamed: Mapping[str, tuple[str, ...]] | None = None) -> set[str]:
     """The run settings chosen on the command line (or through the environment), by their names in the run's
     config (``renamed``: an option's config names where they differ); a resumed run keeps its checkpoint's others."""
     sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
@@ -163,7 +163,7 @@ def train_depth_command(
     from bdx.device import resolve_device
     from bdx.errors import UsageError
     from bdx.training.depth import DepthTrainConfig, train_depth
-    from bdx.training.loop import resumed_config
+    from bdx.training.loop import check_start, resumed_config
 
     with command_errors():
         chosen_prior = check_choice("--prior", prior, PRIORS) if prior is not None else None
@@ -199,9 +199,9 @@ def train_depth_command(
             min_bits=bits[0],
             max_bits=bits[1],
         )
-        config = resumed_config(
-            config, resume, _given(ctx, {"bits": ("min_bits", "max_bits")})
-        )  # a resumed run keeps the settings not given
+        check_start(init, resume)  # before the checkpoint is read
+        renamed = {"bits": ("min_bits", "max_bits")}
+        config = resumed_config(config, resume, _given(ctx, renamed))  # a resumed run keeps the settings not given
         torch_device = str(resolve_device(device))
 
         report = _step_reporter(
@@ -280,7 +280,7 @@ def train_lowlight_command(
     reference frames with --pairs."""
     from bdx.device import resolve_device
     from bdx.errors import BdxError, UsageError
-    from bdx.training.loop import resumed_config
+    from bdx.training.loop import check_start, resumed_config
     from bdx.training.lowlight import PAIR_LOSSES, LowlightTrainConfig, train_lowlight
 
     with command_errors():
@@ -317,9 +317,9 @@ def train_lowlight_command(
             members=members,
             pair_loss=loss,
         )
-        config = resumed_config(
-            config, resume, _given(ctx, {"exposure_level": ("exposure",), "smoothness_weight": ("weight_tv",)})
-        )  # a resumed run keeps the settings not given
+        check_start(init, resume)  # before the checkpoint is read
+        renamed = {"exposure_level": ("exposure",), "smoothness_weight": ("weight_tv",)}
+        config = resumed_config(config, resume, _given(ctx, renamed))  # a resumed run keeps the settings not given
         torch_device = str(resolve_device(device))
 
         report = _step_reporter(
@@ -443,7 +443,7 @@ def train_hdr_command(
     from bdx.hdr.models import HEADS
     from bdx.hdr.reconstruct import MAX_ITERATIONS
     from bdx.training.hdr import SUPERVISED, TARGET_SCALES, HdrTrainConfig, train_hdr
-    from bdx.training.loop import resumed_config
+    from bdx.training.loop import check_start, resumed_config
 
     with command_errors():
         network = {"--iterations": iterations, "--width": width, "--state-scale": state_scale}
@@ -492,6 +492,7 @@ def train_hdr_command(
             checkpoint_every=checkpoint_every,
             seed=seed,
         )
+        check_start(init, resume)  # before the checkpoint is read
         config = resumed_config(config, resume, _given(ctx))  # a resumed run keeps the settings not given
         torch_device = str(resolve_device(device))
 

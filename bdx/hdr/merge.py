@@ -97,16 +97,18 @@ def merge_brackets(
     stack = [np.ascontiguousarray(np.rint(c[..., ::-1]).astype(np.uint8)) for c in codes]  # OpenCV wants BGR
     response = np.repeat(srgb_to_linear(np.arange(256, dtype=np.float32) / 255)[:, None], 3, axis=1)
     known = times is not None
+    longest = 1.0  # the given times' scale, restored in the result
     if times is not None:
         if len(times) != len(frames) or min(times) <= 0:
             raise BdxError("need one positive exposure time per frame")
-        times = [float(times[i]) for i in order]
+        longest = max(float(t) for t in times)  # only the ratios matter: the fit (float32) sees times up to 1
+        times = [float(times[i]) / longest for i in order]
         for i in range(len(order) - 1):  # a brighter frame with a shorter time: the times are in another order
             dim, bright = order[i], order[i + 1]
             if times[i + 1] < times[i] and brightness[bright] - brightness[dim] > 2.0:
                 raise SettingError(
                     f"{{times}} contradicts the frames' brightness: frame {bright + 1} is brighter than frame {dim + 1} "
-                    f"but given a shorter time ({times[i + 1]:g} < {times[i]:g}); give the times in the frames' order"
+                    f"but given a shorter time ({times[i + 1] * longest:g} < {times[i] * longest:g}); give the times in the frames' order"
                 )
     else:
         times = _ratios(stack, response)
@@ -128,10 +130,10 @@ def merge_brackets(
     scale = 0.18 / max(float(np.median(luminance(linear))), 1e-12)
     with np.errstate(over="ignore", invalid="ignore"):  # a failed fit is reported below, not as a NumPy warning
         scaled = linear * np.float32(scale)
-    if not (np.isfinite(response).all() and np.isfinite(scaled).all()):
+    if not (np.isfinite(response).all() and np.isfinite(scaled).all() and scaled.max(initial=0.0) > 0):
         given = "the exposure times given" if known else "any exposure times"
         raise InputError(f"the frames' brightness does not follow {given} (frames nearly the same?): no response fits")
-    return Merge(scaled, rgb_response / response.max(), times, order)
+    return Merge(scaled, rgb_response / response.max(), [t * longest for t in times], order)
 
 
 def _codes(frame: np.ndarray) -> np.ndarray:
