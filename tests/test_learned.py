@@ -167,6 +167,19 @@ def test_receptive_field_fits_the_halo():
     assert LearnedDequantizer(refining, 4).tiling.halo >= refining.receptive_radius + ContourDequantizer.tiling.halo
 
 
+def test_tones_interpolated_within_blocks_match_a_full_size_bilinear_interpolation():
+    from torch.nn import functional as F
+
+    from bdx.dequant.learned import interpolated_within_blocks
+
+    blocks = torch.randn(2, 3, 9, 13, generator=torch.Generator().manual_seed(0))
+    full = F.interpolate(blocks, scale_factor=4, mode="bilinear", align_corners=False)
+    expected = F.pixel_unshuffle(full, 4) - blocks.repeat_interleave(16, 1)
+    torch.testing.assert_close(interpolated_within_blocks(blocks), expected, atol=1e-6, rtol=0)
+    one = torch.randn(1, 1, 1, 1)  # a single block: every pixel is the block's own value
+    assert interpolated_within_blocks(one).abs().max() < 1e-6
+
+
 def test_a_tone_head_interpolates_its_block_tones_as_the_prior_within_its_declared_reach():
     """With its weight open, an untrained tone-head network's pixels follow the block means interpolated between
     block centres, clamped to their bins: a smooth ramp quantized to 4 bits comes back closer to the truth than its
