@@ -22,6 +22,8 @@ from bdx.quantization import (
     effective_bits,
     end_bins_pinned,
     levels_from_codes,
+    lookup,
+    present_codes,
 )
 
 if TYPE_CHECKING:
@@ -93,7 +95,7 @@ def truncated_levels(image: Image, bits: int, convention: Convention) -> int | N
 
 def _distinct_codes(image: Image) -> int:
     """How many distinct codes the integer image holds."""
-    return int(np.count_nonzero(np.bincount(image.pixels.ravel(), minlength=1)))
+    return int(present_codes(image.pixels).size)
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,7 @@ def upscale_depth(
         settings=run,
         device=torch_device,
         out_channels=image.channels,
-        prepare=lambda tile_codes: level_of_code[tile_codes],
+        prepare=lambda tile_codes: lookup(level_of_code, tile_codes),
         finalize=finalize,
         out_dtype=np.uint16,
         global_features=None if alpha is None else ImageAlpha(alpha, image.height, image.width),  # the blend per tile

@@ -166,3 +166,19 @@ def test_quantize_keeps_alpha_and_gray():
     result = quantize_image(Image(gray, alpha), 4)
     assert result.channels == 1
     np.testing.assert_array_equal(result.alpha, alpha)
+
+
+def test_table_lookup_and_present_codes_agree_with_numpy_for_every_layout():
+    from bdx.quantization import lookup, present_codes
+
+    rng = np.random.default_rng(4)
+    eight = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    sixteen = rng.integers(0, 65536, (40, 50, 3), dtype=np.uint16)
+    for codes in (eight, eight[5:30, 7:41], eight[..., 0], eight[:, ::2], eight[..., :2], sixteen, sixteen[3:9, 4:20]):
+        for table in (np.linspace(0, 1, 1 << (8 * codes.dtype.itemsize)).astype(np.float32),
+                      (np.arange(1 << (8 * codes.dtype.itemsize)) % 65536).astype(np.uint16)):
+            out = lookup(table, codes)
+            assert out.dtype == table.dtype and out.shape == codes.shape
+            np.testing.assert_array_equal(out, table[codes])
+        np.testing.assert_array_equal(present_codes(codes), np.unique(codes))
+    assert present_codes(np.array([7], np.uint8)).tolist() == [7]
