@@ -703,3 +703,19 @@ def test_a_float_tiff_reference_is_the_light_it_holds(tmp_path):
     from_exr, from_tiff = reference_from_file(tmp_path / "r.exr"), reference_from_file(tmp_path / "r.tiff")
     assert from_exr is not None and from_tiff is not None and from_tiff.linear
     np.testing.assert_allclose(from_tiff.pixels, from_exr.pixels, rtol=1e-4)
+
+
+def test_uniform_surroundings_finds_the_same_blocks_on_the_grid_and_off_it():
+    from torch.nn import functional as F
+
+    from bdx.dequant.learned import FLAT_BLOCK, uniform_surroundings, window_max
+
+    levels = torch.zeros(1, 2, 64, 80)
+    levels[0, 0, 10:12, 40:45] = 1  # one small patch of another level; the second channel flat
+    for cut in (levels, levels[..., :61, :77]):  # a multiple of the block size, and not
+        high = F.max_pool2d(cut, FLAT_BLOCK, ceil_mode=True)
+        low = -F.max_pool2d(-cut, FLAT_BLOCK, ceil_mode=True)
+        expected = window_max(window_max(high, 1, 3), 1, 2) == -window_max(window_max(-low, 1, 3), 1, 2)
+        found = uniform_surroundings(cut, 1)
+        assert torch.equal(found, expected)
+        assert found[0, 1].all() and not found[0, 0, 1, 5] and found[0, 0, 7, 0]

@@ -520,8 +520,14 @@ def uniform_surroundings(levels: torch.Tensor, reach_blocks: int) -> torch.Tenso
     >>> uniform_surroundings(flat, 2).shape, bool(uniform_surroundings(flat, 2).all())
     (torch.Size([1, 1, 4, 4]), True)
     """
-    high = F.max_pool2d(levels.float(), FLAT_BLOCK, ceil_mode=True)
-    low = -F.max_pool2d(-levels.float(), FLAT_BLOCK, ceil_mode=True)
+    n, c, h, w = levels.shape
+    if h % FLAT_BLOCK == 0 and w % FLAT_BLOCK == 0:  # one pass over the levels for both extremes
+        low, high = torch.aminmax(levels.float().reshape(n, c, h, w // FLAT_BLOCK, FLAT_BLOCK), dim=-1)
+        high = high.view(n, c, h // FLAT_BLOCK, FLAT_BLOCK, w // FLAT_BLOCK).amax(3)
+        low = low.view(n, c, h // FLAT_BLOCK, FLAT_BLOCK, w // FLAT_BLOCK).amin(3)
+    else:
+        high = F.max_pool2d(levels.float(), FLAT_BLOCK, ceil_mode=True)
+        low = -F.max_pool2d(-levels.float(), FLAT_BLOCK, ceil_mode=True)
 
     def spread(x: torch.Tensor) -> torch.Tensor:  # separable maximum over the reach
         return window_max(window_max(x, reach_blocks, 3), reach_blocks, 2)
