@@ -1069,3 +1069,13 @@ def test_eval_hdr_refuses_a_reference_without_light_and_keeps_its_summary_when_t
     failed = run(runner, "eval", "hdr", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--sheet", tmp_path / "s.png", "--json")
     assert failed.exit_code == 1 and error_lines(failed) == [f"bdx: error: cannot write {tmp_path / 's.png'}: No space left on device"]
     assert json.loads(failed.stdout.splitlines()[-1])["summary"]["pred"]["psnr_mu"] > 0
+
+
+@pytest.mark.parametrize("task", ["depth", "hdr", "lowlight"])
+def test_train_refuses_an_empty_data_path_instead_of_searching_the_working_folder(runner, tmp_path, task, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.png").write_bytes(b"not an image")  # what searching "." would have reported
+    result = run(runner, "train", task, "--data", "", "-o", tmp_path / "w.safetensors", "--steps", "1", "-q")
+    assert result.exit_code == 2
+    assert error_lines(result) == ["bdx: error: --data '': empty input path (an unset shell variable?)"]
+    assert not (tmp_path / "w.safetensors").exists()

@@ -50,6 +50,16 @@ def _given(ctx: typer.Context, renamed: Mapping[str, tuple[str, ...]] | None = N
     return {config_name for name in chosen for config_name in (renamed or {}).get(name, (name,))}
 
 
+def data_paths(given: list[str]) -> list[Path]:
+    """``--data`` values as paths; an empty one (an unset shell variable) is a usage error, not the working folder."""
+    from bdx.errors import UsageError
+
+    for value in given:
+        if not value.strip():
+            raise UsageError(f"--data {value!r}: empty input path (an unset shell variable?)")
+    return [Path(value) for value in given]
+
+
 @train_app.command(
     "depth",
     epilog="Example:  bdx train depth --data refs16/ --data photos/ -o depth.safetensors --steps 20000"
@@ -57,7 +67,7 @@ def _given(ctx: typer.Context, renamed: Mapping[str, tuple[str, ...]] | None = N
 )
 def train_depth_command(
     ctx: typer.Context,
-    data: Annotated[list[Path], typer.Option(help="Reference images, folders or quoted globs (16-bit, >=1 MP photos, EXR); repeatable.")],
+    data: Annotated[list[str], typer.Option(help="Reference images, folders or quoted globs (16-bit, >=1 MP photos, EXR); repeatable.")],
     output: opt.WeightsOutput = Path("depth.safetensors"),
     steps: opt.Steps = 2000,
     minutes: opt.Minutes = None,
@@ -215,7 +225,7 @@ def train_depth_command(
         )
         init = _shipped_or(init, "depth")
         check_weights_target(output, overwrite, resume, init)  # after usage checks; --resume continues it
-        state = train_depth(data, output, config, resume=resume, init=init, device=torch_device, workers=workers, report=report)
+        state = train_depth(data_paths(data), output, config, resume=resume, init=init, device=torch_device, workers=workers, report=report)
     _say_written(output, state)
 
 
@@ -227,7 +237,7 @@ def train_depth_command(
 def train_lowlight_command(
     ctx: typer.Context,
     data: Annotated[
-        Optional[list[Path]], typer.Option(help="Image files, folders or quoted globs (any exposures; no references needed); repeatable.")
+        Optional[list[str]], typer.Option(help="Image files, folders or quoted globs (any exposures; no references needed); repeatable.")
     ] = None,
     pairs: Annotated[
         Optional[Path],
@@ -334,7 +344,7 @@ def train_lowlight_command(
         )
         check_weights_target(output, overwrite, resume, init)  # after usage checks; --resume continues it
         state = train_lowlight(
-            data or [],
+            data_paths(data or []),
             output,
             config,
             exclude=exclude,
@@ -354,7 +364,7 @@ def train_lowlight_command(
 )
 def train_hdr_command(
     ctx: typer.Context,
-    data: Annotated[list[Path], typer.Option(help="Scene-linear references (.exr, .hdr), folders or quoted globs; repeatable.")],
+    data: Annotated[list[str], typer.Option(help="Scene-linear references (.exr, .hdr), folders or quoted globs; repeatable.")],
     output: opt.WeightsOutput = Path("hdr.safetensors"),
     steps: opt.Steps = 3000,
     minutes: opt.Minutes = None,
@@ -513,7 +523,9 @@ def train_hdr_command(
         )
         init = _shipped_or(init, "hdr")
         check_weights_target(output, overwrite, resume, init)  # after usage checks; --resume continues it
-        state = train_hdr(data, output, config, init=init, resume=resume, pairs=pairs, device=torch_device, workers=workers, report=report)
+        state = train_hdr(
+            data_paths(data), output, config, init=init, resume=resume, pairs=pairs, device=torch_device, workers=workers, report=report
+        )
     _say_written(output, state)
 
 
