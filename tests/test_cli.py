@@ -1026,11 +1026,13 @@ def test_eval_refuses_an_empty_path_instead_of_searching_the_current_folder(runn
     monkeypatch.chdir(tmp_path)
     photo = tmp_path / "a.png"
     write_image(photo, Image((gradient16() >> 8).astype(np.uint8)), bits=8)
-    for command in (["eval", "lowlight", "--pred", ""], ["eval", "depth", "--pred", "", "--ref", str(photo)],
-                    ["eval", "depth", "--pred", str(photo), "--ref", ""], ["eval", "hdr", "--pred", str(photo), "--ref", " "]):
+    for flag, command in (("--pred", ["eval", "lowlight", "--pred", ""]), ("--pred", ["eval", "depth", "--pred", "", "--ref", str(photo)]),
+                          ("--ref", ["eval", "depth", "--pred", str(photo), "--ref", ""]),
+                          ("--input", ["eval", "depth", "--pred", str(photo), "--ref", str(photo), "--input", " "]),
+                          ("--ref", ["eval", "hdr", "--pred", str(photo), "--ref", " "])):
         result = run(runner, *command, "--json")
-        assert result.exit_code == 2 and error_lines(result) == [f"bdx: error: {command[command.index('') if '' in command else -1]!r}: "
-                                                                 "empty input path (an unset shell variable?)"], result.stderr
+        assert result.exit_code == 2, result.stderr
+        assert error_lines(result) == [f"bdx: error: {flag} is empty (an unset shell variable?)"]
         assert result.stdout == ""
 
 
@@ -1077,5 +1079,5 @@ def test_train_refuses_an_empty_data_path_instead_of_searching_the_working_folde
     (tmp_path / "junk.png").write_bytes(b"not an image")  # what searching "." would have reported
     result = run(runner, "train", task, "--data", "", "-o", tmp_path / "w.safetensors", "--steps", "1", "-q")
     assert result.exit_code == 2
-    assert error_lines(result) == ["bdx: error: --data '': empty input path (an unset shell variable?)"]
+    assert error_lines(result) == ["bdx: error: --data is empty (an unset shell variable?)"]
     assert not (tmp_path / "w.safetensors").exists()

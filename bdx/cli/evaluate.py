@@ -41,11 +41,11 @@ SUMMARY_COLUMNS = (
 )
 
 
-def index_images(given: str, paired: bool = True) -> dict[tuple[str, ...], Path]:
-    """Images under ``given`` (a file, a folder or a quoted glob) keyed by relative folder and stem (a file is its
-    own entry); ``paired`` False: by the whole relative name, as nothing is paired by it."""
+def index_images(given: str, flag: str, paired: bool = True) -> dict[tuple[str, ...], Path]:
+    """Images under ``given`` (a file, a folder or a quoted glob; the value of ``flag``) keyed by relative folder
+    and stem (a file is its own entry); ``paired`` False: by the whole relative name, as nothing is paired by it."""
     if not given.strip():  # Path("") is the current folder: never search it
-        raise UsageError(f"{given!r}: empty input path (an unset shell variable?)")
+        raise UsageError(f"{flag} is empty (an unset shell variable?)")
     root = Path(given)
     if root.is_file():
         return {(root.stem if paired else root.name,): root}
@@ -174,9 +174,9 @@ def eval_depth(
             for flag, given in (("--in-bits", bits is not None), ("--convention", bin_convention != "centre"), ("--method", rerun)):
                 if given:
                     raise UsageError(f"{flag} applies to the quantized inputs: give them with --input")
-        refs = index_images(ref)
-        inputs = index_images(input_) if input_ is not None else None
-        predictions = {Path(p): index_images(p) for p in pred}
+        refs = index_images(ref, "--ref")
+        inputs = index_images(input_, "--input") if input_ is not None else None
+        predictions = {Path(p): index_images(p, "--pred") for p in pred}
         single = one_reference_for_all(Path(ref), predictions)
 
     def prepare(ref_path: Path | None, input_path: Path | None):
@@ -307,8 +307,8 @@ def eval_lowlight(
     from bdx.io import read_image
 
     with command_errors():
-        refs = index_images(ref) if ref is not None else None
-        predictions = {Path(p): index_images(p, paired=ref is not None) for p in pred}
+        refs = index_images(ref, "--ref") if ref is not None else None
+        predictions = {Path(p): index_images(p, "--pred", paired=ref is not None) for p in pred}
         single = ref is not None and one_reference_for_all(Path(ref), predictions)
 
     per_method, failed = score_pairs(
@@ -350,9 +350,9 @@ def eval_hdr(
     from bdx.io import Image, read_image, write_image
 
     with command_errors():
-        refs = index_images(ref)
-        inputs = index_images(input_) if input_ is not None else None
-        predictions = {Path(p): index_images(p) for p in pred}
+        refs = index_images(ref, "--ref")
+        inputs = index_images(input_, "--input") if input_ is not None else None
+        predictions = {Path(p): index_images(p, "--pred") for p in pred}
         single = one_reference_for_all(Path(ref), predictions)
         if sheet is not None:  # before any scoring: a bad sheet path found at the end would waste the run
             if sheet.suffix.lower() != ".png":

@@ -56,7 +56,7 @@ def data_paths(given: list[str]) -> list[Path]:
 
     for value in given:
         if not value.strip():
-            raise UsageError(f"--data {value!r}: empty input path (an unset shell variable?)")
+            raise UsageError("--data is empty (an unset shell variable?)")
     return [Path(value) for value in given]
 
 
