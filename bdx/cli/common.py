@@ -255,8 +255,7 @@ def plan_outputs(
     from bdx.io import format_from_path
 
     targets: list[Path | str] = []
-    if output is not None and not output.strip():
-        raise UsageError("-o is empty (an unset shell variable?)")
+    check_path_option("-o", output)
     if output == STDIO:
         if len(sources) != 1:
             raise UsageError("-o - (stdout) takes exactly one input")
@@ -471,10 +470,10 @@ def check_tile_option(tile: int | None) -> None:
         raise UsageError(f"--tile must be between {MIN_TILE} and {LARGEST_TILE} pixels, not {tile}")
 
 
-def check_weights_option(weights: str | None) -> None:
-    """A usage error for an empty ``--weights`` (an unset shell variable), which would be read as the current folder."""
-    if weights is not None and not weights.strip():
-        raise UsageError("--weights is empty (an unset shell variable?)")
+def check_path_option(flag: str, value: str | None) -> None:
+    """A usage error for an empty path option (an unset shell variable), which would be read as the current folder."""
+    if value is not None and not value.strip():
+        raise UsageError(f"{flag} is empty (an unset shell variable?)")
 
 
 def check_device(device: str) -> None:

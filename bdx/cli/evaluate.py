@@ -16,6 +16,7 @@ from bdx.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     check_choice,
+    check_path_option,
     command_errors,
     describe_depth_mismatch,
     describe_exception,
@@ -44,8 +45,7 @@ SUMMARY_COLUMNS = (
 def index_images(given: str, flag: str, paired: bool = True) -> dict[tuple[str, ...], Path]:
     """Images under ``given`` (a file, a folder or a quoted glob; the value of ``flag``) keyed by relative folder
     and stem (a file is its own entry); ``paired`` False: by the whole relative name, as nothing is paired by it."""
-    if not given.strip():  # Path("") is the current folder: never search it
-        raise UsageError(f"{flag} is empty (an unset shell variable?)")
+    check_path_option(flag, given)
     root = Path(given)
     if root.is_file():
         return {(root.stem if paired else root.name,): root}

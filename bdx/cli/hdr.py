@@ -11,8 +11,8 @@ from bdx.cli import options as opt
 from bdx.cli.common import (
     check_choice,
     check_device,
+    check_path_option,
     check_tile_option,
-    check_weights_option,
     command_errors,
     container_losses,
     output_format,
@@ -82,7 +82,7 @@ def ldr2hdr_command(
         half = sample_type != "float"
         if half and peak_nits is not None and peak_nits > HALF_MAX:
             raise UsageError(f"--peak-nits {peak_nits:g} is beyond the largest half float ({HALF_MAX:g}): add --sample-type float")
-        check_weights_option(weights)
+        check_path_option("--weights", weights)
         if weights is not None and hdr_method != "learned":
             raise UsageError("--weights applies to --method learned only")
         # loaded once for the batch, failing before it starts

@@ -11,8 +11,8 @@ from bdx.cli import options as opt
 from bdx.cli.common import (
     check_choice,
     check_device,
+    check_path_option,
     check_tile_option,
-    check_weights_option,
     command_errors,
     container_losses,
     joined_warnings,
@@ -74,7 +74,7 @@ def enhance_lowlight_command(
             neutral_shadows=neutral_shadows,
             tile=tile,
         )
-        check_weights_option(weights)
+        check_path_option("--weights", weights)
         model = load_model(weights, "lowlight")  # once for the batch, failing before it starts
         batch = plan_batch(inputs, output, shard, extension=FORMAT_EXTENSIONS[chosen], file_suffix="_bright", dir_suffix="_bright")
 

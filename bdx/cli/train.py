@@ -9,7 +9,7 @@ import typer
 
 from bdx.cli import app
 from bdx.cli import options as opt
-from bdx.cli.common import check_choice, check_range, check_weights_target, command_errors
+from bdx.cli.common import check_choice, check_path_option, check_range, check_weights_target, command_errors
 
 train_app = typer.Typer(help="Train a model from folders of images (degradations synthesized on the fly).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -52,11 +52,8 @@ def _given(ctx: typer.Context, renamed: Mapping[str, tuple[str, ...]] | None = N
 
 def data_paths(given: list[str]) -> list[Path]:
     """``--data`` values as paths; an empty one (an unset shell variable) is a usage error, not the working folder."""
-    from bdx.errors import UsageError
-
     for value in given:
-        if not value.strip():
-            raise UsageError("--data is empty (an unset shell variable?)")
+        check_path_option("--data", value)
     return [Path(value) for value in given]
 
 

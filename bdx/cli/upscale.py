@@ -12,8 +12,8 @@ from bdx.cli import options as opt
 from bdx.cli.common import (
     check_choice,
     check_device,
+    check_path_option,
     check_tile_option,
-    check_weights_option,
     command_errors,
     container_losses,
     describe_depth_mismatch,
@@ -99,7 +99,7 @@ def upscale_depth_command(
         if out_bits != 16:
             raise UsageError(f"--out-bits must be 16 (the only output depth), not {out_bits}")
         chosen = output_format(fmt, output, ("tiff", "png", "exr"))
-        check_weights_option(weights)
+        check_path_option("--weights", weights)
         if weights is not None and method != "learned":
             raise UsageError("--weights applies to --method learned only")
         # given weights load once for the batch, failing before it starts; the shipped ones follow each input's depth
