@@ -167,6 +167,22 @@ def test_receptive_field_fits_the_halo():
     assert LearnedDequantizer(refining, 4).tiling.halo >= refining.receptive_radius + ContourDequantizer.tiling.halo
 
 
+def test_unshuffled_matches_pixel_unshuffle_for_views_of_any_layout_with_and_without_gradients():
+    from torch.nn import functional as F
+
+    from bdx.dequant.learned import unshuffled
+
+    tile = torch.randn(2, 3, 40, 36, generator=torch.Generator().manual_seed(0))
+    step = torch.tensor([0.25, 0.5])
+    for x in (tile, tile.contiguous(memory_format=torch.channels_last)[:, :, 4:-4, 8:-8], tile.transpose(2, 3)[:, :, :32]):
+        expected = F.pixel_unshuffle(x.contiguous(), 4)
+        assert torch.equal(unshuffled(x, torch.div, step.view(2, 1, 1, 1, 1, 1)), expected / step.view(2, 1, 1, 1))
+        assert torch.equal(unshuffled(x, torch.clamp, -0.5, 0.5), expected.clamp(-0.5, 0.5))
+    leaf = tile.clone().requires_grad_()
+    unshuffled(leaf, torch.mul, 3.0).sum().backward()
+    assert torch.equal(leaf.grad, torch.full_like(tile, 3.0))
+
+
 def test_tones_interpolated_within_blocks_match_a_full_size_bilinear_interpolation():
     from torch.nn import functional as F
 

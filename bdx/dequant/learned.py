@@ -20,6 +20,7 @@ of cancelling the prior.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
@@ -187,7 +188,7 @@ class DequantNet(nn.Module):
         step = step.to(centres.dtype).view(n, 1, 1, 1)
         # the 16 pixels of every 4x4 block, in steps, less their mean (full-size tensors are updated in place:
         # none of these values is needed by backward, and inference keeps one full-size copy instead of three)
-        pixels = F.pixel_unshuffle(centres, 4).div_(step)
+        pixels = unshuffled(centres, torch.div, step.view(n, 1, 1, 1, 1, 1))
         h, w = pixels.shape[2:]
         block_steps = pixels.view(n, c, 16, h, w).mean(2)
         detail = pixels.view(n, c, 16, h, w).sub_(block_steps.unsqueeze(2)).view(n, 16 * c, h, w)
@@ -202,7 +203,7 @@ class DequantNet(nn.Module):
         if (prior is None) == self.has_prior:
             raise ValueError("a network with a prior needs prior offsets, and one without takes none")
         if prior is not None:
-            prior_pixels = F.pixel_unshuffle(prior.to(centres.dtype), 4).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
+            prior_pixels = unshuffled(prior.to(centres.dtype), torch.clamp, -PRIOR_LIMIT, PRIOR_LIMIT)
             stem = stem + F.conv2d(prior_pixels, weight[:, 18 * c + 1 :], None, padding=1)
         del pixels
         if not self.config.tone_head:
@@ -210,7 +211,7 @@ class DequantNet(nn.Module):
         quarter = self.quarter(_act(stem))
         eighth = self._deeper(self.eighth(_act(self.down(F.pixel_unshuffle(quarter, 2)))), 0)
         quarter = _act(self.merge(quarter + F.pixel_shuffle(self.up(eighth), 2)))
-        head = self.head(quarter)
+        head = self.head(quarter).float()  # the rest in float32: mixed-precision element-wise work costs more than it saves
         gate = None
         if self.config.tone_head:
             # a tone per block (in steps, from the block's mean), interpolated bilinearly between block centres: on a
@@ -244,6 +245,26 @@ class DequantNet(nn.Module):
         level = cast(_Level, self.deeper[index])
         below = self._deeper(level.blocks(_act(level.down(F.pixel_unshuffle(features, 2)))), index + 1)
         return _act(level.merge(features + F.pixel_shuffle(level.up(below), 2)))
+
+
+def unshuffled(x: torch.Tensor, operation: Callable[..., torch.Tensor], *arguments: Any) -> torch.Tensor:
+    """``operation(F.pixel_unshuffle(x, 4), *arguments)`` in one pass over ``x`` (N, C, H, W) of any strides (a
+    tile's view less its halo): the operation reads ``x`` through a strided view in the unshuffled layout and
+    writes the (N, 16 C, H / 4, W / 4) result, channel ``16 c + 4 dy + dx``; ``arguments`` broadcast against
+    (N, C, 4, 4, H / 4, W / 4).
+
+    >>> x = torch.arange(32.0).view(1, 2, 4, 4)
+    >>> torch.equal(unshuffled(x, torch.mul, 2.0), F.pixel_unshuffle(x, 4) * 2.0)
+    True
+    """
+    n, c, h, w = x.shape
+    sn, sc, sh, sw = x.stride()
+    blocks = x.as_strided((n, c, 4, 4, h // 4, w // 4), (sn, sc, sh, sw, 4 * sh, 4 * sw))
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (x, *arguments)):
+        return operation(blocks, *arguments).reshape(n, 16 * c, h // 4, w // 4)  # out= keeps no gradient
+    out = torch.empty((n, 16 * c, h // 4, w // 4), dtype=x.dtype, device=x.device)
+    operation(blocks, *arguments, out=out.view(n, c, 4, 4, h // 4, w // 4))
+    return out
 
 
 def grow_from(net: DequantNet, smaller: DequantNet) -> None:
