@@ -18,6 +18,9 @@ def main() -> None:
     """Run :func:`bdx.cli.main`; an interrupt while the CLI's modules load (torch, typer) exits 130 without a
     traceback, as one later does."""
     open_closed_streams()
+    from bdx.memory import retain_freed_memory
+
+    retain_freed_memory()
     try:
         from bdx.cli import main as run_cli
     except KeyboardInterrupt:

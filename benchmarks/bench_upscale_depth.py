@@ -2,7 +2,8 @@
 
 Each measurement runs in a fresh subprocess, so its peak RSS is its own. The
 12 MP image is run tiled (the default) and as one whole-image tile; the ratio
-between the two is measured in the same run. Prints a table and writes JSON.
+between the two is measured in the same run. Freed memory is kept for reuse as the ``bdx`` command
+keeps it (``--allocators system`` measures malloc as it is). Prints a table and writes JSON.
 
     python benchmarks/bench_upscale_depth.py                 # 12 MP and 100 MP
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods midpoint contour
@@ -11,6 +12,7 @@ between the two is measured in the same run. Prints a table and writes JSON.
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --ensembles 1 8 --bits 8
     python benchmarks/bench_upscale_depth.py --sizes 12 100 --methods learned --precisions auto float32 --bits 8
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned contour midpoint --bits 8 --self-checks on off
+    python benchmarks/bench_upscale_depth.py --sizes 12 100 --methods learned --bits 8 --allocators retained system
 """
 
 from __future__ import annotations
@@ -50,11 +52,17 @@ def synthetic_scene(height: int, width: int, bits: int):
 
 def measure(
     megapixels: int, method: str, bits: int, tile: int | None = None, weights: str | None = None, ensemble: int = 1,
-    precision: str = "auto", device: str = "cpu", self_check: bool = True,
+    precision: str = "auto", device: str = "cpu", self_check: bool = True, allocator: str = "retained",
 ) -> dict:
     """One run in this process: generate, dequantize, report time and peak RSS (on a GPU after a small warm-up
-    run, so that its start-up is not timed)."""
+    run, so that its start-up is not timed). ``allocator``: ``retained`` keeps freed memory for reuse, as the
+    ``bdx`` command does (:func:`bdx.memory.retain_freed_memory`), ``system`` leaves malloc as it is."""
     import torch
+
+    from bdx.memory import retain_freed_memory
+
+    if allocator == "retained" and not retain_freed_memory():
+        raise SystemExit("this C library keeps no freed memory for reuse: run with --allocators system")
 
     from bdx.depth import DepthSettings, upscale_depth
     from bdx.io import Image
@@ -87,6 +95,7 @@ def measure(
         "rss_before_run_mib": rss_before / 1024,
         "threads": torch.get_num_threads(),
         "device": device,
+        "allocator": allocator,
     }
 
 
@@ -110,6 +119,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (all of the work runs there)")
     parser.add_argument("--self-checks", nargs="+", default=["on"], choices=["on", "off"],
                         help="run the learned method with its self-check on, off, or both")
+    parser.add_argument("--allocators", nargs="+", default=["retained"], choices=["retained", "system"],
+                        help="freed memory kept for reuse as the bdx command does (retained), or malloc as it is (system)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # measure()'s arguments as JSON
     args = parser.parse_args()
     if args.child:
@@ -118,9 +129,9 @@ def main() -> None:
 
     rows = []
     runs = [(method, weights) for method in args.methods for weights in ((args.weights or [None]) if method == "learned" else [None])]
-    for megapixels in args.sizes:
+    for allocator, megapixels in [(a, m) for a in args.allocators for m in args.sizes]:
         for method, weights in runs:
-            common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=weights, device=args.device)
+            common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=weights, device=args.device, allocator=allocator)
             checks = [c == "on" for c in args.self_checks]
             variants = [(1, args.precisions[0] if method == "learned" else "auto", checks[0])]  # precision: learned only
             if method == "learned":
@@ -130,17 +141,17 @@ def main() -> None:
                 rows.append(run_child(**common, ensemble=ensemble, precision=precision, self_check=check))
             if megapixels == 12:  # one whole-image tile
                 rows.append(run_child(**common, tile=max(SIZES[12]), precision=args.precisions[0]))
-    header = f"{'MP':>6} {'method':>9} {'weights':>24} {'ens':>4} {'check':>5} {'precision':>9} {'tile':>8} {'s':>8} {'MPix/s':>8}"
-    print(header + f" {'peak RSS MiB':>13}")
+    header = f"{'MP':>6} {'method':>9} {'weights':>24} {'ens':>4} {'check':>5} {'precision':>9} {'tile':>8} {'malloc':>8} {'s':>8}"
+    print(header + f" {'MPix/s':>8} {'peak RSS MiB':>13}")
     for row in rows:
         print(
             f"{row['megapixels']:6.1f} {row['method']:>9} {Path(row['weights']).name[-24:]:>24} {row['ensemble']:>4} "
-            f"{str(row['self_check']):>5} {row['precision']:>9} {str(row['tile']):>8} {row['seconds']:8.2f} {row['mpix_per_s']:8.2f} "
+            f"{str(row['self_check']):>5} {row['precision']:>9} {str(row['tile']):>8} {row['allocator']:>8} {row['seconds']:8.2f} {row['mpix_per_s']:8.2f} "
             f"{row['peak_rss_mib']:13.0f}"
         )
     ratios = {}
     for method, weights in runs:  # the first tiled row of each run is the first precision, one pass: as the whole-image row
-        mine = [r for r in rows if r["method"] == method and r["weights"] == (weights or "default")]
+        mine = [r for r in rows if r["method"] == method and r["weights"] == (weights or "default") and r["allocator"] == args.allocators[0]]
         tiled = [r for r in mine if r["tile"] == "default" and r["megapixels"] < 20 and r["ensemble"] == 1]
         whole = [r for r in mine if r["tile"] != "default"]
         if tiled and whole:
