@@ -244,7 +244,8 @@ def recognise(state: dict[str, Any], task: Task | None) -> Architecture:
             return entry
     known = ", ".join(entry.title or entry.name for entry in candidates)
     kind = f"{TASK_NAMES[task]} checkpoint" if task is not None else "checkpoint"
-    raise WeightsError(f"not a {kind} bdx recognises ({known}, or bdx's own safetensors); keys: {describe_keys(state)}")
+    formats = f"{known}, or bdx's own safetensors" if known else "bdx's own safetensors only"
+    raise WeightsError(f"not a {kind} bdx recognises ({formats}); keys: {describe_keys(state)}")
 
 
 def _mismatch(entry: Architecture, exc: Exception, *, with_type: bool) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from bdx.device import EnginePrecision
-from bdx.errors import LARGEST_TILE, BdxError, InputError, check_flag, check_number, check_setting, plain_scalars
+from bdx.errors import LARGEST_TILE, BdxError, InputError, WeightsError, check_flag, check_number, check_setting, plain_scalars
 
 if TYPE_CHECKING:
     from bdx.models import TileNeeds
@@ -353,6 +353,8 @@ def _predict(model, grid: _Grid, chunk, settings, device, prepare, global_featur
                     preds.append(torch.nn.functional.pad(out.float(), (left, right, top, bottom)))
                 pred = torch.cat(preds)
         pred = pred.float()
+        if not bool(torch.isfinite(pred).all()):  # NaN written as an image would be black, or a cast's garbage
+            raise WeightsError("the model's output is not finite (NaN or infinity): its weights are broken (a training that diverged?)")
         # a model may return its output trimmed evenly on each side (context it read but does not predict)
         trim_y, trim_x = (x.shape[2] - pred.shape[2]) // 2, (x.shape[3] - pred.shape[3]) // 2
         if not (0 <= trim_y <= halo and 0 <= trim_x <= halo):

@@ -170,6 +170,18 @@ def test_train_depth_with_one_usable_file_trains_whatever_its_name(tmp_path, nam
     assert state.step == 1 and (tmp_path / "d.safetensors").is_file()
 
 
+@pytest.mark.parametrize("task,name,side", [("depth", "tiny.png", 7), ("hdr", "tiny.exr", 3)])
+def test_train_names_a_reference_too_small_to_crop(tmp_path, task, name, side):
+    """A reference below the network's grid crashed the sampler (an internal error at the first batch, or at the first
+    validation after steps whose checkpoint was never written)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    pixels = np.random.default_rng(0).random((side, side, 3)).astype(np.float32)
+    write_image(data / name, Image(pixels, linear=True) if name.endswith(".exr") else Image((pixels * 65535).astype(np.uint16)), bits=16)
+    done = bdx("train", task, "--data", data, "--steps", "1", "--batch-size", "1", "--device", "cpu", "-o", tmp_path / "w.safetensors")
+    assert_one_error(done, 1, f"{data / name}: {side}x{side} pixels; a training reference needs at least 32 a side")
+
+
 @pytest.mark.parametrize("task,good,bad", [("lowlight", "a.png", "bad.png"), ("hdr", "a.exr", "bad.exr")])
 def test_train_names_an_unreadable_training_file(tmp_path, task, good, bad):
     data = tmp_path / "data"

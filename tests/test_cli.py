@@ -962,6 +962,15 @@ def test_an_output_folder_that_takes_no_files_is_found_before_the_work(runner, m
     monkeypatch.setattr(bdx.depth, "upscale_depth", lambda *a, **k: pytest.fail("processed before the folder was checked"))
     result = run(runner, "upscale-depth", source, "-o", tmp_path / "locked", "--method", "midpoint", "--json")
     assert result.exit_code == 1 and error_lines(result) == [f"bdx: error: {source}: cannot write to {tmp_path / 'locked'}: permission denied"]
+    real_statvfs = os.statvfs
+
+    class ReadOnly:
+        def __init__(self, path):
+            self.f_flag = real_statvfs(path).f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", ReadOnly)  # a read-only mount says so, not "permission denied"
+    result = run(runner, "upscale-depth", source, "-o", tmp_path / "locked", "--method", "midpoint", "--json")
+    assert result.exit_code == 1 and error_lines(result) == [f"bdx: error: {source}: cannot write to {tmp_path / 'locked'}: read-only file system"]
 
 
 def _profile_named(text: str) -> bytes:

@@ -713,7 +713,7 @@ def test_a_float_tiff_reference_is_the_light_it_holds(tmp_path):
     decoded to the same scene-linear light an EXR of it gives, not taken as radiance."""
     from bdx.training.depth import reference_from_file
 
-    light = np.random.default_rng(3).uniform(0.01, 6.0, (16, 16, 3)).astype(np.float32)
+    light = np.random.default_rng(3).uniform(0.01, 6.0, (32, 32, 3)).astype(np.float32)
     write_image(tmp_path / "r.exr", Image(light, linear=True), exr_half=False)
     write_image(tmp_path / "r.tiff", Image(light, linear=True), bits=32)
     from_exr, from_tiff = reference_from_file(tmp_path / "r.exr"), reference_from_file(tmp_path / "r.tiff")

@@ -667,3 +667,28 @@ def test_a_float_display_image_above_one_is_named_as_such_when_clipped(runner, t
     assert result.exit_code == 0, result.stderr
     assert "values above 1.0 (of a float display image) were clipped" in result.stderr
     assert "scene-linear" not in result.stderr
+
+
+def test_negative_float_values_are_warned_about_when_clipped(runner, tmp_path):
+    pixels = np.linspace(-0.5, 0.8, 16 * 16 * 3, dtype=np.float32).reshape(16, 16, 3)
+    write_image(tmp_path / "negative.tiff", Image(pixels), bits=32)
+    write_image(tmp_path / "positive.tiff", Image(np.abs(pixels)), bits=32)
+    for name, warned in (("negative", True), ("positive", False)):
+        result = runner.invoke(app, ["enhance-lowlight", str(tmp_path / f"{name}.tiff"), "-o", str(tmp_path / f"{name}_out.tiff"),
+                                     "--device", "cpu"])
+        assert result.exit_code == 0, result.stderr
+        assert ("negative values were clipped to 0" in result.stderr) == warned
+
+
+@pytest.mark.parametrize("level,warned", [(255, True), (0, True), (40, False)])
+def test_a_target_mean_no_gamma_reaches_is_reported(runner, tmp_path, level, warned):
+    """A white image asked for mean 0.5 got gamma 0.05 (outside the 0.1-10 that --gamma allows), silently."""
+    rng = np.random.default_rng(0)
+    pixels = np.clip(level + rng.integers(-20, 21, (32, 32, 3)) * (0 < level < 255), 0, 255).astype(np.uint8)
+    write_image(tmp_path / "in.png", Image(pixels))
+    result = runner.invoke(app, ["enhance-lowlight", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.tiff"), "--device", "cpu",
+                                 "--target-mean", "0.5", "--json"])
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert 0.1 <= record["gamma"] <= 10
+    assert ("no gamma from 0.1 to 10 brings the mean brightness to 0.5" in record.get("warning", "")) == warned

@@ -230,3 +230,5 @@ def test_info_describes_weights_files_of_any_task(runner, tmp_path):
     result = runner.invoke(app, ["info", str(other)])
     assert result.exit_code == 1 and "resnet.pth: not a checkpoint bdx recognises (Zero-DCE" in result.stderr
     assert "resnet.pth: resnet.pth" not in result.stderr
+    result = runner.invoke(app, ["upscale-depth", str(other), "-o", str(tmp_path / "x.png"), "--weights", str(other)])
+    assert result.exit_code == 1 and "not a dequantizer checkpoint bdx recognises (bdx's own safetensors only)" in result.stderr

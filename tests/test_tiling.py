@@ -268,3 +268,13 @@ def test_run_tiled_refuses_what_is_no_image_and_a_model_of_the_wrong_channel_cou
     grey = lambda x: x[:, :1]  # noqa: E731
     with pytest.raises(BdxError, match="output has 1 channels, not the 3 of out_channels"):
         run_tiled(grey, np.zeros((8, 8, 3), np.uint8), out_channels=3, settings=TiledRun(tile=8, halo=0, blend=0))
+
+
+def test_a_model_whose_output_is_not_finite_is_an_error_not_a_black_image():
+    from bdx.errors import WeightsError
+
+    image = np.full((40, 50, 3), 0.5, np.float32)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(WeightsError, match="not finite"):
+            run_tiled(lambda x, bad=bad: x * bad, image, settings=TiledRun(tile=32), out_dtype=np.uint16)
+    assert run_tiled(lambda x: x * 2, image, settings=TiledRun(tile=32)).max() == 1.0

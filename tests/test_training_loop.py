@@ -81,3 +81,38 @@ def test_a_run_whose_loss_is_never_finite_fails_instead_of_writing_untrained_wei
     calls = iter([float("nan"), 1.0, 1.0])  # one bad step among good ones is skipped, the run goes on
     state = run_training(net, _draw, lambda model, x: model(x.float()).square().mean() * next(calls), settings, tmp_path / "d.pt")
     assert state.step == 3 and state.skipped == 1
+
+
+def test_a_run_that_diverges_fails_instead_of_writing_broken_weights(tmp_path):
+    """`train lowlight --lr 1e6`: one huge update, then a non-finite loss at every step, and 'wrote ... after 6 steps'."""
+    from bdx.errors import BdxError
+
+    net = nn.Linear(4, 1)
+    settings = LoopSettings(steps=4, lr=1e-2, validate_every=10, checkpoint_every=10)
+    calls = iter([1.0, float("nan"), 1.0, float("nan")])  # the last step's loss is not finite
+    with pytest.raises(BdxError, match="diverged: the loss was not finite in 2 of 4 steps"):
+        run_training(net, _draw, lambda model, x: model(x.float()).square().mean() * next(calls), settings, tmp_path / "c.pt")
+
+
+def test_a_worker_that_raises_is_stopped_with_the_run(tmp_path):
+    """The workers were left to the interpreter's exit, where torch reported their killing with a traceback."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import numpy as np
+        from torch import nn
+        from bdx.training.loop import LoopSettings, run_training
+
+        def draw(rng):
+            raise ValueError("bad reference")
+
+        try:
+            run_training(nn.Linear(4, 1), draw, lambda m, x: x, LoopSettings(steps=3, lr=0.1, validate_every=10, checkpoint_every=10), "c.pt", workers=2)
+        except ValueError:
+            print("raised")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "raised"
+    assert "Traceback" not in done.stderr, done.stderr

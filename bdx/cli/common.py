@@ -630,7 +630,16 @@ def check_target(
         except OSError as exc:
             raise BdxError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
     if not os.access(target.parent, os.W_OK | os.X_OK):  # found before the work, not when writing its result
-        raise BdxError(f"cannot write to {target.parent}: permission denied")
+        reason = "read-only file system" if _read_only_folder(target.parent) else "permission denied"
+        raise BdxError(f"cannot write to {target.parent}: {reason}")
+
+
+def _read_only_folder(folder: Path) -> bool:
+    """Whether ``folder`` lies on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
 
 
 def check_not_an_input(source: Source, target: Path | str, inputs: frozenset[Path] = frozenset()) -> None:

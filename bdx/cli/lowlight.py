@@ -23,6 +23,8 @@ from bdx.cli.common import (
 )
 from bdx.models import load_model
 
+MEAN_TOLERANCE = 0.01  # a target mean missed by more than this is reported
+
 
 @app.command(
     "enhance-lowlight",
@@ -86,11 +88,18 @@ def enhance_lowlight_command(
         write_target(target, result.image, chosen, bits=16, exr_half=True)  # EXR output is made scene-linear there
         record = {"model": model.architecture, "gamma": round(result.gamma, 4), "width": image.width, "height": image.height}
         clipped = image.is_float and float(image.pixels.max(initial=0.0)) > 1.0
+        negative = image.is_float and float(image.pixels.min(initial=0.0)) < 0.0
+        target = settings.target_mean
+        missed = result.mean is not None and target is not None and abs(result.mean - target) > MEAN_TOLERANCE
         warning = joined_warnings(
             container_losses(image, chosen),
             f"values above 1.0 ({'highlights of a scene-linear input' if image.linear else 'of a float display image'}) were clipped: "
             "enhancement works on display values"
             if clipped
+            else None,
+            "negative values were clipped to 0" if negative else None,
+            f"no gamma from 0.1 to 10 brings the mean brightness to {target:g}: gamma {result.gamma:.2f} gives {result.mean:.3f}"
+            if missed
             else None,
         )
         if warning:

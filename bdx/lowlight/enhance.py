@@ -226,10 +226,13 @@ class CurveEnhancer(torch.nn.Module):
 @dataclass(frozen=True)
 class EnhanceResult:
     """The enhanced image (16-bit sRGB codes) and the gamma applied after the curves (the model's own, the one
-    asked for, or the one that met the target mean)."""
+    asked for, or the one that met the target mean). ``mean``: with a target mean, the mean brightness that gamma
+    gives (on the downscaled copy the target is solved on); it differs from the target when no gamma from 0.1 to
+    10 reaches it (an image already brighter than the target at gamma 0.1, or black)."""
 
     image: Image
     gamma: float
+    mean: float | None = None
 
 
 def enhance_lowlight(
@@ -267,7 +270,7 @@ def enhance_lowlight(
         small = _downscaled(codes, context_shape or fit_long_side(height, width, 256), torch_device)
     with torch.inference_mode(), _flush_denormals():
         params = net(small) if context_shape else None
-    exponent = _exponent(settings, net, small, params)
+    exponent, mean = _exponent(settings, net, small, params)
     enhancer = CurveEnhancer(net, model.tiling, settings, exponent)
     # the halo covers the curve network and the parameter-map interpolation: seams can be cut, not blended; a
     # full-resolution network sees the image's edges as it does when run on a whole image
@@ -293,7 +296,7 @@ def enhance_lowlight(
         )
     if image.channels == 1:
         pixels = np.rint(pixels.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint16)
-    return EnhanceResult(image.with_pixels(pixels, significant_bits=None, linear=False), 1.0 / exponent)
+    return EnhanceResult(image.with_pixels(pixels, significant_bits=None, linear=False), 1.0 / exponent, mean)
 
 
 def _downscaled(codes: np.ndarray, shape: tuple[int, int], device) -> torch.Tensor:
@@ -305,22 +308,24 @@ def _downscaled(codes: np.ndarray, shape: tuple[int, int], device) -> torch.Tens
     return torch.from_numpy(to_float(small.reshape(height, width, -1))).permute(2, 0, 1)[None].to(device)
 
 
-def _exponent(settings: EnhanceSettings, net: CurveEstimator, small: torch.Tensor | None, params) -> float:
-    """1/gamma, or the exponent that brings the mean brightness to ``target_mean``, decided once per image."""
+def _exponent(settings: EnhanceSettings, net: CurveEstimator, small: torch.Tensor | None, params) -> tuple[float, float | None]:
+    """1/gamma, or the exponent that brings the mean brightness to ``target_mean`` (gamma within the 0.1 to 10 that
+    ``gamma`` allows) and the mean it gives; decided once per image."""
     if settings.target_mean is None:
-        return 1.0 / (settings.gamma if settings.gamma is not None else net.gamma)
+        return 1.0 / (settings.gamma if settings.gamma is not None else net.gamma), None
     assert small is not None  # made whenever a target mean is asked for
     with torch.inference_mode(), _flush_denormals():
         curves = params if params is not None else net(small)
         enhanced = net.render(small, curves).clamp(0, 1).double()
-    low, high = math.log(0.05), math.log(20.0)  # bisection on log(exponent): the mean falls as the exponent grows
+    low, high = math.log(0.1), math.log(10.0)  # bisection on log(exponent): the mean falls as the exponent grows
     for _ in range(40):
         middle = 0.5 * (low + high)
         if float(enhanced.pow(math.exp(middle)).mean()) > settings.target_mean:
             low = middle
         else:
             high = middle
-    return math.exp(0.5 * (low + high))
+    exponent = math.exp(0.5 * (low + high))
+    return exponent, float(enhanced.pow(exponent).mean())
 
 
 def _flushing_denormals() -> bool:

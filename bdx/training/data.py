@@ -36,6 +36,15 @@ def find_files(folders: list[Path], suffixes: set[str] | frozenset[str]) -> list
     return files
 
 
+MIN_REFERENCE_SIDE = 32  # pixels: every network's crop grid fits, with room for a crop to move
+
+
+def check_reference_size(path: Path, height: int, width: int) -> None:
+    """A one-line error naming ``path`` when a training reference of (height, width) pixels is too small to crop."""
+    if min(height, width) < MIN_REFERENCE_SIDE:
+        raise BdxError(f"{path}: {width}x{height} pixels; a training reference needs at least {MIN_REFERENCE_SIDE} a side")
+
+
 def read_pairs_list(pairs_file: Path) -> list[dict[str, str]]:
     """The entries of a pairs file: a JSON list of ``{"input": file, "reference": file}``, both non-empty text; a
     one-line error naming the file otherwise."""
@@ -44,7 +53,8 @@ def read_pairs_list(pairs_file: Path) -> list[dict[str, str]]:
     try:
         entries = json.loads(pairs_file.read_text())
     except (OSError, ValueError) as exc:
-        raise BdxError(f"cannot read pairs from {pairs_file}: {exc}") from None
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BdxError(f"cannot read pairs from {pairs_file}: {problem.lower()}") from None
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and {"input", "reference"} <= set(e) for e in entries):
         raise BdxError(f'{pairs_file}: expected a JSON list of {{"input": ..., "reference": ...}} entries')
     for number, entry in enumerate(entries, 1):

@@ -31,7 +31,7 @@ from bdx.errors import BdxError, SettingUsageError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.models import load_model
 from bdx.quantization import end_bins_pinned, max_level
-from bdx.training.data import find_files, split_by_name
+from bdx.training.data import check_reference_size, find_files, split_by_name
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, read_checkpoint, run_training, save_trained
 from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_truth
 
@@ -117,6 +117,7 @@ def reference_from_file(path: Path) -> Reference | None:
         pixels = cv2.resize(to_float(image.pixels), small, interpolation=cv2.INTER_AREA)
     else:
         return None
+    check_reference_size(path, *pixels.shape[:2])
     if pixels.ndim == 2 or pixels.shape[-1] == 1:
         pixels = np.repeat(pixels.reshape(pixels.shape[0], pixels.shape[1], 1), 3, axis=-1)
     return Reference(path.name, np.ascontiguousarray(pixels, dtype=np.float32), linear=linear)

@@ -32,7 +32,7 @@ from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
 from bdx.io import read_image
 from bdx.metrics import CLIPPED, fit_scale, input_scale_ev, psnr_mu, trusted_pixels, well_exposed_pixels
 from bdx.models import load_model
-from bdx.training.data import find_files, is_validation, read_pairs_list
+from bdx.training.data import check_reference_size, find_files, is_validation, read_pairs_list
 from bdx.training.loop import LoopSettings, TrainState, check_run_settings, check_start, run_training, save_trained
 
 HDR_SUFFIXES = {".exr", ".hdr"}
@@ -114,6 +114,7 @@ def find_scenes(folders: list[Path]) -> list[Scene]:
     scenes = []
     for path in files:
         image = read_image(path)
+        check_reference_size(path, image.height, image.width)
         raw = np.nan_to_num(image.pixels.astype(np.float32))
         if raw.shape[2] == 1:
             raw = np.repeat(raw, 3, axis=2)

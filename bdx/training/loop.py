@@ -157,7 +157,15 @@ def _drawn(sample: Callable[[np.random.Generator], Batch], rng: np.random.Genera
 
 
 def _drawn_by(loader: DataLoader) -> Generator[Any, None, None]:
-    yield from loader
+    batches = iter(loader)
+    try:
+        yield from batches
+    finally:
+        # stop the workers now, also when one of them raised: left to the interpreter's exit, they are killed there
+        # and torch's signal handler reports it with a traceback
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -258,6 +266,7 @@ def run_training(
     started = time.perf_counter()
     net.train()
     budget = settings.minutes * 60 if settings.minutes is not None else math.inf
+    final_loss = math.nan
     try:
         while state.step < settings.steps:
             elapsed = _shared_elapsed(started, torch_device, model is not net) if settings.minutes is not None else 0.0
@@ -273,7 +282,8 @@ def run_training(
             else:  # a non-finite loss would poison the weights: skip the update, keep the step count
                 state.skipped += 1
             state.step += 1
-            record = {"step": state.step, "loss": float(loss.item()), "seconds": time.perf_counter() - started}
+            final_loss = float(loss.item())
+            record = {"step": state.step, "loss": final_loss, "seconds": time.perf_counter() - started}
             last = state.step == settings.steps or elapsed >= budget
             record["milestone"] = state.step % settings.validate_every == 0 or last  # validation (if any) and a report line
             if rank == 0 and validate is not None and record["milestone"]:
@@ -301,8 +311,14 @@ def run_training(
                 break
     finally:
         batches.close()  # stops the worker processes, if any
-    if state.skipped and state.skipped == state.step - first_step:
+    steps = state.step - first_step
+    if state.skipped and state.skipped == steps:
         raise BdxError(f"the loss was not finite in any of the {state.skipped} steps: nothing was learned (check the settings)")
+    if state.skipped and not math.isfinite(final_loss):
+        raise BdxError(
+            f"the training diverged: the loss was not finite in {state.skipped} of {steps} steps, the last one among them, "
+            "so no weights were written (a lower learning rate may help)"
+        )
     state.net = net
     return state
 
