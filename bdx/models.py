@@ -251,7 +251,12 @@ def recognise(state: dict[str, Any], task: Task | None) -> Architecture:
 def _mismatch(entry: Architecture, exc: Exception, *, with_type: bool) -> str:
     """One line for weights ``entry`` could not take: the first line of ``exc`` (its type where it says nothing,
     or ahead of it with ``with_type``)."""
-    detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # torch's load_state_dict says "Error(s) in loading state_dict for X:" first, and what does not fit after it
+    telling = [line for line in lines if not line.startswith("Error(s) in loading")] or lines
+    detail = telling[0] if telling else ""
+    if len(detail) > 160:
+        detail = detail[:159] + "…"
     if with_type or not detail:
         detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return f"weights do not match {entry.title or entry.name} ({detail})"

@@ -354,8 +354,10 @@ def test_a_published_checkpoint_of_the_right_names_but_wrong_shapes_is_one_line_
         load_model(tmp_path / "scalar.pth", "lowlight")
     state = {key: torch.zeros(32 if key.endswith("bias") else 1) for key in keys}
     torch.save(state, tmp_path / "shapes.pth")  # the message stopped at "Error(s) in loading state_dict for DCENet:"
-    with pytest.raises(WeightsError, match=r"^shapes.pth: weights do not match .*\(size mismatch for e_conv\d\.(weight|bias)"):
+    with pytest.raises(WeightsError, match=r"^shapes.pth: weights do not match .*\(size mismatch for e_conv\d\.(weight|bias)") as raised:
         load_model(tmp_path / "shapes.pth", "lowlight")
+    message = str(raised.value)
+    assert message.endswith(")") and message.count("(") == message.count(")")  # not cut inside torch's "torch.Size(["
 
 
 @pytest.mark.parametrize("task", ["depth", "lowlight", "hdr"])

@@ -890,6 +890,18 @@ def test_error_lines_show_a_file_names_odd_bytes_as_json_does(runner, tmp_path):
     assert error_lines(result) == [f"bdx: error: {tmp_path}/caf\\xe9.png: file is empty"]
 
 
+def test_exif_a_float_output_cannot_carry_is_reported(runner, tmp_path):
+    """EXIF reached TIFF and PNG outputs but was dropped from EXR and Radiance ones without a word."""
+    exif = b"II*\x00\x08\x00\x00\x00\x01\x00\x0f\x01\x02\x00\x04\x00\x00\x00bdx\x00\x00\x00\x00\x00"  # Make = "bdx"
+    source = tmp_path / "exif.png"
+    write_image(source, Image(np.full((16, 24, 3), 90, np.uint8), exif=exif))
+    assert read_image(source).exif is not None
+    for suffix in ("exr", "hdr"):
+        result = run(runner, "ldr2hdr", "--method", "classical", source, "-o", tmp_path / f"h.{suffix}")
+        assert result.exit_code == 0 and error_lines(result) == [f"bdx: warning: {source}: the input's EXIF metadata is not carried into .{suffix}"]
+    assert error_lines(run(runner, "upscale-depth", "--method", "midpoint", source, "-o", tmp_path / "u.tiff")) == []
+
+
 def test_an_alpha_channel_an_output_cannot_hold_is_reported(runner, tmp_path):
     """ldr2hdr to .hdr (Radiance holds no alpha) and merge-brackets dropped alpha without a word."""
     rng = np.random.default_rng(1)

@@ -776,7 +776,8 @@ def _split_at_output(sources: list[Source], output: str | None) -> tuple[list[So
 
 def container_losses(image, fmt: str) -> str | None:
     """What a float output (EXR, Radiance) cannot carry of the input ``image``, as one warning, or None: alpha in
-    ``.hdr``, and a colour profile other than sRGB (bdx writes the colours as sRGB primaries, which EXR assumes)."""
+    ``.hdr``, a colour profile other than sRGB (bdx writes the colours as sRGB primaries, which EXR assumes), and
+    EXIF metadata."""
     from bdx.io.metadata import icc_description
 
     alpha = fmt == "hdr" and image.alpha is not None
@@ -786,6 +787,7 @@ def container_losses(image, fmt: str) -> str | None:
         f"the input's colour profile ({profile}) is not carried into .{fmt}: its colours are written as sRGB primaries"
         if fmt in ("exr", "hdr") and profile is not None and "srgb" not in profile.lower()
         else None,
+        f"the input's EXIF metadata is not carried into .{fmt}" if fmt in ("exr", "hdr") and getattr(image, "exif", None) else None,
     )
 
 
