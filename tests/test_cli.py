@@ -1102,3 +1102,13 @@ def test_train_refuses_an_empty_data_path_instead_of_searching_the_working_folde
     assert result.exit_code == 2
     assert error_lines(result) == ["bdx: error: --data is empty (an unset shell variable?)"]
     assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_peak_nits_on_a_black_result_is_reported(runner, tmp_path):
+    """An all-black image with --peak-nits kept scale 1 (nothing to place) without a word."""
+    for name, level, warned in (("black.png", 0, True), ("grey.png", 120, False)):
+        write_image(tmp_path / name, Image(np.full((16, 24, 3), level, np.uint8)))
+        result = run(runner, "ldr2hdr", "--method", "classical", tmp_path / name, "-o", tmp_path / f"{name}.exr", "--peak-nits", "1000",
+                     "--json")
+        assert result.exit_code == 0
+        assert ("there is no peak for --peak-nits to place" in json.loads(result.stdout).get("warning", "")) == warned

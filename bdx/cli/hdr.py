@@ -15,6 +15,7 @@ from bdx.cli.common import (
     check_tile_option,
     command_errors,
     container_losses,
+    joined_warnings,
     output_format,
     plan_batch,
     read_source,
@@ -104,9 +105,12 @@ def ldr2hdr_command(
         }
         if model is not None:
             record["model"] = model.architecture
-        lost = container_losses(image, chosen)
-        if lost:
-            record["warning"] = lost
+        warning = joined_warnings(
+            container_losses(image, chosen),
+            "the result is black: there is no peak for --peak-nits to place" if peak_nits is not None and result.peak == 0 else None,
+        )
+        if warning:
+            record["warning"] = warning
         return record
 
     with command_errors():
