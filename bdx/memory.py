@@ -2,9 +2,10 @@
 
 Inference allocates and frees many image-sized buffers (tens of MiB each, per tile). glibc's malloc returns
 blocks that large to the system on every free and maps them again on the next allocation, so every tile pays
-page faults on fresh memory: on this project's 2-thread CPU about 0.3 to 0.5 s of the 4.5 s of a 12 MP
-``upscale-depth``, and 15 % at 100 MP. :func:`retain_freed_memory` keeps freed blocks in the process for reuse.
-The ``bdx`` command calls it at start-up; a program using the library may call it too.
+page faults on fresh memory: on this project's 2-thread CPU about 0.5 s of a 12 MP ``upscale-depth`` (4.6 s
+without, 4.0 s with), and 8 % of the time at 100 MP (docs/benchmarks.md). :func:`retain_freed_memory` keeps
+freed blocks in the process for reuse. The ``bdx`` command calls it at start-up; a program using the library
+may call it too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def retain_freed_memory(limit: int = RETAINED_BYTES) -> bool:
     library is not glibc (nothing changes there).
 
     The peak memory of a run stays what it was plus what fragmentation holds back (measured at 100 MP:
-    ``upscale-depth`` peaks at about 1.9 GiB instead of 1.7).
+    ``upscale-depth`` peaks at 1801 MiB instead of 1688).
     """
     if not sys.platform.startswith("linux"):
         return False

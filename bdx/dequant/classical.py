@@ -122,84 +122,28 @@ def contour_fractions(levels: np.ndarray, check_levels: bool = True) -> np.ndarr
     levels = levels.astype(np.int32, copy=False)
     planes = [np.ascontiguousarray(levels[n, c]) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
     out = np.empty(levels.shape, dtype=np.float32)
-    workers = max(1, min(len(planes) * RESIDUE_CLASSES, torch.get_num_threads()))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        if check_levels:
-            _fill_checked(pool, planes, out)
-        else:
-            _fill_unchecked(pool, planes, out)
-    return out
-
-
-def _fill_checked(pool: ThreadPoolExecutor, planes: list[np.ndarray], out: np.ndarray) -> None:
-    """:func:`contour_fractions` with ``check_levels``: each (plane, group) job fills the distances of the pixels
-    one level off its group's, under the plane's lock."""
     # plane-sized arrays are allocated on this thread: allocated on the workers, they raised the peak RSS at
     # 100 MP by about 170 MiB (glibc keeps per-thread arenas)
     distances = [_no_distances(plane.shape) for plane in planes]
     residues = [_residues(plane) for plane in planes]
     locks = [threading.Lock() for _ in planes]
-    # each group fills only pixels whose level is one off its own; the lock serializes the writes into one plane
-    jobs = [
-        pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance, lock, True)
-        for plane, residue, distance, lock in zip(planes, residues, distances, locks)
-        for group in range(RESIDUE_CLASSES)
-    ]
-    for job in jobs:
-        job.result()
-    fractions: list[Future | None] = [pool.submit(_fraction_from_distances, *distance) for distance in distances]
-    del distances, jobs  # each plane's distances are freed once its fraction is done
-    _collect(fractions, out)
-
-
-def _fill_unchecked(pool: ThreadPoolExecutor, planes: list[np.ndarray], out: np.ndarray) -> None:
-    """:func:`contour_fractions` without ``check_levels``: one distance transform per (plane, residue group) job,
-    then per plane each pixel reads the transforms of the groups one below and one above its own (no locks, no
-    masks beyond one per group, and distances beyond the radius are left as they are: the fraction reads only
-    those within it)."""
-    residues = [_residues(plane) for plane in planes]
-    transforms = [np.empty((RESIDUE_CLASSES, *plane.shape), np.float32) for plane in planes]
-    jobs = [
-        pool.submit(_class_distance, residue, group, transform[group])
-        for residue, transform in zip(residues, transforms)
-        for group in range(RESIDUE_CLASSES)
-    ]
-    members = [[job.result() for job in jobs[i : i + RESIDUE_CLASSES]] for i in range(0, len(jobs), RESIDUE_CLASSES)]
-    fractions: list[Future | None] = [
-        pool.submit(_fraction_from_class_distances, transform, member) for transform, member in zip(transforms, members)
-    ]
-    del transforms, members, jobs
-    _collect(fractions, out)
-
-
-def _collect(fractions: list[Future | None], out: np.ndarray) -> None:
-    """Each plane's fraction into ``out`` (N, C, H, W) as it is done, its future dropped (its arrays freed)."""
-    for index, fraction in enumerate(fractions):
-        assert fraction is not None
-        out[divmod(index, out.shape[1])] = fraction.result()
-        fractions[index] = None
-
-
-def _class_distance(residue: np.ndarray, group: int, distance: np.ndarray) -> np.ndarray:
-    """Distance from every pixel to the nearest of residue ``group`` into ``distance`` (infinite with none); returns
-    the group's members (uint8 mask, 255 where the residue is ``group``)."""
-    members = cv2.compare(residue, group, cv2.CMP_EQ)
-    if not cv2.countNonZero(members):
-        distance.fill(np.inf)
-    else:
-        cv2.distanceTransform(cv2.bitwise_not(members), cv2.DIST_L2, 5, dst=distance)
-    return members
-
-
-def _fraction_from_class_distances(transforms: np.ndarray, members: list[np.ndarray]) -> np.ndarray:
-    """:func:`_fraction_from_distances` of each pixel's distances to the residue groups one below and one above
-    its own (``transforms``: one distance map per group; ``members``: each group's pixels)."""
-    below, above = np.empty_like(transforms[0]), np.empty_like(transforms[0])
-    last = RESIDUE_CLASSES - 1
-    for group in range(RESIDUE_CLASSES):
-        cv2.copyTo(transforms[group], members[(group + 1) & last], below)
-        cv2.copyTo(transforms[group], members[(group - 1) & last], above)
-    return _fraction_from_distances(below, above)
+    workers = max(1, min(len(planes) * RESIDUE_CLASSES, torch.get_num_threads()))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # each group fills only pixels whose level is one off its own; the lock serializes the writes into one plane
+        jobs = [
+            pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance, lock, check_levels)
+            for plane, residue, distance, lock in zip(planes, residues, distances, locks)
+            for group in range(RESIDUE_CLASSES)
+        ]
+        for job in jobs:
+            job.result()
+        fractions: list[Future | None] = [pool.submit(_fraction_from_distances, *distance) for distance in distances]
+        del distances, jobs  # each plane's distances are freed once its fraction is done
+        for index, fraction in enumerate(fractions):
+            assert fraction is not None
+            out[divmod(index, levels.shape[1])] = fraction.result()
+            fractions[index] = None
+    return out
 
 
 def contour_fraction(levels: np.ndarray, check_levels: bool = True) -> np.ndarray:

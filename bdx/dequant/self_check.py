@@ -10,7 +10,7 @@ network's offsets are kept at full resolution, and where it does worse they fade
     alpha = clip(1/2 + gain_dB / RAMP_DB, 0, 1)   per 128x128 block, interpolated bilinearly between blocks
 
 and the output is ``centre + alpha * (network - centre)``, still inside every bin. On the held-out depth suite
-this keeps the mean 8->16 gain within 0.02 dB and lifts the worst image from -0.11 to about -0.01 dB
+this keeps the mean 8->16 gain within 0.02 dB and lifts the worst image from -0.09 to about -0.01 dB
 (docs/benchmarks.md). Below 8 bits the network's gains are large and a test one bit coarser misjudges them
 (4->8 lost 0.1 to 0.3 dB), so the check runs from :data:`MIN_BITS` up.
 """
