@@ -28,6 +28,13 @@ def is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
+def is_torch_file(path: Path) -> bool:
+    """Whether ``path`` starts like what ``torch.save`` writes (a zip archive, or a pickle of the legacy format)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")
+
+
 def _load_failure(exc: Exception) -> str:
     """Why ``torch.load`` refused a file, in a few words."""
     text = str(exc)
@@ -48,7 +55,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         head = handle.read(4)
     if not head:
         raise WeightsError(f"{path.name}: the file is empty")
-    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # a zip archive or a pickle: what torch.save writes
+    if not is_torch_file(path):
         raise WeightsError(f"{path.name}: not a PyTorch checkpoint or a safetensors file")
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols of damaged files: the error says it

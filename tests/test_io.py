@@ -494,7 +494,8 @@ def test_an_animated_png_is_refused_not_read_as_its_first_frame(tmp_path):
 
 
 @pytest.mark.parametrize("data,kind", [(b"GIF89a" + bytes(40), "GIF"), (b"\0\0\0\x18ftypheic" + bytes(40), "HEIC"),
-                                       (b"8BPS" + bytes(40), "Photoshop (PSD)")])
+                                       (b"8BPS" + bytes(40), "Photoshop (PSD)"), (b"\0\0\0\x0cjP  \r\n" + bytes(40), "JPEG 2000"),
+                                       (b"\xff\x4f\xff\x51\x00\x2f" + bytes(40), "JPEG 2000")])
 def test_known_unsupported_formats_are_named(data, kind):
     with pytest.raises(InputError, match=rf"^{re.escape(kind)} files are not supported; convert it to PNG or TIFF first$"):
         decode_image(data, "x.bin")

@@ -438,7 +438,12 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
         app, ["train", "depth", "--data", str(data), "-o", str(tmp_path / "other.safetensors"), "--resume", str(junk), "--device", "cpu"],
     )
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith(f"bdx: error: {junk}: not a bdx training checkpoint")
+    assert result.stderr.startswith(f"bdx: error: {junk}: not a bdx training checkpoint (not a file torch.save writes)")
+    result = runner.invoke(  # weights where a checkpoint belongs: said so, with what to do instead
+        app, ["train", "depth", "--data", str(data), "-o", str(tmp_path / "other.safetensors"), "--resume", str(output), "--device", "cpu"],
+    )
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"bdx: error: {output}: a weights file, not a training checkpoint")
 
 
 def test_training_a_three_level_network_without_prior_normalised_and_with_a_bounded_gate(runner, tmp_path):

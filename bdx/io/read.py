@@ -72,6 +72,7 @@ UNSUPPORTED_SIGNATURES = (  # formats recognised only to say so
     (b"GIF89a", "GIF"),
     (b"8BPS", "Photoshop (PSD)"),
     (b"\0\0\0\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),  # a bare codestream (.j2k, .j2c): start of codestream, then the size marker
     (b"ftypheic", "HEIC"),
     (b"ftypheix", "HEIC"),
     (b"ftypmif1", "HEIF"),

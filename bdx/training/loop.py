@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from bdx.checkpoints import is_safetensors, is_torch_file
 from bdx.errors import BdxError
 from bdx.io import atomic_write_bytes
 
@@ -170,10 +171,15 @@ def _drawn_by(loader: DataLoader) -> Generator[Any, None, None]:
 
 def read_checkpoint(path: Path) -> dict:
     """A checkpoint written by :func:`run_training` (plain data only: ``weights_only=True``); a one-line error otherwise."""
+    if not path.is_file():
+        raise BdxError(f"{path}: no such checkpoint")
+    if is_safetensors(path):
+        why = "a weights file, not a training checkpoint (written beside the output as .ckpt.pt); start a new run from weights instead"
+        raise BdxError(f"{path}: {why}")
+    if not is_torch_file(path):
+        raise BdxError(f"{path}: not a bdx training checkpoint (not a file torch.save writes)")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BdxError(f"{path}: no such checkpoint") from None
     except Exception as exc:  # truncated, not a torch file, or holding more than plain data
         raise BdxError(f"{path}: not a bdx training checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(saved, dict) or not {"model", "optimizer", "step"} <= set(saved):
