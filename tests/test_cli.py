@@ -73,6 +73,7 @@ def test_eval_names_both_sizes_when_prediction_and_reference_differ(runner, make
     result = run(runner, "eval", "depth", "--pred", prediction, "--ref", reference)
     assert result.exit_code == 1
     assert error_lines(result) == [f"bdx: error: {prediction}: prediction is 12x10x3, the reference is 20x16x3"]
+    assert result.stdout == ""  # nothing scored: no empty table
 
 
 def test_eval_pairs_a_folder_of_inputs_by_name_beside_one_reference_file(runner, make_png, tmp_path):

@@ -251,10 +251,10 @@ def finish(summary: dict, failed: int, json_lines: bool, columns=SUMMARY_COLUMNS
 
 
 def write_summary(summary: dict, json_lines: bool, columns=SUMMARY_COLUMNS, title: str = "bdx eval depth (means over images)") -> None:
-    """The summary as a JSON line, or a table."""
+    """The summary as a JSON line, or a table (none when no image was scored)."""
     if json_lines:
         sys.stdout.write(json_line({"summary": summary}) + "\n")
-    else:
+    elif summary:
         print_summary(summary, columns, title)
 
 
