@@ -16,7 +16,7 @@ from bdx.hdr.merge import merge_brackets
 from bdx.hdr.models import FeedbackConfig, FeedbackHDRNet
 from bdx.models import load_model, save_model
 from bdx.hdr.reconstruct import HdrSettings, calibrate, ldr_to_hdr
-from bdx.color import inverse_mu_law, mu_law
+from bdx.color import inverse_mu_law, linear_to_srgb, mu_law
 from bdx.hdr.tonemap import HEADROOM, Camera, camera_response
 from bdx.io import Image, read_image, write_image
 from bdx.metrics import psnr_log, psnr_mu
@@ -308,7 +308,15 @@ def test_random_cameras_cover_every_family_with_monotone_curves_that_clip_at_the
         if camera.family in ("filmic", "rational", "log"):
             clip = camera.params[-1]
             assert float(camera(np.float32(clip * 1.001))) == pytest.approx(1.0, abs=1e-3), camera
-            assert float(camera(np.float32(clip * 0.7))) < 0.99, camera  # a roll-off or a slope below the clip, not a plateau
+            # a roll-off or a slope below the clip, not a plateau (an ACES-like shoulder rolls off over stops)
+            below, top = (0.5, 0.995) if camera.family == "rational" else (0.7, 0.99)
+            assert float(camera(np.float32(clip * below))) < top, camera
+    whites = [camera.params[-2] for camera in cameras if camera.family == "rational"]
+    assert min(whites) < 1.5 and max(whites) > 5  # shoulders cut short and long roll-offs like ACES's
+    aces = Camera("rational", (2.51, 0.03, 2.43, 0.59, 0.14, 7.24, 9.05))  # Narkowicz's ACES fit, white at 9.05
+    e = linear[linear < 9] * np.float32(7.24 / 9.05)
+    fit = np.clip(e * (2.51 * e + 0.03) / (e * (2.43 * e + 0.59) + 0.14), 0, 1) / (7.24 * (2.51 * 7.24 + 0.03) / (7.24 * (2.43 * 7.24 + 0.59) + 0.14))
+    np.testing.assert_allclose(aces(linear[linear < 9]), linear_to_srgb(np.clip(fit, 0, 1)), atol=2e-6)
     white = 5.101841573648836
     filmic_white = Camera("gamma", (1.8468544278441554, 0.20167023632739622, white))(np.array([white, 64.0], np.float32))
     assert filmic_white.tolist() == [1.0, 1.0]  # exactly white (rounding gave 0.99999994) at and above the white point

@@ -61,7 +61,8 @@ class Camera:
     - ``plain``: (gamma,) a hard clip at 1.0 through a pure power curve, or () for the sRGB curve;
     - ``filmic``: (a, b, c, d, e, f, white, clip) a rational toe-and-shoulder curve normalised so ``white`` maps to 1,
       applied to ``linear * white / clip`` (display 1 at ``clip``), then sRGB;
-    - ``rational``: (a, b, c, d, e, clip) an ACES-like S-curve scaled so display 1 falls at ``clip``, then sRGB;
+    - ``rational``: (a, b, c, d, e, white, clip) an ACES-like S-curve normalised so ``white`` maps to 1, applied to
+      ``linear * white / clip`` (display 1 at ``clip``; the longer the shoulder, the larger ``white``), then sRGB;
     - ``log``: (stops, contrast, offset, gamma, clip) log2 over ``stops`` stops, contrast about the middle, an offset
       that lifts blacks, a display gamma; display 1 at ``clip``.
 
@@ -84,9 +85,8 @@ class Camera:
             *shape, white, clip = p
             display = linear_to_srgb(np.clip(_filmic(x * np.float32(white / clip), *shape) / _filmic(np.float32(white), *shape), 0, 1))
         elif self.family == "rational":
-            *shape, clip = p
-            top = _rational(np.float32(1.0), *shape)
-            display = linear_to_srgb(np.clip(_rational(x / np.float32(clip), *shape) / top, 0, 1))
+            *shape, white, clip = p
+            display = linear_to_srgb(np.clip(_rational(x * np.float32(white / clip), *shape) / _rational(np.float32(white), *shape), 0, 1))
         elif self.family == "log":
             stops, contrast, offset, gamma, clip = p
             middle = np.log2(clip) - stops * (0.5 + (0.5 - offset) / contrast)  # display 1 at clip
@@ -145,6 +145,7 @@ def random_camera(rng: np.random.Generator, plain_fraction: float | None = None)
     if family == "rational":
         a, c = rng.uniform(2.0, 3.0), rng.uniform(1.9, 2.9)
         coefficients = (a, rng.uniform(0.0, 0.08), c, rng.uniform(0.4, 0.8), rng.uniform(0.08, 0.25))
-        return Camera("rational", tuple(float(v) for v in coefficients) + (clip,))
+        white = np.exp2(rng.uniform(0.0, 3.0))  # from a cut at the shoulder's start to a long roll-off (ACES's fit: 7.2)
+        return Camera("rational", tuple(float(v) for v in coefficients) + (float(white), clip))
     stops, contrast = rng.uniform(9.0, 16.0), rng.uniform(1.0, 1.8)
     return Camera("log", (float(stops), float(contrast), float(rng.uniform(-0.05, 0.12)), float(rng.uniform(0.85, 1.3)), clip))
