@@ -712,6 +712,21 @@ def test_a_png_or_jpeg_named_as_raw_is_read_as_what_it_is(tmp_path):
         assert image.pixels.shape == (4, 4, 3) and image.container_bits == 8
 
 
+@pytest.mark.parametrize("name", ["x.crw", "x.X3F", "x.mrw", "x.3fr", "x.iiq"])
+def test_raw_formats_that_are_no_tiff_go_to_the_raw_decoder(name):
+    with pytest.raises(InputError, match="cannot decode camera RAW"):  # LibRaw's refusal, not "unrecognised file signature"
+        decode_image(b"II\x1a\x00\x00\x00HEAPCCDR" + bytes(40), name)
+
+
+@pytest.mark.skipif(not (__import__("conftest").SHARED_DATA / "photos16").is_dir(), reason="shared data absent")
+def test_a_canon_crw_raw_is_decoded_to_16_bits():
+    """CRW (Canon's RAW before CR2) is no TIFF: only its name says it is a camera RAW; it read as an unknown file."""
+    from conftest import SHARED_DATA
+
+    image = read_image(SHARED_DATA / "photos16" / "imagemeta_canon_eos_d30.crw")
+    assert image.pixels.dtype == np.uint16 and image.pixels.shape[2] == 3 and min(image.pixels.shape[:2]) > 1000
+
+
 @pytest.mark.skipif(not (__import__("conftest").SHARED_DATA / "hdr16-crops").is_dir(), reason="shared data absent")
 def test_real_16bit_crops_read_as_16bit():
     from conftest import SHARED_DATA

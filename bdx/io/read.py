@@ -16,7 +16,12 @@ from bdx.io.metadata import PNG_SIGNATURE, apply_orientation, exif_from_tiff, pa
 from bdx.io.native import captured_native_output
 from bdx.quantization import codes_from_levels
 
-RAW_EXTENSIONS = frozenset({".nef", ".cr2", ".cr3", ".arw", ".dng", ".rw2", ".orf", ".raf", ".pef", ".srw", ".nrw", ".raw"})
+# camera RAW formats LibRaw decodes, by the names cameras give them
+RAW_EXTENSIONS = frozenset(
+    (
+        ".nef .nrw .cr2 .cr3 .crw .arw .srf .sr2 .dng .rw2 .rwl .orf .raf .pef .srw .raw .dcr .kdc .mrw .x3f .3fr .fff .iiq .erf .mef .mos"
+    ).split()
+)
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".hdr", ".pic"} | RAW_EXTENSIONS)
 DEFAULT_MAX_PIXELS = 1 << 30
 
