@@ -51,9 +51,7 @@ def _load_failure(exc: Exception) -> str:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a PyTorch checkpoint, on the CPU, with a ``state_dict`` wrapper and a DataParallel
     ``module.`` prefix removed; a one-line error for a file that is not a state dict of tensors."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if not head:
+    if path.stat().st_size == 0:
         raise WeightsError(f"{path.name}: the file is empty")
     if not is_torch_file(path):
         raise WeightsError(f"{path.name}: not a PyTorch checkpoint or a safetensors file")

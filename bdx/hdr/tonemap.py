@@ -81,12 +81,10 @@ class Camera:
             display = camera_response(x, *p)
         elif self.family == "plain":
             display = np.clip(x, 0.0, 1.0) ** (1.0 / p[0]) if p else linear_to_srgb(np.clip(x, 0.0, 1.0))
-        elif self.family == "filmic":
+        elif self.family in ("filmic", "rational"):
             *shape, white, clip = p
-            display = linear_to_srgb(np.clip(_filmic(x * np.float32(white / clip), *shape) / _filmic(np.float32(white), *shape), 0, 1))
-        elif self.family == "rational":
-            *shape, white, clip = p
-            display = linear_to_srgb(np.clip(_rational(x * np.float32(white / clip), *shape) / _rational(np.float32(white), *shape), 0, 1))
+            curve = _filmic if self.family == "filmic" else _rational
+            display = linear_to_srgb(np.clip(curve(x * np.float32(white / clip), *shape) / curve(np.float32(white), *shape), 0, 1))
         elif self.family == "log":
             stops, contrast, offset, gamma, clip = p
             middle = np.log2(clip) - stops * (0.5 + (0.5 - offset) / contrast)  # display 1 at clip

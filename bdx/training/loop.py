@@ -180,7 +180,7 @@ def read_checkpoint(path: Path) -> dict:
         raise BdxError(f"{path}: not a bdx training checkpoint (not a file torch.save writes)")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, or holding more than plain data
+    except Exception as exc:  # truncated, or holding more than plain data
         raise BdxError(f"{path}: not a bdx training checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(saved, dict) or not {"model", "optimizer", "step"} <= set(saved):
         raise BdxError(f"{path}: not a bdx training checkpoint (missing model, optimizer or step)")
