@@ -18,7 +18,7 @@ from bdx.cli import app
 from bdx.dequant.classical import CONTOUR_SUPPORT, ContourDequantizer
 from bdx.dequant.learned import (
     ARCHITECTURE, DequantNet, DequantNetConfig, LearnedDequantizer, contour_prior, dequantize_levels, grow_from,
-    offset_reach,
+    offset_reach, without_blocks,
 )
 from bdx.depth import DepthSettings, upscale_depth
 from bdx.models import load_model, save_model
@@ -417,6 +417,25 @@ def test_a_grown_network_starts_as_the_smaller_one_and_its_new_weights_learn():
         grow_from(small, big)
     with pytest.raises(ValueError, match="cannot grow"):
         grow_from(DequantNet(DequantNetConfig(prior="none")), small)
+
+
+def test_dropping_blocks_that_add_nothing_keeps_the_output_and_the_kept_blocks_weights():
+    net = _randomized(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(2, 4), prior="contour", gate=True)), 0.05, 4).eval()
+    with torch.no_grad():
+        for dropped in (net.quarter[0], net.eighth[0], net.eighth[3]):  # blocks that add nothing: the identity
+            dropped.second.weight.zero_()
+            dropped.second.bias.zero_()
+    smaller = without_blocks(net, ((1,), (1, 2))).eval()
+    assert smaller.config.blocks == (1, 2)
+    assert torch.equal(smaller.eighth[1].first.weight, net.eighth[2].first.weight)
+    centres = _random_centres(5, (2, 3, 32, 40))
+    prior = _prior_of(centres, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(smaller(centres.clone(), torch.full((2,), 1 / 31), prior.clone()),
+                                   net(centres.clone(), torch.full((2,), 1 / 31), prior.clone()), atol=1e-6, rtol=0)
+    for keep in (((0, 1),), ((0, 1), ()), ((0, 1), (4,)), ((1, 0), (0,))):
+        with pytest.raises(ValueError, match="keep one or more"):
+            without_blocks(net, keep)
 
 
 def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):

@@ -1,0 +1,48 @@
+"""A depth network with fewer residual blocks, from a trained one: the start of a fine-tune to a faster network.
+
+Each level keeps the blocks named by number (the rest become the identity), for example the 1/4 level's two
+blocks and the middle two of the 1/8 level's four:
+
+    python tools/prune_depth.py weights/depth-contour-gated-v5.safetensors --keep 0,1 1,2 -o pruned.safetensors
+    bdx train depth ... --init pruned.safetensors ...
+
+``--report DATA...`` prints the training validation (4, 6 and 8 bits, on the split ``bdx train depth`` holds
+out with ``--validation-fraction 0.3``) of the network before and after, to choose which blocks to keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import cast
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bdx.dequant.learned import DequantNet, without_blocks  # noqa: E402
+from bdx.models import load_model, save_model  # noqa: E402
+from bdx.training.depth import DepthTrainConfig, load_references, split_references, validation_gain  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("weights", type=Path)
+    parser.add_argument("--keep", nargs="+", required=True, help="per level, the block numbers to keep (comma-separated)")
+    parser.add_argument("-o", "--out", type=Path, required=True)
+    parser.add_argument("--report", type=Path, nargs="*", default=[], help="training data folders: print validation before and after")
+    args = parser.parse_args()
+    net = cast(DequantNet, load_model(args.weights, "depth").net)
+    keep = tuple(tuple(int(i) for i in level.split(",")) for level in args.keep)
+    smaller = without_blocks(net, keep)
+    save_model(smaller, args.out, {"pruned_from": args.weights.name, "kept_blocks": [list(level) for level in keep]})
+    print(f"{args.out}: blocks {net.config.blocks} -> {smaller.config.blocks}")
+    if args.report:
+        _, held_out = split_references(load_references(args.report), 0.3)
+        config = DepthTrainConfig(prior=net.config.prior)
+        for name, candidate in ((args.weights.name, net), (args.out.name, smaller)):
+            gains = validation_gain(candidate.eval(), held_out, config)
+            print(name, ", ".join(f"{key} {value:+.3f}" for key, value in gains.items()))
+
+
+if __name__ == "__main__":
+    main()
