@@ -49,10 +49,11 @@ class _Forbidden:
         raise AssertionError(f"OpenCV called on the tensor path ({name})")
 
 
-def test_tensor_path_runs_without_numpy_or_opencv(monkeypatch):
+@pytest.mark.parametrize("prior", ["contour", "contour-l1"])
+def test_tensor_path_runs_without_numpy_or_opencv(monkeypatch, prior):
     levels = torch.from_numpy(_levels(6, 0.002)).float()
     torch.manual_seed(0)
-    net = DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="contour", gate=True)).eval()
+    net = DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior=prior, gate=True)).eval()
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.normal_(0, 0.05)
@@ -79,3 +80,33 @@ def test_tensor_and_opencv_paths_agree_through_the_dequantizers():
     torch.testing.assert_close(level_fractions(levels, "opencv"), torch.from_numpy(contour_fractions(levels.int().numpy())))
     with pytest.raises(ValueError, match="unknown backend"):
         level_fractions(levels, "cuda")
+
+
+def test_city_block_distances_are_exact_and_equal_opencvs():
+    rng = np.random.default_rng(2)
+    seeds = torch.from_numpy(rng.random((2, 40, 50)) < 0.004)
+    distance = jump_flood.city_block_distances(seeds, 64)
+    ys, xs = np.mgrid[0:40, 0:50]
+    for p in range(2):
+        points = np.argwhere(seeds[p].numpy())
+        exact = np.min(np.abs(ys[..., None] - points[:, 0]) + np.abs(xs[..., None] - points[:, 1]), axis=-1)
+        within = exact <= 64
+        np.testing.assert_array_equal(distance[p].numpy()[within], exact[within])
+        assert (distance[p].numpy()[~within] > 64).all()
+        opencv = classical.cv2.distanceTransform((~seeds[p].numpy()).astype(np.uint8), classical.cv2.DIST_L1, 3)
+        np.testing.assert_array_equal(opencv[within], exact[within])
+
+
+@pytest.mark.parametrize("bits,noise", [(4, 0.0), (8, 0.003)])
+def test_city_block_prior_is_the_same_on_both_paths_and_only_unchecked(bits, noise):
+    levels = _levels(bits, noise, size=(300, 170))
+    reference = contour_fractions(levels, False, "l1")
+    np.testing.assert_array_equal(jump_flood.contour_fractions(torch.from_numpy(levels), False, "l1").numpy(), reference)
+    assert ((reference >= 0) & (reference <= 1)).all()
+    euclidean = contour_fractions(levels, False)
+    assert 0 < np.abs(reference - euclidean).mean() < 0.1  # a different distance, the same kind of prior
+    for function in (contour_fractions, jump_flood.contour_fractions):
+        with pytest.raises(ValueError, match="unchecked contours only"):
+            function(levels if function is contour_fractions else torch.from_numpy(levels), True, "l1")
+        with pytest.raises(ValueError, match="unknown metric"):
+            function(levels if function is contour_fractions else torch.from_numpy(levels), False, "l3")

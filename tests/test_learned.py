@@ -60,7 +60,7 @@ def _prior_of(centres: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("gate", [False, True])
-@pytest.mark.parametrize("prior", ["none", "contour", "tone"])
+@pytest.mark.parametrize("prior", ["none", "contour", "contour-l1", "tone"])
 @pytest.mark.parametrize("bits", [3, 4, 8, 10])
 def test_any_weights_stay_inside_the_bin(bits, prior, gate):
     config = DequantNetConfig(tone_head=True, gate=gate) if prior == "tone" else DequantNetConfig(prior=prior, gate=gate)
@@ -68,7 +68,7 @@ def test_any_weights_stay_inside_the_bin(bits, prior, gate):
     centres = _random_centres(bits)
     step = 1 / max_level(bits)
     with torch.no_grad():
-        out = dequantize_levels(net, centres, step, _prior_of(centres, bits) if prior == "contour" else None)
+        out = dequantize_levels(net, centres, step, _prior_of(centres, bits) if prior.startswith("contour") else None)
     assert (out - centres).abs().max().item() <= 0.5 * step + 1e-7
     assert (out - centres).abs().max().item() > 0.1 * step  # the offsets really move
 
@@ -218,7 +218,7 @@ def test_a_tone_head_interpolates_its_block_tones_as_the_prior_within_its_declar
         DequantNet(DequantNetConfig(tone_head=True, prior="contour"))
 
 
-@pytest.mark.parametrize("prior", ["none", "contour", "tone"])
+@pytest.mark.parametrize("prior", ["none", "contour", "contour-l1", "tone"])
 def test_learned_tiled_equals_whole_image(tmp_path, prior):
     config = DequantNetConfig(tone_head=True, gate=True) if prior == "tone" else DequantNetConfig(prior=prior)
     net = _randomized(DequantNet(config), 0.05, 2)
@@ -436,6 +436,24 @@ def test_dropping_blocks_that_add_nothing_keeps_the_output_and_the_kept_blocks_w
     for keep in (((0, 1),), ((0, 1), ()), ((0, 1), (4,)), ((1, 0), (0,))):
         with pytest.raises(ValueError, match="keep one or more"):
             without_blocks(net, keep)
+
+
+def test_a_city_block_network_starts_from_euclidean_weights_and_reads_its_own_prior():
+    euclidean = _randomized(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="contour", gate=True)), 0.05, 5).eval()
+    city_block = DequantNet(replace(euclidean.config, prior="contour-l1"))
+    grow_from(city_block, euclidean)
+    city_block.eval()
+    assert all(torch.equal(a, b) for a, b in zip(city_block.state_dict().values(), euclidean.state_dict().values()))
+    levels = torch.round(_random_centres(5, (1, 3, 40, 48)) * max_level(5))
+    with torch.no_grad():
+        out = LearnedDequantizer(city_block, 5)(levels)
+        prior = contour_prior(levels.int().numpy(), 1 / max_level(5), metric="l1")
+        want = dequantize_levels(city_block, levels / max_level(5), 1 / max_level(5), prior)
+        other = LearnedDequantizer(euclidean, 5)(levels)
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=0)
+    assert not torch.allclose(out, other)  # the same weights on the other prior
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow_from(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="none", gate=True)), euclidean)
 
 
 def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):

@@ -74,8 +74,9 @@ def train_depth_command(
     prior: Annotated[
         Optional[str],
         typer.Option(
-            help="contour: refine the contour method's offsets (the shipped model); none: start from the bin centre. "
-            "By default as --resume or --init, else contour.",
+            help="contour: refine the contour method's offsets (the shipped model); contour-l1: the same with city-block "
+            "contour distances (half the prior's work); none: start from the bin centre. By default as --resume or --init, "
+            "else contour.",
             show_default=False,
         ),
     ] = None,
@@ -114,7 +115,7 @@ def train_depth_command(
         Optional[str],
         typer.Option(
             metavar="B1,B2[,B3...]",
-            help="Residual blocks per level, one per --widths entry; by default those of --resume or --init, else 2,4.",
+            help="Residual blocks per level, one per --widths entry; by default those of --resume or --init, else 2,1.",
         ),
     ] = None,
     init: Annotated[

@@ -22,7 +22,9 @@ The ``contour`` method checks that pixel's level (OpenCV's labelled distance tra
 names it): a pixel four levels off, across an edge, hides the contour behind it. The
 learned model's prior (``check_levels=False``) takes the nearest pixel of the class
 whatever its level: four plain distance transforms, several times faster, and the
-network tells edges from contours itself.
+network tells edges from contours itself. Its distances may also be city-block ones
+(``metric="l1"``: exact integers, half the work again), which a network trained on
+them reads as well as Euclidean ones.
 """
 
 from __future__ import annotations
@@ -92,18 +94,19 @@ class ContourDequantizer(nn.Module):
 
 PriorBackend = Literal["auto", "opencv", "torch"]
 PRIOR_BACKENDS: tuple[PriorBackend, ...] = get_args(PriorBackend)
+Metric = Literal["l2", "l1"]  # contour distances: Euclidean (OpenCV's 5x5 chamfer, within 2 %) or city-block (exact)
 
 
-def level_fractions(levels: torch.Tensor, backend: PriorBackend = "auto", check_levels: bool = True) -> torch.Tensor:
+def level_fractions(levels: torch.Tensor, backend: PriorBackend = "auto", check_levels: bool = True, metric: Metric = "l2") -> torch.Tensor:
     """:func:`contour_fractions` of (N, C, H, W) levels as a float32 tensor on their device: with ``auto``, OpenCV's
-    distance transforms on the CPU and jump flooding (:mod:`bdx.dequant.jump_flood`) elsewhere."""
+    distance transforms on the CPU and tensor operations (:mod:`bdx.dequant.jump_flood`) elsewhere."""
     if backend not in PRIOR_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
     if backend == "opencv" or (backend == "auto" and levels.device.type == "cpu"):
-        return torch.from_numpy(contour_fractions(contiguous_levels(levels), check_levels)).to(levels.device)
+        return torch.from_numpy(contour_fractions(contiguous_levels(levels), check_levels, metric)).to(levels.device)
     from bdx.dequant.jump_flood import contour_fractions as flooded_fractions
 
-    return flooded_fractions(levels, check_levels)
+    return flooded_fractions(levels, check_levels, metric)
 
 
 def contiguous_levels(levels: torch.Tensor) -> np.ndarray:
@@ -112,26 +115,27 @@ def contiguous_levels(levels: torch.Tensor) -> np.ndarray:
     return levels.detach().to("cpu").to(torch.int32, memory_format=torch.contiguous_format).numpy()
 
 
-def contour_fractions(levels: np.ndarray, check_levels: bool = True) -> np.ndarray:
-    """:func:`contour_fraction` of every plane of (N, C, H, W) integer levels (``check_levels``: see the module's
-    docstring).
+def contour_fractions(levels: np.ndarray, check_levels: bool = True, metric: Metric = "l2") -> np.ndarray:
+    """:func:`contour_fraction` of every plane of (N, C, H, W) integer levels (``check_levels`` and ``metric``: see
+    the module's docstring).
 
     The work runs on threads (OpenCV and NumPy release the GIL) split by plane and
     residue group, so three colour planes keep two or four threads evenly busy.
     """
+    _check_metric(check_levels, metric)
     levels = levels.astype(np.int32, copy=False)
     planes = [np.ascontiguousarray(levels[n, c]) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
     out = np.empty(levels.shape, dtype=np.float32)
     # plane-sized arrays are allocated on this thread: allocated on the workers, they raised the peak RSS at
     # 100 MP by about 170 MiB (glibc keeps per-thread arenas)
-    distances = [_no_distances(plane.shape) for plane in planes]
+    distances = [_no_distances(plane.shape, metric) for plane in planes]
     residues = [_residues(plane) for plane in planes]
     locks = [threading.Lock() for _ in planes]
     workers = max(1, min(len(planes) * RESIDUE_CLASSES, torch.get_num_threads()))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         # each group fills only pixels whose level is one off its own; the lock serializes the writes into one plane
         jobs = [
-            pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance, lock, check_levels)
+            pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance, lock, check_levels, metric)
             for plane, residue, distance, lock in zip(planes, residues, distances, locks)
             for group in range(RESIDUE_CLASSES)
         ]
@@ -146,14 +150,22 @@ def contour_fractions(levels: np.ndarray, check_levels: bool = True) -> np.ndarr
     return out
 
 
-def contour_fraction(levels: np.ndarray, check_levels: bool = True) -> np.ndarray:
+def contour_fraction(levels: np.ndarray, check_levels: bool = True, metric: Metric = "l2") -> np.ndarray:
     """Position of each pixel inside its bin (0..1) from its distances to the neighbouring-level contours."""
-    return _fraction_from_distances(*neighbour_level_distances(levels, CONTOUR_RADIUS, check_levels))
+    return _fraction_from_distances(*neighbour_level_distances(levels, CONTOUR_RADIUS, check_levels, metric))
+
+
+def _check_metric(check_levels: bool, metric: Metric) -> None:
+    if metric not in get_args(Metric):
+        raise ValueError(f"unknown metric {metric!r}")
+    if metric == "l1" and check_levels:
+        raise ValueError("city-block distances serve the unchecked contours only (check_levels=False)")
 
 
 def _fraction_from_distances(below: np.ndarray, above: np.ndarray) -> np.ndarray:
     # OpenCV's element-wise operations (several times faster than NumPy's where and masked copies here):
-    # masks are uint8 with 255 for true, and masked copies write in place
+    # masks are uint8 with 255 for true, and masked copies write in place; city-block distances come as uint8
+    below, above = below.astype(np.float32, copy=False), above.astype(np.float32, copy=False)
     has_below = cv2.compare(below, CONTOUR_RADIUS, cv2.CMP_LE)
     has_above = cv2.compare(above, CONTOUR_RADIUS, cv2.CMP_LE)
     fraction = np.full(below.shape, 0.5, dtype=np.float32)
@@ -174,7 +186,9 @@ def _fraction_from_distances(below: np.ndarray, above: np.ndarray) -> np.ndarray
     return fraction
 
 
-def neighbour_level_distances(levels: np.ndarray, radius: float, check_levels: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_level_distances(
+    levels: np.ndarray, radius: float, check_levels: bool = True, metric: Metric = "l2"
+) -> tuple[np.ndarray, np.ndarray]:
     """Distance from each pixel to the nearest pixel one level below, and one level above.
 
     Distances beyond ``radius`` are infinite. Levels are grouped by q mod 4: one
@@ -182,12 +196,14 @@ def neighbour_level_distances(levels: np.ndarray, radius: float, check_levels: b
     pixel of its group q-1 (or q+1); with ``check_levels`` the seed's own level is
     checked, so a pixel of level q+3 in the same group never counts as a contour.
     """
+    _check_metric(check_levels, metric)
     levels = levels.astype(np.int32, copy=False)
     residue = _residues(levels)
-    below, above = _no_distances(levels.shape)
+    below, above = _no_distances(levels.shape, metric)
     for group in range(RESIDUE_CLASSES):
-        _group_distances(levels, residue, group, radius, below, above, check_levels=check_levels)
-    return below, above
+        _group_distances(levels, residue, group, radius, below, above, check_levels=check_levels, metric=metric)
+    far = lambda d: np.where(d <= radius, d.astype(np.float32), np.float32(np.inf))  # noqa: E731
+    return far(below), far(above)
 
 
 def _residues(levels: np.ndarray) -> np.ndarray:
@@ -195,7 +211,11 @@ def _residues(levels: np.ndarray) -> np.ndarray:
     return (levels & (RESIDUE_CLASSES - 1)).astype(np.uint8)
 
 
-def _no_distances(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _no_distances(shape: tuple[int, ...], metric: Metric = "l2") -> tuple[np.ndarray, np.ndarray]:
+    """Distances below and above before any contour is found: infinite, or for city-block distances (uint8, exact
+    to 254) the saturated 255."""
+    if metric == "l1":
+        return np.full(shape, 255, dtype=np.uint8), np.full(shape, 255, dtype=np.uint8)
     return np.full(shape, np.inf, dtype=np.float32), np.full(shape, np.inf, dtype=np.float32)
 
 
@@ -208,6 +228,7 @@ def _group_distances(
     above: np.ndarray,
     lock: threading.Lock | None = None,
     check_levels: bool = True,
+    metric: Metric = "l2",
 ) -> None:
     """Fill ``below`` / ``above`` for the pixels whose level is one above / below a level of residue ``group``
     (without ``check_levels``: whose residue is one above / below ``group``).
@@ -219,7 +240,10 @@ def _group_distances(
     if non_seeds.all():
         return
     if not check_levels:
-        distance = cv2.distanceTransform(non_seeds, cv2.DIST_L2, 5)
+        if metric == "l1":  # exact city-block distances as uint8 (saturated at 255; the radius is below it)
+            distance = cv2.distanceTransform(non_seeds, cv2.DIST_L1, 3, dstType=cv2.CV_8U)
+        else:
+            distance = cv2.distanceTransform(non_seeds, cv2.DIST_L2, 5)
         within = cv2.compare(distance, radius, cv2.CMP_LE)
         last = RESIDUE_CLASSES - 1
         masks = [cv2.bitwise_and(cv2.compare(residue, (group + d) & last, cv2.CMP_EQ), within) for d in (1, -1)]

@@ -29,14 +29,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.dequant.classical import CONTOUR_SUPPORT, MidpointDequantizer, PriorBackend, contour_fractions, level_fractions
+from bdx.dequant.classical import CONTOUR_SUPPORT, Metric, MidpointDequantizer, PriorBackend, contour_fractions, level_fractions
 from bdx.dequant.self_check import ImageAlpha
 from bdx.models import Architecture, TileNeeds
 from bdx.quantization import Convention, step_size
 from bdx.tiling import round_up
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
-Prior = Literal["none", "contour"]
+Prior = Literal["none", "contour", "contour-l1"]
 PRIORS: tuple[Prior, ...] = get_args(Prior)
 PRIOR_LIMIT = 0.999  # prior offsets are clamped inside (-1, 1) so their atanh stays finite
 ENSEMBLE_SIZES: tuple[int, ...] = (1, 2, 4, 8)  # identity; + left-right flip; + up-down flips; + transposes
@@ -50,7 +50,8 @@ class DequantNetConfig:
     widths: tuple[int, ...] = (16, 64)
     blocks: tuple[int, ...] = (1, 3)
     channels: int = 3
-    prior: Prior = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre
+    prior: Prior = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre;
+    # "contour-l1": the same with city-block contour distances (half the prior's work)
     gate: bool = False  # scale the offsets by a predicted confidence (0: the bin centre)
     norm: bool = False  # residual branches read their input normalised per pixel (channel_norm)
     gate_limit: float = 0.0  # gate logits clamped to +-gate_limit (0: unbounded)
@@ -157,6 +158,11 @@ class DequantNet(nn.Module):
             nn.init.constant_(bias[16 * c : 32 * c], GATE_START)
         if config.tone_head:  # the tone's weight starts low: on texture an interpolated tone is worse than the centre
             nn.init.constant_(bias[-c:], TONE_WEIGHT_START)
+
+    @property
+    def prior_metric(self) -> Metric:
+        """The contour distances its prior is computed with (see :func:`contour_prior`)."""
+        return prior_metric(self.config.prior)
 
     @property
     def has_prior(self) -> bool:
@@ -273,13 +279,14 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     New channels keep their random input weights but feed nothing into the old ones (those
     weights are zero, and learn from there); new residual blocks start as the identity.
     Channels are appended at the end of every level, which keeps each old channel's place
-    through the pixel shuffles.
+    through the pixel shuffles. The two contour priors read the same inputs, so a network of one starts from the
+    weights of the other (its output then differs as its prior does).
     """
     old_config, new_config = smaller.config, net.config
     if (
         (old_config.gate and not new_config.gate)
-        or (old_config.channels, old_config.prior, old_config.norm, old_config.tone_head)
-        != (new_config.channels, new_config.prior, new_config.norm, new_config.tone_head)
+        or (old_config.channels, old_config.prior == "none", old_config.norm, old_config.tone_head)
+        != (new_config.channels, new_config.prior == "none", new_config.norm, new_config.tone_head)
         or len(old_config.widths) != len(new_config.widths)
         or any(new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks))
         or (old_config.norm and new_config.widths != old_config.widths)  # new channels would change every pixel's norm
@@ -384,16 +391,23 @@ def _per_sample(step: float | list[float], count: int) -> list[float]:
     return [step] * count if isinstance(step, (int, float)) else list(step)
 
 
-def contour_prior(levels: np.ndarray | torch.Tensor, step: float | list[float], backend: PriorBackend = "auto") -> torch.Tensor:
+def prior_metric(prior: Prior) -> Metric:
+    """The contour distances of a network's ``prior``: city-block for ``contour-l1``, else Euclidean."""
+    return "l1" if prior == "contour-l1" else "l2"
+
+
+def contour_prior(
+    levels: np.ndarray | torch.Tensor, step: float | list[float], backend: PriorBackend = "auto", metric: Metric = "l2"
+) -> torch.Tensor:
     """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, its contours found
     without checking their levels (``check_levels=False``, see :mod:`bdx.dequant.classical`), in units of
     :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``. An array
     is read with OpenCV, a tensor by :func:`bdx.dequant.classical.level_fractions` on its own device."""
     count = levels.shape[0]
     if isinstance(levels, np.ndarray):
-        fraction = torch.from_numpy(contour_fractions(levels, check_levels=False))
+        fraction = torch.from_numpy(contour_fractions(levels, check_levels=False, metric=metric))
     else:
-        fraction = level_fractions(levels, backend, check_levels=False)
+        fraction = level_fractions(levels, backend, check_levels=False, metric=metric)
     steps = torch.tensor(_per_sample(step, count), dtype=torch.float32, device=fraction.device)
     scale = (steps / offset_reach(steps)).view(count, 1, 1, 1)
     return fraction.sub_(0.5).mul_(scale).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
@@ -547,7 +561,7 @@ class LearnedDequantizer(nn.Module):
         if self.net.has_prior:
             # one prior for every orientation: computing it per orientation took half an ensemble's time, and
             # changed the held-out photos' 4->8 gain by 0.01 dB (the distance transform breaks ties by scan order)
-            prior = contour_prior(levels, self.step, self.backend)
+            prior = contour_prior(levels, self.step, self.backend, self.net.prior_metric)
             if trim:
                 prior = prior[:, :, trim:-trim, trim:-trim]
         if trim:

@@ -26,7 +26,17 @@ import numpy as np
 import torch
 
 from bdx.color import scene_linear
-from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, level_grid, offset_reach
+from bdx.dequant.learned import (
+    DequantNet,
+    DequantNetConfig,
+    Prior,
+    contour_prior,
+    dequantize_levels,
+    grow_from,
+    level_grid,
+    offset_reach,
+    prior_metric,
+)
 from bdx.errors import BdxError, SettingUsageError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.models import load_model
@@ -37,8 +47,8 @@ from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_trut
 
 MIN_PHOTO_PIXELS = 1_000_000
 TARGET_LIMIT = 0.95  # training targets lie within this share of the offsets' reach (tanh's input stays below 1.9)
-DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-gated-v5)
-DEFAULT_BLOCKS = (2, 4)
+DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-gated-v6)
+DEFAULT_BLOCKS = (2, 1)
 
 
 @dataclass
@@ -196,7 +206,8 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     batch = Batch(to_tensor(centres)[inner], to_tensor(crops)[inner], bits_list)
     if with_prior:
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
-        batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), [1.0 / max_level(b) for b in bits_list])[inner]
+        steps = [1.0 / max_level(b) for b in bits_list]
+        batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), steps, metric=prior_metric(config.prior or "contour"))[inner]
     return batch
 
 
