@@ -464,8 +464,8 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
               "--widths", "34,96", "--blocks", "2,5", "--init", "shipped", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.stderr
-    shipped_gate = load_model(default_weights("depth"), "depth").net.config.gate  # the gate, like the size, comes from --init
-    assert load_model(output, "depth").net.config == DequantNetConfig(widths=(34, 96), blocks=(2, 5), prior="contour", gate=shipped_gate)
+    shipped = load_model(default_weights("depth"), "depth").net.config  # the gate and the prior, like the size, come from --init
+    assert load_model(output, "depth").net.config == DequantNetConfig(widths=(34, 96), blocks=(2, 5), prior=shipped.prior, gate=shipped.gate)
     for option, value in (("--widths", "0,64"), ("--widths", "16,100000"), ("--blocks", "1,1000")):
         result = runner.invoke(app, ["train", "depth", "--data", str(data), "-o", str(output), option, value, "--device", "cpu"])
         assert result.exit_code == 2 and f"{option} needs two levels or more, each from" in result.stderr

@@ -3,7 +3,8 @@
 Each level keeps the blocks named by number (the rest become the identity), for example the 1/4 level's two
 blocks and the middle two of the 1/8 level's four:
 
-    python tools/prune_depth.py weights/depth-contour-gated-v5.safetensors --keep 0,1 1,2 -o pruned.safetensors
+    git show 007d0bc:weights/depth-contour-gated-v5.safetensors > depth-contour-gated-v5.safetensors
+    python tools/prune_depth.py depth-contour-gated-v5.safetensors --keep 0,1 1,2 -o pruned.safetensors
     bdx train depth ... --init pruned.safetensors ...
 
 ``--report DATA...`` prints the training validation (4, 6 and 8 bits, on the split ``bdx train depth`` holds

@@ -74,9 +74,9 @@ def train_depth_command(
     prior: Annotated[
         Optional[str],
         typer.Option(
-            help="contour: refine the contour method's offsets (the shipped model); contour-l1: the same with city-block "
-            "contour distances (half the prior's work); none: start from the bin centre. By default as --resume or --init, "
-            "else contour.",
+            help="contour-l1: refine the contour method's offsets, found with city-block distances (the shipped model); "
+            "contour: the same with Euclidean distances (twice the prior's work); none: start from the bin centre. By default "
+            "as --resume or --init, else contour-l1.",
             show_default=False,
         ),
     ] = None,

@@ -49,6 +49,7 @@ MIN_PHOTO_PIXELS = 1_000_000
 TARGET_LIMIT = 0.95  # training targets lie within this share of the offsets' reach (tanh's input stays below 1.9)
 DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-gated-v6)
 DEFAULT_BLOCKS = (2, 1)
+DEFAULT_PRIOR: Prior = "contour-l1"  # the shipped network's prior
 
 
 @dataclass
@@ -76,7 +77,7 @@ class DepthTrainConfig:
     seed: int = 0
     widths: tuple[int, ...] | None = None  # per level; None: the checkpoint's (--resume), the start weights' (--init), else DEFAULT_WIDTHS
     blocks: tuple[int, ...] | None = None  # None: likewise, else DEFAULT_BLOCKS
-    prior: Prior | None = None  # None: like --resume / --init, else "contour"
+    prior: Prior | None = None  # None: like --resume / --init, else DEFAULT_PRIOR
     gate: bool | None = None  # offsets scaled by a predicted confidence; None: like --resume / --init, else True
     norm: bool | None = None  # per-pixel normalised residual branches; None: like --resume / --init, else False
     gate_limit: float | None = None  # gate logits clamped to +-gate_limit (0: unbounded); None: likewise, else 0
@@ -172,7 +173,7 @@ def split_references(references: list[Reference], fraction: float) -> tuple[list
 def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.random.Generator) -> Batch:
     """One synthesized batch of ``config.crop``-pixel crops."""
     weights = sampling_weights(references, config.balance_folders)
-    with_prior = config.prior != "none"  # None (not chosen yet) is the default, contour
+    with_prior = config.prior != "none"  # None (not chosen yet) is the default, DEFAULT_PRIOR
     margin = config.prior_context if with_prior else 0
     size = config.crop + 2 * margin
     settings = pipeline_settings(config)
@@ -207,7 +208,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     if with_prior:
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
         steps = [1.0 / max_level(b) for b in bits_list]
-        batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), steps, metric=prior_metric(config.prior or "contour"))[inner]
+        batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), steps, metric=prior_metric(config.prior or DEFAULT_PRIOR))[inner]
     return batch
 
 
@@ -362,7 +363,7 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
             if given is not None and given != kept:
                 raise SettingUsageError(f"{{{name}}} {given} differs from the checkpoint's ({kept}): a resumed run keeps its network")
     chosen_tone_head = bool(tone_head) if config.tone_head is None else config.tone_head
-    chosen_prior = config.prior or prior or ("none" if chosen_tone_head else "contour")
+    chosen_prior = config.prior or prior or ("none" if chosen_tone_head else DEFAULT_PRIOR)
     if chosen_tone_head and chosen_prior != "none":
         raise SettingUsageError(f"{{tone_head}} is the network's own prior: it takes {{prior}} none, not {chosen_prior}")
     grid = level_grid(len(chosen_widths))
