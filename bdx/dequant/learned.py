@@ -20,6 +20,7 @@ of cancelling the prior.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast, get_args
@@ -330,31 +331,13 @@ def without_blocks(net: DequantNet, keep: tuple[tuple[int, ...], ...]) -> Dequan
         not kept or sorted(set(kept)) != list(kept) or not all(0 <= i < count for i in kept) for kept, count in zip(keep, config.blocks)
     ):
         raise ValueError(f"keep one or more of each level's blocks, in order, by number: {keep} for blocks {config.blocks}")
-    smaller = DequantNet(replace(config, blocks=tuple(len(kept) for kept in keep)))
-    renames: dict[str, str] = {}
-    for level, kept in enumerate(keep):
-        prefix = ("quarter.", "eighth.")[level] if level < 2 else f"deeper.{level - 2}.blocks."
-        for new, old in enumerate(kept):
-            renames[f"{prefix}{old}."] = f"{prefix}{new}."
-    state = {}
-    for name, value in net.state_dict().items():
-        block = _block_prefix(name)
-        if block is None:
-            state[name] = value
-        elif block in renames:
-            state[renames[block] + name[len(block) :]] = value
-    smaller.load_state_dict(state)
+    smaller = copy.deepcopy(net)
+    smaller.config = replace(config, blocks=tuple(len(kept) for kept in keep))
+    levels: list[tuple[nn.Module, str]] = [(smaller, "quarter"), (smaller, "eighth")] + [(level, "blocks") for level in smaller.deeper]
+    for (owner, name), kept in zip(levels, keep):
+        blocks = cast(nn.Sequential, getattr(owner, name))
+        setattr(owner, name, nn.Sequential(*(blocks[i] for i in kept)))
     return smaller
-
-
-def _block_prefix(name: str) -> str | None:
-    """``quarter.1.`` for ``quarter.1.first.weight``: the residual block a parameter belongs to, if any."""
-    parts = name.split(".")
-    if parts[0] in ("quarter", "eighth"):
-        return ".".join(parts[:2]) + "."
-    if parts[0] == "deeper" and parts[2] == "blocks":
-        return ".".join(parts[:4]) + "."
-    return None
 
 
 # bilinear x4 between block centres (F.interpolate, align_corners=False): the pixel at offset d in its block reads
