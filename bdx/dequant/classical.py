@@ -122,7 +122,7 @@ def contour_fractions(levels: np.ndarray, check_levels: bool = True, metric: Met
     The work runs on threads (OpenCV and NumPy release the GIL) split by plane and
     residue group, so three colour planes keep two or four threads evenly busy.
     """
-    _check_metric(check_levels, metric)
+    check_metric(check_levels, metric)
     levels = levels.astype(np.int32, copy=False)
     planes = [np.ascontiguousarray(levels[n, c]) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
     out = np.empty(levels.shape, dtype=np.float32)
@@ -155,7 +155,8 @@ def contour_fraction(levels: np.ndarray, check_levels: bool = True, metric: Metr
     return _fraction_from_distances(*neighbour_level_distances(levels, CONTOUR_RADIUS, check_levels, metric))
 
 
-def _check_metric(check_levels: bool, metric: Metric) -> None:
+def check_metric(check_levels: bool, metric: Metric) -> None:
+    """A ValueError for an unknown ``metric``, or city-block distances asked of checked contours."""
     if metric not in get_args(Metric):
         raise ValueError(f"unknown metric {metric!r}")
     if metric == "l1" and check_levels:
@@ -196,7 +197,7 @@ def neighbour_level_distances(
     pixel of its group q-1 (or q+1); with ``check_levels`` the seed's own level is
     checked, so a pixel of level q+3 in the same group never counts as a contour.
     """
-    _check_metric(check_levels, metric)
+    check_metric(check_levels, metric)
     levels = levels.astype(np.int32, copy=False)
     residue = _residues(levels)
     below, above = _no_distances(levels.shape, metric)

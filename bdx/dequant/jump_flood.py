@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from bdx.dequant.classical import CONTOUR_RADIUS, PLATEAU_MIN_WIDTH, PLATEAU_WINDOW, RESIDUE_CLASSES, Metric, _check_metric
+from bdx.dequant.classical import CONTOUR_RADIUS, PLATEAU_MIN_WIDTH, PLATEAU_WINDOW, RESIDUE_CLASSES, Metric, check_metric
 
 NONE = -(1 << 20)  # coordinate of "no seed yet": far enough that its distance exceeds any radius
 
@@ -101,7 +101,7 @@ def neighbour_level_distances(
     above, infinite beyond ``radius``: as :func:`bdx.dequant.classical.neighbour_level_distances`, the nearest
     pixel of the neighbouring level's residue class counts only when its level is the neighbouring one (with
     ``check_levels``; without, whatever its level; ``metric``: see :mod:`bdx.dequant.classical`)."""
-    _check_metric(check_levels, metric)
+    check_metric(check_levels, metric)
     levels = levels.long()
     residue = levels & (RESIDUE_CLASSES - 1)
     gather = lambda maps, index: torch.gather(maps, 0, index.unsqueeze(0)).squeeze(0)  # noqa: E731
