@@ -353,7 +353,9 @@ def _predict(model, grid: _Grid, chunk, settings, device, prepare, global_featur
                     preds.append(torch.nn.functional.pad(out.float(), (left, right, top, bottom)))
                 pred = torch.cat(preds)
         pred = pred.float()
-        if not bool(torch.isfinite(pred).all()):  # NaN written as an image would be black, or a cast's garbage
+        # NaN written as an image would be black, or a cast's garbage; the extremes hold any NaN or infinity (one
+        # reduction instead of a mask of the whole output)
+        if not all(math.isfinite(float(extreme)) for extreme in torch.aminmax(pred)):
             raise WeightsError("the model's output is not finite (NaN or infinity): its weights are broken (a training that diverged?)")
         # a model may return its output trimmed evenly on each side (context it read but does not predict)
         trim_y, trim_x = (x.shape[2] - pred.shape[2]) // 2, (x.shape[3] - pred.shape[3]) // 2

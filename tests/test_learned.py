@@ -18,7 +18,7 @@ from bdx.cli import app
 from bdx.dequant.classical import CONTOUR_SUPPORT, ContourDequantizer
 from bdx.dequant.learned import (
     ARCHITECTURE, DequantNet, DequantNetConfig, LearnedDequantizer, contour_prior, dequantize_levels, grow_from,
-    offset_reach, without_blocks,
+    narrowed, offset_reach, without_blocks,
 )
 from bdx.depth import DepthSettings, upscale_depth
 from bdx.models import load_model, save_model
@@ -438,6 +438,42 @@ def test_dropping_blocks_that_add_nothing_keeps_the_output_and_the_kept_blocks_w
             without_blocks(net, keep)
 
 
+def test_narrowing_away_channels_that_carry_nothing_keeps_the_output():
+    net = _randomized(DequantNet(DequantNetConfig(widths=(8, 16, 12), blocks=(1, 2, 1), prior="contour", gate=True)), 0.05, 6).eval()
+    dead_stream, dead_inner, dead_deeper = [1, 5, 9, 14], [0, 3, 8, 10], [2, 7]
+    with torch.no_grad():
+        for conv in (net.down, net.eighth[0].second, net.eighth[1].second):  # everything that writes the dead channels
+            conv.weight[dead_stream] = 0
+            conv.bias[dead_stream] = 0
+        net.deeper[0].merge.weight[dead_stream] = 0
+        net.deeper[0].merge.bias[dead_stream] = 0
+        net.deeper[0].up.weight[(4 * torch.tensor(dead_stream)[:, None] + torch.arange(4)).flatten()] = 0
+        net.deeper[0].up.bias[(4 * torch.tensor(dead_stream)[:, None] + torch.arange(4)).flatten()] = 0
+        for block in net.eighth:
+            block.first.weight[dead_inner] = 0
+            block.first.bias[dead_inner] = 0
+        for conv in (net.deeper[0].down, net.deeper[0].blocks[0].second):
+            conv.weight[dead_deeper] = 0
+            conv.bias[dead_deeper] = 0
+        net.deeper[0].blocks[0].first.weight[[4, 11]] = 0  # and two of its block's inner channels
+        net.deeper[0].blocks[0].first.bias[[4, 11]] = 0
+        net.head.weight[:, :, [0, 0, 2, 2], [0, 2, 0, 2]] = 0  # a head whose 3x3 taps beyond the cross add nothing...
+        net.head.weight[:, :, [0, 1, 1, 2], [1, 0, 2, 1]] = 0  # ...nor the cross: a 1x1 head in a 3x3 kernel
+    small = narrowed(net, (8, 12, 10), head_kernel=1).eval()
+    assert small.config.widths == (8, 12, 10) and small.config.head_kernel == 1
+    assert small.receptive_radius == net.receptive_radius - 4
+    centres = _random_centres(5, (2, 3, 32, 48))
+    prior = _prior_of(centres, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(small(centres.clone(), torch.full((2,), 1 / 31), prior.clone()),
+                                   net(centres.clone(), torch.full((2,), 1 / 31), prior.clone()), atol=1e-6, rtol=0)
+    same = narrowed(net, net.config.widths)
+    assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), net.state_dict().values()))
+    for widths, kernel in (((8, 20, 12), None), ((6, 16, 12), None), ((8, 16), None), ((8, 16, 12), 3), ((8, 16, 12), 5)):
+        with pytest.raises(ValueError, match="cannot narrow"):
+            narrowed(small if kernel == 3 else net, widths, kernel)
+
+
 def test_a_city_block_network_starts_from_euclidean_weights_and_reads_its_own_prior():
     euclidean = _randomized(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="contour", gate=True)), 0.05, 5).eval()
     city_block = DequantNet(replace(euclidean.config, prior="contour-l1"))
@@ -513,6 +549,25 @@ def test_training_a_three_level_network_without_prior_normalised_and_with_a_boun
     other.write_bytes(b"keep")  # resuming a run never replaces another run's weights without --overwrite
     taken = runner.invoke(app, [*common[:5], str(other), *common[6:], "--steps", "3", "--resume", str(output) + ".ckpt.pt"])
     assert taken.exit_code == 1 and f"{other} exists" in taken.stderr and other.read_bytes() == b"keep"
+
+
+def test_training_a_network_with_a_one_by_one_head_from_a_narrowed_one(runner, tmp_path):
+    data = _reference_folder(tmp_path)
+    wide = _randomized(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="contour-l1", gate=True)), 0.05, 7)
+    start = tmp_path / "narrow.safetensors"
+    save_model(narrowed(wide, (8, 12), head_kernel=1), start)
+    output = tmp_path / "d.safetensors"
+    common = ["train", "depth", "--data", str(data), "-o", str(output), "--batch-size", "2", "--crop", "32", "--device", "cpu", "-q"]
+    result = runner.invoke(app, [*common, "--steps", "1", "--init", str(start)])
+    assert result.exit_code == 0, result.stderr
+    assert load_model(output, "depth").net.config == DequantNetConfig(widths=(8, 12), blocks=(1, 1), prior="contour-l1", gate=True, head_kernel=1)
+    resumed = runner.invoke(app, [*common, "--steps", "2", "--resume", str(output) + ".ckpt.pt"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert load_model(output, "depth").net.config.head_kernel == 1
+    changed = runner.invoke(app, [*common, "--steps", "3", "--resume", str(output) + ".ckpt.pt", "--head-kernel", "3"])
+    assert changed.exit_code == 2 and "--head-kernel 3 differs from the checkpoint's (1)" in changed.stderr
+    bad = runner.invoke(app, [*common, "--steps", "1", "--head-kernel", "5", "--overwrite"])
+    assert bad.exit_code == 2 and bad.stderr.strip() == "bdx: error: --head-kernel must be one of 1, 3, not 5"
 
 
 def test_a_resumed_depth_run_keeps_its_depths_and_schedule_unless_given(runner, tmp_path):

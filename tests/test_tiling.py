@@ -277,4 +277,13 @@ def test_a_model_whose_output_is_not_finite_is_an_error_not_a_black_image():
     for bad in (float("nan"), float("inf")):
         with pytest.raises(WeightsError, match="not finite"):
             run_tiled(lambda x, bad=bad: x * bad, image, settings=TiledRun(tile=32), out_dtype=np.uint16)
+
+    def one_pixel(x, bad):  # one bad sample among finite ones, anywhere in a tile
+        out = x.clone()
+        out[0, 1, 7, 3] = bad
+        return out
+
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(WeightsError, match="not finite"):
+            run_tiled(lambda x, bad=bad: one_pixel(x, bad), image, settings=TiledRun(tile=32), out_dtype=np.uint16)
     assert run_tiled(lambda x: x * 2, image, settings=TiledRun(tile=32)).max() == 1.0

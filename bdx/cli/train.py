@@ -159,6 +159,10 @@ def train_depth_command(
             show_default=False,
         ),
     ] = None,
+    head_kernel: Annotated[
+        Optional[int],
+        typer.Option(help="Kernel of the network's output layer, 1 or 3; by default as --resume or --init, else 3.", show_default=False),
+    ] = None,
     resume: opt.Resume = None,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
@@ -167,7 +171,7 @@ def train_depth_command(
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Train the learned bit-depth dequantizer (one network for 3- to 10-bit input)."""
-    from bdx.dequant.learned import PRIORS
+    from bdx.dequant.learned import HEAD_KERNELS, PRIORS
     from bdx.device import resolve_device
     from bdx.errors import UsageError
     from bdx.training.depth import DepthTrainConfig, train_depth
@@ -180,6 +184,8 @@ def train_depth_command(
             raise UsageError(f"--widths and --blocks need one value per level: {len(level_widths)} and {len(level_blocks)} given")
         if gate_limit is not None:
             check_range("--gate-limit", gate_limit, 0.0, 50.0)
+        if head_kernel is not None and head_kernel not in HEAD_KERNELS:
+            raise UsageError(f"--head-kernel must be one of {', '.join(map(str, HEAD_KERNELS))}, not {head_kernel}")
         if not 1 <= bits[0] <= bits[1] <= 15:
             raise UsageError(f"--bits takes two depths from 1 to 15, the smaller first, not {bits[0]} {bits[1]}")
         config = DepthTrainConfig(
@@ -202,6 +208,7 @@ def train_depth_command(
             norm=norm,
             gate_limit=gate_limit,
             tone_head=tone_head,
+            head_kernel=head_kernel,
             eight_bit_fraction=eight_bit_fraction,
             truth_noise_probability=truth_noise_probability,
             min_bits=bits[0],

@@ -40,6 +40,7 @@ ARCHITECTURE = "bdx-dequant-unet-v2"
 Prior = Literal["none", "contour", "contour-l1"]
 PRIORS: tuple[Prior, ...] = get_args(Prior)
 PRIOR_LIMIT = 0.999  # prior offsets are clamped inside (-1, 1) so their atanh stays finite
+HEAD_KERNELS: tuple[int, ...] = (1, 3)
 ENSEMBLE_SIZES: tuple[int, ...] = (1, 2, 4, 8)  # identity; + left-right flip; + up-down flips; + transposes
 
 
@@ -57,6 +58,7 @@ class DequantNetConfig:
     norm: bool = False  # residual branches read their input normalised per pixel (channel_norm)
     gate_limit: float = 0.0  # gate logits clamped to +-gate_limit (0: unbounded)
     tone_head: bool = False  # the head also predicts a tone per block, interpolated to every pixel as a prior
+    head_kernel: int = 3  # the head's kernel: 3 (3x3) or 1 (1x1: a seventh of the work, each block read alone)
 
 
 GATE_START = 4.0  # gate logit of a network grown from an ungated one: sigmoid(4) = 0.98, nearly its old output
@@ -150,7 +152,9 @@ class DequantNet(nn.Module):
         self.deeper = nn.ModuleList(_Level(a, w, b, config.norm) for a, w, b in zip(above, config.widths[2:], config.blocks[2:]))
         if config.tone_head and self.has_prior:
             raise ValueError("a tone head is its own prior: it takes no contour prior")
-        self.head = _conv(w1, 16 * c * (2 if config.gate else 1) + (2 * c if config.tone_head else 0))
+        if config.head_kernel not in HEAD_KERNELS:
+            raise ValueError(f"head_kernel must be one of {HEAD_KERNELS}, not {config.head_kernel}")
+        self.head = _conv(w1, 16 * c * (2 if config.gate else 1) + (2 * c if config.tone_head else 0), config.head_kernel)
         bias = self.head.bias
         assert bias is not None
         nn.init.zeros_(self.head.weight)
@@ -169,7 +173,7 @@ class DequantNet(nn.Module):
     def receptive_radius(self) -> int:
         """Pixels of context on each side that can influence an output pixel (an upper bound)."""
         blocks = self.config.blocks
-        quarter_convs = 4 + 2 * blocks[0]  # contrast pool, stem, residual blocks, merge, head
+        quarter_convs = 3 + 2 * blocks[0] + self.config.head_kernel // 2  # contrast pool, stem, residual blocks, merge, head
         radius = 4 * quarter_convs + (4 if self.config.tone_head else 0)  # tones are read between block centres
         for level, count in enumerate(blocks[1:], start=1):
             radius += 4 * 2**level * (1 + 2 * count)  # down, residual blocks
@@ -281,8 +285,8 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     old_config, new_config = smaller.config, net.config
     if (
         (old_config.gate and not new_config.gate)
-        or (old_config.channels, old_config.prior == "none", old_config.norm, old_config.tone_head)
-        != (new_config.channels, new_config.prior == "none", new_config.norm, new_config.tone_head)
+        or (old_config.channels, old_config.prior == "none", old_config.norm, old_config.tone_head, old_config.head_kernel)
+        != (new_config.channels, new_config.prior == "none", new_config.norm, new_config.tone_head, new_config.head_kernel)
         or len(old_config.widths) != len(new_config.widths)
         or any(new < old for new, old in zip(new_config.widths + new_config.blocks, old_config.widths + old_config.blocks))
         or (old_config.norm and new_config.widths != old_config.widths)  # new channels would change every pixel's norm
@@ -333,6 +337,91 @@ def without_blocks(net: DequantNet, keep: tuple[tuple[int, ...], ...]) -> Dequan
         blocks = cast(nn.Sequential, getattr(owner, name))
         setattr(owner, name, nn.Sequential(*(blocks[i] for i in kept)))
     return smaller
+
+
+def narrowed(net: DequantNet, widths: tuple[int, ...], head_kernel: int | None = None) -> DequantNet:
+    """A copy of ``net`` with narrower levels below 1/4 resolution and, with ``head_kernel`` 1, a 1x1 head: the
+    start of a fine-tune towards a faster network.
+
+    Each narrowed level keeps the channels of its residual stream, and of each block's inner layer, whose weights
+    carry the most (the norm of what writes them times the norm of what reads them), in their order; a 1x1 head
+    takes the sum of the 3x3 head's taps (its response to features that are locally constant). The same widths
+    and head keep the network as it is.
+
+    >>> net = DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 2)))
+    >>> small = narrowed(net, (8, 12), head_kernel=1)
+    >>> small.config.widths, small.config.head_kernel, small.eighth[0].first.weight.shape
+    ((8, 12), 1, torch.Size([12, 12, 3, 3]))
+    """
+    config = net.config
+    kernel = config.head_kernel if head_kernel is None else head_kernel
+    if (
+        len(widths) != len(config.widths)
+        or widths[0] != config.widths[0]
+        or any(not 1 <= new <= old for new, old in zip(widths, config.widths))
+        or kernel not in (1, config.head_kernel)
+        or config.norm
+    ):
+        raise ValueError(f"cannot narrow {config} to widths {widths} and a {kernel}x{kernel} head")
+    small = DequantNet(replace(config, widths=tuple(widths), head_kernel=kernel))
+    state = {name: value.detach().clone() for name, value in net.state_dict().items()}
+    # per level below 1/4: its down, blocks and up, and the merge of its output into the level above
+    levels = [("down", "eighth", "up", "merge")] + [
+        (f"deeper.{i}.down", f"deeper.{i}.blocks", f"deeper.{i}.up", f"deeper.{i}.merge") for i in range(len(net.deeper))
+    ]
+    for level, ((down, blocks, up, _), width) in enumerate(zip(levels, widths[1:])):
+        count = config.blocks[level + 1]
+        below = levels[level + 1] if level + 1 < len(levels) else None
+        # the stream: written by the level's down and each block's second convolution, read by each block's first,
+        # the level's up and the next level's down (its unshuffled input: channel 4 k + d reads stream channel k)
+        writers = [state[f"{down}.weight"]] + [state[f"{blocks}.{b}.second.weight"] for b in range(count)]
+        readers = [state[f"{up}.weight"]] + [state[f"{blocks}.{b}.first.weight"] for b in range(count)]
+        if below is not None:
+            readers.append(_grouped_inputs(state[f"{below[0]}.weight"], 4))
+        stream = _strongest(writers, readers, width)
+        _keep_outputs(state, down, stream)
+        _keep_inputs(state, up, stream)
+        for b in range(count):
+            first, second = f"{blocks}.{b}.first", f"{blocks}.{b}.second"
+            inner = _strongest([state[f"{first}.weight"][:, stream]], [state[f"{second}.weight"][stream]], width)
+            _keep_inputs(state, first, stream)
+            _keep_outputs(state, first, inner)
+            _keep_inputs(state, second, inner)
+            _keep_outputs(state, second, stream)
+        if below is not None:  # the next level reads and writes this one's stream through (un)shuffles, and merges into it
+            spread = (4 * stream[:, None] + torch.arange(4)).flatten()
+            _keep_inputs(state, below[0], spread)
+            _keep_outputs(state, below[2], spread)
+            _keep_inputs(state, below[3], stream)
+            _keep_outputs(state, below[3], stream)
+    if kernel != config.head_kernel:
+        state["head.weight"] = state["head.weight"].sum(dim=(2, 3), keepdim=True)
+    small.load_state_dict(state)
+    return small
+
+
+def _strongest(writers: list[torch.Tensor], readers: list[torch.Tensor], count: int) -> torch.Tensor:
+    """The ``count`` channels (in order) with the largest norm of their rows in ``writers`` times that of their
+    columns in ``readers`` (convolution weights, out x in x kh x kw)."""
+    written = sum(w.flatten(1).square().sum(1) for w in writers)
+    read = sum(r.transpose(0, 1).flatten(1).square().sum(1) for r in readers)
+    assert isinstance(written, torch.Tensor) and isinstance(read, torch.Tensor)
+    return (written * read).topk(count).indices.sort().values
+
+
+def _grouped_inputs(weight: torch.Tensor, group: int) -> torch.Tensor:
+    """A weight's input columns summed in consecutive groups of ``group`` (as the columns of one channel each)."""
+    out, inputs = weight.shape[:2]
+    return weight.reshape(out, inputs // group, group, *weight.shape[2:]).square().sum(2).sqrt()
+
+
+def _keep_outputs(state: dict[str, torch.Tensor], conv: str, index: torch.Tensor) -> None:
+    state[f"{conv}.weight"] = state[f"{conv}.weight"][index]
+    state[f"{conv}.bias"] = state[f"{conv}.bias"][index]
+
+
+def _keep_inputs(state: dict[str, torch.Tensor], conv: str, index: torch.Tensor) -> None:
+    state[f"{conv}.weight"] = state[f"{conv}.weight"][:, index]
 
 
 # bilinear x4 between block centres (F.interpolate, align_corners=False): the pixel at offset d in its block reads
@@ -575,10 +664,12 @@ def uniform_surroundings(levels: torch.Tensor, reach_blocks: int) -> torch.Tenso
     (torch.Size([1, 1, 4, 4]), True)
     """
     n, c, h, w = levels.shape
-    if h % FLAT_BLOCK == 0 and w % FLAT_BLOCK == 0:  # one pass over the levels for both extremes
-        low, high = torch.aminmax(levels.float().reshape(n, c, h, w // FLAT_BLOCK, FLAT_BLOCK), dim=-1)
-        high = high.view(n, c, h // FLAT_BLOCK, FLAT_BLOCK, w // FLAT_BLOCK).amax(3)
-        low = low.view(n, c, h // FLAT_BLOCK, FLAT_BLOCK, w // FLAT_BLOCK).amin(3)
+    if h % FLAT_BLOCK == 0 and w % FLAT_BLOCK == 0:
+        # over each block's rows first (the reduced axis is not the innermost: a plain vectorized pass, 15 times
+        # faster than reducing groups of 8 along a row), then over the 8 columns of the 8x smaller result
+        rows = levels.float().view(n, c, h // FLAT_BLOCK, FLAT_BLOCK, w)
+        high = rows.amax(3).view(n, c, h // FLAT_BLOCK, w // FLAT_BLOCK, FLAT_BLOCK).amax(-1)
+        low = rows.amin(3).view(n, c, h // FLAT_BLOCK, w // FLAT_BLOCK, FLAT_BLOCK).amin(-1)
     else:
         high = F.max_pool2d(levels.float(), FLAT_BLOCK, ceil_mode=True)
         low = -F.max_pool2d(-levels.float(), FLAT_BLOCK, ceil_mode=True)
@@ -621,6 +712,7 @@ def _from_config(config: dict) -> DequantNet:
             norm=bool(config.get("norm", False)),
             gate_limit=float(config.get("gate_limit", 0.0)),
             tone_head=bool(config.get("tone_head", False)),
+            head_kernel=int(config.get("head_kernel", 3)),
         )
     )
 

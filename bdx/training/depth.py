@@ -50,6 +50,7 @@ TARGET_LIMIT = 0.95  # training targets lie within this share of the offsets' re
 DEFAULT_WIDTHS = (32, 96)  # the shipped network's size (depth-contour-gated-v7)
 DEFAULT_BLOCKS = (2, 1)
 DEFAULT_PRIOR: Prior = "contour-l1"  # the shipped network's prior
+DEFAULT_HEAD_KERNEL = 3
 
 
 @dataclass
@@ -82,6 +83,7 @@ class DepthTrainConfig:
     norm: bool | None = None  # per-pixel normalised residual branches; None: like --resume / --init, else False
     gate_limit: float | None = None  # gate logits clamped to +-gate_limit (0: unbounded); None: likewise, else 0
     tone_head: bool | None = None  # a predicted tone per block interpolated as the prior; None: likewise, else False
+    head_kernel: int | None = None  # 1 or 3; None: like --resume / --init, else DEFAULT_HEAD_KERNEL
     prior_context: int = 32  # pixels of context around each crop when computing the prior
     synthetic_fraction: float = 0.0  # share of crops replaced by noise-free smooth synthetic fields
     upscale_fraction: float = 0.0  # share of crops cut from a reference enlarged 2-4x (smooth, like a CG render)
@@ -340,14 +342,16 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
     """``config`` with its widths, blocks, gate, prior, norm, gate limit and tone head filled in where unset: from the
     checkpoint to resume, else from the weights to start from, else the defaults (a fresh network is gated and has the
     contour prior)."""
-    widths, blocks, gate, prior, norm, gate_limit, tone_head = None, None, None, None, None, None, None
+    widths, blocks, gate, prior, norm, gate_limit, tone_head, head_kernel = None, None, None, None, None, None, None, None
     if resume is not None:
         saved = read_checkpoint(resume).get("config") or {}
         widths, blocks, gate, prior = saved.get("widths"), saved.get("blocks"), saved.get("gate"), saved.get("prior")
         norm, gate_limit, tone_head = saved.get("norm"), saved.get("gate_limit"), saved.get("tone_head")
+        head_kernel = saved.get("head_kernel", 3)  # a checkpoint from before the setting had a 3x3 head
     elif start is not None:
         widths, blocks, gate, prior = start.config.widths, start.config.blocks, start.config.gate, start.config.prior
         norm, gate_limit, tone_head = start.config.norm, start.config.gate_limit, start.config.tone_head
+        head_kernel = start.config.head_kernel
     chosen_gate = config.gate if config.gate is not None else (True if gate is None and start is None else bool(gate))
     chosen_widths = tuple(config.widths or widths or DEFAULT_WIDTHS)
     chosen_blocks = tuple(config.blocks or blocks or DEFAULT_BLOCKS)
@@ -358,6 +362,7 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
             ("norm", config.norm, norm, False),
             ("gate_limit", config.gate_limit, gate_limit, 0.0),
             ("tone_head", config.tone_head, tone_head, False),
+            ("head_kernel", config.head_kernel, head_kernel, 3),
         ):
             kept = saved_value if saved_value is not None else unset
             if given is not None and given != kept:
@@ -378,6 +383,7 @@ def _with_network_size(config: DepthTrainConfig, start: DequantNet | None, resum
         norm=bool(norm) if config.norm is None else config.norm,
         gate_limit=float(gate_limit or 0.0) if config.gate_limit is None else config.gate_limit,
         tone_head=chosen_tone_head,
+        head_kernel=int(head_kernel or DEFAULT_HEAD_KERNEL) if config.head_kernel is None else config.head_kernel,
     )
 
 
@@ -413,6 +419,7 @@ def train_depth(
             norm=bool(config.norm),
             gate_limit=float(config.gate_limit or 0.0),
             tone_head=bool(config.tone_head),
+            head_kernel=int(config.head_kernel or DEFAULT_HEAD_KERNEL),
         )
     )
     if start is not None and init is not None:
