@@ -13,12 +13,18 @@ keeps it (``--allocators system`` measures malloc as it is). Prints a table and 
     python benchmarks/bench_upscale_depth.py --sizes 12 100 --methods learned --precisions auto float32 --bits 8
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned contour midpoint --bits 8 --self-checks on off
     python benchmarks/bench_upscale_depth.py --sizes 12 100 --methods learned --bits 8 --allocators retained system
+    python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned contour midpoint --bits 8 --repeats 3
+
+``--repeats N`` times N calls on the same image in each process: ``seconds`` is the first (a fresh process, as
+one ``bdx upscale-depth`` run), ``warm_seconds`` the median of the others (the same-size images of a folder,
+after the first: memory already mapped, kernels already built).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import os
 import platform
 import resource
@@ -52,7 +58,7 @@ def synthetic_scene(height: int, width: int, bits: int):
 
 def measure(
     megapixels: int, method: str, bits: int, tile: int | None = None, weights: str | None = None, ensemble: int = 1,
-    precision: str = "auto", device: str = "cpu", self_check: bool = True, allocator: str = "retained",
+    precision: str = "auto", device: str = "cpu", self_check: bool = True, allocator: str = "retained", repeats: int = 1,
 ) -> dict:
     """One run in this process: generate, dequantize, report time and peak RSS (on a GPU after a small warm-up
     run, so that its start-up is not timed). ``allocator``: ``retained`` keeps freed memory for reuse, as the
@@ -76,9 +82,12 @@ def measure(
         small = Image(synthetic_scene(256, 256, bits), significant_bits=bits)
         upscale_depth(small, model, settings, device=device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    result = upscale_depth(image, model, settings, device=device)
-    seconds = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = upscale_depth(image, model, settings, device=device)
+        times.append(time.perf_counter() - start)
+    seconds = times[0]
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "megapixels": height * width / 1e6,
@@ -91,6 +100,8 @@ def measure(
         "precision": result.precision,
         "seconds": seconds,
         "mpix_per_s": height * width / 1e6 / seconds,
+        "warm_seconds": statistics.median(times[1:]) if repeats > 1 else None,
+        "warm_mpix_per_s": height * width / 1e6 / statistics.median(times[1:]) if repeats > 1 else None,
         "peak_rss_mib": peak_kib / 1024,
         "rss_before_run_mib": rss_before / 1024,
         "threads": torch.get_num_threads(),
@@ -121,6 +132,7 @@ def main() -> None:
                         help="run the learned method with its self-check on, off, or both")
     parser.add_argument("--allocators", nargs="+", default=["retained"], choices=["retained", "system"],
                         help="freed memory kept for reuse as the bdx command does (retained), or malloc as it is (system)")
+    parser.add_argument("--repeats", type=int, default=1, help="calls per process: the first is timed cold, the others warm")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # measure()'s arguments as JSON
     args = parser.parse_args()
     if args.child:
@@ -131,7 +143,9 @@ def main() -> None:
     runs = [(method, weights) for method in args.methods for weights in ((args.weights or [None]) if method == "learned" else [None])]
     for allocator, megapixels in [(a, m) for a in args.allocators for m in args.sizes]:
         for method, weights in runs:
-            common = dict(megapixels=megapixels, method=method, bits=args.bits, weights=weights, device=args.device, allocator=allocator)
+            common = dict(
+                megapixels=megapixels, method=method, bits=args.bits, weights=weights, device=args.device, allocator=allocator, repeats=args.repeats
+            )
             checks = [c == "on" for c in args.self_checks]
             variants = [(1, args.precisions[0] if method == "learned" else "auto", checks[0])]  # precision: learned only
             if method == "learned":
@@ -142,12 +156,12 @@ def main() -> None:
             if megapixels == 12:  # one whole-image tile
                 rows.append(run_child(**common, tile=max(SIZES[12]), precision=args.precisions[0]))
     header = f"{'MP':>6} {'method':>9} {'weights':>24} {'ens':>4} {'check':>5} {'precision':>9} {'tile':>8} {'malloc':>8} {'s':>8}"
-    print(header + f" {'MPix/s':>8} {'peak RSS MiB':>13}")
+    print(header + f" {'MPix/s':>8} {'warm MPix/s':>12} {'peak RSS MiB':>13}")
     for row in rows:
         print(
             f"{row['megapixels']:6.1f} {row['method']:>9} {Path(row['weights']).name[-24:]:>24} {row['ensemble']:>4} "
             f"{str(row['self_check']):>5} {row['precision']:>9} {str(row['tile']):>8} {row['allocator']:>8} {row['seconds']:8.2f} {row['mpix_per_s']:8.2f} "
-            f"{row['peak_rss_mib']:13.0f}"
+            f"{row['warm_mpix_per_s'] or float('nan'):12.2f} {row['peak_rss_mib']:13.0f}"
         )
     ratios = {}
     for method, weights in runs:  # the first tiled row of each run is the first precision, one pass: as the whole-image row

@@ -110,3 +110,31 @@ def test_city_block_prior_is_the_same_on_both_paths_and_only_unchecked(bits, noi
             function(levels if function is contour_fractions else torch.from_numpy(levels), True, "l1")
         with pytest.raises(ValueError, match="unknown metric"):
             function(levels if function is contour_fractions else torch.from_numpy(levels), False, "l3")
+
+
+@pytest.mark.parametrize("metric,check_levels", [("l1", False), ("l2", False), ("l2", True)])
+def test_fractions_less_a_margin_are_the_inner_part_of_the_whole(metric, check_levels):
+    levels = _levels(5, 0.01, size=(120, 90))
+    whole = contour_fractions(levels, check_levels, metric)
+    flooded = jump_flood.contour_fractions(torch.from_numpy(levels), check_levels, metric)
+    for margin in (1, 3, 4, 5, 30):
+        inner = (slice(None), slice(None), slice(margin, -margin), slice(margin, -margin))
+        np.testing.assert_array_equal(contour_fractions(levels, check_levels, metric, margin), whole[inner])
+        torch.testing.assert_close(jump_flood.contour_fractions(torch.from_numpy(levels), check_levels, metric, margin), flooded[inner])
+    with pytest.raises(ValueError, match="a margin of 45 leaves nothing of 120x90 levels"):
+        contour_fractions(levels, check_levels, metric, 45)
+
+
+def test_three_residue_classes_agree_on_both_paths_and_with_four_on_an_even_gradient():
+    levels = _levels(6, 0.004, size=(140, 120))
+    three = contour_fractions(levels, False, "l1", classes=3)
+    np.testing.assert_array_equal(jump_flood.contour_fractions(torch.from_numpy(levels), False, "l1", classes=3).numpy(), three)
+    ramp = np.broadcast_to(np.arange(200)[None, None, None, :] // 9, (1, 1, 40, 200)).astype(np.int32)  # bands 9 px wide
+    inner = (..., slice(27, -27))  # the first and last bands have no neighbour beyond: each class count finds another
+    np.testing.assert_array_equal(contour_fractions(ramp, False, "l1", classes=3)[inner], contour_fractions(ramp, False, "l1")[inner])
+    for function in (contour_fractions, jump_flood.contour_fractions):
+        data = levels if function is contour_fractions else torch.from_numpy(levels)
+        with pytest.raises(ValueError, match="3 residue classes serve the unchecked contours only"):
+            function(data, True, "l2", classes=3)
+        with pytest.raises(ValueError, match="split into 3 or 4 residue classes, not 2"):
+            function(data, False, "l1", classes=2)

@@ -474,6 +474,21 @@ def test_narrowing_away_channels_that_carry_nothing_keeps_the_output():
             narrowed(small if kernel == 3 else net, widths, kernel)
 
 
+def test_a_three_class_network_reads_its_own_prior():
+    four = _randomized(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="contour-l1", gate=True)), 0.05, 8).eval()
+    three = DequantNet(replace(four.config, prior="contour-l1-3"))
+    grow_from(three, four)
+    three.eval()
+    levels = torch.round(_random_centres(8, (1, 3, 48, 40)) * max_level(8))
+    with torch.no_grad():
+        out = LearnedDequantizer(three, 8)(levels)
+        prior = contour_prior(levels.int().numpy(), 1 / max_level(8), metric="l1", classes=3)
+        want = dequantize_levels(three, levels / max_level(8), 1 / max_level(8), prior)
+        other = LearnedDequantizer(four, 8)(levels)
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=0)
+    assert not torch.allclose(out, other)  # the same weights on the four-class prior
+
+
 def test_a_city_block_network_starts_from_euclidean_weights_and_reads_its_own_prior():
     euclidean = _randomized(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="contour", gate=True)), 0.05, 5).eval()
     city_block = DequantNet(replace(euclidean.config, prior="contour-l1"))

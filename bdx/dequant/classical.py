@@ -24,7 +24,10 @@ learned model's prior (``check_levels=False``) takes the nearest pixel of the cl
 whatever its level: four plain distance transforms, several times faster, and the
 network tells edges from contours itself. Its distances may also be city-block ones
 (``metric="l1"``: exact integers, half the work again), which a network trained on
-them reads as well as Euclidean ones.
+them reads as well as Euclidean ones, and its levels may be split into three residue
+classes instead of four (``classes=3``: three transforms; the nearest pixel of class
+q - 1 mod 3 may then be level q + 2, which on an even gradient lies beyond the q + 1
+band and so farther than q - 1).
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ PLATEAU_WINDOW = 9  # window over which a plateau's width is estimated
 # chamfer distance is within 2 % of Euclidean, and exact along the axes), then half the plateau window
 CONTOUR_SUPPORT = CONTOUR_RADIUS + PLATEAU_WINDOW // 2
 PLATEAU_MIN_WIDTH = 2.5  # narrower extremal plateaus keep the bin centre
-RESIDUE_CLASSES = 4  # levels are split by q mod 4 so 4 distance transforms serve every level (a power of two)
+RESIDUE_CLASSES = 4  # levels are split by q mod 4 so 4 distance transforms serve every level
+# unchecked contours may also use 3 classes (3 transforms): the nearest pixel of class q - 1 mod 3 is then level q - 1
+# or q + 2, and on a gradient of even steps q + 2 lies beyond the q + 1 band, farther than q - 1
+CLASS_COUNTS = (3, 4)
 
 
 class MidpointDequantizer(nn.Module):
@@ -97,51 +103,67 @@ PRIOR_BACKENDS: tuple[PriorBackend, ...] = get_args(PriorBackend)
 Metric = Literal["l2", "l1"]  # contour distances: Euclidean (OpenCV's 5x5 chamfer, within 2 %) or city-block (exact)
 
 
-def level_fractions(levels: torch.Tensor, backend: PriorBackend = "auto", check_levels: bool = True, metric: Metric = "l2") -> torch.Tensor:
+def level_fractions(
+    levels: torch.Tensor,
+    backend: PriorBackend = "auto",
+    check_levels: bool = True,
+    metric: Metric = "l2",
+    margin: int = 0,
+    classes: int = RESIDUE_CLASSES,
+) -> torch.Tensor:
     """:func:`contour_fractions` of (N, C, H, W) levels as a float32 tensor on their device: with ``auto``, OpenCV's
     distance transforms on the CPU and tensor operations (:mod:`bdx.dequant.jump_flood`) elsewhere."""
     if backend not in PRIOR_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
     if backend == "opencv" or (backend == "auto" and levels.device.type == "cpu"):
-        return torch.from_numpy(contour_fractions(contiguous_levels(levels), check_levels, metric)).to(levels.device)
+        return torch.from_numpy(contour_fractions(contiguous_levels(levels), check_levels, metric, margin, classes)).to(levels.device)
     from bdx.dequant.jump_flood import contour_fractions as flooded_fractions
 
-    return flooded_fractions(levels, check_levels, metric)
+    return flooded_fractions(levels, check_levels, metric, margin, classes)
 
 
 def contiguous_levels(levels: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) levels as a C-contiguous int32 array (one copy, whatever the tensor's memory layout),
-    so every plane is a view."""
-    return levels.detach().to("cpu").to(torch.int32, memory_format=torch.contiguous_format).numpy()
+    """(N, C, H, W) levels as a C-contiguous integer array (one copy, whatever the tensor's memory layout), so every
+    plane is a view: uint8 when they fit (a quarter of the memory traffic of int32), else int32."""
+    levels = levels.detach().to("cpu")
+    small = levels.numel() == 0 or float(levels.max()) <= 255
+    return levels.to(torch.uint8 if small else torch.int32, memory_format=torch.contiguous_format).numpy()
 
 
-def contour_fractions(levels: np.ndarray, check_levels: bool = True, metric: Metric = "l2") -> np.ndarray:
-    """:func:`contour_fraction` of every plane of (N, C, H, W) integer levels (``check_levels`` and ``metric``: see
-    the module's docstring).
+def contour_fractions(
+    levels: np.ndarray, check_levels: bool = True, metric: Metric = "l2", margin: int = 0, classes: int = RESIDUE_CLASSES
+) -> np.ndarray:
+    """:func:`contour_fraction` of every plane of (N, C, H, W) integer levels (``check_levels``, ``metric`` and
+    ``classes``: see the module's docstring), less ``margin`` pixels on each side (context whose contours count, but whose own
+    fractions are not needed: they are not computed).
 
     The work runs on threads (OpenCV and NumPy release the GIL) split by plane and
     residue group, so three colour planes keep two or four threads evenly busy.
     """
-    check_metric(check_levels, metric)
-    levels = levels.astype(np.int32, copy=False)
+    check_metric(check_levels, metric, classes)
+    height, width = levels.shape[2:]
+    if not 0 <= 2 * margin < min(height, width):
+        raise ValueError(f"a margin of {margin} leaves nothing of {height}x{width} levels")
+    if check_levels or levels.dtype != np.uint8:  # the checked contours read levels; unchecked ones only residues
+        levels = levels.astype(np.int32, copy=False)
     planes = [np.ascontiguousarray(levels[n, c]) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
-    out = np.empty(levels.shape, dtype=np.float32)
+    out = np.empty(levels.shape[:2] + (height - 2 * margin, width - 2 * margin), dtype=np.float32)
     # plane-sized arrays are allocated on this thread: allocated on the workers, they raised the peak RSS at
     # 100 MP by about 170 MiB (glibc keeps per-thread arenas)
     distances = [_no_distances(plane.shape, metric) for plane in planes]
-    residues = [_residues(plane) for plane in planes]
+    residues = [_residues(plane, classes) for plane in planes]
     locks = [threading.Lock() for _ in planes]
-    workers = max(1, min(len(planes) * RESIDUE_CLASSES, torch.get_num_threads()))
+    workers = max(1, min(len(planes) * classes, torch.get_num_threads()))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         # each group fills only pixels whose level is one off its own; the lock serializes the writes into one plane
         jobs = [
-            pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance, lock, check_levels, metric)
+            pool.submit(_group_distances, plane, residue, group, CONTOUR_RADIUS, *distance, lock, check_levels, metric, classes)
             for plane, residue, distance, lock in zip(planes, residues, distances, locks)
-            for group in range(RESIDUE_CLASSES)
+            for group in range(classes)
         ]
         for job in jobs:
             job.result()
-        fractions: list[Future | None] = [pool.submit(_fraction_from_distances, *distance) for distance in distances]
+        fractions: list[Future | None] = [pool.submit(_inner_fraction, *distance, margin) for distance in distances]
         del distances, jobs  # each plane's distances are freed once its fraction is done
         for index, fraction in enumerate(fractions):
             assert fraction is not None
@@ -155,12 +177,29 @@ def contour_fraction(levels: np.ndarray, check_levels: bool = True, metric: Metr
     return _fraction_from_distances(*neighbour_level_distances(levels, CONTOUR_RADIUS, check_levels, metric))
 
 
-def check_metric(check_levels: bool, metric: Metric) -> None:
-    """A ValueError for an unknown ``metric``, or city-block distances asked of checked contours."""
+def check_metric(check_levels: bool, metric: Metric, classes: int = RESIDUE_CLASSES) -> None:
+    """A ValueError for an unknown ``metric`` or class count, or city-block distances or 3 classes asked of
+    checked contours."""
     if metric not in get_args(Metric):
         raise ValueError(f"unknown metric {metric!r}")
+    if classes not in CLASS_COUNTS:
+        raise ValueError(f"levels are split into {' or '.join(map(str, CLASS_COUNTS))} residue classes, not {classes}")
+    if classes != RESIDUE_CLASSES and check_levels:
+        raise ValueError(f"{classes} residue classes serve the unchecked contours only (check_levels=False)")
     if metric == "l1" and check_levels:
         raise ValueError("city-block distances serve the unchecked contours only (check_levels=False)")
+
+
+def _inner_fraction(below: np.ndarray, above: np.ndarray, margin: int) -> np.ndarray:
+    """:func:`_fraction_from_distances` less ``margin`` pixels on each side, computed on the inner part and the
+    plateau window around it only (the same values: a pixel's fraction reads its distances within that window)."""
+    reach = PLATEAU_WINDOW // 2
+    extra = min(margin, reach)  # of the window's reach, what the margin holds
+    start = margin - extra
+    height, width = below.shape
+    region = (slice(start, height - start), slice(start, width - start))
+    fraction = _fraction_from_distances(below[region], above[region])
+    return fraction[extra : fraction.shape[0] - extra, extra : fraction.shape[1] - extra]
 
 
 def _fraction_from_distances(below: np.ndarray, above: np.ndarray) -> np.ndarray:
@@ -199,7 +238,7 @@ def neighbour_level_distances(
     """
     check_metric(check_levels, metric)
     levels = levels.astype(np.int32, copy=False)
-    residue = _residues(levels)
+    residue = _residues(levels, RESIDUE_CLASSES)
     below, above = _no_distances(levels.shape, metric)
     for group in range(RESIDUE_CLASSES):
         _group_distances(levels, residue, group, radius, below, above, check_levels=check_levels, metric=metric)
@@ -207,9 +246,16 @@ def neighbour_level_distances(
     return far(below), far(above)
 
 
-def _residues(levels: np.ndarray) -> np.ndarray:
-    """Each level's residue group (q mod 4; a bit mask, as the group count is a power of two)."""
-    return (levels & (RESIDUE_CLASSES - 1)).astype(np.uint8)
+def _residues(levels: np.ndarray, classes: int) -> np.ndarray:
+    """Each level's residue group, q mod ``classes`` (a bit mask for 4; a table for uint8 levels), as uint8."""
+    if classes == 4:
+        return (levels & 3).astype(np.uint8, copy=False)
+    if levels.dtype == np.uint8:
+        return cv2.LUT(levels, _RESIDUE_TABLES[classes])
+    return np.remainder(levels, classes).astype(np.uint8)
+
+
+_RESIDUE_TABLES = {count: (np.arange(256) % count).astype(np.uint8) for count in CLASS_COUNTS}
 
 
 def _no_distances(shape: tuple[int, ...], metric: Metric = "l2") -> tuple[np.ndarray, np.ndarray]:
@@ -230,6 +276,7 @@ def _group_distances(
     lock: threading.Lock | None = None,
     check_levels: bool = True,
     metric: Metric = "l2",
+    classes: int = RESIDUE_CLASSES,
 ) -> None:
     """Fill ``below`` / ``above`` for the pixels whose level is one above / below a level of residue ``group``
     (without ``check_levels``: whose residue is one above / below ``group``).
@@ -246,8 +293,7 @@ def _group_distances(
         else:
             distance = cv2.distanceTransform(non_seeds, cv2.DIST_L2, 5)
         within = cv2.compare(distance, radius, cv2.CMP_LE)
-        last = RESIDUE_CLASSES - 1
-        masks = [cv2.bitwise_and(cv2.compare(residue, (group + d) & last, cv2.CMP_EQ), within) for d in (1, -1)]
+        masks = [cv2.bitwise_and(cv2.compare(residue, (group + d) % classes, cv2.CMP_EQ), within) for d in (1, -1)]
         with lock or contextlib.nullcontext():
             for mask, result in zip(masks, (below, above)):
                 cv2.copyTo(distance, mask, result)

@@ -96,19 +96,20 @@ def neighbour_level_distances(
     radius: float = CONTOUR_RADIUS,
     check_levels: bool = True,
     metric: Metric = "l2",
+    classes: int = RESIDUE_CLASSES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Distance from each pixel of (P, H, W) integer ``levels`` to the nearest pixel one level below and one level
     above, infinite beyond ``radius``: as :func:`bdx.dequant.classical.neighbour_level_distances`, the nearest
     pixel of the neighbouring level's residue class counts only when its level is the neighbouring one (with
-    ``check_levels``; without, whatever its level; ``metric``: see :mod:`bdx.dequant.classical`)."""
-    check_metric(check_levels, metric)
+    ``check_levels``; without, whatever its level; ``metric`` and ``classes``: see :mod:`bdx.dequant.classical`)."""
+    check_metric(check_levels, metric, classes)
     levels = levels.long()
-    residue = levels & (RESIDUE_CLASSES - 1)
+    residue = levels % classes
     gather = lambda maps, index: torch.gather(maps, 0, index.unsqueeze(0)).squeeze(0)  # noqa: E731
     ys = torch.arange(levels.shape[1], device=levels.device).view(1, -1, 1)
     xs = torch.arange(levels.shape[2], device=levels.device).view(1, 1, -1)
     distances, seed_levels = [], []
-    for group in range(RESIDUE_CLASSES):
+    for group in range(classes):
         if metric == "l1":
             distances.append(city_block_distances(residue == group, int(radius)).float())
             continue
@@ -123,7 +124,7 @@ def neighbour_level_distances(
     out = []
     for difference in (-1, 1):
         wanted = levels + difference
-        wanted_group = wanted & (RESIDUE_CLASSES - 1)
+        wanted_group = wanted % classes  # (of level -1: classes - 1, as in the CPU path)
         nearest = gather(distance, wanted_group)
         counts = nearest <= radius
         if seed_level is not None:
@@ -132,11 +133,14 @@ def neighbour_level_distances(
     return out[0], out[1]
 
 
-def contour_fractions(levels: torch.Tensor, check_levels: bool = True, metric: Metric = "l2") -> torch.Tensor:
-    """Position of each pixel inside its bin (0 = bottom, 1 = top) for (N, C, H, W) integer levels: the tensor
-    form of :func:`bdx.dequant.classical.contour_fractions`."""
+def contour_fractions(
+    levels: torch.Tensor, check_levels: bool = True, metric: Metric = "l2", margin: int = 0, classes: int = RESIDUE_CLASSES
+) -> torch.Tensor:
+    """Position of each pixel inside its bin (0 = bottom, 1 = top) for (N, C, H, W) integer levels, less ``margin``
+    pixels on each side: the tensor form of :func:`bdx.dequant.classical.contour_fractions`."""
     n, c, height, width = levels.shape
-    below, above = neighbour_level_distances(levels.reshape(n * c, height, width), check_levels=check_levels, metric=metric)
+    planes = levels.reshape(n * c, height, width)
+    below, above = neighbour_level_distances(planes, check_levels=check_levels, metric=metric, classes=classes)
     has_below, has_above = below <= CONTOUR_RADIUS, above <= CONTOUR_RADIUS
     fraction = torch.full_like(below, 0.5)
     both = has_below & has_above
@@ -149,4 +153,4 @@ def contour_fractions(levels: torch.Tensor, check_levels: bool = True, metric: M
         if not rising:
             ramp = 1.0 - ramp
         fraction = torch.where(only & (plateau_width >= PLATEAU_MIN_WIDTH), ramp, fraction)
-    return fraction.view(n, c, height, width)
+    return fraction.view(n, c, height, width)[:, :, margin : height - margin, margin : width - margin]

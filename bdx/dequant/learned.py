@@ -30,14 +30,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdx.dequant.classical import CONTOUR_SUPPORT, Metric, MidpointDequantizer, PriorBackend, contour_fractions, level_fractions
+from bdx.dequant.classical import (
+    CONTOUR_SUPPORT,
+    RESIDUE_CLASSES,
+    Metric,
+    MidpointDequantizer,
+    PriorBackend,
+    contour_fractions,
+    level_fractions,
+)
 from bdx.dequant.self_check import ImageAlpha
 from bdx.models import Architecture, TileNeeds
 from bdx.quantization import Convention, step_size
 from bdx.tiling import round_up
 
 ARCHITECTURE = "bdx-dequant-unet-v2"
-Prior = Literal["none", "contour", "contour-l1"]
+Prior = Literal["none", "contour", "contour-l1", "contour-l1-3"]
 PRIORS: tuple[Prior, ...] = get_args(Prior)
 PRIOR_LIMIT = 0.999  # prior offsets are clamped inside (-1, 1) so their atanh stays finite
 HEAD_KERNELS: tuple[int, ...] = (1, 3)
@@ -53,7 +61,8 @@ class DequantNetConfig:
     blocks: tuple[int, ...] = (1, 3)
     channels: int = 3
     prior: Prior = "none"  # "contour": refine the contour method's offsets instead of starting from the bin centre;
-    # "contour-l1": the same with city-block contour distances (half the prior's work)
+    # "contour-l1": the same with city-block contour distances (half the prior's work); "contour-l1-3": and levels
+    # split into 3 residue classes instead of 4 (three distance transforms instead of four)
     gate: bool = False  # scale the offsets by a predicted confidence (0: the bin centre)
     norm: bool = False  # residual branches read their input normalised per pixel (channel_norm)
     gate_limit: float = 0.0  # gate logits clamped to +-gate_limit (0: unbounded)
@@ -279,8 +288,8 @@ def grow_from(net: DequantNet, smaller: DequantNet) -> None:
     New channels keep their random input weights but feed nothing into the old ones (those
     weights are zero, and learn from there); new residual blocks start as the identity.
     Channels are appended at the end of every level, which keeps each old channel's place
-    through the pixel shuffles. The two contour priors read the same inputs, so a network of one starts from the
-    weights of the other (its output then differs as its prior does).
+    through the pixel shuffles. The contour priors all read the same inputs, so a network of one starts from the
+    weights of another (its output then differs as its prior does).
     """
     old_config, new_config = smaller.config, net.config
     if (
@@ -459,22 +468,35 @@ def _per_sample(step: float | list[float], count: int) -> list[float]:
 
 
 def prior_metric(prior: Prior) -> Metric:
-    """The contour distances of a network's ``prior``: city-block for ``contour-l1``, else Euclidean."""
-    return "l1" if prior == "contour-l1" else "l2"
+    """The contour distances of a network's ``prior``: city-block for ``contour-l1`` and ``contour-l1-3``, else
+    Euclidean."""
+    return "l1" if prior in ("contour-l1", "contour-l1-3") else "l2"
+
+
+def prior_classes(prior: Prior) -> int:
+    """The residue classes a network's ``prior`` splits levels into (:mod:`bdx.dequant.classical`)."""
+    return 3 if prior == "contour-l1-3" else RESIDUE_CLASSES
 
 
 def contour_prior(
-    levels: np.ndarray | torch.Tensor, step: float | list[float], backend: PriorBackend = "auto", metric: Metric = "l2"
+    levels: np.ndarray | torch.Tensor,
+    step: float | list[float],
+    backend: PriorBackend = "auto",
+    metric: Metric = "l2",
+    margin: int = 0,
+    classes: int = RESIDUE_CLASSES,
 ) -> torch.Tensor:
     """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, its contours found
     without checking their levels (``check_levels=False``, see :mod:`bdx.dequant.classical`), in units of
     :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``. An array
-    is read with OpenCV, a tensor by :func:`bdx.dequant.classical.level_fractions` on its own device."""
+    is read with OpenCV, a tensor by :func:`bdx.dequant.classical.level_fractions` on its own device. ``margin``:
+    the prior of the levels less that many pixels on each side (whose contours still count); ``metric`` and
+    ``classes``: those of the network's prior (:func:`prior_metric`, :func:`prior_classes`)."""
     count = levels.shape[0]
     if isinstance(levels, np.ndarray):
-        fraction = torch.from_numpy(contour_fractions(levels, check_levels=False, metric=metric))
+        fraction = torch.from_numpy(contour_fractions(levels, check_levels=False, metric=metric, margin=margin, classes=classes))
     else:
-        fraction = level_fractions(levels, backend, check_levels=False, metric=metric)
+        fraction = level_fractions(levels, backend, check_levels=False, metric=metric, margin=margin, classes=classes)
     steps = torch.tensor(_per_sample(step, count), dtype=torch.float32, device=fraction.device)
     scale = (steps / offset_reach(steps)).view(count, 1, 1, 1)
     return fraction.sub_(0.5).mul_(scale).clamp_(-PRIOR_LIMIT, PRIOR_LIMIT)
@@ -628,9 +650,8 @@ class LearnedDequantizer(nn.Module):
         if self.net.has_prior:
             # one prior for every orientation: computing it per orientation took half an ensemble's time, and
             # changed the held-out photos' 4->8 gain by 0.01 dB (the distance transform breaks ties by scan order)
-            prior = contour_prior(levels, self.step, self.backend, prior_metric(self.net.config.prior))
-            if trim:
-                prior = prior[:, :, trim:-trim, trim:-trim]
+            kind = self.net.config.prior
+            prior = contour_prior(levels, self.step, self.backend, prior_metric(kind), margin=trim, classes=prior_classes(kind))
         if trim:
             levels = levels[:, :, trim:-trim, trim:-trim]
         if len(self.orientations) == 1:

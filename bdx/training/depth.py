@@ -35,6 +35,7 @@ from bdx.dequant.learned import (
     grow_from,
     level_grid,
     offset_reach,
+    prior_classes,
     prior_metric,
 )
 from bdx.errors import BdxError, SettingUsageError
@@ -210,7 +211,9 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     if with_prior:
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
         steps = [1.0 / max_level(b) for b in bits_list]
-        batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), steps, metric=prior_metric(config.prior or DEFAULT_PRIOR))[inner]
+        kind = config.prior or DEFAULT_PRIOR
+        planes = levels.transpose(0, 3, 1, 2)
+        batch.prior = contour_prior(planes, steps, metric=prior_metric(kind), margin=margin, classes=prior_classes(kind))
     return batch
 
 
