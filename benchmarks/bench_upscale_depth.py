@@ -14,7 +14,10 @@ keeps it (``--allocators system`` measures malloc as it is). Prints a table and 
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned contour midpoint --bits 8 --self-checks on off
     python benchmarks/bench_upscale_depth.py --sizes 12 100 --methods learned --bits 8 --allocators retained system
     python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned contour midpoint --bits 8 --repeats 3
+    python benchmarks/bench_upscale_depth.py --sizes 12 --methods learned --bits 8 --weights a.safetensors --weights b.safetensors --rounds 4 --repeats 2
 
+``--rounds N`` runs every row N times, interleaved (row 1, row 2, ..., row 1, row 2, ...), and reports the
+median of each: the machine's speed drifts over minutes, and interleaving spreads the drift over all rows.
 ``--repeats N`` times N calls on the same image in each process: ``seconds`` is the first (a fresh process, as
 one ``bdx upscale-depth`` run), ``warm_seconds`` the median of the others (the same-size images of a folder,
 after the first: memory already mapped, kernels already built).
@@ -117,6 +120,22 @@ def run_child(**spec) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _median_row(results: list[dict]) -> dict:
+    """One row from the rounds of the same measurement: median times, the largest peak RSS."""
+    row = dict(results[0])
+    if len(results) > 1:
+        for key in ("seconds", "warm_seconds"):
+            if row[key] is not None:
+                row[key] = statistics.median(r[key] for r in results)
+                row[f"{key}_each"] = [r[key] for r in results]
+        row["mpix_per_s"] = row["megapixels"] / row["seconds"]
+        if row["warm_seconds"] is not None:
+            row["warm_mpix_per_s"] = row["megapixels"] / row["warm_seconds"]
+        row["peak_rss_mib"] = max(r["peak_rss_mib"] for r in results)
+    row["rounds"] = len(results)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[12, 100], choices=sorted(SIZES))
@@ -133,13 +152,14 @@ def main() -> None:
     parser.add_argument("--allocators", nargs="+", default=["retained"], choices=["retained", "system"],
                         help="freed memory kept for reuse as the bdx command does (retained), or malloc as it is (system)")
     parser.add_argument("--repeats", type=int, default=1, help="calls per process: the first is timed cold, the others warm")
+    parser.add_argument("--rounds", type=int, default=1, help="run every row this many times, interleaved, and report medians")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # measure()'s arguments as JSON
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(**json.loads(args.child))))
         return
 
-    rows = []
+    specs = []
     runs = [(method, weights) for method in args.methods for weights in ((args.weights or [None]) if method == "learned" else [None])]
     for allocator, megapixels in [(a, m) for a in args.allocators for m in args.sizes]:
         for method, weights in runs:
@@ -152,9 +172,14 @@ def main() -> None:
                 variants += [(1, p, checks[0]) for p in args.precisions[1:]] + [(e, args.precisions[0], checks[0]) for e in args.ensembles if e != 1]
                 variants += [(1, args.precisions[0], c) for c in checks[1:]]
             for ensemble, precision, check in variants:
-                rows.append(run_child(**common, ensemble=ensemble, precision=precision, self_check=check))
+                specs.append(dict(common, ensemble=ensemble, precision=precision, self_check=check))
             if megapixels == 12:  # one whole-image tile
-                rows.append(run_child(**common, tile=max(SIZES[12]), precision=args.precisions[0]))
+                specs.append(dict(common, tile=max(SIZES[12]), precision=args.precisions[0]))
+    measured: list[list[dict]] = [[] for _ in specs]
+    for _ in range(args.rounds):
+        for spec, results in zip(specs, measured):
+            results.append(run_child(**spec))
+    rows = [_median_row(results) for results in measured]
     header = f"{'MP':>6} {'method':>9} {'weights':>24} {'ens':>4} {'check':>5} {'precision':>9} {'tile':>8} {'malloc':>8} {'s':>8}"
     print(header + f" {'MPix/s':>8} {'warm MPix/s':>12} {'peak RSS MiB':>13}")
     for row in rows:

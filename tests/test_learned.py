@@ -515,8 +515,9 @@ def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
               "--widths", "34,96", "--blocks", "2,5", "--init", "shipped", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.stderr
-    shipped = load_model(default_weights("depth"), "depth").net.config  # the gate and the prior, like the size, come from --init
-    assert load_model(output, "depth").net.config == DequantNetConfig(widths=(34, 96), blocks=(2, 5), prior=shipped.prior, gate=shipped.gate)
+    shipped = load_model(default_weights("depth"), "depth").net.config  # the gate, prior and head, like the size, come from --init
+    assert load_model(output, "depth").net.config == DequantNetConfig(
+        widths=(34, 96), blocks=(2, 5), prior=shipped.prior, gate=shipped.gate, head_kernel=shipped.head_kernel)
     for option, value in (("--widths", "0,64"), ("--widths", "16,100000"), ("--blocks", "1,1000")):
         result = runner.invoke(app, ["train", "depth", "--data", str(data), "-o", str(output), option, value, "--device", "cpu"])
         assert result.exit_code == 2 and f"{option} needs two levels or more, each from" in result.stderr
@@ -541,7 +542,7 @@ def test_training_a_three_level_network_without_prior_normalised_and_with_a_boun
     result = runner.invoke(app, [*common, "--steps", "1", "--widths", "8,8,16", "--blocks", "1,0,1", "--prior", "none",
                                  "--norm", "--gate-limit", "8"])
     assert result.exit_code == 0, result.stderr
-    expected = DequantNetConfig(widths=(8, 8, 16), blocks=(1, 0, 1), prior="none", gate=True, norm=True, gate_limit=8.0)
+    expected = DequantNetConfig(widths=(8, 8, 16), blocks=(1, 0, 1), prior="none", gate=True, norm=True, gate_limit=8.0, head_kernel=1)
     assert load_model(output, "depth").net.config == expected
     resumed = runner.invoke(app, [*common, "--steps", "2", "--resume", str(output) + ".ckpt.pt"])  # the size and flags
     assert resumed.exit_code == 0, resumed.stderr
@@ -840,10 +841,12 @@ def test_uniform_surroundings_finds_the_same_blocks_on_the_grid_and_off_it():
 
     levels = torch.zeros(1, 2, 64, 80)
     levels[0, 0, 10:12, 40:45] = 1  # one small patch of another level; the second channel flat
-    for cut in (levels, levels[..., :61, :77]):  # a multiple of the block size, and not
+    channels_last = levels.contiguous(memory_format=torch.channels_last)  # a tile's layout as the engine hands it over
+    cuts = ((levels, 0), (levels[..., :61, :77], 0), (channels_last, 0), (channels_last[..., 8:, :72], 8))  # on the grid, and not
+    for cut, top in cuts:
         high = F.max_pool2d(cut, FLAT_BLOCK, ceil_mode=True)
         low = -F.max_pool2d(-cut, FLAT_BLOCK, ceil_mode=True)
         expected = window_max(window_max(high, 1, 3), 1, 2) == -window_max(window_max(-low, 1, 3), 1, 2)
         found = uniform_surroundings(cut, 1)
         assert torch.equal(found, expected)
-        assert found[0, 1].all() and not found[0, 0, 1, 5] and found[0, 0, 7, 0]
+        assert found[0, 1].all() and not found[0, 0, (10 - top) // FLAT_BLOCK, 5] and found[0, 0, -1, 0]

@@ -74,9 +74,10 @@ def train_depth_command(
     prior: Annotated[
         Optional[str],
         typer.Option(
-            help="contour-l1: refine the contour method's offsets, found with city-block distances (the shipped model); "
-            "contour: the same with Euclidean distances (twice the prior's work); none: start from the bin centre. By default "
-            "as --resume or --init, else contour-l1.",
+            help="contour-l1-3: refine the contour method's offsets, found with city-block distances and levels split into "
+            "3 residue classes (the shipped model); contour-l1: the same with 4 classes (a third more of the prior's work); "
+            "contour: 4 classes and Euclidean distances (twice that again); none: start from the bin centre. By default "
+            "as --resume or --init, else contour-l1-3.",
             show_default=False,
         ),
     ] = None,
@@ -108,7 +109,7 @@ def train_depth_command(
         typer.Option(
             metavar="W1,W2[,W3...]",
             help="Channels per level (1/4, 1/8, then each level half the resolution of the one above), comma-separated; "
-            "by default those of --resume or --init, else 32,96 (the shipped network's).",
+            "by default those of --resume or --init, else 32,64 (the shipped network's).",
         ),
     ] = None,
     blocks: Annotated[
@@ -161,7 +162,10 @@ def train_depth_command(
     ] = None,
     head_kernel: Annotated[
         Optional[int],
-        typer.Option(help="Kernel of the network's output layer, 1 or 3; by default as --resume or --init, else 3.", show_default=False),
+        typer.Option(
+            help="Kernel of the network's output layer, 1 or 3; by default as --resume or --init, else 1 (the shipped network's).",
+            show_default=False,
+        ),
     ] = None,
     resume: opt.Resume = None,
     seed: opt.Seed = 0,

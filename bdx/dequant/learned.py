@@ -687,10 +687,17 @@ def uniform_surroundings(levels: torch.Tensor, reach_blocks: int) -> torch.Tenso
     n, c, h, w = levels.shape
     if h % FLAT_BLOCK == 0 and w % FLAT_BLOCK == 0:
         # over each block's rows first (the reduced axis is not the innermost: a plain vectorized pass, 15 times
-        # faster than reducing groups of 8 along a row), then over the 8 columns of the 8x smaller result
-        rows = levels.float().view(n, c, h // FLAT_BLOCK, FLAT_BLOCK, w)
-        high = rows.amax(3).view(n, c, h // FLAT_BLOCK, w // FLAT_BLOCK, FLAT_BLOCK).amax(-1)
-        low = rows.amin(3).view(n, c, h // FLAT_BLOCK, w // FLAT_BLOCK, FLAT_BLOCK).amin(-1)
+        # faster than reducing groups of 8 along a row), then over the 8 columns of the 8x smaller result; a
+        # channels-last tensor (a tile as the engine hands it over) is read in its own (N, H, W, C) order
+        block = FLAT_BLOCK
+        if levels.is_contiguous() or not levels.permute(0, 2, 3, 1).is_contiguous():
+            rows = levels.float().view(n, c, h // block, block, w)
+            high = rows.amax(3).view(n, c, h // block, w // block, block).amax(-1)
+            low = rows.amin(3).view(n, c, h // block, w // block, block).amin(-1)
+        else:
+            rows = levels.float().permute(0, 2, 3, 1).view(n, h // block, block, w, c)
+            high = rows.amax(2).view(n, h // block, w // block, block, c).amax(3).permute(0, 3, 1, 2)
+            low = rows.amin(2).view(n, h // block, w // block, block, c).amin(3).permute(0, 3, 1, 2)
     else:
         high = F.max_pool2d(levels.float(), FLAT_BLOCK, ceil_mode=True)
         low = -F.max_pool2d(-levels.float(), FLAT_BLOCK, ceil_mode=True)
