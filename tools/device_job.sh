@@ -29,7 +29,7 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 
 train() {  # name widths blocks lr
     python3 -m bdx train depth --data .device/data/hdr --data .device/data/photos --data .device/data/sice_merges \
-        --balance-folders --upscale-fraction 0.2 --prior none --tone-head --gate --norm --gate-limit 8 --eight-bit-fraction 0.45 --widths "$2" --blocks "$3" \
+        --balance-folders --upscale-fraction 0.2 --prior none --tone-head --gate --norm --gate-limit 8 --head-kernel 3 --eight-bit-fraction 0.45 --widths "$2" --blocks "$3" \
         --steps 1000000 --minutes "$MINUTES" --lr "$4" --batch-size 16 --crop 256 --validation-fraction 0.3 \
         --validate-every 3000 --checkpoint-every 3000 --device "$DEVICE" --workers "$WORKERS" \
         -o "$OUT/depth-$1.safetensors" --overwrite > "$OUT/train-$1.log" 2>&1
