@@ -67,7 +67,7 @@ class DequantNetConfig:
     norm: bool = False  # residual branches read their input normalised per pixel (channel_norm)
     gate_limit: float = 0.0  # gate logits clamped to +-gate_limit (0: unbounded)
     tone_head: bool = False  # the head also predicts a tone per block, interpolated to every pixel as a prior
-    head_kernel: int = 3  # the head's kernel: 3 (3x3) or 1 (1x1: a seventh of the work, each block read alone)
+    head_kernel: int = 3  # the head's kernel: 3 (3x3) or 1 (1x1: a ninth of its multiply-adds, each block read alone)
 
 
 GATE_START = 4.0  # gate logit of a network grown from an ungated one: sigmoid(4) = 0.98, nearly its old output
