@@ -123,6 +123,8 @@ def test_fractions_less_a_margin_are_the_inner_part_of_the_whole(metric, check_l
         torch.testing.assert_close(jump_flood.contour_fractions(torch.from_numpy(levels), check_levels, metric, margin), flooded[inner])
     with pytest.raises(ValueError, match="a margin of 45 leaves nothing of 120x90 levels"):
         contour_fractions(levels, check_levels, metric, 45)
+    with pytest.raises(ValueError, match="a margin of 45 leaves nothing of 120x90 levels"):
+        jump_flood.contour_fractions(torch.from_numpy(levels), check_levels, metric, 45)
 
 
 def test_three_residue_classes_agree_on_both_paths_and_with_four_on_an_even_gradient():

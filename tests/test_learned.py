@@ -482,7 +482,7 @@ def test_a_three_class_network_reads_its_own_prior():
     levels = torch.round(_random_centres(8, (1, 3, 48, 40)) * max_level(8))
     with torch.no_grad():
         out = LearnedDequantizer(three, 8)(levels)
-        prior = contour_prior(levels.int().numpy(), 1 / max_level(8), metric="l1", classes=3)
+        prior = contour_prior(levels.int().numpy(), 1 / max_level(8), prior="contour-l1-3")
         want = dequantize_levels(three, levels / max_level(8), 1 / max_level(8), prior)
         other = LearnedDequantizer(four, 8)(levels)
     torch.testing.assert_close(out, want, atol=1e-6, rtol=0)
@@ -498,7 +498,7 @@ def test_a_city_block_network_starts_from_euclidean_weights_and_reads_its_own_pr
     levels = torch.round(_random_centres(5, (1, 3, 40, 48)) * max_level(5))
     with torch.no_grad():
         out = LearnedDequantizer(city_block, 5)(levels)
-        prior = contour_prior(levels.int().numpy(), 1 / max_level(5), metric="l1")
+        prior = contour_prior(levels.int().numpy(), 1 / max_level(5), prior="contour-l1")
         want = dequantize_levels(city_block, levels / max_level(5), 1 / max_level(5), prior)
         other = LearnedDequantizer(euclidean, 5)(levels)
     torch.testing.assert_close(out, want, atol=1e-6, rtol=0)

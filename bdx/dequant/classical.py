@@ -142,8 +142,7 @@ def contour_fractions(
     """
     check_metric(check_levels, metric, classes)
     height, width = levels.shape[2:]
-    if not 0 <= 2 * margin < min(height, width):
-        raise ValueError(f"a margin of {margin} leaves nothing of {height}x{width} levels")
+    check_margin(margin, height, width)
     if check_levels or levels.dtype != np.uint8:  # the checked contours read levels; unchecked ones only residues
         levels = levels.astype(np.int32, copy=False)
     planes = [np.ascontiguousarray(levels[n, c]) for n in range(levels.shape[0]) for c in range(levels.shape[1])]
@@ -188,6 +187,12 @@ def check_metric(check_levels: bool, metric: Metric, classes: int = RESIDUE_CLAS
         raise ValueError(f"{classes} residue classes serve the unchecked contours only (check_levels=False)")
     if metric == "l1" and check_levels:
         raise ValueError("city-block distances serve the unchecked contours only (check_levels=False)")
+
+
+def check_margin(margin: int, height: int, width: int) -> None:
+    """A ValueError unless ``margin`` pixels off each side of a (height, width) plane leave some of it."""
+    if not 0 <= 2 * margin < min(height, width):
+        raise ValueError(f"a margin of {margin} leaves nothing of {height}x{width} levels")
 
 
 def _inner_fraction(below: np.ndarray, above: np.ndarray, margin: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from bdx.dequant.classical import CONTOUR_RADIUS, PLATEAU_MIN_WIDTH, PLATEAU_WINDOW, RESIDUE_CLASSES, Metric, check_metric
+from bdx.dequant.classical import CONTOUR_RADIUS, PLATEAU_MIN_WIDTH, PLATEAU_WINDOW, RESIDUE_CLASSES, Metric, check_margin, check_metric
 
 NONE = -(1 << 20)  # coordinate of "no seed yet": far enough that its distance exceeds any radius
 
@@ -139,6 +139,7 @@ def contour_fractions(
     """Position of each pixel inside its bin (0 = bottom, 1 = top) for (N, C, H, W) integer levels, less ``margin``
     pixels on each side: the tensor form of :func:`bdx.dequant.classical.contour_fractions`."""
     n, c, height, width = levels.shape
+    check_margin(margin, height, width)
     planes = levels.reshape(n * c, height, width)
     below, above = neighbour_level_distances(planes, check_levels=check_levels, metric=metric, classes=classes)
     has_below, has_above = below <= CONTOUR_RADIUS, above <= CONTOUR_RADIUS

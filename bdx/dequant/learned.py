@@ -467,31 +467,30 @@ def _per_sample(step: float | list[float], count: int) -> list[float]:
     return [step] * count if isinstance(step, (int, float)) else list(step)
 
 
-def prior_metric(prior: Prior) -> Metric:
-    """The contour distances of a network's ``prior``: city-block for ``contour-l1`` and ``contour-l1-3``, else
-    Euclidean."""
-    return "l1" if prior in ("contour-l1", "contour-l1-3") else "l2"
-
-
-def prior_classes(prior: Prior) -> int:
-    """The residue classes a network's ``prior`` splits levels into (:mod:`bdx.dequant.classical`)."""
-    return 3 if prior == "contour-l1-3" else RESIDUE_CLASSES
+# how each contour prior finds its contours: distances (see bdx.dequant.classical) and residue classes
+_CONTOURS: dict[Prior, tuple[Metric, int]] = {
+    "contour": ("l2", RESIDUE_CLASSES),
+    "contour-l1": ("l1", RESIDUE_CLASSES),
+    "contour-l1-3": ("l1", 3),
+}
 
 
 def contour_prior(
     levels: np.ndarray | torch.Tensor,
     step: float | list[float],
     backend: PriorBackend = "auto",
-    metric: Metric = "l2",
+    prior: Prior = "contour",
     margin: int = 0,
-    classes: int = RESIDUE_CLASSES,
 ) -> torch.Tensor:
     """The contour method's offsets from the bin centres of (N, C, H, W) integer ``levels``, its contours found
     without checking their levels (``check_levels=False``, see :mod:`bdx.dequant.classical`), in units of
-    :func:`offset_reach` (clamped inside (-1, 1)): the ``prior`` of a network with ``prior="contour"``. An array
-    is read with OpenCV, a tensor by :func:`bdx.dequant.classical.level_fractions` on its own device. ``margin``:
-    the prior of the levels less that many pixels on each side (whose contours still count); ``metric`` and
-    ``classes``: those of the network's prior (:func:`prior_metric`, :func:`prior_classes`)."""
+    :func:`offset_reach` (clamped inside (-1, 1)): the input of a network with that ``prior`` (its contours' distances
+    and residue classes). An array is read with OpenCV, a tensor by :func:`bdx.dequant.classical.level_fractions`
+    on its own device. ``margin``: the prior of the levels less that many pixels on each side (whose contours still
+    count)."""
+    if prior not in _CONTOURS:
+        raise ValueError(f"{prior!r} is not a contour prior")
+    metric, classes = _CONTOURS[prior]
     count = levels.shape[0]
     if isinstance(levels, np.ndarray):
         fraction = torch.from_numpy(contour_fractions(levels, check_levels=False, metric=metric, margin=margin, classes=classes))
@@ -650,8 +649,7 @@ class LearnedDequantizer(nn.Module):
         if self.net.has_prior:
             # one prior for every orientation: computing it per orientation took half an ensemble's time, and
             # changed the held-out photos' 4->8 gain by 0.01 dB (the distance transform breaks ties by scan order)
-            kind = self.net.config.prior
-            prior = contour_prior(levels, self.step, self.backend, prior_metric(kind), margin=trim, classes=prior_classes(kind))
+            prior = contour_prior(levels, self.step, self.backend, self.net.config.prior, margin=trim)
         if trim:
             levels = levels[:, :, trim:-trim, trim:-trim]
         if len(self.orientations) == 1:

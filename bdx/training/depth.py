@@ -26,18 +26,7 @@ import numpy as np
 import torch
 
 from bdx.color import scene_linear
-from bdx.dequant.learned import (
-    DequantNet,
-    DequantNetConfig,
-    Prior,
-    contour_prior,
-    dequantize_levels,
-    grow_from,
-    level_grid,
-    offset_reach,
-    prior_classes,
-    prior_metric,
-)
+from bdx.dequant.learned import DequantNet, DequantNetConfig, Prior, contour_prior, dequantize_levels, grow_from, level_grid, offset_reach
 from bdx.errors import BdxError, SettingUsageError
 from bdx.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, read_image, to_float
 from bdx.models import load_model
@@ -211,9 +200,7 @@ def sample_batch(references: list[Reference], config: DepthTrainConfig, rng: np.
     if with_prior:
         levels = np.stack([np.rint(c * max_level(b)).astype(np.int32) for c, b in zip(centres, bits_list)])
         steps = [1.0 / max_level(b) for b in bits_list]
-        kind = config.prior or DEFAULT_PRIOR
-        planes = levels.transpose(0, 3, 1, 2)
-        batch.prior = contour_prior(planes, steps, metric=prior_metric(kind), margin=margin, classes=prior_classes(kind))
+        batch.prior = contour_prior(levels.transpose(0, 3, 1, 2), steps, prior=config.prior or DEFAULT_PRIOR, margin=margin)
     return batch
 
 
