@@ -7,7 +7,8 @@ blocks and the middle two of the 1/8 level's four:
     git show 007d0bc:weights/depth-contour-gated-v5.safetensors > depth-contour-gated-v5.safetensors
     python tools/prune_depth.py depth-contour-gated-v5.safetensors --keep 0,1 1,2 -o pruned.safetensors
     bdx train depth ... --init pruned.safetensors ...
-    python tools/prune_depth.py weights/depth-contour-gated-v7.safetensors --widths 32,64 --head-kernel 1 -o narrow.safetensors
+    git show a061d9b:weights/depth-contour-gated-v7.safetensors > depth-contour-gated-v7.safetensors
+    python tools/prune_depth.py depth-contour-gated-v7.safetensors --widths 32,64 --head-kernel 1 -o narrow.safetensors
 
 ``--report DATA...`` prints the training validation (4, 6 and 8 bits, on the split ``bdx train depth`` holds
 out with ``--validation-fraction 0.3``) of the network before and after, to choose which blocks to keep.
@@ -22,7 +23,7 @@ from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdx.dequant.learned import DequantNet, narrowed, without_blocks  # noqa: E402
+from bdx.dequant.learned import HEAD_KERNELS, DequantNet, narrowed, without_blocks  # noqa: E402
 from bdx.models import load_model, save_model  # noqa: E402
 from bdx.training.depth import DepthTrainConfig, load_references, split_references, validation_gain  # noqa: E402
 
@@ -32,10 +33,12 @@ def main() -> None:
     parser.add_argument("weights", type=Path)
     parser.add_argument("--keep", nargs="+", help="per level, the block numbers to keep (comma-separated)")
     parser.add_argument("--widths", help="channels per level, comma-separated (the first level's unchanged)")
-    parser.add_argument("--head-kernel", type=int, choices=(1, 3), help="1: a 1x1 head (the sum of the 3x3 head's taps)")
+    parser.add_argument("--head-kernel", type=int, choices=HEAD_KERNELS, help="1: a 1x1 head (the sum of the 3x3 head's taps)")
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--report", type=Path, nargs="*", default=[], help="training data folders: print validation before and after")
     args = parser.parse_args()
+    if not (args.keep or args.widths or args.head_kernel):
+        parser.error("give --keep, --widths or --head-kernel: what to remove")
     net = cast(DequantNet, load_model(args.weights, "depth").net)
     smaller, record = net, {"pruned_from": args.weights.name}
     if args.keep:
