@@ -37,7 +37,7 @@ from bdx.training.pipeline import PipelineSettings, jpeg_round_trip, render_trut
 
 MIN_PHOTO_PIXELS = 1_000_000
 TARGET_LIMIT = 0.95  # training targets lie within this share of the offsets' reach (tanh's input stays below 1.9)
-DEFAULT_WIDTHS = (32, 64)  # the shipped network's size (depth-contour-gated-v8)
+DEFAULT_WIDTHS = (32, 64)  # the shipped network's size (depth-contour-gated-v9)
 DEFAULT_BLOCKS = (2, 1)
 DEFAULT_PRIOR: Prior = "contour-l1-3"  # the shipped network's prior
 DEFAULT_HEAD_KERNEL = 1  # the shipped network's head
