@@ -37,7 +37,7 @@ train() {  # name widths blocks lr
 train fast 16,48,128 1,1,3 2e-4 &
 train medium 24,64,128 1,2,3 2e-4 &
 python3 -m bdx train depth --data .device/data/hdr --data .device/data/photos --data .device/data/sice_merges \
-    --balance-folders --upscale-fraction 0.2 --init weights/depth-contour-gated-lowbit-v2.safetensors --bits 3 6 \
+    --balance-folders --upscale-fraction 0.2 --init weights/depth-contour-gated-lowbit-v3.safetensors --bits 3 6 \
     --eight-bit-fraction 0 --steps 1000000 --minutes "$MINUTES" --lr 1e-4 --batch-size 24 --crop 128 \
     --validation-fraction 0.3 --validate-every 3000 --checkpoint-every 3000 --device "$DEVICE" --workers 6 \
     -o "$OUT/depth-lowbit.safetensors" --overwrite > "$OUT/train-lowbit.log" 2>&1 &
