@@ -73,7 +73,6 @@ REAL_CAMERA = "camera"  # real frames of held-out SICE stacks against their merg
 
 def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, scene-linear RGB with median luminance 1, trusted pixels) of every held-out reference."""
-    import cv2
     from safetensors import safe_open
 
     with safe_open(str(weights), framework="pt") as handle:
@@ -87,18 +86,26 @@ def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str,
         raise SystemExit(f"the weights trained on {', '.join(seen[:5])}")
     out = []
     for path in paths + merged:
-        raw = np.nan_to_num(read_image(path).pixels.astype(np.float32))[..., :3]
-        trusted = trusted_pixels(raw).astype(np.float32)
-        linear = np.clip(raw, 0, None)
-        scale = min(1.0, (MAX_PIXELS / (linear.shape[0] * linear.shape[1])) ** 0.5)
-        if scale < 1:
-            size = (round(linear.shape[1] * scale), round(linear.shape[0] * scale))
-            linear = cv2.resize(linear, size, interpolation=cv2.INTER_AREA)
-            trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
-        crop = (slice(0, linear.shape[0] // 4 * 4), slice(0, linear.shape[1] // 4 * 4))
-        linear, trusted = linear[crop], trusted[crop] >= 1.0
+        linear, trusted = load_reference(path)
         out.append((f"{path.parent.name}/{path.stem}", linear / max(float(np.median(luminance(linear))), 1e-6), trusted))
     return out
+
+
+def load_reference(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """(scene-linear RGB, trusted pixels) of an HDR file, area-downscaled to at most ``max_pixels`` and cropped to a
+    multiple of 4 a side; a pixel is trusted when all it was averaged from was (:func:`bdx.metrics.trusted_pixels`)."""
+    import cv2
+
+    raw = np.nan_to_num(read_image(path).pixels.astype(np.float32))[..., :3]
+    trusted = trusted_pixels(raw).astype(np.float32)
+    linear = np.clip(raw, 0, None)
+    scale = min(1.0, (max_pixels / (linear.shape[0] * linear.shape[1])) ** 0.5)
+    if scale < 1:
+        size = (round(linear.shape[1] * scale), round(linear.shape[0] * scale))
+        linear = cv2.resize(linear, size, interpolation=cv2.INTER_AREA)
+        trusted = cv2.resize(trusted, size, interpolation=cv2.INTER_AREA)
+    crop = (slice(0, linear.shape[0] // 4 * 4), slice(0, linear.shape[1] // 4 * 4))
+    return linear[crop], trusted[crop] >= 1.0
 
 
 FRAME_CLIPPED = (0.01, 0.25, 0.05)  # a real frame qualifies with this share of clipped pixels (low, high, preferred)
@@ -119,19 +126,29 @@ def camera_frames(weights: Path, merges: Path, sice: Path) -> list[tuple[str, np
         if not merge.is_file() or merge.name in trained:
             continue
         reference = np.clip(np.nan_to_num(read_image(merge).pixels.astype(np.float32))[..., :3], 0, None)
-        low, high, preferred = FRAME_CLIPPED
-        candidates = []
-        for frame in stack["frames"]:
-            codes = read_image(sice / f"{frame}.jpg").pixels
-            share = float((codes.max(axis=-1) >= 255).mean())
-            if low <= share <= high and codes.shape[:2] == reference.shape[:2]:
-                candidates.append((abs(share - preferred), frame, codes))
-        if candidates:
-            _, frame, codes = min(candidates, key=lambda c: c[0])
-            h, w = codes.shape[0] // 4 * 4, codes.shape[1] // 4 * 4
-            linear = reference[:h, :w]
-            out.append((f"sice_frames/{frame}", np.ascontiguousarray(codes[:h, :w, :3]), linear / max(float(np.median(luminance(linear))), 1e-6)))
+        chosen = choose_frame([sice / f"{frame}.jpg" for frame in stack["frames"]], reference.shape[:2])
+        if chosen:
+            path, codes = chosen
+            linear = reference[: codes.shape[0], : codes.shape[1]]
+            out.append((f"sice_frames/{path.stem}", codes, linear / max(float(np.median(luminance(linear))), 1e-6)))
     return out
+
+
+def choose_frame(paths: list[Path], shape: tuple[int, ...]) -> tuple[Path, np.ndarray] | None:
+    """(path, 8-bit RGB codes cropped to a multiple of 4 a side) of the frame of ``shape`` (height, width) whose
+    clipped share is nearest :data:`FRAME_CLIPPED`'s preferred one, within its bounds; None if no frame qualifies."""
+    low, high, preferred = FRAME_CLIPPED
+    best = None
+    for path in paths:
+        codes = read_image(path).pixels
+        share = float((codes.max(axis=-1) >= 255).mean())
+        if low <= share <= high and codes.shape[:2] == tuple(shape) and (best is None or abs(share - preferred) < best[0]):
+            best = (abs(share - preferred), path, codes)
+    if best is None:
+        return None
+    _, path, codes = best
+    h, w = codes.shape[0] // 4 * 4, codes.shape[1] // 4 * 4
+    return path, np.ascontiguousarray(codes[:h, :w, :3])
 
 
 def measure(prediction: np.ndarray, reference: np.ndarray, ldr: np.ndarray, trusted: np.ndarray) -> dict:

@@ -99,35 +99,23 @@ def render(out: Path, merges: Path, limit: int | None) -> None:
 
     for name in train[:limit]:
         file = merges.parent / name if name.startswith("sice_merged/") else suite.SHARED / "hdr" / name
-        raw = np.nan_to_num(read_image(file).pixels.astype(np.float32))[..., :3]
-        trusted_f, linear = trusted_pixels(raw).astype(np.float32), np.clip(raw, 0, None)
-        shrink = min(1.0, (MAX_PIXELS / (linear.shape[0] * linear.shape[1])) ** 0.5)
-        if shrink < 1:
-            size = (round(linear.shape[1] * shrink), round(linear.shape[0] * shrink))
-            linear = cv2.resize(linear, size, interpolation=cv2.INTER_AREA)
-            trusted_f = cv2.resize(trusted_f, size, interpolation=cv2.INTER_AREA)
-        h, w = linear.shape[0] // 4 * 4, linear.shape[1] // 4 * 4
-        linear, trusted = linear[:h, :w], trusted_f[:h, :w] >= 1.0
+        linear, trusted = suite.load_reference(file, MAX_PIXELS)
         for _ in range(2 if name.startswith("sice") else 6):
             camera = random_camera(rng)
             exposed = linear * np.float32(expose(linear, rng.uniform(85, 99.5)))
             score(name, camera.family, np.clip(np.rint(camera(exposed) * 255), 0, 255).astype(np.uint8), exposed, trusted)
-    frames: dict[str, list[str]] = {}
+    frames: dict[str, list[Path]] = {}
     for pair in json.loads((merges / "pairs.json").read_text()) if limit is None else []:
-        frames.setdefault(pair["reference"], []).append(pair["input"])
+        frames.setdefault(pair["reference"], []).append(Path(pair["input"]))
     for reference_name, inputs in frames.items():
         if f"sice_merged/{reference_name}" not in train:
             continue
         reference = np.clip(np.nan_to_num(read_image(merges / reference_name).pixels.astype(np.float32))[..., :3], 0, None)
-        best = None
-        for frame in inputs:
-            codes = read_image(Path(frame)).pixels[..., :3]
-            share = float((codes.max(axis=-1) >= 255).mean())
-            if 0.01 <= share <= 0.25 and codes.shape[:2] == reference.shape[:2] and (best is None or abs(share - 0.05) < best[0]):
-                best = (abs(share - 0.05), frame, codes)
-        if best:
-            h, w = best[2].shape[0] // 4 * 4, best[2].shape[1] // 4 * 4
-            score(best[1], "camera", np.ascontiguousarray(best[2][:h, :w]), reference[:h, :w], trusted_pixels(reference[:h, :w]))
+        chosen = suite.choose_frame(inputs, reference.shape[:2])
+        if chosen:
+            path, codes = chosen
+            linear = reference[: codes.shape[0], : codes.shape[1]]
+            score(str(path), "camera", codes, linear, trusted_pixels(linear))
     out.write_text(json.dumps({"alphas": ALPHAS.tolist(), "rows": rows}))
 
 
