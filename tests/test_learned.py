@@ -474,37 +474,23 @@ def test_narrowing_away_channels_that_carry_nothing_keeps_the_output():
             narrowed(small if kernel == 3 else net, widths, kernel)
 
 
-def test_a_three_class_network_reads_its_own_prior():
-    four = _randomized(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="contour-l1", gate=True)), 0.05, 8).eval()
-    three = DequantNet(replace(four.config, prior="contour-l1-3"))
-    grow_from(three, four)
-    three.eval()
-    levels = torch.round(_random_centres(8, (1, 3, 48, 40)) * max_level(8))
+@pytest.mark.parametrize("old_prior,new_prior,bits,shape", [("contour", "contour-l1", 5, (1, 3, 40, 48)), ("contour-l1", "contour-l1-3", 8, (1, 3, 48, 40))])
+def test_a_network_starts_from_another_priors_weights_and_reads_its_own_prior(old_prior, new_prior, bits, shape):
+    old = _randomized(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior=old_prior, gate=True)), 0.05, bits).eval()
+    new = DequantNet(replace(old.config, prior=new_prior))
+    grow_from(new, old)
+    new.eval()
+    assert all(torch.equal(a, b) for a, b in zip(new.state_dict().values(), old.state_dict().values()))
+    levels = torch.round(_random_centres(bits, shape) * max_level(bits))
     with torch.no_grad():
-        out = LearnedDequantizer(three, 8)(levels)
-        prior = contour_prior(levels.int().numpy(), 1 / max_level(8), prior="contour-l1-3")
-        want = dequantize_levels(three, levels / max_level(8), 1 / max_level(8), prior)
-        other = LearnedDequantizer(four, 8)(levels)
-    torch.testing.assert_close(out, want, atol=1e-6, rtol=0)
-    assert not torch.allclose(out, other)  # the same weights on the four-class prior
-
-
-def test_a_city_block_network_starts_from_euclidean_weights_and_reads_its_own_prior():
-    euclidean = _randomized(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="contour", gate=True)), 0.05, 5).eval()
-    city_block = DequantNet(replace(euclidean.config, prior="contour-l1"))
-    grow_from(city_block, euclidean)
-    city_block.eval()
-    assert all(torch.equal(a, b) for a, b in zip(city_block.state_dict().values(), euclidean.state_dict().values()))
-    levels = torch.round(_random_centres(5, (1, 3, 40, 48)) * max_level(5))
-    with torch.no_grad():
-        out = LearnedDequantizer(city_block, 5)(levels)
-        prior = contour_prior(levels.int().numpy(), 1 / max_level(5), prior="contour-l1")
-        want = dequantize_levels(city_block, levels / max_level(5), 1 / max_level(5), prior)
-        other = LearnedDequantizer(euclidean, 5)(levels)
+        out = LearnedDequantizer(new, bits)(levels)
+        prior = contour_prior(levels.int().numpy(), 1 / max_level(bits), prior=new_prior)
+        want = dequantize_levels(new, levels / max_level(bits), 1 / max_level(bits), prior)
+        other = LearnedDequantizer(old, bits)(levels)
     torch.testing.assert_close(out, want, atol=1e-6, rtol=0)
     assert not torch.allclose(out, other)  # the same weights on the other prior
     with pytest.raises(ValueError, match="cannot grow"):
-        grow_from(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="none", gate=True)), euclidean)
+        grow_from(DequantNet(DequantNetConfig(widths=(8, 16), blocks=(1, 1), prior="none", gate=True)), old)
 
 
 def test_training_a_wider_network_from_the_shipped_one(runner, tmp_path):
