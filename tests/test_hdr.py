@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -381,6 +382,27 @@ def test_the_clipped_term_weighs_highlights_whatever_their_share_of_the_crop():
     assert float(hdr_loss([reference], target, 0.0, clipped, 1.0)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_the_naive_term_penalises_only_samples_worse_than_the_naive_curve_as_a_log_ratio():
+    from bdx.color import srgb_to_linear
+    from bdx.training.hdr import NAIVE_FLOOR, hdr_loss
+
+    ldr = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.9
+    naive = srgb_to_linear(ldr)
+    target = naive.clone()
+    target[1] *= 1.5  # the naive curve is exact on the first sample, 1.5x off on the second
+    reference = mu_law(target, HEADROOM)
+    naive_mu = mu_law(naive, HEADROOM)
+    estimate = reference.clone()
+    estimate[0] += 0.01  # worse than naive on the first sample, exact on the second
+    plain = hdr_loss([estimate], target, 0.0)
+    with_term = hdr_loss([estimate], target, 0.0, naive=naive, naive_weight=2.0)
+    expected = 2.0 * math.log((0.01 + NAIVE_FLOOR) / NAIVE_FLOOR) / 2  # the first sample's ratio, the mean over two
+    assert float(with_term - plain) == pytest.approx(expected, rel=1e-4)
+    assert float(hdr_loss([naive_mu], target, 0.0, naive=naive, naive_weight=2.0)) == pytest.approx(
+        float(hdr_loss([naive_mu], target, 0.0)), abs=1e-7)  # as good as naive: no penalty
+    assert float(hdr_loss([estimate], target, 0.0, naive=naive, naive_weight=0.0)) == pytest.approx(float(plain))
+
+
 @pytest.mark.parametrize("crop", ["-8", "0", "3"])
 def test_train_hdr_refuses_a_crop_below_the_smallest(runner, tmp_path, crop):
     """A crop under 16 was raised to 16 without a word and the run went on (exit 0)."""
@@ -410,15 +432,20 @@ def test_train_hdr_cli_reports_validation(runner, tmp_path):
     result = runner.invoke(app, ["train", "hdr", "--data", str(_reference_folder(tmp_path)), "-o", str(output), "--steps", "1",
                                  "--batch-size", "2", "--crop", "30", "--iterations", "2", "--width", "8", "--validate-every", "1",
                                  "--validation-fraction", "0.4", "--device", "cpu", "--state-scale", "2", "--supervise", "last",
-                                 "--clipped-weight", "2", "--head", "curve", "--target-scale", "input"])
+                                 "--clipped-weight", "2", "--head", "curve", "--target-scale", "input", "--naive-weight", "0.5"])
     assert result.exit_code == 0, result.output
     assert output.exists() and "step 1/1" in result.stderr and "val PSNR-mu" in result.stderr
     trained = load_model(output, "hdr")
     net = trained.net
     assert net.config.width == 8 and net.config.state_scale == 2 and net.multiple == 8
     assert trained.metadata["train_config"]["clipped_weight"] == 2.0 and trained.metadata["train_config"]["target_scale"] == "input"
-    assert net.config.head == "curve"
+    assert trained.metadata["train_config"]["naive_weight"] == 0.5 and net.config.head == "curve"
+    unscaled = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), "-o", str(tmp_path / "u.safetensors"), "--naive-weight", "0.5"])
+    assert unscaled.exit_code == 2 and unscaled.stderr == (
+        "bdx: error: --naive-weight compares with the naive curve on the input's scale: give --target-scale input\n")
+    assert not (tmp_path / "u.safetensors").exists()
     for option, value in (("--state-scale", "0"), ("--state-scale", "1000"), ("--supervise", "first"), ("--clipped-weight", "-1"),
+                          ("--naive-weight", "-1"),
                           ("--width", "100000"), ("--iterations", "100000"), ("--head", "rgba"), ("--target-scale", "clip"),
                           ("--histogram-bins", "-1")):
         bad = runner.invoke(app, ["train", "hdr", "--data", str(tmp_path), option, value])
@@ -870,21 +897,22 @@ def test_cli_refuses_feedback_iterations_beyond_its_bound(runner, tmp_path, make
         assert not (tmp_path / "o.exr").exists()
 
 
-def test_fine_tuning_keeps_the_inits_target_scale_and_clipped_weight_unless_given(tmp_path):
+def test_fine_tuning_keeps_the_inits_target_scale_and_loss_weights_unless_given(tmp_path):
     """`bdx train hdr --init shipped` trained the shipped weights (input scale, clipped weight 1) towards the exposure
     scale without a clipped term: the defaults, not the weights' own."""
     folder = _reference_folder(tmp_path)
     small = dict(steps=1, batch_size=1, crop=32, width=8, iterations=2, validate_every=100, checkpoint_every=100)
     first = tmp_path / "first.safetensors"
-    train_hdr([folder], first, HdrTrainConfig(**small, target_scale="input", clipped_weight=2.0))
+    train_hdr([folder], first, HdrTrainConfig(**small, target_scale="input", clipped_weight=2.0, naive_weight=0.5))
     kept = tmp_path / "kept.safetensors"
     train_hdr([folder], kept, HdrTrainConfig(**small), init=first)
-    assert {k: load_model(kept, "hdr").metadata["train_config"][k] for k in ("target_scale", "clipped_weight")} == {
-        "target_scale": "input", "clipped_weight": 2.0}
+    settings = ("target_scale", "clipped_weight", "naive_weight")
+    assert {k: load_model(kept, "hdr").metadata["train_config"][k] for k in settings} == {
+        "target_scale": "input", "clipped_weight": 2.0, "naive_weight": 0.5}
     given = tmp_path / "given.safetensors"
-    train_hdr([folder], given, HdrTrainConfig(**small, target_scale="exposure", clipped_weight=0.0), init=first)
-    assert {k: load_model(given, "hdr").metadata["train_config"][k] for k in ("target_scale", "clipped_weight")} == {
-        "target_scale": "exposure", "clipped_weight": 0.0}
+    train_hdr([folder], given, HdrTrainConfig(**small, target_scale="exposure", clipped_weight=0.0, naive_weight=0.0), init=first)
+    assert {k: load_model(given, "hdr").metadata["train_config"][k] for k in settings} == {
+        "target_scale": "exposure", "clipped_weight": 0.0, "naive_weight": 0.0}
     fresh = tmp_path / "fresh.safetensors"
     train_hdr([folder], fresh, HdrTrainConfig(**small))
     assert load_model(fresh, "hdr").metadata["train_config"]["target_scale"] == "exposure"
@@ -920,6 +948,8 @@ def test_real_camera_frames_train_against_their_reference_on_the_inputs_scale(tm
     assert load_model(output, "hdr").metadata["train_config"]["pairs_fraction"] == 0.25
     with pytest.raises(SettingUsageError, match="give target_scale input"):
         train_hdr([folder], output, HdrTrainConfig(**small, target_scale="exposure"), pairs=pairs)
+    with pytest.raises(SettingUsageError, match="naive_weight compares with the naive curve on the input's scale: give target_scale input"):
+        train_hdr([folder], output, HdrTrainConfig(**small, target_scale="exposure", naive_weight=0.1))
     write_image(tmp_path / "small.png", Image(np.zeros((8, 8, 3), np.uint8)), bits=8)
     pairs.write_text(json.dumps([{"input": "small.png", "reference": "refs/s0.exr"}]))
     with pytest.raises(BdxError, match="small.png: needs an 8- or 16-bit RGB frame of its reference's size"):

@@ -412,6 +412,15 @@ def train_hdr_command(
             show_default=False,
         ),
     ] = None,
+    naive_weight: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Weight of a loss term against doing worse than the naive inverse sRGB curve: each crop's error above "
+            "the naive curve's, as a log ratio, so crops the naive curve nearly gets right weigh most. Needs --target-scale "
+            "input. (default 0; with --init, the weights' own)",
+            show_default=False,
+        ),
+    ] = None,
     plain_fraction: Annotated[
         Optional[float],
         typer.Option(
@@ -479,6 +488,8 @@ def train_hdr_command(
         chosen_supervise = check_choice("--supervise", supervise, SUPERVISED)
         if clipped_weight is not None:
             check_range("--clipped-weight", clipped_weight, 0.0, 100.0)
+        if naive_weight is not None:
+            check_range("--naive-weight", naive_weight, 0.0, 100.0)
         chosen_scale = None if target_scale is None else check_choice("--target-scale", target_scale, TARGET_SCALES)
         chosen_head = None if head is None else check_choice("--head", head, HEADS)
         if histogram_bins is not None:
@@ -500,6 +511,7 @@ def train_hdr_command(
             state_scale=state_scale,
             supervise=chosen_supervise,
             clipped_weight=clipped_weight,
+            naive_weight=naive_weight,
             plain_fraction=plain_fraction,
             target_scale=chosen_scale,
             head=chosen_head,

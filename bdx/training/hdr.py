@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from bdx.color import inverse_mu_law, luminance, mu_law
+from bdx.color import inverse_mu_law, luminance, mu_law, srgb_to_linear
 from bdx.errors import BdxError, SettingError, SettingUsageError, problem_of
 from bdx.hdr.models import HEADS, FeedbackConfig, FeedbackHDRNet
 from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
@@ -60,6 +60,7 @@ class HdrTrainConfig:
     jpeg_probability: float = 0.3
     gradient_weight: float = 0.5
     clipped_weight: float | None = None  # weight of an extra L1 term over the clipped pixels (hdr_loss; None: as the init, else 0)
+    naive_weight: float | None = None  # weight of the term against doing worse than the naive curve (hdr_loss; None: as the init, else 0)
     plain_fraction: float | None = None  # share of plain sRGB / gamma hard-clip training cameras (None: FAMILY_SHARES)
     target_scale: TargetScale | None = None  # None: as the init, else "exposure"
     head: str | None = None  # output head (bdx.hdr.models.HEADS; None: the init's own, else curve); a new one starts anew
@@ -233,22 +234,33 @@ def context_tensors(contexts: list[np.ndarray], device) -> list[torch.Tensor]:
     return [torch.from_numpy(c).permute(2, 0, 1)[None].to(device) for c in contexts]
 
 
+NAIVE_FLOOR = 2e-3  # mu-law L1 added to both errors of the naive-curve term: below it two crops count as equally good
+
+
 def hdr_loss(
     outputs: list[torch.Tensor],
     target: torch.Tensor,
     gradient_weight: float,
     clipped: torch.Tensor | None = None,
     clipped_weight: float = 0.0,
+    naive: torch.Tensor | None = None,
+    naive_weight: float = 0.0,
 ) -> torch.Tensor:
     """Mean over iterations of L1 in the mu-law domain plus ``gradient_weight`` x L1 of mu-law gradients; with
     ``clipped`` (N, 1, H, W: the input's clipped pixels) plus ``clipped_weight`` x the L1 over those pixels alone,
-    so highlights weigh in the loss whatever share of the crop they cover. Target pixels that are NaN (untrusted
+    so highlights weigh in the loss whatever share of the crop they cover; with ``naive`` (the input linearized by
+    the sRGB curve, on the target's scale) plus ``naive_weight`` x the mean over samples of how far a sample's L1 is
+    above the naive curve's, as a log ratio (0 where it is not above): a relative penalty, like the dB of the
+    benchmark, that weighs most where the naive curve is nearly exact. Target pixels that are NaN (untrusted
     truth) are left out of every term."""
     trusted = torch.isfinite(target).all(1, keepdim=True).float()  # NaN marks truth not to learn from
     reference = mu_law(torch.nan_to_num(target), HEADROOM)
     total = reference.new_zeros(())
     weights = clipped.float() * trusted if clipped is not None and clipped_weight > 0 else None
     channels = reference.shape[1]
+    naive_error = None
+    if naive is not None and naive_weight > 0:
+        naive_error = _per_sample_l1(mu_law(naive, HEADROOM), reference, trusted)
     for out in outputs:
         error = (out - reference).abs()
         total = total + (error * trusted).sum() / (trusted.sum() * channels).clamp_min(1.0)
@@ -258,7 +270,16 @@ def hdr_loss(
             total = total + gradient_weight * step_error.sum() / (both.sum() * channels).clamp_min(1.0)
         if weights is not None:
             total = total + clipped_weight * (error * weights).sum() / (weights.sum() * channels).clamp_min(1.0)
+        if naive_error is not None:
+            ratio = (_per_sample_l1(out, reference, trusted) + NAIVE_FLOOR) / (naive_error + NAIVE_FLOOR)
+            total = total + naive_weight * ratio.log().clamp_min(0.0).mean()
     return total / len(outputs)
+
+
+def _per_sample_l1(estimate: torch.Tensor, reference: torch.Tensor, trusted: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error of each sample of (N, C, H, W) ``estimate`` over its trusted pixels, (N,)."""
+    counted = (trusted.sum((1, 2, 3)) * reference.shape[1]).clamp_min(1.0)
+    return ((estimate - reference).abs() * trusted).sum((1, 2, 3)) / counted
 
 
 def clipped_mask(ldr: torch.Tensor) -> torch.Tensor:
@@ -384,8 +405,10 @@ def train_hdr(
         config,
         target_scale=config.target_scale or trained.get("target_scale", "exposure"),
         clipped_weight=config.clipped_weight if config.clipped_weight is not None else float(trained.get("clipped_weight", 0.0)),
+        naive_weight=config.naive_weight if config.naive_weight is not None else float(trained.get("naive_weight") or 0.0),
     )
     clipped_weight = float(config.clipped_weight or 0.0)
+    naive_weight = float(config.naive_weight or 0.0)
     if config.supervise not in SUPERVISED:
         raise BdxError(f"supervise must be one of {', '.join(SUPERVISED)}, not {config.supervise!r}")
     if config.target_scale not in TARGET_SCALES:
@@ -394,6 +417,8 @@ def train_hdr(
         raise BdxError(f"head must be one of {', '.join(HEADS)}, not {config.head!r}")
     if pairs is not None and config.target_scale != "input":
         raise SettingUsageError("real frames ({pairs}) train on the input's scale: give {target_scale} input")
+    if naive_weight > 0 and config.target_scale != "input":
+        raise SettingUsageError("{naive_weight} compares with the naive curve on the input's scale: give {target_scale} input")
     scenes = find_scenes(data)
     paired = [s for s in load_hdr_pairs(pairs) if not is_validation(s.name, config.validation_fraction)] if pairs else []
     if pairs is not None and not paired:
@@ -422,7 +447,10 @@ def train_hdr(
         outputs = model(x.to(device_), context_images=context_tensors(contexts, device_), all_iterations=True)
         supervised = outputs if config.supervise == "all" else outputs[-1:]
         clipped = clipped_mask(x.to(device_)) if clipped_weight > 0 else None
-        return hdr_loss([o.float() for o in supervised], target.to(device_), config.gradient_weight, clipped, clipped_weight)
+        naive = srgb_to_linear(x.to(device_)) if naive_weight > 0 else None
+        return hdr_loss(
+            [o.float() for o in supervised], target.to(device_), config.gradient_weight, clipped, clipped_weight, naive, naive_weight
+        )
 
     settings = LoopSettings(
         steps=config.steps,
