@@ -545,3 +545,45 @@ def test_a_closed_stderr_loses_the_lines_not_the_work(tmp_path):
     records = {Path(r["input"]).name: r["status"] for r in map(json.loads, batch.stdout.splitlines())}
     assert batch.returncode == 1 and records == {"a.png": "error", "b.png": "ok"}, batch.stdout
     assert (tmp_path / "out" / "b.png").is_file()
+
+
+def test_a_link_to_nothing_at_the_output_is_not_replaced_without_overwrite(tmp_path):
+    """The existing-output check followed links, so a dangling one was silently replaced by a file."""
+    source = tmp_path / "x.png"
+    write_image(source, Image(np.full((8, 8, 3), 40, np.uint8)))
+    link = tmp_path / "out.png"
+    link.symlink_to(tmp_path / "nowhere.png")
+    assert_one_error(bdx("quantize", "-b", "4", source, "-o", link), 1, "out.png exists", "--overwrite")
+    assert link.is_symlink() and not (tmp_path / "nowhere.png").exists()
+    assert bdx("quantize", "-b", "4", source, "-o", link, "--overwrite").returncode == 0
+    assert not link.is_symlink() and link.stat().st_size > 50
+
+
+def test_a_failed_run_leaves_no_output_folder_and_a_good_one_makes_it(tmp_path):
+    """Output folders were made before the input was read, so every failed run left an empty one."""
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert_one_error(bdx("quantize", "-b", "4", empty, "-o", f"{tmp_path / 'new' / 'deeper'}/"), 1, "empty.png")
+    assert not (tmp_path / "new").exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_text("not an image")
+    assert bdx("quantize", "-b", "4", bad).returncode == 1
+    assert not (tmp_path / "bad_q4").exists()
+    good = tmp_path / "good.png"
+    write_image(good, Image(np.full((8, 8, 3), 40, np.uint8)))
+    assert bdx("quantize", "-b", "4", good, "-o", f"{tmp_path / 'new' / 'deeper'}/").returncode == 0
+    assert [p.name for p in (tmp_path / "new" / "deeper").iterdir()] == ["good.png"]
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    assert_one_error(bdx("quantize", "-b", "4", good, "-o", f"{blocker / 'sub'}/"), 1, f"{blocker} is not a folder")
+
+
+def test_an_image_for_a_closed_stdout_is_refused_not_lost(tmp_path):
+    """With stdout closed by the shell (>&-) bdx writes to the null device: `-o -` reported success and the image
+    was gone."""
+    source = tmp_path / "x.png"
+    write_image(source, Image(np.full((8, 8, 3), 40, np.uint8)))
+    done = subprocess.run([sys.executable, "-m", "bdx", "quantize", "-b", "4", str(source), "-o", "-"], stderr=subprocess.PIPE,
+                          text=True, cwd=REPO, timeout=300, preexec_fn=lambda: os.close(1))
+    assert_one_error(done, 1, "x.png: standard output is closed: the image would be lost; give -o FILE")

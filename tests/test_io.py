@@ -539,6 +539,35 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 
+def test_an_interrupt_just_after_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """Ctrl-C landing between the temporary file's creation and the cleanup's start left an empty .bdx-tmp."""
+    import os
+
+    from bdx.io import write as writer
+
+    real_open = os.open
+
+    def interrupted_open(*args, **kwargs):
+        real_open(*args, **kwargs)  # the file exists, then the interrupt arrives
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer.os, "open", interrupted_open)
+    with pytest.raises(KeyboardInterrupt):
+        write_image(tmp_path / "out.png", Image(np.zeros((4, 4, 3), np.uint8)), bits=8)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_name_taken_by_another_file_is_skipped_not_removed(tmp_path, monkeypatch):
+    import secrets
+
+    names = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(names))
+    taken = tmp_path / ".out.png.aaaaaaaaaaaa.bdx-tmp"
+    taken.write_bytes(b"someone else's")
+    write_image(tmp_path / "out.png", Image(np.zeros((4, 4, 3), np.uint8)), bits=8)
+    assert taken.read_bytes() == b"someone else's" and sorted(p.name for p in tmp_path.iterdir()) == [taken.name, "out.png"]
+
+
 @pytest.mark.parametrize("extra", ["depth.Z", "Z"])
 def test_a_multilayer_exr_is_read_from_its_colour_layer(tmp_path, extra):
     """A render's EXR with a depth layer sorting before its colour layer was refused ('no R,G,B or Y channels')."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, cast
 
+from bdx.console import stdout_is_closed
 from bdx.errors import LARGEST_TILE, BdxError, Interrupted, SettingError, UsageError, problem_of
 
 if TYPE_CHECKING:
@@ -611,27 +612,42 @@ def check_target(
     can_skip: bool = True,
 ) -> None:
     """Refuse to write over the input or any other of ``inputs`` (whatever ``--overwrite`` says), or over an existing
-    file without ``--overwrite`` (or ``--skip-existing``, where the command has it: ``can_skip``); make folders."""
+    file (or link) without ``--overwrite`` (or ``--skip-existing``, where the command has it: ``can_skip``), or into a
+    folder that is missing (unless ``create_folders``: :func:`write_target` makes it once there is a result to
+    write, so a failed run leaves no empty folder) or cannot be written."""
     if target == STDIO:
+        if stdout_is_closed():
+            raise BdxError("standard output is closed: the image would be lost; give -o FILE")
         return
     target = Path(target)
     check_not_an_input(source, target, inputs)
     if target.is_dir():
         raise BdxError(f"output {target} is a directory")
-    if target.exists() and not overwrite:
+    if os.path.lexists(target) and not overwrite:  # a link to nothing too: writing would replace it
         raise BdxError(f"{target} exists (use --overwrite to replace it{', or --skip-existing' if can_skip else ''})")
-    if not target.parent.is_dir():
-        if target.parent.exists():
-            raise BdxError(f"{target.parent} is not a folder")
-        if not create_folders:
-            raise BdxError(f"output folder does not exist: {target.parent}")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BdxError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
-    if not os.access(target.parent, os.W_OK | os.X_OK):  # found before the work, not when writing its result
-        reason = "read-only file system" if _read_only_folder(target.parent) else "permission denied"
-        raise BdxError(f"cannot write to {target.parent}: {reason}")
+    existing = nearest_existing_folder(target.parent)
+    if not existing.is_dir():
+        raise BdxError(f"{existing} is not a folder")
+    if existing != target.parent and not create_folders:
+        raise BdxError(f"output folder does not exist: {target.parent}")
+    if not os.access(existing, os.W_OK | os.X_OK):  # found before the work, not when writing its result
+        reason = "read-only file system" if _read_only_folder(existing) else "permission denied"
+        raise BdxError(f"cannot write to {existing}: {reason}")
+
+
+def nearest_existing_folder(folder: Path) -> Path:
+    """``folder``, or its nearest ancestor that exists (which may be a file, not a folder)."""
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, or raise a :class:`BdxError` saying why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BdxError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
 
 
 def _read_only_folder(folder: Path) -> bool:
@@ -813,6 +829,7 @@ def write_target(target: Path | str, image, fmt: str, **options) -> None:
     if target == STDIO:
         write_stdout(data)
     else:
+        make_folder(Path(target).parent)  # checked by check_target; made only now that there is something to write
         atomic_write_bytes(target, data)
 
 
@@ -821,6 +838,8 @@ def write_stdout(data: bytes) -> None:
     or a file-size limit cut the image short while the command still reported success."""
     import io
 
+    if stdout_is_closed():
+        raise BdxError(f"standard output is closed; {len(data)} bytes were due")
     try:
         sys.stdout.flush()
         try:

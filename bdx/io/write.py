@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Literal, cast, get_args
@@ -133,27 +133,36 @@ def check_output_folder(folder: Path) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``. The temporary file is
+    removed whatever stops the write, an interrupt included (its name is known before it exists)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     check_output_folder(folder)
+    temporary: Path | None = None
     try:
-        # the name shortened: a temporary name longer than the longest name a folder takes would fail a legal target
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".bdx-tmp", dir=folder)
-    except OSError as exc:
-        raise BdxError(f"cannot write to {folder}: {exc.strerror or exc}") from None
-    try:
+        while True:
+            # the name shortened: a temporary name longer than the longest name a folder takes would fail a legal target
+            temporary = folder / f".{path.name[:100]}.{secrets.token_hex(6)}.bdx-tmp"
+            try:
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+                break
+            except FileExistsError:  # another file's name: not ours to remove
+                temporary = None
+            except OSError as exc:
+                temporary = None
+                raise BdxError(f"cannot write to {folder}: {exc.strerror or exc}") from None
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())
-        os.replace(tmp_name, path)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
         if isinstance(exc, OSError):
             raise BdxError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
