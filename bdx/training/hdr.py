@@ -260,7 +260,7 @@ def hdr_loss(
     channels = reference.shape[1]
     naive_error = None
     if naive is not None and naive_weight > 0:
-        naive_error = _per_sample_l1(mu_law(naive, HEADROOM), reference, trusted)
+        naive_error = _per_sample_mean((mu_law(naive, HEADROOM) - reference).abs(), trusted)
     for out in outputs:
         error = (out - reference).abs()
         total = total + (error * trusted).sum() / (trusted.sum() * channels).clamp_min(1.0)
@@ -271,15 +271,15 @@ def hdr_loss(
         if weights is not None:
             total = total + clipped_weight * (error * weights).sum() / (weights.sum() * channels).clamp_min(1.0)
         if naive_error is not None:
-            ratio = (_per_sample_l1(out, reference, trusted) + NAIVE_FLOOR) / (naive_error + NAIVE_FLOOR)
+            ratio = (_per_sample_mean(error, trusted) + NAIVE_FLOOR) / (naive_error + NAIVE_FLOOR)
             total = total + naive_weight * ratio.log().clamp_min(0.0).mean()
     return total / len(outputs)
 
 
-def _per_sample_l1(estimate: torch.Tensor, reference: torch.Tensor, trusted: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error of each sample of (N, C, H, W) ``estimate`` over its trusted pixels, (N,)."""
-    counted = (trusted.sum((1, 2, 3)) * reference.shape[1]).clamp_min(1.0)
-    return ((estimate - reference).abs() * trusted).sum((1, 2, 3)) / counted
+def _per_sample_mean(error: torch.Tensor, trusted: torch.Tensor) -> torch.Tensor:
+    """Mean of each sample of (N, C, H, W) ``error`` over its trusted pixels ((N, 1, H, W) weights), (N,)."""
+    counted = (trusted.sum((1, 2, 3)) * error.shape[1]).clamp_min(1.0)
+    return (error * trusted).sum((1, 2, 3)) / counted
 
 
 def clipped_mask(ldr: torch.Tensor) -> torch.Tensor:
@@ -405,7 +405,7 @@ def train_hdr(
         config,
         target_scale=config.target_scale or trained.get("target_scale", "exposure"),
         clipped_weight=config.clipped_weight if config.clipped_weight is not None else float(trained.get("clipped_weight", 0.0)),
-        naive_weight=config.naive_weight if config.naive_weight is not None else float(trained.get("naive_weight") or 0.0),
+        naive_weight=config.naive_weight if config.naive_weight is not None else float(trained.get("naive_weight", 0.0)),
     )
     clipped_weight = float(config.clipped_weight or 0.0)
     naive_weight = float(config.naive_weight or 0.0)
@@ -443,11 +443,12 @@ def train_hdr(
     def loss_fn(model, batch) -> torch.Tensor:
         x, target, contexts = batch
         device_ = next(net.parameters()).device
+        x = x.to(device_)
         # context images go through forward, so DDP also synchronises the global branch's gradients
-        outputs = model(x.to(device_), context_images=context_tensors(contexts, device_), all_iterations=True)
+        outputs = model(x, context_images=context_tensors(contexts, device_), all_iterations=True)
         supervised = outputs if config.supervise == "all" else outputs[-1:]
-        clipped = clipped_mask(x.to(device_)) if clipped_weight > 0 else None
-        naive = srgb_to_linear(x.to(device_)) if naive_weight > 0 else None
+        clipped = clipped_mask(x) if clipped_weight > 0 else None
+        naive = srgb_to_linear(x) if naive_weight > 0 else None
         return hdr_loss(
             [o.float() for o in supervised], target.to(device_), config.gradient_weight, clipped, clipped_weight, naive, naive_weight
         )
