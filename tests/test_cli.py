@@ -1043,6 +1043,15 @@ def test_training_refuses_to_overwrite_its_own_init_weights(runner, tmp_path, ta
     assert mine.read_bytes() == before
 
 
+def test_training_refuses_a_link_to_nothing_at_its_output_without_overwrite(runner, tmp_path):
+    """The weights' existence check followed links, so a dangling one at -o would be replaced after the run."""
+    link = tmp_path / "w.safetensors"
+    link.symlink_to(tmp_path / "nowhere.safetensors")
+    result = runner.invoke(app, ["train", "depth", "--data", str(tmp_path), "-o", str(link), "--steps", "1"])
+    assert result.exit_code == 1 and error_lines(result) == [f"bdx: error: {link} exists (use --overwrite to replace it)"]
+    assert link.is_symlink()
+
+
 def test_eval_refuses_an_empty_path_instead_of_searching_the_current_folder(runner, tmp_path, monkeypatch):
     """An empty --pred (an unset shell variable) was read as "." and every image under the working folder scored."""
     monkeypatch.chdir(tmp_path)

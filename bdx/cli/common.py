@@ -682,7 +682,7 @@ def check_weights_target(output: Path, overwrite: bool, resume: Path | None = No
         raise BdxError(f"-o {output} is the --init weights file; refusing to overwrite the weights this run starts from")
     checkpoint = Path(str(output) + ".ckpt.pt")
     resumes_it = resume is not None and checkpoint.exists() and resume.resolve() == checkpoint.resolve()
-    if output.exists() and not (overwrite or resumes_it):
+    if os.path.lexists(output) and not (overwrite or resumes_it):  # a link to nothing too: saving would replace it
         raise BdxError(f"{output} exists (use --overwrite to replace it)")
     if checkpoint.exists() and not (overwrite or resumes_it):
         raise BdxError(f"{checkpoint} holds an earlier run (continue it with --resume {checkpoint}, or use --overwrite to start over)")
