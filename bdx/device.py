@@ -29,7 +29,7 @@ def resolve_device(name: str = "auto"):
         if index and not (index.startswith(":") and index[1:].isdigit() and index[1:].isascii()):
             raise SettingUsageError(f"{{device}} must be auto, cpu, cuda, cuda:N or mps, not {name!r}")
         if not torch.cuda.is_available():
-            raise SettingError("{device} cuda asked for, but torch sees no CUDA GPU (is a CUDA build of torch installed?)")
+            raise SettingError(f"{{device}} {name} asked for, but torch sees no CUDA GPU (is a CUDA build of torch installed?)")
         count = torch.cuda.device_count()
         if index and int(index[1:]) >= count:
             gpus = f"{count} CUDA GPU{'s' if count != 1 else ''}"

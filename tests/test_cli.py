@@ -833,6 +833,18 @@ def test_a_cuda_index_beyond_the_gpus_torch_sees_says_how_many_there_are(monkeyp
         resolve_device("cuda:7")
 
 
+def test_a_cuda_index_on_a_machine_without_cuda_is_named_in_the_error(monkeypatch):
+    """--device cuda:1 without CUDA said "--device cuda asked for", not the device the user named."""
+    import torch
+
+    from bdx.device import resolve_device
+    from bdx.errors import SettingError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SettingError, match=r"^device cuda:1 asked for, but torch sees no CUDA GPU"):
+        resolve_device("cuda:1")
+
+
 def test_standard_input_twice_and_an_empty_format_are_usage_errors(runner, make_png, tmp_path):
     """`quantize - -` wrote the image, then failed on an empty second read; --format= acted as no --format."""
     source = make_png("a.png", np.full((8, 8, 3), 40, np.uint8))
@@ -1102,6 +1114,25 @@ def test_eval_hdr_refuses_a_reference_without_light_and_keeps_its_summary_when_t
     failed = run(runner, "eval", "hdr", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--sheet", tmp_path / "s.png", "--json")
     assert failed.exit_code == 1 and error_lines(failed) == [f"bdx: error: cannot write {tmp_path / 's.png'}: No space left on device"]
     assert json.loads(failed.stdout.splitlines()[-1])["summary"]["pred"]["psnr_mu"] > 0
+
+
+def test_an_output_name_too_long_for_the_file_system_is_one_error_record(runner, make_png, tmp_path):
+    """-o with a 300-character name failed while planning, with no --json record for the input."""
+    source = make_png("a.png", np.full((8, 8, 3), 40, np.uint8))
+    target = tmp_path / ("x" * 300 + ".png")
+    result = run(runner, "quantize", "--bits", "4", source, "-o", target, "--json")
+    record = json.loads(result.stdout.splitlines()[0])
+    assert result.exit_code == 1 and record["status"] == "error" and record["error"] == f"cannot write {target}: File name too long"
+    assert error_lines(result) == [f"bdx: error: {source}: cannot write {target}: File name too long"]
+
+
+def test_eval_hdr_refuses_an_empty_sheet_path_before_scoring(runner, tmp_path):
+    """--sheet '' was read as the current folder and refused as "not ."."""
+    for name in ("pred", "ref"):
+        (tmp_path / name).mkdir()
+        write_image(tmp_path / name / "a.exr", Image(np.ones((8, 8, 3), np.float32), linear=True), exr_half=False)
+    result = run(runner, "eval", "hdr", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--sheet", "")
+    assert result.exit_code == 2 and error_lines(result) == ["bdx: error: --sheet is empty (an unset shell variable?)"]
 
 
 @pytest.mark.parametrize("task", ["depth", "hdr", "lowlight"])

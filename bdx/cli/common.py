@@ -302,7 +302,15 @@ def _names_a_file(output: str) -> bool:
         return False
     suffix = Path(output).suffix.lower()
     known = format_from_path(output) is not None or suffix in _FILE_EXTENSIONS or suffix in image_extensions()
-    return known and not Path(output).is_dir()
+    return known and not _is_folder(Path(output))
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder; False for a name the file system refuses (too long), left to the per-file check."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _file_output_problem(output: str, count: int) -> str:
@@ -620,6 +628,16 @@ def check_target(
             raise BdxError("standard output is closed: the image would be lost; give -o FILE")
         return
     target = Path(target)
+    try:
+        _check_file_target(source, target, overwrite, create_folders, inputs, can_skip)
+    except OSError as exc:  # a name the file system refuses (too long, bad bytes): one line for this file
+        raise BdxError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def _check_file_target(
+    source: Source, target: Path, overwrite: bool, create_folders: bool, inputs: frozenset[Path], can_skip: bool
+) -> None:
+    """:func:`check_target` for a file path."""
     check_not_an_input(source, target, inputs)
     if target.is_dir():
         raise BdxError(f"output {target} is a directory")

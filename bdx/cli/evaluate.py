@@ -342,7 +342,7 @@ def eval_hdr(
     pred: Annotated[list[str], typer.Option(help="Reconstructed HDR (EXR/HDR file, folder or quoted glob); repeat to compare methods.")],
     ref: Annotated[str, typer.Option(help="Scene-linear references with the same names.")],
     input_: Annotated[Optional[str], typer.Option("--input", help="The LDR inputs (enables clipped-region error).")] = None,
-    sheet: Annotated[Optional[Path], typer.Option(help="Write a side-by-side PNG at -3, 0 and +3 EV.")] = None,
+    sheet_: Annotated[Optional[str], typer.Option("--sheet", help="Write a side-by-side PNG at -3, 0 and +3 EV.")] = None,
     json_lines: opt.Json = False,
 ) -> None:
     """Score HDR reconstructions: PSNR-μ (μ=5000, 99th-percentile normalised), log PSNR, SSIM-μ, clipped-region error."""
@@ -354,6 +354,8 @@ def eval_hdr(
         inputs = index_images(input_, "--input") if input_ is not None else None
         predictions = {Path(p): index_images(p, "--pred") for p in pred}
         single = one_reference_for_all(Path(ref), predictions)
+        check_path_option("--sheet", sheet_)
+        sheet = Path(sheet_) if sheet_ is not None else None
         if sheet is not None:  # before any scoring: a bad sheet path found at the end would waste the run
             if sheet.suffix.lower() != ".png":
                 raise UsageError(f"--sheet must name a .png file, not {sheet}")
