@@ -629,28 +629,21 @@ def check_target(
         return
     target = Path(target)
     try:
-        _check_file_target(source, target, overwrite, create_folders, inputs, can_skip)
+        check_not_an_input(source, target, inputs)
+        if target.is_dir():
+            raise BdxError(f"output {target} is a directory")
+        if os.path.lexists(target) and not overwrite:  # a link to nothing too: writing would replace it
+            raise BdxError(f"{target} exists (use --overwrite to replace it{', or --skip-existing' if can_skip else ''})")
+        existing = nearest_existing_folder(target.parent)
+        if not existing.is_dir():
+            raise BdxError(f"{existing} is not a folder")
+        if existing != target.parent and not create_folders:
+            raise BdxError(f"output folder does not exist: {target.parent}")
+        if not os.access(existing, os.W_OK | os.X_OK):  # found before the work, not when writing its result
+            reason = "read-only file system" if _read_only_folder(existing) else "permission denied"
+            raise BdxError(f"cannot write to {existing}: {reason}")
     except OSError as exc:  # a name the file system refuses (too long, bad bytes): one line for this file
         raise BdxError(f"cannot write {target}: {exc.strerror or exc}") from None
-
-
-def _check_file_target(
-    source: Source, target: Path, overwrite: bool, create_folders: bool, inputs: frozenset[Path], can_skip: bool
-) -> None:
-    """:func:`check_target` for a file path."""
-    check_not_an_input(source, target, inputs)
-    if target.is_dir():
-        raise BdxError(f"output {target} is a directory")
-    if os.path.lexists(target) and not overwrite:  # a link to nothing too: writing would replace it
-        raise BdxError(f"{target} exists (use --overwrite to replace it{', or --skip-existing' if can_skip else ''})")
-    existing = nearest_existing_folder(target.parent)
-    if not existing.is_dir():
-        raise BdxError(f"{existing} is not a folder")
-    if existing != target.parent and not create_folders:
-        raise BdxError(f"output folder does not exist: {target.parent}")
-    if not os.access(existing, os.W_OK | os.X_OK):  # found before the work, not when writing its result
-        reason = "read-only file system" if _read_only_folder(existing) else "permission denied"
-        raise BdxError(f"cannot write to {existing}: {reason}")
 
 
 def nearest_existing_folder(folder: Path) -> Path:
