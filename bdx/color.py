@@ -88,23 +88,23 @@ def scene_linear(image: Image) -> Image:
     return image.with_pixels(srgb_to_linear(to_float(image.pixels)).astype(np.float32), linear=True)
 
 
-def mu_law(linear: Values, headroom: float) -> Values:
-    """Linear values from 0 to ``headroom`` to the mu-law domain, 0 to 1 (mu = 5000; negatives count as 0), for
-    a NumPy array or a tensor.
+def mu_law(linear: Values, headroom: float, mu: float = MU) -> Values:
+    """Linear values from 0 to ``headroom`` to the mu-law domain, 0 to 1 (negatives count as 0), for a NumPy
+    array or a tensor.
 
     >>> float(mu_law(np.array(32.0), headroom=32.0))
     1.0
     """
     if isinstance(linear, np.ndarray):
-        return np.log1p(MU * (np.maximum(linear, 0) / headroom)) / math.log1p(MU)
-    return (MU * (linear.clamp_min(0) / headroom)).log1p() / math.log1p(MU)
+        return np.log1p(mu * (np.maximum(linear, 0) / headroom)) / math.log1p(mu)
+    return (mu * (linear.clamp_min(0) / headroom)).log1p() / math.log1p(mu)
 
 
-def inverse_mu_law(compressed: Values, headroom: float) -> Values:
+def inverse_mu_law(compressed: Values, headroom: float, mu: float = MU) -> Values:
     """Inverse of :func:`mu_law`."""
     if isinstance(compressed, np.ndarray):
-        return np.expm1(compressed * math.log1p(MU)) / MU * headroom
-    return (compressed * math.log1p(MU)).expm1() / MU * headroom
+        return np.expm1(compressed * math.log1p(mu)) / mu * headroom
+    return (compressed * math.log1p(mu)).expm1() / mu * headroom
 
 
 def luminance(linear_rgb: np.ndarray) -> np.ndarray:

@@ -256,6 +256,46 @@ def test_a_histogram_input_grown_on_init_weights_starts_from_their_output(tmp_pa
         assert end.global_branch.histogram(torch.rand(1, 15)).shape == (1, 64)
 
 
+@pytest.mark.parametrize("head", ["rgb", "curve"])
+def test_a_larger_headroom_keeps_every_output_below_the_old_one_and_reaches_above_it(head):
+    from bdx.hdr.models import with_headroom
+    from bdx.hdr.tonemap import domain_ratio, from_domain, to_domain
+
+    values = torch.tensor([0.0, 1e-4, 0.02, 1.0, 31.0, 256.0])
+    torch.testing.assert_close(from_domain(to_domain(values, 256.0), 256.0), values, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(to_domain(values, 256.0), to_domain(values, 32.0) * domain_ratio(32.0, 256.0))
+    net = _random_net(head=head)
+    with torch.no_grad():  # a head that pushes outputs far beyond the clip point
+        net.reconstruct.bias.add_(0.5)
+    grown = with_headroom(net, 256.0).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        before, after = net.to_linear(net(x)), grown.to_linear(grown(x))
+    below = before < HEADROOM * 0.999
+    assert grown.config.headroom == 256.0 and below.any() and (~below).any()
+    torch.testing.assert_close(after[below], before[below], rtol=1e-4, atol=1e-6)
+    assert bool((after[~below] >= HEADROOM * 0.999).all()) and float(after.max()) > 2 * HEADROOM
+
+
+def test_fine_tuning_with_a_larger_headroom_records_it_and_caps_targets_there(tmp_path):
+    folder = _reference_folder(tmp_path)
+    first = tmp_path / "first.safetensors"
+    train_hdr([folder], first, _one_step())
+    grown = tmp_path / "grown.safetensors"
+    train_hdr([folder], grown, _one_step(headroom=128.0, lr=1e-9), init=first)
+    start, end = load_model(first, "hdr").net.eval(), load_model(grown, "hdr").net.eval()
+    assert start.config.headroom == HEADROOM and end.config.headroom == 128.0
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(end.to_linear(end(x)), start.to_linear(start(x)), rtol=1e-3, atol=1e-5)
+    from bdx.training.hdr import Scene, sample_batch
+
+    linear = np.full((64, 64, 3), 0.5, np.float32)
+    linear[20:40, 20:40] = 1e4  # a lamp far above any exposure's clip point
+    _, targets, _ = sample_batch([Scene("lamp", linear)], HdrTrainConfig(batch_size=4, crop=64, headroom=128.0), np.random.default_rng(0), 64)
+    assert float(targets.max()) == 128.0
+
+
 def test_input_scaled_targets_match_the_linearized_input_over_well_exposed_pixels(tmp_path):
     from bdx.color import srgb_to_linear
     from bdx.metrics import well_exposed_pixels
@@ -340,6 +380,16 @@ def test_train_hdr_plain_fraction_is_checked_and_recorded(runner, tmp_path):
 
     with safe_open(str(output), framework="pt") as handle:
         assert json.loads(handle.metadata()["train_config"])["plain_fraction"] == 0.4
+
+
+def test_train_hdr_headroom_is_checked_and_builds_the_network(runner, tmp_path):
+    output, references = tmp_path / "h.safetensors", _reference_folder(tmp_path)
+    base = ["train", "hdr", "--data", str(references), "-o", str(output), "--steps", "1", "--width", "8", "--iterations", "1"]
+    bad = runner.invoke(app, [*base, "--headroom", "1"])
+    assert bad.exit_code == 2 and bad.stderr == "bdx: error: --headroom must be between 2 and 65504, not 1.0\n"
+    good = runner.invoke(app, [*base, "--headroom", "64", "-q"])
+    assert good.exit_code == 0, good.output
+    assert load_model(output, "hdr").net.config.headroom == 64.0
 
 
 def test_untrusted_truth_is_left_out_of_the_loss_and_of_training_crops(tmp_path):

@@ -405,6 +405,15 @@ def train_hdr_command(
             "(default 0; with --init, the weights' own; given with --init, new inputs start at zero weight)"
         ),
     ] = None,
+    headroom: Annotated[
+        Optional[float],
+        typer.Option(
+            help="The brightest output the network can give, in units of the input's clip point; targets are capped "
+            "there. Given with --init, the weights are rescaled so their outputs below their own headroom stay the "
+            "same. (default 32; with --init, the weights' own)",
+            show_default=False,
+        ),
+    ] = None,
     clipped_weight: Annotated[
         Optional[float],
         typer.Option(
@@ -468,7 +477,7 @@ def train_hdr_command(
     """Train the LDR-to-HDR feedback network on exposures, camera curves, clipping and JPEG synthesized on the fly."""
     from bdx.device import resolve_device
     from bdx.errors import UsageError
-    from bdx.hdr.models import HEADS
+    from bdx.hdr.models import HEADS, MAX_HEADROOM
     from bdx.hdr.reconstruct import MAX_ITERATIONS
     from bdx.training.hdr import SUPERVISED, TARGET_SCALES, HdrTrainConfig, train_hdr
     from bdx.training.loop import check_start, resumed_config
@@ -494,6 +503,8 @@ def train_hdr_command(
         chosen_head = None if head is None else check_choice("--head", head, HEADS)
         if histogram_bins is not None:
             check_range("--histogram-bins", histogram_bins, 0, 256)
+        if headroom is not None:
+            check_range("--headroom", headroom, 2.0, MAX_HEADROOM)
         if camera is not None and not (1.0 <= camera[0] <= 4.0 and 0.0 <= camera[1] <= 1.0):
             raise UsageError("--camera takes GAMMA (1 to 4) and SHOULDER (0 to 1)")
         from bdx.training.loop import MAX_CROP
@@ -516,6 +527,7 @@ def train_hdr_command(
             target_scale=chosen_scale,
             head=chosen_head,
             histogram_bins=histogram_bins,
+            headroom=headroom,
             pairs_fraction=pairs_fraction,
             camera=camera,
             validation_fraction=validation_fraction,

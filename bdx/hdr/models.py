@@ -48,6 +48,7 @@ class FeedbackConfig:
     head: str = "rgb"  # "rgb": a correction per channel; "curve": a tone curve shared by the channels (see above)
     knots: int = 8  # display levels at which the curve head gives its tone curve
     histogram_bins: int = 0  # the global branch also reads the context's histogram (0: not)
+    headroom: float = 32.0  # the brightest output, in units of the input's clip point (bdx.hdr.tonemap.to_domain)
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -176,15 +177,14 @@ class FeedbackHDRNet(nn.Module):
         iterations: int | None = None,
         all_iterations: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
-        from bdx.color import mu_law
-        from bdx.hdr.tonemap import HEADROOM
+        from bdx.hdr.tonemap import to_domain
 
         if context_images is not None:  # one downscaled copy per sample
             context = torch.cat([self.global_features(image) for image in context_images])
         if context is None:
             context = self.global_features(F.interpolate(x, scale_factor=0.25, mode="area") if min(x.shape[2:]) >= 32 else x)
         linear = srgb_to_linear(x)  # the starting point the network refines
-        skip = mu_law(linear, HEADROOM)
+        skip = to_domain(linear, self.config.headroom)
         inputs = torch.cat([F.pixel_unshuffle(x, 4), F.pixel_unshuffle(skip, 4)], dim=1)
         scale, shift = context.view(context.shape[0], -1, 1, 1).chunk(2, dim=1)  # one context for every tile
         features = self.extract(inputs) * (1 + scale) + shift
@@ -206,8 +206,40 @@ class FeedbackHDRNet(nn.Module):
                     outputs.append(skip + _curve_correction(knots, highlight, x))
         return outputs if all_iterations else outputs[-1]
 
+    def to_linear(self, output: torch.Tensor) -> torch.Tensor:
+        """An output of :meth:`forward` as linear radiance (1.0: the input's clip point), capped at the headroom."""
+        from bdx.hdr.tonemap import from_domain
+
+        return from_domain(output.float().clamp(0, 1), self.config.headroom)
+
+
+def with_headroom(net: FeedbackHDRNet, headroom: float) -> FeedbackHDRNet:
+    """A copy of ``net`` whose outputs reach ``headroom``, exactly ``net`` below its own: the domain shrinks by a
+    constant factor (:func:`bdx.hdr.tonemap.domain_ratio`), so the weights that read the domain grow by it and
+    those that write it shrink by it.
+
+    >>> net = with_headroom(FeedbackHDRNet(FeedbackConfig(width=8, growth=4, layers=1, iterations=1)), 256.0)
+    >>> net.config.headroom
+    256.0
+    """
+    from dataclasses import replace
+
+    from bdx.hdr.tonemap import domain_ratio
+
+    ratio = domain_ratio(net.config.headroom, headroom)
+    grown = FeedbackHDRNet(replace(net.config, headroom=headroom))
+    grown.load_state_dict(net.state_dict())
+    first = grown.extract[0]
+    assert isinstance(first, nn.Conv2d)
+    with torch.no_grad():
+        first.weight[:, 48:] /= ratio  # the input's own linearization, in the domain
+        grown.reconstruct.weight *= ratio  # every head's correction is linear in these maps
+        _bias(grown.reconstruct).mul_(ratio)
+    return grown.to(next(net.parameters()).device)
+
 
 HEADS = ("rgb", "curve")
+MAX_HEADROOM = 65504.0  # the largest half-float EXR value
 HIGHLIGHT_START = 0.9  # display value from which a channel's own highlight correction fades in (full at 1.0)
 
 

@@ -80,10 +80,7 @@ class _TileModel(torch.nn.Module):
         self.iterations = iterations
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        from bdx.color import inverse_mu_law
-        from bdx.hdr.tonemap import HEADROOM
-
-        return inverse_mu_law(self.net(x, context, iterations=self.iterations).float().clamp(0, 1), HEADROOM)
+        return self.net.to_linear(self.net(x, context, iterations=self.iterations))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The compressed domains HDR networks work in, and camera response curves.
 
-The networks' mu-law domain (:func:`bdx.color.mu_law`) maps linear radiance (clip point of the input = 1.0)
-into [0, 1] over ``HEADROOM`` (32x, five stops above the clip point). Camera responses come in five
+The networks' mu-law domain (:func:`to_domain`) maps linear radiance (clip point of the input = 1.0) into
+[0, 1] over a headroom (by default ``HEADROOM``, 32x, five stops above the clip point; a network may reach
+higher). Camera responses come in five
 families (:class:`Camera`): a gamma with a sigmoid-like shoulder (and an optional filmic white point), a plain
 hard clip (sRGB or a pure gamma), a rational filmic curve with a toe and a shoulder, a rational S-curve
 that saturates like the ACES fits, and a log encoding with display contrast on top. Training draws random
@@ -10,14 +11,42 @@ members of every family (:func:`random_camera`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from bdx.color import linear_to_srgb
+from bdx.color import MU, Values, inverse_mu_law, linear_to_srgb, mu_law
 
 HEADROOM = 32.0
+
+
+def to_domain(linear: Values, headroom: float = HEADROOM) -> Values:
+    """Linear radiance to the networks' mu-law domain over ``headroom``: mu grows with the headroom, so a
+    larger headroom keeps the same resolution below 32x and only shrinks the whole domain by a constant factor
+    (:func:`domain_ratio`).
+
+    >>> round(float(to_domain(np.array(256.0), headroom=256.0)), 6)
+    1.0
+    """
+    return mu_law(linear, headroom, MU * headroom / HEADROOM)
+
+
+def from_domain(compressed: Values, headroom: float = HEADROOM) -> Values:
+    """Inverse of :func:`to_domain`."""
+    return inverse_mu_law(compressed, headroom, MU * headroom / HEADROOM)
+
+
+def domain_ratio(old: float, new: float) -> float:
+    """``to_domain(x, new) / to_domain(x, old)``, the same for every ``x``.
+
+    >>> x = np.array([0.01, 1.0, 30.0])
+    >>> bool(np.allclose(to_domain(x, 128.0) / to_domain(x, 32.0), domain_ratio(32.0, 128.0)))
+    True
+    """
+    return math.log1p(MU * old / HEADROOM) / math.log1p(MU * new / HEADROOM)
+
 
 CameraFamily = Literal["gamma", "plain", "filmic", "rational", "log"]
 

@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 import torch
 
-from bdx.color import inverse_mu_law, luminance, mu_law, srgb_to_linear
+from bdx.color import luminance, srgb_to_linear
 from bdx.errors import BdxError, SettingError, SettingUsageError, problem_of
-from bdx.hdr.models import HEADS, FeedbackConfig, FeedbackHDRNet
-from bdx.hdr.tonemap import HEADROOM, Camera, random_camera
+from bdx.hdr.models import HEADS, FeedbackConfig, FeedbackHDRNet, with_headroom
+from bdx.hdr.tonemap import HEADROOM, Camera, random_camera, to_domain
 from bdx.io import read_image
 from bdx.metrics import CLIPPED, fit_scale, input_scale_ev, psnr_mu, trusted_pixels, well_exposed_pixels
 from bdx.models import load_model
@@ -65,6 +65,7 @@ class HdrTrainConfig:
     target_scale: TargetScale | None = None  # None: as the init, else "exposure"
     head: str | None = None  # output head (bdx.hdr.models.HEADS; None: the init's own, else curve); a new one starts anew
     histogram_bins: int | None = None  # the global branch reads the context's histogram (None: as the init, else 0)
+    headroom: float | None = None  # the brightest output, x the clip point (None: as the init, else HEADROOM); targets are capped there
     pairs_fraction: float = 0.25  # share of samples that are a real camera frame against its reference (with pairs)
     augment: bool = True
     validation_fraction: float = 0.25
@@ -193,7 +194,8 @@ def sample_batch(
             ldr, target, mask = ldr[:, ::-1], target[:, ::-1], mask[:, ::-1]
         inputs.append(np.ascontiguousarray(ldr))
         # untrusted truth is NaN: hdr_loss leaves it out
-        targets.append(np.ascontiguousarray(np.where(mask[..., None] >= 1.0, np.minimum(target, HEADROOM), np.float32(np.nan))))
+        capped = np.minimum(target, config.headroom or HEADROOM)
+        targets.append(np.ascontiguousarray(np.where(mask[..., None] >= 1.0, capped, np.float32(np.nan))))
         contexts.append(context)
     to_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
     return to_tensor(inputs), to_tensor(targets), contexts
@@ -245,6 +247,7 @@ def hdr_loss(
     clipped_weight: float = 0.0,
     naive: torch.Tensor | None = None,
     naive_weight: float = 0.0,
+    headroom: float = HEADROOM,
 ) -> torch.Tensor:
     """Mean over iterations of L1 in the mu-law domain plus ``gradient_weight`` x L1 of mu-law gradients; with
     ``clipped`` (N, 1, H, W: the input's clipped pixels) plus ``clipped_weight`` x the L1 over those pixels alone,
@@ -252,15 +255,16 @@ def hdr_loss(
     the sRGB curve, on the target's scale) plus ``naive_weight`` x the mean over samples of how far a sample's L1 is
     above the naive curve's, as a log ratio (0 where it is not above): a relative penalty, like the dB of the
     benchmark, that weighs most where the naive curve is nearly exact. Target pixels that are NaN (untrusted
-    truth) are left out of every term."""
+    truth) are left out of every term. Outputs are in the domain of :func:`bdx.hdr.tonemap.to_domain` over
+    ``headroom``."""
     trusted = torch.isfinite(target).all(1, keepdim=True).float()  # NaN marks truth not to learn from
-    reference = mu_law(torch.nan_to_num(target), HEADROOM)
+    reference = to_domain(torch.nan_to_num(target), headroom)
     total = reference.new_zeros(())
     weights = clipped.float() * trusted if clipped is not None and clipped_weight > 0 else None
     channels = reference.shape[1]
     naive_error = None
     if naive is not None and naive_weight > 0:
-        naive_error = _per_sample_mean((mu_law(naive, HEADROOM) - reference).abs(), trusted)
+        naive_error = _per_sample_mean((to_domain(naive, headroom) - reference).abs(), trusted)
     for out in outputs:
         error = (out - reference).abs()
         total = total + (error * trusted).sum() / (trusted.sum() * channels).clamp_min(1.0)
@@ -298,7 +302,9 @@ class HeldoutCase:
     family: str = ""  # the camera curve's family (bdx.hdr.tonemap.Camera.family)
 
 
-def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1, camera: Camera | None = None) -> list[HeldoutCase]:
+def heldout_cases(
+    scenes: list[Scene], seed: int, cameras: int = 1, camera: Camera | None = None, headroom: float = HEADROOM
+) -> list[HeldoutCase]:
     """Each scene at the 90th and 98th percentile exposures, cropped to a multiple of 4, through ``cameras``
     fixed-seed camera curves each (more curves average out how well each one happens to be guessed), or
     through the one ``camera`` when given."""
@@ -309,7 +315,7 @@ def heldout_cases(scenes: list[Scene], seed: int, cameras: int = 1, camera: Came
             exposed = scene.linear * np.float32(expose(scene.linear, percentile))
             h, w = exposed.shape[0] // 4 * 4, exposed.shape[1] // 4 * 4
             exposed = exposed[:h, :w]
-            target = np.minimum(exposed, HEADROOM)  # one reference for every camera's rendering
+            target = np.minimum(exposed, headroom)  # one reference for every camera's rendering
             if scene.trusted is not None:  # untrusted truth is NaN: left out of the scores
                 target = np.where(scene.trusted[:h, :w, None], target, np.float32(np.nan))
             for _ in range(1 if camera else cameras):  # one fixed curve renders every exposure once
@@ -329,7 +335,7 @@ def predict_iterations(net: FeedbackHDRNet, ldr: np.ndarray, context_size: int) 
     with torch.inference_mode():
         context = net.global_features(torch.from_numpy(context_image(ldr, context_size)).permute(2, 0, 1)[None].to(device))
         outputs = net(x.to(device), context, all_iterations=True)
-    return [inverse_mu_law(out.clamp(0, 1), HEADROOM)[0, :, :height, :width].permute(1, 2, 0).cpu().numpy() for out in outputs]
+    return [net.to_linear(out)[0, :, :height, :width].permute(1, 2, 0).cpu().numpy() for out in outputs]
 
 
 def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: int, camera: Camera | None = None) -> dict[str, float]:
@@ -340,7 +346,7 @@ def validation_scores(net: FeedbackHDRNet, scenes: list[Scene], context_size: in
     from bdx.hdr.classical import expand_highlights
 
     scores: dict[str, list[float]] = {"val_psnr_mu": [], "val_psnr_mu_1iter": [], "val_psnr_mu_classical": []}
-    for case in heldout_cases(scenes, seed=99, camera=camera):
+    for case in heldout_cases(scenes, seed=99, camera=camera, headroom=net.config.headroom):
         outputs = predict_iterations(net, case.ldr, context_size)
         trusted = np.isfinite(case.target).all(axis=-1)
         target, fit = case.target[trusted], well_exposed_pixels(case.ldr)[trusted]
@@ -431,10 +437,13 @@ def train_hdr(
     base = start.config if start is not None else shape
     bins = base.histogram_bins if config.histogram_bins is None else config.histogram_bins
     head = config.head or (base.head if start is not None else "curve")
-    config = replace(config, head=head, histogram_bins=bins)  # recorded as built
+    headroom = float(config.headroom or base.headroom)
+    config = replace(config, head=head, histogram_bins=bins, headroom=headroom)  # recorded as built
     net = FeedbackHDRNet(replace(base, head=head, histogram_bins=bins))
     if start is not None:
         load_grown(net, start)
+    if headroom != net.config.headroom:
+        net = with_headroom(net, headroom)  # the start's outputs unchanged below its own headroom
     context_size = net.config.context_size
 
     def sample(rng: np.random.Generator):
@@ -450,7 +459,14 @@ def train_hdr(
         clipped = clipped_mask(x) if clipped_weight > 0 else None
         naive = srgb_to_linear(x) if naive_weight > 0 else None
         return hdr_loss(
-            [o.float() for o in supervised], target.to(device_), config.gradient_weight, clipped, clipped_weight, naive, naive_weight
+            [o.float() for o in supervised],
+            target.to(device_),
+            config.gradient_weight,
+            clipped,
+            clipped_weight,
+            naive,
+            naive_weight,
+            headroom,
         )
 
     settings = LoopSettings(
