@@ -228,13 +228,17 @@ def test_fine_tuning_starts_from_the_init_weights_and_keeps_their_shape(tmp_path
         train_hdr([folder], tuned, config, init=first, resume=Path(str(first) + ".ckpt.pt"))
 
 
-def test_a_new_head_on_init_weights_keeps_their_trunk_and_starts_at_the_naive_curve(tmp_path):
+def _fine_tuned(tmp_path: Path, first: dict | None = None, **changes) -> tuple[FeedbackHDRNet, FeedbackHDRNet]:
+    """(start, end): a one-step run with ``first``'s changes, then one step at lr 1e-9 from it with ``changes``."""
     folder = _reference_folder(tmp_path)
-    first = tmp_path / "first.safetensors"
-    train_hdr([folder], first, _one_step(head="rgb"))
-    tuned = tmp_path / "tuned.safetensors"
-    train_hdr([folder], tuned, _one_step(head="curve", lr=1e-9), init=first)
-    start, end = load_model(first, "hdr").net, load_model(tuned, "hdr").net
+    start, end = tmp_path / "first.safetensors", tmp_path / "tuned.safetensors"
+    train_hdr([folder], start, _one_step(**(first or {})))
+    train_hdr([folder], end, _one_step(lr=1e-9, **changes), init=start)
+    return load_model(start, "hdr").net.eval(), load_model(end, "hdr").net.eval()
+
+
+def test_a_new_head_on_init_weights_keeps_their_trunk_and_starts_at_the_naive_curve(tmp_path):
+    start, end = _fine_tuned(tmp_path, {"head": "rgb"}, head="curve")
     assert end.config.head == "curve" and end.reconstruct.out_channels == end.config.knots + 48
     for name, value in start.state_dict().items():
         if not name.startswith("reconstruct."):
@@ -243,12 +247,7 @@ def test_a_new_head_on_init_weights_keeps_their_trunk_and_starts_at_the_naive_cu
 
 
 def test_a_histogram_input_grown_on_init_weights_starts_from_their_output(tmp_path):
-    folder = _reference_folder(tmp_path)
-    first = tmp_path / "first.safetensors"
-    train_hdr([folder], first, _one_step())
-    grown = tmp_path / "grown.safetensors"
-    train_hdr([folder], grown, _one_step(histogram_bins=4, lr=1e-9), init=first)
-    start, end = load_model(first, "hdr").net.eval(), load_model(grown, "hdr").net.eval()
+    start, end = _fine_tuned(tmp_path, histogram_bins=4)
     assert end.config.histogram_bins == 4 and end.config.head == start.config.head == "curve"
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
@@ -278,12 +277,7 @@ def test_a_larger_headroom_keeps_every_output_below_the_old_one_and_reaches_abov
 
 
 def test_fine_tuning_with_a_larger_headroom_records_it_and_caps_targets_there(tmp_path):
-    folder = _reference_folder(tmp_path)
-    first = tmp_path / "first.safetensors"
-    train_hdr([folder], first, _one_step())
-    grown = tmp_path / "grown.safetensors"
-    train_hdr([folder], grown, _one_step(headroom=128.0, lr=1e-9), init=first)
-    start, end = load_model(first, "hdr").net.eval(), load_model(grown, "hdr").net.eval()
+    start, end = _fine_tuned(tmp_path, headroom=128.0)
     assert start.config.headroom == HEADROOM and end.config.headroom == 128.0
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
