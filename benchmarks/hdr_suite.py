@@ -15,7 +15,9 @@ published FHDR (2 iterations) and ExpandNet checkpoints found under ``--peers``,
 (``--dequantize none``).
 Pixels within two of resampling ringing in a reference (a channel below -0.1 x the median luminance:
 some photographed panoramas ring round the sun and lamps, and their clipped truth is black there) are
-left out of every figure. Each prediction's scale is fitted as the median luminance ratio to the reference over
+left out of every figure, and so are
+the pixels of a SICE merge saturated even in its darkest frame, whose truth is only a lower bound (its
+``.known.png``, :data:`bdx.training.hdr.KNOWN_SUFFIX`). Each prediction's scale is fitted as the median luminance ratio to the reference over
 well-exposed pixels (input channels all within 0.1 to 0.9), then: PSNR-mu, PSNR of log2 values,
 and over the clipped pixels (any channel at 255) the PSNR-mu (normalised by the reference's
 brightest pixel) and the bias in stops (mean log2 luminance ratio; negative: too dark). Summaries over everything,
@@ -45,6 +47,7 @@ from bdx.assets import default_weights  # noqa: E402
 from bdx.color import linear_to_srgb, luminance, srgb_to_linear  # noqa: E402
 from bdx.hdr.reconstruct import HdrSettings, ldr_to_hdr  # noqa: E402
 from bdx.io import Image, read_image  # noqa: E402
+from bdx.training.hdr import read_known_truth  # noqa: E402
 from bdx.metrics import (  # noqa: E402
     CLIPPED,
     RINGING,
@@ -97,7 +100,8 @@ def load_reference(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray
     import cv2
 
     raw = np.nan_to_num(read_image(path).pixels.astype(np.float32))[..., :3]
-    trusted = trusted_pixels(raw).astype(np.float32)
+    known = read_known_truth(path, raw.shape[:2])
+    trusted = (trusted_pixels(raw) & (True if known is None else known)).astype(np.float32)
     linear = np.clip(raw, 0, None)
     scale = min(1.0, (max_pixels / (linear.shape[0] * linear.shape[1])) ** 0.5)
     if scale < 1:
@@ -111,8 +115,9 @@ def load_reference(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray
 FRAME_CLIPPED = (0.01, 0.25, 0.05)  # a real frame qualifies with this share of clipped pixels (low, high, preferred)
 
 
-def camera_frames(weights: Path, merges: Path, sice: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, 8-bit frame, scene-linear reference with median luminance 1) for every merged held-out SICE stack:
+def camera_frames(weights: Path, merges: Path, sice: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(name, 8-bit frame, scene-linear reference with median luminance 1, trusted pixels) for every merged
+    held-out SICE stack:
     one real camera JPEG of the stack (the frame whose clipped share is nearest 5 %, between 1 and 25 %) against
     the HDR merge of the whole stack. The camera's own curve, noise and JPEG: nothing is synthesized."""
     from safetensors import safe_open
@@ -126,11 +131,13 @@ def camera_frames(weights: Path, merges: Path, sice: Path) -> list[tuple[str, np
         if not merge.is_file() or merge.name in trained:
             continue
         reference = np.clip(np.nan_to_num(read_image(merge).pixels.astype(np.float32))[..., :3], 0, None)
+        known = read_known_truth(merge, reference.shape[:2])
         chosen = choose_frame([sice / f"{frame}.jpg" for frame in stack["frames"]], reference.shape[:2])
         if chosen:
             path, codes = chosen
             linear = reference[: codes.shape[0], : codes.shape[1]]
-            out.append((f"sice_frames/{path.stem}", codes, linear / max(float(np.median(luminance(linear))), 1e-6)))
+            trusted = trusted_pixels(linear) & (True if known is None else known[: codes.shape[0], : codes.shape[1]])
+            out.append((f"sice_frames/{path.stem}", codes, linear / max(float(np.median(luminance(linear))), 1e-6), trusted))
     return out
 
 
@@ -256,10 +263,10 @@ def main() -> None:
             codes = np.clip(np.rint(function(exposed) * 255), 0, 255).astype(np.uint8)
             records.append(score_image(name, curve, codes, reference, trusted, methods, nets))
     frames = camera_frames(weights, args.merges, args.sice)
-    for name, codes, reference in frames:
-        records.append(score_image(name, REAL_CAMERA, codes, reference, trusted_pixels(reference), methods, nets))
+    for name, codes, reference, trusted in frames:
+        records.append(score_image(name, REAL_CAMERA, codes, reference, trusted, methods, nets))
     curves = [*CURVES, *([REAL_CAMERA] if frames else [])]
-    report = {"weights": weights.name, "references": [n for n, _, _ in scenes], "camera_frames": [n for n, _, _ in frames],
+    report = {"weights": weights.name, "references": [n for n, _, _ in scenes], "camera_frames": [frame[0] for frame in frames],
               "stops_over": STOPS_OVER,
               "ringing": {"below_median_times": -RINGING, "reach_px": RINGING_REACH},
               "summary": {"all curves": summarize(records, methods),

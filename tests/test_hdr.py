@@ -408,6 +408,30 @@ def test_untrusted_truth_is_left_out_of_the_loss_and_of_training_crops(tmp_path)
     assert int(targets.isnan().any(1).sum()) == 2 * 25 and np.isfinite(targets[0, :, 0, 0]).all()
 
 
+def test_a_references_map_of_known_pixels_leaves_lower_bounds_out_of_training_but_renders_them(tmp_path):
+    from bdx.training.hdr import find_scenes, known_truth_path, sample_batch, write_known_truth
+
+    scene = np.ones((64, 64, 3), np.float32)
+    scene[20:30, 20:30] = 40.0  # a lamp saturated in every frame of its bracket: the merge is a lower bound there
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    reference = folder / "merge.exr"
+    write_image(reference, Image(scene, linear=True), exr_half=False)
+    known = np.ones((64, 64), bool)
+    known[20:30, 20:30] = False
+    write_known_truth(reference, known)
+    (loaded,) = find_scenes([folder])  # the map is not a reference of its own
+    assert loaded.trusted is not None and np.array_equal(loaded.trusted, known)
+    config = HdrTrainConfig(batch_size=1, crop=64, augment=False, jpeg_probability=0.0)
+    ldr, targets, _ = sample_batch([loaded], config, np.random.default_rng(0), 32)
+    lamp = (slice(None), slice(None), slice(20, 30), slice(20, 30))
+    assert bool(targets[lamp].isnan().all()) and int(targets.isnan().any(1).sum()) == 100
+    assert float(ldr[lamp].min()) == 1.0  # the input still shows the lamp, clipped
+    write_image(known_truth_path(reference), Image(np.zeros((8, 8, 1), np.uint8)), fmt="png", bits=8)
+    with pytest.raises(BdxError, match="not its reference's 64x64"):
+        find_scenes([folder])
+
+
 def test_the_clipped_term_weighs_highlights_whatever_their_share_of_the_crop():
     from bdx.training.hdr import clipped_mask, hdr_loss
 
@@ -609,6 +633,8 @@ def test_sixteen_bit_brackets_merge_at_their_precision_and_clipped_pixels_stay_b
         errors[name] = float(np.std(np.log(merged[8:, :, 1] / scene[8:, :, 1])))
         levels[name] = len(np.unique(merged[20, :, 1]))
         assert merged[:4, :4].min() >= 0.9 * merged[8:].max()  # never black: at least the brightest it can certify
+        saturated = merge_brackets(frames, times).saturated
+        assert saturated[:4, :4].all() and not saturated[8:].any()  # only the light is a lower bound
     assert errors["16"] < 0.6 * errors["8"]
     assert levels["16"] == 400 > levels["8"]  # every step of the 400-pixel ramp kept
 
@@ -751,6 +777,14 @@ def test_cli_merge_brackets(runner, tmp_path):
     assert no_folder.exit_code == 1 and "does not exist" in no_folder.output and not (tmp_path / "nodir").exists()
     nothing = runner.invoke(app, ["merge-brackets", str(frames / "z*.png"), "-o", str(tmp_path / "z.exr")])
     assert nothing.exit_code == 1 and "no files match" in nothing.output
+    lamp = np.minimum(scene, 3.0)  # nothing clipped in the shortest exposure ...
+    lamp[:5, :5] = 100.0  # ... but a light: 2 % of the frame
+    for i, t in enumerate((0.25, 1.0, 4.0)):
+        write_image(tmp_path / f"l{i}.png", Image(np.clip(np.rint(camera_response(lamp * t, 2.2, 0.0) * 255), 0, 255).astype(np.uint8)), bits=8)
+    lit = runner.invoke(app, ["merge-brackets", *(str(tmp_path / f"l{i}.png") for i in range(3)), "-o", str(tmp_path / "l.exr"),
+                              "--times", "1/4,1,4", "--json"])
+    assert lit.exit_code == 0 and "bdx: warning: 2.1% of the pixels are saturated even in the darkest frame" in lit.stderr
+    assert "only a lower bound" in json.loads(lit.stdout)["warning"]
     for times in ("a,b,c", "nan,1,2", "inf,1,2", "0,1,2", "1,1,2", "1,2", "1,1e-300,2"):
         result = runner.invoke(app, ["merge-brackets", *paths, "-o", str(tmp_path / "n.exr"), "--times", times])
         assert result.exit_code == 2 and "--times" in result.output and not (tmp_path / "n.exr").exists()

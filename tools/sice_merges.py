@@ -13,7 +13,9 @@ with ``--heldout`` only those are merged, as HDR references no model trained on.
     python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_merged
     python tools/sice_merges.py --sice ../shared/data/sice --out /tmp/sice_heldout --heldout
 
-Writes ``<out>/sice_<first frame>.exr`` (float32), ``<out>/merges.json`` and ``<out>/pairs.json``: every
+Writes ``<out>/sice_<first frame>.exr`` (float32) with its map of known pixels ``sice_<first frame>.known.png``
+(0 where even the darkest frame is saturated, so the merge is only a lower bound of the truth: training and the
+HDR benchmark leave those pixels out), ``<out>/merges.json`` and ``<out>/pairs.json``: every
 frame of each merged stack against its merge, for ``bdx train hdr --pairs`` (real camera frames).
 ``--pairs-only`` writes ``pairs.json`` for merges made before, from their ``merges.json``.
 """
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bdx.errors import InputError  # noqa: E402
 from bdx.hdr.merge import merge_brackets  # noqa: E402
 from bdx.io import Image, read_image, write_image  # noqa: E402
+from bdx.training.hdr import write_known_truth  # noqa: E402
 
 
 def main() -> None:
@@ -68,7 +71,10 @@ def main() -> None:
         record.update(median_step_ratio=round(ratio, 3), range_ev=round(float(np.log2(merged.times[-1])), 2),
                       peak=round(float(merged.linear.max()), 2), status="accepted" if accepted else "rejected")
         if accepted:
-            write_image(args.out / f"sice_{stack['frames'][0]}.exr", Image(merged.linear, linear=True), fmt="exr", exr_half=False)
+            reference = args.out / f"sice_{stack['frames'][0]}.exr"
+            write_image(reference, Image(merged.linear, linear=True), fmt="exr", exr_half=False)
+            write_known_truth(reference, ~merged.saturated)
+            record["saturated_share"] = round(merged.saturated_share, 5)
         records.append(record)
     counts = {s: sum(r["status"] == s for r in records) for s in ("accepted", "rejected", "held out", "not heldout")}
     (args.out / "merges.json").write_text(json.dumps({"ratio_range": args.ratio_range, "counts": counts, "stacks": records}, indent=1))

@@ -108,10 +108,19 @@ def _merge(inputs: list[str], output: Path, times: str | None, overwrite: bool) 
     result = Image(merged.linear, linear=True, icc_profile=images[0].icc_profile)
     write_image(output, result, fmt=fmt, exr_half=False)
     alpha = any(image.alpha is not None for image in images)
+    saturated = merged.saturated_share
     warning = joined_warnings(
-        "the frames' alpha channels are not merged (the output has none)" if alpha else None, container_losses(result, fmt)
+        "the frames' alpha channels are not merged (the output has none)" if alpha else None,
+        container_losses(result, fmt),
+        f"{saturated:.1%} of the pixels are saturated even in the darkest frame: their radiance is only a lower bound "
+        "(a shorter exposure would measure it)"
+        if saturated >= SATURATED_WARNING
+        else None,
     )
     return frames, merged.frame_times, warning
+
+
+SATURATED_WARNING = 0.001  # the share of saturated pixels (bdx.hdr.merge.Merge.saturated) worth a warning
 
 
 def _parse_times(text: str) -> list[float]:

@@ -26,6 +26,7 @@ from bdx.color import luminance, srgb_to_linear
 from bdx.errors import BdxError, InputError, SettingError
 
 WELL_EXPOSED = (0.08, 0.92)
+SATURATED_CODE = 250.0  # a sample this high (8-bit code scale) even in the darkest frame gives only a lower bound
 
 
 @dataclass
@@ -36,6 +37,13 @@ class Merge:
     response: np.ndarray
     times: list[float]  # from the darkest frame to the brightest
     order: list[int]  # the frames' indices, darkest first: times[k] is frame order[k]'s
+    saturated: np.ndarray  # (H, W) bool: any channel at the top of the range even in the darkest frame, so the
+    # merged radiance there is only a lower bound of the truth
+
+    @property
+    def saturated_share(self) -> float:
+        """The share of pixels whose radiance is only a lower bound (:attr:`saturated`)."""
+        return float(self.saturated.mean()) if self.saturated.size else 0.0
 
     @property
     def frame_times(self) -> list[float]:
@@ -133,7 +141,8 @@ def merge_brackets(
     if not (np.isfinite(response).all() and np.isfinite(scaled).all() and scaled.max(initial=0.0) > 0):
         given = "the exposure times given" if known else "any exposure times"
         raise InputError(f"the frames' brightness does not follow {given} (frames nearly the same?): no response fits")
-    return Merge(scaled, rgb_response / response.max(), [t * longest for t in times], order)
+    saturated = codes[0].max(axis=2) >= SATURATED_CODE
+    return Merge(scaled, rgb_response / response.max(), [t * longest for t in times], order, saturated)
 
 
 def _codes(frame: np.ndarray) -> np.ndarray:

@@ -109,9 +109,40 @@ def load_hdr_pairs(pairs_file: Path) -> list[Scene]:
     return [scene for scene in scenes.values() if scene.frames]
 
 
+KNOWN_SUFFIX = ".known.png"
+"""Beside a reference ``x.exr``, ``x.known.png`` (8-bit grey, the reference's size) marks with 0 the pixels whose
+truth is only a lower bound (a bracket merge's pixels saturated in every frame): inputs are rendered from them,
+losses and benchmarks leave them out."""
+
+
+def known_truth_path(reference: Path) -> Path:
+    """Where the map of ``reference``'s known pixels lies (:data:`KNOWN_SUFFIX`)."""
+    return reference.with_name(reference.stem + KNOWN_SUFFIX)
+
+
+def write_known_truth(reference: Path, known: np.ndarray) -> None:
+    """Write ``known`` ((H, W) bool) as ``reference``'s map of known pixels (:data:`KNOWN_SUFFIX`)."""
+    from bdx.io import Image, write_image
+
+    write_image(known_truth_path(reference), Image(np.where(known, 255, 0).astype(np.uint8)[..., None]), fmt="png", bits=8)
+
+
+def read_known_truth(reference: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) bool: the pixels of ``reference`` (of ``shape``) whose truth is known, from its map
+    (:data:`KNOWN_SUFFIX`); None where it has none."""
+    path = known_truth_path(reference)
+    if not path.is_file():
+        return None
+    known = read_image(path).pixels
+    if known.shape[:2] != tuple(shape):
+        raise BdxError(f"{path}: {known.shape[1]}x{known.shape[0]}, not its reference's {shape[1]}x{shape[0]}")
+    return known[..., 0] > 0
+
+
 def find_scenes(folders: list[Path]) -> list[Scene]:
     """Every EXR / Radiance file under the folders, negative values clamped to 0, and its trusted pixels
-    (:func:`bdx.metrics.trusted_pixels`): the loss leaves the others out."""
+    (:func:`bdx.metrics.trusted_pixels`, and its map of known pixels where it has one, :data:`KNOWN_SUFFIX`):
+    the loss leaves the others out."""
     files = find_files(folders, HDR_SUFFIXES)
     scenes = []
     for path in files:
@@ -122,6 +153,9 @@ def find_scenes(folders: list[Path]) -> list[Scene]:
             raw = np.repeat(raw, 3, axis=2)
         raw = raw[..., :3]
         trusted = trusted_pixels(raw)
+        known = read_known_truth(path, raw.shape[:2])
+        if known is not None:
+            trusted &= known
         pixels = np.ascontiguousarray(np.clip(raw, 0, None))
         scenes.append(Scene(f"{path.parent.name}/{path.name}", pixels, None if trusted.all() else trusted))
     if not scenes:
