@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bdx.io import read_image, write_image
 from bdx.training.data import is_validation
+from bdx.training.hdr import known_truth_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -66,8 +67,12 @@ def main() -> None:
     for path in candidates[:: max(1, len(candidates) // 40)]:  # spread over the stacks, at most about 40
         target = merges / path.name
         write_image(target, read_image(path), "exr", exr_half=True)
+        known = known_truth_path(path)  # the merge's lower-bound pixels, left out of training
+        if known.is_file():
+            shutil.copyfile(known, known_truth_path(target))
         if folder_mib(merges) > room:
             target.unlink()
+            known_truth_path(target).unlink(missing_ok=True)
             break
         written += 1
     print(f"{args.out}: {folder_mib(args.out):.1f} MiB ({written} SICE merges), working tree {tree_mib():.1f} MiB")
