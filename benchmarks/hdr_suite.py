@@ -17,7 +17,8 @@ Pixels within two of resampling ringing in a reference (a channel below -0.1 x t
 some photographed panoramas ring round the sun and lamps, and their clipped truth is black there) are
 left out of every figure, and so are
 the pixels of a SICE merge saturated even in its darkest frame, whose truth is only a lower bound (its
-``.known.png``, :data:`bdx.training.hdr.KNOWN_SUFFIX`). Each prediction's scale is fitted as the median luminance ratio to the reference over
+``.known.png``, :data:`bdx.training.hdr.KNOWN_SUFFIX`). Each prediction's scale is fitted as the median
+luminance ratio to the reference over
 well-exposed pixels (input channels all within 0.1 to 0.9), then: PSNR-mu, PSNR of log2 values,
 and over the clipped pixels (any channel at 255) the PSNR-mu (normalised by the reference's
 brightest pixel) and the bias in stops (mean log2 luminance ratio; negative: too dark). Summaries over everything,
@@ -47,7 +48,6 @@ from bdx.assets import default_weights  # noqa: E402
 from bdx.color import linear_to_srgb, luminance, srgb_to_linear  # noqa: E402
 from bdx.hdr.reconstruct import HdrSettings, ldr_to_hdr  # noqa: E402
 from bdx.io import Image, read_image  # noqa: E402
-from bdx.training.hdr import read_known_truth  # noqa: E402
 from bdx.metrics import (  # noqa: E402
     CLIPPED,
     RINGING,
@@ -57,9 +57,9 @@ from bdx.metrics import (  # noqa: E402
     fit_scale,
     psnr_log,
     psnr_mu,
-    trusted_pixels,
     well_exposed_pixels,
 )
+from bdx.training.hdr import reference_trust  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MAX_PIXELS = 600_000  # larger references are downscaled (area) to keep the suite to minutes
@@ -96,12 +96,11 @@ def references(weights: Path, merges: Path, merge_count: int) -> list[tuple[str,
 
 def load_reference(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """(scene-linear RGB, trusted pixels) of an HDR file, area-downscaled to at most ``max_pixels`` and cropped to a
-    multiple of 4 a side; a pixel is trusted when all it was averaged from was (:func:`bdx.metrics.trusted_pixels`)."""
+    multiple of 4 a side; a pixel is trusted when all it was averaged from was (:func:`bdx.training.hdr.reference_trust`)."""
     import cv2
 
     raw = np.nan_to_num(read_image(path).pixels.astype(np.float32))[..., :3]
-    known = read_known_truth(path, raw.shape[:2])
-    trusted = (trusted_pixels(raw) & (True if known is None else known)).astype(np.float32)
+    trusted = reference_trust(path, raw).astype(np.float32)
     linear = np.clip(raw, 0, None)
     scale = min(1.0, (max_pixels / (linear.shape[0] * linear.shape[1])) ** 0.5)
     if scale < 1:
@@ -131,13 +130,13 @@ def camera_frames(weights: Path, merges: Path, sice: Path) -> list[tuple[str, np
         if not merge.is_file() or merge.name in trained:
             continue
         reference = np.clip(np.nan_to_num(read_image(merge).pixels.astype(np.float32))[..., :3], 0, None)
-        known = read_known_truth(merge, reference.shape[:2])
+        trusted = reference_trust(merge, reference)
         chosen = choose_frame([sice / f"{frame}.jpg" for frame in stack["frames"]], reference.shape[:2])
         if chosen:
             path, codes = chosen
             linear = reference[: codes.shape[0], : codes.shape[1]]
-            trusted = trusted_pixels(linear) & (True if known is None else known[: codes.shape[0], : codes.shape[1]])
-            out.append((f"sice_frames/{path.stem}", codes, linear / max(float(np.median(luminance(linear))), 1e-6), trusted))
+            crop = trusted[: codes.shape[0], : codes.shape[1]]
+            out.append((f"sice_frames/{path.stem}", codes, linear / max(float(np.median(luminance(linear))), 1e-6), crop))
     return out
 
 

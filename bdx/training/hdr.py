@@ -139,10 +139,18 @@ def read_known_truth(reference: Path, shape: tuple[int, int]) -> np.ndarray | No
     return known[..., 0] > 0
 
 
+def reference_trust(reference: Path, raw: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of ``reference`` (its pixels ``raw``, negative values not yet clipped) to score and
+    train on: clear of resampling ringing (:func:`bdx.metrics.trusted_pixels`) and known, not a lower bound
+    (its map, :data:`KNOWN_SUFFIX`, where it has one)."""
+    trusted = trusted_pixels(raw)
+    known = read_known_truth(reference, raw.shape[:2])
+    return trusted if known is None else trusted & known
+
+
 def find_scenes(folders: list[Path]) -> list[Scene]:
     """Every EXR / Radiance file under the folders, negative values clamped to 0, and its trusted pixels
-    (:func:`bdx.metrics.trusted_pixels`, and its map of known pixels where it has one, :data:`KNOWN_SUFFIX`):
-    the loss leaves the others out."""
+    (:func:`reference_trust`): the loss leaves the others out."""
     files = find_files(folders, HDR_SUFFIXES)
     scenes = []
     for path in files:
@@ -152,10 +160,7 @@ def find_scenes(folders: list[Path]) -> list[Scene]:
         if raw.shape[2] == 1:
             raw = np.repeat(raw, 3, axis=2)
         raw = raw[..., :3]
-        trusted = trusted_pixels(raw)
-        known = read_known_truth(path, raw.shape[:2])
-        if known is not None:
-            trusted &= known
+        trusted = reference_trust(path, raw)
         pixels = np.ascontiguousarray(np.clip(raw, 0, None))
         scenes.append(Scene(f"{path.parent.name}/{path.name}", pixels, None if trusted.all() else trusted))
     if not scenes:
